@@ -1,0 +1,94 @@
+"""The hilbench error tree.
+
+Every error that hilbench raises on purpose derives from :class:`HilbenchError`.
+Third-party exceptions (paramiko, subprocess, pyarrow, tomllib) are caught at the
+boundary where they happen and re-raised as one of these, ``from`` the original,
+so the evidence is kept while the user sees one line that says what and where::
+
+    HilbenchError
+    ├── ConfigError        bad plan or target file: unknown key, wrong type, bad value
+    ├── ModelError         missing, truncated or unreadable model file
+    ├── StoreError         results store not writable, corrupt, or of a newer schema
+    ├── ProtocolError      a message from the agent that breaks the protocol
+    ├── TransportError     cannot reach, log into, or talk to a target
+    │   └── HostKeyError   unknown or changed host key
+    └── JobError           a job failed on the device (category + message from the agent)
+
+Only the CLI prints these and turns them into exit codes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HilbenchError",
+    "ConfigError",
+    "ModelError",
+    "StoreError",
+    "ProtocolError",
+    "TransportError",
+    "HostKeyError",
+    "JobError",
+    "ERROR_CATEGORIES",
+]
+
+#: Categories a failed job is stored with (DESIGN.md, protocol ``error`` message).
+ERROR_CATEGORIES = (
+    "transport",
+    "agent",
+    "backend",
+    "model",
+    "input",
+    "timeout",
+    "resource",
+    "interrupted",
+)
+
+
+class HilbenchError(Exception):
+    """Root of every error hilbench raises on purpose."""
+
+
+class ConfigError(HilbenchError):
+    """A plan or target file is invalid. The message names ``file: table.key``."""
+
+
+class ModelError(HilbenchError):
+    """A model file is missing, truncated or not a model."""
+
+
+class StoreError(HilbenchError):
+    """The results store cannot be written or read."""
+
+
+class ProtocolError(HilbenchError):
+    """The agent sent something that breaks the protocol."""
+
+
+class TransportError(HilbenchError):
+    """A target cannot be reached or talked to.
+
+    ``target`` and ``step`` say where it happened (for example ``connect``,
+    ``upload``, ``start agent``); ``stderr_tail`` keeps the last lines the
+    remote side printed, when there are any.
+    """
+
+    def __init__(self, message: str, *, target: str = "", step: str = "", stderr_tail: str = "") -> None:
+        self.target = target
+        self.step = step
+        self.stderr_tail = stderr_tail
+        prefix = ""
+        if target:
+            prefix = f"{target}: " if not step else f"{target}: {step}: "
+        super().__init__(prefix + message)
+
+
+class HostKeyError(TransportError):
+    """The target's host key is unknown or has changed."""
+
+
+class JobError(HilbenchError):
+    """A job failed on the device; ``category`` is one of :data:`ERROR_CATEGORIES`."""
+
+    def __init__(self, category: str, message: str) -> None:
+        self.category = category
+        super().__init__(message)
