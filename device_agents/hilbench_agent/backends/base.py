@@ -1,0 +1,173 @@
+"""The backend contract and the input generation shared by every backend."""
+
+import os
+
+from hilbench_agent.protocol import AgentError
+
+
+class InputSpec(object):
+    """One model input: name, shape (ints; None or a name for a dynamic dimension),
+    dtype name (numpy's), and quantisation (scale, zero_point) or None."""
+
+    def __init__(self, name, shape, dtype, quantization=None):
+        self.name = name
+        self.shape = list(shape)
+        self.dtype = dtype
+        self.quantization = quantization
+
+    def is_dynamic(self):
+        return any(not isinstance(d, int) or d < 0 for d in self.shape)
+
+    def to_dict(self):
+        out = {"name": self.name, "shape": self.shape, "dtype": self.dtype}
+        if self.quantization:
+            out["quantization"] = list(self.quantization)
+        return out
+
+
+class Backend(object):
+    """Life cycle: ``probe()`` (class method, never raises) -> ``load(model, settings)``
+    -> ``input_specs()`` -> ``set_inputs({name: array})`` -> ``invoke()`` many times
+    -> ``outputs()`` -> ``close()``. Failures raise ``AgentError`` with category
+    ``backend``, ``model`` or ``input``."""
+
+    name = "base"
+    needs_model = True
+
+    @classmethod
+    def probe(cls):
+        raise NotImplementedError
+
+    def load(self, model_path, settings):
+        raise NotImplementedError
+
+    def input_specs(self):
+        raise NotImplementedError
+
+    def set_inputs(self, arrays):
+        raise NotImplementedError
+
+    def invoke(self):
+        raise NotImplementedError
+
+    def outputs(self):
+        raise NotImplementedError
+
+    def effective_settings(self):
+        """Settings as the runtime applied them (threads, providers, delegates)."""
+        return {}
+
+    def close(self):
+        pass
+
+
+def check_model_file(path, suffixes):
+    if not path:
+        raise AgentError("model", "the job names no model file")
+    if not os.path.exists(path):
+        raise AgentError("model", "model file not found: %s" % path)
+    if not os.path.isfile(path) and not path.endswith(".mlpackage"):
+        raise AgentError("model", "model path is not a file: %s" % path)
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise AgentError("model", "model file is empty: %s" % path)
+    if suffixes and not path.lower().endswith(tuple(suffixes)):
+        raise AgentError("model", "%s is not a %s model" % (path, " or ".join(suffixes)))
+
+
+def resolve_shape(spec, shapes):
+    """The concrete shape of ``spec``: the job's shape where given, else the model's
+    (which must then be static)."""
+    given = shapes.get(spec.name) if shapes else None
+    if given is not None:
+        given = [int(d) for d in given]
+        if len(given) != len(spec.shape):
+            raise AgentError("input", "input %r: the job gives shape %s but the model's input has rank %d (%s)"
+                             % (spec.name, given, len(spec.shape), spec.shape))
+        for want, got in zip(spec.shape, given):
+            if isinstance(want, int) and want >= 0 and want != got:
+                raise AgentError("input", "input %r: the job gives shape %s but the model fixes it to %s"
+                                 % (spec.name, given, spec.shape))
+        return given
+    if spec.is_dynamic():
+        raise AgentError("input", "input %r has a dynamic shape %s: give its shape in the plan "
+                         "([models.inputs] shapes = { %s = [...] })" % (spec.name, spec.shape, spec.name))
+    return list(spec.shape)
+
+
+def generate_inputs(specs, shapes=None, seed=0):
+    """Arrays for every input from the model's declared shapes, dtypes and quantisation."""
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    arrays = {}
+    for spec in specs:
+        shape = resolve_shape(spec, shapes or {})
+        try:
+            dtype = np.dtype(spec.dtype)
+        except TypeError:
+            raise AgentError("input", "input %r has dtype %r, which cannot be generated" % (spec.name, spec.dtype))
+        if dtype.kind == "f":
+            arr = rng.random_sample(shape).astype(dtype)
+        elif dtype.kind in "iu":
+            if spec.quantization and spec.quantization[0]:
+                # Quantise uniform [0, 1) data the way a real preprocessor would.
+                scale, zero_point = spec.quantization
+                info = np.iinfo(dtype)
+                real = rng.random_sample(shape)
+                arr = np.clip(np.round(real / scale + zero_point), info.min, info.max).astype(dtype)
+            elif dtype.itemsize >= 4:
+                arr = rng.randint(0, 100, size=shape).astype(dtype)
+            else:
+                info = np.iinfo(dtype)
+                arr = rng.randint(info.min, info.max + 1, size=shape).astype(dtype)
+        elif dtype.kind == "b":
+            arr = rng.randint(0, 2, size=shape).astype(dtype)
+        else:
+            raise AgentError("input", "input %r has dtype %s, which cannot be generated; give an inputs file"
+                             % (spec.name, dtype))
+        arrays[spec.name] = arr
+    return arrays
+
+
+def load_inputs(path, specs, shapes=None):
+    """Arrays read from a user's .npy (single-input models) or .npz (keyed by input name)."""
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise AgentError("input", "inputs file not found: %s" % path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise AgentError("input", "inputs file %s cannot be read: %s" % (path, str(exc).splitlines()[0] if str(exc) else exc))
+    if isinstance(data, np.ndarray):
+        if len(specs) != 1:
+            raise AgentError("input", "inputs file %s holds one array but the model has %d inputs (%s): use an .npz keyed by input name"
+                             % (path, len(specs), ", ".join(s.name for s in specs)))
+        found = {specs[0].name: data}
+    else:
+        keys = list(data.keys())
+        if len(specs) == 1 and len(keys) == 1:
+            found = {specs[0].name: data[keys[0]]}
+        else:
+            missing = [s.name for s in specs if s.name not in keys]
+            if missing:
+                raise AgentError("input", "inputs file %s has no array for input(s) %s (it has %s)"
+                                 % (path, ", ".join(missing), ", ".join(keys)))
+            found = dict((s.name, data[s.name]) for s in specs)
+    arrays = {}
+    for spec in specs:
+        arr = found[spec.name]
+        want = np.dtype(spec.dtype)
+        if arr.dtype != want:
+            if arr.dtype.kind == want.kind == "f":
+                arr = arr.astype(want)
+            else:
+                raise AgentError("input", "inputs file %s: array %r is %s but the model expects %s"
+                                 % (path, spec.name, arr.dtype, want))
+        try:
+            resolve_shape(spec, {spec.name: list(arr.shape)})
+        except AgentError:
+            raise AgentError("input", "inputs file %s: array %r has shape %s but the model expects %s"
+                             % (path, spec.name, list(arr.shape), spec.shape))
+        arrays[spec.name] = np.ascontiguousarray(arr)
+    return arrays

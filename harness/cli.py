@@ -1,0 +1,325 @@
+"""The ``hilbench`` command. Each subcommand is a thin layer over library calls;
+only this module prints and chooses exit codes:
+
+0 everything ran, 1 user error (one line, no traceback without --debug),
+2 command-line usage error, 3 some jobs failed (their errors are stored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness import __version__
+from harness.errors import ConfigError, HilbenchError
+from harness.plan import QUICKSTART_PLAN, Job, expand_jobs, load_plan
+from harness.session import Progress, run_jobs
+from harness.store import open_store
+from harness.targets import Target, load_targets, parse_target_spec
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_JOBS_FAILED = 0, 1, 2, 3
+
+
+def _default_targets_dirs(explicit: list[str] | None) -> list[Path]:
+    if explicit:
+        return [Path(d) for d in explicit]
+    env = os.environ.get("HILBENCH_TARGETS")
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    return [Path("targets")]
+
+
+class LineProgress(Progress):
+    """One line per job on stderr; on a terminal the current job's line updates in place."""
+
+    def __init__(self, stream: TextIO, quiet: bool = False) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty()
+        self.total = 0
+        self.done = 0
+        self.width = 0
+
+    def _write(self, text: str, final: bool) -> None:
+        if self.quiet:
+            return
+        if self.tty:
+            pad = max(0, self.width - len(text))
+            self.stream.write("\r" + text + " " * pad + ("\n" if final else ""))
+            self.width = 0 if final else len(text)
+        elif final:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def session_started(self, session_id: str, jobs: list[Job], skipped: int) -> None:
+        self.total = len(jobs)
+        extra = f", {skipped} already stored (--resume)" if skipped else ""
+        targets = sorted({j.target.name for j in jobs})
+        self._write(f"session {session_id}: {len(jobs)} jobs on {', '.join(targets) or 'no targets'}{extra}", True)
+
+    def job_started(self, job: Job, run_id: str) -> None:
+        self._write(f"[{self.done + 1}/{self.total}] {job.describe()} ...", False)
+
+    def phase(self, job: Job, phase: str, event: str, info: dict[str, Any]) -> None:
+        if event == "begin":
+            self._write(f"[{self.done + 1}/{self.total}] {job.describe()} ... {phase}", False)
+
+    def job_finished(self, job: Job, row: dict[str, Any]) -> None:
+        self.done += 1
+        if row["status"] == "ok":
+            verdict = "VALID" if row.get("valid") else "INVALID"
+            result = row.get("result") or {}
+            timed = result.get("timed") or {}
+            count = timed.get("count", 0)
+            dur = (timed.get("duration_ns") or 0) / 1e9
+            tail = f"ok: {count} timed runs in {dur:.1f} s, {verdict}"
+            if row.get("stand_in"):
+                tail += " (synthetic stand-in)"
+        else:
+            tail = f"FAILED ({row['error_category']}): {row['error_message']}"
+        self._write(f"[{self.done}/{self.total}] {job.describe()}: {tail}", True)
+
+
+def _parse_labels(items: list[str]) -> dict[str, str]:
+    labels = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--label {item}: expected KEY=VALUE")
+        labels[key.strip()] = value
+    return labels
+
+
+def _resolve_targets(args: argparse.Namespace) -> tuple[dict[str, Target], list[Target]]:
+    known = load_targets(_default_targets_dirs(args.targets_dir))
+    chosen: list[Target] = []
+    for spec in args.target or []:
+        if spec in known:
+            chosen.append(known[spec])
+        elif spec.startswith("ssh://"):
+            chosen.append(parse_target_spec(spec, identity=args.identity, known_hosts=args.known_hosts))
+        else:
+            raise ConfigError(f"--target {spec}: unknown target (known: {', '.join(sorted(known))}; or ssh://user@host[:port])")
+    return known, chosen
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    plan_path = Path(args.plan) if args.plan else QUICKSTART_PLAN
+    plan = load_plan(plan_path)
+    known, chosen = _resolve_targets(args)
+    jobs = expand_jobs(plan, known, chosen or None)
+    store = open_store(args.store)
+    progress = LineProgress(sys.stderr, quiet=args.quiet)
+    result = run_jobs(jobs, store, plan=plan, labels=_parse_labels(args.label or []), progress=progress,
+                      resume=args.resume, argv=sys.argv[1:])
+    out = sys.stdout
+    if result.runs:
+        summary = store.summary([r["run_id"] for r in result.runs])
+        out.write(format_summary(summary, "table") + "\n")
+    failed = result.failed
+    out.write(f"session {result.session_id}: {len(result.runs) - len(failed)} ok, {len(failed)} failed"
+              f"{', interrupted' if result.interrupted else ''}; results in {store.root}\n")
+    if result.interrupted:
+        return 130
+    return EXIT_JOBS_FAILED if failed else EXIT_OK
+
+
+def _fmt_settings(text: Any) -> str:
+    try:
+        settings = json.loads(text) if isinstance(text, str) else (text or {})
+    except ValueError:
+        return str(text)
+    return " ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+
+
+def format_summary(summary: Any, fmt: str) -> str:
+    """The results table in ``table``, ``csv`` or ``json``."""
+    import pandas as pd
+
+    if fmt == "json":
+        return summary.to_json(orient="records", date_format="iso")
+    if fmt == "csv":
+        return summary.to_csv(index=False)
+    if summary.empty:
+        return "(no runs stored)"
+    rows = []
+    for _, r in summary.iterrows():
+        ok = r["status"] == "ok"
+        tags = _fmt_settings(r["model_tags"])
+        verdict = ("VALID" if r["valid"] else "INVALID") if ok else "ERROR"
+        if ok and r.get("emulated"):
+            verdict += " emulated"
+        if ok and r.get("stand_in"):
+            verdict += " stand-in"
+        rows.append({
+            "run": str(r["run_id"])[-6:],
+            "model": r["model"] + (f" ({tags})" if tags else ""),
+            "target": r["target"],
+            "backend": r["backend"],
+            "settings": _fmt_settings(r["settings"]),
+            "n": int(r["count"]) if ok and pd.notna(r.get("count")) else 0,
+            "p50 ms": r["p50_ns"] / 1e6 if ok else float("nan"),
+            "p99 ms": r["p99_ns"] / 1e6 if ok else float("nan"),
+            "mean ms": r["mean_ns"] / 1e6 if ok else float("nan"),
+            "cv %": r["cv"] * 100 if ok else float("nan"),
+            "inf/s": r["throughput_per_s"] if ok else float("nan"),
+            "verdict": verdict,
+        })
+    return pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-")
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    runs = store.runs()
+    run_ids = None
+    if args.session:
+        sessions = runs["session_id"].dropna().unique().tolist()
+        wanted = sessions[-1] if args.session == "last" and sessions else args.session
+        run_ids = runs.loc[runs["session_id"].astype(str).str.startswith(wanted), "run_id"]
+    summary = store.summary(run_ids)
+    sys.stdout.write(format_summary(summary, args.format) + "\n")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    row = store.run(args.run_id)
+    summary = store.summary([row["run_id"]])
+    stats = summary.iloc[0].to_dict() if not summary.empty else {}
+    out = sys.stdout
+    out.write(f"run {row['run_id']} (session {row['session_id']})\n")
+    out.write(f"  model     {row['model']}  {row['model_path']}  sha256 {str(row['model_sha256'])[:16]}\n")
+    out.write(f"  target    {row['target']} ({row['transport']})  {row.get('device_model') or ''} {row.get('cpu_model') or ''}\n")
+    out.write(f"  backend   {row['backend']}  {_fmt_settings(row['settings'])}\n")
+    if row.get("effective_settings"):
+        out.write(f"  effective {_fmt_settings(row['effective_settings'])}\n")
+    out.write(f"  python    {row.get('python')}  agent {row.get('agent_version')}  os {row.get('os')}  {row.get('machine')}\n")
+    if row.get("emulated"):
+        out.write(f"  EMULATED  {row.get('emulation')}: latencies are not a real board's\n")
+    if row.get("stand_in"):
+        out.write("  STAND-IN  synthetic backend: no model ran; latencies are made up by the job\n")
+    if row["status"] != "ok":
+        out.write(f"  status    ERROR ({row['error_category']}): {row['error_message']}\n")
+        if row.get("stderr_tail"):
+            out.write("  stderr (tail):\n" + "".join(f"    {line}\n" for line in str(row["stderr_tail"]).splitlines()[-15:]))
+        return EXIT_OK
+    out.write(f"  load      {row['load_ns'] / 1e6:.3f} ms   first inference {row['first_ns'] / 1e6:.3f} ms\n")
+    out.write(f"  warm-up   {row['warmup_count']} runs, {row['warmup_ns'] / 1e9:.2f} s ({row['warmup_stop']})\n")
+    out.write(f"  timed     {row['timed_count']} runs, {row['timed_ns'] / 1e9:.2f} s ({row['timed_stop']})\n")
+    if row.get("rate_hz"):
+        out.write(f"  paced     {row['rate_hz']:g} fps: {row['deadline_misses']} deadline misses, {row['dropped_frames']} dropped frames\n")
+    if stats:
+        out.write("  latency   " + "  ".join(
+            f"{k}={stats[k + '_ns'] / 1e6:.3f}" for k in ("min", "p50", "p90", "p95", "p99", "p999", "max")
+            if k + "_ns" in stats and stats[k + "_ns"] == stats[k + "_ns"]) + " ms\n")
+        out.write(f"  median CI [{stats['p50_ci_low_ns'] / 1e6:.3f}, {stats['p50_ci_high_ns'] / 1e6:.3f}] ms (95%)"
+                  f"   cv {stats['cv'] * 100:.2f}%   {stats['throughput_per_s']:.1f} inf/s\n")
+    if row.get("hwm_kb"):
+        out.write(f"  memory    peak RSS {row['hwm_kb'] / 1024:.1f} MiB (before load {(row.get('rss_before_load_kb') or 0) / 1024:.1f} MiB)\n")
+    verdict = row.get("verdict") or {}
+    out.write(f"  verdict   {'VALID' if row.get('valid') else 'INVALID'}\n")
+    for reason in verdict.get("reasons", []):
+        out.write(f"    invalid: {reason}\n")
+    for w in verdict.get("warnings", []):
+        out.write(f"    warning: {w.get('message')}\n      remedy: {w.get('remedy')}\n")
+    labels = row.get("labels") or {}
+    if labels:
+        out.write("  labels    " + " ".join(f"{k}={v}" for k, v in sorted(labels.items())) + "\n")
+    return EXIT_OK
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    targets = load_targets(_default_targets_dirs(args.targets_dir))
+    for t in sorted(targets.values(), key=lambda t: t.name):
+        where = t.host or ""
+        if t.user:
+            where = f"{t.user}@{where}"
+        if t.port:
+            where += f":{t.port}"
+        facts = ", ".join(f"{k}={v}" for k, v in t.facts.items() if k in ("soc", "accelerator", "tops", "price_usd"))
+        sys.stdout.write(f"{t.name:24} {t.transport:6} {where:28} {facts}\n")
+    sys.stdout.write(f"{len(targets)} targets valid\n")
+    return EXIT_OK
+
+
+def cmd_telemetry_parse(args: argparse.Namespace) -> int:
+    from harness.telemetry import parse_file
+
+    for reading in parse_file(Path(args.file), args.kind):
+        sys.stdout.write(json.dumps(reading, sort_keys=True) + "\n")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hilbench", description="Hardware-in-the-loop benchmarking of edge ML inference.")
+    p.add_argument("--version", action="version", version=f"hilbench {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def store_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--store", default=os.environ.get("HILBENCH_STORE", "results"), help="results folder (default: results)")
+
+    def targets_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--targets-dir", action="append", help="folder of target files (default: ./targets)")
+
+    r = sub.add_parser("run", help="run a plan (default: the bundled quick start on this machine)")
+    r.add_argument("plan", nargs="?", help="plan file (TOML)")
+    r.add_argument("--target", action="append", help="run on this target instead of the plan's (name, local, ssh://user@host[:port])")
+    r.add_argument("--identity", help="private key file for ssh:// targets")
+    r.add_argument("--known-hosts", help="known_hosts file for ssh:// targets")
+    r.add_argument("--label", action="append", help="KEY=VALUE stored with every run (e.g. build=abc123)")
+    r.add_argument("--resume", action="store_true", help="skip jobs this store already holds a successful run of")
+    r.add_argument("--quiet", action="store_true", help="no progress display")
+    store_arg(r)
+    targets_arg(r)
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("results", help="the summary table of stored runs")
+    s.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    s.add_argument("--session", help="only this session id (or prefix, or 'last')")
+    store_arg(s)
+    s.set_defaults(func=cmd_results)
+
+    sh = sub.add_parser("show", help="everything about one run")
+    sh.add_argument("run_id", help="run id (a unique prefix is enough)")
+    store_arg(sh)
+    sh.set_defaults(func=cmd_show)
+
+    t = sub.add_parser("targets", help="list and validate target files")
+    targets_arg(t)
+    t.set_defaults(func=cmd_targets)
+
+    tel = sub.add_parser("telemetry", help="telemetry tools")
+    tel_sub = tel.add_subparsers(dest="telemetry_command", required=True)
+    tp = tel_sub.add_parser("parse", help="turn a recorded sensor output into readings (JSON lines)")
+    tp.add_argument("--kind", help="format of FILE (default: recognise it)")
+    tp.add_argument("file")
+    tp.set_defaults(func=cmd_telemetry_parse)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except HilbenchError as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"hilbench: error: {exc}\n")
+        return EXIT_USER
+    except KeyboardInterrupt:
+        sys.stderr.write("hilbench: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

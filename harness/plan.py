@@ -1,0 +1,427 @@
+"""Plans: which models, on which targets, with which backends and settings.
+
+A plan file expands into a job matrix: model x target x backend x settings,
+where every list-valued backend setting is one axis (``threads = [1, 2, 4]``),
+then ``[[exclude]]`` rules drop combinations and ``[[include]]`` rules add them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.targets import Target
+from harness.tomlconf import TableReader, load_toml
+from hilbench_agent.backends import MODEL_SUFFIXES, SETTINGS, canonical_name, validate_settings
+
+__all__ = ["ModelSpec", "Policy", "Job", "Plan", "load_plan", "expand_jobs", "file_sha256", "QUICKSTART_PLAN"]
+
+QUICKSTART_PLAN = Path(__file__).resolve().parent / "samples" / "quickstart.toml"
+_PERCENTILE_FLOORS = {90: 64, 95: 130, 99: 662}
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    path: Path | None
+    sha256: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+    backends: tuple[str, ...] = ()
+    inputs: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def format(self) -> str:
+        return self.path.suffix.lstrip(".").lower() if self.path else "none"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Warm-up and timed-run policy, as sent to the agent."""
+
+    warmup: dict[str, Any] = field(default_factory=lambda: {"count": 10})
+    timed: dict[str, Any] = field(default_factory=lambda: {"count": 100, "min_s": 1.0, "max_s": 60.0})
+    affinity: tuple[int, ...] = ()
+    telemetry: bool = True
+    telemetry_rate_hz: float = 10.0
+    timeout_s: float = 600.0
+    percentiles: tuple[int, ...] = (50, 90, 95, 99)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "warmup": self.warmup,
+            "timed": self.timed,
+            "affinity": list(self.affinity),
+            "telemetry": self.telemetry,
+            "telemetry_rate_hz": self.telemetry_rate_hz,
+            "timeout_s": self.timeout_s,
+            "percentiles": list(self.percentiles),
+        }
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell of the matrix: a model on a target with a backend and settings."""
+
+    plan: str
+    model: ModelSpec
+    target: Target
+    backend: str
+    settings: dict[str, Any]
+    policy: Policy
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the job's configuration (used by ``--resume``)."""
+        ident = {
+            "plan": self.plan,
+            "model": self.model.name,
+            "sha256": self.model.sha256,
+            "target": self.target.name,
+            "backend": self.backend,
+            "settings": self.settings,
+            "policy": self.policy.to_dict(),
+        }
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        settings = " ".join(f"{k}={v}" for k, v in sorted(self.settings.items()))
+        return f"{self.model.name} on {self.target.name} [{self.backend}{' ' + settings if settings else ''}]"
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    path: Path | None
+    description: str
+    models: tuple[ModelSpec, ...]
+    targets: tuple[str, ...]
+    backends: dict[str, dict[str, Any]]
+    policy: Policy
+    include: tuple[dict[str, Any], ...] = ()
+    exclude: tuple[dict[str, Any], ...] = ()
+    raw_text: str = ""
+
+
+def _policy(r: TableReader) -> Policy:
+    defaults = Policy()
+    warmup_raw = r.get("warmup", (int, str, dict), None)
+    if warmup_raw is None:
+        warmup = defaults.warmup
+    elif isinstance(warmup_raw, int):
+        if warmup_raw < 0:
+            raise r.error("warmup", "must be >= 0")
+        warmup = {"count": warmup_raw}
+    elif isinstance(warmup_raw, str):
+        if warmup_raw != "stable":
+            raise r.error("warmup", f"must be a count, \"stable\" or a table, not {warmup_raw!r}")
+        warmup = {"until_stable": True}
+    else:
+        w = TableReader(warmup_raw, r.file, r.prefix + "warmup.")
+        warmup = {
+            "count": w.get("count", int, None),
+            "min_s": w.get("min_s", (int, float), None),
+            "max_s": w.get("max_s", (int, float), None),
+            "max_count": w.get("max_count", int, None),
+            "until_stable": w.get("until_stable", bool, False),
+            "window": w.get("window", int, None),
+            "tolerance": w.get("tolerance", (int, float), None),
+        }
+        w.done()
+        warmup = {k: v for k, v in warmup.items() if v is not None}
+    timed_raw = r.get("timed", (int, dict), None)
+    if timed_raw is None:
+        timed = dict(defaults.timed)
+    elif isinstance(timed_raw, int):
+        timed = {"count": timed_raw}
+    else:
+        t = TableReader(timed_raw, r.file, r.prefix + "timed.")
+        timed = {
+            "count": t.get("count", int, None),
+            "min_s": t.get("min_s", (int, float), None),
+            "max_s": t.get("max_s", (int, float), None),
+            "max_count": t.get("max_count", int, None),
+            "rate_hz": t.get("rate_hz", (int, float), None),
+        }
+        t.done()
+        timed = {k: v for k, v in timed.items() if v is not None}
+        if not timed:
+            raise r.error("timed", "give at least one of count, min_s, max_s")
+    rate = r.get("rate_hz", (int, float), None)
+    if rate is not None:
+        if rate <= 0:
+            raise r.error("rate_hz", "must be > 0")
+        timed["rate_hz"] = float(rate)
+    for key in ("count", "max_count"):
+        if key in timed and timed[key] < 1:
+            raise r.error(f"timed.{key}", "must be >= 1")
+    if "min_s" in timed and "max_s" in timed and timed["max_s"] < timed["min_s"]:
+        raise r.error("timed.max_s", "must be >= timed.min_s")
+    affinity = r.get("affinity", list, [])
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in affinity):
+        raise r.error("affinity", "expected a list of CPU numbers")
+    telemetry = r.get("telemetry", bool, True)
+    percentiles = r.get("percentiles", list, list(defaults.percentiles))
+    if not all(isinstance(p, int) and 0 < p < 100 for p in percentiles):
+        raise r.error("percentiles", "expected a list of integers between 1 and 99")
+    policy = Policy(
+        warmup=warmup,
+        timed=timed,
+        affinity=tuple(affinity),
+        telemetry=telemetry,
+        telemetry_rate_hz=float(r.get("telemetry_rate_hz", (int, float), 10.0)),
+        timeout_s=float(r.get("timeout_s", (int, float), 600.0)),
+        percentiles=tuple(percentiles),
+    )
+    r.done()
+    return policy
+
+
+def _model(data: Any, file: Path, index: int, base: Path) -> ModelSpec:
+    r = TableReader(data, file, f"models[{index}].")
+    path_text = r.get("path", str, None)
+    path: Path | None = None
+    sha = None
+    if path_text is not None:
+        path = (base / path_text).resolve() if not Path(path_text).is_absolute() else Path(path_text)
+        _check_model_file(path, r)
+        sha = file_sha256(path)
+    name = r.get("name", str, path.stem if path else None)
+    if not name:
+        raise r.error("name", "a model without a path needs a name")
+    tags = r.get("tags", dict, {})
+    for key, value in tags.items():
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise r.error(f"tags.{key}", "expected a string or number")
+    backends = tuple(canonical_name(b) for b in r.str_list("backends", []))
+    for b in backends:
+        if b not in SETTINGS:
+            raise r.error("backends", f"unknown backend {b!r} (known: {', '.join(sorted(SETTINGS))})")
+    inputs_r = r.table("inputs")
+    inputs: dict[str, Any] = {"seed": inputs_r.get("seed", int, 0)}
+    shapes = inputs_r.get("shapes", dict, None)
+    if shapes is not None:
+        for key, shape in shapes.items():
+            if not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape):
+                raise inputs_r.error(f"shapes.{key}", "expected a list of positive integers")
+        inputs["shapes"] = shapes
+    file_text = inputs_r.get("file", str, None)
+    if file_text is not None:
+        ipath = (base / file_text).resolve()
+        if not ipath.is_file():
+            raise inputs_r.error("file", f"inputs file not found: {ipath}")
+        if ipath.suffix not in (".npy", ".npz"):
+            raise inputs_r.error("file", f"inputs file must be .npy or .npz: {ipath}")
+        inputs["file"] = str(ipath)
+        inputs["file_sha256"] = file_sha256(ipath)
+    inputs_r.done()
+    eval_r = r.table("eval")
+    evaluation = {k: v for k, v in eval_r.rest().items()}
+    spec = ModelSpec(
+        name=name,
+        path=path,
+        sha256=sha,
+        tags={k: str(v) for k, v in tags.items()},
+        backends=backends,
+        inputs=inputs,
+        eval=evaluation,
+    )
+    r.done()
+    return spec
+
+
+def _check_model_file(path: Path, r: TableReader) -> None:
+    if not path.exists():
+        raise r.error("path", f"model file not found: {path}")
+    if path.is_dir():
+        if path.suffix == ".mlpackage":
+            return
+        raise r.error("path", f"model path is a folder, not a file: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise r.error("path", f"model file is empty: {path}")
+    suffix = path.suffix.lower()
+    known = {s for suffixes in MODEL_SUFFIXES.values() if suffixes for s in suffixes}
+    if suffix not in known:
+        raise r.error("path", f"{path.name}: unknown model format {suffix or '(no suffix)'} (known: {', '.join(sorted(known))})")
+    with path.open("rb") as f:
+        head = f.read(8)
+    if suffix == ".tflite" and (len(head) < 8 or head[4:8] != b"TFL3"):
+        raise r.error("path", f"{path}: not a TFLite model (no TFL3 flatbuffer identifier)")
+    if suffix == ".onnx" and head[:1] != b"\x08":
+        # ONNX ModelProto files start with field 1 (ir_version) as a varint.
+        raise r.error("path", f"{path}: does not look like an ONNX model (no ir_version at the start)")
+
+
+def _settings_matrix(backend: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every list-valued setting is an axis; a setting whose own value is a list
+    (``providers``) is an axis only when given as a list of lists."""
+    schema = SETTINGS[backend]
+    axes: list[list[tuple[str, Any]]] = []
+    for key, value in sorted(settings.items()):
+        native_list = key in schema and list in schema[key][0]
+        if isinstance(value, list) and (not native_list or (value and all(isinstance(v, list) for v in value))):
+            axes.append([(key, v) for v in value])
+        else:
+            axes.append([(key, value)])
+    return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
+
+
+def load_plan(path: Path) -> Plan:
+    """Read and validate a plan file. Paths in it are relative to the file."""
+    path = path.resolve()
+    data = load_toml(path)
+    r = TableReader(data, path)
+    base = path.parent
+    name = r.get("name", str, path.stem)
+    description = r.get("description", str, "")
+    models_raw = r.get("models", list)
+    if not models_raw:
+        raise r.error("models", "the plan names no models")
+    models = tuple(_model(m, path, i, base) for i, m in enumerate(models_raw))
+    names = [m.name for m in models]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise r.error("models", f"model name {dupes[0]!r} is used twice: give each a distinct name")
+    targets = tuple(r.str_list("targets", ["local"]))
+    backends_r = r.table("backends")
+    backends: dict[str, dict[str, Any]] = {}
+    for bname in list(backends_r.data):
+        settings = backends_r.get(bname, dict)
+        canonical = canonical_name(bname)
+        if canonical not in SETTINGS:
+            raise backends_r.error(bname, f"unknown backend (known: {', '.join(sorted(SETTINGS))})")
+        for combo in _settings_matrix(canonical, settings):
+            problems = validate_settings(canonical, combo)
+            if problems:
+                raise backends_r.error(bname, problems[0])
+        backends[canonical] = settings
+    backends_r.done()
+    policy = _policy(r.table("policy"))
+    include = tuple(_rule(x, path, f"include[{i}]") for i, x in enumerate(r.get("include", list, [])))
+    exclude = tuple(_rule(x, path, f"exclude[{i}]") for i, x in enumerate(r.get("exclude", list, [])))
+    r.done()
+    return Plan(
+        name=name,
+        path=path,
+        description=description,
+        models=models,
+        targets=targets,
+        backends=backends,
+        policy=policy,
+        include=include,
+        exclude=exclude,
+        raw_text=path.read_text(encoding="utf-8"),
+    )
+
+
+_RULE_KEYS = {"model", "target", "backend"}
+
+
+def _rule(data: Any, file: Path, where: str) -> dict[str, Any]:
+    r = TableReader(data, file, where + ".")
+    rule = r.rest()
+    if not rule:
+        raise ConfigError(f"{file}: {where}: an empty rule matches everything; name model, target, backend or settings")
+    known_settings = {k for schema in SETTINGS.values() for k in schema}
+    for key in rule:
+        if key not in _RULE_KEYS and key not in known_settings and not key.startswith("tags."):
+            raise ConfigError(
+                f"{file}: {where}.{key}: unknown key (use model, target, backend, tags.NAME or a backend setting)"
+            )
+    return rule
+
+
+def _matches(rule: dict[str, Any], model: ModelSpec, target: str, backend: str, settings: dict[str, Any]) -> bool:
+    for key, want in rule.items():
+        if key == "model":
+            have: Any = model.name
+        elif key == "target":
+            have = target
+        elif key == "backend":
+            have, want = backend, canonical_name(str(want))
+        elif key.startswith("tags."):
+            have = model.tags.get(key[5:])
+        else:
+            if key not in settings:
+                return False
+            have = settings[key]
+        if isinstance(want, str) and isinstance(have, str):
+            if not fnmatch.fnmatchcase(have, want):
+                return False
+        elif have != want:
+            return False
+    return True
+
+
+def _backends_for(model: ModelSpec, plan_backends: dict[str, dict[str, Any]]) -> list[str]:
+    candidates = list(model.backends) or list(plan_backends) or [
+        b for b, suffixes in MODEL_SUFFIXES.items() if suffixes and model.path and model.path.suffix.lower() in suffixes
+    ]
+    out = []
+    for b in candidates:
+        suffixes = MODEL_SUFFIXES.get(b)
+        if suffixes is None:
+            out.append(b)
+        elif model.path is not None and model.path.suffix.lower() in suffixes:
+            out.append(b)
+    return out
+
+
+def expand_jobs(plan: Plan, targets: dict[str, Target], only_targets: list[Target] | None = None) -> list[Job]:
+    """The job matrix of ``plan`` on ``targets`` (or on ``only_targets`` when given)."""
+    if only_targets:
+        chosen = list(only_targets)
+    else:
+        chosen = []
+        for name in plan.targets:
+            if name not in targets:
+                raise ConfigError(
+                    f"{plan.path}: targets: unknown target {name!r} (known: {', '.join(sorted(targets))})"
+                )
+            chosen.append(targets[name])
+    jobs: list[Job] = []
+    seen: set[str] = set()
+
+    def add(job: Job) -> None:
+        if job.key not in seen:
+            seen.add(job.key)
+            jobs.append(job)
+
+    for model in plan.models:
+        for target in chosen:
+            for backend in _backends_for(model, plan.backends):
+                for settings in _settings_matrix(backend, plan.backends.get(backend, {})):
+                    if any(_matches(rule, model, target.name, backend, settings) for rule in plan.exclude):
+                        continue
+                    add(Job(plan.name, model, target, backend, settings, plan.policy))
+    for i, rule in enumerate(plan.include):
+        model_names = [m for m in plan.models if fnmatch.fnmatchcase(m.name, str(rule.get("model", "*")))]
+        target_list = [t for t in chosen if fnmatch.fnmatchcase(t.name, str(rule.get("target", "*")))]
+        backend = canonical_name(str(rule.get("backend", ""))) if "backend" in rule else None
+        if not model_names or not target_list or backend is None:
+            raise ConfigError(f"{plan.path}: include[{i}]: an include rule needs a model, a backend and a known target")
+        settings = {k: v for k, v in rule.items() if k not in _RULE_KEYS and not k.startswith("tags.")}
+        problems = validate_settings(backend, settings)
+        if problems:
+            raise ConfigError(f"{plan.path}: include[{i}]: {problems[0]}")
+        for model in model_names:
+            for target in target_list:
+                add(Job(plan.name, model, target, backend, settings, plan.policy))
+    if not jobs:
+        raise ConfigError(f"{plan.path}: the plan expands to no jobs (check backends, model formats and exclude rules)")
+    return jobs

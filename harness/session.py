@@ -1,0 +1,460 @@
+"""Running a plan: jobs to agents to the store, one session per `hilbench run`.
+
+Jobs on different targets run in parallel (one worker thread per target); jobs
+on one target run one at a time, so two measurements never share a device.
+Each job's results are written to the store as soon as it ends, so stopping at
+any moment keeps every finished job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import platform
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness import __version__
+from harness.agentpkg import agent_bundle
+from harness.errors import HilbenchError, ProtocolError, TransportError
+from harness.plan import Job, Plan
+from harness.protocol import decode_line
+from harness.store import Store, new_id
+from harness.transport import LineTimeout, Transport, make_transport
+
+__all__ = ["Progress", "SessionResult", "run_jobs", "host_facts"]
+
+
+class Progress:
+    """Receives progress events; the CLI draws them. Methods may be called from worker threads."""
+
+    def session_started(self, session_id: str, jobs: list[Job], skipped: int) -> None: ...
+
+    def job_started(self, job: Job, run_id: str) -> None: ...
+
+    def phase(self, job: Job, phase: str, event: str, info: dict[str, Any]) -> None: ...
+
+    def job_finished(self, job: Job, row: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class SessionResult:
+    session_id: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r["status"] != "ok"]
+
+
+def host_facts() -> dict[str, Any]:
+    return {
+        "hilbench_version": __version__,
+        "python": platform.python_version(),
+        "os": platform.system(),
+        "os_release": platform.release(),
+        "machine": platform.machine(),
+        "hostname": platform.node(),
+    }
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class _JobRun:
+    """Collects one job's protocol messages into store rows."""
+
+    def __init__(self, job: Job, run_id: str) -> None:
+        self.job = job
+        self.run_id = run_id
+        self.hello: dict[str, Any] = {}
+        self.result: dict[str, Any] | None = None
+        self.error: tuple[str, str] | None = None
+        self.samples: dict[str, list[Any]] = {"phase": [], "iteration": [], "latency_ns": [], "t_ns": []}
+        self.telemetry: dict[str, list[Any]] = {"t_ns": [], "sensor": [], "value": [], "unit": [], "source": []}
+        self.first: tuple[int, int] | None = None
+        self.phase_begin_t: dict[str, int] = {}
+
+    def handle(self, msg: dict[str, Any], progress: Progress) -> None:
+        kind = msg["type"]
+        if kind == "sample":
+            lat = msg.get("latency_ns") or []
+            offsets = msg.get("offset_ns") or [0] * len(lat)
+            base = int(msg.get("t0_ns") or 0)
+            start = int(msg.get("start") or 0)
+            n = len(lat)
+            s = self.samples
+            s["phase"].extend([msg.get("phase", "timed")] * n)
+            s["iteration"].extend(range(start, start + n))
+            s["latency_ns"].extend(lat)
+            s["t_ns"].extend(base + o for o in offsets)
+        elif kind == "telemetry":
+            t = self.telemetry
+            for r in msg.get("readings") or []:
+                t["t_ns"].append(r.get("t_ns"))
+                t["sensor"].append(r.get("sensor"))
+                value = r.get("value")
+                t["value"].append(float(value) if value is not None else None)
+                t["unit"].append(r.get("unit"))
+                t["source"].append(r.get("source"))
+        elif kind == "phase":
+            if msg.get("event") == "begin":
+                self.phase_begin_t[msg.get("phase", "")] = int(msg.get("t_ns") or 0)
+            if msg.get("phase") == "first" and msg.get("event") == "end":
+                begin = self.phase_begin_t.get("first", int(msg.get("t_ns") or 0))
+                self.first = (int(msg["duration_ns"]), begin)
+            progress.phase(self.job, str(msg.get("phase")), str(msg.get("event")), msg)
+        elif kind == "hello":
+            self.hello = msg
+        elif kind == "result":
+            self.result = msg
+        elif kind == "error":
+            self.error = (str(msg.get("category") or "agent"), str(msg.get("message") or "unknown error"))
+
+    def rows(self, *, session_id: str, labels: dict[str, str], started: dt.datetime, transport: Transport | None,
+             stderr_tail: str = "") -> dict[str, Any]:
+        from harness.stability import assess
+
+        job = self.job
+        res = self.result or {}
+        hello = {k: v for k, v in self.hello.items() if k not in ("v", "type", "t_ns")}
+        warm = res.get("warmup") or {}
+        timed = res.get("timed") or {}
+        mem = res.get("memory") or {}
+        status = "ok" if self.result is not None and self.error is None else "error"
+        verdict = None
+        valid = None
+        if status == "ok":
+            timed_lat = [lat for ph, lat in zip(self.samples["phase"], self.samples["latency_ns"]) if ph == "timed"]
+            import numpy as np
+
+            v = assess(np.asarray(timed_lat, dtype=np.int64), first_inference_ns=res.get("first_ns"),
+                       requested_percentiles=job.policy.percentiles,
+                       settings={"warmup": job.policy.warmup, "timed": job.policy.timed,
+                                 "affinity": list(job.policy.affinity), "backend": job.backend, **job.settings})
+            verdict = v.to_dict()
+            valid = bool(v.valid)
+        category, message = self.error if self.error else (None, None)
+        return {
+            "run_id": self.run_id,
+            "session_id": session_id,
+            "job_key": job.key,
+            "plan": job.plan,
+            "model": job.model.name,
+            "model_path": str(job.model.path) if job.model.path else None,
+            "model_sha256": job.model.sha256,
+            "model_format": job.model.format,
+            "model_tags": job.model.tags,
+            "target": job.target.name,
+            "transport": job.target.transport,
+            "backend": job.backend,
+            "settings": job.settings,
+            "effective_settings": res.get("effective_settings"),
+            "policy": job.policy.to_dict(),
+            "status": status,
+            "error_category": category,
+            "error_message": message,
+            "started_at": started,
+            "finished_at": _now(),
+            "hilbench_version": __version__,
+            "agent_version": hello.get("agent_version"),
+            "agent_sha256": agent_bundle().sha256,
+            "python": hello.get("python"),
+            "os": f"{hello.get('os', '')} {hello.get('os_release', '')}".strip() or None,
+            "machine": hello.get("machine"),
+            "cpu_model": hello.get("cpu_model"),
+            "device_model": hello.get("device_model"),
+            "emulated": bool(hello.get("emulated")) if hello else None,
+            "emulation": hello.get("emulated"),
+            "stand_in": job.backend == "synthetic",
+            "device": hello or None,
+            "host": host_facts(),
+            "target_facts": job.target.public_dict(),
+            "labels": labels,
+            "load_ns": res.get("load_ns"),
+            "first_ns": res.get("first_ns"),
+            "warmup_count": warm.get("count"),
+            "warmup_ns": warm.get("duration_ns"),
+            "warmup_stop": warm.get("stop_reason"),
+            "timed_count": timed.get("count"),
+            "timed_ns": timed.get("duration_ns"),
+            "timed_stop": timed.get("stop_reason"),
+            "rate_hz": timed.get("rate_hz"),
+            "deadline_misses": timed.get("deadline_misses"),
+            "dropped_frames": timed.get("dropped_frames"),
+            "rss_before_load_kb": mem.get("rss_before_load_kb"),
+            "rss_after_load_kb": mem.get("rss_after_load_kb"),
+            "hwm_kb": mem.get("hwm_kb"),
+            "valid": valid,
+            "verdict": verdict,
+            "result": {k: v for k, v in res.items() if k not in ("v", "type", "t_ns")} or None,
+            "bytes_sent": transport.bytes_sent if transport is not None else None,
+            "stderr_tail": stderr_tail[-4000:] if status != "ok" and stderr_tail else None,
+        }
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if -code == 9 else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with status {code}"
+
+
+class Runner:
+    """Runs jobs through transports into a store. Use :func:`run_jobs`."""
+
+    def __init__(self, store: Store, session_id: str, labels: dict[str, str], progress: Progress) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.labels = labels
+        self.progress = progress
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._active: set[Any] = set()
+        self.rows: list[dict[str, Any]] = []
+
+    def run_target(self, jobs: list[Job]) -> None:
+        transport: Transport | None = None
+        try:
+            transport = make_transport(jobs[0].target)
+            transport.connect()
+        except HilbenchError as exc:
+            for job in jobs:
+                if self.stop.is_set():
+                    break
+                self._store_failure(job, new_id(), _now(), "transport", str(exc), None)
+            return
+        try:
+            for job in jobs:
+                if self.stop.is_set():
+                    break
+                self.run_one(job, transport)
+        finally:
+            transport.close()
+
+    def _store_failure(self, job: Job, run_id: str, started: dt.datetime, category: str, message: str,
+                       transport: Transport | None, stderr_tail: str = "") -> dict[str, Any]:
+        run = _JobRun(job, run_id)
+        run.error = (category, message)
+        self.progress.job_started(job, run_id)
+        return self._commit(run, started, transport, stderr_tail)
+
+    def _commit(self, run: _JobRun, started: dt.datetime, transport: Transport | None, stderr_tail: str) -> dict[str, Any]:
+        row = run.rows(session_id=self.session_id, labels=self.labels, started=started, transport=transport,
+                       stderr_tail=stderr_tail)
+        samples = dict(run.samples)
+        if run.first is not None and row["status"] == "ok":
+            first_ns, first_t = run.first
+            samples = {
+                "phase": ["first"] + samples["phase"],
+                "iteration": [0] + samples["iteration"],
+                "latency_ns": [first_ns] + samples["latency_ns"],
+                "t_ns": [first_t] + samples["t_ns"],
+            }
+        n = len(samples["phase"])
+        if n:
+            self.store.write_table("samples", run.run_id, dict(samples, run_id=[run.run_id] * n))
+        m = len(run.telemetry["t_ns"])
+        if m:
+            self.store.write_table("telemetry", run.run_id, dict(run.telemetry, run_id=[run.run_id] * m))
+        # The runs row goes last: it commits the run.
+        self.store.write_table("runs", run.run_id, [row])
+        with self._lock:
+            self.rows.append(row)
+        self.progress.job_finished(run.job, row)
+        return row
+
+    def payload(self, job: Job, run_id: str, paths: dict[str, str]) -> dict[str, Any]:
+        inputs = dict(job.model.inputs)
+        inputs.pop("file_sha256", None)
+        if "inputs" in paths:
+            inputs["file"] = paths["inputs"]
+        telemetry: dict[str, Any] = {"enabled": False}
+        if job.policy.telemetry and job.target.telemetry.get("enabled", True):
+            telemetry = {
+                "enabled": True,
+                "rate_hz": job.target.telemetry.get("rate_hz") or job.policy.telemetry_rate_hz,
+                "meter_command": job.target.telemetry.get("meter_command"),
+            }
+        return {
+            "v": 1,
+            "job_id": run_id,
+            "backend": job.backend,
+            "settings": job.settings,
+            "model": {"path": paths.get("model"), "sha256": job.model.sha256, "name": job.model.name},
+            "inputs": inputs,
+            "warmup": job.policy.warmup,
+            "timed": job.policy.timed,
+            "affinity": list(job.policy.affinity) or None,
+            "telemetry": telemetry,
+        }
+
+    def run_one(self, job: Job, transport: Transport) -> dict[str, Any]:
+        run_id = new_id()
+        started = _now()
+        files: dict[str, tuple[str, str]] = {}
+        if job.model.path is not None and job.model.sha256:
+            files["model"] = (str(job.model.path), job.model.sha256)
+        if job.model.inputs.get("file"):
+            files["inputs"] = (job.model.inputs["file"], job.model.inputs["file_sha256"])
+        try:
+            paths = transport.prepare(files)
+        except TransportError as exc:
+            return self._store_failure(job, run_id, started, "transport", str(exc), transport)
+        self.progress.job_started(job, run_id)
+        run = _JobRun(job, run_id)
+        journal = transport.journal_path(run_id)
+        try:
+            proc = transport.start_agent(self.payload(job, run_id, paths), journal)
+        except TransportError as exc:
+            run.error = ("transport", str(exc))
+            return self._commit(run, started, transport, "")
+        with self._lock:
+            self._active.add(proc)
+        deadline = time.monotonic() + job.policy.timeout_s
+        try:
+            while True:
+                if self.stop.is_set():
+                    proc.kill()
+                    run.error = ("interrupted", "the run was interrupted (Ctrl-C)")
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    proc.kill()
+                    run.error = ("timeout", f"the job exceeded its timeout of {job.policy.timeout_s:g} s "
+                                 "(policy.timeout_s)")
+                    break
+                try:
+                    line = proc.next_line(min(remaining, 0.5))
+                except LineTimeout:
+                    continue
+                if line is None:
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    msg = decode_line(line, where=f"{job.target.name}: agent")
+                except ProtocolError as exc:
+                    proc.kill()
+                    run.error = ("agent", str(exc))
+                    break
+                run.handle(msg, self.progress)
+            code = proc.wait(5.0)
+            if code is None:
+                proc.kill()
+                code = proc.wait(5.0)
+        finally:
+            with self._lock:
+                self._active.discard(proc)
+        if run.result is None and run.error is None:
+            tail = proc.stderr_tail.strip().splitlines()
+            last = f": {tail[-1].strip()}" if tail else ""
+            run.error = ("agent", f"the agent {_describe_exit(code)} before reporting a result{last}")
+        return self._commit(run, started, transport, proc.stderr_tail)
+
+    def interrupt(self) -> None:
+        self.stop.set()
+        with self._lock:
+            active = list(self._active)
+        for proc in active:
+            try:
+                proc.kill()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+
+
+def run_jobs(
+    jobs: list[Job],
+    store: Store,
+    *,
+    plan: Plan | None = None,
+    labels: dict[str, str] | None = None,
+    progress: Progress | None = None,
+    resume: bool = False,
+    argv: list[str] | None = None,
+    on_runner: Callable[[Runner], None] | None = None,
+) -> SessionResult:
+    """Run ``jobs`` and store every result. Raises StoreError before anything runs
+    when the store is not writable. ``resume`` skips jobs already stored as ok."""
+    store.ensure_writable()
+    progress = progress or Progress()
+    labels = dict(labels or {})
+    session_id = new_id("s")
+    skipped = 0
+    if resume:
+        runs = store.runs()
+        done = set(runs.loc[runs["status"] == "ok", "job_key"])
+        kept = [j for j in jobs if j.key not in done]
+        skipped = len(jobs) - len(kept)
+        jobs = kept
+    started = _now()
+    plan_text = plan.raw_text if plan else ""
+    session_row: dict[str, Any] = {
+        "session_id": session_id,
+        "started_at": started,
+        "plan": plan.name if plan else None,
+        "plan_path": str(plan.path) if plan and plan.path else None,
+        "plan_sha256": hashlib.sha256(plan_text.encode()).hexdigest() if plan else None,
+        "plan_text": plan_text or None,
+        "labels": labels,
+        "hilbench_version": __version__,
+        "host": host_facts(),
+        "argv": argv if argv is not None else sys.argv[1:],
+        "jobs": len(jobs),
+        "status": "running",
+    }
+    store.write_table("sessions", session_id, [session_row])
+    progress.session_started(session_id, jobs, skipped)
+    runner = Runner(store, session_id, labels, progress)
+    if on_runner:
+        on_runner(runner)
+    by_target: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_target.setdefault(job.target.name, []).append(job)
+    result = SessionResult(session_id=session_id, skipped=skipped)
+    pool = ThreadPoolExecutor(max_workers=max(1, len(by_target)), thread_name_prefix="hilbench-target")
+    futures = [pool.submit(runner.run_target, target_jobs) for target_jobs in by_target.values()]
+    try:
+        for fut in futures:
+            while True:
+                try:
+                    fut.result(timeout=0.2)
+                    break
+                except TimeoutError:
+                    continue
+    except KeyboardInterrupt:
+        result.interrupted = True
+        runner.interrupt()
+        pool.shutdown(wait=True)
+    else:
+        pool.shutdown(wait=True)
+    result.runs = list(runner.rows)
+    session_row.update(
+        finished_at=_now(),
+        jobs_ok=sum(1 for r in result.runs if r["status"] == "ok"),
+        jobs_failed=sum(1 for r in result.runs if r["status"] != "ok"),
+        status="interrupted" if result.interrupted else "finished",
+    )
+    store.write_table("sessions", session_id, [session_row])
+    return result
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)

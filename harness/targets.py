@@ -1,0 +1,245 @@
+"""Targets: the devices a plan runs on, described as data in ``targets/*.toml``.
+
+A target file names a transport (``local``, ``ssh`` or ``adb``) and its address,
+the device's Python, the runtimes it has, tags, and the facts a buyer compares
+(SoC, accelerator, TOPS, price). See docs/reference.md for every key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.tomlconf import TableReader, load_toml
+
+__all__ = ["Target", "SSHSettings", "ADBSettings", "load_target", "load_targets", "LOCAL", "parse_target_spec"]
+
+TRANSPORTS = ("local", "ssh", "adb")
+_FACT_KEYS: dict[str, tuple[type, ...]] = {
+    "vendor": (str,),
+    "model": (str,),
+    "soc": (str,),
+    "cpu": (str,),
+    "gpu": (str,),
+    "accelerator": (str,),
+    "tops": (int, float),
+    "memory_gb": (int, float),
+    "price_usd": (int, float),
+    "tdp_w": (int, float),
+    "os": (str,),
+    "notes": (str,),
+}
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """How to reach an SSH target. Host keys are verified against known_hosts
+    unless ``accept_new_host_keys`` is set (trust on first use, off by default)."""
+
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    accept_new_host_keys: bool = False
+    connect_timeout_s: float = 15.0
+    command_timeout_s: float = 60.0
+    keepalive_s: float = 15.0
+    proxy_jump: str | None = None
+    password_env: str | None = None
+    use_ssh_config: bool = True
+
+
+@dataclass(frozen=True)
+class ADBSettings:
+    serial: str | None = None
+    adb_path: str = "adb"
+    benchmark_model: str | None = None
+    onnxruntime_perf_test: str | None = None
+    big_cores: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Target:
+    """One device. ``facts`` holds what a buyer compares; ``tags`` select targets."""
+
+    name: str
+    transport: str = "local"
+    host: str | None = None
+    user: str | None = None
+    port: int | None = None
+    python: str = ""
+    workdir: str = "~/.cache/hilbench"
+    description: str = ""
+    runtimes: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    telemetry: dict[str, Any] = field(default_factory=dict)
+    ssh: SSHSettings = field(default_factory=SSHSettings)
+    adb: ADBSettings = field(default_factory=ADBSettings)
+    source: str = "built-in"
+
+    def public_dict(self) -> dict[str, Any]:
+        """What is stored with every run: no secrets (only the *name* of a password variable)."""
+        return {
+            "name": self.name,
+            "transport": self.transport,
+            "host": self.host,
+            "user": self.user,
+            "port": self.port,
+            "python": self.python,
+            "description": self.description,
+            "tags": list(self.tags),
+            "facts": dict(self.facts),
+            "source": self.source,
+        }
+
+
+#: The built-in default: this machine, the agent as a subprocess. ``targets/local.toml`` says the same.
+LOCAL = Target(
+    name="local",
+    transport="local",
+    description="This machine: the agent runs as a subprocess of hilbench",
+    tags=("local",),
+)
+
+
+def load_target(path: Path) -> Target:
+    data = load_toml(path)
+    r = TableReader(data, path)
+    name = r.get("name", str, path.stem)
+    transport = r.get("transport", str, "local", choices=TRANSPORTS)
+    address = r.get("address", str, None)
+    host = r.get("host", str, None)
+    user = r.get("user", str, None)
+    port = r.get("port", int, None)
+    if address:
+        if host:
+            raise r.error("address", "give either address or host, not both")
+        user_a, host, port_a = _split_address(address, r)
+        user = user or user_a
+        port = port or port_a
+    if transport == "ssh" and not host:
+        raise r.error("host", "an ssh target needs host (or address = \"user@host:port\")")
+    if port is not None and not 0 < port < 65536:
+        raise r.error("port", f"must be 1-65535, not {port}")
+    facts_r = r.table("facts")
+    facts = {key: facts_r.get(key, types, None) for key, types in _FACT_KEYS.items()}
+    facts_r.done()
+    tel_r = r.table("telemetry")
+    telemetry = {
+        "enabled": tel_r.get("enabled", bool, True),
+        "rate_hz": float(tel_r.get("rate_hz", (int, float), 10.0)),
+        "meter_command": tel_r.str_list("meter_command", None),
+        "board_rail": tel_r.get("board_rail", str, None),
+    }
+    tel_r.done()
+    ssh_r = r.table("ssh")
+    ssh = SSHSettings(
+        identity_file=ssh_r.get("identity_file", str, None),
+        known_hosts=ssh_r.get("known_hosts", str, None),
+        accept_new_host_keys=ssh_r.get("accept_new_host_keys", bool, False),
+        connect_timeout_s=float(ssh_r.get("connect_timeout_s", (int, float), 15.0)),
+        command_timeout_s=float(ssh_r.get("command_timeout_s", (int, float), 60.0)),
+        keepalive_s=float(ssh_r.get("keepalive_s", (int, float), 15.0)),
+        proxy_jump=ssh_r.get("proxy_jump", str, None),
+        password_env=ssh_r.get("password_env", str, None),
+        use_ssh_config=ssh_r.get("use_ssh_config", bool, True),
+    )
+    for forbidden in ("password", "passphrase"):
+        if forbidden in ssh_r.data:
+            raise ssh_r.error(forbidden, "passwords do not belong in target files: set password_env to the name of an environment variable")
+    ssh_r.done()
+    adb_r = r.table("adb")
+    adb = ADBSettings(
+        serial=adb_r.get("serial", str, None),
+        adb_path=adb_r.get("adb_path", str, "adb"),
+        benchmark_model=adb_r.get("benchmark_model", str, None),
+        onnxruntime_perf_test=adb_r.get("onnxruntime_perf_test", str, None),
+        big_cores=tuple(adb_r.get("big_cores", list, [])),
+    )
+    adb_r.done()
+    env = r.get("env", dict, {})
+    for key, value in env.items():
+        if not isinstance(value, str):
+            raise r.error(f"env.{key}", "expected a string")
+    target = Target(
+        name=name,
+        transport=transport,
+        host=host,
+        user=user,
+        port=port,
+        python=r.get("python", str, ""),
+        workdir=r.get("workdir", str, "~/.cache/hilbench"),
+        description=r.get("description", str, ""),
+        runtimes=tuple(r.str_list("runtimes", [])),
+        tags=tuple(r.str_list("tags", [])),
+        env=dict(env),
+        facts={k: v for k, v in facts.items() if v is not None},
+        telemetry=telemetry,
+        ssh=ssh,
+        adb=adb,
+        source=str(path),
+    )
+    r.done()
+    return target
+
+
+def _split_address(address: str, r: TableReader) -> tuple[str | None, str, int | None]:
+    user = None
+    rest = address
+    if "@" in rest:
+        user, _, rest = rest.rpartition("@")
+    port = None
+    if rest.startswith("["):  # [ipv6]:port
+        host, _, tail = rest[1:].partition("]")
+        if tail.startswith(":"):
+            port = _port(tail[1:], r)
+    elif rest.count(":") == 1:
+        host, _, p = rest.partition(":")
+        port = _port(p, r)
+    else:
+        host = rest
+    if not host:
+        raise r.error("address", f"no host in {address!r}")
+    return user or None, host, port
+
+
+def _port(text: str, r: TableReader) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise r.error("address", f"port {text!r} is not a number") from None
+
+
+def parse_target_spec(spec: str, identity: str | None = None, known_hosts: str | None = None) -> Target:
+    """A target named inline: ``local`` or ``ssh://user@host[:port]``."""
+    if spec == "local":
+        return LOCAL
+    if spec.startswith("ssh://"):
+        r = TableReader({"address": spec[6:]}, "--target")
+        user, host, port = _split_address(spec[6:].rstrip("/"), r)
+        return Target(
+            name=spec[6:].rstrip("/"),
+            transport="ssh",
+            host=host,
+            user=user,
+            port=port,
+            ssh=SSHSettings(identity_file=identity, known_hosts=known_hosts),
+            source="--target",
+        )
+    raise ConfigError(f"--target {spec}: not a target name, 'local' or ssh://user@host[:port]")
+
+
+def load_targets(dirs: list[Path]) -> dict[str, Target]:
+    """The built-in ``local`` plus every ``*.toml`` in ``dirs``; names must be unique."""
+    found: dict[str, Target] = {"local": LOCAL}
+    for directory in dirs:
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.toml")):
+            target = load_target(path)
+            if target.name in found and found[target.name].source != "built-in":
+                raise ConfigError(f"{path}: name: target {target.name!r} is also defined in {found[target.name].source}")
+            found[target.name] = target
+    return found

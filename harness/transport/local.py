@@ -1,0 +1,94 @@
+"""The local transport: the agent as a subprocess of the host, over the same protocol."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.agentpkg import agent_bundle
+from harness.errors import TransportError
+from harness.transport.base import PipeAgentProcess, Transport
+
+__all__ = ["LocalTransport", "LocalAgentProcess"]
+
+
+class LocalAgentProcess(PipeAgentProcess):
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        super().__init__(proc.stdout, proc.stderr)
+        self.proc = proc
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self.join_stderr()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class LocalTransport(Transport):
+    """Runs the shipped agent (the same zipapp a device gets) with a local Python.
+
+    Models are used where they are: nothing is copied, so ``bytes_sent`` stays 0."""
+
+    def __init__(self, target: Any) -> None:
+        super().__init__(target)
+        self.python = target.python or sys.executable
+        self.workdir = Path(os.path.expanduser(os.environ.get("HILBENCH_CACHE") or target.workdir))
+
+    def prepare(self, files: dict[str, tuple[str, str]]) -> dict[str, str]:
+        bundle = agent_bundle()
+        agent_path = self.workdir / "agents" / f"{bundle.sha256}.pyz"
+        try:
+            if not agent_path.is_file():
+                agent_path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=agent_path.parent, suffix=".tmp")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(bundle.data)
+                os.replace(tmp, agent_path)
+        except OSError as exc:
+            raise TransportError(f"cannot write the agent to {agent_path}: {exc.strerror or exc}",
+                                 target=self.target.name, step="prepare") from exc
+        out = {role: host_path for role, (host_path, _sha) in files.items()}
+        out["agent"] = str(agent_path)
+        return out
+
+    def journal_path(self, run_id: str) -> str:
+        return str(self.workdir / "journal" / f"{run_id}.jsonl")
+
+    def start_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None = None) -> LocalAgentProcess:
+        agent = self.prepare({})["agent"]
+        cmd = [self.python, agent, "--journal", journal] + (args if args is not None else ["--job", "-"])
+        env = dict(os.environ)
+        env.update(self.target.env)
+        env.pop("PYTHONPATH", None)  # the zipapp must stand alone, as on a device
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=env, start_new_session=True)
+        except OSError as exc:
+            raise TransportError(f"cannot start {self.python}: {exc.strerror or exc}",
+                                 target=self.target.name, step="start agent") from exc
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(json.dumps(payload).encode() + b"\n")
+            proc.stdin.close()
+        except OSError:
+            pass  # the agent died at once; its stderr says why
+        return LocalAgentProcess(proc)
+
+    def fetch_journal(self, path: str) -> list[str] | None:
+        try:
+            return Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return None
