@@ -1,0 +1,374 @@
+"""Summary statistics of one run's latencies: pure functions on the host.
+
+Every number here is derived from the raw per-iteration latencies the agent kept
+(integer nanoseconds), never from anything the device summarised itself.
+
+Definitions used everywhere in hilbench (``docs/methodology.md`` explains them):
+
+* **Percentile / quantile**: numpy's default, linear interpolation between the
+  two nearest order statistics (Hyndman & Fan 1996, definition 7; the default of
+  R, Excel's ``PERCENTILE.INC`` and pandas). For a sorted sample ``x[0..n-1]`` the
+  ``q`` quantile sits at the virtual index ``h = (n - 1) * q``:
+  ``x[floor(h)] + (h - floor(h)) * (x[floor(h) + 1] - x[floor(h)])``.
+  Percentiles ``p`` are quantiles ``q = p / 100``.
+* **std**: the sample standard deviation (``ddof=1``); NaN for fewer than 2 samples.
+* **MAD**: the median absolute deviation from the median, *unscaled* (not
+  multiplied by 1.4826): ``median(|x - median(x)|)``.
+* **IQR**: ``p75 - p25``. **cv**: ``std / mean``. **jitter**: ``p99 - p50``.
+* **throughput**: ``count / duration_s`` when the wall time of the timed phase is
+  known, else ``1e9 / mean_ns`` (one stream, back to back).
+* **Confidence interval of a quantile** (:func:`quantile_ci`): distribution-free,
+  from binomial order statistics, equal-tailed, with the same ranks as
+  ``scipy.stats.quantile_test(x, p=q).confidence_interval()``. Its coverage is at
+  least the confidence asked for, whatever the shape of the distribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import stats as _sps
+
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "PERCENTILES",
+    "quantile",
+    "quantile_ci",
+    "quantile_ci_ranks",
+    "summarize",
+    "summarize_frame",
+]
+
+#: The quantiles every summary reports, as ``(key, q)`` with ``q = percent / 100``.
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p50_ns", 0.5),
+    ("p90_ns", 0.9),
+    ("p95_ns", 0.95),
+    ("p99_ns", 0.99),
+    ("p999_ns", 0.999),
+)
+
+#: The keys of :func:`summarize`'s result, in report order (also the columns of
+#: :func:`summarize_frame`).
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "count",
+    "mean_ns",
+    "std_ns",
+    "min_ns",
+    "p50_ns",
+    "p90_ns",
+    "p95_ns",
+    "p99_ns",
+    "p999_ns",
+    "max_ns",
+    "iqr_ns",
+    "mad_ns",
+    "cv",
+    "jitter_ns",
+    "throughput_per_s",
+    "p50_ci_low_ns",
+    "p50_ci_high_ns",
+    "p99_ci_low_ns",
+    "p99_ci_high_ns",
+)
+
+_CI_CONFIDENCE = 0.95
+_NAN = float("nan")
+
+
+def _as_latencies(latency_ns: npt.ArrayLike) -> npt.NDArray[Any]:
+    arr = np.asarray(latency_ns)
+    if arr.ndim != 1:
+        raise ValueError(f"latencies must be a 1-D array, got shape {arr.shape}")
+    if arr.size and not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"latencies must be numbers, got dtype {arr.dtype}")
+    if arr.size and np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise ValueError("latencies contain NaN or infinity")
+    return arr
+
+
+def quantile(latency_ns: npt.ArrayLike, q: float) -> float:
+    """The ``q`` quantile (0 <= q <= 1) by the project's one definition (numpy linear, H&F type 7).
+
+    NaN for an empty sample.
+    """
+    arr = _as_latencies(latency_ns)
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {q}")
+    if arr.size == 0:
+        return _NAN
+    return float(np.quantile(arr, q))
+
+
+def quantile_ci_ranks(n: int, q: float, confidence: float = _CI_CONFIDENCE) -> tuple[int, int] | None:
+    """0-based ranks ``(lo, hi)`` into the sorted sample that bound the ``q`` quantile.
+
+    ``P(x[lo] <= true quantile <= x[hi]) >= confidence`` for any continuous
+    distribution. The ranks are chosen equal-tailed from ``Binomial(n, q)``:
+    ``lo = binom.ppf(a/2) - 1`` and ``hi = binom.isf(a/2)`` with ``a = 1 - confidence``,
+    exactly as ``scipy.stats.quantile_test(...).confidence_interval()`` does.
+    ``None`` when ``n`` is too small for either bound to exist.
+    """
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile must be strictly between 0 and 1, got {q}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence}")
+    if n <= 0:
+        return None
+    tail = (1.0 - confidence) / 2.0
+    dist = _sps.binom(n, q)
+    lo = int(dist.ppf(tail)) - 1
+    hi = int(dist.isf(tail))
+    if lo < 0 or hi >= n:
+        return None
+    return lo, hi
+
+
+def quantile_ci(latency_ns: npt.ArrayLike, q: float, confidence: float = _CI_CONFIDENCE) -> tuple[float, float]:
+    """Distribution-free confidence interval of the ``q`` quantile (0 < q < 1).
+
+    The bounds are two order statistics of the sample, ranked by the binomial
+    distribution (see :func:`quantile_ci_ranks`); no assumption about the shape
+    of the latency distribution is made. ``(nan, nan)`` when the sample is too
+    small to reach ``confidence`` on both sides (unlike scipy, which returns the
+    one bound it can: half an interval is not a confidence interval).
+    """
+    arr = _as_latencies(latency_ns)
+    ranks = quantile_ci_ranks(int(arr.size), q, confidence)
+    if ranks is None:
+        return _NAN, _NAN
+    lo, hi = ranks
+    part = np.partition(arr, (lo, hi)) if lo != hi else np.partition(arr, lo)
+    return float(part[lo]), float(part[hi])
+
+
+def _empty_summary() -> dict[str, float]:
+    out = dict.fromkeys(SUMMARY_COLUMNS, _NAN)
+    out["count"] = 0.0
+    return out
+
+
+def _throughput(count: int, mean_ns: float, duration_ns: int | float | None) -> float:
+    if duration_ns is not None:
+        return count / (duration_ns / 1e9)
+    # All-zero latencies (a clock too coarse for the model) have no meaningful rate.
+    return 1e9 / mean_ns if mean_ns > 0 else _NAN
+
+
+def _check_duration(duration_ns: int | float | None) -> None:
+    if duration_ns is not None and not (duration_ns > 0):
+        raise ValueError(f"duration_ns must be > 0, got {duration_ns}")
+
+
+def summarize(latency_ns: npt.ArrayLike, *, duration_ns: int | None = None) -> dict[str, float]:
+    """Summarise one run's timed latencies (ns) into :data:`SUMMARY_COLUMNS`.
+
+    ``duration_ns`` is the wall time of the whole timed phase; when given,
+    throughput is ``count / duration`` (it then includes any gaps between
+    invokes), otherwise ``1e9 / mean_ns``. An empty sample gives ``count == 0``
+    and NaN everywhere else. CIs that the sample is too small for are NaN.
+    """
+    _check_duration(duration_ns)
+    arr = _as_latencies(latency_ns)
+    n = int(arr.size)
+    if n == 0:
+        return _empty_summary()
+    x = np.sort(arr.astype(np.float64, copy=False))
+    qs = np.quantile(x, [0.25, 0.75] + [q for _, q in PERCENTILES])
+    p25, p75, p50, p90, p95, p99, p999 = (float(v) for v in qs)
+    mean = float(np.mean(x))
+    std = float(np.std(x, ddof=1)) if n > 1 else _NAN
+    mad = float(np.median(np.abs(x - p50)))
+    out: dict[str, float] = {
+        "count": float(n),
+        "mean_ns": mean,
+        "std_ns": std,
+        "min_ns": float(x[0]),
+        "p50_ns": p50,
+        "p90_ns": p90,
+        "p95_ns": p95,
+        "p99_ns": p99,
+        "p999_ns": p999,
+        "max_ns": float(x[-1]),
+        "iqr_ns": p75 - p25,
+        "mad_ns": mad,
+        "cv": std / mean if mean != 0 else _NAN,
+        "jitter_ns": p99 - p50,
+        "throughput_per_s": _throughput(n, mean, duration_ns),
+    }
+    for prefix, q in (("p50", 0.5), ("p99", 0.99)):
+        ranks = quantile_ci_ranks(n, q)
+        low, high = (float(x[ranks[0]]), float(x[ranks[1]])) if ranks else (_NAN, _NAN)
+        out[f"{prefix}_ci_low_ns"] = low
+        out[f"{prefix}_ci_high_ns"] = high
+    return {k: out[k] for k in SUMMARY_COLUMNS}
+
+
+# --- vectorised per-run summaries ---------------------------------------------------------
+
+
+def _group_quantile(
+    x: npt.NDArray[np.float64], starts: npt.NDArray[np.int64], counts: npt.NDArray[np.int64], q: float
+) -> npt.NDArray[np.float64]:
+    """Type-7 quantile of every group of a group-sorted array (same arithmetic as numpy's)."""
+    out = np.full(counts.shape, np.nan)
+    ok = counts > 0
+    n = counts[ok]
+    virtual = (n - 1) * np.float64(q)
+    prev = np.floor(virtual)
+    gamma = virtual - prev
+    lo = prev.astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    a = x[starts[ok] + lo]
+    b = x[starts[ok] + hi]
+    diff = b - a
+    # numpy's _lerp: interpolate from the nearer end for accuracy.
+    res = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+    out[ok] = res
+    return out
+
+
+def _group_ci(
+    x: npt.NDArray[np.float64],
+    starts: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+    q: float,
+    confidence: float = _CI_CONFIDENCE,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    low = np.full(counts.shape, np.nan)
+    high = np.full(counts.shape, np.nan)
+    ok = counts > 0
+    if not ok.any():
+        return low, high
+    tail = (1.0 - confidence) / 2.0
+    n = counts[ok]
+    dist = _sps.binom(n, q)
+    lo = np.asarray(dist.ppf(tail)).astype(np.int64) - 1
+    hi = np.asarray(dist.isf(tail)).astype(np.int64)
+    valid = (lo >= 0) & (hi < n)
+    idx = np.flatnonzero(ok)[valid]
+    low[idx] = x[starts[idx] + lo[valid]]
+    high[idx] = x[starts[idx] + hi[valid]]
+    return low, high
+
+
+def _sort_within_groups(
+    values: npt.NDArray[Any], codes: npt.NDArray[np.int64], n_groups: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Sort by (group code, value); returns the values as float64 and their codes.
+
+    Integer values take a fast path: one ``np.sort`` of a combined int64 key
+    ``code * span + (value - min)`` instead of a two-key ``lexsort`` (3-4x faster).
+    """
+    if values.size and np.issubdtype(values.dtype, np.integer):
+        vmin, vmax = int(values.min()), int(values.max())
+        span = vmax - vmin + 1
+        if n_groups * span < 2**62:
+            key = codes * np.int64(span) + (values.astype(np.int64) - np.int64(vmin))
+            key.sort()
+            c, v = np.divmod(key, np.int64(span))
+            return (v + vmin).astype(np.float64), c
+    order = np.lexsort((values, codes))
+    return values[order].astype(np.float64), codes[order]
+
+
+def summarize_frame(
+    samples_df: pd.DataFrame,
+    by: str = "run_id",
+    *,
+    durations_ns: Mapping[Any, int | float | None] | pd.Series | None = None,
+) -> pd.DataFrame:
+    """Per-run :func:`summarize` over a samples table, vectorised (no Python loop per run or row).
+
+    ``samples_df`` has columns ``by`` (default ``run_id``) and ``latency_ns``,
+    and optionally ``phase``: when present only rows with ``phase == "timed"``
+    count. Returns one row per run (index named ``by``, sorted), columns
+    :data:`SUMMARY_COLUMNS`; a run with no timed rows gets ``count == 0`` and NaN.
+    ``durations_ns`` maps run id to the timed phase's wall time (see
+    :func:`summarize`); runs missing from it, or mapped to None, NaN or a
+    non-positive value, get throughput ``1e9 / mean`` instead.
+    The numbers equal :func:`summarize`'s for each run (to float rounding).
+    """
+    for col in (by, "latency_ns"):
+        if col not in samples_df.columns:
+            raise ValueError(f"samples table has no {col!r} column (columns: {list(samples_df.columns)})")
+    codes_all, uniques = pd.factorize(samples_df[by], sort=True)
+    all_ids = pd.Index(uniques)
+    g = len(all_ids)
+    keep = codes_all >= 0  # rows whose run id is missing belong to no run
+    if "phase" in samples_df.columns:
+        keep &= (samples_df["phase"] == "timed").to_numpy(dtype=bool, na_value=False)
+    lat = _as_latencies(samples_df["latency_ns"].to_numpy()[keep])
+    codes = codes_all[keep].astype(np.int64)
+
+    x, c = _sort_within_groups(lat, codes, g)
+    counts = np.bincount(c, minlength=g).astype(np.int64)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    nonempty = counts > 0
+
+    sums = np.bincount(c, weights=x, minlength=g)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / counts
+        dev = x - mean[c]
+        ss = np.bincount(c, weights=dev * dev, minlength=g)
+        std = np.where(counts > 1, np.sqrt(ss / np.maximum(counts - 1, 1)), np.nan)
+
+    qv = {key: _group_quantile(x, starts, counts, q) for key, q in PERCENTILES}
+    p25 = _group_quantile(x, starts, counts, 0.25)
+    p75 = _group_quantile(x, starts, counts, 0.75)
+    p50 = qv["p50_ns"]
+
+    # MAD: the median of |x - median| per group needs a second sort within groups.
+    absdev = np.abs(x - p50[c])
+    twice = 2.0 * absdev
+    if np.array_equal(twice, np.rint(twice)) and twice.size and twice.max() < 2.0**52:
+        # Integer latencies: 2 * |x - median| is an exact integer, so the fast integer sort applies.
+        dev_sorted, _ = _sort_within_groups(twice.astype(np.int64), c, g)
+        mad = _group_quantile(dev_sorted, starts, counts, 0.5) / 2.0
+    else:
+        dev_sorted, _ = _sort_within_groups(absdev, c, g)
+        mad = _group_quantile(dev_sorted, starts, counts, 0.5)
+
+    minv = np.full(g, np.nan)
+    maxv = np.full(g, np.nan)
+    minv[nonempty] = x[starts[nonempty]]
+    maxv[nonempty] = x[starts[nonempty] + counts[nonempty] - 1]
+
+    dur = np.full(g, np.nan)
+    if durations_ns is not None:
+        dmap = pd.to_numeric(pd.Series(durations_ns, dtype="object"), errors="coerce").astype("float64")
+        dur = dmap.reindex(all_ids).to_numpy(dtype=np.float64)
+        # An unknown (None, NaN) or impossible (<= 0) duration falls back to 1e9 / mean.
+        dur[~(dur > 0)] = np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        thr = np.where(np.isnan(dur), np.where(mean > 0, 1e9 / mean, np.nan), counts / (dur / 1e9))
+        cv = np.where(mean != 0, std / mean, np.nan)
+    thr = np.where(nonempty, thr, np.nan)
+
+    p50_lo, p50_hi = _group_ci(x, starts, counts, 0.5)
+    p99_lo, p99_hi = _group_ci(x, starts, counts, 0.99)
+
+    cols: dict[str, npt.NDArray[Any]] = {
+        "count": counts.astype(np.float64),
+        "mean_ns": mean,
+        "std_ns": std,
+        "min_ns": minv,
+        **qv,
+        "max_ns": maxv,
+        "iqr_ns": p75 - p25,
+        "mad_ns": mad,
+        "cv": cv,
+        "jitter_ns": qv["p99_ns"] - p50,
+        "throughput_per_s": thr,
+        "p50_ci_low_ns": p50_lo,
+        "p50_ci_high_ns": p50_hi,
+        "p99_ci_low_ns": p99_lo,
+        "p99_ci_high_ns": p99_hi,
+    }
+    out = pd.DataFrame({k: cols[k] for k in SUMMARY_COLUMNS}, index=all_ids)
+    out.index.name = by
+    return out
