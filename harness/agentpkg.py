@@ -18,6 +18,19 @@ import hilbench_agent
 __all__ = ["AgentBundle", "agent_bundle", "agent_source_dir"]
 
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+MIN_PYTHON = (3, 7)
+
+# The zipapp's entry point refuses a too-old Python in the protocol's own terms,
+# before any of the agent (which needs 3.7) is imported.
+_MAIN = """import json, sys, time
+if sys.version_info < %r:
+    sys.stdout.write(json.dumps({"v": 1, "type": "error", "t_ns": int(time.time() * 1e9), "category": "agent",
+        "message": "the device's Python %%s is too old: hilbench's agent needs Python %s or newer"
+        %% sys.version.split()[0]}) + "\\n")
+    sys.exit(2)
+from hilbench_agent.main import main
+sys.exit(main())
+""" % (MIN_PYTHON, ".".join(map(str, MIN_PYTHON)))
 
 
 def agent_source_dir() -> Path:
@@ -44,7 +57,7 @@ def agent_bundle() -> AgentBundle:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         main = zipfile.ZipInfo("__main__.py", _FIXED_TIME)
         main.external_attr = 0o644 << 16
-        zf.writestr(main, "import sys\nfrom hilbench_agent.main import main\nsys.exit(main())\n")
+        zf.writestr(main, _MAIN)
         for path in files:
             info = zipfile.ZipInfo("hilbench_agent/" + path.relative_to(src).as_posix(), _FIXED_TIME)
             info.external_attr = 0o644 << 16

@@ -1,0 +1,41 @@
+"""Small helpers shared by tests (not fixtures)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from harness.agentpkg import agent_bundle
+
+PYENV = Path.home() / ".pyenv" / "versions"
+
+
+def pyenv_python(version_prefix: str) -> str | None:
+    """Path of a pyenv interpreter whose version starts with ``version_prefix``, if installed."""
+    if PYENV.is_dir():
+        for d in sorted(PYENV.iterdir(), reverse=True):
+            if d.name.startswith(version_prefix) and (d / "bin" / "python").exists():
+                return str(d / "bin" / "python")
+    found = shutil.which(f"python{version_prefix}")
+    return found
+
+
+def write_agent(tmp: Path) -> Path:
+    path = tmp / "agent.pyz"
+    path.write_bytes(agent_bundle().data)
+    return path
+
+
+def run_agent(python: str, agent: Path, job: dict[str, Any] | None, *args: str,
+              timeout: float = 60) -> tuple[int, list[dict[str, Any]], str]:
+    """Run the shipped agent with ``job`` on stdin; returns (exit code, messages, stderr)."""
+    cmd = [python, str(agent), *args]
+    if job is not None:
+        cmd += ["--job", "-"]
+    proc = subprocess.run(cmd, input=(json.dumps(job) + "\n") if job is not None else "", capture_output=True,
+                          text=True, timeout=timeout)
+    messages = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return proc.returncode, messages, proc.stderr
