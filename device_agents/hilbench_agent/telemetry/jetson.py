@@ -1,0 +1,575 @@
+"""NVIDIA Jetson: tegrastats lines of every generation, INA3221/INA238 rails, GPU load/clock, nvpmodel, jetson_clocks.
+
+tegrastats is parsed with an explicit token grammar, not a generic ``NAME x/y``
+regex: on AGX Xavier the rails ``GPU``/``CPU`` share their names with the
+temperatures ``GPU@``/``CPU@`` and the ``CPU [..]`` token, and ``RAM a/bMB``
+looks like a rail. Temperatures, rails and clocks live in separate namespaces.
+
+Sensor names and units (tegrastats):
+
+==============================================  =====  ============================================
+``mem.ram_used`` ``mem.ram_total``              MB
+``mem.swap_used`` ``.swap_total`` ``.swap_cached``  MB  (absent on some lines: then not reported)
+``mem.iram_used`` ``mem.iram_total``            KB     Nano/TX1 only
+``load.cpuN`` ``freq.cpuN``                     %/MHz  ``off`` core: None, reason "core offline"
+``load.cpu``                                    %      mean of the online cores
+``load.gpu`` ``freq.gpu``                       %/MHz  GR3D_FREQ; freq is max() over GPCs
+``load.emc`` ``freq.emc``                       %/MHz  EMC_FREQ (the @freq needs root)
+``freq.<ENGINE>``                               MHz    APE, VIC, NVENC... (``off``: None)
+``load.mts_fg`` ``load.mts_bg``                 %
+``temp.<name>``                                 C      as printed (``CPU``, ``tj``); -256: None;
+                                                       PMIC (a constant 100/50): None
+``power.<rail>`` / ``.avg`` / ``.max``          mW     cur / average since tegrastats started /
+                                                       max (JetPack 7.2); NC rails skipped
+``power.total``                                 mW     the board-input rail, or a sum (see
+                                                       :func:`board_total`); None without rails
+==============================================  =====  ============================================
+"""
+
+import re
+
+from hilbench_agent.telemetry.fs import as_fs, read_int, read_text
+from hilbench_agent.telemetry.reading import Reading
+
+__all__ = [
+    "parse_tegrastats_line", "parse_tegrastats", "board_total", "parse_jetson_clocks", "parse_nvpmodel",
+    "parse_source_map", "find_ina_rails", "read_ina_rails", "find_gpu", "read_gpu", "INA_SKIP_LABELS",
+]
+
+SOURCE = "tegrastats"
+
+_TS_RE = re.compile(r"^\s*(\d\d-\d\d-\d{4} \d\d:\d\d:\d\d)\s+")
+_RAIL_VALUE_RE = re.compile(r"^(-?\d+)(?:mW)?/(-?\d+)(?:mW)?(?:/(-?\d+)(?:mW)?)?$")
+_TEMP_RE = re.compile(r"^([A-Za-z][\w-]*)@(-?\d+(?:\.\d+)?)C(?:/(-?\d+(?:\.\d+)?)C)?$")
+_USED_TOTAL_RE = re.compile(r"^(\d+)/(\d+)(MB|kB)(\(lfb)?$")
+_LOAD_FREQ_RE = re.compile(r"^(?:(\d+)%)?(?:@(\d+|\[[\d,\s]*\]))?$")
+_ENGINE_RE = re.compile(r"^(?:(\d+)%@)?(\d+)$")
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+#: tegrastats prints a constant for the PMIC die, not a measurement (100 on JP4, 50 later).
+PMIC_NAMES = ("PMIC",)
+#: Unconnected INA3221 channels and the INA3221 channel 7 sum are not rails.
+INA_SKIP_LABELS = ("NC", "sum of shunt voltages")
+
+#: Rail that measures the whole module/board input, in order of preference.
+BOARD_INPUT_RAILS = ("VIN", "VDD_IN", "POM_5V_IN")
+
+
+def board_total(rails):
+    """``(mW, method, rails_used)`` for a dict of rail name -> mW, or ``(None, reason, [])``.
+
+    * ``VIN`` (Thor carrier INA238), ``VDD_IN`` (TX2, Xavier NX, Orin NX/Nano),
+      ``POM_5V_IN`` (Nano) measure the module input: used alone.
+    * AGX Xavier and AGX Orin have no input rail: the total is the sum of the
+      connected rails (what jtop reports). On AGX Orin ``VIN_SYS_5V0`` is only
+      the 5 V I/O rail, not the total.
+    Sub-rails are never added to an input rail.
+    """
+    if not rails:
+        return None, "no power rails reported", []
+    for name in BOARD_INPUT_RAILS:
+        if name in rails and rails[name] is not None:
+            return rails[name], "board input rail %s" % name, [name]
+    used = sorted(n for n, v in rails.items() if v is not None and n not in INA_SKIP_LABELS)
+    if not used:
+        return None, "no readable rails", []
+    return sum(rails[n] for n in used), "sum of module rails (no board-input rail on this module)", used
+
+
+def _add(out, sensor, value, unit, reason=None, extra=None):
+    out.append(Reading(sensor, value, unit, SOURCE, reason, extra))
+
+
+def _parse_load_freq(value):
+    """``12%@204`` / ``0%`` / ``@0`` / ``39%@[305,0]`` -> (load or None, freq or None, gpcs or None)."""
+    m = _LOAD_FREQ_RE.match(value)
+    if not m or (m.group(1) is None and m.group(2) is None):
+        return None
+    load = float(m.group(1)) if m.group(1) is not None else None
+    freq, gpcs = None, None
+    if m.group(2) is not None:
+        f = m.group(2)
+        if f.startswith("["):
+            gpcs = [int(x) for x in f.strip("[]").split(",") if x.strip()]
+            freq = float(max(gpcs)) if gpcs else None
+        else:
+            freq = float(f)
+    return load, freq, gpcs
+
+
+def parse_tegrastats_line(line):
+    """Readings of one tegrastats line; ``[]`` for a line that is not tegrastats (a prompt, a blank line)."""
+    extra_ts = None
+    m = _TS_RE.match(line)
+    if m:
+        extra_ts = m.group(1)
+        line = line[m.end():]
+    toks = line.split()
+    if "RAM" not in toks and "cpu" not in toks and "CPU" not in toks:
+        return []
+    out = []
+    rails = {}
+    seen = set()
+    i = 0
+    n = len(toks)
+    while i < n:
+        tok = toks[i]
+        nxt = toks[i + 1] if i + 1 < n else ""
+        if tok in ("RAM", "SWAP", "IRAM"):
+            mm = _USED_TOTAL_RE.match(nxt)
+            if mm:
+                key = tok.lower()
+                unit = "KB" if mm.group(3) == "kB" else "MB"
+                _add(out, "mem.%s_used" % key, float(mm.group(1)), unit)
+                _add(out, "mem.%s_total" % key, float(mm.group(2)), unit)
+                i += 2
+                if mm.group(4):
+                    # IRAM 0/252kB(lfb 252kB): the bracket is glued to the value.
+                    if i < n and re.match(r"^\d+kB\)$", toks[i]):
+                        i += 1
+                    continue
+                if i + 1 < n and toks[i] in ("(lfb", "(cached"):
+                    mv = re.match(r"^(\d+)(?:x(\d+))?(MB|kB)\)$", toks[i + 1])
+                    if mv:
+                        if toks[i] == "(cached":
+                            _add(out, "mem.%s_cached" % key, float(mv.group(1)), "MB")
+                        elif mv.group(2):
+                            _add(out, "mem.lfb_blocks", float(mv.group(1)), "count", None,
+                                 {"block_size_mb": int(mv.group(2))})
+                        i += 2
+                continue
+        if tok in ("CPU", "cpu") and nxt.startswith("["):
+            j = i + 1
+            body = nxt
+            while "]" not in body and j + 1 < n:
+                j += 1
+                body += toks[j]
+            inner, _, tail = body[1:].partition("]")
+            shared = float(tail[1:]) if tail.startswith("@") and tail[1:].isdigit() else None
+            loads = []
+            for k, entry in enumerate(inner.split(",")):
+                entry = entry.strip()
+                if entry == "off":
+                    _add(out, "load.cpu%d" % k, None, "%", "core offline")
+                    _add(out, "freq.cpu%d" % k, None, "MHz", "core offline")
+                    continue
+                lf = _parse_load_freq(entry)
+                if lf is None:
+                    _add(out, "load.cpu%d" % k, None, "%", "unparsed %r" % entry)
+                    continue
+                load, freq, _ = lf
+                if freq is None:
+                    freq = shared
+                _add(out, "load.cpu%d" % k, load, "%", None if load is not None else "load not printed")
+                _add(out, "freq.cpu%d" % k, freq, "MHz", None if freq is not None else "frequency not printed")
+                if load is not None:
+                    loads.append(load)
+            if loads:
+                _add(out, "load.cpu", sum(loads) / len(loads), "%", None, {"online_cores": len(loads)})
+            seen.add("CPU")
+            i = j + 1
+            continue
+        if tok in ("EMC_FREQ", "EMC", "GR3D_FREQ", "GR3D", "GR3D2_FREQ"):
+            lf = _parse_load_freq(nxt)
+            unit_name = "emc" if tok.startswith("EMC") else "gpu"
+            if tok == "GR3D2_FREQ":
+                # Same load figure as GR3D_FREQ for the second GPC: keep only its clock.
+                if lf is not None and lf[1] is not None:
+                    _add(out, "freq.gpu.gpc1", lf[1], "MHz")
+                i += 2
+                continue
+            if lf is None:
+                i += 1
+                continue
+            load, freq, gpcs = lf
+            seen.add(unit_name)
+            _add(out, "load." + unit_name, load, "%",
+                 None if load is not None else "no load printed (GPU rail-gated)")
+            _add(out, "freq." + unit_name, freq, "MHz",
+                 None if freq is not None else "frequency not printed (needs root)",
+                 {"gpcs_mhz": gpcs} if gpcs else None)
+            i += 2
+            continue
+        if tok == "MTS" and nxt == "fg" and i + 4 < n + 1:
+            try:
+                _add(out, "load.mts_fg", float(toks[i + 2].rstrip("%")), "%")
+                _add(out, "load.mts_bg", float(toks[i + 4].rstrip("%")), "%")
+            except (ValueError, IndexError):
+                pass
+            i += 5
+            continue
+        mt = _TEMP_RE.match(tok)
+        if mt:
+            name, v1, v2 = mt.group(1), float(mt.group(2)), mt.group(3)
+            extra = {"temp_aux": float(v2)} if v2 is not None else None
+            if v1 == -256:
+                _add(out, "temp." + name, None, "C", "sensor offline (-256 C)", extra)
+            elif name in PMIC_NAMES:
+                extra = dict(extra or {}, raw=v1)
+                _add(out, "temp." + name, None, "C", "PMIC@%gC is a constant placeholder, not a measurement" % v1,
+                     extra)
+            else:
+                _add(out, "temp." + name, v1, "C", None, extra)
+            i += 1
+            continue
+        mr = _RAIL_VALUE_RE.match(nxt) if nxt else None
+        if mr and _NAME_RE.match(tok) and tok not in ("RAM", "SWAP", "IRAM"):
+            cur, avg, mx = float(mr.group(1)), float(mr.group(2)), mr.group(3)
+            if tok != "NC":
+                extra = {"negative": True} if cur < 0 else None
+                _add(out, "power." + tok, cur, "mW", None, extra)
+                _add(out, "power.%s.avg" % tok, avg, "mW", None, {"note": "average since tegrastats started"})
+                if mx is not None:
+                    _add(out, "power.%s.max" % tok, float(mx), "mW")
+                rails[tok] = cur
+            i += 2
+            continue
+        if _NAME_RE.match(tok) and tok.isupper() and nxt:
+            if nxt == "off":
+                _add(out, "freq." + tok.replace("_FREQ", ""), None, "MHz", "off (engine idle or clock-gated)")
+                i += 2
+                continue
+            me = _ENGINE_RE.match(nxt)
+            if me:
+                _add(out, "freq." + tok.replace("_FREQ", ""), float(me.group(2)), "MHz")
+                if me.group(1) is not None:
+                    _add(out, "load." + tok.replace("_FREQ", ""), float(me.group(1)), "%")
+                i += 2
+                continue
+        i += 1
+    if "gpu" not in seen:
+        _add(out, "load.gpu", None, "%", "GR3D_FREQ not printed (needs root, or absent on this JetPack)")
+    total, how, used = board_total(rails)
+    if total is None:
+        _add(out, "power.total", None, "mW", "no power rails in this tegrastats line")
+    else:
+        _add(out, "power.total", total, "mW", None, {"method": how, "rails": used})
+    if extra_ts:
+        for r in out:
+            r.extra = dict(r.extra, timestamp=extra_ts)
+    return out
+
+
+def parse_tegrastats(text):
+    """Readings of every tegrastats line in ``text``; ``extra["line"]`` numbers the samples from 0."""
+    out = []
+    k = 0
+    for line in text.splitlines():
+        readings = parse_tegrastats_line(line)
+        if not readings:
+            continue
+        for r in readings:
+            r.extra = dict(r.extra, line=k)
+        out.extend(readings)
+        k += 1
+    return out
+
+
+# --- jetson_clocks --show -----------------------------------------------------------------------
+
+_KV_RE = re.compile(r"(\w+)=(\S+)")
+
+
+def parse_jetson_clocks(text):
+    """``jetson_clocks --show``: CPU values are kHz, GPU and EMC are Hz; all reported in MHz.
+
+    Readings: ``freq.cpuN`` / ``.min`` / ``.max`` (governor in extra), ``online.cpuN``,
+    ``freq.gpu`` ``freq.emc`` (+ ``.min``/``.max``), ``jetson_clocks.emc_freq_override``,
+    ``fan.speed`` (PWM 0-255), ``nvpmodel.mode`` (name in ``extra["text"]``).
+    L4T 28's ``Gonvernor=`` typo is accepted.
+    """
+    src = "jetson_clocks"
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        m = re.match(r"^(cpu\d+):\s*(.*)$", line)
+        if m:
+            cpu, kv = m.group(1), dict(_KV_RE.findall(m.group(2)))
+            gov = kv.get("Governor") or kv.get("Gonvernor")
+            if "Online" in kv:
+                out.append(Reading("online." + cpu, int(kv["Online"]), "", src))
+            for key, suffix in (("CurrentFreq", ""), ("MinFreq", ".min"), ("MaxFreq", ".max")):
+                if key in kv and kv[key].isdigit():
+                    out.append(Reading("freq.%s%s" % (cpu, suffix), int(kv[key]) / 1000.0, "MHz", src, None,
+                                       {"governor": gov} if gov and not suffix else None))
+            continue
+        m = re.match(r"^(GPU|EMC|DLA\d+_\w+|PVA\d+_\w+):?\s+(.*)$", line)
+        if m and "Freq" in m.group(2):
+            unit, kv = m.group(1).lower(), dict(_KV_RE.findall(m.group(2)))
+            for key, suffix in (("CurrentFreq", ""), ("MinFreq", ".min"), ("MaxFreq", ".max")):
+                if key in kv and kv[key].isdigit():
+                    out.append(Reading("freq.%s%s" % (unit, suffix), int(kv[key]) / 1e6, "MHz", src))
+            if "FreqOverride" in kv and kv["FreqOverride"].isdigit():
+                out.append(Reading("jetson_clocks.%s_freq_override" % unit, int(kv["FreqOverride"]), "", src))
+            continue
+        m = re.match(r"^Fan:.*?speed=(\d+)", line)
+        if m:
+            out.append(Reading("fan.speed", int(m.group(1)), "PWM", src))
+            continue
+        m = re.match(r"^NV Power Mode:\s*(\S+)", line)
+        if m:
+            out.append(Reading("nvpmodel.mode", None, "", src, "mode id not printed; name in extra", {"text": m.group(1)}))
+            continue
+        m = re.match(r"^Online CPUs:\s*(\S+)", line)
+        if m:
+            cpus = _expand_cpu_list(m.group(1))
+            out.append(Reading("online.cpus", len(cpus), "count", src, None, {"text": m.group(1), "cpus": cpus}))
+    return out
+
+
+def _expand_cpu_list(text):
+    cpus = []
+    for part in text.split(","):
+        if "-" in part:
+            a, _, b = part.partition("-")
+            if a.isdigit() and b.isdigit():
+                cpus.extend(range(int(a), int(b) + 1))
+        elif part.isdigit():
+            cpus.append(int(part))
+    return cpus
+
+
+# --- nvpmodel -----------------------------------------------------------------------------------
+
+def parse_nvpmodel(text):
+    """``nvpmodel -q`` (``NV Power Mode: NAME`` then the id) or ``nvpmodel -p --verbose``.
+
+    Readings: ``nvpmodel.mode`` (id; name in ``extra["text"]``), ``nvpmodel.default``
+    (id; name, all modes and the sysfs paths of each parameter in extra), and
+    ``nvpmodel.<MODE>.<PARAM>.<KEY>`` for every numeric mode setting, in the
+    file's own unit (CPU kHz, GPU/EMC Hz; CPU_ONLINE 0/1).
+    """
+    src = "nvpmodel"
+    out = []
+    lines = [ln.replace("NVPM VERB:", "").strip() for ln in text.splitlines()]
+    modes = {}
+    paths = {}
+    param = None
+    mode = None
+    default = None
+    for k, line in enumerate(lines):
+        m = re.match(r"^NV Power Mode:\s*(\w+)", line)
+        if m:
+            ident = None
+            if k + 1 < len(lines) and lines[k + 1].isdigit():
+                ident = int(lines[k + 1])
+            out.append(Reading("nvpmodel.mode", ident, "", src, None if ident is not None else "mode id not printed",
+                               {"text": m.group(1)}))
+            continue
+        m = re.match(r"^PM_CONFIG: DEFAULT=(\w+)\((\d+)\)", line)
+        if m:
+            default = (m.group(1), int(m.group(2)))
+            continue
+        m = re.match(r"^POWER_MODEL: ID=(\d+) NAME=(\w+)", line)
+        if m:
+            mode = m.group(2)
+            modes[int(m.group(1))] = mode
+            param = None
+            continue
+        m = re.match(r"^PARAM TYPE=(\w+) NAME=(\w+)", line)
+        if m:
+            param = m.group(2)
+            mode = None
+            continue
+        parts = line.split()
+        if mode and len(parts) == 3:
+            pname, key, value = parts
+            try:
+                num = float(value)
+            except ValueError:
+                continue
+            unit, reason = "", None
+            if key.endswith("_FREQ"):
+                unit = "kHz" if pname.startswith("CPU") else "Hz"
+                if num == 2147483647 or (key == "MAX_FREQ" and num == 0):
+                    # INT_MAX (and a 0 cap) mean "no limit", not a frequency.
+                    num, reason = None, "no limit (%s)" % value
+            out.append(Reading("nvpmodel.%s.%s.%s" % (mode, pname, key), num, unit, src, reason))
+        elif param and len(parts) == 2 and parts[1].startswith("/"):
+            paths["%s.%s" % (param, parts[0])] = parts[1]
+    if default is not None:
+        out.append(Reading("nvpmodel.default", default[1], "", src, None,
+                           {"text": default[0], "modes": modes, "paths": paths}))
+    return out
+
+
+# --- tegrastats' own source map (/tmp/.tstats.txt, jtop issue 360) ------------------------------
+
+def parse_source_map(text):
+    """``FIELD,/sys/path`` lines grouped by board heading: ``{board: {field: path}}``."""
+    boards = {}
+    board = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("```"):
+            continue
+        m = re.match(r"^([A-Z0-9_]+),(/\S+)$", line)
+        if m:
+            boards.setdefault(board or "unknown", {})[m.group(1)] = m.group(2)
+        else:
+            board = line
+    return boards
+
+
+def source_map_readings(text):
+    """One value-less reading per field: the map says where a value lives, not what it is."""
+    out = []
+    for board, fields in parse_source_map(text).items():
+        for field, path in fields.items():
+            root_only = path.startswith("/sys/kernel/debug/")
+            out.append(Reading("tegrastats_source.%s" % field, None, "", "tegrastats-sources",
+                               "source map only: no value", {"board": board, "path": path, "root_only": root_only}))
+    return out
+
+
+# --- INA3221 / INA238 rails from sysfs ----------------------------------------------------------
+
+IIO_DRIVER_DIR = "/sys/bus/i2c/drivers/ina3221x"     # JetPack 4
+HWMON_DRIVER_DIR = "/sys/bus/i2c/drivers/ina3221"    # JetPack 5 and 6
+INA238_DRIVER_DIR = "/sys/bus/i2c/drivers/ina238"    # Thor carrier (VIN), power in uW
+
+
+def find_ina_rails(root="/"):
+    """Every INA channel on the board: ``[dict(rail, kind, power, voltage, current, alarms...)]``.
+
+    * JetPack 4 (iio): ``ina3221x/<bus-addr>/iio:deviceN/rail_name_k``,
+      ``in_power<k>_input`` (mW, precomputed), ``in_voltage<k>_input`` (mV),
+      ``in_current<k>_input`` (mA).
+    * JetPack 5/6 (hwmon): ``ina3221/<bus-addr>/hwmon/hwmonN/in<k>_label``,
+      ``in<k>_input`` (mV), ``curr<k>_input`` (mA); power = mV x mA / 1000.
+    * Thor: ``ina238/.../hwmon/hwmonN/power1_input`` in µW.
+    Channels labelled ``NC`` and the channel-7 "sum of shunt voltages" are skipped.
+    A channel with no label keeps the name ``<bus-addr>:ch<k>``.
+    """
+    fs = as_fs(root)
+    rails = []
+    for dev in fs.listdir(IIO_DRIVER_DIR):
+        ddir = IIO_DRIVER_DIR + "/" + dev
+        for sub in fs.listdir(ddir):
+            if not sub.startswith("iio:device"):
+                continue
+            idir = ddir + "/" + sub
+            for entry in fs.listdir(idir):
+                m = re.match(r"^rail_name_(\d+)$", entry)
+                if not m:
+                    continue
+                k = m.group(1)
+                label, _ = read_text(fs, idir + "/" + entry)
+                if not label or label in INA_SKIP_LABELS:
+                    continue
+                rails.append({"rail": label, "kind": "iio", "device": dev,
+                              "power": idir + "/in_power%s_input" % k,
+                              "voltage": idir + "/in_voltage%s_input" % k,
+                              "current": idir + "/in_current%s_input" % k, "alarms": {}})
+    for driver, kind in ((HWMON_DRIVER_DIR, "hwmon"), (INA238_DRIVER_DIR, "ina238")):
+        for dev in fs.listdir(driver):
+            hdir_parent = driver + "/" + dev + "/hwmon"
+            for hw in fs.listdir(hdir_parent):
+                hdir = hdir_parent + "/" + hw
+                entries = fs.listdir(hdir)
+                chans = set()
+                for entry in entries:
+                    m = re.match(r"^(?:in|curr|power)(\d+)_(?:input|label|crit_alarm|max_alarm)$", entry)
+                    if m:
+                        chans.add(int(m.group(1)))
+                for k in sorted(chans):
+                    label, _ = read_text(fs, "%s/in%d_label" % (hdir, k))
+                    if label is None and kind == "ina238":
+                        label = "VIN"
+                    if label is not None and (label in INA_SKIP_LABELS or label.startswith("NC")):
+                        continue
+                    if kind == "hwmon" and k == 7:
+                        continue
+                    name = label or "%s:ch%d" % (dev, k)
+                    alarms = {}
+                    for a in ("crit_alarm", "max_alarm"):
+                        if "curr%d_%s" % (k, a) in entries:
+                            alarms[a] = "%s/curr%d_%s" % (hdir, k, a)
+                    rail = {"rail": name, "kind": kind, "device": dev,
+                            "voltage": "%s/in%d_input" % (hdir, k) if "in%d_input" % k in entries else None,
+                            "current": "%s/curr%d_input" % (hdir, k) if "curr%d_input" % k in entries else None,
+                            "power": "%s/power%d_input" % (hdir, k) if "power%d_input" % k in entries else None,
+                            "alarms": alarms}
+                    rails.append(rail)
+    return rails
+
+
+def read_ina_rails(root="/", rails=None, source="sysfs:ina3221", with_total=True):
+    """``power.<rail>`` (mW), ``voltage.<rail>`` (mV), ``current.<rail>`` (mA), alarms, and ``power.total``.
+
+    An unconnected channel that fails with EIO gives None readings, never a crash.
+    """
+    fs = as_fs(root)
+    if rails is None:
+        rails = find_ina_rails(fs)
+    out = []
+    powers = {}
+    for rail in rails:
+        name = rail["rail"]
+        mv = ma = None
+        if rail.get("voltage"):
+            mv, reason = read_int(fs, rail["voltage"])
+            out.append(Reading("voltage." + name, mv, "mV", source, reason))
+        if rail.get("current"):
+            ma, reason = read_int(fs, rail["current"])
+            out.append(Reading("current." + name, ma, "mA", source, reason))
+        mw, reason = None, "no power, voltage or current file"
+        if rail.get("power"):
+            raw, reason = read_int(fs, rail["power"])
+            if raw is not None:
+                mw = raw / 1000.0 if rail["kind"] == "ina238" else float(raw)
+        elif rail.get("voltage") or rail.get("current"):
+            if mv is not None and ma is not None:
+                mw, reason = mv * ma / 1000.0, None
+            else:
+                reason = "voltage or current unreadable"
+        if rail.get("power") or rail.get("voltage") or rail.get("current"):
+            out.append(Reading("power." + name, mw, "mW", source, reason))
+            powers[name] = mw
+        for alarm, path in sorted(rail.get("alarms", {}).items()):
+            v, reason = read_int(fs, path)
+            out.append(Reading("alarm.%s.curr_%s" % (name, alarm), v, "", source, reason))
+    if with_total and powers:
+        total, how, used = board_total(powers)
+        out.append(Reading("power.total", total, "mW", source, None if total is not None else how,
+                           {"method": how, "rails": used} if total is not None else None))
+    return out
+
+
+# --- GPU load and clock -------------------------------------------------------------------------
+
+GPU_LOAD_PATHS = ("/sys/devices/platform/gpu.0/load", "/sys/devices/gpu.0/load",
+                  "/sys/devices/17000000.gv11b/load", "/sys/devices/17000000.gp10b/load",
+                  "/sys/devices/platform/17000000.gpu/load")
+DEVFREQ_DIR = "/sys/class/devfreq"
+
+
+def find_gpu(root="/"):
+    """``(load_path or None, devfreq_dir or None)``: the devfreq node is the one whose of_node name says gpu."""
+    fs = as_fs(root)
+    load = None
+    for p in GPU_LOAD_PATHS:
+        if fs.exists(p):
+            load = p
+            break
+    node = None
+    for entry in fs.listdir(DEVFREQ_DIR):
+        d = DEVFREQ_DIR + "/" + entry
+        ofname, _ = read_text(fs, d + "/device/of_node/name")
+        if (ofname and "gpu" in ofname) or "gpu" in entry or entry.endswith(("gv11b", "gp10b", "ga10b")):
+            node = d
+            break
+    return load, node
+
+
+def read_gpu(root="/", load_path=None, devfreq_dir=None, source="sysfs:gpu"):
+    """``load.gpu`` (%; the file is in tenths of a percent) and ``freq.gpu`` (MHz; devfreq is in Hz)."""
+    fs = as_fs(root)
+    out = []
+    if load_path:
+        raw, reason = read_int(fs, load_path)
+        out.append(Reading("load.gpu", raw / 10.0 if raw is not None else None, "%", source, reason))
+    if devfreq_dir:
+        raw, reason = read_int(fs, devfreq_dir + "/cur_freq")
+        out.append(Reading("freq.gpu", raw / 1e6 if raw is not None else None, "MHz", source, reason))
+    return out

@@ -1,0 +1,57 @@
+"""Host side of telemetry: turn a recorded sensor output into readings.
+
+``parse_file(path, kind=None)`` reads a file recorded on a device (tegrastats
+log, ``vcgencmd`` output, ``dumpsys`` dump, powermetrics text or plist, a sysfs
+listing...) and returns one dict per reading, with the same parsers the device
+agent runs (``hilbench_agent.telemetry``). ``hilbench telemetry parse`` prints them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness._agentpath import ensure_agent_importable
+from harness.errors import HilbenchError
+
+ensure_agent_importable()
+
+from hilbench_agent.telemetry import KINDS, detect_kind, parse_text  # noqa: E402
+
+__all__ = ["KINDS", "parse_file", "parse_string"]
+
+
+def parse_string(text: str, kind: str | None = None, *, where: str = "<text>") -> list[dict[str, Any]]:
+    """Readings of ``text`` as dicts: sensor, value (float or None), unit, source, reason (when None), extra."""
+    if kind is not None and kind not in KINDS:
+        raise HilbenchError(f"{where}: unknown telemetry kind {kind!r}; use one of {', '.join(KINDS)}")
+    if kind is None:
+        kind = detect_kind(text)
+        if kind is None:
+            raise HilbenchError(f"{where}: cannot recognise the format; pass --kind (one of {', '.join(KINDS)})")
+    try:
+        readings = parse_text(kind, text)
+    except ValueError as exc:
+        raise HilbenchError(f"{where}: {exc}") from exc
+    out = []
+    for r in readings:
+        d = r.to_dict(extra=True)
+        d["kind"] = kind
+        out.append(d)
+    return out
+
+
+def parse_file(path: Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """Readings of a recorded output file; ``kind`` None recognises the format.
+
+    Raises :class:`HilbenchError` (one line, naming the file) when the file
+    cannot be read, the kind is unknown, or the format is not recognised. A
+    bare number (a sysfs temp file) is not recognised: pass ``kind="sysfs-temp"``.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise HilbenchError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    text = data.decode("utf-8", errors="replace")
+    return parse_string(text, kind, where=str(path))
