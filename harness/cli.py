@@ -145,7 +145,7 @@ def format_summary(summary: Any, fmt: str) -> str:
     if fmt == "json":
         return summary.to_json(orient="records", date_format="iso")
     if fmt == "csv":
-        return summary.to_csv(index=False)
+        return summary.to_csv(index=False).rstrip("\n")
     if summary.empty:
         return "(no runs stored)"
     rows = []

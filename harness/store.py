@@ -224,7 +224,7 @@ class Store:
         """One row per run: identity columns plus the latency summary of its timed phase
         (count, mean, std, min, p50 ... p99.9, max, IQR, MAD, CV, throughput, median CI).
         Statistics are in nanoseconds; see docs/methodology.md."""
-        from harness.stats import summarize_frame
+        from harness.stats import SUMMARY_COLUMNS, summarize_frame
 
         runs = self.runs()
         if run_ids is not None:
@@ -233,7 +233,10 @@ class Store:
                       "status", "valid", "emulated", "stand_in", "timed_ns", "started_at"]].copy()
         samples = self._read("samples", ["run_id", "phase", "latency_ns"])
         samples = samples[(samples["phase"] == "timed") & samples["run_id"].isin(set(ident["run_id"]))]
-        stats = summarize_frame(samples, by="run_id", durations_ns=dict(zip(ident["run_id"], ident["timed_ns"])))
+        if samples.empty:
+            stats = pd.DataFrame({c: pd.Series(dtype="float64") for c in SUMMARY_COLUMNS}, index=pd.Index([], name="run_id"))
+        else:
+            stats = summarize_frame(samples, by="run_id", durations_ns=dict(zip(ident["run_id"], ident["timed_ns"])))
         out = ident.merge(stats, how="left", left_on="run_id", right_index=True)
         return out.drop(columns=["timed_ns"]).reset_index(drop=True)
 
