@@ -341,7 +341,7 @@ def summarize_frame(
     dur = np.full(g, np.nan)
     if durations_ns is not None:
         dmap = pd.to_numeric(pd.Series(durations_ns, dtype="object"), errors="coerce").astype("float64")
-        dur = dmap.reindex(all_ids).to_numpy(dtype=np.float64)
+        dur = dmap.reindex(all_ids).to_numpy(dtype=np.float64, copy=True)
         # An unknown (None, NaN) or impossible (<= 0) duration falls back to 1e9 / mean.
         dur[~(dur > 0)] = np.nan
     with np.errstate(invalid="ignore", divide="ignore"):
