@@ -66,6 +66,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("deadline_misses", pa.int64()), ("dropped_frames", pa.int64()),
         ("rss_before_load_kb", pa.int64()), ("rss_after_load_kb", pa.int64()), ("hwm_kb", pa.int64()),
         ("valid", pa.bool_()), ("verdict", _J), ("result", _J), ("bytes_sent", pa.int64()),
+        ("aggregate_only", pa.bool_()), ("runner", pa.string()),
         ("stderr_tail", pa.string()),
     ]),
     "samples": pa.schema([
