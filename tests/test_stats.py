@@ -54,7 +54,7 @@ def test_quantile_empty_and_bad_q() -> None:
 
 def test_median_ci_ranks_n100_are_the_textbook_order_statistics() -> None:
     # The classic table value (e.g. Campbell & Gardner, "Statistics with confidence"): for n = 100
-    # the 95% CI of the median is (X(40), X(61)), 1-based; n/2 -/+ 1.96 sqrt(n)/2 rounded outward.
+    # the 95% CI of the median is (X(40), X(61)), 1-based: n/2 - 1.96 sqrt(n)/2 and 1 + n/2 + 1.96 sqrt(n)/2.
     assert quantile_ci_ranks(100, 0.5) == (39, 60)
     # Its exact coverage P(40 <= B <= 60), B ~ Binomial(100, 1/2), is 0.9648.
     coverage = sps.binom.cdf(60, 100, 0.5) - sps.binom.cdf(39, 100, 0.5)
