@@ -111,7 +111,7 @@ def quantile_ci_ranks(n: int, q: float, confidence: float = _CI_CONFIDENCE) -> t
     distribution. The ranks are chosen equal-tailed from ``Binomial(n, q)``:
     ``lo = binom.ppf(a/2) - 1`` and ``hi = binom.isf(a/2)`` with ``a = 1 - confidence``,
     exactly as ``scipy.stats.quantile_test(...).confidence_interval()`` does.
-    ``None`` when ``n`` is too small for either bound to exist.
+    ``None`` when ``n`` is too small for both bounds to exist.
     """
     if not 0.0 < q < 1.0:
         raise ValueError(f"quantile must be strictly between 0 and 1, got {q}")
