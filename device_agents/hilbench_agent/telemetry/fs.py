@@ -23,17 +23,32 @@ class DiskFS(object):
 
     def __init__(self, root="/"):
         self.root = os.path.abspath(root)
+        self._prefix = "" if self.root == "/" else self.root.rstrip("/")
 
     def path(self, path):
         """The on-disk path of an absolute sysfs path such as ``/sys/class/thermal``."""
-        if self.root == "/":
-            return path
-        return os.path.join(self.root, path.lstrip("/"))
+        return self._prefix + "/" + path.lstrip("/")
 
     def read(self, path):
-        """The file's text; raises ``OSError`` (ENOENT, EIO, EACCES...) as the kernel does."""
-        with open(self.path(path), "r") as f:
-            return f.read()
+        """The file's text; raises ``OSError`` (ENOENT, EIO, EACCES...) as the kernel does.
+
+        ``os.open``/``os.read`` rather than ``open()``: a third of the cost per
+        file, which is what the sampler does 10 times a second per sensor.
+        """
+        fd = os.open(self._prefix + path if path.startswith("/") else self.path(path), os.O_RDONLY)
+        try:
+            data = os.read(fd, 65536)
+            if len(data) == 65536:
+                chunks = [data]
+                while True:
+                    more = os.read(fd, 65536)
+                    if not more:
+                        break
+                    chunks.append(more)
+                data = b"".join(chunks)
+        finally:
+            os.close(fd)
+        return data.decode("utf-8", "replace")
 
     def listdir(self, path):
         try:
@@ -60,7 +75,11 @@ class DiskFS(object):
 
 
 class MemFS(object):
-    """A sysfs tree held in memory: files, directories, symlinks and files that fail to read."""
+    """A sysfs tree held in memory: files, directories, symlinks and files that fail to read.
+
+    ``errors`` maps a path to the message its read fails with (EIO), or to an
+    ``(errno, message)`` pair.
+    """
 
     def __init__(self, files=None, dirs=(), symlinks=None, errors=None):
         self.files = dict(files or {})
@@ -106,6 +125,8 @@ class MemFS(object):
         p = self._resolve(path)
         if p in self.errors:
             err = self.errors[p]
+            if isinstance(err, tuple):
+                raise OSError(err[0], err[1], path)
             raise OSError(errno.EIO, err, path)
         if p in self.files:
             return self.files[p]
