@@ -463,3 +463,38 @@ def test_powermetrics_plist_stream_nul_separated() -> None:
     cpu = [x.value for x in rs if x.sensor == "power.cpu"]
     assert cpu == [pytest.approx(500.0), pytest.approx(300.0)]  # energy / elapsed when no *_power
     assert any(x.sensor == "powermetrics.sample" and x.value is None for x in rs)  # the truncated tail
+
+
+def test_stream_command_source_reads_records_as_they_come(tmp_path: Path) -> None:
+    import time
+
+    from hilbench_agent.telemetry.discover import StreamCommandSource
+
+    script = tmp_path / "fake_tegrastats.py"  # a stand-in for `tegrastats --interval 100`
+    script.write_text(
+        "import sys, time\n"
+        "for k in range(3):\n"
+        "    sys.stdout.write('RAM %d/3964MB CPU [5%%@1224] VDD_IN %d/1000\\n' % (1000 + k, 2000 + k))\n"
+        "    sys.stdout.flush()\n"
+        "    time.sleep(0.05)\n")
+    src = StreamCommandSource("tegrastats", [sys.executable, str(script)], lambda text: parse_text("tegrastats", text))
+    got = []
+    deadline = time.monotonic() + 10
+    try:
+        while time.monotonic() < deadline:
+            try:
+                got += src.read()
+            except RuntimeError:
+                break  # the command ended and everything was read
+            time.sleep(0.02)
+    finally:
+        src.close()
+    assert [r.value for r in got if r.sensor == "power.total"] == [2000, 2001, 2002]
+
+
+def test_command_source_timeout(tmp_path: Path) -> None:
+    from hilbench_agent.telemetry.discover import CommandSource
+
+    src = CommandSource("slow", [sys.executable, "-c", "import time; time.sleep(5)"], lambda t: [], timeout_s=0.2)
+    with pytest.raises(RuntimeError, match="timed out"):
+        src.read()
