@@ -498,3 +498,37 @@ def test_command_source_timeout(tmp_path: Path) -> None:
     src = CommandSource("slow", [sys.executable, "-c", "import time; time.sleep(5)"], lambda t: [], timeout_s=0.2)
     with pytest.raises(RuntimeError, match="timed out"):
         src.read()
+
+
+def test_nvpmodel_query_and_non_finite_values() -> None:
+    (mode,) = parse_text(None, "NV Power Mode: MAXN_SUPER\n2\n")
+    assert (mode.sensor, mode.value, mode.extra["text"]) == ("nvpmodel.mode", 2, "MAXN_SUPER")
+    from hilbench_agent.telemetry import Reading
+
+    r = Reading("temp.x", float("nan"), "C")
+    assert r.value is None and "finite" in r.reason
+    assert Reading("power.x", float("inf"), "mW").to_dict()["value"] is None
+
+
+def test_discover_vcgencmd_on_a_fake_pi5(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "vcgencmd"  # a stand-in answering like the Pi 5 firmware
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$1" in\n'
+        "  measure_clock) echo 'frequency(0)=2400000000' ;;\n"
+        "  get_throttled) echo 'throttled=0x50005' ;;\n"
+        "  pmic_read_adc) printf '  VDD_CORE_A current(7)=2.00000000A\\n  VDD_CORE_V volt(15)=0.80000000V\\n' ;;\n"
+        "  measure_temp) echo \"temp=51.0'C\" ;;\n"
+        "esac\n")
+    fake.chmod(0o755)
+    thermal_tree(tmp_path, {0: ("cpu-thermal", "51000")})
+    found = discover(str(tmp_path), path=str(bin_dir), platform="linux", commands=True)
+    names = [s.name for s in found]
+    assert {"vcgencmd_clock", "vcgencmd_throttled", "pmic"} <= set(names)
+    assert "vcgencmd_temp" not in names  # the thermal zone reads the same sensor without a process
+    r = by_sensor(x for s in found if s.name != "thermal" for x in s.read())
+    assert r["freq.arm"].value == 2400 and r["throttle.undervoltage"].value == 1
+    assert r["power.pmic_rails"].value == pytest.approx(1600)
+    assert {s.name: s.min_interval_s for s in found}["vcgencmd_throttled"] >= 1.0

@@ -394,17 +394,18 @@ def _is_root():
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def discover(root="/", pid=None, meter_command=None, board_rail=None, path=None, platform=None):
+def discover(root="/", pid=None, meter_command=None, board_rail=None, path=None, platform=None, commands=None):
     """Probe ``root`` for every known source; returns a :class:`Discovered` list.
 
     ``pid``: also sample that process's VmRSS/VmHWM. ``meter_command``: an
     external meter (argv list or string) printing watts. ``board_rail``: the
     rail that is the board total when a target file knows better.
     ``path``/``platform`` default to ``$PATH``/``sys.platform`` (tests pass their own).
-    Command sources (vcgencmd, pmset, dumpsys) are only probed when ``root`` is ``/``.
+    Command sources (vcgencmd, nvpmodel, pmset, powermetrics, dumpsys) are probed
+    when ``commands`` is true; by default only when ``root`` is ``/``.
     """
     fs = as_fs(root)
-    live = os.path.abspath(root) == "/" if isinstance(root, str) else False
+    live = commands if commands is not None else (isinstance(root, str) and os.path.abspath(root) == "/")
     platform = platform or sys.platform
     sources, missing = [], []
 
@@ -514,6 +515,10 @@ def _command_sources(sources, missing, path, platform, have_thermal):
             sources.append(pmic)
         else:
             missing.append(("pmic", "vcgencmd pmic_read_adc unsupported (not a Pi 5)"))
+    nvpmodel = which("nvpmodel", path)
+    if nvpmodel:
+        # The power mode changes only when someone changes it: read it rarely.
+        sources.append(CommandSource("nvpmodel", [nvpmodel, "-q"], jetson.parse_nvpmodel, 30.0))
     if platform == "darwin":
         pmset = which("pmset", path)
         if pmset:

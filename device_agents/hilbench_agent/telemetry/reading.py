@@ -5,6 +5,8 @@ Runs on the device's Python 3.7 with the standard library alone.
 
 __all__ = ["Reading", "unavailable"]
 
+_INF = float("inf")
+
 
 class Reading(object):
     """One value of one sensor at one moment.
@@ -24,7 +26,13 @@ class Reading(object):
 
     def __init__(self, sensor, value, unit, source="", reason=None, extra=None):
         self.sensor = sensor
-        self.value = None if value is None else float(value)
+        if value is not None:
+            value = float(value)
+            if value != value or value in (_INF, -_INF):
+                # NaN/inf cannot travel as JSON (the protocol refuses them): unavailable instead.
+                reason = reason or "not a finite number (%r)" % value
+                value = None
+        self.value = value
         self.unit = unit
         self.source = source
         self.reason = reason
