@@ -292,6 +292,7 @@ class Runner:
                 "enabled": True,
                 "rate_hz": job.target.telemetry.get("rate_hz") or job.policy.telemetry_rate_hz,
                 "meter_command": job.target.telemetry.get("meter_command"),
+                "board_rail": job.target.telemetry.get("board_rail"),
             }
         return {
             "v": 1,

@@ -43,7 +43,7 @@ def main(argv=None):
     channel = Channel.from_stdout(args.journal)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        channel.send("hello", **hello_fields(probe_all()))
+        channel.send("hello", sensors=_sensors(), **hello_fields(probe_all()))
         if args.probe or not args.job:
             return 0
         job = _read_job(args.job)
@@ -61,6 +61,19 @@ def main(argv=None):
         return 3
     finally:
         channel.close()
+
+
+def _sensors():
+    """What telemetry sources this device has (and lacks), for ``hello``."""
+    try:
+        from hilbench_agent.telemetry.discover import discover
+        found = discover(root="/", pid=os.getpid())
+        described = found.describe()
+        for source in found:
+            source.close()
+        return described
+    except Exception as exc:  # sensors are optional; never fail the hello for them
+        return {"sources": [], "missing": [], "error": str(exc).splitlines()[0] if str(exc) else repr(exc)}
 
 
 def _raise_interrupt(signum, frame):
@@ -127,7 +140,8 @@ def _start_telemetry(channel, config):
     except ImportError as exc:
         log("telemetry unavailable: %s" % exc)
         return None
-    sources = discover(root=config.get("root", "/"), pid=os.getpid(), meter_command=config.get("meter_command"))
+    sources = discover(root=config.get("root", "/"), pid=os.getpid(), meter_command=config.get("meter_command"),
+                       board_rail=config.get("board_rail"))
     sampler = Sampler(list(sources), rate_hz=float(config.get("rate_hz", 10.0)),
                       emit=lambda readings: channel.send("telemetry", readings=readings), clock=clock)
     sampler.start()
