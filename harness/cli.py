@@ -151,15 +151,20 @@ def format_summary(summary: Any, fmt: str) -> str:
     rows = []
     for _, r in summary.iterrows():
         ok = r["status"] == "ok"
-        tags = _fmt_settings(r["model_tags"])
+        try:
+            precision = json.loads(r["model_tags"] or "{}").get("precision")
+        except ValueError:
+            precision = None
         verdict = ("VALID" if r["valid"] else "INVALID") if ok else "ERROR"
+        if ok and r.get("warnings"):
+            verdict += f" ({len(str(r['warnings']).split(','))} warn)"
         if ok and r.get("emulated"):
             verdict += " emulated"
         if ok and r.get("stand_in"):
             verdict += " stand-in"
         rows.append({
             "run": str(r["run_id"])[-6:],
-            "model": r["model"] + (f" ({tags})" if tags else ""),
+            "model": r["model"] + (f" [{precision}]" if precision else ""),
             "target": r["target"],
             "backend": r["backend"],
             "settings": _fmt_settings(r["settings"]),
@@ -256,6 +261,54 @@ def cmd_telemetry_parse(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _write_output(text: str, output: str | None) -> None:
+    if output:
+        try:
+            Path(output).write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise HilbenchError(f"--output {output}: cannot write ({exc.strerror or exc})") from exc
+    else:
+        sys.stdout.write(text + "\n")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import compare, default_selections, format_comparison, select_runs
+
+    store = open_store(args.store)
+    if len(args.selection) == 1:
+        raise ConfigError("compare: give both BASELINE and CANDIDATE, or neither (the last two sessions of a plan)")
+    if args.selection:
+        runs = store.runs()
+        base, cand = select_runs(runs, args.selection[0]), select_runs(runs, args.selection[1])
+    else:
+        base, cand = default_selections(store)
+    result = compare(store, base, cand, alpha=args.alpha, min_change=args.min_change / 100.0,
+                     **({"metrics": tuple(args.metric)} if args.metric else {}))
+    if args.output:
+        _write_output(format_comparison(result, args.format), args.output)
+        if args.format != "table":
+            sys.stdout.write(format_comparison(result, "table") + "\n")
+    else:
+        _write_output(format_comparison(result, args.format), None)
+    return 1 if result.regressions else EXIT_OK
+
+
+def _analysis_parsers(sub: Any, store_arg: Any) -> None:
+    """Subcommands that read the store: compare, history, plot, report, variants."""
+    c = sub.add_parser("compare", help="did the candidate get slower? (exit status 1 on a regression)")
+    c.add_argument("selection", nargs="*", metavar="BASELINE CANDIDATE",
+                   help="session id or prefix, run ids (a,b), a date YYYY-MM-DD, KEY=VALUE label or label value; "
+                        "none: the last two sessions of the same plan")
+    c.add_argument("--format", choices=("table", "markdown", "json", "junit"), default="table")
+    c.add_argument("--output", help="write the report in --format to this file (the table still goes to stdout)")
+    c.add_argument("--alpha", type=float, default=0.01, help="significance after Benjamini-Hochberg (default 0.01)")
+    c.add_argument("--min-change", type=float, default=2.0, help="smallest slowdown that counts, in %% (default 2)")
+    c.add_argument("--metric", action="append", choices=("p50", "p99", "peak_memory", "energy_per_inference"),
+                   help="only these metrics (repeatable; default all that are stored)")
+    store_arg(c)
+    c.set_defaults(func=cmd_compare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hilbench", description="Hardware-in-the-loop benchmarking of edge ML inference.")
     p.add_argument("--version", action="version", version=f"hilbench {__version__}")
@@ -301,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--kind", help="format of FILE (default: recognise it)")
     tp.add_argument("file")
     tp.set_defaults(func=cmd_telemetry_parse)
+    _analysis_parsers(sub, store_arg)
     return p
 
 

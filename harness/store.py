@@ -232,6 +232,9 @@ class Store:
             runs = runs[runs["run_id"].isin(set(run_ids))]
         ident = runs[["run_id", "session_id", "plan", "model", "model_tags", "target", "backend", "settings",
                       "status", "valid", "emulated", "stand_in", "timed_ns", "started_at"]].copy()
+        ident.insert(ident.columns.get_loc("valid") + 1, "warnings",
+                     [",".join(w["code"] for w in json.loads(v).get("warnings", [])) if isinstance(v, str) else ""
+                      for v in runs["verdict"]])
         samples = self._read("samples", ["run_id", "phase", "latency_ns"])
         samples = samples[(samples["phase"] == "timed") & samples["run_id"].isin(set(ident["run_id"]))]
         if samples.empty:
@@ -242,14 +245,16 @@ class Store:
         return out.drop(columns=["timed_ns"]).reset_index(drop=True)
 
     def run(self, run_id: str) -> dict[str, Any]:
-        """One run's row as a dict with JSON columns decoded; accepts a unique prefix."""
+        """One run's row as a dict with JSON columns decoded; a unique prefix or suffix
+        (the table's ``run`` column) is enough."""
         runs = self._read("runs")
-        match = runs[runs["run_id"].str.startswith(run_id)]
+        ids = runs["run_id"].astype(str)
+        match = runs[ids.str.startswith(run_id) | ids.str.endswith(run_id)]
         if match.empty:
             raise StoreError(f"{self.root}: no run {run_id!r}")
         if len(match) > 1:
             raise StoreError(f"{self.root}: run id prefix {run_id!r} is ambiguous ({len(match)} runs)")
-        row = match.iloc[0].to_dict()
+        row = {k: (None if _is_missing(v) else v) for k, v in match.iloc[0].to_dict().items()}
         for col in JSON_COLUMNS["runs"]:
             if isinstance(row.get(col), str):
                 row[col] = json.loads(row[col])
@@ -259,6 +264,13 @@ class Store:
 def open_store(path: Path | str = "results") -> Store:
     """Open a results store for reading (and writing). A missing folder is an empty store."""
     return Store(path)
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists, arrays
+        return False
 
 
 def _len(columns: dict[str, list[Any]]) -> int:
