@@ -12,7 +12,8 @@ so the evidence is kept while the user sees one line that says what and where::
     ├── ProtocolError      a message from the agent that breaks the protocol
     ├── TransportError     cannot reach, log into, or talk to a target
     │   └── HostKeyError   unknown or changed host key
-    └── JobError           a job failed on the device (category + message from the agent)
+    ├── JobError           a job failed on the device (category + message from the agent)
+    └── AnalysisError      compare / history / report / plot / variants cannot do what was asked
 
 Only the CLI prints these and turns them into exit codes.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "TransportError",
     "HostKeyError",
     "JobError",
+    "AnalysisError",
     "ERROR_CATEGORIES",
 ]
 
@@ -92,3 +94,7 @@ class JobError(HilbenchError):
     def __init__(self, category: str, message: str) -> None:
         self.category = category
         super().__init__(message)
+
+
+class AnalysisError(HilbenchError):
+    """Analysis of stored results failed: nothing matches a selection, too little data, a missing tool."""

@@ -1,0 +1,575 @@
+"""Noise-aware comparison of two run selections: did the candidate get slower?
+
+For every configuration (model, target, backend, settings) present on both sides
+and every metric (p50 and p99 latency, peak memory, energy per inference where
+stored) :func:`compare` gives the candidate / baseline ratio with a 99% bootstrap
+confidence interval and a verdict:
+
+* ``slower`` (a regression) needs ALL of
+
+  1. a one-sided Mann-Whitney U test (``scipy.stats.mannwhitneyu``) on *block*
+     statistics, with Benjamini-Hochberg adjusted p (``scipy.stats.false_discovery_control``
+     over every pair and metric of the comparison) below ``alpha`` (0.01). Latency
+     samples are cut into consecutive blocks that close at 25 inferences or 1 s,
+     whichever comes first (at least 100 inferences for p99), and the test sees one
+     median (p99) per block: a device that warms up drifts, and a per-sample test
+     would read the drift as a difference;
+  2. a slowdown of at least ``max(2%, 2 x the baseline's session-to-session
+     variation)`` (the coefficient of variation of the per-session medians of that
+     configuration in the store's earlier sessions, when there are >= 3);
+  3. the lower bound of the 99% block-bootstrap interval of the ratio above 1.
+
+* ``faster`` is the mirror image; ``unchanged`` when the interval lies inside
+  ``1 +- threshold``; otherwise ``inconclusive``.
+
+Per-run metrics (peak memory, energy) have one value per run: they are tested
+across runs and need several runs per side (repeat the job); with fewer they are
+``inconclusive`` whenever they moved by more than the threshold.
+
+Selections (:func:`select_runs`): a session id or prefix, run ids (comma-separated),
+a date ``YYYY-MM-DD`` (UTC), ``KEY=VALUE`` of a label (``build=abc``), or a bare
+label value such as a git ref. With no selections, the last two sessions of the
+same plan.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import stats as sps
+
+from harness.errors import AnalysisError
+from harness.store import Store
+
+__all__ = [
+    "Selection",
+    "PairResult",
+    "Comparison",
+    "select_runs",
+    "default_selections",
+    "compare",
+    "compare_series",
+    "compare_values",
+    "block_size",
+    "format_comparison",
+    "CONFIG_COLUMNS",
+    "METRICS",
+]
+
+CONFIG_COLUMNS = ("model", "target", "backend", "settings")
+#: metric name -> (unit, kind): kind "samples" is tested on latency blocks, "runs" across runs.
+METRICS: dict[str, tuple[str, str]] = {
+    "p50": ("ms", "samples"),
+    "p99": ("ms", "samples"),
+    "peak_memory": ("MiB", "runs"),
+    "energy_per_inference": ("mJ", "runs"),
+}
+BLOCK_COUNT = 25
+BLOCK_NS = 1_000_000_000
+P99_BLOCK_COUNT = 100
+MIN_BLOCKS = 5
+DEFAULT_ALPHA = 0.01
+DEFAULT_MIN_CHANGE = 0.02
+CONFIDENCE = 0.99
+RESAMPLES = 2000
+SEED = 20261124
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A named set of runs: what the user typed and the runs it matched."""
+
+    spec: str
+    description: str
+    run_ids: tuple[str, ...]
+
+
+@dataclass
+class PairResult:
+    """One configuration and metric, baseline against candidate."""
+
+    model: str
+    target: str
+    backend: str
+    settings: str
+    metric: str
+    unit: str
+    baseline: float
+    candidate: float
+    ratio: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    q_value: float
+    threshold: float
+    history_cv: float | None
+    n_baseline: int
+    n_candidate: int
+    verdict: str = "inconclusive"
+    note: str = ""
+
+    @property
+    def regressed(self) -> bool:
+        return self.verdict == "slower"
+
+    def config(self) -> str:
+        settings = _fmt_settings(self.settings)
+        return f"{self.model} on {self.target} [{self.backend}{' ' + settings if settings else ''}]"
+
+
+@dataclass
+class Comparison:
+    baseline: Selection
+    candidate: Selection
+    pairs: list[PairResult] = field(default_factory=list)
+    only_baseline: list[str] = field(default_factory=list)
+    only_candidate: list[str] = field(default_factory=list)
+    alpha: float = DEFAULT_ALPHA
+    min_change: float = DEFAULT_MIN_CHANGE
+
+    @property
+    def regressions(self) -> list[PairResult]:
+        return [p for p in self.pairs if p.regressed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "baseline": asdict(self.baseline),
+            "candidate": asdict(self.candidate),
+            "alpha": self.alpha,
+            "min_change": self.min_change,
+            "confidence": CONFIDENCE,
+            "regressed": bool(self.regressions),
+            "pairs": [dict(asdict(p), regressed=p.regressed) for p in self.pairs],
+            "only_baseline": self.only_baseline,
+            "only_candidate": self.only_candidate,
+        }
+
+
+# ----------------------------------------------------------------------------- selections
+
+
+def _labels(text: Any) -> dict[str, Any]:
+    if isinstance(text, dict):
+        return text
+    try:
+        value = json.loads(text) if isinstance(text, str) else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def select_runs(runs: pd.DataFrame, spec: str) -> Selection:
+    """The successful runs ``spec`` names (see the module docstring); AnalysisError if none."""
+    ok = runs[runs["status"] == "ok"]
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise AnalysisError("empty run selection")
+    ids: list[str] = []
+    kinds: list[str] = []
+    for part in parts:
+        matched, kind = _select_one(ok, part)
+        if matched.empty:
+            raise AnalysisError(
+                f"selection {part!r} matches no successful run (give a session id or prefix, run ids, "
+                "a date YYYY-MM-DD, KEY=VALUE of a label, or a label value such as a git ref)")
+        ids.extend(r for r in matched["run_id"] if r not in ids)
+        kinds.append(kind)
+    return Selection(spec=spec, description=", ".join(kinds), run_ids=tuple(ids))
+
+
+def _select_one(ok: pd.DataFrame, part: str) -> tuple[pd.DataFrame, str]:
+    if _DATE.match(part):
+        day = pd.to_datetime(ok["started_at"], utc=True).dt.strftime("%Y-%m-%d")
+        return ok[day == part], f"runs of {part}"
+    if "=" in part:
+        key, _, value = part.partition("=")
+        labels = ok["labels"].map(_labels)
+        return ok[labels.map(lambda d: str(d.get(key.strip())) == value.strip() if key.strip() in d else False)], \
+            f"label {part}"
+    by_session = ok[ok["session_id"].astype(str).str.startswith(part)]
+    sessions = by_session["session_id"].unique()
+    if len(sessions) > 1:
+        raise AnalysisError(f"session prefix {part!r} is ambiguous ({len(sessions)} sessions): give more of the id")
+    if len(sessions) == 1:
+        return by_session, f"session {sessions[0]}"
+    by_run = ok[ok["run_id"].astype(str).str.startswith(part)]
+    if len(by_run) > 1:
+        raise AnalysisError(f"run id prefix {part!r} is ambiguous ({len(by_run)} runs)")
+    if len(by_run) == 1:
+        return by_run, f"run {by_run['run_id'].iloc[0]}"
+    labels = ok["labels"].map(_labels)
+    return ok[labels.map(lambda d: part in {str(v) for v in d.values()})], f"label value {part}"
+
+
+def default_selections(store: Store) -> tuple[Selection, Selection]:
+    """The last two sessions of the same plan (the newest session's plan)."""
+    runs = store.runs()
+    ok = runs[runs["status"] == "ok"]
+    if ok.empty:
+        raise AnalysisError(f"{store.root}: no successful runs to compare")
+    last = ok.sort_values("started_at").iloc[-1]
+    same_plan = ok[ok["plan"] == last["plan"]]
+    order = same_plan.groupby("session_id")["started_at"].min().sort_values()
+    if len(order) < 2:
+        raise AnalysisError(
+            f"{store.root}: plan {last['plan']!r} has only one session with successful runs; "
+            "run it again or name BASELINE and CANDIDATE")
+    base_id, cand_id = order.index[-2], order.index[-1]
+    return select_runs(ok, str(base_id)), select_runs(ok, str(cand_id))
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def block_size(latency_ns: npt.ArrayLike, min_count: int = BLOCK_COUNT) -> int:
+    """Inferences per block: a block closes at ``min_count`` inferences or at 1 s, whichever comes first."""
+    arr = np.asarray(latency_ns, dtype=np.float64)
+    med = float(np.median(arr)) if arr.size else 0.0
+    per_second = math.ceil(BLOCK_NS / med) if med > 0 else min_count
+    return max(1, min(min_count, per_second))
+
+
+def _blocks(latency_ns: npt.NDArray[np.float64], size: int) -> npt.NDArray[np.float64]:
+    """Consecutive whole blocks as a 2-D array (the partial last block is dropped)."""
+    n = (latency_ns.size // size) * size
+    return latency_ns[:n].reshape(-1, size)
+
+
+def _bootstrap_ratio(base: npt.NDArray[np.float64], cand: npt.NDArray[np.float64], q: float,
+                     seed: int, resamples: int = RESAMPLES) -> tuple[float, float]:
+    """Percentile CI of quantile(cand)/quantile(base), resampling whole blocks (rows) of each side
+    independently: a moving-block bootstrap that keeps the correlation inside a block."""
+    rng = np.random.default_rng(seed)
+    stats_ = []
+    for side in (base, cand):
+        nb, bs = side.shape
+        # Keep memory bounded: resample in chunks of about 4M values.
+        chunk = max(1, 4_000_000 // max(1, nb * bs))
+        out = np.empty(resamples)
+        for start in range(0, resamples, chunk):
+            stop = min(resamples, start + chunk)
+            idx = rng.integers(0, nb, size=(stop - start, nb))
+            out[start:stop] = np.quantile(side[idx].reshape(stop - start, nb * bs), q, axis=1)
+        stats_.append(out)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = stats_[1] / stats_[0]
+    tail = (1.0 - CONFIDENCE) / 2.0 * 100.0
+    lo, hi = np.nanpercentile(ratio, [tail, 100.0 - tail])
+    return float(lo), float(hi)
+
+
+@dataclass
+class _Test:
+    baseline: float
+    candidate: float
+    ratio: float
+    ci_low: float
+    ci_high: float
+    p_slower: float
+    p_faster: float
+    n_baseline: int
+    n_candidate: int
+    note: str = ""
+
+
+def compare_series(base_ns: npt.ArrayLike, cand_ns: npt.ArrayLike, q: float = 0.5, *, seed: int = SEED,
+                   resamples: int = RESAMPLES) -> _Test:
+    """Compare the ``q`` quantile of two latency series (in time order), block-wise.
+
+    Returns raw p values (one-sided, both directions) of the Mann-Whitney test on
+    block statistics, the ratio of the raw quantiles and its block-bootstrap CI.
+    """
+    base = np.asarray(base_ns, dtype=np.float64)
+    cand = np.asarray(cand_ns, dtype=np.float64)
+    size = block_size(base)
+    if q > 0.9:
+        # A tail quantile needs enough inferences per block to exist at all.
+        size = max(size, P99_BLOCK_COUNT)
+    bb, cb = _blocks(base, size), _blocks(cand, size)
+    b_q = float(np.quantile(base, q)) if base.size else math.nan
+    c_q = float(np.quantile(cand, q)) if cand.size else math.nan
+    ratio = c_q / b_q if b_q > 0 else math.nan
+    nan = math.nan
+    if len(bb) < MIN_BLOCKS or len(cb) < MIN_BLOCKS:
+        return _Test(b_q, c_q, ratio, nan, nan, nan, nan, len(bb), len(cb),
+                     f"too few blocks of {size} ({len(bb)} and {len(cb)}; need {MIN_BLOCKS}): run longer")
+    b_stat = np.quantile(bb, q, axis=1)
+    c_stat = np.quantile(cb, q, axis=1)
+    p_slower = float(sps.mannwhitneyu(b_stat, c_stat, alternative="less").pvalue)
+    p_faster = float(sps.mannwhitneyu(b_stat, c_stat, alternative="greater").pvalue)
+    lo, hi = _bootstrap_ratio(bb, cb, q, seed, resamples)
+    return _Test(b_q, c_q, ratio, lo, hi, p_slower, p_faster, len(bb), len(cb), f"blocks of {size}")
+
+
+def compare_values(base: npt.ArrayLike, cand: npt.ArrayLike, *, seed: int = SEED,
+                   resamples: int = RESAMPLES) -> _Test:
+    """Compare per-run values (peak memory, energy): medians, Mann-Whitney across runs,
+    bootstrap CI of the ratio of medians (``scipy.stats.bootstrap``) when each side has >= 2 runs."""
+    b = np.asarray(base, dtype=np.float64)
+    c = np.asarray(cand, dtype=np.float64)
+    b, c = b[np.isfinite(b)], c[np.isfinite(c)]
+    nan = math.nan
+    if not b.size or not c.size:
+        return _Test(nan, nan, nan, nan, nan, nan, nan, int(b.size), int(c.size), "missing on one side")
+    bm, cm = float(np.median(b)), float(np.median(c))
+    ratio = cm / bm if bm > 0 else nan
+    if b.size < 2 or c.size < 2:
+        return _Test(bm, cm, ratio, nan, nan, nan, nan, int(b.size), int(c.size),
+                     "one run per side: repeat the job to test this metric")
+    p_slower = float(sps.mannwhitneyu(b, c, alternative="less").pvalue)
+    p_faster = float(sps.mannwhitneyu(b, c, alternative="greater").pvalue)
+    if np.ptp(b) == 0 and np.ptp(c) == 0:
+        lo = hi = ratio
+    else:
+        res = sps.bootstrap((b, c), lambda x, y, axis: np.median(y, axis=axis) / np.median(x, axis=axis),
+                            confidence_level=CONFIDENCE, n_resamples=resamples, method="percentile",
+                            vectorized=True, rng=np.random.default_rng(seed))
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return _Test(bm, cm, ratio, lo, hi, p_slower, p_faster, int(b.size), int(c.size), f"{b.size} and {c.size} runs")
+
+
+def _verdict(t: _Test, q_slower: float, q_faster: float, threshold: float, alpha: float) -> str:
+    if not math.isfinite(t.ratio):
+        return "inconclusive"
+    if math.isfinite(t.ci_low) and q_slower < alpha and t.ratio - 1.0 >= threshold and t.ci_low > 1.0:
+        return "slower"
+    if math.isfinite(t.ci_high) and q_faster < alpha and 1.0 - t.ratio >= threshold and t.ci_high < 1.0:
+        return "faster"
+    if math.isfinite(t.ci_low) and 1.0 - threshold <= t.ci_low and t.ci_high <= 1.0 + threshold:
+        return "unchanged"
+    if not math.isfinite(t.ci_low) and abs(t.ratio - 1.0) < threshold:
+        return "unchanged"
+    return "inconclusive"
+
+
+# ----------------------------------------------------------------------------- the comparison
+
+
+def _key(row: Any) -> tuple[str, str, str, str]:
+    return (str(row["model"]), str(row["target"]), str(row["backend"]), str(row["settings"] or "{}"))
+
+
+def _history_cv(runs: pd.DataFrame, medians: pd.Series, key: tuple[str, str, str, str],
+                before: pd.Timestamp, exclude: set[str]) -> float | None:
+    """CV of per-session medians of one configuration over sessions up to ``before`` (needs >= 3)."""
+    same = runs[(runs["_key"] == key) & (runs["started_at"] <= before) & ~runs["run_id"].isin(exclude)]
+    same = same[same["run_id"].isin(medians.index)]
+    if same["session_id"].nunique() < 3:
+        return None
+    per_session = same.assign(m=same["run_id"].map(medians)).groupby("session_id")["m"].median()
+    mean = float(per_session.mean())
+    return float(per_session.std(ddof=1) / mean) if mean > 0 else None
+
+
+def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: float = DEFAULT_ALPHA,
+            min_change: float = DEFAULT_MIN_CHANGE, metrics: Sequence[str] = tuple(METRICS),
+            seed: int = SEED, resamples: int = RESAMPLES) -> Comparison:
+    """Compare two selections of the store, configuration by configuration (see the module docstring)."""
+    from harness.metrics import energy_per_inference
+
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise AnalysisError(f"unknown metric {unknown[0]!r} (known: {', '.join(METRICS)})")
+    runs = store.runs()
+    runs = runs[runs["status"] == "ok"].copy()
+    runs["_key"] = [_key(r) for _, r in runs.iterrows()]
+    base_runs = runs[runs["run_id"].isin(baseline.run_ids)]
+    cand_runs = runs[runs["run_id"].isin(candidate.run_ids)]
+    overlap = set(base_runs["run_id"]) & set(cand_runs["run_id"])
+    if overlap:
+        raise AnalysisError(f"baseline and candidate share {len(overlap)} runs: name two different selections")
+    base_keys, cand_keys = set(base_runs["_key"]), set(cand_runs["_key"])
+    common = sorted(base_keys & cand_keys)
+    out = Comparison(baseline, candidate, alpha=alpha, min_change=min_change,
+                     only_baseline=[_fmt_key(k) for k in sorted(base_keys - cand_keys)],
+                     only_candidate=[_fmt_key(k) for k in sorted(cand_keys - base_keys)])
+    if not common:
+        raise AnalysisError("baseline and candidate have no configuration (model, target, backend, settings) in common")
+
+    wanted_ids = set(base_runs["run_id"]) | set(cand_runs["run_id"])
+    need_samples = any(METRICS[m][1] == "samples" for m in metrics)
+    samples = pd.DataFrame(columns=["run_id", "iteration", "latency_ns"])
+    if need_samples:
+        samples = store.samples(runs["run_id"], phase="timed", columns=["run_id", "phase", "iteration", "latency_ns"])
+        samples = samples.sort_values(["run_id", "iteration"], kind="stable")
+    medians = samples.groupby("run_id")["latency_ns"].median() if need_samples else pd.Series(dtype=float)
+    per_run_lat = {rid: g["latency_ns"].to_numpy() for rid, g in samples[samples["run_id"].isin(wanted_ids)]
+                   .groupby("run_id", sort=False)} if need_samples else {}
+    energy = pd.Series(dtype=float)
+    if "energy_per_inference" in metrics:
+        e = energy_per_inference(store, runs[runs["run_id"].isin(wanted_ids)])
+        energy = e.set_index("run_id")["energy_mj"] if not e.empty else energy
+    base_latest = pd.to_datetime(base_runs["started_at"]).max()
+    exclude = set(cand_runs["run_id"])
+
+    tests: list[tuple[PairResult, _Test]] = []
+    for key in common:
+        b = base_runs[base_runs["_key"] == key]
+        c = cand_runs[cand_runs["_key"] == key]
+        hist = _history_cv(runs, medians, key, base_latest, exclude) if need_samples else None
+        threshold = max(min_change, 2.0 * hist) if hist is not None else min_change
+        for metric in metrics:
+            unit, kind = METRICS[metric]
+            if kind == "samples":
+                bl = [per_run_lat[r] for r in b["run_id"] if r in per_run_lat]
+                cl = [per_run_lat[r] for r in c["run_id"] if r in per_run_lat]
+                if not bl or not cl:
+                    continue
+                t = compare_series(np.concatenate(bl), np.concatenate(cl), 0.5 if metric == "p50" else 0.99,
+                                   seed=seed, resamples=resamples)
+                scale = 1e-6
+            elif metric == "peak_memory":
+                if b["hwm_kb"].isna().all() or c["hwm_kb"].isna().all():
+                    continue
+                t = compare_values(b["hwm_kb"].to_numpy(dtype=float), c["hwm_kb"].to_numpy(dtype=float),
+                                   seed=seed, resamples=resamples)
+                scale = 1 / 1024
+            else:
+                bv = b["run_id"].map(energy).dropna()
+                cv = c["run_id"].map(energy).dropna()
+                if bv.empty or cv.empty:
+                    continue
+                t = compare_values(bv.to_numpy(dtype=float), cv.to_numpy(dtype=float), seed=seed, resamples=resamples)
+                scale = 1.0
+            pair = PairResult(model=key[0], target=key[1], backend=key[2], settings=key[3], metric=metric, unit=unit,
+                              baseline=t.baseline * scale, candidate=t.candidate * scale, ratio=t.ratio,
+                              ci_low=t.ci_low, ci_high=t.ci_high, p_value=t.p_slower, q_value=math.nan,
+                              threshold=threshold, history_cv=hist, n_baseline=t.n_baseline,
+                              n_candidate=t.n_candidate, note=t.note)
+            tests.append((pair, t))
+
+    # Benjamini-Hochberg over every tested pair, each direction on its own.
+    for attr in ("p_slower", "p_faster"):
+        idx = [i for i, (_, t) in enumerate(tests) if math.isfinite(getattr(t, attr))]
+        if idx:
+            adjusted = sps.false_discovery_control([getattr(tests[i][1], attr) for i in idx], method="bh")
+            for i, qv in zip(idx, adjusted, strict=True):
+                setattr(tests[i][1], attr + "_q", float(qv))
+    for pair, t in tests:
+        q_slower = getattr(t, "p_slower_q", math.nan)
+        q_faster = getattr(t, "p_faster_q", math.nan)
+        pair.q_value = q_slower
+        pair.verdict = _verdict(t, q_slower if math.isfinite(q_slower) else 1.0,
+                                q_faster if math.isfinite(q_faster) else 1.0, pair.threshold, alpha)
+        out.pairs.append(pair)
+    return out
+
+
+def _fmt_settings(text: Any) -> str:
+    settings = _labels(text)
+    return " ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+
+
+def _fmt_key(key: tuple[str, str, str, str]) -> str:
+    settings = _fmt_settings(key[3])
+    return f"{key[0]} on {key[1]} [{key[2]}{' ' + settings if settings else ''}]"
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _num(v: float, digits: int = 3) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _change(p: PairResult) -> str:
+    if not math.isfinite(p.ratio):
+        return "-"
+    ci = "" if not math.isfinite(p.ci_low) else f" [{(p.ci_low - 1) * 100:+.1f}, {(p.ci_high - 1) * 100:+.1f}]"
+    return f"{(p.ratio - 1) * 100:+.1f}%{ci}"
+
+
+def _rows(c: Comparison) -> list[dict[str, str]]:
+    return [{
+        "configuration": p.config(),
+        "metric": p.metric,
+        "baseline": f"{_num(p.baseline)} {p.unit}",
+        "candidate": f"{_num(p.candidate)} {p.unit}",
+        "change (99% CI)": _change(p),
+        "q": "-" if not math.isfinite(p.q_value) else f"{p.q_value:.2g}",
+        "threshold": f"{p.threshold * 100:.1f}%",
+        "verdict": p.verdict.upper() if p.regressed else p.verdict,
+    } for p in c.pairs]
+
+
+def _headline(c: Comparison) -> str:
+    reg = c.regressions
+    counts = {v: sum(1 for p in c.pairs if p.verdict == v) for v in ("slower", "faster", "unchanged", "inconclusive")}
+    text = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    status = f"REGRESSED: {len(reg)} of {len(c.pairs)} comparisons slower" if reg else "no regression"
+    return f"{status} ({text or 'nothing compared'})"
+
+
+def format_comparison(c: Comparison, fmt: str = "table") -> str:
+    """The comparison as ``table`` (terminal), ``markdown``, ``json`` or ``junit`` (XML)."""
+    if fmt == "json":
+        return json.dumps(_finite(c.to_dict()), indent=2, default=_json_default)
+    if fmt == "junit":
+        return _junit(c)
+    rows = _rows(c)
+    cols = list(rows[0]) if rows else ["configuration", "metric", "verdict"]
+    head = [f"baseline:  {c.baseline.spec} ({c.baseline.description}; {len(c.baseline.run_ids)} runs)",
+            f"candidate: {c.candidate.spec} ({c.candidate.description}; {len(c.candidate.run_ids)} runs)"]
+    tail = [f"only in baseline: {k}" for k in c.only_baseline] + [f"only in candidate: {k}" for k in c.only_candidate]
+    if fmt == "markdown":
+        lines = ["# hilbench compare", "", *[f"- {h}" for h in head], "", f"**{_headline(c)}**", "",
+                 "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(r[k].replace("|", "\\|") for k in cols) + " |" for r in rows]
+        if tail:
+            lines += ["", *[f"- {t}" for t in tail]]
+        return "\n".join(lines)
+    if fmt != "table":
+        raise AnalysisError(f"unknown format {fmt!r} (table, markdown, json, junit)")
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) if rows else len(k) for k in cols}
+    lines = head + [""]
+    lines.append("  ".join(k.ljust(widths[k]) for k in cols))
+    lines += ["  ".join(r[k].ljust(widths[k]) for k in cols) for r in rows]
+    lines += ["", *tail, _headline(c)] if tail else ["", _headline(c)]
+    return "\n".join(lines)
+
+
+def _junit(c: Comparison) -> str:
+    suite = ET.Element("testsuite", name="hilbench compare", tests=str(len(c.pairs)),
+                       failures=str(len(c.regressions)), errors="0", skipped="0")
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", name="baseline", value=c.baseline.spec)
+    ET.SubElement(props, "property", name="candidate", value=c.candidate.spec)
+    for p in c.pairs:
+        case = ET.SubElement(suite, "testcase", classname=p.config(), name=p.metric)
+        summary = (f"{p.metric}: {_num(p.baseline)} -> {_num(p.candidate)} {p.unit}, {_change(p)}, "
+                   f"q={_num(p.q_value, 4)}, threshold {p.threshold * 100:.1f}%: {p.verdict}")
+        if p.regressed:
+            fail = ET.SubElement(case, "failure", message=f"{p.metric} slower by {(p.ratio - 1) * 100:.1f}%",
+                                 type="regression")
+            fail.text = summary
+        else:
+            ET.SubElement(case, "system-out").text = summary
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode")
+
+
+def _finite(v: Any) -> Any:
+    """NaN and infinity become null: JSON has no NaN."""
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return str(v)

@@ -1,0 +1,235 @@
+"""hilbench compare: the regression check on seeded synthetic series written straight into a store,
+selections, output formats, and one end-to-end compare of two real `hilbench run` sessions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.compare import compare, compare_series, compare_values, default_selections, select_runs
+from harness.errors import AnalysisError
+from harness.store import Store
+
+BASE_NS = 2_000_000
+
+
+def series(kind: str, n: int, rng: np.random.Generator, step: float = 0.0) -> np.ndarray:
+    """A run's latencies (ns, in time order) under one noise model, slowed down by ``step``."""
+    if kind == "iid":
+        x = BASE_NS * (1 + 0.05 * rng.standard_normal(n))
+    elif kind == "drift":
+        # A warming device: a ramp the same in every run, plus AR(1) wander and white noise.
+        d = np.zeros(n)
+        e = rng.standard_normal(n) * 0.001
+        for i in range(1, n):
+            d[i] = 0.98 * d[i - 1] + e[i]
+        x = BASE_NS * (1 + 0.03 * (1 - np.exp(-np.arange(n) / 200)) + d + 0.03 * rng.standard_normal(n))
+    elif kind == "bimodal":
+        x = np.where(rng.random(n) < 0.3, 1.3, 1.0) * BASE_NS * (1 + 0.02 * rng.standard_normal(n))
+    else:
+        raise ValueError(kind)
+    return np.maximum(x * (1 + step), 1).astype(np.int64)
+
+
+class StoreBuilder:
+    """Writes runs and samples with Store.write_table, as the runner would."""
+
+    def __init__(self, root: Path) -> None:
+        self.store = Store(root)
+        self.store.ensure_writable()
+        self.n = 0
+        self.t0 = dt.datetime(2026, 11, 1, 2, 0, tzinfo=dt.timezone.utc)
+
+    def run(self, session: str, model: str, lat: np.ndarray, *, day: int = 0, target: str = "board",
+            hwm_kb: int | None = 50_000, labels: dict[str, str] | None = None, plan: str = "nightly") -> str:
+        self.n += 1
+        run_id = f"r{self.n:05d}"
+        started = self.t0 + dt.timedelta(days=day, seconds=self.n)
+        t_ns = np.concatenate(([0], np.cumsum(lat[:-1]))).astype(np.int64)
+        self.store.write_table("samples", run_id, {
+            "run_id": [run_id] * len(lat), "phase": ["timed"] * len(lat), "iteration": list(range(len(lat))),
+            "latency_ns": lat.tolist(), "t_ns": t_ns.tolist()})
+        self.store.write_table("runs", run_id, [{
+            "run_id": run_id, "session_id": session, "plan": plan, "model": model, "target": target,
+            "backend": "onnxruntime", "settings": {"threads": 1}, "status": "ok", "started_at": started,
+            "labels": labels or {}, "hwm_kb": hwm_kb, "timed_count": len(lat), "timed_ns": int(lat.sum()),
+            "valid": True}])
+        return run_id
+
+
+def test_no_change_false_positive_rate_and_steps_caught(tmp_path):
+    """Many configurations, no change: at most 1% flagged at the 2% threshold (after BH);
+    +5% and +10% steps are all caught, +3% mostly."""
+    b = StoreBuilder(tmp_path / "res")
+    rng = np.random.default_rng(7)
+    kinds = ("iid", "drift", "bimodal")
+    per_kind = 30
+    for kind in kinds:
+        for i in range(per_kind):
+            b.run("s-base", f"{kind}-{i}", series(kind, 700, rng), day=0)
+            b.run("s-cand", f"{kind}-{i}", series(kind, 700, rng), day=1)
+    for kind in kinds:
+        for step in (0.03, 0.05, 0.10):
+            for i in range(4):
+                b.run("s-base", f"{kind}-step{step}-{i}", series(kind, 700, rng), day=0)
+                b.run("s-cand", f"{kind}-step{step}-{i}", series(kind, 700, rng, step), day=1)
+    store = b.store
+    base, cand = default_selections(store)
+    assert (base.spec, cand.spec) == ("s-base", "s-cand")
+    result = compare(store, base, cand, metrics=("p50", "p99"), resamples=300)
+    by_model = {}
+    for p in result.pairs:
+        by_model.setdefault(p.model, {})[p.metric] = p
+    no_change = [p for m, d in by_model.items() if "step" not in m for p in d.values()]
+    assert len(no_change) == 2 * len(kinds) * per_kind
+    false_pos = sum(p.regressed for p in no_change)
+    assert false_pos / len(no_change) <= 0.01
+    assert not any(p.verdict == "faster" for p in no_change)
+    for kind in kinds:
+        for step, min_caught in ((0.05, 4), (0.10, 4), (0.03, 3)):
+            caught = sum(by_model[f"{kind}-step{step}-{i}"]["p50"].regressed for i in range(4))
+            assert caught >= min_caught, (kind, step, caught)
+    step_pair = by_model["iid-step0.05-0"]["p50"]
+    assert step_pair.ci_low > 1.0 and step_pair.q_value < 0.01 and 1.03 < step_pair.ratio < 1.07
+    assert result.regressions
+
+
+def test_block_test_is_against_scipy_and_survives_drift():
+    rng = np.random.default_rng(3)
+    base, cand = series("iid", 700, rng), series("iid", 700, rng, 0.05)
+    t = compare_series(base, cand, 0.5, resamples=300)
+    from scipy.stats import mannwhitneyu
+
+    blocks_b = np.median(base[:700].reshape(-1, 25), axis=1)
+    blocks_c = np.median(cand[:700].reshape(-1, 25), axis=1)
+    assert t.p_slower == pytest.approx(mannwhitneyu(blocks_b, blocks_c, alternative="less").pvalue)
+    assert t.ratio == pytest.approx(np.median(cand) / np.median(base))
+    # A warming device measured per sample looks different from itself; block medians of two such runs do not.
+    warm = [series("drift", 700, np.random.default_rng(s)) for s in (10, 11)]
+    per_sample = mannwhitneyu(warm[0][:350], warm[1][350:], alternative="less").pvalue
+    assert per_sample < 0.01  # the drift alone fools a per-sample test on halves of runs
+    assert compare_series(warm[0], warm[1], 0.5, resamples=300).p_slower > 0.01
+
+
+def test_slow_models_use_one_second_blocks():
+    lat = np.full(40, 300_000_000, dtype=np.int64)  # 0.3 s per inference: 4 per block
+    from harness.compare import block_size
+
+    assert block_size(lat) == 4
+    assert block_size(np.full(100, 1_000_000)) == 25
+
+
+def test_history_raises_the_threshold(tmp_path):
+    """Twice the baseline's session-to-session variation (here ~2.5%) hides a 3% step."""
+    b = StoreBuilder(tmp_path / "res")
+    rng = np.random.default_rng(11)
+    levels = [1.0, 1.03, 0.98, 1.025, 0.975, 1.0]
+    for day, level in enumerate(levels):
+        b.run(f"s{day}", "m", (series("iid", 700, rng) * level).astype(np.int64), day=day)
+    b.run("s9", "m", (series("iid", 700, rng) * 1.03).astype(np.int64), day=9)
+    store = b.store
+    runs = store.runs()
+    result = compare(store, select_runs(runs, "s5"), select_runs(runs, "s9"), metrics=("p50",), resamples=300)
+    pair = result.pairs[0]
+    assert pair.history_cv is not None and pair.threshold == pytest.approx(2 * pair.history_cv)
+    assert pair.threshold > 0.03 and not pair.regressed
+
+
+def test_per_run_metrics_need_repeats():
+    one = compare_values([50_000], [80_000])
+    assert math.isnan(one.p_slower) and "repeat" in one.note and one.ratio == pytest.approx(1.6)
+    many = compare_values([50_000, 50_100, 49_900, 50_050, 49_950], [60_000, 60_100, 59_900, 60_050, 59_950],
+                          resamples=500)
+    assert many.p_slower < 0.01 and many.ci_low > 1.15
+
+
+def test_selections(tmp_path):
+    b = StoreBuilder(tmp_path / "res")
+    rng = np.random.default_rng(1)
+    r1 = b.run("s20261101-aaa", "m", series("iid", 100, rng), day=0, labels={"build": "abc", "git": "v1.2"})
+    r2 = b.run("s20261102-bbb", "m", series("iid", 100, rng), day=1, labels={"build": "def"})
+    runs = b.store.runs()
+    assert select_runs(runs, "s20261101").run_ids == (r1,)
+    assert select_runs(runs, "build=def").run_ids == (r2,)
+    assert select_runs(runs, "v1.2").run_ids == (r1,)
+    assert select_runs(runs, "2026-11-02").run_ids == (r2,)
+    assert select_runs(runs, f"{r1},{r2}").run_ids == (r1, r2)
+    with pytest.raises(AnalysisError, match="matches no successful run"):
+        select_runs(runs, "build=zzz")
+    with pytest.raises(AnalysisError, match="ambiguous"):
+        select_runs(runs, "s2026110")
+
+
+def test_formats_and_exit_status(tmp_path, capsys):
+    b = StoreBuilder(tmp_path / "res")
+    rng = np.random.default_rng(5)
+    for i in range(2):
+        b.run("s-a", f"m{i}", series("iid", 700, rng), day=0, labels={"build": "a"})
+    b.run("s-b", "m0", series("iid", 700, rng), day=1, labels={"build": "b"})
+    b.run("s-b", "m1", series("iid", 700, rng, 0.10), day=1, labels={"build": "b"})
+    store_dir = str(tmp_path / "res")
+    junit = tmp_path / "compare.xml"
+    code = main(["compare", "build=a", "build=b", "--store", store_dir, "--format", "junit", "--output", str(junit)])
+    assert code == 1
+    table = capsys.readouterr().out
+    assert "REGRESSED" in table and "SLOWER" in table
+    root = ET.parse(junit).getroot()
+    failures = root.findall("testcase/failure")
+    assert root.get("failures") == str(len(failures)) and failures
+    assert all("m1" in case.get("classname") for case in root.findall("testcase") if case.find("failure") is not None)
+    assert main(["compare", "s-a", "s-b", "--store", store_dir, "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["regressed"] is True
+    assert {p["model"] for p in data["pairs"] if p["regressed"]} == {"m1"}
+    assert main(["compare", "s-a", "s-b", "--store", store_dir, "--format", "markdown", "--metric", "p50"]) == 1
+    md = capsys.readouterr().out
+    assert md.startswith("# hilbench compare") and "| configuration |" in md
+    # The same session on both sides of one config: unchanged -> exit 0.
+    assert main(["compare", "s-a", "s-b", "--store", store_dir, "--metric", "peak_memory"]) == 0
+    assert main(["compare", "nothing", "s-b", "--store", store_dir]) == 1
+    assert "matches no successful run" in capsys.readouterr().err
+
+
+SYNTH = """
+name = "synth"
+[[models]]
+name = "fake"
+backends = ["synthetic"]
+[backends.synthetic]
+latency_ms = {latency}
+spin = true
+[policy]
+warmup = 5
+timed = {{ count = 400 }}
+telemetry = false
+"""
+
+
+def test_end_to_end_two_real_sessions(tmp_path, capsys):
+    """Two `hilbench run` sessions of the same plan (stand-in spinning 1 ms): compare with no
+    arguments takes them, finds no regression and exits 0; a changed setting is another config."""
+    store_dir = str(tmp_path / "res")
+    plan = tmp_path / "plan.toml"
+    plan.write_text(SYNTH.format(latency=1.0))
+    for build in ("one", "two"):
+        assert main(["run", str(plan), "--store", store_dir, "--quiet", "--label", f"build={build}"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "--store", store_dir, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["regressed"] is False
+    assert data["baseline"]["description"].startswith("session ")
+    p50 = next(p for p in data["pairs"] if p["metric"] == "p50")
+    assert p50["verdict"] in ("unchanged", "inconclusive") and abs(p50["ratio"] - 1) < 0.05
+    assert {p["metric"] for p in data["pairs"]} >= {"p50", "p99", "peak_memory"}
+    plan.write_text(SYNTH.format(latency=2.0))
+    assert main(["run", str(plan), "--store", store_dir, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "--store", store_dir]) == 1
+    assert "no configuration" in capsys.readouterr().err
