@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hilbench_agent.backends import MODEL_SUFFIXES, SETTINGS, canonical_name, validate_settings
+
 from harness.errors import ConfigError
 from harness.targets import Target
 from harness.tomlconf import TableReader, load_toml
-from hilbench_agent.backends import MODEL_SUFFIXES, SETTINGS, canonical_name, validate_settings
 
 __all__ = ["ModelSpec", "Policy", "Job", "Plan", "load_plan", "expand_jobs", "file_sha256", "QUICKSTART_PLAN"]
 
@@ -156,6 +157,10 @@ def _policy(r: TableReader) -> Policy:
             "max_s": t.get("max_s", (int, float), None),
             "max_count": t.get("max_count", int, None),
             "rate_hz": t.get("rate_hz", (int, float), None),
+            # Adaptive count: stop once the median's 95% CI is within +-precision (a fraction) of it.
+            "precision": t.get("precision", (int, float), None),
+            "min_count": t.get("min_count", int, None),
+            "check_every": t.get("check_every", int, None),
         }
         t.done()
         timed = {k: v for k, v in timed.items() if v is not None}
@@ -166,9 +171,13 @@ def _policy(r: TableReader) -> Policy:
         if rate <= 0:
             raise r.error("rate_hz", "must be > 0")
         timed["rate_hz"] = float(rate)
-    for key in ("count", "max_count"):
+    for key in ("count", "max_count", "min_count", "check_every"):
         if key in timed and timed[key] < 1:
             raise r.error(f"timed.{key}", "must be >= 1")
+    if "precision" in timed and not 0 < timed["precision"] < 1:
+        raise r.error("timed.precision", "must be a fraction of the median between 0 and 1 (0.01 = +-1%)")
+    if "precision" in timed and "rate_hz" in timed:
+        raise r.error("timed.precision", "an adaptive count does not apply to a paced (rate_hz) run")
     if "min_s" in timed and "max_s" in timed and timed["max_s"] < timed["min_s"]:
         raise r.error("timed.max_s", "must be >= timed.min_s")
     affinity = r.get("affinity", list, [])
@@ -178,6 +187,16 @@ def _policy(r: TableReader) -> Policy:
     percentiles = r.get("percentiles", list, list(defaults.percentiles))
     if not all(isinstance(p, int) and 0 < p < 100 for p in percentiles):
         raise r.error("percentiles", "expected a list of integers between 1 and 99")
+    if "precision" in timed:
+        from harness.stability import min_samples_for_percentile
+
+        # MLPerf LoadGen's floors (p90 64, p95 130, p99 662) for the percentiles reported.
+        floor = max([min_samples_for_percentile(p) for p in percentiles] + [timed.get("min_count", 1)])
+        timed["min_count"] = floor
+        if "max_count" in timed and timed["max_count"] < floor:
+            raise r.error("timed.max_count", f"must be >= {floor}, the fewest samples the percentiles "
+                          f"{', '.join(map(str, percentiles))} need")
+        timed.setdefault("max_s", 60.0)
     policy = Policy(
         warmup=warmup,
         timed=timed,
@@ -368,18 +387,28 @@ def _matches(rule: dict[str, Any], model: ModelSpec, target: str, backend: str, 
     return True
 
 
+#: The backend a model file runs on when neither the plan nor the model names one.
+DEFAULT_BACKEND = {".onnx": "onnxruntime", ".ort": "onnxruntime", ".tflite": "litert", ".engine": "tensorrt",
+                   ".plan": "tensorrt", ".trt": "tensorrt", ".mlmodel": "coreml", ".mlpackage": "coreml"}
+
+
+def _opens(backend: str, model: ModelSpec) -> bool:
+    suffixes = MODEL_SUFFIXES.get(backend)
+    if suffixes is None:  # the synthetic stand-in needs no model file
+        return True
+    return model.path is not None and model.path.suffix.lower() in suffixes
+
+
 def _backends_for(model: ModelSpec, plan_backends: dict[str, dict[str, Any]]) -> list[str]:
-    candidates = list(model.backends) or list(plan_backends) or [
-        b for b, suffixes in MODEL_SUFFIXES.items() if suffixes and model.path and model.path.suffix.lower() in suffixes
-    ]
-    out = []
-    for b in candidates:
-        suffixes = MODEL_SUFFIXES.get(b)
-        if suffixes is None:
-            out.append(b)
-        elif model.path is not None and model.path.suffix.lower() in suffixes:
-            out.append(b)
-    return out
+    """The model's own ``backends``; else the plan's backends that open its format; else the
+    format's default backend."""
+    if model.backends:
+        return [b for b in model.backends if _opens(b, model)]
+    configured = [b for b in plan_backends if b != "synthetic" and _opens(b, model)]
+    if configured:
+        return configured
+    default = DEFAULT_BACKEND.get(model.path.suffix.lower()) if model.path else None
+    return [default] if default else []
 
 
 def expand_jobs(plan: Plan, targets: dict[str, Target], only_targets: list[Target] | None = None) -> list[Job]:

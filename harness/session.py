@@ -134,7 +134,7 @@ class _JobRun:
         verdict = None
         valid = None
         if status == "ok":
-            timed_lat = [lat for ph, lat in zip(self.samples["phase"], self.samples["latency_ns"]) if ph == "timed"]
+            timed_lat = [lat for ph, lat in zip(self.samples["phase"], self.samples["latency_ns"], strict=False) if ph == "timed"]
             import numpy as np
 
             v = assess(np.asarray(timed_lat, dtype=np.int64), first_inference_ns=res.get("first_ns"),

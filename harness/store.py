@@ -240,7 +240,7 @@ class Store:
         if samples.empty:
             stats = pd.DataFrame({c: pd.Series(dtype="float64") for c in SUMMARY_COLUMNS}, index=pd.Index([], name="run_id"))
         else:
-            stats = summarize_frame(samples, by="run_id", durations_ns=dict(zip(ident["run_id"], ident["timed_ns"])))
+            stats = summarize_frame(samples, by="run_id", durations_ns=dict(zip(ident["run_id"], ident["timed_ns"], strict=False)))
         out = ident.merge(stats, how="left", left_on="run_id", right_index=True)
         return out.drop(columns=["timed_ns"]).reset_index(drop=True)
 
