@@ -1,0 +1,479 @@
+"""The ADB transport: an Android phone through the ``adb`` command-line client.
+
+Every device operation is one ``adb`` invocation (``adb -s SERIAL ...``), so it
+works with whatever adb the user has (platform-tools, Debian's ``adb``) and
+with devices on USB or over TCP (``serial = "host:port"``: hilbench runs
+``adb disconnect`` then ``adb connect``, since a stale TCP session blocks).
+
+Device layout, under :data:`DEVICE_ROOT` (``/data/local/tmp/hilbench``)::
+
+    blobs/<sha256><suffix>     models and inputs, content-addressed
+    bin/<sha256>-<name>        runner binaries (benchmark_model, onnxruntime_perf_test)
+    agents/<sha256>.pyz        the regular agent, for phones with a Python (Termux)
+    journal/<run_id>.jsonl     the agent's journal
+
+A file is pushed to a temporary name, its sha256 checked on the device
+(``sha256sum``, or ``toybox sha256sum``), then renamed, so a dropped cable never
+leaves a half-written file under a cache name. A file already there with the
+right hash is not sent again.
+
+Shell commands return their real exit status: every command is followed by an
+``echo`` of a marker with ``$?``, which works with and without adb's shell
+protocol v2. adb's own failures (device offline, unauthorized, not found, no
+permissions) become one-line :class:`TransportError` messages that say how to
+fix them; a device that drops is waited for (``adb wait-for-device`` / reconnect)
+for ``recover_timeout_s`` before giving up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.agentpkg import agent_bundle
+from harness.errors import TransportError
+from harness.targets import Target
+from harness.transport.base import AgentProcess, PipeAgentProcess, Transport
+
+__all__ = ["ADBTransport", "ShellResult", "DEVICE_ROOT", "explain_adb_error", "parse_devices"]
+
+DEVICE_ROOT = "/data/local/tmp/hilbench"
+RC_MARK = "__HILBENCH_RC="
+_RC_RE = re.compile(re.escape(RC_MARK) + r"(\d+)\r?\n?$")
+
+_STATE_FIXES = {
+    "unauthorized": "the phone has not authorized this computer: unlock it, accept the 'Allow USB debugging?' "
+                    "prompt (tick 'Always allow'), then retry; no prompt? revoke USB debugging authorizations in "
+                    "Developer options and reconnect",
+    "offline": "the device is offline: reconnect the cable (or `adb reconnect`), check the phone is awake, then "
+               "retry",
+    "no permissions": "no permission to open the USB device: add a udev rule for the phone's vendor id and put "
+                      "your user in the plugdev group (see `adb devices` and developer.android.com/studio/run/device)",
+    "authorizing": "the device is still authorizing this computer: accept the prompt on the phone and retry",
+    "connecting": "the device is still connecting: check the cable or the network, then retry",
+    "not found": "no such device: check `adb devices` (USB debugging on, cable with data lines) or the target's "
+                 "adb.serial",
+    "recovery": "the device is in recovery mode: reboot it into Android",
+    "bootloader": "the device is in the bootloader: reboot it into Android",
+    "sideload": "the device is in sideload mode: reboot it into Android",
+}
+
+
+@dataclass(frozen=True)
+class ShellResult:
+    """A device shell command's exit status and output."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+def parse_devices(text: str) -> dict[str, str]:
+    """``adb devices`` output as serial -> state (``device``, ``unauthorized``, ``offline``, ``no permissions`` ...)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith(("List of devices", "*", "adb server")):
+            continue
+        serial, _, state = line.partition("\t")
+        if not state:
+            parts = line.split(None, 1)
+            if len(parts) != 2:
+                continue
+            serial, state = parts
+        state = state.strip()
+        if state.startswith("no permissions"):
+            state = "no permissions"
+        out[serial.strip()] = state
+    return out
+
+
+def explain_adb_error(stderr: str, serial: str | None) -> str | None:
+    """The one-line fix for an adb error message, or None when it is not one adb prints about device state."""
+    low = stderr.lower()
+    who = f"device {serial}" if serial else "the device"
+    if "unauthorized" in low:
+        return f"{who} is unauthorized: {_STATE_FIXES['unauthorized']}"
+    if "insufficient permissions" in low or "no permissions" in low:
+        return f"{who}: {_STATE_FIXES['no permissions']}"
+    if "device offline" in low:
+        return f"{who} is offline: {_STATE_FIXES['offline']}"
+    if "not found" in low and ("device" in low or "emulator" in low):
+        return f"{who} not found: {_STATE_FIXES['not found']}"
+    if "no devices/emulators found" in low:
+        return f"no device attached: {_STATE_FIXES['not found']}"
+    if "more than one device" in low:
+        return "more than one device is attached: set adb.serial in the target file (see `adb devices`)"
+    if "cannot connect to daemon" in low or "failed to start daemon" in low:
+        return "the adb server cannot start: run `adb kill-server; adb start-server` and look at its message"
+    if "error: closed" in low or "protocol fault" in low or "connection reset" in low:
+        return f"{who} dropped the connection (cable pulled, phone rebooted or adbd restarted)"
+    return None
+
+
+def _tail(text: str, lines: int = 1) -> str:
+    kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])
+
+
+class ADBTransport(Transport):
+    """Reaches an Android phone through ``adb``. ``target.adb`` holds the serial, the adb path and the host
+    paths of the runner binaries; :mod:`harness.android` drives those runners on the phone."""
+
+    connect_timeout_s = 15.0
+    command_timeout_s = 60.0
+    recover_timeout_s = 20.0
+    unauthorized_grace_s = 2.0
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        self.adb_path = os.path.expanduser(target.adb.adb_path or "adb")
+        self.serial: str | None = target.adb.serial
+        self._props: dict[str, str] | None = None
+        self._sha_tool: str | None = None
+        self._known: set[str] = set()  # device paths verified during this connection
+
+    # ------------------------------------------------------------------ adb invocations
+    def _err(self, message: str, step: str, stderr_tail: str = "") -> TransportError:
+        return TransportError(message, target=self.target.name, step=step, stderr_tail=stderr_tail)
+
+    def adb_command(self, *args: str, device: bool = True) -> list[str]:
+        """The adb command line for ``args`` (with ``-s SERIAL`` for device commands)."""
+        cmd = [self.adb_path]
+        if device and self.serial:
+            cmd += ["-s", self.serial]
+        return cmd + list(args)
+
+    def _run(self, args: list[str], *, step: str, timeout: float | None = None, device: bool = True,
+             input_bytes: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        cmd = self.adb_command(*args, device=device)
+        timeout = self.command_timeout_s if timeout is None else timeout
+        try:
+            if input_bytes is not None:
+                return subprocess.run(cmd, input=input_bytes, capture_output=True, timeout=timeout)
+            return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        except FileNotFoundError as exc:
+            raise self._err(f"adb not found ({self.adb_path!r}): install Android platform-tools (Debian: "
+                            "apt-get install adb) or set adb.adb_path in the target file", step) from exc
+        except PermissionError as exc:
+            raise self._err(f"cannot run adb at {self.adb_path!r}: permission denied", step) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise self._err(f"`adb {' '.join(args)[:80]}` did not finish within {timeout:g} s: is the device "
+                            "responsive (`adb devices`)?", step) from exc
+        except OSError as exc:
+            raise self._err(f"cannot run adb: {exc.strerror or exc}", step) from exc
+
+    def _fail(self, proc: subprocess.CompletedProcess[bytes], step: str, what: str) -> TransportError:
+        err = proc.stderr.decode("utf-8", "replace") + proc.stdout.decode("utf-8", "replace")
+        fix = explain_adb_error(err, self.serial)
+        msg = fix or f"{what} failed (adb exit status {proc.returncode}): {_tail(err) or 'no message'}"
+        return self._err(msg, step, _tail(err, 10))
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def is_tcp(self) -> bool:
+        return bool(self.serial) and ":" in (self.serial or "") and not (self.serial or "").startswith("usb:")
+
+    def devices(self) -> dict[str, str]:
+        """serial -> state, as the adb server sees them now."""
+        proc = self._run(["devices"], step="connect", device=False, timeout=self.connect_timeout_s)
+        if proc.returncode != 0:
+            raise self._fail(proc, "connect", "`adb devices`")
+        return parse_devices(proc.stdout.decode("utf-8", "replace"))
+
+    def state(self) -> str:
+        """This device's state (``device`` when usable), ``not found`` when adb does not list it."""
+        devs = self.devices()
+        if self.serial:
+            return devs.get(self.serial, "not found")
+        return next(iter(devs.values())) if len(devs) == 1 else "not found"
+
+    def connect(self) -> None:
+        if self.is_tcp:
+            assert self.serial is not None
+            # A stale TCP session blocks a fresh one: drop it first (an error here means there was none).
+            self._run(["disconnect", self.serial], step="connect", device=False, timeout=self.connect_timeout_s)
+            proc = self._run(["connect", self.serial], step="connect", device=False, timeout=self.connect_timeout_s)
+            out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+            # adb connect says "failed"/"unable" with exit status 0 in some versions: read the words.
+            if proc.returncode != 0 or re.search(r"failed|unable|cannot|error", out, re.IGNORECASE):
+                raise self._err(f"cannot connect to {self.serial}: {_tail(out) or 'no answer'}; is the phone on "
+                                "the network with `adb tcpip 5555` done (or wireless debugging paired)?", "connect")
+        elif not self.serial:
+            devs = self.devices()
+            ready = [s for s, st in devs.items() if st == "device"]
+            if len(devs) > 1:
+                raise self._err("more than one device is attached (" + ", ".join(sorted(devs)) + "): set "
+                                "adb.serial in the target file", "connect")
+            if not devs:
+                raise self._err(f"no device attached: {_STATE_FIXES['not found']}", "connect")
+            self.serial = ready[0] if ready else next(iter(devs))
+        self.wait_ready(self.connect_timeout_s, step="connect")
+        self._known.clear()
+
+    def wait_ready(self, timeout: float, *, step: str) -> None:
+        """Until the device's state is ``device``; a state that says what is wrong fails early with its fix."""
+        deadline = time.monotonic() + timeout
+        bad_since: dict[str, float] = {}
+        state = "not found"
+        while True:
+            state = self.state()
+            if state == "device":
+                return
+            now = time.monotonic()
+            first = bad_since.setdefault(state, now)
+            if state in ("unauthorized", "no permissions") and now - first >= self.unauthorized_grace_s:
+                break
+            if now >= deadline:
+                break
+            time.sleep(0.2)
+        who = f"device {self.serial}" if self.serial else "the device"
+        fix = _STATE_FIXES.get(state, f"state {state!r}")
+        raise self._err(f"{who} is {state}: {fix}" if state != "not found" else f"{who} not found: {fix}", step)
+
+    def recover(self, step: str) -> None:
+        """After a drop: reconnect (TCP) or ``adb wait-for-device`` (USB), within ``recover_timeout_s``."""
+        deadline = time.monotonic() + self.recover_timeout_s
+        last: TransportError | None = None
+        while time.monotonic() < deadline:
+            try:
+                if self.is_tcp:
+                    self.connect()
+                else:
+                    self._run(["wait-for-device"], step=step, timeout=max(1.0, deadline - time.monotonic()))
+                    self.wait_ready(max(1.0, deadline - time.monotonic()), step=step)
+                return
+            except TransportError as exc:
+                last = exc
+                time.sleep(0.5)
+        raise self._err(f"the device did not come back within {self.recover_timeout_s:g} s"
+                        + (f" ({last})" if last else ""), step)
+
+    def close(self) -> None:
+        """Nothing to close: adb keeps no session per transport (a TCP device stays connected for the next run)."""
+
+    # ------------------------------------------------------------------ shell
+    def shell(self, command: str, *, step: str = "shell", timeout: float | None = None, check: bool = False,
+              retry: bool = False, input_bytes: bytes | None = None) -> ShellResult:
+        """Run ``command`` with ``sh`` on the device; its real exit status comes back in ``code``.
+
+        ``check`` raises on a non-zero status; ``retry`` waits for a dropped device once and runs it again
+        (only for commands that can safely run twice)."""
+        wrapped = f"( {command}\n); echo \"{RC_MARK}$?\""
+        proc = self._run(["shell", wrapped], step=step, timeout=timeout, input_bytes=input_bytes)
+        out = proc.stdout.decode("utf-8", "replace")
+        err = proc.stderr.decode("utf-8", "replace")
+        m = _RC_RE.search(out)
+        if m is None:
+            # No marker: adb itself failed (or the connection dropped before the command ended).
+            if retry:
+                self.recover(step)
+                return self.shell(command, step=step, timeout=timeout, check=check, retry=False,
+                                  input_bytes=input_bytes)
+            raise self._fail(proc, step, f"`{command[:60]}`")
+        result = ShellResult(int(m.group(1)), out[:m.start()], err)
+        if check and result.code != 0:
+            raise self._err(f"`{command[:80]}` exited with status {result.code}: "
+                            f"{_tail(result.stderr or result.stdout) or 'no message'}", step,
+                            _tail(result.stderr + result.stdout, 10))
+        return result
+
+    def getprops(self) -> dict[str, str]:
+        """All system properties (``getprop``), read once per connection."""
+        if self._props is None:
+            res = self.shell("getprop", step="getprop", retry=True, check=True)
+            props: dict[str, str] = {}
+            for line in res.stdout.splitlines():
+                m = re.match(r"^\[([^\]]+)\]: \[(.*)\]\s*$", line)
+                if m:
+                    props[m.group(1)] = m.group(2)
+            self._props = props
+        return self._props
+
+    # ------------------------------------------------------------------ files
+    def _sha_cmd(self) -> str:
+        if self._sha_tool is None:
+            res = self.shell("command -v sha256sum >/dev/null 2>&1 && echo sha256sum || echo toybox sha256sum",
+                             step="prepare", retry=True)
+            self._sha_tool = res.stdout.strip() or "sha256sum"
+        return self._sha_tool
+
+    def remote_sha256(self, paths: list[str], *, step: str = "prepare") -> dict[str, str]:
+        """device path -> sha256 for those of ``paths`` that exist."""
+        if not paths:
+            return {}
+        res = self.shell(f"{self._sha_cmd()} {' '.join(shlex.quote(p) for p in paths)} 2>/dev/null", step=step,
+                         retry=True)
+        out: dict[str, str] = {}
+        for line in res.stdout.splitlines():
+            parts = line.split(None, 1)
+            if len(parts) == 2 and re.fullmatch(r"[0-9a-f]{64}", parts[0]):
+                out[parts[1].strip()] = parts[0]
+        return out
+
+    def push(self, host_path: str, device_path: str, *, step: str = "upload") -> None:
+        """``adb push`` one file as is (no cache); counts ``bytes_sent``."""
+        proc = self._run(["push", host_path, device_path], step=step, timeout=max(self.command_timeout_s, 300.0))
+        if proc.returncode != 0:
+            raise self._fail(proc, step, f"adb push {Path(host_path).name}")
+        try:
+            self.bytes_sent += os.path.getsize(host_path)
+        except OSError:
+            pass
+
+    def pull(self, device_path: str, host_path: str, *, step: str = "download") -> None:
+        proc = self._run(["pull", device_path, host_path], step=step)
+        if proc.returncode != 0:
+            raise self._fail(proc, step, f"adb pull {device_path}")
+
+    def ensure(self, host_path: str, sha256: str, device_path: str, *, mode: str = "644",
+               step: str = "upload") -> bool:
+        """Make ``device_path`` hold the file with ``sha256``; True when it had to be sent."""
+        if device_path in self._known:
+            return False
+        if self.remote_sha256([device_path], step=step).get(device_path) == sha256:
+            self._known.add(device_path)
+            return False
+        self._push_verified(host_path, sha256, device_path, mode=mode, step=step)
+        return True
+
+    def _push_verified(self, host_path: str, sha256: str, device_path: str, *, mode: str, step: str) -> None:
+        if not os.path.isfile(host_path):
+            raise self._err(f"{host_path}: no such file to send to the device", step)
+        parent = device_path.rsplit("/", 1)[0]
+        tmp = f"{device_path}.tmp-{os.getpid()}-{int(time.monotonic_ns() % 10**9)}"
+        self.shell(f"mkdir -p {shlex.quote(parent)}", step=step, check=True, retry=True)
+        try:
+            self.push(host_path, tmp, step=step)
+        except TransportError:
+            self.recover(step)
+            self.push(host_path, tmp, step=step)
+        got = self.remote_sha256([tmp], step=step).get(tmp)
+        if got != sha256:
+            self.shell(f"rm -f {shlex.quote(tmp)}", step=step)
+            raise self._err(f"{Path(host_path).name} arrived corrupted (sha256 {got or 'missing'} on the device, "
+                            f"{sha256[:12]}... here): retry; check free space with `adb shell df /data`", step)
+        self.shell(f"chmod {mode} {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(device_path)}",
+                   step=step, check=True)
+        self._known.add(device_path)
+
+    def blob_path(self, sha256: str, host_path: str) -> str:
+        suffix = Path(host_path).suffix if re.fullmatch(r"\.[A-Za-z0-9_]{1,12}", Path(host_path).suffix) else ""
+        return f"{DEVICE_ROOT}/blobs/{sha256}{suffix}"
+
+    def prepare(self, files: dict[str, tuple[str, str]]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for role, (host_path, sha256) in files.items():
+            out[role] = self.blob_path(sha256, host_path)
+            self.ensure(host_path, sha256, out[role])
+        if self.target.python:
+            out["agent"] = self._ensure_agent()
+        return out
+
+    def ensure_runner(self, name: str, host_path: str) -> str:
+        """Push a runner binary (by content) and return its device path."""
+        import hashlib
+
+        path = Path(os.path.expanduser(host_path))
+        if not path.is_absolute() and self.target.source not in ("", "built-in", "--target"):
+            path = Path(self.target.source).parent / path
+        try:
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise self._err(f"the {name} binary the target names ({path}) cannot be read: "
+                            f"{exc.strerror or exc}; build it for the phone's ABI and set adb.{name}", "prepare") from exc
+        device_path = f"{DEVICE_ROOT}/bin/{sha}-{name}"
+        self.ensure(str(path), sha, device_path, mode="755", step="prepare")
+        return device_path
+
+    def _ensure_agent(self) -> str:
+        bundle = agent_bundle()
+        device_path = f"{DEVICE_ROOT}/agents/{bundle.sha256}.pyz"
+        if device_path in self._known:
+            return device_path
+        if self.remote_sha256([device_path]).get(device_path) == bundle.sha256:
+            self._known.add(device_path)
+            return device_path
+        fd, tmp = tempfile.mkstemp(suffix=".pyz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(bundle.data)
+            self._push_verified(tmp, bundle.sha256, device_path, mode="644", step="upload agent")
+        finally:
+            os.unlink(tmp)
+        return device_path
+
+    def journal_path(self, run_id: str) -> str:
+        return f"{DEVICE_ROOT}/journal/{run_id}.jsonl"
+
+    def fetch_journal(self, path: str) -> list[str] | None:
+        try:
+            res = self.shell(f"cat {shlex.quote(path)}", step="fetch journal", retry=True)
+        except TransportError:
+            return None
+        return res.stdout.splitlines() if res.code == 0 else None
+
+    # ------------------------------------------------------------------ running
+    def popen_shell(self, command: str, *, stdin: bool = False) -> subprocess.Popen[bytes]:
+        """``adb shell command`` as a streaming subprocess (stdout, stderr pipes)."""
+        cmd = self.adb_command("shell", command)
+        try:
+            return subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            raise self._err(f"cannot run adb ({self.adb_path!r}): {exc.strerror or exc}", "start agent") from exc
+
+    def start_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None = None) -> AgentProcess:
+        """The regular agent where the target names a Python on the phone (Termux); otherwise the phone's
+        own benchmark binary, driven by :mod:`harness.android`."""
+        if self.target.python:
+            return self._start_python_agent(payload, journal, args)
+        from harness.android import start_runner
+
+        return start_runner(self, payload, journal)
+
+    def _start_python_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None) -> AgentProcess:
+        import json
+
+        agent = self._ensure_agent()
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.target.env.items())
+        jdir = journal.rsplit("/", 1)[0]
+        argv = args if args is not None else ["--job", "-"]
+        command = (f"mkdir -p {shlex.quote(jdir)} && {env + ' ' if env else ''}{shlex.quote(self.target.python)} "
+                   f"{shlex.quote(agent)} --journal {shlex.quote(journal)} {' '.join(shlex.quote(a) for a in argv)}")
+        proc = self.popen_shell(command, stdin=True)
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(json.dumps(payload).encode() + b"\n")
+            proc.stdin.close()
+        except OSError:
+            pass
+        return _ADBPipeProcess(proc)
+
+
+class _ADBPipeProcess(PipeAgentProcess):
+    """The agent on the phone, through a streaming ``adb shell`` (shell v2 gives its exit status)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        super().__init__(proc.stdout, proc.stderr)
+        self.proc = proc
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self.join_stderr()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
