@@ -441,8 +441,8 @@ def expand_jobs(plan: Plan, targets: dict[str, Target], only_targets: list[Targe
     for i, rule in enumerate(plan.include):
         model_names = [m for m in plan.models if fnmatch.fnmatchcase(m.name, str(rule.get("model", "*")))]
         target_list = [t for t in chosen if fnmatch.fnmatchcase(t.name, str(rule.get("target", "*")))]
-        backend = canonical_name(str(rule.get("backend", ""))) if "backend" in rule else None
-        if not model_names or not target_list or backend is None:
+        backend = canonical_name(str(rule.get("backend", "")))
+        if not model_names or not target_list or not backend:
             raise ConfigError(f"{plan.path}: include[{i}]: an include rule needs a model, a backend and a known target")
         settings = {k: v for k, v in rule.items() if k not in _RULE_KEYS and not k.startswith("tags.")}
         problems = validate_settings(backend, settings)

@@ -25,7 +25,7 @@ def decode_line(line: str | bytes, *, where: str = "agent") -> dict[str, Any]:
     try:
         message = json.loads(text)
     except ValueError as exc:
-        raise ProtocolError(f"{where}: not a protocol line ({exc.msg}): {text[:80]!r}") from exc
+        raise ProtocolError(f"{where}: not a protocol line ({exc}): {text[:80]!r}") from exc
     if not isinstance(message, dict):
         raise ProtocolError(f"{where}: a protocol line must be a JSON object: {text[:80]!r}")
     version = message.get("v")

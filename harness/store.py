@@ -256,8 +256,9 @@ class Store:
             raise StoreError(f"{self.root}: run id prefix {run_id!r} is ambiguous ({len(match)} runs)")
         row = {k: (None if _is_missing(v) else v) for k, v in match.iloc[0].to_dict().items()}
         for col in JSON_COLUMNS["runs"]:
-            if isinstance(row.get(col), str):
-                row[col] = json.loads(row[col])
+            value = row.get(col)
+            if isinstance(value, str):
+                row[col] = json.loads(value)
         return row
 
 

@@ -81,7 +81,7 @@ class TableReader:
     def str_list(self, key: str, default: Any = MISSING) -> list[str]:
         value = self.get(key, list, default)
         if value is default:
-            return value  # type: ignore[no-any-return]
+            return value
         for item in value:
             if not isinstance(item, str):
                 raise self.error(key, f"expected a list of strings, got an item {_show(item)}")
