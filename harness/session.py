@@ -133,7 +133,9 @@ class _JobRun:
         status = "ok" if self.result is not None and self.error is None else "error"
         verdict = None
         valid = None
-        if status == "ok":
+        # A vendor runner that prints only aggregates (LiteRT benchmark_model): no samples to assess.
+        aggregate_only = bool(res.get("aggregate_only")) if self.result is not None else None
+        if status == "ok" and not aggregate_only:
             timed_lat = [lat for ph, lat in zip(self.samples["phase"], self.samples["latency_ns"], strict=False) if ph == "timed"]
             import numpy as np
 
@@ -198,6 +200,8 @@ class _JobRun:
             "verdict": verdict,
             "result": {k: v for k, v in res.items() if k not in ("v", "type", "t_ns")} or None,
             "bytes_sent": transport.bytes_sent if transport is not None else None,
+            "aggregate_only": aggregate_only,
+            "runner": res.get("runner"),
             "stderr_tail": stderr_tail[-4000:] if status != "ok" and stderr_tail else None,
         }
 
