@@ -303,7 +303,9 @@ def warmup_loop(invoke, policy):
 def timed_loop(invoke, policy):
     """The measured loop: a monotonic ns clock around ``invoke`` alone, nothing else
     inside. Runs until both the count and the minimum time are reached, or the
-    maximum time or hard cap ends it."""
+    maximum time or hard cap ends it. With ``precision`` it is :func:`adaptive_loop`."""
+    if policy.get("precision"):
+        return adaptive_loop(invoke, policy)
     count = max(1, int(policy.get("count") or 1))
     min_ns = _seconds_ns(policy.get("min_s"), 0)
     max_ns = _seconds_ns(policy.get("max_s"), 10 ** 13)
@@ -332,6 +334,84 @@ def timed_loop(invoke, policy):
             break
     duration = clock() - begin
     return lat, starts, {"count": n, "duration_ns": duration, "stop_reason": reason, "t0_ns": begin}
+
+
+def adaptive_loop(invoke, policy):
+    """Runs until the distribution-free 95% CI of the median is within +-``precision``
+    (a fraction) of the median, after ``min_count`` runs (the host raises it to MLPerf's
+    floors for the percentiles reported) and ``min_s``; ``max_count`` / ``max_s`` cap it.
+
+    The timed region is the same bare ``clock(); invoke(); clock()`` as :func:`timed_loop`.
+    The check (a sort of the samples so far) runs between two invokes, never inside
+    one, and only every ``check_every`` runs (default: every 10% more samples, >= 25),
+    so its cost per iteration stays small. ``stop_reason``: precision, max_count or max_time.
+    """
+    precision = float(policy["precision"])
+    min_count = max(10, int(policy.get("min_count") or 1))
+    min_ns = _seconds_ns(policy.get("min_s"), 0)
+    max_ns = _seconds_ns(policy.get("max_s"), 60 * 10 ** 9)
+    max_count = max(min_count, int(policy.get("max_count") or 10 ** 6))
+    every = int(policy.get("check_every") or 0)
+    lat = []
+    starts = []
+    add_lat = lat.append
+    add_start = starts.append
+    n = 0
+    checks = 0
+    half = None
+    next_check = min_count
+    begin = clock()
+    while True:
+        t0 = clock()
+        invoke()
+        t1 = clock()
+        add_lat(t1 - t0)
+        add_start(t0)
+        n += 1
+        if n >= max_count:
+            reason = "max_count"
+            break
+        if t1 - begin >= max_ns:
+            reason = "max_time"
+            break
+        if n >= next_check and t1 - begin >= min_ns:
+            checks += 1
+            half = median_ci_halfwidth(lat)
+            if half is not None and half <= precision:
+                reason = "precision"
+                break
+            next_check = n + (every or max(25, n // 10))
+    duration = clock() - begin
+    if reason != "precision":
+        half = median_ci_halfwidth(lat)
+    return lat, starts, {"count": n, "duration_ns": duration, "stop_reason": reason, "t0_ns": begin,
+                         "precision": precision, "achieved_precision": half, "checks": checks,
+                         "min_count": min_count}
+
+
+def median_ci_halfwidth(values):
+    """Half-width of the distribution-free 95% CI of the median, relative to the median.
+
+    The CI is two order statistics, symmetric ranks ``lo`` and ``n - 1 - lo`` (0-based)
+    with ``lo = floor(n/2 - 1.96 sqrt(n)/2) - 1`` from the normal approximation of
+    Binomial(n, 1/2): equal to the exact ranks (``scipy.stats.quantile_test``) or one
+    rank wider, never narrower (checked for n < 50,000). None when the sample is too
+    small or the median is 0.
+    """
+    n = len(values)
+    if n < 6:
+        return None
+    ordered = sorted(values)
+    spread = 1.959964 * (n ** 0.5) / 2.0
+    lo = int(n / 2.0 - spread) - 1
+    hi = n - 1 - lo
+    if lo < 0 or hi >= n:
+        return None
+    mid = n // 2
+    median = ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+    if median <= 0:
+        return None
+    return max(median - ordered[lo], ordered[hi] - median) / float(median)
 
 
 def paced_loop(invoke, policy):
