@@ -1,0 +1,500 @@
+"""Parser for LiteRT / TensorFlow Lite ``benchmark_model`` output (TF 1.12 to current LiteRT).
+
+What it reads (every dialect in ``runner-outputs/SOURCES.md``):
+
+* the bracketed parameter echo (``Num threads: [4]``, ``Use gpu : [0]``, …) into
+  ``settings`` (normalised keys) and ``settings["echo"]`` (raw);
+* ``Initialized session in X ms`` -> ``init_ms``;
+* the ``count=`` lines: the first is the warm-up, the second the timed run
+  (``first curr min max avg std`` plus optional ``p5 median p95``; µs -> ms;
+  scientific notation accepted). A ``count=1 curr=X`` line has mean, min, max and
+  median equal to ``X`` (exact for one iteration);
+* the summary line in its three dialects (``Warmup/Init/no stats``,
+  ``Warmup/Init/Inference`` and ``Init/First inference/Warmup (avg)/Inference (avg)``)
+  into ``extra["summary_ms"]``, and ``first_inference_ms``;
+* memory lines (``Peak memory footprint``, ``Memory footprint delta``, periodic
+  monitoring) into ``memory`` (``init_mb``, ``overall_mb``, ``peak_mb``), with the
+  wording in ``extra["memory_kind"]`` (``"peak"`` or ``"delta"``);
+* delegate lines into ``settings["delegate"]`` and ``extra["delegation"]``
+  (``fully_delegated``, ``kernels``, ``nodes_replaced``, ``nodes_total``, ``partitions``);
+* op-profiling tables (tab-separated or space-aligned) into ``extra["op_profile"]``,
+  per section (``"init"``, ``"runs"``): ``run_order``, ``top_by_computation_time``,
+  ``summary_by_node_type`` (row dicts, times in ms), ``timings`` (:class:`LatencyStats`),
+  ``nodes_executed``, ``nodes_observed``.
+
+Line prefixes (``INFO:``, ``WARNING:``, ``VERBOSE:``, logcat, absl, ``[file.cc:NN]``)
+are removed first; blank lines are never relied on. ``benchmark_model`` keeps no
+per-iteration times, so reports are always ``aggregate_only``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from harness.errors import HilbenchError
+from harness.runners.model import NUM, LatencyStats, RunnerReport, to_float
+
+__all__ = ["parse_tflite", "score_tflite"]
+
+RUNNER = "tflite_benchmark_model"
+
+_LOGCAT = re.compile(r"^\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+([VDIWEF])\s+[^:]*?:\s?")
+_ABSL = re.compile(r"^([IWEF])\d{4}\s+\d\d:\d\d:[\d.]+\s+\d+\s+\S+:\d+\]\s?")
+_LEVEL = re.compile(r"^(INFO|WARNING|VERBOSE|ERROR|DEBUG):\s?")
+_SOURCE_TAG = re.compile(r"^\[[^\]\s]+\.(?:cc|h|cpp):\d+\]\s?")
+
+_ECHO = re.compile(r"^(?P<key>[^\[\]:]+?)\s*:\s*\[(?P<val>[^\]]*)\]\s*$")
+_VERSION = re.compile(r"(?:TensorFlow(?: Lite)?|LiteRT)\s+[Vv]ersion\s*:\s*(\S+)", re.IGNORECASE)
+_INIT = re.compile(rf"^Initialized session in\s*({NUM})\s*ms")
+_MODEL_SIZE = re.compile(rf"^The input model file size \(MB\):\s*({NUM})")
+_RUN_HEADER = re.compile(r"^Running benchmark for (?:at least )?(\d+) iterations")
+_COUNT_LINE = re.compile(r"^count=")
+_KV = re.compile(rf"(\w+)=({NUM}|nan|-?inf)")
+_SUMMARY = re.compile(r"^(?:Average )?[Ii]nference timings in us:\s*(.*)$")
+_SUMMARY_ITEM = re.compile(rf"([A-Za-z][A-Za-z ()]*?)\s*:\s*({NUM})")
+_MEM_PEAK = re.compile(rf"^Peak memory footprint \(MB\):\s*init=({NUM})\s+overall=({NUM})")
+_MEM_DELTA = re.compile(rf"^Memory footprint delta from the start of the tool \(MB\):\s*init=({NUM})\s+overall=({NUM})")
+_MEM_MONITOR = re.compile(rf"^Overall peak memory footprint \(MB\) via periodic monitoring:\s*({NUM})")
+_APPLIED = re.compile(
+    r"Explicitly applied (\w+) delegate, and the model graph will be (completely|partially) executed"
+    r"(?: by the delegate)?(?: w/ (\d+) delegate kernels)?"
+)
+_NOT_APPLIED = re.compile(r"Though (\w+) delegate is explicitly applied, the model graph will not be executed")
+_REPLACING = re.compile(
+    r"Replacing (\d+) out of (\d+) node\(s\) with delegate \(([^)]+)\) node, yielding (\d+) partitions"
+)
+_CREATED = re.compile(r"Created TensorFlow Lite (?:(\w+) )?delegate for (\w+)")
+_GPU_KERNELS = re.compile(r"Created (\d+) GPU delegate kernels")
+_GOING_TO_APPLY = re.compile(r"Going to apply (\d+) delegates")
+_OPENCL = re.compile(r"Initialized (OpenCL|OpenGL)[- ]based API")
+
+_PROFILE_SECTION = {
+    "Profiling Info for Benchmark Initialization:": "init",
+    "Operator-wise Profiling Info for Regular Benchmark Runs:": "runs",
+}
+_TABLE_HEADING = re.compile(r"^=+\s*(.+?)\s*=+$")
+_TIMINGS = re.compile(r"^Timings \(microseconds\):\s*(.*)$")
+_NODES_OBSERVED = re.compile(r"^(\d+) nodes observed")
+_NODES_EXECUTED = re.compile(r"^Number of nodes executed:\s*(\d+)")
+_MEMORY_BYTES = re.compile(r"^Memory \(bytes\):\s*count=(\d+)")
+_CELL_NUM = re.compile(rf"^{NUM}%?$")
+
+_COLUMN_KEYS = {
+    "node type": "node_type",
+    "start": "start_ms",
+    "first": "first_ms",
+    "avg ms": "avg_ms",
+    "%": "pct",
+    "avg %": "pct",
+    "cdf%": "cdf_pct",
+    "cdf %": "cdf_pct",
+    "mem kb": "mem_kb",
+    "times called": "times_called",
+    "name": "name",
+    "count": "count",
+}
+
+#: Parameter echo keys (lower case, single spaces) -> normalised setting name.
+_SETTING_KEYS = {
+    "num threads": "threads",
+    "#threads used for cpu inference": "threads",
+    "graph": "graph",
+    "num runs": "num_runs",
+    "min num runs": "num_runs",
+    "min runs duration (seconds)": "min_secs",
+    "max runs duration (seconds)": "max_secs",
+    "warmup runs": "warmup_runs",
+    "min warmup runs": "warmup_runs",
+    "min warmup runs duration (seconds)": "warmup_min_secs",
+    "inter-run delay (seconds)": "run_delay_s",
+    "use nnapi": "use_nnapi",
+    "use gpu": "use_gpu",
+    "use xnnpack": "use_xnnpack",
+    "use hexagon": "use_hexagon",
+    "allow fp16": "allow_fp16",
+    "require full delegation": "require_full_delegation",
+    "enable op profiling": "enable_op_profiling",
+    "nnapi accelerator name": "nnapi_accelerator_name",
+    "nnapi accelerators available": "nnapi_accelerators",
+    "external delegate path": "external_delegate_path",
+    "gpu backend": "gpu_backend",
+}
+_BOOL_SETTINGS = {
+    "use_nnapi",
+    "use_gpu",
+    "use_xnnpack",
+    "use_hexagon",
+    "allow_fp16",
+    "require_full_delegation",
+    "enable_op_profiling",
+}
+_INT_SETTINGS = {"threads", "num_runs", "warmup_runs"}
+_FLOAT_SETTINGS = {"min_secs", "max_secs", "warmup_min_secs", "run_delay_s"}
+_FLAG_DELEGATES = (("use_gpu", "GPU"), ("use_nnapi", "NNAPI"), ("use_hexagon", "HEXAGON"), ("use_xnnpack", "XNNPACK"))
+
+#: Lines that make a text look like benchmark_model output, for auto-detection.
+_MARKERS = (
+    re.compile(r"(?:Average )?[Ii]nference timings in us:"),
+    re.compile(r"(?m)^(?:\S+:\s)?count=\d+ (?:first|curr)="),
+    re.compile(r"Initialized session in\s*" + NUM + r"\s*ms"),
+    re.compile(r"Running benchmark for (?:at least )?\d+ iterations"),
+    re.compile(r"benchmark_model"),
+    re.compile(r"(?m)^(?:\S+:\s)?STARTING!"),
+    re.compile(r"=+ (?:Run Order|Summary by node type) =+"),
+)
+
+
+def score_tflite(text: str) -> int:
+    """How many benchmark_model markers ``text`` contains (0: not this runner)."""
+    return sum(1 for m in _MARKERS if m.search(text))
+
+
+def _strip(line: str) -> tuple[str, str]:
+    """Remove log prefixes; return ``(level, text)`` with level ``""`` when none was given."""
+    level = ""
+    text = line.rstrip("\r\n")
+    for _ in range(3):
+        m = _LOGCAT.match(text) or _ABSL.match(text)
+        if m:
+            level = {"W": "WARNING", "E": "ERROR", "F": "ERROR"}.get(m.group(1), "INFO")
+            text = text[m.end() :]
+            continue
+        m = _LEVEL.match(text)
+        if m:
+            level = m.group(1)
+            text = text[m.end() :]
+            continue
+        m = _SOURCE_TAG.match(text)
+        if m:
+            text = text[m.end() :]
+            continue
+        break
+    return level, text
+
+
+def _bool(value: str) -> bool | None:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes"):
+        return True
+    if v in ("0", "false", "no"):
+        return False
+    return None
+
+
+def _setting(name: str, raw: str) -> Any:
+    if name in _BOOL_SETTINGS:
+        return _bool(raw)
+    if name in _INT_SETTINGS:
+        value = to_float(raw)
+        return int(value) if value is not None and value == int(value) else None
+    if name in _FLOAT_SETTINGS:
+        return to_float(raw)
+    if name == "nnapi_accelerators":
+        return [a.strip() for a in raw.split(",") if a.strip()]
+    return raw.strip() or None
+
+
+def count_line_stats(text: str) -> LatencyStats:
+    """A ``count=… first=… curr=… min=… max=… avg=… std=… [p5=… median=… p95=…]`` line (µs) as ms stats."""
+    values: dict[str, float | None] = {k: to_float(v) for k, v in _KV.findall(text)}
+
+    def ms(key: str) -> float | None:
+        value = values.get(key)
+        return None if value is None else value / 1000.0
+
+    count_f = values.get("count")
+    count = int(count_f) if count_f is not None else None
+    pct: dict[float, float] = {}
+    for key, percent in (("p5", 5.0), ("median", 50.0), ("p95", 95.0)):
+        value = ms(key)
+        if value is not None:
+            pct[percent] = value
+    mean, low, high = ms("avg"), ms("min"), ms("max")
+    one = ms("curr")
+    if count == 1 and one is not None:
+        # One iteration: its time is the mean, min, max and median, exactly.
+        mean = one if mean is None else mean
+        low = one if low is None else low
+        high = one if high is None else high
+        pct.setdefault(50.0, one)
+    return LatencyStats.build(
+        count=count,
+        mean_ms=mean,
+        std_ms=ms("std"),
+        min_ms=low,
+        max_ms=high,
+        first_ms=ms("first"),
+        last_ms=ms("curr"),
+        percentiles_ms=pct,
+    )
+
+
+class _Profile:
+    """State for the op-profiling tables."""
+
+    def __init__(self) -> None:
+        self.sections: dict[str, dict[str, Any]] = {}
+        self.section = "runs"
+        self.table: str | None = None
+        self.columns: list[str] = []
+
+    def current(self) -> dict[str, Any]:
+        return self.sections.setdefault(self.section, {})
+
+    def feed(self, text: str) -> bool:
+        """Consume ``text`` if it belongs to the op-profiling output; True when consumed."""
+        stripped = text.strip()
+        if stripped in _PROFILE_SECTION:
+            self.section = _PROFILE_SECTION[stripped]
+            self.table, self.columns = None, []
+            return True
+        m = _TABLE_HEADING.match(stripped)
+        if m:
+            self.table = re.sub(r"\W+", "_", m.group(1).strip().lower()).strip("_")
+            self.columns = []
+            self.current().setdefault(self.table, [])
+            return True
+        if self.table is not None and "[node type]" in stripped.lower():
+            self.columns = [c.strip() for c in re.findall(r"\[([^\]]*)\]", stripped)]
+            return True
+        m = _TIMINGS.match(stripped)
+        if m:
+            self.current()["timings"] = count_line_stats(m.group(1))
+            self.table, self.columns = None, []
+            return True
+        m = _NODES_EXECUTED.match(stripped)
+        if m:
+            self.current()["nodes_executed"] = int(m.group(1))
+            return True
+        m = _NODES_OBSERVED.match(stripped)
+        if m:
+            self.current()["nodes_observed"] = int(m.group(1))
+            return True
+        m = _MEMORY_BYTES.match(stripped)
+        if m:
+            self.current()["memory_bytes_count"] = int(m.group(1))
+            return True
+        if self.table is not None and self.columns:
+            row = _table_row(text, self.columns)
+            if row is not None:
+                self.current()[self.table].append(row)
+                return True
+        return False
+
+
+def _table_row(text: str, columns: list[str]) -> dict[str, Any] | None:
+    """One row of a profiling table, tab-separated or space-aligned, or None if it is not one."""
+    keys = [_COLUMN_KEYS.get(c.lower(), re.sub(r"\W+", "_", c.lower()).strip("_")) for c in columns]
+    has_type = bool(keys) and keys[0] == "node_type"
+    has_name = bool(keys) and keys[-1] == "name"
+    numeric_keys = keys[(1 if has_type else 0) : (len(keys) - 1 if has_name else len(keys))]
+    k = len(numeric_keys)
+    # Space-aligned tables can glue "100.000%100.000%"; split after every '%'.
+    tokens = re.sub(r"%(?=[\d.])", "% ", text.strip()).split()
+    start = 1 if has_type else 0
+    for i in range(start, len(tokens) - k + 1):
+        cells = tokens[i : i + k]
+        if not all(_CELL_NUM.match(c) for c in cells):
+            continue
+        rest = tokens[i + k :]
+        if rest and not has_name:
+            return None
+        row: dict[str, Any] = {}
+        if has_type:
+            row["node_type"] = " ".join(tokens[:i])
+        for key, cell in zip(numeric_keys, cells, strict=True):
+            value = float(cell.rstrip("%"))
+            row[key] = int(value) if key in ("count", "times_called") else value
+        if has_name:
+            row["name"] = " ".join(rest)
+        return row
+    return None
+
+
+def parse_tflite(text: str, *, source: str = "benchmark_model output") -> RunnerReport:
+    """Parse LiteRT/TFLite ``benchmark_model`` output; raise :class:`HilbenchError` when it has no timings."""
+    settings: dict[str, Any] = {}
+    echo: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    memory: dict[str, float] = {}
+    warnings: list[str] = []
+    errors: list[str] = []
+    delegation: dict[str, Any] = {}
+    version: str | None = None
+    init_ms: float | None = None
+    headers = 0
+    runs: list[LatencyStats | None] = []
+    summary: dict[str, float] = {}
+    profile = _Profile()
+
+    for raw in text.splitlines():
+        level, line = _strip(raw)
+        body = line.strip()
+        if not body:
+            continue
+        if level == "WARNING":
+            warnings.append(body)
+        elif level == "ERROR":
+            errors.append(body)
+        if profile.feed(line):
+            continue
+        m = _VERSION.search(body)
+        if m and version is None:
+            version = m.group(1)
+            continue
+        m = _ECHO.match(body)
+        if m:
+            key = re.sub(r"\s+", " ", m.group("key").strip()).lower()
+            echo[m.group("key").strip()] = m.group("val")
+            name = _SETTING_KEYS.get(key)
+            if name is not None:
+                value = _setting(name, m.group("val"))
+                if value is not None:
+                    settings[name] = value
+            continue
+        m = _INIT.match(body)
+        if m:
+            init_ms = to_float(m.group(1))
+            continue
+        m = _MODEL_SIZE.match(body)
+        if m:
+            extra["model_size_mb"] = to_float(m.group(1))
+            continue
+        m = _RUN_HEADER.match(body)
+        if m:
+            headers += 1
+            continue
+        if _COUNT_LINE.match(body):
+            # The n-th "Running benchmark" header owns the n-th count= line; without
+            # headers (pasted excerpts) the order decides: warm-up first, then timed.
+            index = headers - 1 if headers > 0 else len(runs)
+            if index < len(runs) and runs[index] is not None:
+                index = len(runs)
+            while len(runs) <= index:
+                runs.append(None)
+            runs[index] = count_line_stats(body)
+            continue
+        m = _SUMMARY.match(body)
+        if m:
+            for label, value in _SUMMARY_ITEM.findall(m.group(1)):
+                summary_key = {
+                    "warmup": "warmup_avg",
+                    "warmup (avg)": "warmup_avg",
+                    "init": "init",
+                    "no stats": "inference_avg",
+                    "inference": "inference_avg",
+                    "inference (avg)": "inference_avg",
+                    "first inference": "first_inference",
+                }.get(label.strip().lower())
+                number = to_float(value)
+                if summary_key is not None and number is not None:
+                    summary[summary_key] = number / 1000.0
+            continue
+        m = _MEM_PEAK.match(body) or _MEM_DELTA.match(body)
+        if m:
+            extra["memory_kind"] = "peak" if body.startswith("Peak") else "delta"
+            for key, value in (("init_mb", m.group(1)), ("overall_mb", m.group(2))):
+                number = to_float(value)
+                if number is not None:
+                    memory[key] = number
+            continue
+        m = _MEM_MONITOR.match(body)
+        if m:
+            number = to_float(m.group(1))
+            if number is not None:
+                memory["peak_mb"] = number
+            continue
+        _delegate_line(body, delegation)
+
+    if echo:
+        settings["echo"] = echo
+    delegate: str | None = delegation.get("delegate")
+    if delegate is None:
+        for flag, name in _FLAG_DELEGATES:
+            if settings.get(flag) is True:
+                delegate = name
+                break
+    settings["delegate"] = delegate
+    if delegation:
+        extra["delegation"] = delegation
+    if profile.sections:
+        extra["op_profile"] = profile.sections
+    if summary:
+        extra["summary_ms"] = summary
+
+    warmup = runs[0] if len(runs) > 0 else None
+    timed = runs[1] if len(runs) > 1 else None
+    if len(runs) > 2:
+        extra["additional_runs"] = [r for r in runs[2:] if r is not None]
+    if timed is None and "inference_avg" in summary:
+        timed = LatencyStats.build(mean_ms=summary["inference_avg"])
+        extra["timed_source"] = "summary"
+        warnings.append("no timed count= line: timed mean taken from the 'Inference timings' summary line")
+    if warmup is None and "warmup_avg" in summary:
+        warmup = LatencyStats.build(mean_ms=summary["warmup_avg"])
+    if timed is None:
+        hint = f"; last error: {errors[-1]}" if errors else ""
+        raise HilbenchError(
+            f"{source}: no timed results in LiteRT benchmark_model output "
+            f"(the run failed or the output is cut before the timed run){hint}"
+        )
+    if not summary:
+        warnings.append("no 'Inference timings in us' summary line: the output may be truncated")
+    if init_ms is None and "init" in summary:
+        init_ms = summary["init"]
+    return RunnerReport(
+        runner=RUNNER,
+        version=version,
+        settings=settings,
+        init_ms=init_ms,
+        first_inference_ms=summary.get("first_inference"),
+        warmup=warmup,
+        timed=timed,
+        samples_ms=None,
+        aggregate_only=True,
+        memory=memory,
+        warnings=warnings + [f"error: {e}" for e in errors],
+        extra=extra,
+    )
+
+
+def _delegate_line(body: str, delegation: dict[str, Any]) -> None:
+    m = _APPLIED.search(body)
+    if m:
+        delegation["delegate"] = m.group(1).upper()
+        delegation["fully_delegated"] = m.group(2) == "completely"
+        if m.group(3) is not None:
+            delegation["kernels"] = int(m.group(3))
+        return
+    m = _NOT_APPLIED.search(body)
+    if m:
+        delegation["delegate"] = m.group(1).upper()
+        delegation["fully_delegated"] = False
+        delegation["kernels"] = 0
+        return
+    m = _REPLACING.search(body)
+    if m:
+        delegation["nodes_replaced"] = int(m.group(1))
+        delegation["nodes_total"] = int(m.group(2))
+        delegation["delegate_node"] = m.group(3)
+        delegation["partitions"] = int(m.group(4))
+        return
+    m = _CREATED.search(body)
+    if m:
+        # "XNNPACK delegate for CPU" names the delegate first; "delegate for GPU" names the target.
+        created = (m.group(1) or m.group(2)).upper()
+        delegation.setdefault("created", []).append(created)
+        delegation.setdefault("delegate", created)
+        return
+    m = _GPU_KERNELS.search(body)
+    if m:
+        delegation["kernels"] = int(m.group(1))
+        return
+    m = _GOING_TO_APPLY.search(body)
+    if m:
+        delegation["delegates_to_apply"] = int(m.group(1))
+        return
+    m = _OPENCL.search(body)
+    if m:
+        delegation["gpu_api"] = m.group(1)
