@@ -36,7 +36,7 @@ from typing import Any
 
 from harness import __version__
 from harness._agentpath import ensure_agent_importable
-from harness.errors import TransportError
+from harness.errors import HilbenchError, TransportError
 from harness.transport.base import AgentProcess, LineTimeout
 
 ensure_agent_importable()
@@ -469,7 +469,7 @@ class RunnerProcess(AgentProcess):
 
         try:
             report = parse_runner_output(text, runner=runner)
-        except ValueError as exc:
+        except (HilbenchError, ValueError) as exc:
             self._put("error", category="backend", message=f"cannot read {runner}'s output: {exc}")
             return 2
         self._emit_report(report, runner, args, affinity, pinned_by, t_start, t_end, sampler, idle)

@@ -202,6 +202,8 @@ class ADBTransport(Transport):
             proc = self._run(["connect", self.serial], step="connect", device=False, timeout=self.connect_timeout_s)
             out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
             # adb connect says "failed"/"unable" with exit status 0 in some versions: read the words.
+            if re.search(r"authenticate|unauthorized", out, re.IGNORECASE):
+                raise self._err(f"device {self.serial} is unauthorized: {_STATE_FIXES['unauthorized']}", "connect")
             if proc.returncode != 0 or re.search(r"failed|unable|cannot|error", out, re.IGNORECASE):
                 raise self._err(f"cannot connect to {self.serial}: {_tail(out) or 'no answer'}; is the phone on "
                                 "the network with `adb tcpip 5555` done (or wireless debugging paired)?", "connect")
