@@ -397,13 +397,15 @@ class EmulatedDevice:
                         found.append(int(entry.name))
         return found
 
-    def kill_agents(self) -> None:
-        """Kill every process in the root except sshd (a device whose benchmark dies mid-run)."""
+    def kill(self, pids: list[int] | None = None, sig: int = signal.SIGKILL) -> list[int]:
+        """Kill ``pids`` (default: every process in the root but sshd itself, as when a board's programs
+        die under a benchmark); returns the pids signalled."""
         keep = {self.sshd.pid} if self.sshd else set()
-        for pid in self.processes():
-            if pid not in keep:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        chosen = [pid for pid in (self.processes() if pids is None else pids) if pid not in keep]
+        for pid in chosen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        return chosen
 
     def stop(self) -> None:
         """Kill sshd and everything in the root, unmount, delete the namespace and the session folder."""

@@ -169,7 +169,7 @@ def test_stop_kills_agents_and_unmounts(emulated_root: Path, tmp_path: Path):
 def test_quickstart_over_ssh_with_onnxruntime_and_litert(device: EmulatedDevice, ssh_ready, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]):
     _models_available()
-    plan = small_plan(tmp_path)
+    plan = small_plan(tmp_path, timed=15)
     tdir = _targets_dir(tmp_path, device)
     store_dir = tmp_path / "res"
     code = main(["run", str(plan), "--targets-dir", str(tdir), "--store", str(store_dir), "--quiet"])
@@ -180,7 +180,7 @@ def test_quickstart_over_ssh_with_onnxruntime_and_litert(device: EmulatedDevice,
     assert set(runs["backend"]) == {"onnxruntime", "litert"}
     assert set(runs["machine"]) == {"aarch64"} and runs["python"].str.startswith("3.11.").all()
     assert runs["emulated"].all() and runs["emulation"].str.contains("user-mode emulation").all()
-    assert (runs["timed_count"] == 25).all()
+    assert (runs["timed_count"] == 15).all()
 
     assert main(["results", "--store", str(store_dir)]) == 0
     table = capsys.readouterr().out
@@ -256,8 +256,7 @@ def test_device_killed_mid_run_is_stored_and_the_plan_goes_on(device: EmulatedDe
         agents = [pid for pid in device.processes() if _is_agent(pid)]
         if agents:
             time.sleep(3)  # let it reach the timed loop
-            device.kill_agents()
-            killed = True
+            killed = bool(device.kill(agents))
         time.sleep(0.2)
     thread.join(300)
     assert killed, "the agent never started on the device"
