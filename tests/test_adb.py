@@ -382,3 +382,26 @@ def test_hilbench_run_on_the_standin_phone(phone: ADBDStandIn, tmp_path: Path) -
     assert result["energy_source"] == "battery" and result["energy_per_inference_mj"] is not None
     # the models went through adb push into the content-addressed cache
     assert list((phone.root / "data/local/tmp/hilbench/blobs").iterdir())
+
+
+# ------------------------------------------------------------------------------------------ doctor
+def test_doctor_android_on_the_standin_phone(phone: ADBDStandIn, tmp_path: Path) -> None:
+    from harness.doctor_android import doctor_android
+
+    bm = _runner_script(tmp_path, "benchmark_model", "INFO: TF Lite version: 2.16.1\nFlags:\n--graph=...")
+    target = _target(phone, tmp_path, benchmark_model=str(bm), big_cores=(0,))
+    checks = {c.name: c for c in doctor_android(target)}
+    assert checks["adb"].status == "ok" and checks["device authorized"].status == "ok"
+    assert checks["ABI"].detail == "arm64-v8a" and checks["Android version"].detail == "Android 14 (SDK 34)"
+    assert "STANDIN-SOC" in checks["SoC"].detail
+    assert checks["runner benchmark_model"].status == "ok" and "2.16.1" in checks["runner benchmark_model"].detail
+    assert checks["runner onnxruntime_perf_test"].status == "warn"
+    assert checks["big/little cores"].status == "warn" and "[2, 3]" in checks["big/little cores"].fix
+    assert checks["thermal status"].detail.startswith("thermal status 1") and checks["power source"].status == "ok"
+
+
+def test_doctor_android_without_adb(tmp_path: Path) -> None:
+    from harness.doctor_android import doctor_android
+
+    checks = doctor_android(Target(name="p", transport="adb", adb=ADBSettings(adb_path=str(tmp_path / "no-adb"))))
+    assert [(c.name, c.status) for c in checks] == [("adb", "fail")] and "apt-get install adb" in checks[0].fix

@@ -1,0 +1,143 @@
+"""``hilbench doctor`` checks for Android targets: what must be true before a phone can be measured.
+
+:func:`doctor_android` returns one :class:`Check` per question (adb found, device
+authorized, ABI, Android version, SoC, runner binaries present and their
+versions, big/little cores, thermal status). It never raises for a failed check:
+a check that cannot be made is a ``fail`` with the fix.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from harness.errors import TransportError
+from harness.targets import Target
+
+try:  # the shared Check type, when harness/doctor.py provides it
+    from harness.doctor import Check  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - until harness/doctor.py lands
+
+    @dataclass(frozen=True)
+    class Check:  # type: ignore[no-redef]
+        """One doctor question: ``status`` is ``ok``, ``warn`` or ``fail``; ``fix`` says what to do."""
+
+        name: str
+        status: str
+        detail: str = ""
+        fix: str = ""
+
+
+__all__ = ["Check", "doctor_android", "big_little"]
+
+_ABIS = ("arm64-v8a", "armeabi-v7a", "x86_64", "x86")
+
+
+def big_little(max_khz: dict[int, int]) -> tuple[list[int], list[int]]:
+    """(big cores, other cores) from each CPU's ``cpuinfo_max_freq``: the big ones run fastest."""
+    if not max_khz:
+        return [], []
+    top = max(max_khz.values())
+    big = sorted(c for c, f in max_khz.items() if f == top)
+    return big, sorted(c for c in max_khz if c not in big)
+
+
+def doctor_android(target: Target) -> list[Check]:
+    """The Android checks for ``target`` (an ``adb`` target), in order; stops after a check the rest need."""
+    from harness.transport.adb import ADBTransport
+
+    checks: list[Check] = []
+    adb_path = target.adb.adb_path or "adb"
+    found = shutil.which(adb_path)
+    if found is None:
+        checks.append(Check("adb", "fail", f"{adb_path!r} not found",
+                            "install Android platform-tools (Debian: apt-get install adb) or set adb.adb_path"))
+        return checks
+    try:
+        version = subprocess.run([found, "version"], capture_output=True, text=True, timeout=15).stdout
+        first = version.splitlines()[0] if version else "unknown version"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        checks.append(Check("adb", "fail", f"{found}: {exc}", "reinstall platform-tools"))
+        return checks
+    checks.append(Check("adb", "ok", f"{found} ({first})"))
+    t = ADBTransport(target)
+    try:
+        t.connect()
+    except TransportError as exc:
+        checks.append(Check("device authorized", "fail", str(exc), "see the message; docs/android.md"))
+        return checks
+    checks.append(Check("device authorized", "ok", f"{t.serial} is in state 'device'"))
+    try:
+        props = t.getprops()
+    except TransportError as exc:
+        checks.append(Check("getprop", "fail", str(exc), "check `adb shell getprop` by hand"))
+        return checks
+    abi = props.get("ro.product.cpu.abi", "")
+    checks.append(Check("ABI", "ok" if abi in _ABIS else "warn", abi or "unknown",
+                        "" if abi in _ABIS else "build the runners for the ABI `adb shell getprop ro.product.cpu.abi` shows"))
+    release = props.get("ro.build.version.release", "")
+    sdk = props.get("ro.build.version.sdk", "")
+    old = sdk.isdigit() and int(sdk) < 27
+    checks.append(Check("Android version", "warn" if old else "ok", f"Android {release} (SDK {sdk or '?'})",
+                        "NNAPI needs Android 8.1 (SDK 27) or newer" if old else ""))
+    soc = props.get("ro.soc.model") or props.get("ro.board.platform") or props.get("ro.hardware") or ""
+    checks.append(Check("SoC", "ok" if soc else "warn",
+                        " ".join(x for x in (props.get("ro.soc.manufacturer"), soc) if x) or "unknown",
+                        "" if soc else "ro.soc.model is empty before Android 12: set facts.soc in the target file"))
+    for name in ("benchmark_model", "onnxruntime_perf_test"):
+        host = getattr(target.adb, name)
+        if not host:
+            checks.append(Check(f"runner {name}", "warn", "not configured",
+                                f"set adb.{name} to a {name} built for {abi or 'the phone'} to run "
+                                f"{'LiteRT' if name == 'benchmark_model' else 'ONNX Runtime'} jobs"))
+            continue
+        try:
+            device_path = t.ensure_runner(name, host)
+            flag = "--help" if name == "benchmark_model" else "-h"
+            res = t.shell(f"{shlex.quote(device_path)} {flag} 2>&1 | head -n 40", step="doctor", timeout=20)
+            m = re.search(r"(?:version|Version)[:\s]+v?([\w.\-]+)", res.stdout)
+            runs = bool(res.stdout.strip())
+            checks.append(Check(f"runner {name}", "ok" if runs else "fail",
+                                f"{device_path}" + (f" (version {m.group(1)})" if m else ""),
+                                "" if runs else f"the binary prints nothing: is it built for {abi}?"))
+        except TransportError as exc:
+            checks.append(Check(f"runner {name}", "fail", str(exc), f"rebuild {name} for {abi or 'the phone'}"))
+    try:
+        res = t.shell("for c in /sys/devices/system/cpu/cpu[0-9]*; do [ -r $c/cpufreq/cpuinfo_max_freq ] && "
+                      "echo \"${c##*/} $(cat $c/cpufreq/cpuinfo_max_freq)\"; done", step="doctor")
+        freqs = {int(a[3:]): int(b) for a, b in (ln.split() for ln in res.stdout.splitlines() if len(ln.split()) == 2)
+                 if a[3:].isdigit() and b.isdigit()}
+        big, little = big_little(freqs)
+        named = list(target.adb.big_cores)
+        status, fix = "ok", ""
+        if named and sorted(named) != big:
+            status, fix = "warn", f"adb.big_cores is {named} but the fastest cores are {big}"
+        elif not named and big and little:
+            status, fix = "warn", f"set adb.big_cores = {big} to pin runs to the big cores"
+        checks.append(Check("big/little cores", status,
+                            f"big {big} ({max(freqs.values()) // 1000 if freqs else 0} MHz), others {little}", fix))
+    except TransportError as exc:
+        checks.append(Check("big/little cores", "warn", str(exc), "cpufreq is not readable"))
+    try:
+        from harness.android import TELEMETRY_SCRIPT, parse_snapshot
+
+        readings = {d["sensor"]: d for d in parse_snapshot(t.shell(TELEMETRY_SCRIPT, step="doctor").stdout)}
+        status_r = readings.get("thermal.status")
+        level = int(status_r["value"]) if status_r and status_r["value"] is not None else None
+        charging = readings.get("battery.charging", {}).get("value")
+        detail = f"thermal status {level if level is not None else 'unknown'}"
+        temps = [d["value"] for k, d in readings.items() if k.startswith("temp.") and d["value"] is not None]
+        if temps:
+            detail += f", hottest sensor {max(temps):.1f} C"
+        checks.append(Check("thermal status", "ok" if not level else "warn", detail,
+                            "" if not level else "the phone is throttling: let it cool before measuring"))
+        checks.append(Check("power source", "warn" if charging else "ok",
+                            "charging" if charging else "on battery",
+                            "battery power is meaningless while charging: unplug (adb over Wi-Fi) or use a meter"
+                            if charging else ""))
+    except TransportError as exc:
+        checks.append(Check("thermal status", "warn", str(exc), "dumpsys thermalservice is not readable"))
+    return checks
