@@ -405,3 +405,25 @@ def test_doctor_android_without_adb(tmp_path: Path) -> None:
 
     checks = doctor_android(Target(name="p", transport="adb", adb=ADBSettings(adb_path=str(tmp_path / "no-adb"))))
     assert [(c.name, c.status) for c in checks] == [("adb", "fail")] and "apt-get install adb" in checks[0].fix
+
+
+def test_phone_with_python_runs_the_regular_agent(phone: ADBDStandIn, tmp_path: Path) -> None:
+    """Termux-style: the target names a Python on the phone, so the shipped agent zipapp runs there."""
+    import sys
+
+    target = Target(name="termux-phone", transport="adb", python=sys.executable,
+                    adb=ADBSettings(serial=phone.serial), source=str(tmp_path / "t.toml"))
+    t = ADBTransport(target)
+    t.connect()
+    paths = t.prepare({})
+    assert paths["agent"].startswith("/data/local/tmp/hilbench/agents/")
+    payload = {"v": 1, "job_id": "j1", "backend": "synthetic", "settings": {"latency_ms": 0.2, "seed": 1},
+               "model": {"path": None}, "inputs": {}, "warmup": {"count": 3}, "timed": {"count": 20},
+               "affinity": None, "telemetry": {"enabled": False}}
+    journal = t.journal_path("j1")
+    proc = t.start_agent(payload, journal)
+    msgs = [json.loads(line) for line in proc.lines(30)]
+    assert proc.wait(10) == 0, proc.stderr_tail
+    assert msgs[0]["type"] == "hello" and msgs[-1]["type"] == "result"
+    assert sum(len(m["latency_ns"]) for m in msgs if m["type"] == "sample" and m["phase"] == "timed") == 20
+    assert t.fetch_journal(journal) is not None and len(t.fetch_journal(journal) or []) == len(msgs)
