@@ -293,6 +293,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if result.regressions else EXIT_OK
 
 
+def _session_run_ids(store: Any, session: str | None) -> list[str] | None:
+    """Run ids of ``--session`` (id, prefix or 'last'); None for every run."""
+    if not session:
+        return None
+    runs = store.runs()
+    sessions = runs["session_id"].dropna().unique().tolist()
+    wanted = sessions[-1] if session == "last" and sessions else session
+    ids = runs.loc[runs["session_id"].astype(str).str.startswith(wanted), "run_id"].tolist()
+    if not ids:
+        raise ConfigError(f"--session {session}: no such session in {store.root}")
+    return ids
+
+
+def cmd_accuracy(args: argparse.Namespace) -> int:
+    from harness.accuracy import score_runs
+
+    store = open_store(args.store)
+    scores = score_runs(store, _session_run_ids(store, args.session))
+    if args.format == "json":
+        sys.stdout.write(scores.to_json(orient="records") + "\n")
+        return EXIT_OK
+    if scores.empty:
+        sys.stdout.write("(no accuracy stored: give a model [models.eval] in the plan)\n")
+        return EXIT_OK
+    view = scores[["run_id", "model", "target", "backend", "eval_count", "top1", "top5", "reference", "agreement",
+                   "output_error"]].copy()
+    view["run_id"] = view["run_id"].str[-6:]
+    sys.stdout.write(view.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}") + "\n")
+    return EXIT_OK
+
+
 def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     """Subcommands that read the store: compare, history, plot, report, variants."""
     c = sub.add_parser("compare", help="did the candidate get slower? (exit status 1 on a regression)")
@@ -307,6 +338,12 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
                    help="only these metrics (repeatable; default all that are stored)")
     store_arg(c)
     c.set_defaults(func=cmd_compare)
+
+    a = sub.add_parser("accuracy", help="top-1/top-5 and fidelity measured on the device ([models.eval])")
+    a.add_argument("--session", help="only this session id (or prefix, or 'last')")
+    a.add_argument("--format", choices=("table", "json"), default="table")
+    store_arg(a)
+    a.set_defaults(func=cmd_accuracy)
 
 
 def build_parser() -> argparse.ArgumentParser:

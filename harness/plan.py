@@ -248,8 +248,7 @@ def _model(data: Any, file: Path, index: int, base: Path) -> ModelSpec:
         inputs["file"] = str(ipath)
         inputs["file_sha256"] = file_sha256(ipath)
     inputs_r.done()
-    eval_r = r.table("eval")
-    evaluation = {k: v for k, v in eval_r.rest().items()}
+    evaluation = _eval(r.table("eval"), base)
     spec = ModelSpec(
         name=name,
         path=path,
@@ -261,6 +260,96 @@ def _model(data: Any, file: Path, index: int, base: Path) -> ModelSpec:
     )
     r.done()
     return spec
+
+
+_LAYOUTS = ("NHWC", "NCHW")
+_EVAL_DTYPES = ("float32", "float16", "uint8", "int8")
+
+
+def _eval(e: TableReader, base: Path) -> dict[str, Any]:
+    """``[models.eval]``: an evaluation set for the accuracy phase (see docs/analysis.md).
+
+    Either ``data`` (an .npz with arrays ``x`` and ``y``, names changeable with ``x`` / ``y``)
+    or ``images`` (a folder) + ``labels`` (one ``file label`` or ``label`` line per image)
+    with a declared preprocessing, which the host applies once into a cached .npz.
+    The result always names the .npz to ship (``path``) and its ``sha256``."""
+    if not e.data:
+        return {}
+    data = e.get("data", str, None)
+    images = e.get("images", str, None)
+    if (data is None) == (images is None):
+        raise e.error("data", "give either data (an .npz) or images (a folder) with labels")
+    out: dict[str, Any] = {}
+    limit = e.get("limit", int, None)
+    if limit is not None and limit < 1:
+        raise e.error("limit", "must be >= 1")
+    top_k = e.get("top_k", int, 5)
+    if top_k < 1:
+        raise e.error("top_k", "must be >= 1")
+    scorer = e.get("scorer", str, None)
+    if scorer is not None and (":" not in scorer or not all(scorer.partition(":")[::2])):
+        raise e.error("scorer", f"expected \"module:function\", got {scorer!r}")
+    reference = e.get("reference", str, None)
+    keep = e.get("keep_outputs", bool, True)
+    pre = {
+        "resize": e.get("resize", list, None),
+        "layout": e.get("layout", str, "NHWC", choices=_LAYOUTS),
+        "mean": e.get("mean", (list, int, float), None),
+        "std": e.get("std", (list, int, float), None),
+        "scale": e.get("scale", (int, float), None),
+        "dtype": e.get("dtype", str, "float32", choices=_EVAL_DTYPES),
+        "color": e.get("color", str, "RGB", choices=("RGB", "L", "BGR")),
+        "quantization": e.get("quantization", list, None),
+    }
+    labels_text = e.get("labels", str, None)
+    x_name = e.get("x", str, "x")
+    y_name = e.get("y", str, "y")
+    if data is not None:
+        dpath = (base / data).resolve()
+        if not dpath.is_file():
+            raise e.error("data", f"evaluation file not found: {dpath}")
+        if dpath.suffix != ".npz":
+            raise e.error("data", f"evaluation data must be an .npz with arrays {x_name} and {y_name}: {dpath}")
+        given = [k for k in ("resize", "mean", "std", "scale", "quantization") if pre[k] is not None]
+        if given or labels_text is not None:
+            raise e.error(given[0] if given else "labels", "preprocessing and labels apply to images = ...; "
+                          "an .npz holds the model's input already")
+        out["path"] = str(dpath)
+    else:
+        if labels_text is None:
+            raise e.error("labels", "images need a labels file")
+        folder = (base / str(images)).resolve()
+        labels = (base / labels_text).resolve()
+        if not folder.is_dir():
+            raise e.error("images", f"image folder not found: {folder}")
+        if not labels.is_file():
+            raise e.error("labels", f"labels file not found: {labels}")
+        if pre["resize"] is not None and not (len(pre["resize"]) == 2 and all(
+                isinstance(v, int) and v > 0 for v in pre["resize"])):
+            raise e.error("resize", "expected [height, width]")
+        if pre["quantization"] is not None and not (len(pre["quantization"]) == 2 and all(
+                isinstance(v, (int, float)) for v in pre["quantization"])):
+            raise e.error("quantization", "expected [scale, zero_point]")
+        from harness.accuracy import pack_images
+
+        try:
+            packed = pack_images(folder, labels, pre, limit=limit)
+        except ValueError as exc:
+            raise e.error("images", str(exc)) from exc
+        out["path"] = str(packed)
+        out["images"] = str(folder)
+        out["preprocess"] = {k: v for k, v in pre.items() if v is not None}
+        x_name, y_name = "x", "y"
+    e.done()
+    out["sha256"] = file_sha256(Path(out["path"]))
+    out.update(x=x_name, y=y_name, top_k=top_k, keep_outputs=keep)
+    if limit is not None:
+        out["limit"] = limit
+    if scorer is not None:
+        out["scorer"] = scorer
+    if reference is not None:
+        out["reference"] = reference
+    return out
 
 
 def _check_model_file(path: Path, r: TableReader) -> None:
@@ -316,6 +405,10 @@ def load_plan(path: Path) -> Plan:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise r.error("models", f"model name {dupes[0]!r} is used twice: give each a distinct name")
+    for i, m in enumerate(models):
+        ref = m.eval.get("reference")
+        if ref is not None and ref not in names:
+            raise ConfigError(f"{path}: models[{i}].eval.reference: no model named {ref!r} in this plan")
     targets = tuple(r.str_list("targets", ["local"]))
     backends_r = r.table("backends")
     backends: dict[str, dict[str, Any]] = {}

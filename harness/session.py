@@ -83,6 +83,8 @@ class _JobRun:
         self.telemetry: dict[str, list[Any]] = {"t_ns": [], "sensor": [], "value": [], "unit": [], "source": []}
         self.first: tuple[int, int] | None = None
         self.phase_begin_t: dict[str, int] = {}
+        self.accuracy: dict[str, list[Any]] = {"index": [], "label": [], "prediction": [], "top5": [], "score": [],
+                                               "output": []}
 
     def handle(self, msg: dict[str, Any], progress: Progress) -> None:
         kind = msg["type"]
@@ -113,6 +115,18 @@ class _JobRun:
                 begin = self.phase_begin_t.get("first", int(msg.get("t_ns") or 0))
                 self.first = (int(msg["duration_ns"]), begin)
             progress.phase(self.job, str(msg.get("phase")), str(msg.get("event")), msg)
+        elif kind == "accuracy":
+            a = self.accuracy
+            index = msg.get("index") or []
+            n = len(index)
+            tops = msg.get("top") or [[]] * n
+            outputs = msg.get("output") or [None] * n
+            a["index"].extend(index)
+            a["label"].extend(msg.get("label") or [None] * n)
+            a["top5"].extend(tops)
+            a["prediction"].extend(t[0] if t else None for t in tops)
+            a["score"].extend(msg.get("score") or [None] * n)
+            a["output"].extend(outputs)
         elif kind == "hello":
             self.hello = msg
         elif kind == "result":
@@ -275,6 +289,9 @@ class Runner:
         n = len(samples["phase"])
         if n:
             self.store.write_table("samples", run.run_id, dict(samples, run_id=[run.run_id] * n))
+        k = len(run.accuracy["index"])
+        if k and row["status"] == "ok":
+            self.store.write_table("accuracy", run.run_id, dict(run.accuracy, run_id=[run.run_id] * k))
         m = len(run.telemetry["t_ns"])
         if m:
             self.store.write_table("telemetry", run.run_id, dict(run.telemetry, run_id=[run.run_id] * m))
@@ -309,6 +326,7 @@ class Runner:
             "timed": job.policy.timed,
             "affinity": list(job.policy.affinity) or None,
             "telemetry": telemetry,
+            **({"eval": dict(job.model.eval, path=paths.get("eval"))} if job.model.eval else {}),
         }
 
     def run_one(self, job: Job, transport: Transport) -> dict[str, Any]:
@@ -317,6 +335,8 @@ class Runner:
         files: dict[str, tuple[str, str]] = {}
         if job.model.path is not None and job.model.sha256:
             files["model"] = (str(job.model.path), job.model.sha256)
+        if job.model.eval.get("path"):
+            files["eval"] = (job.model.eval["path"], job.model.eval["sha256"])
         if job.model.inputs.get("file"):
             files["inputs"] = (job.model.inputs["file"], job.model.inputs["file_sha256"])
         try:

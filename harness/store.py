@@ -82,6 +82,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("run_id", pa.string()), ("index", pa.int64()), ("label", pa.int64()), ("prediction", pa.int64()),
         ("top5", pa.list_(pa.int64())), ("score", pa.float64()), ("reference_prediction", pa.int64()),
         ("output_error", pa.float64()),
+        # The item's whole output vector (dequantised), for fidelity and user scorers; null when not kept.
+        ("output", pa.list_(pa.float32())),
     ]),
 }
 _JSON_NAMES = {"labels", "host", "argv", "model_tags", "settings", "effective_settings", "policy", "device",

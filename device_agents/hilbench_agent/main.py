@@ -203,8 +203,14 @@ def _measure(channel, job, cls, backend_name, settings):
     _send_samples(channel, "timed", lat, starts)
     mem_after = process_memory_kb()
     effective = backend.effective_settings()
+    accuracy = None
+    if job.get("eval") and backend.needs_model:
+        # After the timed runs and the memory reading, so neither sees the evaluation set.
+        from hilbench_agent.accuracy import run_accuracy
+        accuracy = run_accuracy(channel, backend, specs, job["eval"])
     backend.close()
     return {
+        "accuracy": accuracy,
         "backend": backend_name,
         "load_ns": load_ns,
         "first_ns": first_ns,

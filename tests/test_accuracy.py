@@ -1,0 +1,147 @@
+"""Accuracy on the device: [models.eval] validation, image packing, the agent's accuracy phase
+on the bundled digits models (real onnxruntime and LiteRT), scoring, fidelity and user scorers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import open_store
+from harness.accuracy import pack_images, score_runs
+from harness.cli import main
+from harness.errors import ConfigError
+from harness.plan import load_plan
+
+MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
+needs_models = pytest.mark.skipif(not (MODELS / "digits_eval.npz").is_file(), reason="sample models not built")
+
+
+def plan(tmp: Path, body: str) -> Path:
+    path = tmp / "plan.toml"
+    path.write_text(f'name = "acc"\n[policy]\ntimed = 50\nwarmup = 2\ntelemetry = false\n{body}')
+    return path
+
+
+@needs_models
+def test_eval_on_the_device_scores_and_fidelity(tmp_path, capsys):
+    (tmp_path / "m").symlink_to(MODELS)
+    body = """
+[[models]]
+name = "fp32"
+path = "m/digits_cnn_fp32.tflite"
+eval = { data = "m/digits_eval.npz", limit = 120 }
+[[models]]
+name = "int8"
+path = "m/digits_cnn_int8.tflite"
+eval = { data = "m/digits_eval.npz", limit = 120, reference = "fp32", top_k = 3 }
+[[models]]
+name = "int8-onnx"
+path = "m/digits_cnn_int8.onnx"
+eval = { data = "m/digits_eval.npz", limit = 120, reference = "fp32" }
+"""
+    store_dir = tmp_path / "res"
+    assert main(["run", str(plan(tmp_path, body)), "--store", str(store_dir), "--quiet"]) == 0
+    store = open_store(store_dir)
+    acc = store.accuracy()
+    assert acc.groupby("run_id").size().tolist() == [120, 120, 120]
+    y = np.load(MODELS / "digits_eval.npz")["y"][:120]
+    scores = score_runs(store).set_index("model")
+    for model in scores.index:
+        preds = acc[acc["run_id"] == scores.loc[model, "run_id"]].sort_values("index")["prediction"].to_numpy()
+        assert scores.loc[model, "top1"] == pytest.approx(np.mean(preds == y))
+        assert scores.loc[model, "top1"] > 0.9  # a trained digits model, not noise
+    assert np.isnan(scores.loc["int8", "top5"])  # top_k = 3 cannot say top-5
+    assert scores.loc["fp32", "top5"] >= scores.loc["fp32", "top1"]
+    # Fidelity: int8 (LiteRT, int8 output dequantised) against fp32 on the same target.
+    fid = scores.loc["int8"]
+    assert fid["reference_run_id"] == scores.loc["fp32", "run_id"]
+    assert 0.9 < fid["agreement"] <= 1.0 and 0 < fid["output_error"] < 1.0
+    # Across backends the reference still matches (only LiteRT ran fp32).
+    assert scores.loc["int8-onnx", "reference_run_id"] == scores.loc["fp32", "run_id"]
+    phases = store.run(fid["run_id"])["result"]["accuracy"]
+    assert phases["count"] == 120 and phases["reference"] == "fp32" and phases["output_dequantized"] is True
+    capsys.readouterr()
+    assert main(["accuracy", "--store", str(store_dir)]) == 0
+    assert "int8-onnx" in capsys.readouterr().out
+    # Timing saw none of the evaluation set: 50 timed samples per run.
+    assert (store.samples(phase="timed").groupby("run_id").size() == 50).all()
+
+
+def scorer_mae(outputs, labels):
+    """A user's scorer for a non-classifier: outputs (items x outputs) and labels."""
+    return {"mean_abs_output": float(np.mean(np.abs(outputs))), "items": float(len(labels))}
+
+
+@needs_models
+def test_user_scorer(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setitem(sys.modules, "acc_scorer", sys.modules[__name__])
+    body = f"""
+[[models]]
+name = "fp32"
+path = "{MODELS / 'digits_cnn_fp32.onnx'}"
+eval = {{ data = "{MODELS / 'digits_eval.npz'}", limit = 30, scorer = "acc_scorer:scorer_mae" }}
+"""
+    store_dir = tmp_path / "res"
+    assert main(["run", str(plan(tmp_path, body)), "--store", str(store_dir), "--quiet"]) == 0
+    row = score_runs(open_store(store_dir)).iloc[0]
+    assert row["metrics"]["items"] == 30 and row["metrics"]["mean_abs_output"] > 0
+
+
+def test_images_are_packed_with_the_declared_preprocessing(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("HILBENCH_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, value in enumerate((0, 128, 255)):
+        Image.new("RGB", (10, 6), (value, value, 0)).save(folder / f"img{i}.png")
+    (tmp_path / "labels.txt").write_text("img2.png 7\nimg0.png 1\nimg1.png 3\n")
+    body = """
+[[models]]
+name = "m"
+backends = ["synthetic"]
+[models.eval]
+images = "imgs"
+labels = "labels.txt"
+resize = [4, 5]
+layout = "NCHW"
+scale = 0.00392156862745098
+mean = [0.5, 0.5, 0.5]
+std = [0.5, 0.5, 0.5]
+"""
+    spec = load_plan(plan(tmp_path, body)).models[0].eval
+    data = np.load(spec["path"])
+    assert data["x"].shape == (3, 3, 4, 5) and data["x"].dtype == np.float32
+    assert data["y"].tolist() == [1, 3, 7]
+    assert data["x"][0, 0].max() == pytest.approx(-1.0) and data["x"][2, 0].min() == pytest.approx(1.0)
+    assert data["x"][:, 2].max() == pytest.approx(-1.0)  # blue channel is 0 everywhere
+    # The packed file is cached by content: the same inputs give the same file.
+    again = pack_images(folder, tmp_path / "labels.txt", {"resize": [4, 5], "layout": "NCHW",
+                                                            "scale": 0.00392156862745098, "mean": [0.5] * 3,
+                                                            "std": [0.5] * 3, "dtype": "float32", "color": "RGB"})
+    assert str(again) == spec["path"]
+    q = pack_images(folder, tmp_path / "labels.txt", {"dtype": "uint8", "color": "L"})
+    assert np.load(q)["x"].dtype == np.uint8 and np.load(q)["x"].shape == (3, 6, 10, 1)
+
+
+@pytest.mark.parametrize("eval_text, message", [
+    ('eval = { data = "nope.npz" }', "eval.data: evaluation file not found"),
+    ('eval = { data = "x.npz", images = "imgs" }', "eval.data: give either data"),
+    ('eval = { images = "imgs" }', "eval.labels: images need a labels file"),
+    ('eval = { data = "x.npz", resize = [2, 2] }', "eval.resize: preprocessing and labels apply to images"),
+    ('eval = { data = "x.npz", scorer = "nocolon" }', "eval.scorer: expected"),
+    ('eval = { data = "x.npz", reference = "ghost" }', "eval.reference: no model named 'ghost'"),
+    ('eval = { data = "x.npz", layout = "HWC" }', "eval.layout: must be one of"),
+    ('eval = { data = "x.npz", top_k = 0 }', "eval.top_k: must be >= 1"),
+    ('eval = { data = "x.npz", colour = "RGB" }', "eval.colour: unknown key"),
+])
+def test_bad_eval_tables(tmp_path, eval_text, message):
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 1)), y=np.zeros(2))
+    (tmp_path / "imgs").mkdir()
+    body = f'[[models]]\nname = "m"\nbackends = ["synthetic"]\n{eval_text}\n'
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_plan(plan(tmp_path, body))
