@@ -61,6 +61,7 @@ __all__ = [
     "build",
     "cache_dir",
     "check_host",
+    "reap_stale",
     "recipe_key",
     "start",
 ]
@@ -81,7 +82,11 @@ BINFMT_ENTRY = BINFMT_DIR / "qemu-aarch64"
 #: TEST-NET-2 (RFC 5737): documentation addresses, routed nowhere, used only inside our own namespace.
 TEST_NET = ipaddress.ip_network("198.51.100.0/24")
 
+#: Where started devices are recorded, so a later start can clean up after a test run that was killed.
+REGISTRY = Path("/run/hilbench-emulated")
+
 Log = Callable[[str], None]
+_started = 0
 
 
 class EmulationUnavailable(Exception):
@@ -434,6 +439,13 @@ class EmulatedDevice:
             subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
             self.netns = None
         shutil.rmtree(self.workdir, ignore_errors=True)
+        (REGISTRY / f"{self.workdir.name}.json").unlink(missing_ok=True)
+
+    def _register(self) -> None:
+        REGISTRY.mkdir(parents=True, exist_ok=True)
+        (REGISTRY / f"{self.workdir.name}.json").write_text(json.dumps({
+            "pid": os.getpid(), "root": str(self.root), "workdir": str(self.workdir), "netns": self.netns,
+            "veth": self._veth}))
 
     def __enter__(self) -> EmulatedDevice:
         return self
@@ -448,7 +460,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _setup_netns(name: str, log: Log) -> tuple[str, str, str] | None:
+def _setup_netns(name: str, veth: str, log: Log) -> tuple[str, str, str] | None:
     """A namespace with a veth pair in a free /30 of TEST-NET-2: (host-side link, host address, device address).
 
     None where namespaces cannot be made here (no CAP_NET_ADMIN, no iproute2)."""
@@ -462,7 +474,6 @@ def _setup_netns(name: str, log: Log) -> tuple[str, str, str] | None:
     if subnet is None:
         return None
     host_ip, dev_ip = (str(h) for h in subnet.hosts())
-    veth = f"hbemu{os.getpid() % 100000}"
     steps = [
         ["ip", "netns", "add", name],
         ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name],
@@ -516,20 +527,46 @@ def _wait_for_banner(host: str, port: int, sshd: subprocess.Popen[bytes], timeou
     raise RuntimeError(f"the device's sshd did not answer at {host}:{port} within {timeout_s:.0f} s ({last})")
 
 
+def reap_stale(log: Log = _stderr_log) -> int:
+    """Stop devices whose starting process is gone (a test run killed before its teardown); returns how many."""
+    reaped = 0
+    for entry in sorted(REGISTRY.glob("*.json")) if REGISTRY.is_dir() else []:
+        try:
+            state = json.loads(entry.read_text())
+            os.kill(int(state["pid"]), 0)
+            continue  # its owner is alive: not ours to stop
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError, KeyError):
+            continue
+        dev = EmulatedDevice(root=Path(state["root"]), workdir=Path(state["workdir"]), host="", port=0,
+                             identity_file=Path(), known_hosts=Path(), netns=state.get("netns"))
+        dev._veth = state.get("veth")
+        log(f"cleaning up a device left running by process {state['pid']} ({dev.workdir})")
+        dev.stop()
+        entry.unlink(missing_ok=True)
+        reaped += 1
+    return reaped
+
+
 def start(rootfs: Path, workdir: Path | None = None, *, use_netns: bool = True,
           log: Log = _stderr_log) -> EmulatedDevice:
     """Start the device from a built root: a fresh overlay, /proc and /dev, its own sshd. Seconds.
 
     The returned device is a context manager; ``stop()`` undoes everything. Keys are made fresh for each
     start: the client key is authorized for root, and the host key is written to a known_hosts file."""
+    global _started
     check_host(log)
+    reap_stale(log)
     t0 = time.monotonic()
+    _started += 1
     workdir = Path(tempfile.mkdtemp(prefix="hilbench-emu-", dir=workdir))
     merged, mounts = _overlay(rootfs, workdir)
     dev = EmulatedDevice(root=merged, workdir=workdir, host="127.0.0.1", port=0,
                          identity_file=workdir / "id_ed25519", known_hosts=workdir / "known_hosts", netns=None)
     dev._mounts = mounts
     try:
+        dev._register()
         _ensure_interpreter_in_root(merged)
         dev._mounts += _mount_api(merged)
         host_key = merged / "etc/ssh/hilbench_host_ed25519_key"
@@ -542,8 +579,8 @@ def start(rootfs: Path, workdir: Path | None = None, *, use_netns: bool = True,
         (ssh_dir / "authorized_keys").chmod(0o600)
         (merged / "run/sshd").mkdir(parents=True, exist_ok=True)
 
-        netns = f"hbemu-{os.getpid()}" if use_netns else None
-        net = _setup_netns(netns, log) if netns else None
+        netns = f"hbemu-{os.getpid()}-{_started}" if use_netns else None
+        net = _setup_netns(netns, f"hbe{os.getpid() % 100000}x{_started % 100}", log) if netns else None
         if net:
             dev._veth, _host_ip, dev.host = net
             dev.netns, dev.port = netns, 22
@@ -566,6 +603,7 @@ def start(rootfs: Path, workdir: Path | None = None, *, use_netns: bool = True,
             [*prefix, "chroot", str(merged), "/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/hilbench_sshd_config"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(workdir / "sshd.log", "wb"),
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}, start_new_session=True)
+        dev._register()
         _wait_for_banner(dev.host, dev.port, dev.sshd, timeout_s=60)
     except BaseException:
         log_tail = ""

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from emulated_device import DEVICE_PYTHON, EmulatedDevice, EmulationUnavailable, build, check_host, start
+from emulated_device import DEVICE_PYTHON, EmulatedDevice, EmulationUnavailable, build, check_host, reap_stale, start
 from helpers import write_agent
 
 from harness import open_store
@@ -161,6 +161,24 @@ def test_stop_kills_agents_and_unmounts(emulated_root: Path, tmp_path: Path):
     mounts = Path("/proc/self/mounts").read_text()
     assert str(dev.workdir) not in mounts
     assert not dev.workdir.exists()
+
+
+def test_a_device_left_by_a_killed_run_is_cleaned_up_by_the_next_start(emulated_root: Path, tmp_path: Path):
+    code = ("import sys, time; from emulated_device import start; from pathlib import Path; "
+            f"d = start(Path({str(emulated_root)!r}), Path({str(tmp_path)!r})); "
+            "print(d.workdir, d.netns, flush=True); time.sleep(600)")
+    owner = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parent, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    assert owner.stdout is not None
+    workdir, netns = owner.stdout.readline().split()
+    owner.kill()  # no teardown: sshd, mounts and the namespace stay behind
+    owner.wait()
+    assert workdir in Path("/proc/self/mounts").read_text()
+    assert reap_stale() >= 1
+    assert workdir not in Path("/proc/self/mounts").read_text()
+    assert not Path(workdir).exists()
+    if netns != "None":
+        assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
 
 # --- hilbench on it ---------------------------------------------------------------------------------
