@@ -324,6 +324,23 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_variants(args: argparse.Namespace) -> int:
+    from harness.variants import make_variants, plan_snippet
+
+    model = Path(args.model)
+    out_dir = Path(args.out) if args.out else model.parent
+    kinds = tuple(args.only) if args.only else ("fp16", "int8")
+    made = make_variants(model, calibration=Path(args.calibration) if args.calibration else None, out_dir=out_dir,
+                         kinds=kinds)
+    snippet = plan_snippet(model, made, relative_to=out_dir, eval_data=Path(args.eval) if args.eval else None)
+    plan_path = out_dir / "variants.toml"
+    _write_output(snippet, str(plan_path))
+    for v in made:
+        sys.stdout.write(f"{v.precision:5} {v.path}  {v.size_bytes / 1024:.1f} KiB  ({v.note})\n")
+    sys.stdout.write(f"plan: {plan_path} (run it: hilbench run {plan_path})\n")
+    return EXIT_OK
+
+
 def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     """Subcommands that read the store: compare, history, plot, report, variants."""
     c = sub.add_parser("compare", help="did the candidate get slower? (exit status 1 on a regression)")
@@ -344,6 +361,14 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     a.add_argument("--format", choices=("table", "json"), default="table")
     store_arg(a)
     a.set_defaults(func=cmd_accuracy)
+
+    v = sub.add_parser("variants", help="write FP16 and INT8 (static, calibrated) variants of an ONNX model")
+    v.add_argument("model", help="the FP32 model (.onnx)")
+    v.add_argument("--calibration", help="calibration inputs (.npz, samples on the first axis) for INT8")
+    v.add_argument("--out", help="output folder (default: beside the model)")
+    v.add_argument("--eval", help="evaluation set (.npz with x, y) to put in the plan snippet")
+    v.add_argument("--only", action="append", choices=("fp16", "int8"), help="only this variant (repeatable)")
+    v.set_defaults(func=cmd_variants)
 
 
 def build_parser() -> argparse.ArgumentParser:

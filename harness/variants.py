@@ -1,0 +1,190 @@
+"""Model variants for a latency-vs-accuracy sweep from one ONNX model: FP16 and INT8
+(static, calibrated), written next to each other with a plan snippet that tags them.
+
+* FP16: ``onnxruntime.transformers.float16.convert_float_to_float16`` with the
+  model's inputs and outputs kept float32 (``keep_io_types``), so the same input
+  data and evaluation set serve every variant.
+* INT8: ``onnxruntime.quantization.quantize_static`` (QDQ format, per-channel
+  weights, MinMax calibration) over a calibration .npz: one array (or the array
+  named like the model's input) with a leading sample axis, fed one sample at a time
+  in the model's batch size.
+
+Both need ``onnx`` and ``onnxruntime`` on the host (``pip install hilbench[onnx] onnx``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import AnalysisError
+
+__all__ = ["Variant", "make_variants", "plan_snippet", "VARIANT_KINDS"]
+
+VARIANT_KINDS = ("fp16", "int8")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    path: Path
+    precision: str
+    size_bytes: int
+    note: str = ""
+
+
+def _imports() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as exc:
+        raise AnalysisError(f"variants need onnx and onnxruntime on the host ({exc}): "
+                            "pip install onnx onnxruntime") from exc
+    return onnx, onnxruntime
+
+
+def _fp16(model_path: Path, out: Path) -> str:
+    onnx, _ = _imports()
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError as exc:
+        raise AnalysisError(f"FP16 conversion needs onnxruntime.transformers ({exc})") from exc
+    model = onnx.load(str(model_path))
+    converted = convert_float_to_float16(model, keep_io_types=True)
+    _save(onnx, converted, out)
+    return "float32 inputs/outputs kept; weights and activations float16"
+
+
+def _save(onnx: Any, model: Any, out: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix="." + out.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _calibration_arrays(model_path: Path, calibration: Path, limit: int | None) -> tuple[str, np.ndarray, list[Any]]:
+    _, ort = _imports()
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise AnalysisError(f"{model_path.name}: INT8 calibration supports single-input models "
+                            f"(this one has {len(inputs)})")
+    name, shape = inputs[0].name, list(inputs[0].shape)
+    try:
+        data = np.load(calibration, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise AnalysisError(f"{calibration}: cannot read the calibration data ({exc})") from exc
+    if isinstance(data, np.ndarray):
+        x = data
+    else:
+        keys = list(data.keys())
+        key = name if name in keys else ("x" if "x" in keys else (keys[0] if len(keys) == 1 else None))
+        if key is None:
+            raise AnalysisError(f"{calibration}: no array named {name!r} or 'x' (it has {', '.join(keys)})")
+        x = data[key]
+    if x.ndim != len(shape):
+        raise AnalysisError(f"{calibration}: array of shape {list(x.shape)} does not fit input {name!r} {shape}")
+    if limit:
+        x = x[:limit]
+    return name, x.astype(np.float32), shape
+
+
+def _int8(model_path: Path, out: Path, calibration: Path, limit: int | None) -> str:
+    _imports()
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name, x, shape = _calibration_arrays(model_path, calibration, limit)
+    batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else 1
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.i = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self.i + batch > len(x):
+                return None
+            item = x[self.i:self.i + batch]
+            self.i += batch
+            return {name: item}
+
+        def rewind(self) -> None:
+            self.i = 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        try:
+            quant_pre_process(str(model_path), str(pre), skip_symbolic_shape=True)
+        except Exception:  # noqa: BLE001 - pre-processing is an optimisation; quantise the original then
+            pre = model_path
+        staged = Path(tmp) / "int8.onnx"
+        try:
+            quantize_static(str(pre), str(staged), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        except Exception as exc:
+            raise AnalysisError(f"{model_path.name}: INT8 quantisation failed: {str(exc).splitlines()[0]}") from exc
+        os.replace(staged, out)
+    return f"static QDQ, per-channel weights, MinMax calibration on {len(x)} samples of {calibration.name}"
+
+
+def make_variants(model: Path, *, calibration: Path | None = None, out_dir: Path | None = None,
+                  kinds: tuple[str, ...] = VARIANT_KINDS, calibration_limit: int | None = 500) -> list[Variant]:
+    """Write the requested variants of ``model`` (an .onnx) to ``out_dir`` (default: beside it)."""
+    if model.suffix.lower() != ".onnx":
+        raise AnalysisError(f"{model}: variants are made from an ONNX model (.onnx)")
+    if not model.is_file():
+        raise AnalysisError(f"{model}: model file not found")
+    unknown = [k for k in kinds if k not in VARIANT_KINDS]
+    if unknown:
+        raise AnalysisError(f"unknown variant {unknown[0]!r} (known: {', '.join(VARIANT_KINDS)})")
+    if "int8" in kinds and calibration is None:
+        raise AnalysisError("INT8 needs calibration data: --calibration DATA.npz (a few hundred real inputs)")
+    out_dir = out_dir or model.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = model.stem.removesuffix("_fp32")
+    made = []
+    for kind in kinds:
+        path = out_dir / f"{stem}_{kind}.onnx"
+        if kind == "fp16":
+            note = _fp16(model, path)
+        else:
+            assert calibration is not None
+            note = _int8(model, path, calibration, calibration_limit)
+        made.append(Variant(name=f"{stem}-{kind}".replace("_", "-"), path=path, precision=kind,
+                            size_bytes=path.stat().st_size, note=note))
+    return made
+
+
+def plan_snippet(model: Path, variants: list[Variant], *, relative_to: Path | None = None,
+                 eval_data: Path | None = None) -> str:
+    """``[[models]]`` tables for the original and its variants, tagged precision=..., family=...,
+    with fidelity against the original when an evaluation set is given."""
+    def rel(p: Path) -> str:
+        if relative_to is not None:
+            try:
+                return os.path.relpath(p.resolve(), relative_to.resolve())
+            except ValueError:
+                pass
+        return str(p)
+
+    family = model.stem.removesuffix("_fp32").replace("_", "-")
+    base_name = f"{family}-fp32"
+    lines = [f"# Variants of {model.name} made by `hilbench variants`.", ""]
+    entries = [(base_name, model, "fp32", None)] + [(v.name, v.path, v.precision, base_name) for v in variants]
+    for name, path, precision, ref in entries:
+        lines += ["[[models]]", f'name = "{name}"', f'path = "{rel(path)}"',
+                  f'tags = {{ precision = "{precision}", family = "{family}" }}']
+        if eval_data is not None:
+            ref_part = f', reference = "{ref}"' if ref else ""
+            lines.append(f'eval = {{ data = "{rel(eval_data)}"{ref_part} }}')
+        lines.append("")
+    return "\n".join(lines)

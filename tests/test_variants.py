@@ -1,0 +1,56 @@
+"""hilbench variants: FP16 and calibrated INT8 variants of the bundled digits model, whose plan
+snippet runs, and whose accuracy on the device stays close to the FP32 model's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from harness import open_store
+from harness.accuracy import score_runs
+from harness.cli import main
+from harness.errors import AnalysisError
+from harness.variants import make_variants
+
+MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
+pytestmark = pytest.mark.skipif(not (MODELS / "digits_calib.npz").is_file(), reason="sample models not built")
+
+
+def test_variants_are_real_and_the_snippet_runs(tmp_path, capsys):
+    out = tmp_path / "v"
+    assert main(["variants", str(MODELS / "digits_cnn_fp32.onnx"), "--calibration", str(MODELS / "digits_calib.npz"),
+                 "--out", str(out), "--eval", str(MODELS / "digits_eval.npz")]) == 0
+    printed = capsys.readouterr().out
+    assert "fp16" in printed and "int8" in printed
+    fp16 = onnx.load(str(out / "digits_cnn_fp16.onnx"))
+    int8 = onnx.load(str(out / "digits_cnn_int8.onnx"))
+    init_types = {onnx.TensorProto.DataType.Name(t.data_type) for t in fp16.graph.initializer}
+    assert "FLOAT16" in init_types
+    assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
+    # Inputs stay float32 so one evaluation set serves every variant.
+    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    plan = out / "variants.toml"
+    text = plan.read_text()
+    assert 'precision = "int8"' in text and 'reference = "digits-cnn-fp32"' in text
+    plan.write_text(text + '\n[policy]\ntimed = 30\nwarmup = 2\ntelemetry = false\n')
+    store_dir = tmp_path / "res"
+    assert main(["run", str(plan), "--store", str(store_dir), "--quiet"]) == 0
+    scores = score_runs(open_store(store_dir)).set_index("model")
+    assert set(scores.index) == {"digits-cnn-fp32", "digits-cnn-fp16", "digits-cnn-int8"}
+    assert scores.loc["digits-cnn-fp16", "agreement"] >= 0.99
+    assert scores.loc["digits-cnn-int8", "agreement"] >= 0.95
+    assert abs(scores.loc["digits-cnn-int8", "top1"] - scores.loc["digits-cnn-fp32", "top1"]) <= 0.03
+
+
+def test_variant_errors(tmp_path):
+    with pytest.raises(AnalysisError, match="INT8 needs calibration"):
+        make_variants(MODELS / "digits_cnn_fp32.onnx", out_dir=tmp_path)
+    with pytest.raises(AnalysisError, match="from an ONNX model"):
+        make_variants(MODELS / "digits_cnn_fp32.tflite", out_dir=tmp_path, kinds=("fp16",))
+    np.savez(tmp_path / "bad.npz", x=np.zeros((4, 8, 8)))
+    with pytest.raises(AnalysisError, match="does not fit input"):
+        make_variants(MODELS / "digits_cnn_fp32.onnx", calibration=tmp_path / "bad.npz", out_dir=tmp_path,
+                      kinds=("int8",))
