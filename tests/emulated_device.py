@@ -259,12 +259,12 @@ def build(cache: Path | None = None, log: Log = _stderr_log, force: bool = False
             _ensure_interpreter_in_root(root)
             return root
         partial = cache / f".{final.name}.partial"
-        if partial.exists():
-            _unmount_all_under(partial)
-            shutil.rmtree(partial)
-        if final.exists():
-            _unmount_all_under(final)
-            shutil.rmtree(final)
+        for stale in (partial, final):
+            if stale.exists():
+                _unmount_all_under(stale)
+                if _mounts_under(stale):
+                    raise RuntimeError(f"cannot rebuild: {stale} still has mounts: {_mounts_under(stale)}")
+                shutil.rmtree(stale)
         proot = partial / "rootfs"
         proot.parent.mkdir(parents=True)
         steps: dict[str, float] = {}
@@ -323,8 +323,7 @@ def build(cache: Path | None = None, log: Log = _stderr_log, force: bool = False
         return root
 
 
-def _unmount_all_under(path: Path) -> None:
-    """Unmount whatever a crashed run left mounted under ``path`` (deepest first)."""
+def _mounts_under(path: Path) -> list[str]:
     prefix = str(path.resolve())
     mounts = []
     with contextlib.suppress(OSError):
@@ -332,7 +331,12 @@ def _unmount_all_under(path: Path) -> None:
             point = line.split()[1].replace("\\040", " ")
             if point == prefix or point.startswith(prefix + "/"):
                 mounts.append(point)
-    for point in sorted(mounts, key=len, reverse=True):
+    return mounts
+
+
+def _unmount_all_under(path: Path) -> None:
+    """Unmount whatever a crashed run left mounted under ``path`` (deepest first)."""
+    for point in sorted(_mounts_under(path), key=len, reverse=True):
         if subprocess.run(["umount", point], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", point], capture_output=True)
 
@@ -438,6 +442,10 @@ class EmulatedDevice:
         if self.netns:
             subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
             self.netns = None
+        if _mounts_under(self.workdir):
+            # Never delete through a mount: the root has the host's /dev bound into it.
+            _stderr_log(f"left {self.workdir} in place: still mounted under it: {_mounts_under(self.workdir)}")
+            return
         shutil.rmtree(self.workdir, ignore_errors=True)
         (REGISTRY / f"{self.workdir.name}.json").unlink(missing_ok=True)
 
