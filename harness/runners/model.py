@@ -214,6 +214,25 @@ class RunnerReport:
         """The timed phase's throughput as the runner printed it (``None`` when absent or invalid)."""
         return self.timed.throughput_per_s if self.timed is not None else None
 
+    def aggregates_ns(self) -> dict[str, float]:
+        """The timed statistics under :data:`harness.stats.SUMMARY_COLUMNS` names (ns), present values only.
+
+        This is the runner's own aggregate, for ``result["aggregates"]`` of an
+        ``aggregate_only`` run in the store; nothing missing is filled in.
+        """
+        out: dict[str, float] = {}
+        if self.timed is None:
+            return out
+        if self.timed.count is not None:
+            out["count"] = float(self.timed.count)
+        for name in ("mean", "std", "min", "p50", "p90", "p95", "p99", "p999", "max"):
+            value = getattr(self.timed, f"{name}_ms")
+            if value is not None:
+                out[f"{name}_ns"] = value * 1e6
+        if self.timed.throughput_per_s is not None:
+            out["throughput_per_s"] = self.timed.throughput_per_s
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict of the whole report."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
