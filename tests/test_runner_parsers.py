@@ -952,3 +952,24 @@ def test_aggregates_ns_uses_store_summary_names() -> None:
     assert aggregates["count"] == 300
     assert aggregates["throughput_per_s"] == 100.0
     assert "std_ns" not in aggregates  # not printed: left out, not zero
+
+
+def test_tflite_litert_absl_and_source_tag_prefixes() -> None:
+    text = (
+        "INFO: [litert/tools/benchmark_model.cc:120] STARTING!\n"
+        "INFO: [litert/tools/benchmark_model.cc:121] Num threads: [3]\n"
+        "I0000 00:00:1732450000.123456   31337 benchmark_tflite_model.cc:900] Initialized session in 3.25ms.\n"
+        "I0000 00:00:1732450000.223456   31337 benchmark_model.cc:200] count=1 curr=5000\n"
+        "W0000 00:00:1732450000.323456   31337 delegate.cc:10] slow path taken\n"
+        "I0000 00:00:1732450000.423456   31337 benchmark_model.cc:200] count=20 first=2100 curr=2000 min=1900 "
+        "max=2200 avg=2050 std=40\n"
+        "INFO: [litert/tools/benchmark_model.cc:250] Inference timings in us: Init: 3250, First inference: 5000, "
+        "Warmup (avg): 5000, Inference (avg): 2050\n"
+    )
+    report = parse_runner_output(text)
+    assert report.runner == "tflite_benchmark_model"
+    assert report.settings["threads"] == 3
+    assert report.init_ms == pytest.approx(3.25)
+    assert report.warmup is not None and report.warmup.count == 1
+    assert report.timed is not None and (report.timed.count, report.timed.mean_ms) == (20, pytest.approx(2.05))
+    assert report.warnings == ["slow path taken"]
