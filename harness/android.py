@@ -277,6 +277,15 @@ def _ns(ms: float | None) -> int | None:
     return int(round(ms * 1e6)) if ms is not None else None
 
 
+def _emulation(props: dict[str, str]) -> str | None:
+    """Why this "phone" is not real hardware, or None: the Android emulator, or the tests' adbd stand-in."""
+    if props.get("ro.hilbench.stand_in"):
+        return "hilbench adbd stand-in (tests/adbd_standin.py): recorded outputs, not a phone"
+    if props.get("ro.kernel.qemu") == "1" or props.get("ro.boot.qemu") == "1":
+        return "Android emulator (qemu)"
+    return None
+
+
 class RunnerProcess(AgentProcess):
     """A vendor benchmark binary on the phone, seen by the session as an agent."""
 
@@ -354,7 +363,7 @@ class RunnerProcess(AgentProcess):
             "manufacturer": props.get("ro.product.manufacturer"),
             "cpus_possible": cores or None,
             "big_cores": list(self.transport.target.adb.big_cores),
-            "emulated": None,
+            "emulated": _emulation(props),
             "runner": runner,
             "runner_path": device_runner,
             "backends": {self.payload.get("backend"): {"available": True, "runner": runner}},
@@ -380,6 +389,9 @@ class RunnerProcess(AgentProcess):
         device_runner = t.ensure_runner(runner, host_binary)
         self._put("hello", **self._hello(runner, device_runner))
         model = (payload.get("model") or {}).get("path")
+        if not model:
+            self._put("error", category="model", message=f"{runner} needs a model file; this job has none")
+            return 2
         settings = dict(payload.get("settings") or {})
         warmup = dict(payload.get("warmup") or {})
         timed = dict(payload.get("timed") or {})

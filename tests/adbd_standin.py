@@ -88,6 +88,7 @@ DEFAULT_PROPS = {
     "ro.build.version.sdk": "34",
     "ro.product.cpu.abi": "arm64-v8a",
     "ro.hardware": "standin",
+    "ro.hilbench.stand_in": "1",  # so every run on it is stored as emulated, never as a phone
 }
 
 

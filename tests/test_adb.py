@@ -370,6 +370,8 @@ def test_hilbench_run_on_the_standin_phone(phone: ADBDStandIn, tmp_path: Path) -
     assert by["litert"]["runner"] == "benchmark_model" and by["litert"]["aggregate_only"]
     assert by["onnxruntime"]["runner"] == "onnxruntime_perf_test" and not by["onnxruntime"]["aggregate_only"]
     assert by["litert"]["device_model"] == "hilbench stand-in phone" and by["litert"]["transport"] == "adb"
+    assert by["litert"]["emulated"] and "stand-in" in by["litert"]["emulation"]
+    assert main(["results", "--store", str(store_dir), "--format", "json"]) == 0
     summary = store.summary().set_index("backend")
     assert summary.loc["litert", "aggregate_only"] and summary.loc["litert", "mean_ns"] == 3977020
     assert not summary.loc["onnxruntime", "aggregate_only"] and summary.loc["onnxruntime", "count"] == 20
