@@ -263,7 +263,7 @@ class PhoneTelemetry:
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.thread.join(20.0)
+        self.thread.join(5.0)
 
 
 # ---------------------------------------------------------------------------------------- the runner

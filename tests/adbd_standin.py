@@ -320,13 +320,18 @@ class ADBDStandIn:
         self.log: list[str] = []  # every service the host opened, in order
         self._conns: set[_Connection] = set()
         self._lock = threading.Lock()
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", port))
-        self._listener.listen(8)
+        self._listener = self._listen(port)
         self.port = self._listener.getsockname()[1]
         self._stopped = False
         self._setup_root()
+
+    @staticmethod
+    def _listen(port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(8)
+        return sock
 
     @property
     def serial(self) -> str:
@@ -351,13 +356,13 @@ class ADBDStandIn:
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> ADBDStandIn:
-        threading.Thread(target=self._accept, daemon=True, name="adbd-standin").start()
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True, name="adbd-standin").start()
         return self
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while not self._stopped:
             try:
-                sock, _ = self._listener.accept()
+                sock, _ = listener.accept()
             except OSError:
                 return
             if self.refusing:
@@ -374,23 +379,33 @@ class ADBDStandIn:
             self._conns.discard(conn)
 
     def drop(self) -> None:
-        """Pull the cable: close every connection (and kill its shells); refuse new ones."""
+        """Pull the cable: close every connection (and kill its shells) and stop listening, so a
+        reconnect is refused at once (as a phone gone from the network is, by its router)."""
         self.refusing = True
+        self._close_listener()
         with self._lock:
             conns = list(self._conns)
         for c in conns:
             c.kill()
 
     def come_back(self) -> None:
-        self.refusing = False
+        """Plug it back in: listen on the same port again."""
+        if self.refusing and not self._stopped:
+            self._listener = self._listen(self.port)
+            self.refusing = False
+            self.start()
+
+    def _close_listener(self) -> None:
+        # shutdown() first: close() alone leaves a thread blocked in accept() holding the port open.
+        for op in (lambda: self._listener.shutdown(socket.SHUT_RDWR), self._listener.close):
+            try:
+                op()
+            except OSError:
+                pass
 
     def stop(self) -> None:
         self._stopped = True
         self.drop()
-        try:
-            self._listener.close()
-        except OSError:
-            pass
 
     def __enter__(self) -> ADBDStandIn:
         return self.start()

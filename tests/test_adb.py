@@ -429,3 +429,22 @@ def test_phone_with_python_runs_the_regular_agent(phone: ADBDStandIn, tmp_path: 
     assert msgs[0]["type"] == "hello" and msgs[-1]["type"] == "result"
     assert sum(len(m["latency_ns"]) for m in msgs if m["type"] == "sample" and m["phase"] == "timed") == 20
     assert t.fetch_journal(journal) is not None and len(t.fetch_journal(journal) or []) == len(msgs)
+
+
+def test_offline_device_and_one_that_does_not_come_back(phone: ADBDStandIn, tmp_path: Path) -> None:
+    t = _connected(phone, tmp_path)
+    phone.drop()
+    deadline = time.monotonic() + 10
+    while t.state() == "device" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with pytest.raises(TransportError) as info:
+        t.shell("true", step="probe")
+    msg = str(info.value)
+    assert msg.startswith("standin-phone: probe: device 127.0.0.1:") and "\n" not in msg
+    assert ("offline" in msg and "reconnect" in msg) or ("not found" in msg and "adb devices" in msg)
+    t.recover_timeout_s = 1.5
+    with pytest.raises(TransportError, match=r"^standin-phone: probe: the device did not come back within 1.5 s"):
+        t.shell("true", step="probe", retry=True)
+    phone.come_back()
+    t.recover_timeout_s = 10
+    assert t.shell("echo ok", retry=True).stdout == "ok\n"

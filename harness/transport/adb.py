@@ -243,10 +243,16 @@ class ADBTransport(Transport):
         """After a drop: reconnect (TCP) or ``adb wait-for-device`` (USB), within ``recover_timeout_s``."""
         deadline = time.monotonic() + self.recover_timeout_s
         last: TransportError | None = None
+        saved = self.connect_timeout_s
         while time.monotonic() < deadline:
             try:
                 if self.is_tcp:
-                    self.connect()
+                    # no attempt may outlast the recovery window
+                    self.connect_timeout_s = max(1.0, min(saved, deadline - time.monotonic()))
+                    try:
+                        self.connect()
+                    finally:
+                        self.connect_timeout_s = saved
                 else:
                     self._run(["wait-for-device"], step=step, timeout=max(1.0, deadline - time.monotonic()))
                     self.wait_ready(max(1.0, deadline - time.monotonic()), step=step)
