@@ -341,6 +341,35 @@ def cmd_variants(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from harness.plots import plot, save
+
+    store = open_store(args.store)
+    run_id = store.run(args.run)["run_id"] if args.run else None
+    fig = plot(store, args.kind, run_ids=_session_run_ids(store, args.session), run_id=run_id, metric=args.metric)
+    sys.stdout.write(f"{save(fig, args.output)}\n")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from harness.history import format_history, history
+
+    store = open_store(args.store)
+    points, changes = history(store, tuple(args.metric or ("p50", "p99")), min_magnitude=args.min_change / 100.0,
+                              min_persist=args.persist, max_pvalue=args.max_pvalue)
+    _write_output(format_history(points, changes, args.format, show_all=args.all), args.output)
+    if args.plot:
+        from harness.plots import save, trend_figure
+
+        flagged = changes[changes["status"] == "regression"] if not changes.empty else changes
+        series = set(flagged["series"]) if not flagged.empty else set(points["series"].unique()[:6])
+        fig = trend_figure(points[points["series"].isin(series)], changes[changes["series"].isin(series)]
+                           if not changes.empty else changes, title="Nightly history")
+        save(fig, args.plot)
+    regressed = not changes.empty and (changes["status"] == "regression").any()
+    return 1 if regressed and args.fail else EXIT_OK
+
+
 def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     """Subcommands that read the store: compare, history, plot, report, variants."""
     c = sub.add_parser("compare", help="did the candidate get slower? (exit status 1 on a regression)")
@@ -369,6 +398,29 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     v.add_argument("--eval", help="evaluation set (.npz with x, y) to put in the plan snippet")
     v.add_argument("--only", action="append", choices=("fp16", "int8"), help="only this variant (repeatable)")
     v.set_defaults(func=cmd_variants)
+
+    pl = sub.add_parser("plot", help="a figure (PNG or SVG): pareto, distribution, timeline, targets, energy, trend")
+    pl.add_argument("kind", choices=("pareto", "distribution", "timeline", "targets", "energy", "trend"))
+    pl.add_argument("--output", required=True, help="the file to write (.png or .svg)")
+    pl.add_argument("--session", help="only this session id (or prefix, or 'last'; default: every run)")
+    pl.add_argument("--run", help="the run of a timeline (default: the latest)")
+    pl.add_argument("--metric", choices=("p50", "p99"), default="p50", help="latency statistic (pareto, trend)")
+    store_arg(pl)
+    pl.set_defaults(func=cmd_plot)
+
+    h = sub.add_parser("history", help="nightly points and change points (Apache Otava); flags persisting rises")
+    h.add_argument("--metric", action="append", choices=("p50", "p99", "peak_memory", "energy_per_inference"),
+                   help="metrics to follow (repeatable; default p50 and p99)")
+    h.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    h.add_argument("--output", help="write the report to this file instead of stdout")
+    h.add_argument("--all", action="store_true", help="list every change point, not only rises")
+    h.add_argument("--min-change", type=float, default=2.0, help="smallest change that counts, in %% (default 2)")
+    h.add_argument("--persist", type=int, default=3, help="nights a rise must hold to be a regression (default 3)")
+    h.add_argument("--max-pvalue", type=float, default=0.001, help="detector significance (default 0.001)")
+    h.add_argument("--plot", help="also draw the flagged series (PNG or SVG)")
+    h.add_argument("--fail", action="store_true", help="exit status 1 when a regression is flagged")
+    store_arg(h)
+    h.set_defaults(func=cmd_history)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,437 @@
+"""Figures from the store (matplotlib, Agg; PNG or SVG by the file's suffix).
+
+Each ``*_figure`` function takes data already read from the store and returns a
+``matplotlib.figure.Figure``; :func:`plot` reads the store for a kind and
+:func:`save` writes it. Kinds:
+
+* ``pareto``: latency (p50 or p99) against accuracy measured on the device, one
+  colour per target, the Pareto front (nothing both faster and more accurate) drawn
+  through each target's points;
+* ``distribution``: every timed sample of each run as a violin (log scale when the
+  runs span a wide range), with the latency budgets of 90/60/30 fps (11/16/33 ms);
+* ``timeline``: one run's latency over time with temperature and clock on a twin
+  axis, throttle readings shaded;
+* ``targets``: p50 / p99 per target for each model, energy per inference and price
+  when stored;
+* ``energy``: energy per inference against p50 latency;
+* ``trend``: a nightly history with its change points (see :mod:`harness.history`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import AnalysisError
+from harness.store import Store
+
+__all__ = ["KINDS", "BUDGETS_MS", "plot", "save", "pareto_front", "pareto_figure", "distribution_figure",
+           "timeline_figure", "targets_figure", "energy_figure", "trend_figure", "to_bytes"]
+
+KINDS = ("pareto", "distribution", "timeline", "targets", "energy", "trend")
+#: Latency budgets drawn on distributions: (ms, label).
+BUDGETS_MS = ((33.3, "33 ms: 30 fps video"), (16.7, "16 ms: 60 fps"), (11.1, "11 ms: 90 fps AR/VR"))
+_STYLE = {"font.size": 10, "axes.titlesize": 12, "axes.titleweight": "bold", "axes.spines.top": False,
+          "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100}
+
+
+def _plt() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise AnalysisError("plots need matplotlib: pip install 'hilbench[plots]'") from exc
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(_STYLE)
+    return plt
+
+
+def _colors(n: int) -> list[Any]:
+    plt = _plt()
+    cmap = plt.get_cmap("tab10")
+    return [cmap(i % 10) for i in range(n)]
+
+
+def _settings(text: Any) -> str:
+    try:
+        d = json.loads(text) if isinstance(text, str) else (text or {})
+    except ValueError:
+        return str(text)
+    return " ".join(f"{k}={v}" for k, v in sorted(d.items()))
+
+
+def run_label(row: Any, *, with_target: bool = True) -> str:
+    """Short label of a run: model [backend settings] @ target."""
+    s = _settings(row["settings"])
+    text = f"{row['model']} [{row['backend']}{' ' + s if s else ''}]"
+    return f"{text} @ {row['target']}" if with_target else text
+
+
+def save(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as PNG or SVG (by suffix) and close it."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("png", "svg"):
+        raise AnalysisError(f"{path}: plots are written as .png or .svg")
+    plt = _plt()
+    try:
+        fig.savefig(path, format=fmt, dpi=130 if fmt == "png" else None, bbox_inches="tight")
+    except OSError as exc:
+        raise AnalysisError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    finally:
+        plt.close(fig)
+    return path
+
+
+def to_bytes(fig: Any, fmt: str = "png") -> bytes:
+    """The figure as PNG or SVG bytes (for embedding in a report); closes it."""
+    import io
+
+    plt = _plt()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=110 if fmt == "png" else None, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _empty(title: str, message: str) -> Any:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 2.5))
+    ax.axis("off")
+    ax.set_title(title)
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11, color="0.35", wrap=True)
+    return fig
+
+
+# ----------------------------------------------------------------------------- pareto
+
+
+def pareto_front(latency: Sequence[float], accuracy: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats on both (lower latency, higher accuracy),
+    ordered by latency."""
+    lat = np.asarray(latency, dtype=float)
+    acc = np.asarray(accuracy, dtype=float)
+    order = np.lexsort((-acc, lat))
+    front: list[int] = []
+    best = -np.inf
+    for i in order:
+        if acc[i] > best:
+            front.append(int(i))
+            best = acc[i]
+    return front
+
+
+def pareto_figure(data: pd.DataFrame, *, metric: str = "p50_ns") -> Any:
+    """``data``: one row per run with model, target, backend, settings, ``metric`` (ns), top1."""
+    d = data.dropna(subset=[metric, "top1"])
+    if d.empty:
+        return _empty("Latency vs accuracy", "No run has both latency and accuracy.\n"
+                      "Give the models an evaluation set: [models.eval] in the plan.")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    targets = sorted(d["target"].unique())
+    for color, target in zip(_colors(len(targets)), targets, strict=True):
+        t = d[d["target"] == target].reset_index(drop=True)
+        x = t[metric].to_numpy() / 1e6
+        y = t["top1"].to_numpy() * 100
+        ax.scatter(x, y, s=55, color=color, label=target, zorder=3, edgecolor="white", linewidth=0.8)
+        front = pareto_front(x, y)
+        ax.step(x[front], y[front], where="post", color=color, linewidth=1.6, alpha=0.8, zorder=2)
+        for i, row in t.iterrows():
+            ax.annotate(f"{row['model']}\n{row['backend']}", (x[i], y[i]), textcoords="offset points",
+                        xytext=(6, 4), fontsize=8, color="0.2")
+    xs = d[metric].to_numpy() / 1e6
+    if xs.max() / max(xs.min(), 1e-9) > 20:
+        ax.set_xscale("log")
+    which = metric.split("_")[0]
+    ax.set_xlabel(f"{which} latency (ms, lower is better)")
+    ax.set_ylabel("top-1 accuracy on the device (%)")
+    ax.set_title("Latency vs accuracy: the Pareto front per target")
+    ax.legend(title="target", loc="lower right", frameon=False)
+    return fig
+
+
+# ----------------------------------------------------------------------------- distribution
+
+
+def distribution_figure(runs: pd.DataFrame, samples: pd.DataFrame) -> Any:
+    """Violins of every timed sample per run; ``runs`` gives labels, ``samples`` run_id/latency_ns."""
+    groups = [(run_label(r), samples.loc[samples["run_id"] == r["run_id"], "latency_ns"].to_numpy() / 1e6)
+              for _, r in runs.iterrows()]
+    groups = [(label, v) for label, v in groups if v.size]
+    if not groups:
+        return _empty("Latency distribution", "No timed samples stored for these runs.")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(groups) + 1.8))
+    values = [v for _, v in groups]
+    lo = min(float(np.min(v)) for v in values)
+    hi = max(float(np.max(v)) for v in values)
+    log = hi / max(lo, 1e-9) > 20
+    plot_vals = [np.log10(v) if log else v for v in values]
+    import matplotlib
+
+    major, minor = (int(v) for v in matplotlib.__version__.split(".")[:2])
+    horizontal = {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
+    parts = ax.violinplot(plot_vals, showextrema=False, widths=0.8, **horizontal)
+    colors = _colors(len(groups))
+    for body, color in zip(parts["bodies"], colors, strict=True):
+        body.set_facecolor(color)
+        body.set_alpha(0.55)
+    for i, v in enumerate(values, start=1):
+        p50, p99 = np.percentile(v, [50, 99])
+        tr = (lambda x: np.log10(x)) if log else (lambda x: x)
+        ax.plot([tr(p50)], [i], marker="|", color="black", markersize=14, mew=2)
+        ax.plot([tr(p99)], [i], marker="|", color="crimson", markersize=10, mew=2)
+    for ms, label in BUDGETS_MS:
+        if lo * 0.5 <= ms <= hi * 3:
+            ax.axvline(np.log10(ms) if log else ms, color="0.4", linestyle="--", linewidth=1)
+            ax.text(np.log10(ms) if log else ms, len(groups) + 0.85, " " + label, rotation=90, fontsize=8,
+                    color="0.3", ha="right", va="top")
+    ax.set_yticks(range(1, len(groups) + 1), [g[0] for g in groups])
+    if log:
+        ticks = [t for t in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000, 3000)
+                 if lo / 2 <= t <= hi * 2]
+        ax.set_xticks(np.log10(ticks), [f"{t:g}" for t in ticks])
+    ax.set_xlabel("latency per inference (ms" + (", log scale" if log else "") + ");  | black p50, | red p99")
+    ax.set_ylim(0.4, len(groups) + 0.9)
+    ax.set_title("Latency distribution per run (every timed sample)")
+    return fig
+
+
+# ----------------------------------------------------------------------------- timeline
+
+
+def _pick(sensors: Iterable[str], prefix: str, prefer: Sequence[str]) -> str | None:
+    names = sorted(s for s in sensors if isinstance(s, str) and s.startswith(prefix))
+    for want in prefer:
+        if want in names:
+            return want
+    return names[0] if names else None
+
+
+def timeline_figure(run: Any, samples: pd.DataFrame, telemetry: pd.DataFrame) -> Any:
+    """Latency of one run over time (every sample, with a rolling median), temperature and
+    clock on a twin axis, throttle readings > 0 shaded."""
+    s = samples[samples["phase"].isin(["warmup", "timed"])].sort_values("t_ns")
+    if s.empty:
+        return _empty("Latency over time", "No samples stored for this run.")
+    plt = _plt()
+    t0 = int(s["t_ns"].min())
+    fig, ax = plt.subplots(figsize=(10, 4.6))
+    x = (s["t_ns"].to_numpy() - t0) / 1e9
+    y = s["latency_ns"].to_numpy() / 1e6
+    warm = (s["phase"] == "warmup").to_numpy()
+    ax.scatter(x[~warm], y[~warm], s=3, color="tab:blue", alpha=0.35, label="timed inference")
+    if warm.any():
+        ax.scatter(x[warm], y[warm], s=3, color="0.6", alpha=0.6, label="warm-up")
+    roll = pd.Series(y).rolling(max(5, len(y) // 50), center=True, min_periods=1).median()
+    ax.plot(x, roll, color="navy", linewidth=1.8, label="rolling median")
+    ax.set_xlabel("time since the first stored inference (s)")
+    ax.set_ylabel("latency (ms)", color="navy")
+    ax.set_ylim(0, float(np.percentile(y, 99.5)) * 1.25)
+    tel = telemetry.dropna(subset=["value"])
+    handles, labels = ax.get_legend_handles_labels()
+    if not tel.empty:
+        sensors = tel["sensor"].unique()
+        temp = _pick(sensors, "temp.", ("temp.cpu", "temp.soc", "temp.cpu-thermal"))
+        clock = _pick(sensors, "freq.", ("freq.cpu", "freq.cpu0", "freq.gpu"))
+        ax2 = ax.twinx()
+        ax2.grid(False)
+        ax2.spines["right"].set_visible(True)
+        if temp:
+            tt = tel[tel["sensor"] == temp]
+            ax2.plot((tt["t_ns"] - t0) / 1e9, tt["value"], color="tab:red", linewidth=1.6, label=f"{temp} (°C)")
+        ax2.set_ylabel("temperature (°C)", color="tab:red")
+        if clock:
+            ax3 = ax.twinx()
+            ax3.grid(False)
+            ax3.spines["right"].set_position(("axes", 1.1))
+            ax3.spines["right"].set_visible(True)
+            ct = tel[tel["sensor"] == clock]
+            ax3.plot((ct["t_ns"] - t0) / 1e9, ct["value"], color="tab:green", linewidth=1.3, linestyle="--",
+                     label=f"{clock} (MHz)")
+            ax3.set_ylabel("clock (MHz)", color="tab:green")
+            h3, l3 = ax3.get_legend_handles_labels()
+            handles, labels = handles + h3, labels + l3
+        thr = tel[tel["sensor"].astype(str).str.startswith("throttle.") & (tel["value"] > 0)]
+        for t in (thr["t_ns"].to_numpy() - t0) / 1e9:
+            ax.axvspan(t - 0.05, t + 0.05, color="orange", alpha=0.25, linewidth=0)
+        if len(thr):
+            from matplotlib.patches import Patch
+
+            handles.append(Patch(color="orange", alpha=0.35))
+            labels.append("throttling reported")
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, loc="upper left", fontsize=8, frameon=True, framealpha=0.9, markerscale=3)
+    ax.set_title(f"Latency over time: {run_label(run)}")
+    return fig
+
+
+# ----------------------------------------------------------------------------- targets / energy
+
+
+def targets_figure(table: pd.DataFrame) -> Any:
+    """``table``: one row per (model, target) with p50_ms, p99_ms and optionally energy_mj, price_usd."""
+    if table.empty:
+        return _empty("Targets", "No successful runs to compare.")
+    plt = _plt()
+    models = list(dict.fromkeys(table["model"]))
+    extra = [c for c in ("energy_mj", "price_usd") if c in table and table[c].notna().any()]
+    ncols = 1 + len(extra)
+    fig, axes = plt.subplots(len(models), ncols, figsize=(4.2 * ncols + 2, 0.5 * table["target"].nunique()
+                                                          * len(models) + 1.6 * len(models)), squeeze=False)
+    for r, model in enumerate(models):
+        t = table[table["model"] == model].sort_values("p99_ms")
+        y = np.arange(len(t))
+        ax = axes[r][0]
+        ax.barh(y + 0.2, t["p50_ms"], height=0.4, color="tab:blue", label="p50")
+        ax.barh(y - 0.2, t["p99_ms"], height=0.4, color="tab:orange", label="p99")
+        ax.set_yticks(y, t["target"])
+        ax.invert_yaxis()
+        ax.set_xlabel("latency (ms)")
+        ax.set_title(f"{model}: latency")
+        for ms, _ in BUDGETS_MS:
+            if ms <= t["p99_ms"].max() * 1.5:
+                ax.axvline(ms, color="0.4", linestyle="--", linewidth=0.9)
+        if r == 0:
+            fig.legend(*ax.get_legend_handles_labels(), loc="upper left", ncol=2, frameon=False)
+        for c, col in enumerate(extra, start=1):
+            ax = axes[r][c]
+            vals = t[col]
+            ax.barh(y, vals.fillna(0), height=0.6, color="tab:green" if col == "energy_mj" else "tab:purple")
+            for yi, v in zip(y, vals, strict=True):
+                ax.text(0, yi, "  n/a" if pd.isna(v) else f"  {v:.3g}", va="center", fontsize=8)
+            ax.set_yticks(y, t["target"])
+            ax.invert_yaxis()
+            ax.set_xlabel("energy per inference (mJ)" if col == "energy_mj" else "price (USD)")
+            ax.set_title(f"{model}: {'energy' if col == 'energy_mj' else 'price'}")
+    fig.suptitle("Targets compared (bars sorted by p99; dashed lines: 11/16/33 ms budgets)", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def energy_figure(table: pd.DataFrame) -> Any:
+    """``table``: one row per run with model, target, p50_ms, energy_mj."""
+    d = table.dropna(subset=["energy_mj", "p50_ms"]) if "energy_mj" in table else table.iloc[0:0]
+    if d.empty:
+        return _empty("Energy vs latency", "No run has power telemetry during its timed phase.")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    targets = sorted(d["target"].unique())
+    for color, target in zip(_colors(len(targets)), targets, strict=True):
+        t = d[d["target"] == target]
+        ax.scatter(t["p50_ms"], t["energy_mj"], s=55, color=color, label=target, edgecolor="white")
+        for _, row in t.iterrows():
+            ax.annotate(row["model"], (row["p50_ms"], row["energy_mj"]), xytext=(5, 3), textcoords="offset points",
+                        fontsize=8)
+    ax.set_xlabel("p50 latency (ms)")
+    ax.set_ylabel("energy per inference (mJ)")
+    ax.set_title("Energy per inference vs latency (lower left is better)")
+    ax.legend(title="target", frameon=False)
+    return fig
+
+
+def trend_figure(points: pd.DataFrame, changes: pd.DataFrame, *, title: str = "Nightly trend") -> Any:
+    """``points``: night, series (label), value; ``changes``: series, night, change (fraction)."""
+    if points.empty:
+        return _empty(title, "No nightly points.")
+    plt = _plt()
+    series = list(dict.fromkeys(points["series"]))[:10]
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    for color, name in zip(_colors(len(series)), series, strict=True):
+        p = points[points["series"] == name].sort_values("night")
+        ax.plot(pd.to_datetime(p["night"]), p["value"], marker="o", markersize=3, color=color, label=name)
+        c = changes[changes["series"] == name] if not changes.empty else changes
+        for _, ch in c.iterrows():
+            night = pd.to_datetime(ch["night"])
+            ax.axvline(night, color=color, linestyle=":", linewidth=1.2)
+            ax.annotate(f"{ch['change'] * 100:+.1f}%", (night, p["value"].max()), xytext=(3, 0),
+                        textcoords="offset points", color=color, fontsize=8, fontweight="bold")
+    ax.set_ylabel(str(points["unit"].iloc[0]) if "unit" in points else "value")
+    ax.set_title(title + " (dotted: change points)")
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    fig.autofmt_xdate()
+    return fig
+
+
+# ----------------------------------------------------------------------------- from the store
+
+
+def _summary_with_accuracy(store: Store, run_ids: list[str] | None) -> pd.DataFrame:
+    from harness.accuracy import score_runs
+
+    summary = store.summary(run_ids)
+    summary = summary[summary["status"] == "ok"]
+    acc = score_runs(store, run_ids)[["run_id", "top1"]] if run_ids is None or len(run_ids) else None
+    if acc is not None and not acc.empty:
+        summary = summary.merge(acc, on="run_id", how="left")
+    else:
+        summary = summary.assign(top1=np.nan)
+    return summary
+
+
+def target_table(store: Store, run_ids: list[str] | None) -> pd.DataFrame:
+    """Per (model, target): the latest successful run's p50/p99 (ms), energy (mJ) and price."""
+    from harness.metrics import energy_per_inference
+
+    summary = store.summary(run_ids)
+    summary = summary[summary["status"] == "ok"].sort_values("started_at")
+    runs = store.runs()
+    runs = runs[runs["run_id"].isin(summary["run_id"])]
+    energy = energy_per_inference(store, runs)
+    facts = runs.set_index("run_id")["target_facts"].map(lambda t: json.loads(t) if isinstance(t, str) else (t or {}))
+    rows = []
+    for (model, target), g in summary.groupby(["model", "target"], sort=False):
+        r = g.iloc[-1]
+        e = energy.loc[energy["run_id"] == r["run_id"], "energy_mj"]
+        f = facts.get(r["run_id"], {}) or {}
+        price = (f.get("facts") or f).get("price_usd") if isinstance(f, dict) else None
+        rows.append({"model": model, "target": target, "run_id": r["run_id"], "p50_ms": r["p50_ns"] / 1e6,
+                     "p99_ms": r["p99_ns"] / 1e6, "energy_mj": float(e.iloc[0]) if len(e) else np.nan,
+                     "price_usd": float(price) if isinstance(price, (int, float)) else np.nan})
+    return pd.DataFrame(rows, columns=["model", "target", "run_id", "p50_ms", "p99_ms", "energy_mj", "price_usd"])
+
+
+def plot(store: Store, kind: str, *, run_ids: list[str] | None = None, run_id: str | None = None,
+         metric: str = "p50") -> Any:
+    """The ``kind`` figure for the runs ``run_ids`` (None: every run; ``timeline`` takes one run)."""
+    if kind not in KINDS:
+        raise AnalysisError(f"unknown plot {kind!r} (known: {', '.join(KINDS)})")
+    if kind == "pareto":
+        return pareto_figure(_summary_with_accuracy(store, run_ids), metric=f"{metric}_ns")
+    if kind == "distribution":
+        runs = store.runs()
+        runs = runs[runs["status"] == "ok"]
+        if run_ids is not None:
+            runs = runs[runs["run_id"].isin(run_ids)]
+        samples = store.samples(runs["run_id"], phase="timed", columns=["run_id", "phase", "latency_ns"])
+        return distribution_figure(runs, samples)
+    if kind == "timeline":
+        if run_id is None:
+            ok = store.runs()
+            ok = ok[ok["status"] == "ok"]
+            if run_ids is not None:
+                ok = ok[ok["run_id"].isin(run_ids)]
+            if ok.empty:
+                raise AnalysisError(f"{store.root}: no successful run to plot")
+            run_id = str(ok.iloc[-1]["run_id"])
+        run = store.run(run_id)
+        samples = store.samples([run["run_id"]])
+        return timeline_figure(run, samples, store.telemetry([run["run_id"]]))
+    if kind == "targets":
+        return targets_figure(target_table(store, run_ids))
+    if kind == "energy":
+        t = target_table(store, run_ids)
+        return energy_figure(t)
+    from harness.history import detect_changes, nightly_points
+
+    points = nightly_points(store, metric=f"{metric}_ns")
+    changes = detect_changes(points)
+    return trend_figure(points, changes, title=f"Nightly {metric} latency")
