@@ -55,8 +55,8 @@ def test_full_job_message_sequence(python, agent, tmp_path):
     warm = [lat for m in msgs if m["type"] == "sample" and m["phase"] == "warmup" for lat in m["latency_ns"]]
     assert len(timed) == 50 and len(warm) == 5
     assert all(isinstance(x, int) for x in timed)
-    # a 0.2 ms sleep cannot take less than 0.2 ms
-    assert min(timed) >= 200_000
+    # sleeps of 0.2 +- 0.02 ms (normal, seeded) cannot take less than 0.1 ms
+    assert min(timed) >= 100_000
     result = msgs[-1]
     assert result["timed"]["count"] == 50 and result["timed"]["stop_reason"] == "target"
     # t_ns is monotonic across the stream
