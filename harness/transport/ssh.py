@@ -1,0 +1,793 @@
+"""The SSH transport: a Jetson, Raspberry Pi, Coral board or Mac reached over SSH (paramiko).
+
+How a target is reached (the way ``ssh`` would): the target's host, user, port and
+``[ssh]`` settings first, then ``~/.ssh/config`` (``Host`` aliases, ``HostName``,
+``User``, ``Port``, ``IdentityFile``, ``ProxyJump``, ``UserKnownHostsFile``),
+then defaults. Authentication tries the identity files named, else the usual
+``~/.ssh/id_*`` keys, and the ssh-agent; a password only ever comes from the
+environment variable the target names in ``password_env``.
+
+Host keys are verified against ``~/.ssh/known_hosts`` and the target's
+``known_hosts`` file. An unknown or changed key is refused with a
+:class:`~harness.errors.HostKeyError` that says how to trust it; with
+``accept_new_host_keys = true`` an *unknown* key is written to the known_hosts
+file (trust on first use) while a *changed* one is still refused.
+
+Device layout, under the target's ``workdir`` (default ``~/.cache/hilbench``)::
+
+    agents/<sha256>.pyz        the agent zipapp, by content
+    blobs/<sha256><suffix>     models, evaluation sets and input files, by content
+    journal/<run_id>.jsonl     every protocol line an agent wrote (recovery after a drop)
+    journal/<run_id>.pid       "<session pid> <agent pid>" while that agent runs
+
+A file is uploaded over SFTP to a temporary name, its sha256 computed *on the
+device* by the device's Python, and only then renamed to its cache name: a run
+never uses a half-copied or corrupted file, and a file already there with the
+right hash is never sent again (what was verified is remembered per connection).
+
+Faults: every paramiko and socket exception becomes a
+:class:`~harness.errors.TransportError` naming the target and the step.
+:meth:`SSHTransport.reconnect`, :meth:`SSHTransport.agent_alive` and
+:meth:`SSHTransport.kill_agent` let the session recover a job whose connection
+dropped (the agent keeps running and journaling on the device).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import getpass
+import hashlib
+import io
+import json
+import os
+import shlex
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import paramiko
+
+from harness.agentpkg import MIN_PYTHON, agent_bundle
+from harness.errors import HostKeyError, TransportError
+from harness.targets import Target
+from harness.transport.base import PipeAgentProcess, Transport
+
+__all__ = ["SSHTransport", "SSHAgentProcess", "Endpoint", "resolve_endpoint", "USER_SSH_DIR"]
+
+#: The user's OpenSSH folder (config, known_hosts, default keys). Tests point it elsewhere.
+USER_SSH_DIR = "~/.ssh"
+
+#: Disk kept free on the device beyond what an upload needs.
+DISK_MARGIN_BYTES = 16 * 1024 * 1024
+
+_CHUNK = 256 * 1024
+
+# Device-side snippets run with the device's Python; they must run on Python 2.7 and 3.x
+# (the version check runs before anything is known about the interpreter).
+_PY_VERSION = (
+    "import os, sys; sys.stdout.write('%d.%d.%d\\n%s\\n' % (sys.version_info[0], sys.version_info[1], "
+    "sys.version_info[2], os.path.expanduser('~')))"
+)
+
+_PY_HASHES = """
+import hashlib, json, os, sys
+req = json.loads(sys.stdin.readline())
+out = {}
+for p in req["paths"]:
+    try:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        out[p] = h.hexdigest()
+    except (IOError, OSError):
+        pass
+free = None
+for d in req["dirs"]:
+    try:
+        os.makedirs(d)
+    except OSError:
+        pass
+try:
+    st = os.statvfs(req["dirs"][0])
+    free = st.f_bavail * st.f_frsize
+except (OSError, AttributeError, IndexError):
+    pass
+sys.stdout.write(json.dumps({"sha256": out, "free": free}) + "\\n")
+"""
+
+_PY_COMMIT = """
+import hashlib, os, sys
+tmp, final, want = sys.argv[1:4]
+h = hashlib.sha256()
+try:
+    with open(tmp, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    got = h.hexdigest()
+except (IOError, OSError):
+    got = "missing"
+if got == want:
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, final)
+else:
+    try:
+        os.remove(tmp)
+    except OSError:
+        pass
+sys.stdout.write(got + "\\n")
+"""
+
+# Reads the pid file the agent's wrapper writes; "alive" or "gone", and with "kill" kills the
+# wrapper's whole process group (the agent, its children, the wrapper) with SIGKILL.
+_PY_AGENT = """
+import os, signal, sys
+pidfile, action = sys.argv[1:3]
+try:
+    with open(pidfile) as f:
+        shell_pid, agent_pid = [int(x) for x in f.read().split()[:2]]
+except (IOError, OSError, ValueError):
+    sys.stdout.write("gone\\n"); sys.exit(0)
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError as exc:
+        return exc.errno == 1
+state = "alive" if alive(agent_pid) else "gone"
+if action == "kill":
+    try:
+        pgid = os.getpgid(agent_pid)
+    except OSError:
+        pgid = None
+    if pgid is not None and pgid != os.getpgid(0):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+    for pid in (agent_pid, shell_pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    try:
+        os.remove(pidfile)
+    except OSError:
+        pass
+sys.stdout.write(state + "\\n")
+"""
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _hostspec(host: str, port: int) -> str:
+    """How known_hosts names ``host`` at ``port``."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to log in, after ``~/.ssh/config`` is applied."""
+
+    alias: str
+    host: str
+    port: int
+    user: str
+    identity_files: tuple[str, ...]
+    proxy_jump: str | None
+    known_hosts_files: tuple[str, ...]
+
+
+def _ssh_dir() -> Path:
+    return Path(os.path.expanduser(USER_SSH_DIR))
+
+
+def resolve_endpoint(alias: str, *, user: str | None = None, port: int | None = None,
+                     identity_file: str | None = None, proxy_jump: str | None = None,
+                     known_hosts: str | None = None, use_ssh_config: bool = True) -> Endpoint:
+    """``alias`` as ``ssh`` would resolve it: explicit values first, then ``~/.ssh/config``, then defaults."""
+    host = alias
+    identities: list[str] = [identity_file] if identity_file else []
+    files: list[str] = [known_hosts] if known_hosts else []
+    config_path = _ssh_dir() / "config"
+    if use_ssh_config and config_path.is_file():
+        try:
+            cfg = paramiko.SSHConfig.from_path(str(config_path)).lookup(alias)
+        except (OSError, paramiko.SSHException, ValueError) as exc:
+            raise TransportError(f"cannot read {config_path}: {exc}", target=alias, step="ssh config") from exc
+        host = cfg.get("hostname", alias)
+        user = user or cfg.get("user")
+        if port is None and cfg.get("port"):
+            try:
+                port = int(cfg["port"])
+            except ValueError:
+                raise TransportError(f"{config_path}: Port {cfg['port']!r} for {alias} is not a number",
+                                     target=alias, step="ssh config") from None
+        identities += [os.path.expanduser(p) for p in cfg.get("identityfile", []) if p]
+        if not proxy_jump and cfg.get("proxyjump") and cfg["proxyjump"].lower() != "none":
+            proxy_jump = cfg["proxyjump"]
+        files += [os.path.expanduser(p) for p in str(cfg.get("userknownhostsfile", "")).split() if p]
+    files.append(str(_ssh_dir() / "known_hosts"))
+    return Endpoint(alias=alias, host=host, port=port or 22, user=user or getpass.getuser(),
+                    identity_files=tuple(dict.fromkeys(os.path.expanduser(p) for p in identities)),
+                    proxy_jump=proxy_jump, known_hosts_files=tuple(dict.fromkeys(os.path.expanduser(f) for f in files)))
+
+
+class _Policy(paramiko.MissingHostKeyPolicy):
+    """Unknown host key: refuse with the fix, or (accept_new) write it to the known_hosts file."""
+
+    def __init__(self, target: str, endpoint: Endpoint, write_to: str, accept_new: bool) -> None:
+        self.target = target
+        self.endpoint = endpoint
+        self.write_to = write_to
+        self.accept_new = accept_new
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if self.accept_new:
+            try:
+                path = Path(self.write_to)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "a", encoding="ascii") as f:
+                    f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+                with contextlib.suppress(OSError):
+                    path.chmod(0o600)
+            except OSError as exc:
+                raise HostKeyError(f"cannot record the new host key of {hostname} in {self.write_to}: "
+                                   f"{exc.strerror or exc}", target=self.target, step="host key") from exc
+            return
+        ep = self.endpoint
+        port = f"-p {ep.port} " if ep.port != 22 else ""
+        raise HostKeyError(
+            f"the host key of {hostname} ({key.get_name()} {_fingerprint(key)}) is unknown: check that fingerprint "
+            f"on the device (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then trust it with "
+            f"`ssh-keyscan {port}{ep.host} >> {self.write_to}` or set accept_new_host_keys = true in the "
+            "target's [ssh] table", target=self.target, step="host key")
+
+
+def _changed_key_error(target: str, endpoint: Endpoint, exc: paramiko.BadHostKeyException,
+                       files: tuple[str, ...]) -> HostKeyError:
+    spec = _hostspec(endpoint.host, endpoint.port)
+    where = next((f for f in files if os.path.isfile(f)), files[0] if files else "~/.ssh/known_hosts")
+    return HostKeyError(
+        f"the host key of {spec} has CHANGED (now {exc.key.get_name()} {_fingerprint(exc.key)}, known_hosts has "
+        f"{_fingerprint(exc.expected_key)}): someone may be intercepting the connection; if the device was "
+        f"reinstalled, remove the old key with `ssh-keygen -R '{spec}' -f {where}` and trust the new one",
+        target=target, step="host key")
+
+
+class SSHAgentProcess(PipeAgentProcess):
+    """The agent on the device, streaming over one SSH exec channel.
+
+    The remote wrapper records the agent's pid, waits for it and exits with its
+    status (a signal shows as 128 + n, read back as ``-n``)."""
+
+    def __init__(self, transport: SSHTransport, channel: paramiko.Channel, pidfile: str) -> None:
+        self.transport = transport
+        self.channel = channel
+        self.pidfile = pidfile
+        self._killed = False
+        self._ssh = channel.get_transport()
+        super().__init__(channel.makefile("rb"), channel.makefile_stderr("rb"))
+
+    def _status(self) -> int | None:
+        """The wrapper's exit status once it arrived (paramiko keeps -1 for "none came")."""
+        if self.channel.status_event.is_set() and self.channel.exit_status != -1:
+            return int(self.channel.exit_status)
+        return None
+
+    @property
+    def connection_lost(self) -> bool:
+        """The connection dropped before the agent's exit status arrived (the agent may still run)."""
+        if self._killed or self._status() is not None:
+            return False
+        return self._ssh is None or not self._ssh.is_active()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The agent's exit status (a signal as its negative number); -9 after :meth:`kill`; None while it
+        runs at the timeout, or when the connection dropped or the session ended without a status."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._killed:
+                return -9
+            code = self._status()
+            if code is not None:
+                self.join_stderr()
+                return -(code - 128) if 128 < code < 128 + 65 else code
+            if self.channel.status_event.is_set() or self.connection_lost:
+                return None  # closed without a status: dropped, or the session itself was killed
+            if end is not None and time.monotonic() >= end:
+                return None
+            self.channel.status_event.wait(0.05)
+
+    def kill(self) -> None:
+        if self._killed:
+            return
+        self._killed = True
+        if not self.channel.exit_status_ready():
+            with contextlib.suppress(TransportError):
+                self.transport.kill_agent_pidfile(self.pidfile)
+        with contextlib.suppress(Exception):
+            self.channel.close()
+
+
+class SSHTransport(Transport):
+    """Reaches a device over SSH. See the module docstring for resolution, host keys and the cache."""
+
+    #: reconnect attempts after a drop, waiting ``reconnect_backoff_s`` x 2^n (at most 8 s) between them
+    reconnect_attempts = 6
+    reconnect_backoff_s = 0.5
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        if not target.host:
+            raise TransportError("an ssh target needs a host", target=target.name, step="connect")
+        self.settings = target.ssh
+        self.python = target.python or "python3"
+        self.endpoint: Endpoint | None = None
+        self.python_version: tuple[int, int, int] | None = None
+        self.home: str | None = None
+        self._client: paramiko.SSHClient | None = None
+        self._jumps: list[paramiko.SSHClient] = []
+        self._sftp: paramiko.SFTPClient | None = None
+        self._known: dict[str, str] = {}  # device path -> sha256 verified on this connection
+        self._lock = threading.Lock()
+        self._upload_sent = 0
+
+    # ------------------------------------------------------------------ errors
+    def _err(self, message: str, step: str, stderr_tail: str = "") -> TransportError:
+        return TransportError(message, target=self.target.name, step=step, stderr_tail=stderr_tail)
+
+    def _translate(self, exc: BaseException, step: str, endpoint: Endpoint | None = None) -> TransportError:
+        """A paramiko or socket exception as one line that says what to do."""
+        ep = endpoint or self.endpoint
+        where = f"{ep.host}:{ep.port}" if ep else str(self.target.host)
+        timeout = self.settings.connect_timeout_s if step == "connect" else self.settings.command_timeout_s
+        if isinstance(exc, TransportError):
+            return exc
+        if isinstance(exc, paramiko.PasswordRequiredException):
+            return self._err(f"the private key is encrypted: add it to ssh-agent (`ssh-add {exc}`) or use a key "
+                             "without a passphrase", step)
+        if isinstance(exc, paramiko.AuthenticationException):
+            user = ep.user if ep else "?"
+            keys = ", ".join(ep.identity_files) if ep and ep.identity_files else "the default keys and ssh-agent"
+            return self._err(f"login as {user} at {where} refused (tried {keys}): put the public key in the device's "
+                             f"~{user}/.ssh/authorized_keys (`ssh-copy-id -i KEY.pub {user}@{ep.host if ep else ''}`) "
+                             "or set ssh.identity_file / --identity", step)
+        if isinstance(exc, TimeoutError):
+            return self._err(f"no answer from {where} within {timeout:g} s: is the device on and reachable "
+                             "(network, VPN, firewall)?", step)
+        if isinstance(exc, ConnectionRefusedError):
+            return self._err(f"connection refused at {where}: is sshd running on the device, and is the port right?",
+                             step)
+        if isinstance(exc, socket.gaierror):
+            return self._err(f"unknown host {ep.host if ep else self.target.host!r}: check the name (or its ssh "
+                             "config Host entry) and DNS", step)
+        if isinstance(exc, paramiko.ChannelException):
+            return self._err(f"the SSH server refused a channel ({exc.text or exc.code}); check sshd's MaxSessions "
+                             "and AllowTcpForwarding (ProxyJump)", step)
+        if isinstance(exc, (EOFError, ConnectionResetError, BrokenPipeError)):
+            return self._err(f"the connection to {where} was closed by the device", step)
+        if isinstance(exc, paramiko.SSHException):
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            if "banner" in text.lower():
+                return self._err(f"{where} did not answer as an SSH server ({text}): is the port right?", step)
+            return self._err(f"SSH error talking to {where}: {text}", step)
+        if isinstance(exc, OSError):
+            return self._err(f"network error with {where}: {exc.strerror or exc}", step)
+        return self._err(f"{exc.__class__.__name__}: {exc}", step)
+
+    # ------------------------------------------------------------------ connection
+    def connect(self) -> None:
+        """Log in (within ``connect_timeout_s``), then check the device's Python (>= 3.7)."""
+        self.login()
+        self.check_python()
+
+    def login(self) -> None:
+        """Open the SSH connection: resolve, verify the host key, authenticate. No remote command."""
+        self.close()
+        s = self.settings
+        assert self.target.host is not None
+        endpoint = resolve_endpoint(self.target.host, user=self.target.user, port=self.target.port,
+                                    identity_file=s.identity_file, proxy_jump=s.proxy_jump, known_hosts=s.known_hosts,
+                                    use_ssh_config=s.use_ssh_config)
+        self.endpoint = endpoint
+        sock: Any = None
+        for hop in (endpoint.proxy_jump or "").split(","):
+            hop = hop.strip()
+            if not hop:
+                continue
+            user, _, rest = hop.rpartition("@")
+            host, port = rest, None
+            if rest.count(":") == 1:
+                host, _, p = rest.partition(":")
+                port = int(p) if p.isdigit() else None
+            jump_ep = resolve_endpoint(host, user=user or None, port=port, known_hosts=s.known_hosts,
+                                       identity_file=s.identity_file, use_ssh_config=s.use_ssh_config)
+            jump = self._open_client(jump_ep, sock, step="connect (ProxyJump)")
+            self._jumps.append(jump)
+            transport = jump.get_transport()
+            assert transport is not None
+            try:
+                sock = transport.open_channel("direct-tcpip", (endpoint.host, endpoint.port), ("127.0.0.1", 0),
+                                              timeout=s.connect_timeout_s)
+            except Exception as exc:  # noqa: BLE001 - translated
+                self.close()
+                raise self._translate(exc, "connect (ProxyJump)", jump_ep) from exc
+        self._client = self._open_client(endpoint, sock, step="connect")
+        self._known.clear()
+
+    def _open_client(self, ep: Endpoint, sock: Any, *, step: str) -> paramiko.SSHClient:
+        s = self.settings
+        for key in ep.identity_files:
+            if s.identity_file and key == os.path.expanduser(s.identity_file) and not os.path.isfile(key):
+                raise self._err(f"identity file {key} not found: fix ssh.identity_file / --identity", step)
+        keys = [k for k in ep.identity_files if os.path.isfile(k)]
+        password = None
+        if s.password_env:
+            password = os.environ.get(s.password_env)
+            if password is None:
+                raise self._err(f"the target takes its password from ${s.password_env}, which is not set: export it "
+                                "(or use a key)", step)
+        client = paramiko.SSHClient()
+        for path in ep.known_hosts_files:
+            if os.path.isfile(path):
+                try:
+                    client.load_system_host_keys(path)
+                except (OSError, paramiko.SSHException) as exc:
+                    raise self._err(f"cannot read known_hosts file {path}: {exc}", step) from exc
+        write_to = os.path.expanduser(s.known_hosts) if s.known_hosts else ep.known_hosts_files[-1]
+        client.set_missing_host_key_policy(_Policy(self.target.name, ep, write_to, s.accept_new_host_keys))
+        if sock is None:
+            try:
+                sock = socket.create_connection((ep.host, ep.port), timeout=s.connect_timeout_s)
+            except Exception as exc:  # noqa: BLE001 - translated
+                raise self._translate(exc, step, ep) from exc
+            self._tune_socket(sock)
+        try:
+            client.connect(ep.host, ep.port, username=ep.user, password=password, key_filename=keys or None,
+                           allow_agent=True, look_for_keys=not keys, timeout=s.connect_timeout_s,
+                           banner_timeout=s.connect_timeout_s, auth_timeout=s.connect_timeout_s,
+                           channel_timeout=s.connect_timeout_s, sock=sock)
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise _changed_key_error(self.target.name, ep, exc, ep.known_hosts_files) from exc
+        except HostKeyError:
+            client.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated
+            client.close()
+            raise self._translate(exc, step, ep) from exc
+        transport = client.get_transport()
+        if transport is not None and s.keepalive_s > 0:
+            transport.set_keepalive(max(1, int(s.keepalive_s)))
+        return client
+
+    def _tune_socket(self, sock: socket.socket) -> None:
+        """Notice a dead peer within about 3 keepalive intervals, not the kernel's 15 minutes."""
+        ka = self.settings.keepalive_s
+        if ka <= 0:
+            return
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if hasattr(socket, "TCP_KEEPIDLE"):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(ka)))
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, int(ka)))
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+            if hasattr(socket, "TCP_USER_TIMEOUT"):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(ka * 3 * 1000))
+
+    def check_python(self) -> tuple[int, int, int]:
+        """The device Python's version (and the home folder); refuses one older than 3.7."""
+        code, out, err = self.run(f"{shlex.quote(self.python)} -c {shlex.quote(_PY_VERSION)}", step="check python")
+        lines = out.decode("utf-8", "replace").splitlines()
+        if code != 0 or len(lines) < 2:
+            detail = err.decode("utf-8", "replace").strip().splitlines()
+            if code == 127 or any("not found" in d for d in detail):
+                raise self._err(f"no {self.python} on the device: install Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]}+ "
+                                "or set python = \"/path/to/python3\" in the target file", "check python")
+            raise self._err(f"`{self.python}` on the device failed (status {code}): "
+                            f"{detail[-1] if detail else 'no message'}", "check python")
+        try:
+            version = tuple(int(x) for x in lines[0].split("."))
+        except ValueError:
+            raise self._err(f"cannot read the version of {self.python} on the device: {lines[0]!r}",
+                            "check python") from None
+        found = ((*version, 0, 0, 0)[0], (*version, 0, 0, 0)[1], (*version, 0, 0, 0)[2])
+        self.python_version = found
+        self.home = lines[1].strip() or None
+        if found[:2] < MIN_PYTHON:
+            raise self._err(f"the device's Python {lines[0]} ({self.python}) is too old: hilbench's agent needs "
+                            f"Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer; install one and set python in the "
+                            "target file", "check python")
+        return found
+
+    @property
+    def is_alive(self) -> bool:
+        """The connection is up (as far as this side knows)."""
+        t = self._client.get_transport() if self._client else None
+        return bool(t and t.is_active())
+
+    def reconnect(self) -> None:
+        """Log in again after a drop, with backoff; raises the last TransportError when the device stays away.
+        Host key and login refusals are not retried."""
+        delay = self.reconnect_backoff_s
+        last: TransportError | None = None
+        for attempt in range(self.reconnect_attempts):
+            if attempt:
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+            try:
+                self.connect()
+                return
+            except HostKeyError:
+                raise
+            except TransportError as exc:
+                if exc.__cause__ is not None and isinstance(exc.__cause__, paramiko.AuthenticationException):
+                    raise
+                last = exc
+        assert last is not None
+        raise self._err(f"the device did not come back after {self.reconnect_attempts} attempts: {last}",
+                        "reconnect") from last
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._sftp is not None:
+                self._sftp.close()
+        self._sftp = None
+        for client in [self._client, *reversed(self._jumps)]:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+        self._client = None
+        self._jumps = []
+
+    # ------------------------------------------------------------------ commands
+    def _transport(self, step: str) -> paramiko.Transport:
+        t = self._client.get_transport() if self._client else None
+        if t is None or not t.is_active():
+            raise self._err("not connected (the connection dropped)", step)
+        return t
+
+    def open_channel(self, step: str) -> paramiko.Channel:
+        try:
+            return self._transport(step).open_session(timeout=self.settings.connect_timeout_s)
+        except TransportError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated
+            raise self._translate(exc, step) from exc
+
+    def run(self, command: str, *, step: str, timeout: float | None = None,
+            stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+        """Run ``command`` on the device; (exit status, stdout, stderr). Bounded by ``command_timeout_s``."""
+        timeout = self.settings.command_timeout_s if timeout is None else timeout
+        chan = self.open_channel(step)
+        try:
+            chan.settimeout(timeout)
+            chan.exec_command(command)
+            if stdin is not None:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            # Outputs here are small: stdout to its end, then what stderr holds.
+            out = chan.makefile("rb").read()
+            err = chan.makefile_stderr("rb").read()
+            end = time.monotonic() + timeout
+            while not chan.status_event.wait(0.02):
+                t = self._client.get_transport() if self._client else None
+                if t is None or not t.is_active() or chan.closed:
+                    raise EOFError()
+                if time.monotonic() > end:
+                    raise TimeoutError()
+            return chan.recv_exit_status(), out, err
+        except TimeoutError as exc:
+            raise self._err(f"`{command.split(' -c ')[0][:60]}` did not finish within {timeout:g} s "
+                            "(ssh.command_timeout_s)", step) from exc
+        except TransportError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated
+            raise self._translate(exc, step) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                chan.close()
+
+    def python_snippet(self, code: str, *args: str, step: str, stdin: bytes | None = None,
+                       timeout: float | None = None) -> str:
+        """Run ``code`` with the device's Python; its stdout (raises on a non-zero status)."""
+        command = " ".join([shlex.quote(self.python), "-c", shlex.quote(code), *map(shlex.quote, args)])
+        status, out, err = self.run(command, step=step, stdin=stdin, timeout=timeout)
+        if status != 0:
+            lines = err.decode("utf-8", "replace").strip().splitlines()
+            raise self._err(f"a helper command failed on the device (status {status}): "
+                            f"{lines[-1] if lines else 'no message'}", step, "\n".join(lines[-10:]))
+        return out.decode("utf-8", "replace")
+
+    # ------------------------------------------------------------------ files
+    @property
+    def workdir(self) -> str:
+        """The cache folder on the device, ``~`` expanded (SFTP does not expand it)."""
+        w = self.target.workdir.rstrip("/") or "/"
+        if w == "~" or w.startswith("~/"):
+            if self.home is None:
+                self.check_python()
+            w = (self.home or ".") + w[1:]
+        return w
+
+    def _sftp_client(self, step: str) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            try:
+                self._sftp = paramiko.SFTPClient.from_transport(self._transport(step))
+            except TransportError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - translated
+                raise self._translate(exc, step) from exc
+            if self._sftp is None:
+                raise self._err("the device's sshd offers no SFTP (enable `Subsystem sftp` in sshd_config)", step)
+        channel = self._sftp.get_channel()
+        if channel is not None:
+            channel.settimeout(self.settings.command_timeout_s)
+        return self._sftp
+
+    def blob_path(self, sha256: str, host_path: str) -> str:
+        suffix = Path(host_path).suffix
+        ok = 1 < len(suffix) <= 13 and suffix[1:].replace("_", "").isalnum()
+        return f"{self.workdir}/blobs/{sha256}{suffix if ok else ''}"
+
+    def agent_path(self) -> str:
+        return f"{self.workdir}/agents/{agent_bundle().sha256}.pyz"
+
+    def prepare(self, files: dict[str, tuple[str, str]]) -> dict[str, str]:
+        """The agent and ``files`` in the device's cache, by sha256. Sends only what is missing there."""
+        bundle = agent_bundle()
+        wanted: dict[str, tuple[str | None, str, int]] = {}  # device path -> (host path or None for agent, sha, size)
+        out: dict[str, str] = {}
+        for role, (host_path, sha256) in files.items():
+            device = self.blob_path(sha256, host_path)
+            out[role] = device
+            try:
+                size = os.path.getsize(host_path)
+            except OSError as exc:
+                raise self._err(f"{host_path}: cannot read the file to send ({exc.strerror or exc})", "prepare") from exc
+            wanted[device] = (host_path, sha256, size)
+        out["agent"] = self.agent_path()
+        wanted[out["agent"]] = (None, bundle.sha256, len(bundle.data))
+        with self._lock:
+            unknown = [p for p, (_h, sha, _s) in wanted.items() if self._known.get(p) != sha]
+            if not unknown:
+                return out
+            w = self.workdir
+            req = {"paths": unknown, "dirs": [w, f"{w}/agents", f"{w}/blobs", f"{w}/journal"]}
+            text = self.python_snippet(_PY_HASHES, step="prepare", stdin=json.dumps(req).encode() + b"\n")
+            try:
+                state = json.loads(text.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                raise self._err(f"unexpected answer from the device's cache check: {text[:80]!r}", "prepare") from None
+            have: dict[str, str] = state.get("sha256") or {}
+            missing = [p for p in unknown if have.get(p) != wanted[p][1]]
+            for p in unknown:
+                if p not in missing:
+                    self._known[p] = wanted[p][1]
+            need = sum(wanted[p][2] for p in missing)
+            free = state.get("free")
+            if missing and isinstance(free, int) and free < need + DISK_MARGIN_BYTES:
+                raise self._err(f"not enough free disk on the device: {need / 1e6:.1f} MB to send, "
+                                f"{free / 1e6:.1f} MB free under {w}: free some space or set workdir to a bigger disk",
+                                "prepare")
+            for p in missing:
+                source, sha, size = wanted[p]
+                self._send(p, source, sha, size, bundle.data if source is None else None)
+        return out
+
+    def _send(self, device_path: str, host_path: str | None, sha256: str, size: int, data: bytes | None) -> None:
+        """Upload to a temporary name, verify the hash on the device, rename; one retry on a bad hash."""
+        name = Path(host_path).name if host_path else "the agent"
+        step = "upload agent" if host_path is None else "upload"
+        got = ""
+        for _attempt in range(2):
+            tmp = f"{device_path}.tmp-{uuid.uuid4().hex[:12]}"
+            try:
+                with (io.BytesIO(data) if data is not None else open(host_path or "", "rb")) as f:
+                    self._put(f, tmp, size, step)
+            except OSError as exc:
+                if isinstance(exc, TimeoutError):
+                    raise self._err(f"sending {name} stalled for {self.settings.command_timeout_s:g} s "
+                                    "(ssh.command_timeout_s)", step) from exc
+                raise self._translate(exc, step) from exc
+            got = self.python_snippet(_PY_COMMIT, tmp, device_path, sha256, step=step).strip()
+            if got == sha256:
+                self._known[device_path] = sha256
+                return
+        raise self._err(f"{name} arrived corrupted twice (sha256 {got[:16]}... on the device, {sha256[:16]}... here): "
+                        "check the device's storage and free space, then retry", step)
+
+    def _put(self, f: IO[bytes], remote: str, size: int, step: str) -> None:
+        """SFTP upload of ``f``; counts what went out in ``bytes_sent`` (a failed upload's bytes too)."""
+        sftp = self._sftp_client(step)
+
+        def count(sent: int, _total: int) -> None:
+            self._upload_sent = sent
+
+        self._upload_sent = 0
+        try:
+            sftp.putfo(f, remote, file_size=size, callback=count, confirm=True)
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            if exc.errno == 28:
+                raise self._err("the device's disk filled up during the upload: free space or move workdir",
+                                step) from exc
+            if exc.errno:
+                raise self._err(f"cannot write {remote} on the device: {exc.strerror or exc}", step) from exc
+            raise self._translate(exc, step) from exc
+        except Exception as exc:  # noqa: BLE001 - translated
+            raise self._translate(exc, step) from exc
+        finally:
+            self.bytes_sent += self._upload_sent
+
+    # ------------------------------------------------------------------ the agent
+    def journal_path(self, run_id: str) -> str:
+        return f"{self.workdir}/journal/{run_id}.jsonl"
+
+    @staticmethod
+    def pidfile_for(journal: str) -> str:
+        return (journal[: -len(".jsonl")] if journal.endswith(".jsonl") else journal) + ".pid"
+
+    def start_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None = None) -> SSHAgentProcess:
+        agent = self.prepare({})["agent"]
+        pidfile = self.pidfile_for(journal)
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.target.env.items())
+        argv = args if args is not None else ["--job", "-"]
+        q = shlex.quote
+        # The wrapper: the agent in the background (stdin handed over explicitly), its pid recorded so a
+        # later connection can see or kill it, then its exit status passed on. The session sshd makes is
+        # its own process group, so a kill reaches the agent's children too.
+        script = (
+            f"mkdir -p {q(journal.rsplit('/', 1)[0])} || exit 97\n"
+            f"cd {q(self.workdir)} 2>/dev/null || cd\n"
+            "exec 3<&0\n"
+            f"{env + ' ' if env else ''}{q(self.python)} {q(agent)} --journal {q(journal)} "
+            f"{' '.join(q(a) for a in argv)} <&3 3<&- &\n"
+            "pid=$!\nexec 3<&-\n"
+            f"echo \"$$ $pid\" > {q(pidfile)}\n"
+            "wait $pid\nrc=$?\n"
+            f"rm -f {q(pidfile)}\n"
+            "exit $rc\n"
+        )
+        chan = self.open_channel("start agent")
+        try:
+            chan.exec_command("sh -c " + q(script))
+            if args is None or "-" in argv:
+                chan.sendall(json.dumps(payload).encode() + b"\n")
+            chan.shutdown_write()
+        except Exception as exc:  # noqa: BLE001 - translated
+            with contextlib.suppress(Exception):
+                chan.close()
+            raise self._translate(exc, "start agent") from exc
+        return SSHAgentProcess(self, chan, pidfile)
+
+    def agent_alive(self, journal: str) -> bool:
+        """Whether the agent of ``journal`` still runs on the device (after a reconnect)."""
+        return self.python_snippet(_PY_AGENT, self.pidfile_for(journal), "check",
+                                   step="recover").strip() == "alive"
+
+    def kill_agent(self, journal: str) -> None:
+        """Kill the agent of ``journal`` and everything it started (SIGKILL to its process group)."""
+        self.kill_agent_pidfile(self.pidfile_for(journal))
+
+    def kill_agent_pidfile(self, pidfile: str) -> None:
+        self.python_snippet(_PY_AGENT, pidfile, "kill", step="kill agent", timeout=10.0)
+
+    def fetch_journal(self, path: str) -> list[str] | None:
+        try:
+            sftp = self._sftp_client("fetch journal")
+            with sftp.open(path, "rb") as f:
+                data = f.read()
+        except (TransportError, OSError, paramiko.SSHException, EOFError):
+            return None
+        return data.decode("utf-8", "replace").splitlines()
