@@ -370,6 +370,17 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 1 if regressed and args.fail else EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import build_report
+
+    store = open_store(args.store)
+    text = build_report(store, _session_run_ids(store, args.session), deadline_ms=args.deadline_ms,
+                        title=args.title, plots=not args.no_plots)
+    _write_output(text, args.output)
+    sys.stdout.write(f"{args.output}\n")
+    return EXIT_OK
+
+
 def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     """Subcommands that read the store: compare, history, plot, report, variants."""
     c = sub.add_parser("compare", help="did the candidate get slower? (exit status 1 on a regression)")
@@ -421,6 +432,16 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     h.add_argument("--fail", action="store_true", help="exit status 1 when a regression is flagged")
     store_arg(h)
     h.set_defaults(func=cmd_history)
+
+    rp = sub.add_parser("report", help="one self-contained HTML file that ranks the targets for each model")
+    rp.add_argument("--output", default="report.html", help="the HTML file to write (default report.html)")
+    rp.add_argument("--session", help="only this session id (or prefix, or 'last'; default: the latest run of each "
+                                      "configuration)")
+    rp.add_argument("--deadline-ms", type=float, default=33.3, help="the p99 deadline (default 33.3 ms = 30 fps)")
+    rp.add_argument("--title", default="Which device?")
+    rp.add_argument("--no-plots", action="store_true", help="tables only")
+    store_arg(rp)
+    rp.set_defaults(func=cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:

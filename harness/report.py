@@ -1,0 +1,258 @@
+"""``hilbench report``: one self-contained HTML file that answers "which device?".
+
+For each model, the targets it ran on are ranked: first those whose p99 meets the
+deadline (``--deadline-ms``, default 33 ms = 30 fps), then by p99. Each row has
+p50 and p99 with their 95% confidence intervals, throughput, which latency
+budgets (11/16/33 ms) it meets at p99, energy per inference and inferences per
+joule (where the target has power telemetry), price and inferences/s per dollar
+(from the target file's ``price_usd``), accuracy measured on the device, the
+stability verdict (VALID / INVALID with reasons), and marks for emulated and
+stand-in runs, which are never a real board's numbers. The environment of each
+run (agent, Python, OS, device) is listed at the end. Figures are embedded as
+base64 PNG: the file needs no network and no other file to be read.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness import __version__
+from harness.errors import AnalysisError
+from harness.store import Store
+
+__all__ = ["build_report", "ranking_table"]
+
+BUDGETS = ((33.3, "30 fps"), (16.7, "60 fps"), (11.1, "90 fps"))
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1500px;color:#222;
+line-height:1.4;padding:0 1rem}
+h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:2px solid #ddd;padding-bottom:.2rem}
+.sub{color:#666;margin-top:0}table{border-collapse:collapse;width:100%;font-size:.85rem;margin:.6rem 0 1rem}
+th,td{border-bottom:1px solid #e3e3e3;padding:.3rem .4rem;text-align:right}
+th{white-space:normal;vertical-align:bottom}td{white-space:nowrap}td.w{white-space:normal}
+th{background:#f5f5f7;position:sticky;top:0}td:first-child,th:first-child,td.l,th.l{text-align:left}
+tr.best td{background:#eefaf0;font-weight:600}.ok{color:#137333}.bad{color:#b3261e}.warn{color:#a05a00}
+.tag{display:inline-block;font-size:.75rem;padding:0 .35rem;border-radius:.3rem;margin-left:.25rem;
+background:#eee;color:#444}.tag.bad{background:#fde7e6}.tag.warn{background:#fff1d6}.tag.ok{background:#e6f4ea}
+figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#666;font-size:.85rem}
+.answer{background:#f2f7ff;border-left:4px solid #3b6fd8;padding:.6rem 1rem;margin:1rem 0}
+small{color:#666}details{margin:.5rem 0}
+"""
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return html.escape(str(v))
+
+
+def _json(v: Any) -> dict[str, Any]:
+    if isinstance(v, dict):
+        return v
+    try:
+        d = json.loads(v) if isinstance(v, str) else {}
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms: float = 33.3) -> pd.DataFrame:
+    """One row per (model, target, backend, settings): the latest successful run's figures,
+    ranked per model (``rank`` 1 = the answer for that model)."""
+    from harness.accuracy import score_runs
+    from harness.metrics import energy_per_inference
+
+    summary = store.summary(run_ids)
+    summary = summary[summary["status"] == "ok"].sort_values("started_at")
+    if summary.empty:
+        raise AnalysisError(f"{store.root}: no successful runs to report on")
+    runs = store.runs().set_index("run_id")
+    latest = summary.groupby(["model", "target", "backend", "settings"], sort=False).tail(1)
+    energy = energy_per_inference(store, runs.loc[latest["run_id"]].reset_index())
+    energy = energy.set_index("run_id") if not energy.empty else energy
+    acc = score_runs(store, list(latest["run_id"]))
+    acc = acc.set_index("run_id") if not acc.empty else acc
+    rows = []
+    for _, r in latest.iterrows():
+        run = runs.loc[r["run_id"]]
+        facts = _json(run["target_facts"]).get("facts") or {}
+        verdict = _json(run["verdict"])
+        price = facts.get("price_usd")
+        price = float(price) if isinstance(price, (int, float)) else math.nan
+        p50, p99 = r["p50_ns"] / 1e6, r["p99_ns"] / 1e6
+        e_mj = float(energy.loc[r["run_id"], "energy_mj"]) if len(energy) and r["run_id"] in energy.index else math.nan
+        thr = float(r["throughput_per_s"])
+        rows.append({
+            "model": r["model"], "target": r["target"], "backend": r["backend"], "settings": r["settings"],
+            "run_id": r["run_id"], "session_id": r["session_id"], "count": int(r["count"]),
+            "p50_ms": p50, "p50_lo": r["p50_ci_low_ns"] / 1e6, "p50_hi": r["p50_ci_high_ns"] / 1e6,
+            "p99_ms": p99, "p99_lo": r["p99_ci_low_ns"] / 1e6, "p99_hi": r["p99_ci_high_ns"] / 1e6,
+            "fps": thr, "meets_deadline": bool(p99 <= deadline_ms),
+            "budgets": [label for ms, label in BUDGETS if p99 <= ms],
+            "energy_mj": e_mj, "inf_per_j": 1000.0 / e_mj if e_mj > 0 else math.nan,
+            "price_usd": price, "fps_per_usd": thr / price if price > 0 else math.nan,
+            "top1": float(acc.loc[r["run_id"], "top1"]) if len(acc) and r["run_id"] in acc.index else math.nan,
+            "valid": bool(run["valid"]) if run["valid"] is not None and not pd.isna(run["valid"]) else False,
+            "reasons": verdict.get("reasons") or [],
+            "warnings": [w.get("message", "") for w in verdict.get("warnings") or []],
+            "emulated": bool(run["emulated"]) if run["emulated"] is not None and not pd.isna(run["emulated"]) else False,
+            "stand_in": bool(run["stand_in"]) if run["stand_in"] is not None and not pd.isna(run["stand_in"]) else False,
+            "timed_stop": run.get("timed_stop"), "cv": float(r["cv"]),
+            "env": {k: run.get(k) for k in ("device_model", "cpu_model", "os", "machine", "python", "agent_version")},
+            "soc": facts.get("soc"),
+        })
+    table = pd.DataFrame(rows)
+    # Real, valid runs that meet the deadline first; then by p99, then energy.
+    table["_key"] = list(zip(~(table["valid"] & ~table["emulated"] & ~table["stand_in"]), ~table["meets_deadline"],
+                             table["p99_ms"], table["energy_mj"].fillna(np.inf), strict=True))
+    table = table.sort_values(["model", "_key"]).drop(columns="_key")
+    table["rank"] = table.groupby("model").cumcount() + 1
+    return table.reset_index(drop=True)
+
+
+def _marks(r: Any) -> str:
+    out = []
+    if r["valid"]:
+        out.append('<span class="tag ok">VALID</span>')
+    else:
+        why = html.escape("; ".join(r["reasons"]) or "see hilbench show")
+        out.append(f'<span class="tag bad" title="{why}">INVALID</span>')
+    if r["emulated"]:
+        out.append('<span class="tag warn" title="not a real board: an emulator">EMULATED</span>')
+    if r["stand_in"]:
+        out.append('<span class="tag warn" title="synthetic stand-in backend: no model ran">STAND-IN</span>')
+    if r["warnings"]:
+        out.append(f'<span class="tag" title="{html.escape(chr(10).join(r["warnings"]))}">'
+                   f'{len(r["warnings"])} warn</span>')
+    return "".join(out)
+
+
+def _settings(text: Any) -> str:
+    d = _json(text)
+    return " ".join(f"{k}={v}" for k, v in sorted(d.items()))
+
+
+def _model_section(model: str, t: pd.DataFrame, deadline_ms: float) -> str:
+    best = t.iloc[0]
+    real_ok = best["valid"] and not best["emulated"] and not best["stand_in"]
+    if best["meets_deadline"] and real_ok:
+        answer = (f"<b>{html.escape(best['target'])}</b> ({html.escape(best['backend'])}) meets the "
+                  f"{deadline_ms:g} ms deadline at p99 with {best['p99_ms']:.3g} ms")
+        extra = []
+        if math.isfinite(best["energy_mj"]):
+            extra.append(f"{best['energy_mj']:.3g} mJ per inference")
+        if math.isfinite(best["fps_per_usd"]):
+            extra.append(f"{best['fps_per_usd']:.3g} inferences/s per dollar")
+        if extra:
+            answer += " (" + ", ".join(extra) + ")"
+        cheaper = t[t["meets_deadline"] & t["valid"] & (t["price_usd"] < best["price_usd"])]
+        if not cheaper.empty:
+            c = cheaper.sort_values("price_usd").iloc[0]
+            answer += (f". Cheapest that also meets it: <b>{html.escape(c['target'])}</b> "
+                       f"(${c['price_usd']:.0f}, p99 {c['p99_ms']:.3g} ms)")
+        answer += "."
+    elif best["meets_deadline"]:
+        answer = (f"Only runs that are INVALID, emulated or stand-ins meet {deadline_ms:g} ms: "
+                  "measure on the real boards before deciding.")
+    else:
+        answer = f"No target meets {deadline_ms:g} ms at p99; the fastest is <b>{html.escape(best['target'])}</b> " \
+                 f"at {best['p99_ms']:.3g} ms."
+    head = ["#", "target", "backend", "p50 ms [95% CI]", "p99 ms [95% CI]", "inf/s", f"p99 ≤ {deadline_ms:g} ms",
+            "budgets met", "energy mJ/inf", "inf/J", "price $", "inf/s per $", "top-1", "n", "verdict"]
+    lines = [f"<h2>{html.escape(model)}</h2>", f'<p class="answer">{answer}</p>', "<table><thead><tr>"]
+    lines += [f'<th class="{"l" if h in ("target", "backend", "verdict", "budgets met") else ""}">{h}</th>'
+              for h in head]
+    lines.append("</tr></thead><tbody>")
+    for _, r in t.iterrows():
+        cls = ' class="best"' if r["rank"] == 1 and real_ok else ""
+        settings = _settings(r["settings"])
+        top1 = "–" if not math.isfinite(r["top1"]) else f"{r['top1'] * 100:.1f}%"
+        lines.append(
+            f"<tr{cls}><td>{r['rank']}</td><td class='l'>{html.escape(r['target'])}"
+            f"{'<br><small>' + html.escape(str(r['soc'])) + '</small>' if r['soc'] else ''}</td>"
+            f"<td class='l'>{html.escape(r['backend'])}{'<br><small>' + html.escape(settings) + '</small>' if settings else ''}</td>"
+            f"<td>{_fmt(r['p50_ms'])} <small>[{_fmt(r['p50_lo'])}, {_fmt(r['p50_hi'])}]</small></td>"
+            f"<td>{_fmt(r['p99_ms'])} <small>[{_fmt(r['p99_lo'])}, {_fmt(r['p99_hi'])}]</small></td>"
+            f"<td>{_fmt(r['fps'])}</td>"
+            f"<td class='{'ok' if r['meets_deadline'] else 'bad'}'>{'yes' if r['meets_deadline'] else 'no'}</td>"
+            f"<td class='l w'>{', '.join(r['budgets']) or '–'}</td>"
+            f"<td>{_fmt(r['energy_mj'])}</td><td>{_fmt(r['inf_per_j'])}</td><td>{_fmt(r['price_usd'])}</td>"
+            f"<td>{_fmt(r['fps_per_usd'])}</td>"
+            f"<td>{top1}</td>"
+            f"<td>{r['count']}</td><td class='l'>{_marks(r)}</td></tr>")
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
+
+
+def _env_section(table: pd.DataFrame) -> str:
+    lines = ["<h2>Environment of each run</h2>", "<details open><summary>agent, Python, OS and device per run</summary>",
+             "<table><thead><tr>" + "".join(f'<th class="l">{h}</th>' for h in (
+                 "run", "model", "target", "device", "cpu", "os", "machine", "python", "agent", "stop", "cv"))
+             + "</tr></thead><tbody>"]
+    for _, r in table.iterrows():
+        e = r["env"]
+        cells = [r["run_id"], r["model"], r["target"], e.get("device_model"), e.get("cpu_model"), e.get("os"),
+                 e.get("machine"), e.get("python"), e.get("agent_version"), r["timed_stop"]]
+        lines.append("<tr>" + "".join(f"<td class='l'>{_fmt(c)}</td>" for c in cells)
+                     + f"<td>{r['cv'] * 100:.1f}%</td></tr>")
+    lines.append("</tbody></table></details>")
+    return "\n".join(lines)
+
+
+def _figure(fig: Any, caption: str) -> str:
+    from harness.plots import to_bytes
+
+    data = base64.b64encode(to_bytes(fig, "png")).decode("ascii")
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def build_report(store: Store, run_ids: list[str] | None = None, *, deadline_ms: float = 33.3,
+                 title: str = "Which device?", plots: bool = True) -> str:
+    """The whole report as one HTML string."""
+    table = ranking_table(store, run_ids, deadline_ms=deadline_ms)
+    sessions = sorted(table["session_id"].dropna().unique())
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>hilbench report: {html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="sub">hilbench {__version__} · {len(table)} configurations of {table["model"].nunique()} models on '
+        f'{table["target"].nunique()} targets · sessions {html.escape(", ".join(sessions))} · made {now}</p>',
+        f"<p>Targets are ranked per model: valid runs on real boards that meet the {deadline_ms:g} ms deadline at "
+        "p99 first, then by p99 latency, then energy. Intervals are distribution-free 95% confidence intervals. "
+        "Energy needs power telemetry on the target; price comes from the target file (<code>price_usd</code>).</p>",
+    ]
+    if (table["emulated"] | table["stand_in"]).any():
+        parts.append('<p class="answer warn">Some runs are EMULATED or STAND-INs: their latencies are not a real '
+                     "board's and must not decide a purchase.</p>")
+    for model, t in table.groupby("model", sort=True):
+        parts.append(_model_section(str(model), t, deadline_ms))
+    if plots:
+        from harness import plots as P
+
+        ids = list(table["run_id"])
+        parts.append("<h2>Figures</h2>")
+        parts.append(_figure(P.targets_figure(P.target_table(store, ids)), "Targets compared per model"))
+        samples = store.samples(ids, phase="timed", columns=["run_id", "phase", "latency_ns"])
+        runs = store.runs()
+        parts.append(_figure(P.distribution_figure(runs[runs["run_id"].isin(ids)], samples),
+                             "Latency distribution per run, with the 11/16/33 ms budgets"))
+        if table["top1"].notna().any():
+            parts.append(_figure(P.plot(store, "pareto", run_ids=ids), "Latency vs accuracy measured on the device"))
+        if table["energy_mj"].notna().any():
+            parts.append(_figure(P.energy_figure(P.target_table(store, ids)), "Energy per inference vs latency"))
+    parts.append(_env_section(table))
+    parts.append("</body></html>")
+    return "\n".join(parts)

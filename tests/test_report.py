@@ -1,0 +1,100 @@
+"""hilbench report: the ranking, a self-contained HTML file, an end-to-end report of the bundled
+models on the local target, and the file opened in a real headless browser (Debian's chromium)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness import open_store
+from harness.cli import main
+from harness.report import build_report, ranking_table
+from tests import fake_lab
+
+MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab") / "res"
+    fake_lab.build(root, nights=1, n=300, eval_items=60)
+    return root
+
+
+def test_ranking(lab):
+    table = ranking_table(open_store(lab), deadline_ms=10.0)
+    for _, t in table.groupby("model"):
+        assert t["rank"].tolist() == list(range(1, len(t) + 1))
+        meets = t["meets_deadline"].tolist()
+        assert meets == sorted(meets, reverse=True)  # every target that meets the deadline comes first
+        for flag in (True, False):
+            part = t[t["meets_deadline"] == flag]
+            assert part["p99_ms"].is_monotonic_increasing
+    row = table.iloc[0]
+    assert row["fps_per_usd"] == pytest.approx(row["fps"] / row["price_usd"])
+    assert row["inf_per_j"] == pytest.approx(1000 / row["energy_mj"])
+    assert table["stand_in"].all() and table["top1"].between(0.5, 1).all()
+    orin_int8 = table[(table["model"] == "effnet-lite0-int8") & (table["target"] == "fake-orin-nano")].iloc[0]
+    assert "90 fps" in orin_int8["budgets"] and orin_int8["meets_deadline"]
+
+
+def test_html_is_self_contained(lab):
+    text = build_report(open_store(lab), deadline_ms=16.7)
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)  # nothing fetched from anywhere
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == 4  # targets, distribution, pareto, energy
+    for model in fake_lab.MODELS:
+        assert f"<h2>{model}</h2>" in text
+    assert "STAND-IN" in text and "must not decide a purchase" in text
+
+
+@pytest.mark.skipif(not (MODELS / "digits_eval.npz").is_file(), reason="sample models not built")
+def test_report_of_the_bundled_models_end_to_end(tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f"""
+name = "e2e"
+[[models]]
+name = "digits-fp32"
+path = "{MODELS / 'digits_cnn_fp32.onnx'}"
+eval = {{ data = "{MODELS / 'digits_eval.npz'}", limit = 100 }}
+[[models]]
+name = "digits-int8"
+path = "{MODELS / 'digits_cnn_int8.onnx'}"
+eval = {{ data = "{MODELS / 'digits_eval.npz'}", limit = 100, reference = "digits-fp32" }}
+[policy]
+timed = 700
+warmup = 10
+""")
+    store_dir = str(tmp_path / "res")
+    assert main(["run", str(plan), "--store", store_dir, "--quiet"]) == 0
+    out = tmp_path / "report.html"
+    assert main(["report", "--store", store_dir, "--session", "last", "--output", str(out)]) == 0
+    text = out.read_text()
+    assert "<h2>digits-fp32</h2>" in text and "<h2>digits-int8</h2>" in text
+    assert "meets the 33.3 ms deadline" in text and "STAND-IN" not in text
+    assert re.search(r"<td>\d+\.\d%</td>", text)  # top-1 measured on the device
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_report_loads_in_a_headless_browser(lab, tmp_path):
+    page = tmp_path / "check.html"
+    text = build_report(open_store(lab))
+    # The report has no script of its own; this copy gets one that checks every figure decoded.
+    probe = ("<script>window.addEventListener('load',()=>{const imgs=[...document.images];"
+             "const ok=imgs.filter(i=>i.complete&&i.naturalWidth>200).length;"
+             "document.title='LOADED '+ok+'/'+imgs.length;});</script>")
+    page.write_text(text.replace("</body>", probe + "</body>"))
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                           "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    title = re.search(r"<title>(.*?)</title>", proc.stdout)
+    assert title and title.group(1) == "LOADED 4/4", proc.stdout[:500]
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1300,1600",
+                    f"--screenshot={shot}", (tmp_path / "check.html").as_uri()], capture_output=True, timeout=120)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
