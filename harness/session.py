@@ -235,6 +235,35 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with status {code}"
 
 
+def _alive(transport: Transport) -> bool:
+    """Whether ``transport``'s connection is up (transports without a connection always are)."""
+    return bool(getattr(transport, "is_alive", True))
+
+
+class _SerialProgress(Progress):
+    """Passes events on one at a time: worker threads of several targets never interleave a display."""
+
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+        self._lock = threading.RLock()
+
+    def session_started(self, session_id: str, jobs: list[Job], skipped: int) -> None:
+        with self._lock:
+            self.inner.session_started(session_id, jobs, skipped)
+
+    def job_started(self, job: Job, run_id: str) -> None:
+        with self._lock:
+            self.inner.job_started(job, run_id)
+
+    def phase(self, job: Job, phase: str, event: str, info: dict[str, Any]) -> None:
+        with self._lock:
+            self.inner.phase(job, phase, event, info)
+
+    def job_finished(self, job: Job, row: dict[str, Any]) -> None:
+        with self._lock:
+            self.inner.job_finished(job, row)
+
+
 class Runner:
     """Runs jobs through transports into a store. Use :func:`run_jobs`."""
 
@@ -242,30 +271,61 @@ class Runner:
         self.store = store
         self.session_id = session_id
         self.labels = labels
-        self.progress = progress
+        self.progress = progress if isinstance(progress, _SerialProgress) else _SerialProgress(progress)
         self.stop = threading.Event()
         self._lock = threading.Lock()
         self._active: set[Any] = set()
+        self._unreachable: dict[int, str] = {}  # id(transport) -> why it did not come back
         self.rows: list[dict[str, Any]] = []
 
+    #: how often a job whose connection dropped (and whose agent did not finish) is run again
+    max_reruns = 2
+
     def run_target(self, jobs: list[Job]) -> None:
+        """Run ``jobs`` (all on one target) one after another. A target that cannot be reached gets every
+        job stored as a ``transport`` error; a connection that drops is re-opened before the next job."""
         transport: Transport | None = None
         try:
             transport = make_transport(jobs[0].target)
             transport.connect()
         except HilbenchError as exc:
+            if transport is not None:
+                transport.close()
             for job in jobs:
                 if self.stop.is_set():
                     break
                 self._store_failure(job, new_id(), _now(), "transport", str(exc), None)
             return
+        unreachable: str | None = None
         try:
             for job in jobs:
                 if self.stop.is_set():
                     break
-                self.run_one(job, transport)
+                if unreachable is None and not _alive(transport):
+                    unreachable = self._reconnect(transport)
+                if unreachable is not None:
+                    self._store_failure(job, new_id(), _now(), "transport", unreachable, transport)
+                    continue
+                row = self.run_one(job, transport)
+                unreachable = self._unreachable.get(id(transport))
+                if unreachable is None and row["error_category"] == "transport" and not _alive(transport):
+                    unreachable = self._reconnect(transport)
         finally:
             transport.close()
+
+    def _reconnect(self, transport: Transport) -> str | None:
+        """Re-open a dropped connection (the transport backs off and retries); None when it is back,
+        else the one-line reason."""
+        reconnect = getattr(transport, "reconnect", None)
+        if reconnect is None:
+            return f"{transport.target.name}: the connection dropped and this transport cannot reconnect"
+        try:
+            reconnect()
+        except TransportError as exc:
+            self._unreachable[id(transport)] = str(exc)
+            return str(exc)
+        self._unreachable.pop(id(transport), None)
+        return None
 
     def _store_failure(self, job: Job, run_id: str, started: dt.datetime, category: str, message: str,
                        transport: Transport | None, stderr_tail: str = "") -> dict[str, Any]:
@@ -330,6 +390,9 @@ class Runner:
         }
 
     def run_one(self, job: Job, transport: Transport) -> dict[str, Any]:
+        """Run one job and store it. A connection that drops mid-job is re-opened; the job's result is then
+        taken from the agent's journal on the device when it finished there, else the job runs again
+        (at most :attr:`max_reruns` times). Ends with a stored result or a stored error, never nothing."""
         run_id = new_id()
         started = _now()
         files: dict[str, tuple[str, str]] = {}
@@ -340,20 +403,64 @@ class Runner:
         if job.model.inputs.get("file"):
             files["inputs"] = (job.model.inputs["file"], job.model.inputs["file_sha256"])
         try:
-            paths = transport.prepare(files)
+            paths = self._prepare(transport, files)
         except TransportError as exc:
-            return self._store_failure(job, run_id, started, "transport", str(exc), transport)
+            return self._store_failure(job, run_id, started, "transport", str(exc), transport, exc.stderr_tail)
         self.progress.job_started(job, run_id)
-        run = _JobRun(job, run_id)
-        journal = transport.journal_path(run_id)
+        deadline = time.monotonic() + job.policy.timeout_s
+        drops = 0
+        while True:
+            run = _JobRun(job, run_id)
+            journal = transport.journal_path(run_id)
+            outcome, tail = self._attempt(job, run, transport, paths, journal, deadline)
+            if outcome != "lost":
+                return self._commit(run, started, transport, tail)
+            drops += 1
+            why = self._reconnect(transport)
+            if why is not None:
+                run.error = ("transport", f"the connection dropped during the job and did not come back: {why}")
+                return self._commit(run, started, transport, tail)
+            try:
+                recovered = self._recover(job, transport, journal, deadline)
+            except TransportError as exc:
+                run.error = ("transport", f"the connection dropped during the job; recovering it failed: {exc}")
+                return self._commit(run, started, transport, tail)
+            if recovered is not None:
+                return self._commit(recovered, started, transport, tail)
+            if drops > self.max_reruns:
+                run.error = ("transport", f"the connection dropped during the job {drops} times (the agent's journal "
+                             "held no result): check the device's network and power")
+                return self._commit(run, started, transport, tail)
+            # The agent did not finish on the device: the job runs again, as a new run with its own journal.
+            run_id = new_id()
+            try:
+                paths = self._prepare(transport, files)
+            except TransportError as exc:
+                run.error = ("transport", str(exc))
+                return self._commit(run, started, transport, exc.stderr_tail)
+
+    def _prepare(self, transport: Transport, files: dict[str, tuple[str, str]]) -> dict[str, str]:
+        """``transport.prepare`` with one reconnect when the connection dropped during it."""
         try:
-            proc = transport.start_agent(self.payload(job, run_id, paths), journal)
+            return transport.prepare(files)
+        except TransportError:
+            if _alive(transport) or self._reconnect(transport) is not None:
+                raise
+        return transport.prepare(files)
+
+    def _attempt(self, job: Job, run: _JobRun, transport: Transport, paths: dict[str, str], journal: str,
+                 deadline: float) -> tuple[str, str]:
+        """Start the agent and read its lines into ``run``. Returns ("done" | "lost", stderr tail); "lost"
+        when the connection dropped before the agent's end (the agent may still be running on the device)."""
+        try:
+            proc = transport.start_agent(self.payload(job, run.run_id, paths), journal)
         except TransportError as exc:
+            if not _alive(transport):
+                return "lost", exc.stderr_tail
             run.error = ("transport", str(exc))
-            return self._commit(run, started, transport, "")
+            return "done", exc.stderr_tail
         with self._lock:
             self._active.add(proc)
-        deadline = time.monotonic() + job.policy.timeout_s
         try:
             while True:
                 if self.stop.is_set():
@@ -369,6 +476,8 @@ class Runner:
                 try:
                     line = proc.next_line(min(remaining, 0.5))
                 except LineTimeout:
+                    if getattr(proc, "connection_lost", False):
+                        return "lost", proc.stderr_tail
                     continue
                 if line is None:
                     break
@@ -382,6 +491,8 @@ class Runner:
                     break
                 run.handle(msg, self.progress)
             code = proc.wait(5.0)
+            if code is None and getattr(proc, "connection_lost", False) and run.error is None:
+                return "lost", proc.stderr_tail
             if code is None:
                 proc.kill()
                 code = proc.wait(5.0)
@@ -392,7 +503,44 @@ class Runner:
             tail = proc.stderr_tail.strip().splitlines()
             last = f": {tail[-1].strip()}" if tail else ""
             run.error = ("agent", f"the agent {_describe_exit(code)} before reporting a result{last}")
-        return self._commit(run, started, transport, proc.stderr_tail)
+        return "done", proc.stderr_tail
+
+    def _recover(self, job: Job, transport: Transport, journal: str, deadline: float) -> _JobRun | None:
+        """After a reconnect: wait for the agent if it still runs on the device, then rebuild the job from
+        its journal. None when the journal holds no end (the agent died with the connection): run it again."""
+        alive = getattr(transport, "agent_alive", None)
+        while alive is not None and alive(journal):
+            if self.stop.is_set() or time.monotonic() >= deadline:
+                kill = getattr(transport, "kill_agent", None)
+                if kill is not None:
+                    kill(journal)
+                run = self._replay(job, journal, transport.fetch_journal(journal) or [])
+                run.result = None
+                run.error = (("interrupted", "the run was interrupted (Ctrl-C)") if self.stop.is_set() else
+                             ("timeout", f"the job exceeded its timeout of {job.policy.timeout_s:g} s "
+                              "(policy.timeout_s)"))
+                return run
+            time.sleep(0.2)
+        lines = transport.fetch_journal(journal)
+        if not lines:
+            return None
+        run = self._replay(job, journal, lines)
+        if run.result is None and run.error is None:
+            return None
+        return run
+
+    def _replay(self, job: Job, journal: str, lines: list[str]) -> _JobRun:
+        run_id = journal.rsplit("/", 1)[-1].removesuffix(".jsonl")
+        run = _JobRun(job, run_id)
+        quiet = Progress()
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                run.handle(decode_line(line, where=f"{job.target.name}: journal"), quiet)
+            except ProtocolError:
+                break  # a line cut short by the drop: what came before it stands
+        return run
 
     def interrupt(self) -> None:
         self.stop.set()
