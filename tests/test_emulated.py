@@ -237,34 +237,29 @@ def test_content_cache_second_run_sends_no_bytes(device: EmulatedDevice, ssh_rea
 
 def test_fleet_of_emulated_arm64_and_local_x86_sshd(device: EmulatedDevice, ssh_ready, tmp_path: Path):
     _models_available()
-    try:
-        import sshd as sshd_fixture  # the SSH transport's real-sshd fixture
-    except ImportError as exc:
-        unavailable(f"tests/sshd.py (the x86 sshd device) is not there yet: {exc}")
-    x86 = _start_x86_sshd(sshd_fixture, tmp_path)
-    try:
-        tdir = _targets_dir(tmp_path, device)
-        (tdir / "x86-sshd.toml").write_text(x86)
-        plan = small_plan(tmp_path, models=("digits-cnn", "digits-cnn-tflite"), timed=20,
-                          targets=("pi5-emulated", "x86-sshd"))
-        store_dir = tmp_path / "res"
+    import sshd  # the SSH transport's real-sshd fixture: an x86 device on a loopback port
+
+    reason = sshd.sshd_unavailable()
+    if reason:
+        unavailable(f"the x86 sshd device cannot start: {reason}")
+    tdir = _targets_dir(tmp_path, device)
+    plan = small_plan(tmp_path, models=("digits-cnn", "digits-cnn-tflite"), timed=20,
+                      targets=("pi5-emulated", "x86-sshd"))
+    store_dir = tmp_path / "res"
+    with sshd.start_sshd(tmp_path / "x86", sshd.UserKeys.make(tmp_path / "keys")) as x86:
+        (tdir / "x86-sshd.toml").write_text(x86.target_toml("x86-sshd", python=sys.executable))
         code = main(["run", str(plan), "--targets-dir", str(tdir), "--store", str(store_dir), "--quiet"])
-        runs = open_store(store_dir).runs()
-        assert code == 0, runs[["target", "model", "error_message"]].to_string()
-    finally:
-        _stop_x86_sshd(sshd_fixture)
+    runs = open_store(store_dir).runs()
+    assert code == 0, runs[["target", "model", "error_message"]].to_string()
     assert len(runs) == 4 and set(runs["status"]) == {"ok"}
-    by_target = runs.groupby("target").agg(machine=("machine", "first"), emulated=("emulated", "all"))
+    by_target = runs.groupby("target").agg(machine=("machine", "first"), emulated=("emulated", "all"),
+                                           python=("python", "first"))
     assert by_target.loc["pi5-emulated", "machine"] == "aarch64" and by_target.loc["pi5-emulated", "emulated"]
+    assert by_target.loc["pi5-emulated", "python"].startswith("3.11.")
     assert by_target.loc["x86-sshd", "machine"] == "x86_64" and not by_target.loc["x86-sshd", "emulated"]
-
-
-def _start_x86_sshd(module, tmp_path: Path) -> str:  # replaced once tests/sshd.py lands
-    raise NotImplementedError
-
-
-def _stop_x86_sshd(module) -> None:
-    pass
+    # One plan, two architectures, the same models: the per-target summary holds both.
+    summary = open_store(store_dir).summary()
+    assert set(summary["target"]) == {"pi5-emulated", "x86-sshd"} and summary["p50_ns"].gt(0).all()
 
 
 def test_device_killed_mid_run_is_stored_and_the_plan_goes_on(device: EmulatedDevice, ssh_ready, tmp_path: Path):
