@@ -139,6 +139,9 @@ class SSHServer:
             "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nUseDNS no\n"
             f"Subsystem sftp {_sftp_server()}\nAllowTcpForwarding yes\nLogLevel VERBOSE\n"
             "MaxStartups 100:30:200\nMaxSessions 100\nPrintMotd no\nPrintLastLog no\n"
+            # bash reads ~/.bashrc for ssh commands at shell level 1 (this host's runs pyenv init: 0.3 s a
+            # command); a device's own bashrc is its business, the test devices start at level 2.
+            "SetEnv SHLVL=1\n"
         )
         self.known_hosts.write_text(self.known_hosts_line())
 

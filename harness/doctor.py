@@ -1,0 +1,344 @@
+"""``hilbench doctor``: what must be true before a target can be measured, one check per question.
+
+:func:`doctor` returns one :class:`Check` per question, in order: reachability,
+login, the device's Python (>= 3.7), then what the agent's ``--probe`` hello
+says (runtimes and versions, execution providers and delegates, sensors, free
+disk and memory, CPU governor, emulation), then platform states read with simple
+commands where they exist (Jetson power mode, Raspberry Pi throttling). A check
+that later checks need (reachable, login, Python, agent) ends the list when it
+fails. :func:`doctor` never raises for a failed check: it becomes a ``fail``
+with the fix. Android targets are handled by :mod:`harness.doctor_android`.
+
+The same facts are stored with every run (the agent's hello is the ``device``
+column of the ``runs`` table).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import HilbenchError, HostKeyError, TransportError
+from harness.targets import Target
+
+__all__ = ["Check", "doctor", "format_checks", "STATUSES"]
+
+#: ``ok`` passed, ``warn`` works but measurements may suffer, ``fail`` cannot run, ``info`` a fact.
+STATUSES = ("ok", "warn", "fail", "info")
+
+_MIN_FREE_DISK = 200 * 1024 * 1024
+_LOW_FREE_DISK = 1024 * 1024 * 1024
+_LOW_MEMORY_KB = 256 * 1024
+
+# Raspberry Pi `vcgencmd get_throttled` bits: now (low) and since boot (<< 16).
+_THROTTLE_BITS = {0x1: "under-voltage", 0x2: "ARM frequency capped", 0x4: "throttled", 0x8: "soft temperature limit"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One doctor question: ``status`` is ``ok``, ``warn``, ``fail`` or ``info``; ``fix`` says what to do."""
+
+    name: str
+    status: str
+    detail: str = ""
+    fix: str = ""
+
+    @property
+    def ok(self) -> bool | None:
+        """True passed, False failed, None a warning or a plain fact."""
+        return {"ok": True, "fail": False}.get(self.status)
+
+
+Shell = Callable[[str], tuple[int, str]]
+
+
+def doctor(target: Target) -> list[Check]:
+    """The checks for ``target`` (local, ssh or adb), in order."""
+    if target.transport == "adb":
+        from harness.doctor_android import doctor_android
+
+        return list(doctor_android(target))  # type: ignore[arg-type,unused-ignore]
+    if target.transport == "ssh":
+        return _doctor_ssh(target)
+    return _doctor_local(target)
+
+
+def format_checks(target: Target, checks: list[Check]) -> str:
+    """One line per check (with its fix hint), under a line naming the target."""
+    where = target.transport
+    if target.host:
+        where += " " + (f"{target.user}@" if target.user else "") + target.host + (f":{target.port}" if target.port else "")
+    failed = sum(1 for c in checks if c.status == "fail")
+    warned = sum(1 for c in checks if c.status == "warn")
+    summary = ", ".join(x for x in (f"{failed} failed" if failed else "", f"{warned} warnings" if warned else "") if x)
+    lines = [f"{target.name} ({where}): {summary or 'ok'}"]
+    marks = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "info": "info"}
+    width = max((len(c.name) for c in checks), default=0)
+    for c in checks:
+        line = f"  {marks.get(c.status, c.status):4}  {c.name:<{width}}  {c.detail}"
+        if c.fix and c.status in ("warn", "fail"):
+            line += f"  -> {c.fix}"
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- ssh
+
+
+def _doctor_ssh(target: Target) -> list[Check]:
+    from harness.transport.ssh import SSHTransport, resolve_endpoint
+
+    checks: list[Check] = []
+    s = target.ssh
+    try:
+        t = SSHTransport(target)
+        assert target.host is not None
+        ep = resolve_endpoint(target.host, user=target.user, port=target.port, identity_file=s.identity_file,
+                              proxy_jump=s.proxy_jump, known_hosts=s.known_hosts, use_ssh_config=s.use_ssh_config)
+    except HilbenchError as exc:
+        return [Check("reachable", "fail", str(exc), "fix the target file or ~/.ssh/config")]
+    where = f"{ep.host}:{ep.port}"
+    if ep.proxy_jump:
+        checks.append(Check("reachable", "info", f"{where} through ProxyJump {ep.proxy_jump} (checked at login)"))
+    else:
+        try:
+            with socket.create_connection((ep.host, ep.port), timeout=s.connect_timeout_s) as sock:
+                sock.settimeout(s.connect_timeout_s)
+                banner = sock.recv(256).decode("ascii", "replace").strip()
+        except Exception as exc:  # noqa: BLE001 - reported as a check
+            err = t._translate(exc, "connect", ep)
+            return [Check("reachable", "fail", str(err), "check the device is on and on the network, and its "
+                          "address and port (target file or ~/.ssh/config)")]
+        if not banner.startswith("SSH-"):
+            return [Check("reachable", "fail", f"{where} answers but not as an SSH server ({banner[:40]!r})",
+                          "check the port")]
+        checks.append(Check("reachable", "ok", f"{where} answers ({banner.splitlines()[0][:60]})"))
+    try:
+        t.login()
+    except HostKeyError as exc:
+        checks.append(Check("host key", "fail", str(exc), "see the message: verify the fingerprint, then trust it"))
+        return checks
+    except TransportError as exc:
+        checks.append(Check("login", "fail", str(exc), "see the message"))
+        return checks
+    try:
+        keys = ", ".join(ep.identity_files) or "default keys / ssh-agent"
+        checks.append(Check("host key", "ok", "verified against known_hosts"))
+        checks.append(Check("login", "ok", f"{ep.user}@{ep.host} ({keys})"))
+        try:
+            version = t.check_python()
+        except TransportError as exc:
+            checks.append(Check("python", "fail", str(exc),
+                                "install Python 3.7+ on the device and set python = \"/path/to/python3\" in the target"))
+            return checks
+        checks.append(Check("python", "ok", f"Python {'.'.join(map(str, version))} ({t.python})"))
+        checks += _probe_checks(t, target)
+        checks += _platform_checks(lambda cmd: _ssh_shell(t, cmd))
+        if t.bytes_sent:
+            checks.append(Check("agent upload", "info", f"{t.bytes_sent} bytes sent to {t.workdir}/agents"))
+    finally:
+        t.close()
+    return checks
+
+
+def _ssh_shell(t: Any, command: str) -> tuple[int, str]:
+    code, out, _err = t.run("sh -c " + _quote(command), step="doctor", timeout=20.0)
+    return code, out.decode("utf-8", "replace")
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+# -------------------------------------------------------------------------------------------- local
+
+
+def _doctor_local(target: Target) -> list[Check]:
+    from harness.transport.local import LocalTransport
+
+    checks = [Check("reachable", "info", "this machine (the agent runs as a subprocess)")]
+    t = LocalTransport(target)
+    try:
+        out = subprocess.run([t.python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                             capture_output=True, text=True, timeout=30)
+        version = tuple(int(x) for x in out.stdout.strip().split("."))
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        checks.append(Check("python", "fail", f"{t.python}: {exc}", "set python in the target to a Python 3.7+"))
+        return checks
+    if version[:2] < (3, 7):
+        checks.append(Check("python", "fail", f"Python {out.stdout.strip()} ({t.python}) is too old: the agent needs "
+                            "3.7 or newer", "set python in the target to a Python 3.7+"))
+        return checks
+    checks.append(Check("python", "ok", f"Python {out.stdout.strip()} ({t.python})"))
+    checks += _probe_checks(t, target)
+    checks += _platform_checks(_local_shell)
+    return checks
+
+
+def _local_shell(command: str) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 127, ""
+    return proc.returncode, proc.stdout
+
+
+# ------------------------------------------------------------------------------------- shared checks
+
+
+def _probe(t: Any) -> dict[str, Any]:
+    """The agent's hello from ``--probe`` (ships the agent when needed)."""
+    from harness.protocol import decode_line
+    from harness.transport.base import LineTimeout
+
+    journal = t.journal_path(f"doctor-{uuid.uuid4().hex[:12]}")
+    proc = t.start_agent({}, journal, ["--probe"])
+    hello: dict[str, Any] = {}
+    error = ""
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            try:
+                line = proc.next_line(max(0.1, deadline - time.monotonic()))
+            except LineTimeout:
+                break
+            if line is None:
+                break
+            if not line.strip():
+                continue
+            msg = decode_line(line, where="agent")
+            if msg["type"] == "hello":
+                hello = msg
+            elif msg["type"] == "error":
+                error = str(msg.get("message"))
+        code = proc.wait(10)
+    finally:
+        with contextlib.suppress(Exception):
+            proc.kill()
+    if not hello:
+        tail = proc.stderr_tail.strip().splitlines()
+        raise TransportError(error or f"the agent said nothing (exit status {code}){': ' + tail[-1] if tail else ''}",
+                             step="probe")
+    return hello
+
+
+def _probe_checks(t: Any, target: Target) -> list[Check]:
+    try:
+        hello = _probe(t)
+    except HilbenchError as exc:
+        return [Check("agent", "fail", str(exc), "run the agent by hand: python3 agent.pyz --probe (see docs/ssh.md)")]
+    return hello_checks(hello, target)
+
+
+def hello_checks(hello: dict[str, Any], target: Target) -> list[Check]:
+    """The checks that the agent's hello answers (pure: tested on recorded hellos)."""
+    checks: list[Check] = [Check("agent", "ok", f"agent {hello.get('agent_version')} on {hello.get('os')} "
+                                 f"{hello.get('machine')}, {hello.get('cpu_count')} CPUs "
+                                 f"({hello.get('cpu_model') or 'unknown CPU'})")]
+    backends: dict[str, Any] = hello.get("backends") or {}
+    real = {n: b for n, b in backends.items() if b.get("available") and not b.get("stand_in")}
+    found = ", ".join(f"{n} {b.get('version') or ''}".strip() for n, b in sorted(real.items()))
+    declared = [r for r in target.runtimes if r not in real]
+    if declared:
+        reasons = "; ".join(f"{r}: {(backends.get(r) or {}).get('reason', 'not found')}" for r in declared)
+        checks.append(Check("runtimes", "fail", f"the target lists {', '.join(declared)} but the device lacks it "
+                            f"({reasons}); found: {found or 'none'}",
+                            f"install it for {hello.get('python')} on the device or drop it from runtimes"))
+    elif real:
+        checks.append(Check("runtimes", "ok", found))
+    else:
+        checks.append(Check("runtimes", "warn", "no inference runtime found (only the synthetic stand-in)",
+                            "install one for the device's Python: pip install onnxruntime (or tflite-runtime, "
+                            "ai-edge-litert)"))
+    providers = []
+    for name, b in sorted(real.items()):
+        for key in ("providers", "delegates", "execution_providers"):
+            items = b.get(key)
+            if items:
+                providers.append(f"{name}: {', '.join(map(str, items))}")
+    checks.append(Check("execution providers", "info", "; ".join(providers) or "none reported"))
+    sensors = hello.get("sensors") or {}
+    sources = sensors.get("sources") or []
+    missing = sensors.get("missing") or []
+    power = [s for s in sources if any(w in s.lower() for w in ("power", "ina", "rapl", "hwmon", "meter"))]
+    if sources:
+        checks.append(Check("sensors", "ok" if power else "warn", "; ".join(sources),
+                            "" if power else "no power sensor: energy per inference needs one (a board rail or an "
+                            "external meter: telemetry.meter_command)"))
+    else:
+        checks.append(Check("sensors", "warn", sensors.get("error") or "none found",
+                            "; ".join(missing[:2]) or "telemetry will be empty"))
+    disk = hello.get("free_disk_bytes")
+    if isinstance(disk, int):
+        status = "fail" if disk < _MIN_FREE_DISK else "warn" if disk < _LOW_FREE_DISK else "ok"
+        checks.append(Check("free disk", status, f"{disk / 1e9:.1f} GB free in the home folder",
+                            "" if status == "ok" else "free space on the device (models are cached under workdir)"))
+    else:
+        checks.append(Check("free disk", "info", "not reported"))
+    mem = hello.get("memory_kb") or {}
+    if mem.get("MemTotal"):
+        avail = mem.get("MemAvailable")
+        low = isinstance(avail, int) and avail < _LOW_MEMORY_KB
+        checks.append(Check("memory", "warn" if low else "ok",
+                            f"{(avail or 0) / 1048576:.1f} GiB available of {mem['MemTotal'] / 1048576:.1f} GiB",
+                            "stop other programs on the device: a model that swaps measures the disk" if low else ""))
+    else:
+        checks.append(Check("memory", "info", "not reported (no /proc/meminfo)"))
+    gov = hello.get("cpu_governor")
+    if gov is None:
+        checks.append(Check("CPU governor", "info", "not exposed (no cpufreq: a VM, or a fixed clock)"))
+    elif gov == "performance":
+        checks.append(Check("CPU governor", "ok", gov))
+    else:
+        checks.append(Check("CPU governor", "warn", f"{gov}: clocks change under load, so latencies drift",
+                            "echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor"))
+    if hello.get("emulated"):
+        checks.append(Check("emulation", "warn", str(hello["emulated"]),
+                            "timings are the emulator's, not the board's: use the real device for numbers"))
+    return checks
+
+
+def _platform_checks(shell: Shell) -> list[Check]:
+    """Jetson power mode and Raspberry Pi throttling, where those tools exist."""
+    checks: list[Check] = []
+    with contextlib.suppress(HilbenchError):
+        code, out = shell("command -v nvpmodel >/dev/null 2>&1 && nvpmodel -q 2>/dev/null")
+        if code == 0 and out.strip():
+            mode = " ".join(line.strip() for line in out.strip().splitlines() if line.strip())
+            checks.append(Check("Jetson power mode", "info", mode,
+                                "for the highest clocks: sudo nvpmodel -m 0 && sudo jetson_clocks (record which mode "
+                                "you measure in)"))
+        code, out = shell("command -v tegrastats >/dev/null 2>&1 && timeout 2 tegrastats --interval 500 "
+                          "2>/dev/null | head -n 1")
+        if code == 0 and out.strip():
+            checks.append(Check("Jetson state", "info", out.strip().splitlines()[0][:160]))
+    with contextlib.suppress(HilbenchError):
+        code, out = shell("command -v vcgencmd >/dev/null 2>&1 && vcgencmd get_throttled 2>/dev/null")
+        if code == 0 and "throttled=" in out:
+            checks.append(throttle_check(out))
+    return checks
+
+
+def throttle_check(text: str) -> Check:
+    """A Raspberry Pi's ``vcgencmd get_throttled`` answer as a check."""
+    try:
+        value = int(text.strip().split("=", 1)[1], 16)
+    except (IndexError, ValueError):
+        return Check("throttling", "info", text.strip()[:80])
+    now = [name for bit, name in _THROTTLE_BITS.items() if value & bit]
+    past = [name for bit, name in _THROTTLE_BITS.items() if value & (bit << 16)]
+    if now:
+        return Check("throttling", "fail", f"now: {', '.join(now)} ({hex(value)})",
+                     "use the official power supply and a heatsink/fan; let the board cool before measuring")
+    if past:
+        return Check("throttling", "warn", f"since boot: {', '.join(past)} ({hex(value)})",
+                     "check the power supply and cooling; reboot to clear the flags")
+    return Check("throttling", "ok", f"none ({hex(value)})")
