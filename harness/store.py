@@ -231,6 +231,7 @@ class Store:
         from harness.stats import SUMMARY_COLUMNS, summarize_frame
 
         runs = self.runs()
+        all_ids = runs["run_id"]
         if run_ids is not None:
             runs = runs[runs["run_id"].isin(set(run_ids))]
         ident = runs[["run_id", "session_id", "plan", "model", "model_tags", "target", "backend", "settings",
@@ -238,12 +239,16 @@ class Store:
         ident.insert(ident.columns.get_loc("valid") + 1, "warnings",
                      [",".join(w["code"] for w in json.loads(v).get("warnings", [])) if isinstance(v, str) else ""
                       for v in runs["verdict"]])
-        samples = self._read("samples", ["run_id", "phase", "latency_ns"])
-        samples = samples[(samples["phase"] == "timed") & samples["run_id"].isin(set(ident["run_id"]))]
-        if samples.empty:
-            stats = pd.DataFrame({c: pd.Series(dtype="float64") for c in SUMMARY_COLUMNS}, index=pd.Index([], name="run_id"))
-        else:
-            stats = summarize_frame(samples, by="run_id", durations_ns=dict(zip(ident["run_id"], ident["timed_ns"], strict=False)))
+        durations = dict(zip(ident["run_id"], ident["timed_ns"], strict=False))
+        stats = self._summaries_by_file(durations, set(all_ids))
+        if stats is None:
+            samples = self._read("samples", ["run_id", "phase", "latency_ns"])
+            samples = samples[(samples["phase"] == "timed") & samples["run_id"].isin(set(ident["run_id"]))]
+            if samples.empty:
+                stats = pd.DataFrame({c: pd.Series(dtype="float64") for c in SUMMARY_COLUMNS},
+                                     index=pd.Index([], name="run_id"))
+            else:
+                stats = summarize_frame(samples, by="run_id", durations_ns=durations)
         out = ident.merge(stats, how="left", left_on="run_id", right_index=True)
         # Vendor runners that print only aggregates (no samples): their own numbers, marked as such.
         agg_only = runs["aggregate_only"].eq(True).to_numpy()
@@ -255,6 +260,47 @@ class Store:
                 if isinstance(aggregates.get(col), (int, float)):
                     out.loc[out.index[i], col] = float(aggregates[col])
         return out.drop(columns=["timed_ns"]).reset_index(drop=True)
+
+    def _summaries_by_file(self, durations: dict[str, Any], known: set[str]) -> pd.DataFrame | None:
+        """Per-run summaries read one ``samples/<run_id>.parquet`` at a time (two columns,
+        on a thread per core), so memory stays flat however large the store grows.
+        None when the folder does not follow the one-file-per-run layout (then the
+        caller reads the whole table)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from harness.stats import SUMMARY_COLUMNS, summarize_fast
+
+        folder = self.root / "samples"
+        files = {p.stem: p for p in folder.glob("*.parquet")} if folder.is_dir() else {}
+        if any(stem not in known for stem in files):
+            return None  # a file named for no run: it may hold any run's samples
+        wanted = [r for r in durations if r in files]
+
+        def one(run_id: str) -> list[float]:
+            try:
+                pf = pq.ParquetFile(files[run_id], read_dictionary=["phase"])
+                if _all_timed(pf):  # the column statistics say so: no need to read the phases
+                    lat = pf.read(columns=["latency_ns"], use_threads=False).column("latency_ns").to_numpy()
+                else:
+                    table = pf.read(columns=["phase", "latency_ns"], use_threads=False)
+                    lat = table.column("latency_ns").to_numpy()
+                    phase = table.column("phase").combine_chunks()
+                    names = phase.dictionary.to_pylist()
+                    codes = phase.indices.to_numpy(zero_copy_only=False)
+                    lat = lat[codes == names.index("timed")] if "timed" in names else lat[:0]
+            except (pa.ArrowException, OSError) as exc:
+                raise StoreError(f"{files[run_id]}: cannot read ({exc})") from exc
+            duration = durations.get(run_id)
+            duration = duration if isinstance(duration, (int, float)) and duration == duration and duration > 0 \
+                else None
+            summary = summarize_fast(lat, duration_ns=duration)
+            return [summary[c] for c in SUMMARY_COLUMNS]
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            values = list(pool.map(one, wanted))
+        stats = pd.DataFrame(values, columns=list(SUMMARY_COLUMNS), index=pd.Index(wanted, name="run_id"),
+                             dtype="float64")
+        return stats[stats["count"] > 0]
 
     def run(self, run_id: str) -> dict[str, Any]:
         """One run's row as a dict with JSON columns decoded; a unique prefix or suffix
@@ -272,6 +318,21 @@ class Store:
             if isinstance(value, str):
                 row[col] = json.loads(value)
         return row
+
+
+def _all_timed(pf: pq.ParquetFile) -> bool:
+    """True when every row group's ``phase`` statistics are min == max == "timed"."""
+    md = pf.metadata
+    try:
+        col = md.schema.names.index("phase")
+    except ValueError:
+        return False
+    for i in range(md.num_row_groups):
+        stats = md.row_group(i).column(col).statistics
+        if stats is None or not stats.has_min_max or stats.min != "timed" or stats.max != "timed" \
+                or stats.null_count:
+            return False
+    return md.num_row_groups > 0
 
 
 def open_store(path: Path | str = "results") -> Store:

@@ -1,0 +1,129 @@
+"""Store at scale: the per-run summary table and `hilbench history` over 100 million samples.
+
+A year of nightly runs over many configurations: by default 2,000 runs x 50,000 timed
+samples (100 M), written straight to Parquet with pyarrow, one file per run as the
+runner writes them. Then, each in a fresh process so the peak memory is its own:
+
+* ``summary``: ``Store.summary()`` (every run's count, mean, quantiles, CIs, MAD...);
+* ``history``: ``hilbench history`` (nightly points from the summary + Apache Otava).
+
+Prints wall time and peak RSS (``ru_maxrss`` of the child). Targets on a 2-core
+machine: summary <= 10 s, peak memory <= 2 GB.
+
+    python3 benchmarks/store_scale.py                 # generate in /tmp/hilbench-scale, then measure
+    python3 benchmarks/store_scale.py --runs 200      # a smaller store (10 M samples)
+    python3 benchmarks/store_scale.py --measure-only  # reuse the store
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.store import SCHEMAS, Store  # noqa: E402
+
+
+def generate(root: Path, runs: int, per_run: int, configs: int, seed: int = 1) -> None:
+    store = Store(root)
+    store.ensure_writable()
+    rng = np.random.default_rng(seed)
+    start = dt.datetime(2025, 11, 1, 1, 0, tzinfo=dt.timezone.utc)
+    nights = max(1, runs // configs)
+    iteration = pa.array(np.arange(per_run, dtype=np.int64))
+    phase = pa.DictionaryArray.from_arrays(pa.array(np.zeros(per_run, dtype=np.int32)), pa.array(["timed"]))
+    run_rows = []
+    t0 = time.perf_counter()
+    for i in range(runs):
+        night, config = divmod(i, configs)
+        run_id = f"{(start + dt.timedelta(days=night)).strftime('%Y%m%dT%H%M%S')}-{i:06x}"
+        level = 1e6 * (1 + config % 17) * (1.08 if night > nights * 0.7 and config == 3 else 1.0)
+        lat = (level * np.exp(0.05 * rng.standard_normal(per_run))).astype(np.int64)
+        t_ns = np.cumsum(lat)
+        table = pa.table({
+            "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(per_run, dtype=np.int32)), pa.array([run_id])),
+            "phase": phase, "iteration": iteration, "latency_ns": lat, "t_ns": t_ns})
+        table = table.cast(pa.schema([(f.name, pa.dictionary(pa.int32(), pa.string()) if f.name in ("run_id", "phase")
+                                       else f.type) for f in SCHEMAS["samples"]]))
+        pq.write_table(table, root / "samples" / f"{run_id}.parquet", compression="zstd")
+        run_rows.append({
+            "run_id": run_id, "session_id": f"s-night{night:04d}", "plan": "scale", "model": f"model-{config % 10}",
+            "target": f"board-{config // 10}", "backend": "litert", "settings": json.dumps({"threads": 4}),
+            "status": "ok", "started_at": start + dt.timedelta(days=night, seconds=config), "timed_count": per_run,
+            "timed_ns": int(t_ns[-1]), "valid": True, "hwm_kb": 100_000 + config, "stand_in": True})
+    # One runs file per run, as the runner writes them.
+    schema = SCHEMAS["runs"]
+    for row in run_rows:
+        cols = {f.name: [row.get(f.name)] for f in schema}
+        pq.write_table(pa.table(cols, schema=schema), root / "runs" / f"{row['run_id']}.parquet")
+    print(f"generated {runs} runs x {per_run} samples = {runs * per_run / 1e6:.0f} M in "
+          f"{time.perf_counter() - t0:.1f} s ({sum(p.stat().st_size for p in (root / 'samples').glob('*')) / 1e9:.2f} GB)")
+
+
+def measure_child(task: str, root: str) -> None:
+    t_import = time.perf_counter()
+    import harness.cli  # noqa: F401 - imports (pandas, scipy, pyarrow) are timed apart
+    import harness.stats  # noqa: F401
+
+    imports = time.perf_counter() - t_import
+    t0 = time.perf_counter()
+    if task == "summary":
+        from harness.store import open_store
+
+        s = open_store(root).summary()
+        detail = f"{len(s)} runs, {int(s['count'].sum()) / 1e6:.0f} M samples"
+    else:
+        from harness.cli import main
+
+        code = main(["history", "--store", root, "--format", "json", "--output", os.devnull])
+        detail = f"exit {code}"
+    wall = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"task": task, "wall_s": round(wall, 2), "imports_s": round(imports, 2),
+                      "peak_rss_mb": round(peak_mb), "detail": detail}))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", default="/tmp/hilbench-scale")
+    ap.add_argument("--runs", type=int, default=2000)
+    ap.add_argument("--per-run", type=int, default=50_000)
+    ap.add_argument("--configs", type=int, default=40, help="configurations per night (runs / configs nights)")
+    ap.add_argument("--measure-only", action="store_true")
+    ap.add_argument("--child", choices=("summary", "history"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        measure_child(args.child, args.root)
+        return 0
+    root = Path(args.root)
+    if not args.measure_only:
+        if root.exists():
+            import shutil
+
+            shutil.rmtree(root)
+        generate(root, args.runs, args.per_run, args.configs)
+    for task in ("summary", "history"):
+        out = subprocess.run([sys.executable, __file__, "--root", str(root), "--child", task],
+                             capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            print(f"{task}: failed\n{out.stderr[-2000:]}")
+            return 1
+        print(out.stdout.strip().splitlines()[-1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
