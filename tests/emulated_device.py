@@ -416,6 +416,16 @@ class EmulatedDevice:
                 os.kill(pid, sig)
         return chosen
 
+    def kill_connections(self) -> list[int]:
+        """SIGKILL every SSH connection's sshd but keep the listener and what the sessions started, as when
+        a board's network drops; returns the pids killed."""
+        conns = []
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().startswith("sshd"):
+                    conns.append(pid)
+        return self.kill(conns)
+
     def stop(self) -> None:
         """Kill sshd and everything in the root, unmount, delete the namespace and the session folder."""
         if self.sshd and self.sshd.poll() is None:
