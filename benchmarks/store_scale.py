@@ -5,7 +5,8 @@ samples (100 M), written straight to Parquet with pyarrow, one file per run as t
 runner writes them. Then, each in a fresh process so the peak memory is its own:
 
 * ``summary``: ``Store.summary()`` (every run's count, mean, quantiles, CIs, MAD...);
-* ``history``: ``hilbench history`` (nightly points from the summary + Apache Otava).
+* ``history``: ``hilbench history`` (nightly points from the summary + Apache Otava);
+* ``compare``: ``hilbench compare`` of the last two nights (raw samples of those two only).
 
 Prints wall time and peak RSS (``ru_maxrss`` of the child). Targets on a 2-core
 machine: summary <= 10 s, peak memory <= 2 GB.
@@ -88,7 +89,7 @@ def measure_child(task: str, root: str) -> None:
     else:
         from harness.cli import main
 
-        code = main(["history", "--store", root, "--format", "json", "--output", os.devnull])
+        code = main([task, "--store", root, "--format", "json", "--output", os.devnull])
         detail = f"exit {code}"
     wall = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -103,7 +104,7 @@ def main() -> int:
     ap.add_argument("--per-run", type=int, default=50_000)
     ap.add_argument("--configs", type=int, default=40, help="configurations per night (runs / configs nights)")
     ap.add_argument("--measure-only", action="store_true")
-    ap.add_argument("--child", choices=("summary", "history"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("summary", "history", "compare"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         measure_child(args.child, args.root)
@@ -115,7 +116,7 @@ def main() -> int:
 
             shutil.rmtree(root)
         generate(root, args.runs, args.per_run, args.configs)
-    for task in ("summary", "history"):
+    for task in ("summary", "history", "compare"):
         out = subprocess.run([sys.executable, __file__, "--root", str(root), "--child", task],
                              capture_output=True, text=True, check=False)
         if out.returncode != 0:

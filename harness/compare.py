@@ -398,13 +398,16 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
 
     wanted_ids = set(base_runs["run_id"]) | set(cand_runs["run_id"])
     need_samples = any(METRICS[m][1] == "samples" for m in metrics)
-    samples = pd.DataFrame(columns=["run_id", "iteration", "latency_ns"])
+    per_run_lat: dict[str, npt.NDArray[Any]] = {}
+    medians = pd.Series(dtype=float)
     if need_samples:
-        samples = store.samples(runs["run_id"], phase="timed", columns=["run_id", "phase", "iteration", "latency_ns"])
+        # History needs only each run's median (the summary reads the store a file at a time);
+        # raw samples are read for the two selections alone.
+        summary = store.summary()
+        medians = summary.set_index("run_id")["p50_ns"].dropna()
+        samples = store.samples(wanted_ids, phase="timed", columns=["run_id", "phase", "iteration", "latency_ns"])
         samples = samples.sort_values(["run_id", "iteration"], kind="stable")
-    medians = samples.groupby("run_id")["latency_ns"].median() if need_samples else pd.Series(dtype=float)
-    per_run_lat = {rid: g["latency_ns"].to_numpy() for rid, g in samples[samples["run_id"].isin(wanted_ids)]
-                   .groupby("run_id", sort=False)} if need_samples else {}
+        per_run_lat = {rid: g["latency_ns"].to_numpy() for rid, g in samples.groupby("run_id", sort=False)}
     energy = pd.Series(dtype=float)
     if "energy_per_inference" in metrics:
         e = energy_per_inference(store, runs[runs["run_id"].isin(wanted_ids)])

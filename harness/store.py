@@ -178,10 +178,17 @@ class Store:
         return path
 
     # ---------------------------------------------------------------- reading
-    def _read(self, table: str, columns: list[str] | None = None, filter_runs: bool = True) -> pd.DataFrame:
+    def _read(self, table: str, columns: list[str] | None = None, filter_runs: bool = True,
+              only: set[str] | None = None) -> pd.DataFrame:
         folder = self.root / table
         schema = SCHEMAS[table]
         files = sorted(str(p) for p in folder.glob("*.parquet")) if folder.is_dir() else []
+        if only is not None and files and table not in ("runs", "sessions"):
+            # One file per run (<run_id>.parquet): read just the runs asked for, unless a file
+            # named for no run could hold anyone's rows.
+            known = set(self._read("runs", ["run_id"])["run_id"])
+            if all(Path(f).stem in known for f in files):
+                files = [f for f in files if Path(f).stem in only]
         if not files:
             return schema.empty_table().to_pandas() if columns is None else schema.empty_table().select(columns).to_pandas()
         try:
@@ -205,7 +212,9 @@ class Store:
     def samples(self, run_ids: Iterable[str] | None = None, phase: str | None = None,
                 columns: list[str] | None = None) -> pd.DataFrame:
         """Every iteration: run_id, phase (first/warmup/timed), iteration, latency_ns, t_ns."""
-        df = self._read("samples", columns)
+        if run_ids is not None:
+            run_ids = set(run_ids)
+        df = self._read("samples", columns, only=run_ids)
         if run_ids is not None:
             df = df[df["run_id"].isin(set(run_ids))]
         if phase is not None:
@@ -213,15 +222,17 @@ class Store:
         return df.reset_index(drop=True)
 
     def telemetry(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
-        df = self._read("telemetry")
-        if run_ids is not None:
-            df = df[df["run_id"].isin(set(run_ids))]
+        wanted = set(run_ids) if run_ids is not None else None
+        df = self._read("telemetry", only=wanted)
+        if wanted is not None:
+            df = df[df["run_id"].isin(wanted)]
         return df.reset_index(drop=True)
 
     def accuracy(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
-        df = self._read("accuracy")
-        if run_ids is not None:
-            df = df[df["run_id"].isin(set(run_ids))]
+        wanted = set(run_ids) if run_ids is not None else None
+        df = self._read("accuracy", only=wanted)
+        if wanted is not None:
+            df = df[df["run_id"].isin(wanted)]
         return df.reset_index(drop=True)
 
     def summary(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:

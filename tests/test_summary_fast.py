@@ -50,6 +50,7 @@ def test_per_file_summary_matches_the_whole_table(tmp_path):
             assert fast.loc[run_id, key] == pytest.approx(slow.loc[run_id, key], rel=1e-12, nan_ok=True)
     assert fast.loc["b", "count"] == 250
     assert np.isnan(fast.loc["c", "count"]) and np.isnan(fast.loc["d", "count"])
+    assert set(store.samples(["b"])["run_id"]) == {"b"} and len(store.samples(["b"], phase="timed")) == 250
     # A samples file named for no run falls back to reading the whole table, with the same answer.
     store.write_table("samples", "stray", {"run_id": ["a"], "phase": ["warmup"], "iteration": [9999],
                                            "latency_ns": [1], "t_ns": [0]})
