@@ -10,7 +10,9 @@ them at once, twice: a first run with empty device caches and a second with warm
   start, the agent's probe) and timed phase end -> job stored; and that minus the device Python + agent
   start-up measured on its own;
 - bytes sent on the first and the second run;
-- time from job start to the first sample (the first inference's end).
+- time from job start to the first sample (the first inference's end);
+- the harness process's own CPU time per job (the devices here share this machine's cores, so on a
+  small host the fleet's wall time is bound by the devices' CPU, not by hilbench's).
 
 The devices live on this machine, so the agent's monotonic clock is the host's: device timestamps
 (``t_ns``) and host times can be subtracted. Needs root and /usr/sbin/sshd.
@@ -114,13 +116,15 @@ def run_fleet(n: int, work: Path, keys: UserKeys, args: argparse.Namespace) -> l
         for label in ("first", "second"):
             store = open_store(work / f"res-{label}")
             timing = Timing()
+            cpu0 = time.process_time()  # this process only: the harness, not sshd or the agents
             t0 = time.perf_counter()
             result = run_jobs(jobs, store, plan=plan, progress=timing, argv=["fleet.py"])
             wall = time.perf_counter() - t0
+            cpu = time.process_time() - cpu0
             failed = [r for r in result.runs if r["status"] != "ok"]
             if failed:
                 raise SystemExit(f"{len(failed)} jobs failed, e.g. {failed[0]['error_message']}")
-            out.append({"n": n, "run": label, "wall_s": wall, "jobs": timing.jobs})
+            out.append({"n": n, "run": label, "wall_s": wall, "cpu_s": cpu, "jobs": timing.jobs})
         return out
     finally:
         for server in servers:
@@ -149,6 +153,7 @@ def summarize(rec: dict[str, Any], startup_s: float) -> dict[str, Any]:
         "first_sample_ms": med(first_sample),
         "first_sample_max_ms": max(first_sample),
         "bytes": sent,
+        "cpu_ms_per_job": rec["cpu_s"] * 1000 / len(jobs),
     }
 
 
@@ -184,7 +189,8 @@ def main() -> int:
         for n, run, s in rows:
             print(f"{n:>7} {run:>6} {s['wall_s']:>7.2f} {s['wall_s'] / base[run]:>6.2f} {s['overhead_ms']:>16.0f} "
                   f"{s['before_ms']:>13.0f} {s['after_ms']:>15.0f} {s['harness_only_ms']:>18.0f} "
-                  f"{s['first_sample_ms']:>9.0f} (max {s['first_sample_max_ms']:.0f}) {s['bytes']:>8}")
+                  f"{s['first_sample_ms']:>9.0f} (max {s['first_sample_max_ms']:.0f}) {s['bytes']:>8} "
+                  f"{s['cpu_ms_per_job']:>16.0f}")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -381,6 +381,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check targets before measuring: one line per check with its fix; exit status 1 when a check fails."""
+    from harness.doctor import doctor, format_checks
+
+    known = load_targets(_default_targets_dirs(args.targets_dir))
+    chosen: list[Target] = []
+    for spec in args.target or sorted(known):
+        if spec in known:
+            chosen.append(known[spec])
+        elif spec.startswith("ssh://"):
+            chosen.append(parse_target_spec(spec, identity=args.identity, known_hosts=args.known_hosts))
+        else:
+            raise ConfigError(f"doctor {spec}: unknown target (known: {', '.join(sorted(known))}; or ssh://user@host[:port])")
+    failed = False
+    for target in chosen:
+        checks = doctor(target)
+        sys.stdout.write(format_checks(target, checks) + "\n")
+        failed = failed or any(c.status == "fail" for c in checks)
+    return EXIT_USER if failed else EXIT_OK
+
+
 def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     """Subcommands that read the store: compare, history, plot, report, variants."""
     c = sub.add_parser("compare", help="did the candidate get slower? (exit status 1 on a regression)")
@@ -482,6 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("targets", help="list and validate target files")
     targets_arg(t)
     t.set_defaults(func=cmd_targets)
+
+    d = sub.add_parser("doctor", help="check targets before measuring (reachability, login, Python, runtimes, ...)")
+    d.add_argument("target", nargs="*", help="target name, local or ssh://user@host[:port] (default: every target)")
+    d.add_argument("--identity", help="private key file for ssh:// targets")
+    d.add_argument("--known-hosts", help="known_hosts file for ssh:// targets")
+    targets_arg(d)
+    d.set_defaults(func=cmd_doctor)
 
     tel = sub.add_parser("telemetry", help="telemetry tools")
     tel_sub = tel.add_subparsers(dest="telemetry_command", required=True)

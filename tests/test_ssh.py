@@ -490,7 +490,8 @@ def test_inline_ssh_target_with_identity_and_known_hosts(servers, tmp_path: Path
 # --- doctor -------------------------------------------------------------------------------------
 
 
-def test_doctor_explains_each_check_over_ssh_and_locally(servers, tmp_path: Path):
+def test_doctor_explains_each_check_over_ssh_and_locally(servers, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]):
     dev = servers("dev")
     tdir = write_targets(tmp_path, {"dev": dev}, extra='runtimes = ["onnxruntime", "tensorrt"]')
     target = load_target(tdir / "dev.toml")
@@ -505,10 +506,12 @@ def test_doctor_explains_each_check_over_ssh_and_locally(servers, tmp_path: Path
     assert text.splitlines()[0].startswith("dev (ssh root@127.0.0.1:") and len(text.splitlines()) == len(checks) + 1
     assert "FAIL  runtimes" in text and "->" in text.split("FAIL  runtimes")[1].splitlines()[0]
 
+    assert main(["doctor", "--targets-dir", str(tdir), "dev"]) == 1  # tensorrt is listed but missing
     dev.stop()
     down = doctor(target)
     assert [c.name for c in down] == ["reachable"] and down[0].ok is False and "connection refused" in down[0].detail
 
+    assert "FAIL  runtimes" in capsys.readouterr().out
     local = {c.name: c for c in doctor(LOCAL)}
     assert local["python"].ok and local["agent"].ok and "free disk" in local
 
