@@ -221,8 +221,15 @@ def test_quickstart_over_ssh_with_onnxruntime_and_litert(device: EmulatedDevice,
     shown = capsys.readouterr().out
     assert "EMULATED" in shown and "aarch64" in shown
 
+    # The HTML report marks every one of them too.
+    report = tmp_path / "report.html"
+    assert main(["report", "--store", str(store_dir), "--output", str(report), "--no-plots"]) == 0
+    html = report.read_text()
+    assert html.count("EMULATED") >= len(runs)
 
-def test_doctor_on_the_emulated_device(device: EmulatedDevice, ssh_ready, tmp_path: Path):
+
+def test_doctor_on_the_emulated_device(device: EmulatedDevice, ssh_ready, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]):
     from harness.doctor import doctor, format_checks
     from harness.targets import load_target
 
@@ -236,6 +243,12 @@ def test_doctor_on_the_emulated_device(device: EmulatedDevice, ssh_ready, tmp_pa
     assert checks["emulation"].status == "warn" and "user-mode emulation" in checks["emulation"].detail
     text = format_checks(target, list(checks.values()))
     assert "WARN  emulation" in text and "not the board's" in text
+
+    # The command line: exit 0 (a warning is not a failure), the same lines.
+    code = main(["doctor", "pi5-emulated", "--targets-dir", str(tmp_path / "targets")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.startswith("pi5-emulated (ssh root@") and "WARN  emulation" in out and "aarch64" in out
 
 
 
