@@ -30,7 +30,7 @@ if sys.version_info < %r:
     sys.exit(2)
 from hilbench_agent.main import main
 sys.exit(main())
-""" % (MIN_PYTHON, ".".join(map(str, MIN_PYTHON)))
+""" % (MIN_PYTHON, ".".join(map(str, MIN_PYTHON)))  # noqa: UP031 - the text is Python 3.6 code
 
 
 def agent_source_dir() -> Path:

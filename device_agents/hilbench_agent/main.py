@@ -19,7 +19,7 @@ import time
 import traceback
 
 from hilbench_agent import PROTOCOL_VERSION
-from hilbench_agent.backends import canonical_name, get_backend_class, probe_all, validate_settings
+from hilbench_agent.backends import canonical_name, get_backend_class, probe_all, probe_some, validate_settings
 from hilbench_agent.backends.base import generate_inputs, load_inputs
 from hilbench_agent.probe import hello_fields, process_memory_kb
 from hilbench_agent.protocol import AgentError, Channel
@@ -43,10 +43,20 @@ def main(argv=None):
     channel = Channel.from_stdout(args.journal)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        channel.send("hello", sensors=_sensors(), **hello_fields(probe_all()))
-        if args.probe or not args.job:
+        job = job_error = None
+        if args.job and not args.probe:
+            try:
+                job = _read_job(args.job)
+            except AgentError as exc:
+                job_error = exc
+        # A job needs only its own backend probed: importing every runtime would cost
+        # hundreds of milliseconds per job on a small board. --probe probes them all.
+        backends = probe_some([job.get("backend", "")]) if job is not None else probe_all()
+        channel.send("hello", sensors=_sensors(), **hello_fields(backends))
+        if job_error is not None:
+            raise job_error
+        if job is None:
             return 0
-        job = _read_job(args.job)
         run_job(channel, job)
         return 0
     except AgentError as exc:
@@ -122,7 +132,7 @@ def run_job(channel, job):
 
     sampler = _start_telemetry(channel, job.get("telemetry"))
     try:
-        result = _measure(channel, job, cls, backend_name, settings)
+        result = _measure(channel, job, cls, backend_name, settings, sampler)
     finally:
         if sampler is not None:
             sampler.stop()
@@ -148,7 +158,7 @@ def _start_telemetry(channel, config):
     return sampler
 
 
-def _measure(channel, job, cls, backend_name, settings):
+def _measure(channel, job, cls, backend_name, settings, sampler=None):
     backend = cls()
     model_path = (job.get("model") or {}).get("path")
     mem_before = process_memory_kb()
@@ -181,6 +191,15 @@ def _measure(channel, job, cls, backend_name, settings):
     first_ns = clock() - t0
     channel.send("phase", phase="first", event="end", duration_ns=first_ns)
 
+    # Before the timed runs: wait for the device to cool (between jobs too: each job passes here
+    # before its timed phase), then an idle baseline. Both precede the warm-up, which re-primes
+    # caches and clocks after the wait; nothing of either runs inside a timed loop.
+    temps = TempReader(job, sampler)
+    gates = []
+    if job.get("cooldown"):
+        gates.append(cooldown_phase(channel, job["cooldown"], temps, "timed"))
+    idle = idle_phase(channel, job.get("idle_s"), sampler)
+
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -203,6 +222,21 @@ def _measure(channel, job, cls, backend_name, settings):
     _send_samples(channel, "timed", lat, starts)
     mem_after = process_memory_kb()
     effective = backend.effective_settings()
+    sustained = None
+    if job.get("sustained"):
+        if job.get("cooldown"):
+            gates.append(cooldown_phase(channel, job["cooldown"], temps, "sustained"))
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            channel.send("phase", phase="sustained", event="begin")
+            s_lat, s_starts, sustained = sustained_loop(invoke, job["sustained"])
+            channel.send("phase", phase="sustained", event="end", **sustained)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        _send_samples(channel, "sustained", s_lat, s_starts)
+        del s_lat, s_starts
     accuracy = None
     if job.get("eval") and backend.needs_model:
         # After the timed runs and the memory reading, so neither sees the evaluation set.
@@ -226,6 +260,9 @@ def _measure(channel, job, cls, backend_name, settings):
             "hwm_kb": mem_after.get("VmHWM"),
         },
         "gc_disabled": True,
+        "idle": idle,
+        "cooldown": gates or None,
+        "sustained": sustained,
         "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
     }
 
@@ -485,3 +522,173 @@ def _median(values):
     if len(ordered) % 2:
         return ordered[mid]
     return (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+# --- cool-down gate, idle baseline, sustained mode --------------------------------------------------
+
+#: Sources whose ``temp.*`` readings stand for the device's temperature (read by the cool-down gate).
+TEMP_SOURCES = ("thermal", "hwmon", "edgetpu", "vcgencmd_temp")
+#: Sources that measure power (an idle baseline is worth its seconds only with one of these, or a temperature).
+POWER_SOURCES = ("rapl", "jetson_rails", "pmic", "meter", "powermetrics", "tegrastats")
+
+
+def _usable_temp(sensor, value):
+    # Jetson's PMIC zone is a constant (100 or 50 C), not a measurement; below -40 C is an offline sentinel.
+    return value is not None and sensor.startswith("temp.") and "pmic" not in sensor.lower() and value > -40.0
+
+
+class TempReader(object):
+    """The device's temperature now: the hottest usable ``temp.*`` reading of its thermal sources.
+
+    Uses the sampler's sources when telemetry runs (they are stateless sysfs reads, safe beside the
+    sampler thread), else discovers them under the job's telemetry ``root``. ``read()`` -> C or None.
+    """
+
+    def __init__(self, job, sampler=None):
+        self._job = job
+        self._sources = None
+        if sampler is not None:
+            self._sources = [s for s in sampler.sources if _base_name(s) in TEMP_SOURCES]
+
+    def _discover(self):
+        try:
+            from hilbench_agent.telemetry.discover import discover
+            config = self._job.get("telemetry") or {}
+            found = discover(root=config.get("root", "/"))
+            self._sources = [s for s in found if _base_name(s) in TEMP_SOURCES]
+        except Exception as exc:  # no sensors is a recorded fact, never a failed job
+            log("cool-down gate: no temperature sources: %s" % exc)
+            self._sources = []
+
+    def read(self):
+        if self._sources is None:
+            self._discover()
+        best = None
+        for source in self._sources:
+            try:
+                readings = source.read()
+            except Exception:
+                continue
+            for r in readings or ():
+                if _usable_temp(r.sensor, r.value) and (best is None or r.value > best):
+                    best = r.value
+        return best
+
+
+def _base_name(source):
+    return getattr(source, "name", "").rstrip("0123456789")
+
+
+def cooldown_gate(read_temp, config, sleep=time.sleep, now=None):
+    """Wait until the device is at or below ``max_temp_c``, or its temperature stops falling, or
+    ``max_wait_s`` passes. "Stops falling": it fell less than ``min_drop_c`` (0.5) over the last
+    ``settle_s`` (10 s). Polls every ``poll_s`` (1 s). Returns the record of the wait::
+
+        {"status": "below" | "stopped_falling" | "timeout" | "no_sensor", "waited_ns",
+         "start_temp_c", "end_temp_c", "max_temp_c", "max_wait_s"}
+
+    A timeout is not an error: the host stores it as a stability warning.
+    """
+    now = now or clock
+    max_temp = float(config.get("max_temp_c", 50.0))
+    max_wait_ns = _seconds_ns(config.get("max_wait_s"), 120 * 10 ** 9)
+    settle_ns = _seconds_ns(config.get("settle_s"), 10 * 10 ** 9)
+    poll_s = float(config.get("poll_s", 1.0))
+    min_drop = float(config.get("min_drop_c", 0.5))
+    begin = now()
+    temp = read_temp()
+    info = {"max_temp_c": max_temp, "max_wait_s": max_wait_ns / 1e9, "start_temp_c": temp}
+    if temp is None:
+        info.update(status="no_sensor", waited_ns=0, end_temp_c=None)
+        return info
+    history = [(begin, temp)]
+    while True:
+        t = now()
+        if temp <= max_temp:
+            status = "below"
+            break
+        if t - begin >= max_wait_ns:
+            status = "timeout"
+            break
+        settled = [old for (ts, old) in history if t - ts >= settle_ns]
+        if settled and settled[-1] - temp < min_drop:
+            status = "stopped_falling"
+            break
+        sleep(max(0.0, min(poll_s, (begin + max_wait_ns - t) / 1e9)))
+        reading = read_temp()
+        if reading is not None:
+            temp = reading
+            history.append((now(), temp))
+    info.update(status=status, waited_ns=now() - begin, end_temp_c=temp)
+    return info
+
+
+def cooldown_phase(channel, config, temps, before):
+    """The cool-down gate as a ``cooldown`` phase (begin/end) ahead of the ``before`` phase."""
+    channel.send("phase", phase="cooldown", event="begin", before=before)
+    info = cooldown_gate(temps.read, config)
+    info["before"] = before
+    channel.send("phase", phase="cooldown", event="end", **info)
+    return info
+
+
+def idle_phase(channel, idle_s, sampler):
+    """``idle_s`` seconds with the sampler running and no inference: the power/temperature baseline.
+
+    Returns ``{"t0_ns", "t1_ns", "duration_ns"}`` (the host averages the readings in that window),
+    ``{"skipped": why}`` when there is nothing to measure, or None when not asked for.
+    """
+    if not idle_s or float(idle_s) <= 0:
+        return None
+    if sampler is None:
+        return {"skipped": "telemetry is off"}
+    names = set(_base_name(s) for s in sampler.sources)
+    if not names & set(POWER_SOURCES + TEMP_SOURCES) and not _hwmon_power(sampler.sources):
+        return {"skipped": "no power or temperature sensor on this device"}
+    channel.send("phase", phase="idle", event="begin")
+    t0 = clock()
+    time.sleep(float(idle_s))
+    t1 = clock()
+    channel.send("phase", phase="idle", event="end", duration_ns=t1 - t0, t0_ns=t0, t1_ns=t1)
+    return {"t0_ns": t0, "t1_ns": t1, "duration_ns": t1 - t0}
+
+
+def _hwmon_power(sources):
+    for s in sources:
+        for _, _, chans in getattr(s, "devices", None) or ():
+            if any(c[0] == "power" for c in chans):
+                return True
+    return False
+
+
+def sustained_loop(invoke, policy):
+    """Sustained mode: invoke back to back for ``duration_s`` (default 60) and keep every latency.
+
+    The same bare timed region as :func:`timed_loop`; the host cuts the samples into ``window_s``
+    windows (stability, time to throttle) against the telemetry on the same clock.
+    """
+    duration_ns = _seconds_ns(policy.get("duration_s"), 60 * 10 ** 9)
+    max_count = int(policy.get("max_count") or 10 ** 7)
+    lat = []
+    starts = []
+    add_lat = lat.append
+    add_start = starts.append
+    n = 0
+    begin = clock()
+    end = begin + duration_ns
+    while True:
+        t0 = clock()
+        invoke()
+        t1 = clock()
+        add_lat(t1 - t0)
+        add_start(t0)
+        n += 1
+        if t1 >= end:
+            reason = "duration"
+            break
+        if n >= max_count:
+            reason = "max_count"
+            break
+    duration = clock() - begin
+    return lat, starts, {"count": n, "duration_ns": duration, "stop_reason": reason, "t0_ns": begin,
+                         "duration_s": duration_ns / 1e9, "window_s": float(policy.get("window_s") or 5.0)}

@@ -107,8 +107,13 @@ def validate_settings(name, settings):
 
 def probe_all():
     """Probe every backend; returns {name: {available, version, reason, ...}}."""
+    return probe_some(sorted(SETTINGS))
+
+
+def probe_some(names):
+    """Probe the named backends (unknown names are left out)."""
     found = {}
-    for name in sorted(SETTINGS):
+    for name in sorted(set(canonical_name(n) for n in names if canonical_name(n) in SETTINGS)):
         try:
             found[name] = get_backend_class(name).probe()
         except Exception as exc:  # a probe must never take the agent down
