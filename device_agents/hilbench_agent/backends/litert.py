@@ -19,8 +19,8 @@ def _import_interpreter():
     except ImportError:
         pass
     try:
-        from tflite_runtime import interpreter as mod
         import tflite_runtime
+        from tflite_runtime import interpreter as mod
         return mod, "tflite-runtime", getattr(tflite_runtime, "__version__", None) or _dist_version("tflite-runtime")
     except ImportError:
         pass

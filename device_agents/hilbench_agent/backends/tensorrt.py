@@ -13,8 +13,8 @@ from hilbench_agent.protocol import AgentError
 def _import():
     import tensorrt as trt  # noqa: F401
     try:
-        import pycuda.driver as cuda
         import pycuda.autoinit  # noqa: F401  (creates the context)
+        import pycuda.driver as cuda
         return trt, cuda
     except ImportError:
         raise ImportError("pycuda is not installed")
