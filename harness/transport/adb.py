@@ -40,7 +40,7 @@ from typing import Any
 from harness.agentpkg import agent_bundle
 from harness.errors import TransportError
 from harness.targets import Target
-from harness.transport.base import AgentProcess, PipeAgentProcess, Transport
+from harness.transport.base import AgentProcess, SubprocessAgentProcess, Transport
 
 __all__ = ["ADBTransport", "ShellResult", "DEVICE_ROOT", "explain_adb_error", "parse_devices"]
 
@@ -462,26 +462,6 @@ class ADBTransport(Transport):
             proc.stdin.close()
         except OSError:
             pass
-        return _ADBPipeProcess(proc)
+        return SubprocessAgentProcess(proc)
 
 
-class _ADBPipeProcess(PipeAgentProcess):
-    """The agent on the phone, through a streaming ``adb shell`` (shell v2 gives its exit status)."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        super().__init__(proc.stdout, proc.stderr)
-        self.proc = proc
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        self.join_stderr()
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import queue
+import subprocess
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from typing import IO, Any
 
 from harness.targets import Target
 
-__all__ = ["Transport", "AgentProcess", "PipeAgentProcess", "LineTimeout"]
+__all__ = ["Transport", "AgentProcess", "PipeAgentProcess", "SubprocessAgentProcess", "LineTimeout"]
 
 
 class LineTimeout(Exception):
@@ -102,6 +103,28 @@ class PipeAgentProcess(AgentProcess):
     @property
     def stderr_tail(self) -> str:
         return "\n".join(self._tail)
+
+
+class SubprocessAgentProcess(PipeAgentProcess):
+    """An agent reached through a local child process (the agent itself, ``adb shell``, ...)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        super().__init__(proc.stdout, proc.stderr)
+        self.proc = proc
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self.join_stderr()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class Transport(ABC):

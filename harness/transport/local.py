@@ -12,29 +12,13 @@ from typing import Any
 
 from harness.agentpkg import agent_bundle
 from harness.errors import TransportError
-from harness.transport.base import PipeAgentProcess, Transport
+from harness.transport.base import SubprocessAgentProcess, Transport
 
 __all__ = ["LocalTransport", "LocalAgentProcess"]
 
 
-class LocalAgentProcess(PipeAgentProcess):
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        super().__init__(proc.stdout, proc.stderr)
-        self.proc = proc
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        self.join_stderr()
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+#: The local agent is a plain child process.
+LocalAgentProcess = SubprocessAgentProcess
 
 
 class LocalTransport(Transport):
