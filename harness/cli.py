@@ -227,6 +227,10 @@ def cmd_show(args: argparse.Namespace) -> int:
                   f"   cv {stats['cv'] * 100:.2f}%   {stats['throughput_per_s']:.1f} inf/s\n")
     if row.get("hwm_kb"):
         out.write(f"  memory    peak RSS {row['hwm_kb'] / 1024:.1f} MiB (before load {(row.get('rss_before_load_kb') or 0) / 1024:.1f} MiB)\n")
+    if isinstance(row.get("derived"), dict):
+        from harness.telemetry_derive import format_derived
+
+        out.writelines(f"  {line}\n" for line in format_derived(row["derived"]))
     verdict = row.get("verdict") or {}
     out.write(f"  verdict   {'VALID' if row.get('valid') else 'INVALID'}\n")
     for reason in verdict.get("reasons", []):
@@ -277,12 +281,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     if len(args.selection) == 1:
         raise ConfigError("compare: give both BASELINE and CANDIDATE, or neither (the last two sessions of a plan)")
+    runs = store.runs()
     if args.selection:
-        runs = store.runs()
         base, cand = select_runs(runs, args.selection[0]), select_runs(runs, args.selection[1])
     else:
-        base, cand = default_selections(store)
-    result = compare(store, base, cand, alpha=args.alpha, min_change=args.min_change / 100.0,
+        base, cand = default_selections(store, runs)
+    result = compare(store, base, cand, alpha=args.alpha, min_change=args.min_change / 100.0, runs=runs,
                      **({"metrics": tuple(args.metric)} if args.metric else {}))
     if args.output:
         _write_output(format_comparison(result, args.format), args.output)

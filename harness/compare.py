@@ -16,7 +16,7 @@ confidence interval and a verdict:
      would read the drift as a difference;
   2. a slowdown of at least ``max(2%, 2 x the baseline's session-to-session
      variation)`` (the coefficient of variation of the per-session medians of that
-     configuration in the store's earlier sessions, when there are >= 3);
+     configuration over the store's last 20 sessions up to the baseline, when there are >= 3);
   3. the lower bound of the 99% bootstrap interval of the ratio (of the medians of the block
      statistics, blocks resampled; ``scipy.stats.bootstrap``) above 1.
 
@@ -78,6 +78,12 @@ BLOCK_COUNT = 25
 BLOCK_NS = 1_000_000_000
 P99_BLOCK_COUNT = 100
 MIN_BLOCKS = 5
+#: Long runs get longer blocks so that each side has at most this many (the test and the
+#: bootstrap then cost the same for 1,000 or 1,000,000 samples, and long-range drift
+#: is averaged inside a block rather than counted as independent evidence).
+MAX_BLOCKS = 400
+#: The baseline's session-to-session variation comes from its most recent sessions.
+HISTORY_SESSIONS = 20
 DEFAULT_ALPHA = 0.01
 DEFAULT_MIN_CHANGE = 0.02
 CONFIDENCE = 0.99
@@ -212,9 +218,9 @@ def _select_one(ok: pd.DataFrame, part: str) -> tuple[pd.DataFrame, str]:
     return ok[labels.map(lambda d: part in {str(v) for v in d.values()})], f"label value {part}"
 
 
-def default_selections(store: Store) -> tuple[Selection, Selection]:
+def default_selections(store: Store, runs: pd.DataFrame | None = None) -> tuple[Selection, Selection]:
     """The last two sessions of the same plan (the newest session's plan)."""
-    runs = store.runs()
+    runs = store.runs() if runs is None else runs
     ok = runs[runs["status"] == "ok"]
     if ok.empty:
         raise AnalysisError(f"{store.root}: no successful runs to compare")
@@ -280,7 +286,7 @@ def compare_series(base_ns: npt.ArrayLike, cand_ns: npt.ArrayLike, q: float = 0.
     """
     base = np.asarray(base_ns, dtype=np.float64)
     cand = np.asarray(cand_ns, dtype=np.float64)
-    size = block_size(base)
+    size = max(block_size(base), math.ceil(base.size / MAX_BLOCKS))
     if q > 0.9:
         # A tail quantile needs enough inferences per block to exist at all.
         size = max(size, P99_BLOCK_COUNT)
@@ -344,15 +350,10 @@ def _verdict(t: _Test, q_slower: float, q_faster: float, threshold: float, alpha
 # ----------------------------------------------------------------------------- the comparison
 
 
-def _key(row: Any) -> tuple[str, str, str, str]:
-    return (str(row["model"]), str(row["target"]), str(row["backend"]), str(row["settings"] or "{}"))
-
-
-def _history_cv(runs: pd.DataFrame, medians: pd.Series, key: tuple[str, str, str, str],
-                before: pd.Timestamp, exclude: set[str]) -> float | None:
-    """CV of per-session medians of one configuration over sessions up to ``before`` (needs >= 3)."""
-    same = runs[(runs["_key"] == key) & (runs["started_at"] <= before) & ~runs["run_id"].isin(exclude)]
-    same = same[same["run_id"].isin(medians.index)]
+def _history_cv(same: pd.DataFrame, medians: pd.Series, before: pd.Timestamp, exclude: set[str]) -> float | None:
+    """CV of per-session medians of one configuration's runs ``same`` over sessions up to ``before``
+    (needs >= 3 sessions)."""
+    same = same[(same["started_at"] <= before) & ~same["run_id"].isin(exclude) & same["run_id"].isin(medians.index)]
     if same["session_id"].nunique() < 3:
         return None
     per_session = same.assign(m=same["run_id"].map(medians)).groupby("session_id")["m"].median()
@@ -362,16 +363,18 @@ def _history_cv(runs: pd.DataFrame, medians: pd.Series, key: tuple[str, str, str
 
 def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: float = DEFAULT_ALPHA,
             min_change: float = DEFAULT_MIN_CHANGE, metrics: Sequence[str] = tuple(METRICS),
-            seed: int = SEED, resamples: int = RESAMPLES) -> Comparison:
-    """Compare two selections of the store, configuration by configuration (see the module docstring)."""
+            seed: int = SEED, resamples: int = RESAMPLES, runs: pd.DataFrame | None = None) -> Comparison:
+    """Compare two selections of the store, configuration by configuration (see the module docstring).
+    ``runs`` is ``store.runs()`` when the caller has it already."""
     from harness.metrics import energy_per_inference
 
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise AnalysisError(f"unknown metric {unknown[0]!r} (known: {', '.join(METRICS)})")
-    runs = store.runs()
+    runs = store.runs() if runs is None else runs
     runs = runs[runs["status"] == "ok"].copy()
-    runs["_key"] = [_key(r) for _, r in runs.iterrows()]
+    runs["_key"] = list(zip(runs["model"].astype(str), runs["target"].astype(str), runs["backend"].astype(str),
+                            runs["settings"].fillna("{}").astype(str), strict=True))
     base_runs = runs[runs["run_id"].isin(baseline.run_ids)]
     cand_runs = runs[runs["run_id"].isin(candidate.run_ids)]
     overlap = set(base_runs["run_id"]) & set(cand_runs["run_id"])
@@ -392,7 +395,11 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
     if need_samples:
         # History needs only each run's median (the summary reads the store a file at a time);
         # raw samples are read for the two selections alone.
-        summary = store.summary()
+        base_time = pd.to_datetime(base_runs["started_at"]).max()
+        past = runs[runs["_key"].isin(set(common)) & (runs["started_at"] <= base_time)
+                    & ~runs["run_id"].isin(set(cand_runs["run_id"]))]
+        recent = past.groupby("session_id")["started_at"].max().sort_values().index[-HISTORY_SESSIONS:]
+        summary = store.summary(past.loc[past["session_id"].isin(set(recent)), "run_id"])
         medians = summary.set_index("run_id")["p50_ns"].dropna()
         samples = store.samples(wanted_ids, phase="timed", columns=["run_id", "phase", "iteration", "latency_ns"])
         samples = samples.sort_values(["run_id", "iteration"], kind="stable")
@@ -404,11 +411,12 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
     base_latest = pd.to_datetime(base_runs["started_at"]).max()
     exclude = set(cand_runs["run_id"])
 
+    by_key = {k: g for k, g in runs.groupby("_key", sort=False) if k in set(common)}
     tests: list[tuple[PairResult, _Test]] = []
     for key in common:
         b = base_runs[base_runs["_key"] == key]
         c = cand_runs[cand_runs["_key"] == key]
-        hist = _history_cv(runs, medians, key, base_latest, exclude) if need_samples else None
+        hist = _history_cv(by_key[key], medians, base_latest, exclude) if need_samples else None
         threshold = max(min_change, 2.0 * hist) if hist is not None else min_change
         for metric in metrics:
             unit, kind = METRICS[metric]

@@ -183,6 +183,7 @@ class Store:
         folder = self.root / table
         schema = SCHEMAS[table]
         files = sorted(str(p) for p in folder.glob("*.parquet")) if folder.is_dir() else []
+        known: set[str] | None = None
         if only is not None and files and table not in ("runs", "sessions"):
             # One file per run (<run_id>.parquet): read just the runs asked for, unless a file
             # named for no run could hold anyone's rows.
@@ -198,7 +199,7 @@ class Store:
             raise StoreError(f"{folder}: cannot read ({exc})") from exc
         df = arrow.to_pandas()
         if filter_runs and table not in ("runs", "sessions") and "run_id" in df.columns:
-            committed = set(self._read("runs", ["run_id"])["run_id"])
+            committed = known if known is not None else set(self._read("runs", ["run_id"])["run_id"])
             df = df[df["run_id"].isin(committed)].reset_index(drop=True)
         return df
 
