@@ -143,7 +143,7 @@ def load_scorer(spec: str) -> Callable[..., dict[str, float]]:
         raise ConfigError(f"scorer {spec!r}: cannot import ({exc})") from exc
     if not callable(fn):
         raise ConfigError(f"scorer {spec!r}: not a function")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 def _acc_info(result: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ __all__ = ["KINDS", "BUDGETS_MS", "plot", "save", "pareto_front", "pareto_figure
 KINDS = ("pareto", "distribution", "timeline", "targets", "energy", "trend")
 #: Latency budgets drawn on distributions: (ms, label).
 BUDGETS_MS = ((33.3, "33 ms: 30 fps video"), (16.7, "16 ms: 60 fps"), (11.1, "11 ms: 90 fps AR/VR"))
-_STYLE = {"font.size": 10, "axes.titlesize": 12, "axes.titleweight": "bold", "axes.spines.top": False,
+_STYLE: dict[str, Any] = {"font.size": 10, "axes.titlesize": 12, "axes.titleweight": "bold", "axes.spines.top": False,
           "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100}
 
 
@@ -48,7 +48,7 @@ def _plt() -> Any:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update(_STYLE)
+    plt.style.use(_STYLE)
     return plt
 
 

@@ -106,7 +106,7 @@ def _int8(model_path: Path, out: Path, calibration: Path, limit: int | None) -> 
     name, x, shape = _calibration_arrays(model_path, calibration, limit)
     batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else 1
 
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
+    class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self.i = 0
 
