@@ -110,7 +110,10 @@ def test_block_test_is_against_scipy_and_survives_drift():
     blocks_b = np.median(base[:700].reshape(-1, 25), axis=1)
     blocks_c = np.median(cand[:700].reshape(-1, 25), axis=1)
     assert t.p_slower == pytest.approx(mannwhitneyu(blocks_b, blocks_c, alternative="less").pvalue)
-    assert t.ratio == pytest.approx(np.median(cand) / np.median(base))
+    # the ratio is the point estimate of what the interval is about: the median of block medians
+    assert t.ratio == pytest.approx(np.median(blocks_c) / np.median(blocks_b))
+    assert t.baseline == pytest.approx(np.median(base)) and t.candidate == pytest.approx(np.median(cand))
+    assert t.ci_low <= t.ratio <= t.ci_high
     # A warming device measured per sample looks different from itself; block medians of two such runs do not.
     warm = [series("drift", 700, np.random.default_rng(s)) for s in (10, 11)]
     per_sample = mannwhitneyu(warm[0][:350], warm[1][350:], alternative="less").pvalue
