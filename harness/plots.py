@@ -128,32 +128,50 @@ def pareto_front(latency: Sequence[float], accuracy: Sequence[float]) -> list[in
 
 
 def pareto_figure(data: pd.DataFrame, *, metric: str = "p50_ns") -> Any:
-    """``data``: one row per run with model, target, backend, settings, ``metric`` (ns), top1."""
+    """``data``: one row per run with model, target, backend, settings, ``metric`` (ns), top1.
+
+    Runs of the same configuration (several sessions) are one point: the median latency and
+    the mean accuracy. Only the points on a front are labelled in full; the others get a
+    short label, staggered so that close points stay readable."""
     d = data.dropna(subset=[metric, "top1"])
     if d.empty:
         return _empty("Latency vs accuracy", "No run has both latency and accuracy.\n"
                       "Give the models an evaluation set: [models.eval] in the plan.")
+    keys = ["target", "model", "backend", "settings"]
+    d = d.groupby(keys, as_index=False, sort=True).agg(**{metric: (metric, "median"), "top1": ("top1", "mean")})
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 5.2))
+    fig, ax = plt.subplots(figsize=(9, 5.6))
     targets = sorted(d["target"].unique())
+    xs_all = d[metric].to_numpy() / 1e6
+    log_x = xs_all.max() / max(xs_all.min(), 1e-9) > 20
+    placed: list[tuple[float, float]] = []
     for color, target in zip(_colors(len(targets)), targets, strict=True):
         t = d[d["target"] == target].reset_index(drop=True)
         x = t[metric].to_numpy() / 1e6
         y = t["top1"].to_numpy() * 100
-        ax.scatter(x, y, s=55, color=color, label=target, zorder=3, edgecolor="white", linewidth=0.8)
         front = pareto_front(x, y)
+        ax.scatter(x, y, s=55, color=color, label=target, zorder=3, edgecolor="white", linewidth=0.8)
         ax.step(x[front], y[front], where="post", color=color, linewidth=1.6, alpha=0.8, zorder=2)
         for i, row in t.iterrows():
-            ax.annotate(f"{row['model']}\n{row['backend']}", (x[i], y[i]), textcoords="offset points",
-                        xytext=(6, 4), fontsize=8, color="0.2")
-    xs = d[metric].to_numpy() / 1e6
-    if xs.max() / max(xs.min(), 1e-9) > 20:
+            on_front = i in front
+            text = f"{row['model']} ({row['backend']})" if on_front else str(row["model"])
+            # Stagger labels of points that sit close together (in display terms).
+            px = np.log10(x[i]) if log_x else x[i] / max(xs_all.max(), 1e-9)
+            close = sum(1 for qx, qy in placed if abs(qx - px) < 0.08 and abs(qy - y[i]) < 0.6)
+            placed.append((px, y[i]))
+            ax.annotate(text, (x[i], y[i]), textcoords="offset points", xytext=(6, 5 - 11 * close),
+                        fontsize=8, color="0.1" if on_front else "0.45",
+                        fontweight="bold" if on_front else "normal")
+    if log_x:
         ax.set_xscale("log")
+    ys = d["top1"].to_numpy() * 100
+    ax.set_ylim(max(0.0, ys.min() - max(2.0, 0.15 * (ys.max() - ys.min()))), min(101.0, ys.max() + 1.5))
     which = metric.split("_")[0]
-    ax.set_xlabel(f"{which} latency (ms, lower is better)")
+    ax.set_xlabel(f"{which} latency (ms{', log scale' if log_x else ''}; lower is better)")
     ax.set_ylabel("top-1 accuracy on the device (%)")
-    ax.set_title("Latency vs accuracy: the Pareto front per target")
-    ax.legend(title="target", loc="lower right", frameon=False)
+    ax.set_title("Latency vs accuracy: the Pareto front per target (bold: on the front)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(title="target", loc="best", frameon=False)
     return fig
 
 
