@@ -227,6 +227,10 @@ def cmd_show(args: argparse.Namespace) -> int:
                   f"   cv {stats['cv'] * 100:.2f}%   {stats['throughput_per_s']:.1f} inf/s\n")
     if row.get("hwm_kb"):
         out.write(f"  memory    peak RSS {row['hwm_kb'] / 1024:.1f} MiB (before load {(row.get('rss_before_load_kb') or 0) / 1024:.1f} MiB)\n")
+    if isinstance(row.get("derived"), dict):
+        from harness.telemetry_derive import format_derived
+
+        out.writelines(f"  {line}\n" for line in format_derived(row["derived"]))
     verdict = row.get("verdict") or {}
     out.write(f"  verdict   {'VALID' if row.get('valid') else 'INVALID'}\n")
     for reason in verdict.get("reasons", []):

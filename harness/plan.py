@@ -61,9 +61,15 @@ class Policy:
     telemetry_rate_hz: float = 10.0
     timeout_s: float = 600.0
     percentiles: tuple[int, ...] = (50, 90, 95, 99)
+    # Idle baseline before the timed runs (s; 0 = none); the agent skips it on a device without sensors.
+    idle_s: float = 2.0
+    #: sustained mode {duration_s, window_s}, run after the timed phase; None = off
+    sustained: dict[str, Any] | None = None
+    #: cool-down gate {max_temp_c, max_wait_s, settle_s, poll_s, min_drop_c} before each timed phase; None = off
+    cooldown: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "warmup": self.warmup,
             "timed": self.timed,
             "affinity": list(self.affinity),
@@ -72,6 +78,14 @@ class Policy:
             "timeout_s": self.timeout_s,
             "percentiles": list(self.percentiles),
         }
+        # Only when not the default, so job keys (--resume) of plans written before these keys stay the same.
+        if self.idle_s != 2.0:
+            d["idle_s"] = self.idle_s
+        if self.sustained is not None:
+            d["sustained"] = self.sustained
+        if self.cooldown is not None:
+            d["cooldown"] = self.cooldown
+        return d
 
 
 @dataclass(frozen=True)
@@ -197,17 +211,58 @@ def _policy(r: TableReader) -> Policy:
             raise r.error("timed.max_count", f"must be >= {floor}, the fewest samples the percentiles "
                           f"{', '.join(map(str, percentiles))} need")
         timed.setdefault("max_s", 60.0)
+    thermal = _thermal_policy(r)
+    # The default timeout leaves room for the sustained phase and two cool-down waits.
+    extra_s = (thermal["sustained"] or {}).get("duration_s", 0.0) + 2 * (thermal["cooldown"] or {}).get("max_wait_s", 0.0)
     policy = Policy(
         warmup=warmup,
         timed=timed,
         affinity=tuple(affinity),
         telemetry=telemetry,
         telemetry_rate_hz=float(r.get("telemetry_rate_hz", (int, float), 10.0)),
-        timeout_s=float(r.get("timeout_s", (int, float), 600.0)),
+        timeout_s=float(r.get("timeout_s", (int, float), 600.0 + extra_s)),
         percentiles=tuple(percentiles),
+        **thermal,
     )
     r.done()
     return policy
+
+
+def _thermal_policy(r: TableReader) -> dict[str, Any]:
+    """``idle_s``, ``sustained`` and ``cooldown`` of ``[policy]`` (docs/telemetry.md)."""
+    idle_s = float(r.get("idle_s", (int, float), 2.0))
+    if idle_s < 0:
+        raise r.error("idle_s", "must be >= 0 (0 = no idle baseline)")
+    sustained = None
+    if r.get("sustained", dict, None) is not None:
+        s = r.table("sustained")
+        sustained = {"duration_s": float(s.get("duration_s", (int, float), 60.0)),
+                     "window_s": float(s.get("window_s", (int, float), 5.0))}
+        max_count = s.get("max_count", int, None)
+        s.done()
+        if sustained["duration_s"] <= 0:
+            raise s.error("duration_s", "must be > 0")
+        if not 0 < sustained["window_s"] <= sustained["duration_s"]:
+            raise s.error("window_s", "must be > 0 and <= duration_s")
+        if max_count is not None:
+            if max_count < 1:
+                raise s.error("max_count", "must be >= 1")
+            sustained["max_count"] = max_count
+    cooldown = None
+    if r.get("cooldown", dict, None) is not None:
+        c = r.table("cooldown")
+        cooldown = {"max_temp_c": float(c.get("max_temp_c", (int, float), 50.0)),
+                    "max_wait_s": float(c.get("max_wait_s", (int, float), 120.0)),
+                    "settle_s": float(c.get("settle_s", (int, float), 10.0)),
+                    "poll_s": float(c.get("poll_s", (int, float), 1.0)),
+                    "min_drop_c": float(c.get("min_drop_c", (int, float), 0.5))}
+        c.done()
+        for key in ("max_wait_s", "settle_s", "poll_s"):
+            if cooldown[key] <= 0:
+                raise c.error(key, "must be > 0")
+        if cooldown["min_drop_c"] < 0:
+            raise c.error("min_drop_c", "must be >= 0")
+    return {"idle_s": idle_s, "sustained": sustained, "cooldown": cooldown}
 
 
 def _model(data: Any, file: Path, index: int, base: Path) -> ModelSpec:

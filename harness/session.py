@@ -159,6 +159,9 @@ class _JobRun:
                                  "affinity": list(job.policy.affinity), "backend": job.backend, **job.settings})
             verdict = v.to_dict()
             valid = bool(v.valid)
+        derived = self._derived()
+        if verdict is not None and derived and derived.get("warnings"):
+            verdict["warnings"] = list(verdict.get("warnings") or []) + derived["warnings"]
         category, message = self.error if self.error else (None, None)
         return {
             "run_id": self.run_id,
@@ -217,7 +220,17 @@ class _JobRun:
             "aggregate_only": aggregate_only,
             "runner": res.get("runner"),
             "stderr_tail": stderr_tail[-4000:] if status != "ok" and stderr_tail else None,
+            "derived": derived,
         }
+
+    def _derived(self) -> dict[str, Any] | None:
+        """Telemetry-derived figures (harness/telemetry_derive.py); a bug there never loses the run."""
+        from harness.telemetry_derive import derive_run
+
+        try:
+            return derive_run(self.result, self.hello, self.samples, self.telemetry)
+        except Exception as exc:  # noqa: BLE001 - the run's own data is stored either way
+            return {"version": 1, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _describe_exit(code: int | None) -> str:
@@ -375,6 +388,8 @@ class Runner:
                 "meter_command": job.target.telemetry.get("meter_command"),
                 "board_rail": job.target.telemetry.get("board_rail"),
             }
+            if job.target.telemetry.get("root"):
+                telemetry["root"] = job.target.telemetry["root"]  # a fake sysfs tree (tests)
         return {
             "v": 1,
             "job_id": run_id,
@@ -386,6 +401,9 @@ class Runner:
             "timed": job.policy.timed,
             "affinity": list(job.policy.affinity) or None,
             "telemetry": telemetry,
+            "idle_s": job.policy.idle_s if telemetry["enabled"] else 0,
+            "sustained": job.policy.sustained,
+            "cooldown": dict(job.policy.cooldown, root=job.target.telemetry.get("root")) if job.policy.cooldown else None,
             **({"eval": dict(job.model.eval, path=paths.get("eval"))} if job.model.eval else {}),
         }
 

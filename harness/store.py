@@ -69,6 +69,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("valid", pa.bool_()), ("verdict", _J), ("result", _J), ("bytes_sent", pa.int64()),
         ("aggregate_only", pa.bool_()), ("runner", pa.string()),
         ("stderr_tail", pa.string()),
+        # Figures derived from telemetry and samples (harness/telemetry_derive.py); null in older runs.
+        ("derived", _J),
     ]),
     "samples": pa.schema([
         ("run_id", pa.string()), ("phase", pa.string()), ("iteration", pa.int64()),
@@ -87,7 +89,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 _JSON_NAMES = {"labels", "host", "argv", "model_tags", "settings", "effective_settings", "policy", "device",
-               "target_facts", "verdict", "result"}
+               "target_facts", "verdict", "result", "derived"}
 #: Columns that hold JSON text; ``Store.run`` decodes them.
 JSON_COLUMNS = {name: [f.name for f in schema if f.name in _JSON_NAMES] for name, schema in SCHEMAS.items()}
 

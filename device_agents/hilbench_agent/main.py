@@ -137,7 +137,8 @@ def run_job(channel, job):
         if sampler is not None:
             sampler.stop()
     if sampler is not None:
-        result["telemetry"] = {"rate_hz": sampler.rate_hz}
+        result["telemetry"] = {"rate_hz": sampler.rate_hz, "sensors": getattr(sampler, "described", None),
+                               "cpu_time_s": sampler.cpu_time_s, "overruns": sampler.overruns}
     channel.send("result", status="ok", **result)
 
 
@@ -154,6 +155,7 @@ def _start_telemetry(channel, config):
                        board_rail=config.get("board_rail"))
     sampler = Sampler(list(sources), rate_hz=float(config.get("rate_hz", 10.0)),
                       emit=lambda readings: channel.send("telemetry", readings=readings), clock=clock)
+    sampler.described = sources.describe()  # what this job's sampler found and lacks (its own root)
     sampler.start()
     return sampler
 
@@ -553,8 +555,8 @@ class TempReader(object):
     def _discover(self):
         try:
             from hilbench_agent.telemetry.discover import discover
-            config = self._job.get("telemetry") or {}
-            found = discover(root=config.get("root", "/"))
+            root = (self._job.get("cooldown") or {}).get("root") or (self._job.get("telemetry") or {}).get("root")
+            found = discover(root=root or "/")
             self._sources = [s for s in found if _base_name(s) in TEMP_SOURCES]
         except Exception as exc:  # no sensors is a recorded fact, never a failed job
             log("cool-down gate: no temperature sources: %s" % exc)
