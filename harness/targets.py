@@ -129,7 +129,8 @@ def load_target(path: Path) -> Target:
     tel_r = r.table("telemetry")
     telemetry = {
         "enabled": tel_r.get("enabled", bool, True),
-        "rate_hz": float(tel_r.get("rate_hz", (int, float), 10.0)),
+        # None: the plan's policy.telemetry_rate_hz decides (default 10 Hz).
+        "rate_hz": _opt_float(tel_r.get("rate_hz", (int, float), None)),
         "meter_command": tel_r.str_list("meter_command", None),
         "board_rail": tel_r.get("board_rail", str, None),
     }
@@ -183,6 +184,10 @@ def load_target(path: Path) -> Target:
     )
     r.done()
     return target
+
+
+def _opt_float(value: float | int | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _split_address(address: str, r: TableReader) -> tuple[str | None, str, int | None]:
