@@ -286,8 +286,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         base, cand = select_runs(runs, args.selection[0]), select_runs(runs, args.selection[1])
     else:
         base, cand = default_selections(store, runs)
+    from harness.compare import METRICS
+
     result = compare(store, base, cand, alpha=args.alpha, min_change=args.min_change / 100.0, runs=runs,
-                     **({"metrics": tuple(args.metric)} if args.metric else {}))
+                     metrics=tuple(args.metric) if args.metric else tuple(METRICS))
     if args.output:
         _write_output(format_comparison(result, args.format), args.output)
         if args.format != "table":
