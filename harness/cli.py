@@ -98,15 +98,21 @@ def _parse_labels(items: list[str]) -> dict[str, str]:
 
 def _resolve_targets(args: argparse.Namespace) -> tuple[dict[str, Target], list[Target]]:
     known = load_targets(_default_targets_dirs(args.targets_dir))
+    return known, _targets_from_specs(args.target or [], known, args, "--target")
+
+
+def _targets_from_specs(specs: list[str], known: dict[str, Target], args: argparse.Namespace,
+                        where: str) -> list[Target]:
+    """Targets named by file name, ``local`` or ``ssh://user@host[:port]``."""
     chosen: list[Target] = []
-    for spec in args.target or []:
+    for spec in specs:
         if spec in known:
             chosen.append(known[spec])
         elif spec.startswith("ssh://"):
             chosen.append(parse_target_spec(spec, identity=args.identity, known_hosts=args.known_hosts))
         else:
-            raise ConfigError(f"--target {spec}: unknown target (known: {', '.join(sorted(known))}; or ssh://user@host[:port])")
-    return known, chosen
+            raise ConfigError(f"{where} {spec}: unknown target (known: {', '.join(sorted(known))}; or ssh://user@host[:port])")
+    return chosen
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -392,14 +398,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from harness.doctor import doctor, format_checks
 
     known = load_targets(_default_targets_dirs(args.targets_dir))
-    chosen: list[Target] = []
-    for spec in args.target or sorted(known):
-        if spec in known:
-            chosen.append(known[spec])
-        elif spec.startswith("ssh://"):
-            chosen.append(parse_target_spec(spec, identity=args.identity, known_hosts=args.known_hosts))
-        else:
-            raise ConfigError(f"doctor {spec}: unknown target (known: {', '.join(sorted(known))}; or ssh://user@host[:port])")
+    chosen = _targets_from_specs(args.target or sorted(known), known, args, "doctor")
     failed = False
     for target in chosen:
         checks = doctor(target)
