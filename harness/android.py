@@ -34,15 +34,12 @@ import threading
 import time
 from typing import Any
 
+from hilbench_agent.telemetry.android import parse_dumpsys_battery, parse_dumpsys_thermalservice
+from hilbench_agent.telemetry.linux import parse_power_supply_uevent
+
 from harness import __version__
-from harness._agentpath import ensure_agent_importable
 from harness.errors import HilbenchError, TransportError
 from harness.transport.base import AgentProcess, LineTimeout
-
-ensure_agent_importable()
-
-from hilbench_agent.telemetry.android import parse_dumpsys_battery, parse_dumpsys_thermalservice  # noqa: E402
-from hilbench_agent.telemetry.linux import parse_power_supply_uevent  # noqa: E402
 
 __all__ = ["RUNNER_FOR_BACKEND", "start_runner", "benchmark_model_args", "perf_test_args", "PhoneTelemetry",
            "parse_snapshot", "affinity_mask", "TELEMETRY_SCRIPT"]

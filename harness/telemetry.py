@@ -11,12 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness._agentpath import ensure_agent_importable
+from hilbench_agent.telemetry import KINDS, detect_kind, parse_text
+
 from harness.errors import HilbenchError
-
-ensure_agent_importable()
-
-from hilbench_agent.telemetry import KINDS, detect_kind, parse_text  # noqa: E402
 
 __all__ = ["KINDS", "parse_file", "parse_string"]
 
