@@ -67,6 +67,9 @@ class Policy:
     sustained: dict[str, Any] | None = None
     #: cool-down gate {max_temp_c, max_wait_s, settle_s, poll_s, min_drop_c} before each timed phase; None = off
     cooldown: dict[str, Any] | None = None
+    #: per-phase limits in s, {phase: seconds} for load, first, warmup, timed, sustained, accuracy; the host
+    #: kills an agent whose phase runs past its limit (timeout_s still bounds the whole job)
+    phase_timeouts: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -85,6 +88,8 @@ class Policy:
             d["sustained"] = self.sustained
         if self.cooldown is not None:
             d["cooldown"] = self.cooldown
+        if self.phase_timeouts:
+            d["timeouts"] = self.phase_timeouts
         return d
 
 
@@ -222,10 +227,32 @@ def _policy(r: TableReader) -> Policy:
         telemetry_rate_hz=float(r.get("telemetry_rate_hz", (int, float), 10.0)),
         timeout_s=float(r.get("timeout_s", (int, float), 600.0 + extra_s)),
         percentiles=tuple(percentiles),
+        phase_timeouts=_phase_timeouts(r),
         **thermal,
     )
     r.done()
     return policy
+
+
+#: Phases the agent reports that ``[policy.timeouts]`` can bound, each as ``<phase>_s``.
+TIMED_PHASES = ("load", "first", "warmup", "timed", "sustained", "accuracy")
+
+
+def _phase_timeouts(r: TableReader) -> dict[str, float]:
+    """``[policy.timeouts]``: ``load_s``, ``first_s``, ``warmup_s``, ``timed_s``, ``sustained_s``, ``accuracy_s``."""
+    if r.get("timeouts", dict, None) is None:
+        return {}
+    t = r.table("timeouts")
+    out = {}
+    for phase in TIMED_PHASES:
+        value = t.get(f"{phase}_s", (int, float), None)
+        if value is None:
+            continue
+        if value <= 0:
+            raise t.error(f"{phase}_s", "must be > 0 seconds")
+        out[phase] = float(value)
+    t.done()
+    return out
 
 
 def _thermal_policy(r: TableReader) -> dict[str, Any]:

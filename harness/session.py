@@ -83,6 +83,8 @@ class _JobRun:
         self.telemetry: dict[str, list[Any]] = {"t_ns": [], "sensor": [], "value": [], "unit": [], "source": []}
         self.first: tuple[int, int] | None = None
         self.phase_begin_t: dict[str, int] = {}
+        #: the phase the agent is in and when (host monotonic clock) it began, for per-phase timeouts
+        self.current: tuple[str, float] | None = None
         self.accuracy: dict[str, list[Any]] = {"index": [], "label": [], "prediction": [], "top5": [], "score": [],
                                                "output": []}
 
@@ -111,6 +113,9 @@ class _JobRun:
         elif kind == "phase":
             if msg.get("event") == "begin":
                 self.phase_begin_t[msg.get("phase", "")] = int(msg.get("t_ns") or 0)
+                self.current = (str(msg.get("phase", "")), time.monotonic())
+            elif msg.get("event") == "end":
+                self.current = None
             if msg.get("phase") == "first" and msg.get("event") == "end":
                 begin = self.phase_begin_t.get("first", int(msg.get("t_ns") or 0))
                 self.first = (int(msg["duration_ns"]), begin)
@@ -485,12 +490,22 @@ class Runner:
                     proc.kill()
                     run.error = ("interrupted", "the run was interrupted (Ctrl-C)")
                     break
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = deadline - now
                 if remaining <= 0:
                     proc.kill()
                     run.error = ("timeout", f"the job exceeded its timeout of {job.policy.timeout_s:g} s "
                                  "(policy.timeout_s)")
                     break
+                phase_limit = job.policy.phase_timeouts.get(run.current[0]) if run.current else None
+                if run.current and phase_limit is not None:
+                    phase_left = run.current[1] + phase_limit - now
+                    if phase_left <= 0:
+                        proc.kill()
+                        run.error = ("timeout", f"the {run.current[0]} phase exceeded its timeout of "
+                                     f"{phase_limit:g} s (policy.timeouts.{run.current[0]}_s)")
+                        break
+                    remaining = min(remaining, phase_left)
                 try:
                     line = proc.next_line(min(remaining, 0.5))
                 except LineTimeout:

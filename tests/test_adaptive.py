@@ -14,7 +14,7 @@ from harness import open_store
 from harness.cli import main
 from harness.errors import ConfigError
 from harness.plan import load_plan
-from tests.helpers import pyenv_python, run_agent, write_agent
+from tests.helpers import missing_in_ci, pyenv_python, run_agent, write_agent
 
 PLAN = """
 name = "adaptive"
@@ -75,14 +75,13 @@ def test_halfwidth_matches_the_exact_order_statistic_ci():
     assert median_ci_halfwidth([1, 2, 3]) is None
 
 
-PYTHONS = [p for p in (pyenv_python("3.7"), None) if p] + ["host"]
-
-
-@pytest.mark.parametrize("python", PYTHONS)
+@pytest.mark.parametrize("python", ["3.7", "host"])
 def test_agent_stops_for_each_reason(tmp_path, python):
     import sys
 
-    exe = sys.executable if python == "host" else python
+    exe = sys.executable if python == "host" else pyenv_python(python)
+    if exe is None:
+        missing_in_ci(f"the adaptive policy under Python {python}", "no such pyenv interpreter")
     agent = write_agent(tmp_path)
     base = {"v": 1, "job_id": "a", "backend": "synthetic", "warmup": {"count": 2}}
     quiet = dict(base, settings={"latency_ms": 0.1, "jitter_ms": 0.001, "spin": True, "seed": 1},

@@ -89,6 +89,23 @@ def test_hung_agent_times_out(tmp_path):
     assert run["error_category"] == "timeout" and "2 s" in run["error_message"]
 
 
+@pytest.mark.parametrize("setting, timeouts, phase", [
+    ("load_ms = 5000", "load_s = 0.5", "load"),
+    ("latency_ms = 50", "warmup_s = 0.5", "warmup"),  # 5 warm-ups fit; the 200 below do not
+])
+def test_a_phase_past_its_own_timeout_is_killed_and_stored(tmp_path, setting, timeouts, phase):
+    body = (SYNTH.replace("latency_ms = [0.2, 0.4]", "latency_ms = 0.2\n" + setting)
+            .replace("warmup = 5", "warmup = 200")
+            .replace("telemetry = false", f"telemetry = false\ntimeouts = {{ {timeouts} }}"))
+    plan = write_plan(tmp_path, body.replace("latency_ms = 0.2\nlatency_ms = 50", "latency_ms = 50"))
+    code = main(["run", str(plan), "--store", str(tmp_path / "res"), "--quiet"])
+    assert code == 3
+    run = open_store(tmp_path / "res").runs().iloc[0]
+    assert run["error_category"] == "timeout"
+    assert f"the {phase} phase exceeded its timeout of 0.5 s (policy.timeouts.{phase}_s)" in run["error_message"]
+    assert (run["finished_at"] - run["started_at"]).total_seconds() < 4
+
+
 def test_resume_skips_finished_jobs(tmp_path, capsys):
     plan = write_plan(tmp_path, SYNTH)
     store_dir = str(tmp_path / "res")

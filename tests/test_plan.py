@@ -101,6 +101,8 @@ def test_model_paths_resolve_relative_to_the_plan(models, tmp_path, monkeypatch)
     ('[[models]]\npath = "a.onnx"\nbogus = 1\n', "models[0].bogus: unknown key"),
     ('[[models]]\npath = "a.onnx"\n[policy]\nwarmup = "sometimes"\n', "policy.warmup"),
     ('[[models]]\npath = "a.onnx"\n[policy]\ntimed = { count = "many" }\n', "policy.timed.count: expected an integer"),
+    ('[[models]]\npath = "a.onnx"\n[policy.timeouts]\nwarmup = 3\n', "policy.timeouts.warmup: unknown key"),
+    ('[[models]]\npath = "a.onnx"\n[policy.timeouts]\nload_s = 0\n', "policy.timeouts.load_s: must be > 0"),
     ('[[models]]\npath = "a.onnx"\n[backends.tensorflow]\nx = 1\n', "backends.tensorflow: unknown backend"),
     ('[[models]]\npath = "a.onnx"\n[backends.onnxruntime]\nthreads = 2\n', "unknown setting 'threads' for backend onnxruntime"),
     ('[[models]]\npath = "a.onnx"\n[backends.litert]\nthreads = "two"\n', "setting 'threads' must be int"),

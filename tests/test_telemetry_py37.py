@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import missing_in_ci
+
 ROOT = Path(__file__).resolve().parents[1]
 AGENT_DIR = ROOT / "device_agents"
 
@@ -31,7 +33,12 @@ def _python37() -> str | None:
 
 
 PY37 = _python37()
-pytestmark = pytest.mark.skipif(PY37 is None, reason="no Python 3.7 interpreter here")
+
+
+@pytest.fixture(autouse=True)
+def _needs_python37() -> None:
+    if PY37 is None:
+        missing_in_ci("the Python 3.7 telemetry check", "no Python 3.7 interpreter here")
 
 SCRIPT = r"""
 import json, os, sys, tempfile, time
