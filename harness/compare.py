@@ -124,6 +124,8 @@ class PairResult:
     n_candidate: int
     verdict: str = "inconclusive"
     note: str = ""
+    #: "emulated" and/or "stand-in" when runs on either side were (such figures are no board's)
+    marks: str = ""
 
     @property
     def regressed(self) -> bool:
@@ -131,7 +133,8 @@ class PairResult:
 
     def config(self) -> str:
         settings = _fmt_settings(self.settings)
-        return f"{self.model} on {self.target} [{self.backend}{' ' + settings if settings else ''}]"
+        marks = f" ({self.marks})" if self.marks else ""
+        return f"{self.model} on {self.target}{marks} [{self.backend}{' ' + settings if settings else ''}]"
 
 
 @dataclass
@@ -425,6 +428,9 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
         c = cand_runs[cand_runs["_key"] == key]
         hist = _history_cv(by_key[key], medians, base_latest, exclude) if need_samples else None
         threshold = max(min_change, 2.0 * hist) if hist is not None else min_change
+        both = pd.concat([b, c])
+        marks = ", ".join(name for name, col in (("emulated", "emulated"), ("stand-in", "stand_in"))
+                          if col in both and both[col].fillna(False).astype(bool).any())
         for metric in metrics:
             unit, kind = METRICS[metric]
             if kind == "samples":
@@ -452,7 +458,7 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
                               baseline=t.baseline * scale, candidate=t.candidate * scale, ratio=t.ratio,
                               ci_low=t.ci_low, ci_high=t.ci_high, p_value=t.p_slower, q_value=math.nan,
                               threshold=threshold, history_cv=hist, n_baseline=t.n_baseline,
-                              n_candidate=t.n_candidate, note=t.note)
+                              n_candidate=t.n_candidate, note=t.note, marks=marks)
             tests.append((pair, t))
 
     # Benjamini-Hochberg over every tested pair, each direction on its own.

@@ -48,7 +48,8 @@ class StoreBuilder:
         self.t0 = dt.datetime(2026, 11, 1, 2, 0, tzinfo=dt.timezone.utc)
 
     def run(self, session: str, model: str, lat: np.ndarray, *, day: int = 0, target: str = "board",
-            hwm_kb: int | None = 50_000, labels: dict[str, str] | None = None, plan: str = "nightly") -> str:
+            hwm_kb: int | None = 50_000, labels: dict[str, str] | None = None, plan: str = "nightly",
+            emulated: bool = False) -> str:
         self.n += 1
         run_id = f"r{self.n:05d}"
         started = self.t0 + dt.timedelta(days=day, seconds=self.n)
@@ -60,7 +61,7 @@ class StoreBuilder:
             "run_id": run_id, "session_id": session, "plan": plan, "model": model, "target": target,
             "backend": "onnxruntime", "settings": {"threads": 1}, "status": "ok", "started_at": started,
             "labels": labels or {}, "hwm_kb": hwm_kb, "timed_count": len(lat), "timed_ns": int(lat.sum()),
-            "valid": True}])
+            "valid": True, "emulated": emulated}])
         return run_id
 
 
@@ -198,6 +199,22 @@ def test_formats_and_exit_status(tmp_path, capsys):
     assert main(["compare", "s-a", "s-b", "--store", store_dir, "--metric", "peak_memory"]) == 0
     assert main(["compare", "nothing", "s-b", "--store", store_dir]) == 1
     assert "matches no successful run" in capsys.readouterr().err
+
+
+def test_emulated_runs_are_marked(tmp_path, capsys):
+    b = StoreBuilder(tmp_path / "res")
+    rng = np.random.default_rng(9)
+    b.run("s-a", "m0", series("iid", 700, rng), target="pi5-qemu", emulated=True)
+    b.run("s-a", "m0", series("iid", 700, rng), target="board")
+    b.run("s-b", "m0", series("iid", 700, rng), day=1, target="pi5-qemu", emulated=True)
+    b.run("s-b", "m0", series("iid", 700, rng), day=1, target="board")
+    assert main(["compare", "s-a", "s-b", "--store", str(tmp_path / "res"), "--metric", "p50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("m0 on pi5-qemu (emulated) [") for line in lines)
+    assert any(line.startswith("m0 on board [") for line in lines)
+    main(["compare", "s-a", "s-b", "--store", str(tmp_path / "res"), "--metric", "p50", "--format", "json"])
+    marks = {p["target"]: p["marks"] for p in json.loads(capsys.readouterr().out)["pairs"]}
+    assert marks == {"pi5-qemu": "emulated", "board": ""}
 
 
 SYNTH = """
