@@ -44,12 +44,12 @@ def write_agent(tmp: Path) -> Path:
 
 
 def run_agent(python: str, agent: Path, job: dict[str, Any] | None, *args: str,
-              timeout: float = 60) -> tuple[int, list[dict[str, Any]], str]:
+              timeout: float = 60, env: dict[str, str] | None = None) -> tuple[int, list[dict[str, Any]], str]:
     """Run the shipped agent with ``job`` on stdin; returns (exit code, messages, stderr)."""
     cmd = [python, str(agent), *args]
     if job is not None:
         cmd += ["--job", "-"]
     proc = subprocess.run(cmd, input=(json.dumps(job) + "\n") if job is not None else "", capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=None if env is None else {**os.environ, **env})
     messages = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     return proc.returncode, messages, proc.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -37,6 +39,31 @@ def python(request):
 @pytest.fixture
 def agent(tmp_path):
     return write_agent(tmp_path)
+
+
+def test_agent_unpacks_once_with_bytecode_for_each_python(python, agent, tmp_path):
+    code, msgs, err = run_agent(python, agent, SYNTH_JOB)
+    assert code == 0 and msgs[-1]["status"] == "ok", err
+    (folder,) = (tmp_path / "unpacked").iterdir()
+    tag = subprocess.run([python, "-c", "import sys; print(sys.implementation.cache_tag)"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert (folder / f"compiled-{tag}").is_file()
+    assert list((folder / "hilbench_agent" / "__pycache__").glob(f"main.{tag}.pyc"))
+    assert not [p for p in (tmp_path / "unpacked").iterdir() if p.name.startswith(".tmp-")]
+    # A later start imports from the folder (its modules' __file__ say so); the zip is not touched.
+    probe = subprocess.run([python, str(agent), "--probe"], capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, PYTHONVERBOSE="1"))
+    assert probe.returncode == 0
+    assert str(folder / "hilbench_agent" / "__pycache__" / f"main.{tag}.pyc") in probe.stderr
+
+
+def test_agent_runs_from_the_zip_where_it_cannot_unpack(agent, tmp_path):
+    code, msgs, err = run_agent(sys.executable, agent, SYNTH_JOB, env={"HILBENCH_AGENT_UNPACK": "0"})
+    assert code == 0 and msgs[-1]["status"] == "ok", err
+    assert not (tmp_path / "unpacked").exists()
+    (tmp_path / "unpacked").write_text("in the way")  # no folder can be made there (even by root)
+    code, msgs, err = run_agent(sys.executable, agent, SYNTH_JOB)
+    assert code == 0 and msgs[-1]["status"] == "ok", err
 
 
 def test_full_job_message_sequence(python, agent, tmp_path):
