@@ -23,6 +23,7 @@ The devices live on this machine, so the agent's monotonic clock is the host's: 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -100,6 +101,13 @@ def agent_startup_s(python: str, rounds: int = 5) -> float:
     return statistics.median(times)
 
 
+def busy_cpu_s() -> float:
+    """CPU seconds this whole machine has spent busy (all cores, all processes), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def run_fleet(n: int, work: Path, keys: UserKeys, args: argparse.Namespace) -> list[dict[str, Any]]:
     servers = [start_sshd(work / f"dev{i:02d}", keys) for i in range(n)]
     try:
@@ -117,14 +125,17 @@ def run_fleet(n: int, work: Path, keys: UserKeys, args: argparse.Namespace) -> l
             store = open_store(work / f"res-{label}")
             timing = Timing()
             cpu0 = time.process_time()  # this process only: the harness, not sshd or the agents
+            busy0 = busy_cpu_s()
             t0 = time.perf_counter()
             result = run_jobs(jobs, store, plan=plan, progress=timing, argv=["fleet.py"])
             wall = time.perf_counter() - t0
             cpu = time.process_time() - cpu0
+            busy = busy_cpu_s() - busy0
             failed = [r for r in result.runs if r["status"] != "ok"]
             if failed:
                 raise SystemExit(f"{len(failed)} jobs failed, e.g. {failed[0]['error_message']}")
-            out.append({"n": n, "run": label, "wall_s": wall, "cpu_s": cpu, "jobs": timing.jobs})
+            out.append({"n": n, "run": label, "wall_s": wall, "cpu_s": cpu, "busy_s": busy,
+                        "jobs": timing.jobs})
         return out
     finally:
         for server in servers:
@@ -154,6 +165,8 @@ def summarize(rec: dict[str, Any], startup_s: float) -> dict[str, Any]:
         "first_sample_max_ms": max(first_sample),
         "bytes": sent,
         "cpu_ms_per_job": rec["cpu_s"] * 1000 / len(jobs),
+        "busy_ms_per_job": rec["busy_s"] * 1000 / len(jobs),
+        "busy_share": rec["busy_s"] / (rec["wall_s"] * (os.cpu_count() or 1)),
     }
 
 
@@ -185,12 +198,16 @@ def main() -> int:
                 rows.append((n, rec["run"], summarize(rec, startup)))
         base = {run: s["wall_s"] for n, run, s in rows if n == sizes[0]}
         print(f"{'devices':>7} {'run':>6} {'wall s':>7} {'x one':>6} {'job overhead ms':>16} {'(start->load':>13} "
-              f"{'timed->stored)':>15} {'minus agent start':>18} {'first sample ms':>16} {'bytes sent':>11}")
+              f"{'timed->stored)':>15} {'minus agent start':>18} {'first sample ms':>16} {'bytes sent':>11} "
+              f"{'harness CPU ms/job':>19} {'all CPU ms/job':>15} {'cores busy':>11}")
         for n, run, s in rows:
             print(f"{n:>7} {run:>6} {s['wall_s']:>7.2f} {s['wall_s'] / base[run]:>6.2f} {s['overhead_ms']:>16.0f} "
                   f"{s['before_ms']:>13.0f} {s['after_ms']:>15.0f} {s['harness_only_ms']:>18.0f} "
-                  f"{s['first_sample_ms']:>9.0f} (max {s['first_sample_max_ms']:.0f}) {s['bytes']:>8} "
-                  f"{s['cpu_ms_per_job']:>16.0f}")
+                  f"{s['first_sample_ms']:>5.0f} (max {s['first_sample_max_ms']:>4.0f}) {s['bytes']:>11} "
+                  f"{s['cpu_ms_per_job']:>19.0f} {s['busy_ms_per_job']:>15.0f} {s['busy_share']:>10.0%}")
+        print(f"cores: {os.cpu_count()}. 'all CPU' is the whole machine's busy time (harness, sshd, agents) per job; "
+              "where the cores are near 100% busy, the fleet's wall time is bound by the devices sharing this "
+              "machine's CPU, which real boards do not.")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
