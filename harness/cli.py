@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -220,9 +221,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         if row.get("stderr_tail"):
             out.write("  stderr (tail):\n" + "".join(f"    {line}\n" for line in str(row["stderr_tail"]).splitlines()[-15:]))
         return EXIT_OK
-    out.write(f"  load      {row['load_ns'] / 1e6:.3f} ms   first inference {row['first_ns'] / 1e6:.3f} ms\n")
-    out.write(f"  warm-up   {row['warmup_count']} runs, {row['warmup_ns'] / 1e9:.2f} s ({row['warmup_stop']})\n")
-    out.write(f"  timed     {row['timed_count']} runs, {row['timed_ns'] / 1e9:.2f} s ({row['timed_stop']})\n")
+    if row.get("runner"):
+        out.write(f"  runner    {row['runner']} on the device"
+                  + ("  (aggregate-only: the runner reports no per-iteration samples)" if row.get("aggregate_only") else "")
+                  + "\n")
+    out.write(f"  load      {_ms(row.get('load_ns'))}   first inference {_ms(row.get('first_ns'))}\n")
+    out.write(f"  warm-up   {_count(row.get('warmup_count'))} runs, {_s(row.get('warmup_ns'))} ({row.get('warmup_stop') or '-'})\n")
+    out.write(f"  timed     {_count(row.get('timed_count'))} runs, {_s(row.get('timed_ns'))} ({row.get('timed_stop') or '-'})\n")
     if row.get("rate_hz"):
         out.write(f"  paced     {row['rate_hz']:g} fps: {row['deadline_misses']} deadline misses, {row['dropped_frames']} dropped frames\n")
     if stats:
@@ -247,6 +252,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     if labels:
         out.write("  labels    " + " ".join(f"{k}={v}" for k, v in sorted(labels.items())) + "\n")
     return EXIT_OK
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _ms(ns: Any) -> str:
+    return "-" if _missing(ns) else f"{ns / 1e6:.3f} ms"
+
+
+def _s(ns: Any) -> str:
+    return "-" if _missing(ns) else f"{ns / 1e9:.2f} s"
+
+
+def _count(n: Any) -> str:
+    return "-" if _missing(n) else str(int(n))
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
