@@ -15,10 +15,12 @@ confidence interval and a verdict:
      median (p99) per block: a device that warms up drifts, and a per-sample test
      would read the drift as a difference;
   2. a slowdown of at least ``max(2%, 2 x the baseline's session-to-session
-     variation)`` (the coefficient of variation of the per-session medians of that
-     configuration over the store's last 20 sessions up to the baseline, when there are >= 3);
+     variation)`` (the coefficient of variation of that metric's per-session medians for
+     that configuration over the store's last 20 sessions up to the baseline, when there are >= 3);
   3. the lower bound of the 99% bootstrap interval of the ratio (of the medians of the block
-     statistics, blocks resampled; ``scipy.stats.bootstrap``) above 1.
+     statistics, blocks resampled; ``scipy.stats.bootstrap``) above 1, the interval widened by
+     the session-to-session variation where there is a history; without one, that bound must
+     clear the threshold itself (docs/analysis.md says why).
 
 * ``faster`` is the mirror image; ``unchanged`` when the interval lies inside
   ``1 +- threshold``; otherwise ``inconclusive``.
@@ -120,6 +122,7 @@ class PairResult:
     q_value: float
     threshold: float
     history_cv: float | None
+    history_sessions: int
     n_baseline: int
     n_candidate: int
     verdict: str = "inconclusive"
@@ -343,12 +346,34 @@ def compare_values(base: npt.ArrayLike, cand: npt.ArrayLike, *, seed: int = SEED
     return _Test(bm, cm, ratio, lo, hi, p_slower, p_faster, int(b.size), int(c.size), f"{b.size} and {c.size} runs")
 
 
-def _verdict(t: _Test, q_slower: float, q_faster: float, threshold: float, alpha: float) -> str:
+def _with_session_noise(t: _Test, session_cv: float, sessions: int) -> tuple[float, float]:
+    """The ratio's interval widened by the noise between sessions, which the block bootstrap of two
+    single sessions cannot see: on the log scale each side of the interval becomes
+    sqrt(side^2 + (t * sqrt(2) * cv)^2), both sessions varying, with Student's t for the ``sessions``
+    the variation was estimated from (a CV from five sessions is itself uncertain); the bootstrap's
+    asymmetry is kept."""
+    if not (math.isfinite(t.ci_low) and t.ci_low > 0 and t.ratio > 0):
+        return t.ci_low, t.ci_high
+    q = float(sps.t.ppf(0.5 + CONFIDENCE / 2, df=max(1, sessions - 1)))
+    extra = q * math.sqrt(2.0) * session_cv
+    mid = math.log(t.ratio)
+    down = math.hypot(mid - math.log(t.ci_low), extra)
+    up = math.hypot(math.log(t.ci_high) - mid, extra)
+    return math.exp(mid - down), math.exp(mid + up)
+
+
+def _verdict(t: _Test, q_slower: float, q_faster: float, threshold: float, alpha: float,
+             with_history: bool) -> str:
+    """``slower`` needs the adjusted p below alpha, a change of at least the threshold and an interval
+    that excludes 1. With the baseline's session history, the interval includes the noise between
+    sessions (:func:`_with_session_noise`); without it that noise is unknown, so the interval's bound
+    must clear the threshold itself."""
     if not math.isfinite(t.ratio):
         return "inconclusive"
-    if math.isfinite(t.ci_low) and q_slower < alpha and t.ratio - 1.0 >= threshold and t.ci_low > 1.0:
+    margin = 0.0 if with_history else threshold
+    if math.isfinite(t.ci_low) and q_slower < alpha and t.ratio - 1.0 >= threshold and t.ci_low > 1.0 + margin:
         return "slower"
-    if math.isfinite(t.ci_high) and q_faster < alpha and 1.0 - t.ratio >= threshold and t.ci_high < 1.0:
+    if math.isfinite(t.ci_high) and q_faster < alpha and 1.0 - t.ratio >= threshold and t.ci_high < 1.0 - margin:
         return "faster"
     if math.isfinite(t.ci_low) and 1.0 - threshold <= t.ci_low and t.ci_high <= 1.0 + threshold:
         return "unchanged"
@@ -360,15 +385,16 @@ def _verdict(t: _Test, q_slower: float, q_faster: float, threshold: float, alpha
 # ----------------------------------------------------------------------------- the comparison
 
 
-def _history_cv(same: pd.DataFrame, medians: pd.Series, before: pd.Timestamp, exclude: set[str]) -> float | None:
-    """CV of per-session medians of one configuration's runs ``same`` over sessions up to ``before``
-    (needs >= 3 sessions)."""
-    same = same[(same["started_at"] <= before) & ~same["run_id"].isin(exclude) & same["run_id"].isin(medians.index)]
+def _history_cv(same: pd.DataFrame, values: pd.Series, before: pd.Timestamp,
+                exclude: set[str]) -> tuple[float, int] | None:
+    """CV of the per-session medians of one metric (``values``: run id -> value) over one configuration's
+    runs ``same`` in sessions up to ``before``, and the number of sessions (needs >= 3)."""
+    same = same[(same["started_at"] <= before) & ~same["run_id"].isin(exclude) & same["run_id"].isin(values.index)]
     if same["session_id"].nunique() < 3:
         return None
-    per_session = same.assign(m=same["run_id"].map(medians)).groupby("session_id")["m"].median()
+    per_session = same.assign(m=same["run_id"].map(values)).groupby("session_id")["m"].median()
     mean = float(per_session.mean())
-    return float(per_session.std(ddof=1) / mean) if mean > 0 else None
+    return (float(per_session.std(ddof=1) / mean), len(per_session)) if mean > 0 else None
 
 
 def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: float = DEFAULT_ALPHA,
@@ -401,7 +427,8 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
     wanted_ids = set(base_runs["run_id"]) | set(cand_runs["run_id"])
     need_samples = any(METRICS[m][1] == "samples" for m in metrics)
     per_run_lat: dict[str, npt.NDArray[Any]] = {}
-    medians = pd.Series(dtype=float)
+    #: metric -> run id -> value, for the session-to-session variation of each metric
+    history: dict[str, pd.Series] = {"peak_memory": runs.set_index("run_id")["hwm_kb"].dropna().astype(float)}
     if need_samples:
         # History needs only each run's median (the summary reads the store a file at a time);
         # raw samples are read for the two selections alone.
@@ -409,8 +436,9 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
         past = runs[runs["_key"].isin(set(common)) & (runs["started_at"] <= base_time)
                     & ~runs["run_id"].isin(set(cand_runs["run_id"]))]
         recent = past.groupby("session_id")["started_at"].max().sort_values().index[-HISTORY_SESSIONS:]
-        summary = store.summary(past.loc[past["session_id"].isin(set(recent)), "run_id"])
-        medians = summary.set_index("run_id")["p50_ns"].dropna()
+        summary = store.summary(past.loc[past["session_id"].isin(set(recent)), "run_id"]).set_index("run_id")
+        history["p50"] = summary["p50_ns"].dropna()
+        history["p99"] = summary["p99_ns"].dropna()
         samples = store.samples(wanted_ids, phase="timed", columns=["run_id", "phase", "iteration", "latency_ns"])
         samples = samples.sort_values(["run_id", "iteration"], kind="stable")
         per_run_lat = {rid: g["latency_ns"].to_numpy() for rid, g in samples.groupby("run_id", sort=False)}
@@ -426,13 +454,14 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
     for key in common:
         b = base_runs[base_runs["_key"] == key]
         c = cand_runs[cand_runs["_key"] == key]
-        hist = _history_cv(by_key[key], medians, base_latest, exclude) if need_samples else None
-        threshold = max(min_change, 2.0 * hist) if hist is not None else min_change
         both = pd.concat([b, c])
         marks = ", ".join(name for name, col in (("emulated", "emulated"), ("stand-in", "stand_in"))
                           if col in both and both[col].fillna(False).astype(bool).any())
         for metric in metrics:
             unit, kind = METRICS[metric]
+            found = _history_cv(by_key[key], history[metric], base_latest, exclude) if metric in history else None
+            hist, sessions = found if found is not None else (None, 0)
+            threshold = max(min_change, 2.0 * hist) if hist is not None else min_change
             if kind == "samples":
                 bl = [per_run_lat[r] for r in b["run_id"] if r in per_run_lat]
                 cl = [per_run_lat[r] for r in c["run_id"] if r in per_run_lat]
@@ -457,7 +486,8 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
             pair = PairResult(model=key[0], target=key[1], backend=key[2], settings=key[3], metric=metric, unit=unit,
                               baseline=t.baseline * scale, candidate=t.candidate * scale, ratio=t.ratio,
                               ci_low=t.ci_low, ci_high=t.ci_high, p_value=t.p_slower, q_value=math.nan,
-                              threshold=threshold, history_cv=hist, n_baseline=t.n_baseline,
+                              threshold=threshold, history_cv=hist, history_sessions=sessions,
+                              n_baseline=t.n_baseline,
                               n_candidate=t.n_candidate, note=t.note, marks=marks)
             tests.append((pair, t))
 
@@ -472,8 +502,17 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
         q_slower = getattr(t, "p_slower_q", math.nan)
         q_faster = getattr(t, "p_faster_q", math.nan)
         pair.q_value = q_slower
+        if pair.history_cv is not None:
+            t.ci_low, t.ci_high = _with_session_noise(t, pair.history_cv, pair.history_sessions)
+            pair.ci_low, pair.ci_high = t.ci_low, t.ci_high
+            extra = (f"interval includes {pair.history_cv:.1%} session-to-session variation "
+                     f"({pair.history_sessions} sessions)")
+        else:
+            extra = "no session history (< 3 earlier sessions): the bound must clear the threshold"
+        pair.note = "; ".join(x for x in (pair.note, extra) if x)
         pair.verdict = _verdict(t, q_slower if math.isfinite(q_slower) else 1.0,
-                                q_faster if math.isfinite(q_faster) else 1.0, pair.threshold, alpha)
+                                q_faster if math.isfinite(q_faster) else 1.0, pair.threshold, alpha,
+                                with_history=pair.history_cv is not None)
         out.pairs.append(pair)
     return out
 
