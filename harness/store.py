@@ -170,6 +170,7 @@ class Store:
         os.close(fd)
         try:
             pq.write_table(arrow, tmp, compression="zstd")
+            _fsync(tmp)  # the data is on disk before its name is: a crash leaves the old state or the new
             os.replace(tmp, path)
         except OSError as exc:
             _unlink_quiet(tmp)
@@ -363,6 +364,14 @@ def _is_missing(value: Any) -> bool:
 
 def _len(columns: dict[str, list[Any]]) -> int:
     return len(next(iter(columns.values()))) if columns else 0
+
+
+def _fsync(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _unlink_quiet(path: str | Path) -> None:
