@@ -416,6 +416,18 @@ class EmulatedDevice:
                 os.kill(pid, sig)
         return chosen
 
+    def power_off(self) -> list[int]:
+        """SIGKILL everything in the root, sshd's listener too, as when a board loses power mid-run."""
+        found = self.processes()
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.sshd:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.sshd.pid, signal.SIGKILL)
+            self.sshd.wait(10)
+        return found
+
     def kill_connections(self) -> list[int]:
         """SIGKILL every SSH connection's sshd but keep the listener and what the sessions started, as when
         a board's network drops; returns the pids killed."""

@@ -58,6 +58,9 @@ def emulated_root() -> Path:
     except EmulationUnavailable as exc:
         unavailable(str(exc))
         raise
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:  # e.g. no Debian mirror reachable
+        unavailable(f"building it failed: {exc}")
+        raise
 
 
 @pytest.fixture(scope="session")
@@ -353,6 +356,41 @@ def test_connection_dropped_mid_run_is_recovered_from_the_journal(device: Emulat
     assert result["code"] == 0, runs[["status", "error_message"]].to_string()
     assert len(runs) == 1 and runs["status"].iloc[0] == "ok"
     assert runs["timed_count"].iloc[0] == 12 and bool(runs["emulated"].iloc[0])
+
+
+def test_device_losing_power_mid_run_is_stored_and_the_plan_ends(emulated_root: Path, ssh_ready, tmp_path: Path):
+    """The whole board dies (sshd too) while a job runs: the job in flight is stored as a transport error
+    after the reconnects fail, the device's next job too, and the run ends with exit 3, nothing lost."""
+    _models_available()
+    dev = start(emulated_root)
+    try:
+        plan = small_plan(tmp_path, models=("mobilenet-v2-0.35", "digits-cnn"), timed=40, warmup=2)
+        tdir = _targets_dir(tmp_path, dev)
+        store_dir = tmp_path / "res"
+        result: dict[str, int] = {}
+        thread = threading.Thread(target=lambda: result.setdefault(
+            "code", main(["run", str(plan), "--targets-dir", str(tdir), "--store", str(store_dir), "--quiet"])))
+        thread.start()
+        killed: list[int] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed and thread.is_alive():
+            if any(_is_agent(pid) for pid in dev.processes()):
+                time.sleep(2)  # into its runs
+                killed = dev.power_off()
+            time.sleep(0.1)
+        thread.join(300)
+        assert killed, "the agent never started on the device"
+        assert not thread.is_alive()
+    finally:
+        dev.stop()
+    runs = open_store(store_dir).runs().sort_values("started_at")
+    assert result["code"] == 3
+    assert list(runs["model"]) == ["mobilenet-v2-0.35", "digits-cnn"]
+    assert set(runs["status"]) == {"error"} and set(runs["error_category"]) == {"transport"}
+    assert "dropped" in runs.iloc[0]["error_message"], runs.iloc[0]["error_message"]
+    assert open_store(store_dir).samples().empty  # nothing of the lost job half-written
+    sessions = open_store(store_dir).sessions()
+    assert sessions["status"].tolist() == ["finished"]
 
 
 def _is_agent(pid: int) -> bool:
