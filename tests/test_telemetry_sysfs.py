@@ -256,10 +256,16 @@ def test_ina3221_jetpack5_hwmon_layout_with_nc_and_eio(tmp_path: Path) -> None:
         f"{h}/in2_label": "VDD_CPU_GPU_CV\n", f"{h}/in2_input": "5064\n", f"{h}/curr2_input": "314\n",
         f"{h}/in3_label": "NC\n", f"{h}/in3_input": "0\n",
         f"{h}/in7_label": "sum of shunt voltages\n", f"{h}/in7_input": "12\n",
+        # What the mainline driver exposes beside the rails: shunt voltages of channels 1-3 (in4..in6, no
+        # label), the summed current (curr4) and its alarm. None of them is a rail.
+        f"{h}/in4_input": "40\n", f"{h}/in5_input": "12\n", f"{h}/in6_input": "0\n",
+        f"{h}/curr4_input": "1418\n", f"{h}/curr4_crit_alarm": "0\n",
     })
     rails = jetson.find_ina_rails(str(tmp_path))
     assert [x["rail"] for x in rails] == ["VDD_IN", "VDD_CPU_GPU_CV"]
+    assert rails[0]["voltage"].endswith("/in1_input") and rails[0]["current"].endswith("/curr1_input")
     r = by_sensor(jetson.read_ina_rails(str(tmp_path), rails))
+    assert not [s for s in r if "ch4" in s or "ch5" in s or "ch6" in s or "ch7" in s]
     assert r["power.VDD_IN"].value == pytest.approx(5072 * 1104 / 1000)
     assert r["alarm.VDD_IN.curr_crit_alarm"].value == 0
     assert r["power.total"].value == pytest.approx(5072 * 1104 / 1000)  # VDD_IN alone, sub-rails not added
@@ -272,9 +278,17 @@ def test_ina3221_jetpack5_hwmon_layout_with_nc_and_eio(tmp_path: Path) -> None:
 
 def test_ina238_thor_vin_in_microwatts(tmp_path: Path) -> None:
     h = "/sys/bus/i2c/drivers/ina238/2-0044/hwmon/hwmon5"
-    write(tmp_path, {f"{h}/power1_input": "87426000\n", f"{h}/in1_input": "19500\n", f"{h}/curr1_input": "4483\n"})
+    # in0 is the shunt voltage (mV across the resistor), in1 the bus voltage: only channel 1 is the rail.
+    write(tmp_path, {f"{h}/power1_input": "87426000\n", f"{h}/in1_input": "19500\n", f"{h}/curr1_input": "4483\n",
+                     f"{h}/in0_input": "22\n", f"{h}/temp1_input": "41000\n"})
+    (rail,) = jetson.find_ina_rails(str(tmp_path))
+    assert rail["rail"] == "VIN" and rail["voltage"].endswith("/in1_input")
     r = by_sensor(jetson.read_ina_rails(str(tmp_path)))
     assert r["power.VIN"].value == 87426 and r["power.total"].value == 87426
+    assert r["voltage.VIN"].value == 19500
+    # A carrier whose device tree labels the chip names the rail by that label.
+    write(tmp_path, {f"{h}/label": "VDD_IN_CARRIER\n"})
+    assert [x["rail"] for x in jetson.find_ina_rails(str(tmp_path))] == ["VDD_IN_CARRIER"]
 
 
 def test_jetson_gpu_load_and_devfreq(tmp_path: Path) -> None:

@@ -166,4 +166,6 @@ def parse_text(kind, text):
         tree = fs.memfs_from_grep(text)
     else:
         tree = fs.memfs_from_dump(text)
-    return linux.read_sysfs_tree(tree, source=kind) + jetson.read_ina_rails(tree, source=kind)
+    rails = jetson.find_ina_rails(tree)
+    return (linux.read_sysfs_tree(tree, source=kind) + jetson.read_ina_rails(tree, rails, source=kind)
+            + jetson.read_ina_unassigned(tree, rails, source=kind))

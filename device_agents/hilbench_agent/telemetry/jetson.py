@@ -33,7 +33,8 @@ from hilbench_agent.telemetry.reading import Reading
 
 __all__ = [
     "parse_tegrastats_line", "parse_tegrastats", "board_total", "parse_jetson_clocks", "parse_nvpmodel",
-    "parse_source_map", "find_ina_rails", "read_ina_rails", "find_gpu", "read_gpu", "INA_SKIP_LABELS",
+    "parse_source_map", "find_ina_rails", "read_ina_rails", "read_ina_unassigned", "find_gpu", "read_gpu",
+    "INA_SKIP_LABELS",
 ]
 
 SOURCE = "tegrastats"
@@ -430,16 +431,21 @@ INA238_DRIVER_DIR = "/sys/bus/i2c/drivers/ina238"    # Thor carrier (VIN), power
 
 
 def find_ina_rails(root="/"):
-    """Every INA channel on the board: ``[dict(rail, kind, power, voltage, current, alarms...)]``.
+    """Every labelled INA rail on the board: ``[dict(rail, kind, device, power, voltage, current, alarms)]``.
 
     * JetPack 4 (iio): ``ina3221x/<bus-addr>/iio:deviceN/rail_name_k``,
       ``in_power<k>_input`` (mW, precomputed), ``in_voltage<k>_input`` (mV),
       ``in_current<k>_input`` (mA).
     * JetPack 5/6 (hwmon): ``ina3221/<bus-addr>/hwmon/hwmonN/in<k>_label``,
-      ``in<k>_input`` (mV), ``curr<k>_input`` (mA); power = mV x mA / 1000.
-    * Thor: ``ina238/.../hwmon/hwmonN/power1_input`` in µW.
-    Channels labelled ``NC`` and the channel-7 "sum of shunt voltages" are skipped.
-    A channel with no label keeps the name ``<bus-addr>:ch<k>``.
+      ``in<k>_input`` (bus mV), ``curr<k>_input`` (mA); power = mV x mA / 1000.
+      Only channels with an ``in<k>_label`` and a ``curr<k>_input`` are rails:
+      the driver also exposes ``in4..in6_input`` (shunt voltages of channels
+      1-3), ``in7`` (sum of shunt voltages) and ``curr4_input`` (the summed
+      current), which are not rails.
+    * Thor (INA238): one rail per chip, ``power1_input`` (µW), ``in1_input``
+      (bus mV), ``curr1_input`` (mA), named by the chip's ``label`` file or
+      ``VIN``; ``in0_input`` is the shunt voltage and is not read.
+    Channels labelled ``NC`` and the "sum of shunt voltages" are skipped.
     """
     fs = as_fs(root)
     rails = []
@@ -461,37 +467,78 @@ def find_ina_rails(root="/"):
                               "power": idir + "/in_power%s_input" % k,
                               "voltage": idir + "/in_voltage%s_input" % k,
                               "current": idir + "/in_current%s_input" % k, "alarms": {}})
-    for driver, kind in ((HWMON_DRIVER_DIR, "hwmon"), (INA238_DRIVER_DIR, "ina238")):
-        for dev in fs.listdir(driver):
-            hdir_parent = driver + "/" + dev + "/hwmon"
-            for hw in fs.listdir(hdir_parent):
-                hdir = hdir_parent + "/" + hw
-                entries = fs.listdir(hdir)
-                chans = set()
-                for entry in entries:
-                    m = re.match(r"^(?:in|curr|power)(\d+)_(?:input|label|crit_alarm|max_alarm)$", entry)
-                    if m:
-                        chans.add(int(m.group(1)))
-                for k in sorted(chans):
-                    label, _ = read_text(fs, "%s/in%d_label" % (hdir, k))
-                    if label is None and kind == "ina238":
-                        label = "VIN"
-                    if label is not None and (label in INA_SKIP_LABELS or label.startswith("NC")):
-                        continue
-                    if kind == "hwmon" and k == 7:
-                        continue
-                    name = label or "%s:ch%d" % (dev, k)
-                    alarms = {}
-                    for a in ("crit_alarm", "max_alarm"):
-                        if "curr%d_%s" % (k, a) in entries:
-                            alarms[a] = "%s/curr%d_%s" % (hdir, k, a)
-                    rail = {"rail": name, "kind": kind, "device": dev,
-                            "voltage": "%s/in%d_input" % (hdir, k) if "in%d_input" % k in entries else None,
-                            "current": "%s/curr%d_input" % (hdir, k) if "curr%d_input" % k in entries else None,
-                            "power": "%s/power%d_input" % (hdir, k) if "power%d_input" % k in entries else None,
-                            "alarms": alarms}
-                    rails.append(rail)
+    for hdir, dev, entries in _ina_hwmon_dirs(fs, HWMON_DRIVER_DIR):
+        for entry in sorted(entries):
+            m = re.match(r"^in(\d+)_label$", entry)
+            if not m:
+                continue
+            k = int(m.group(1))
+            label, _ = read_text(fs, hdir + "/" + entry)
+            if not label or label in INA_SKIP_LABELS or label.startswith("NC"):
+                continue
+            if "curr%d_input" % k not in entries and "power%d_input" % k not in entries:
+                continue  # a label without current or power (the shunt sum) is not a rail
+            rails.append(_hwmon_rail(hdir, dev, entries, k, label, "hwmon"))
+    for hdir, dev, entries in _ina_hwmon_dirs(fs, INA238_DRIVER_DIR):
+        if "power1_input" not in entries and "curr1_input" not in entries:
+            continue
+        label, _ = read_text(fs, hdir + "/label")
+        rails.append(_hwmon_rail(hdir, dev, entries, 1, label or "VIN", "ina238"))
     return rails
+
+
+def _ina_hwmon_dirs(fs, driver):
+    """``(hwmon_dir, device, set of file names)`` for every chip bound to ``driver``."""
+    for dev in fs.listdir(driver):
+        parent = driver + "/" + dev + "/hwmon"
+        for hw in fs.listdir(parent):
+            hdir = parent + "/" + hw
+            yield hdir, dev, set(fs.listdir(hdir))
+
+
+def _hwmon_rail(hdir, dev, entries, k, name, kind):
+    alarms = {}
+    for a in ("crit_alarm", "max_alarm"):
+        if "curr%d_%s" % (k, a) in entries:
+            alarms[a] = "%s/curr%d_%s" % (hdir, k, a)
+    return {"rail": name, "kind": kind, "device": dev,
+            "voltage": "%s/in%d_input" % (hdir, k) if "in%d_input" % k in entries else None,
+            "current": "%s/curr%d_input" % (hdir, k) if "curr%d_input" % k in entries else None,
+            "power": "%s/power%d_input" % (hdir, k) if "power%d_input" % k in entries else None,
+            "alarms": alarms}
+
+
+_RAW_UNITS = (("in", "mV"), ("curr", "mA"), ("power", "uW"))
+
+
+def read_ina_unassigned(root="/", rails=None, source="sysfs:ina3221"):
+    """The channel files of INA chips that no rail claims, as raw readings (recorded trees only).
+
+    A recorded listing may hold a chip's alarm and input files without the
+    ``in<k>_label`` that names a rail (the alumet dump is truncated before
+    them). They are reported as ``ina.<device>.<file>`` in the file's own unit,
+    never as ``power.*``/``voltage.*``: without a label there is no rail, and
+    the shunt and sum channels are not rails at all.
+    """
+    fs = as_fs(root)
+    if rails is None:
+        rails = find_ina_rails(fs)
+    claimed = set()
+    for rail in rails:
+        claimed.update(p for p in (rail.get("power"), rail.get("voltage"), rail.get("current")) if p)
+        claimed.update(rail.get("alarms", {}).values())
+    out = []
+    for driver in (HWMON_DRIVER_DIR, INA238_DRIVER_DIR):
+        for hdir, dev, entries in _ina_hwmon_dirs(fs, driver):
+            for entry in sorted(entries):
+                m = re.match(r"^(in|curr|power)(\d+)_(input|crit_alarm|max_alarm)$", entry)
+                if not m or hdir + "/" + entry in claimed:
+                    continue
+                unit = "" if m.group(3) != "input" else dict(_RAW_UNITS)[m.group(1)]
+                value, reason = read_int(fs, hdir + "/" + entry)
+                out.append(Reading("ina.%s.%s" % (dev, entry), value, unit, source, reason,
+                                   {"note": "channel file with no labelled rail"}))
+    return out
 
 
 def read_ina_rails(root="/", rails=None, source="sysfs:ina3221", with_total=True):
