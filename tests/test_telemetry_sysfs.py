@@ -321,6 +321,103 @@ def test_discover_on_a_fake_jetson(tmp_path: Path) -> None:
         assert isinstance(s.describe(), str)
 
 
+#: A stand-in for NVIDIA's `tegrastats` (a fake, named as one): it records its arguments, then prints a line in
+#: the JetPack 4.6 Nano format every --interval milliseconds until it is terminated.
+FAKE_TEGRASTATS = """#!{python}
+import sys, time
+args = sys.argv[1:]
+with open({argv_file!r}, "w") as f:
+    f.write(" ".join(args))
+interval_s = int(args[args.index("--interval") + 1]) / 1000.0
+k = 0
+while True:
+    sys.stdout.write("RAM 1923/3964MB (lfb 2x2MB) SWAP 191/1982MB (cached 6MB) IRAM 0/252kB(lfb 252kB) "
+                     "CPU [5%@1224,4%@1224,3%@1224,6%@1224] EMC_FREQ 0%@1600 GR3D_FREQ 0%@76 APE 25 PLL@37C "
+                     "CPU@40C PMIC@50C GPU@40C AO@45C thermal@40C POM_5V_IN %d/1628 POM_5V_GPU 0/0 "
+                     "POM_5V_CPU 366/406\\n".replace("%d", str(1750 + k)))
+    sys.stdout.flush()
+    k += 1
+    time.sleep(interval_s)
+"""
+
+
+def fake_tegrastats(tmp_path: Path) -> tuple[Path, Path]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    argv_file = tmp_path / "tegrastats-argv.txt"
+    script = bin_dir / "tegrastats"
+    script.write_text(FAKE_TEGRASTATS.format(python=sys.executable, argv_file=str(argv_file)))
+    script.chmod(0o755)
+    return bin_dir, argv_file
+
+
+def test_tegrastats_fallback_when_jetson_rails_are_absent(tmp_path: Path) -> None:
+    import time
+
+    from hilbench_agent.telemetry.sampler import Sampler
+
+    root = tmp_path / "root"
+    thermal_tree(root, {0: ("CPU-therm", "40500")})
+    # A Jetson by its device tree alone (a container has no /etc/nv_tegra_release), and no INA nodes.
+    write(root, {"/proc/device-tree/compatible": "nvidia,p3450-0000\x00nvidia,jetson-nano\x00nvidia,tegra210\x00",
+                 "/proc/device-tree/model": "NVIDIA Jetson Nano Developer Kit\x00"})
+    bin_dir, argv_file = fake_tegrastats(tmp_path)
+    found = discover(str(root), path=str(bin_dir), platform="linux", commands=True, tegrastats_interval_ms=50)
+    (src,) = [s for s in found if s.name == "tegrastats"]
+    assert src.argv == [str(bin_dir / "tegrastats"), "--interval", "50"]
+    assert "jetson_rails" not in [s.name for s in found]
+    assert any(n == "jetson_rails" and "power from tegrastats instead" in why for n, why in found.missing)
+    assert "tegrastats" in src.describe()
+
+    batches: list[list[dict]] = []
+    sampler = Sampler([src], rate_hz=20, emit=batches.append, flush_interval_s=0.05)
+    sampler.start()
+    deadline = time.monotonic() + 10
+    try:
+        while time.monotonic() < deadline:
+            if sum(1 for b in batches for d in b if d["sensor"] == "power.total") >= 3:
+                break
+            time.sleep(0.05)
+    finally:
+        sampler.stop()
+    readings = [d for b in batches for d in b]
+    totals = [d for d in readings if d["sensor"] == "power.total"]
+    assert len(totals) >= 3 and [d["value"] for d in totals[:3]] == [1750, 1751, 1752]
+    # Stamped as each line arrived, on the agent's clock: one stamp per line, in order.
+    stamps = [d["t_ns"] for d in totals]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert all(isinstance(d["t_ns"], int) for d in readings)
+    assert {"temp.CPU", "freq.gpu", "power.POM_5V_CPU"} <= {d["sensor"] for d in readings}
+    assert argv_file.read_text() == "--interval 50"
+    assert src._proc is not None and src._proc.poll() is not None  # closed with the sampler: no process left
+
+
+def test_tegrastats_fallback_when_rails_are_unreadable_and_board_rail(tmp_path: Path) -> None:
+    import errno
+
+    h = "/sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon1"
+    tree = MemFS({"/etc/nv_tegra_release": "# R32 (release), REVISION: 7.1\n", f"{h}/in1_label": "POM_5V_IN\n"},
+                 errors={f"{h}/in1_input": (errno.EACCES, "Permission denied"),
+                         f"{h}/curr1_input": (errno.EACCES, "Permission denied")})
+    bin_dir, _ = fake_tegrastats(tmp_path)
+    found = discover(tree, path=str(bin_dir), platform="linux", commands=True, board_rail="POM_5V_CPU")
+    names = [s.name for s in found]
+    assert "tegrastats" in names and "jetson_rails" not in names
+    (why,) = [w for n, w in found.missing if n == "jetson_rails"]
+    assert "POM_5V_IN" in why and "not readable" in why and "permission denied" in why
+    (src,) = [s for s in found if s.name == "tegrastats"]
+    total = by_sensor(src.parse("RAM 1/2MB CPU [1%@102] POM_5V_IN 900/900 POM_5V_CPU 120/120"))["power.total"]
+    assert total.value == 120 and "board_rail" in total.extra["method"]
+    # Without tegrastats on PATH the rails are missing with both reasons; without commands, not looked for.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    found = discover(tree, path=str(empty), platform="linux", commands=True)
+    assert any(n == "jetson_rails" and "no tegrastats on PATH" in w for n, w in found.missing)
+    assert "tegrastats" not in [s.name for s in discover(tree, path=str(bin_dir), platform="linux")]
+    # Not a Jetson: tegrastats on PATH is never started.
+    assert "tegrastats" not in [s.name for s in discover(MemFS({}), path=str(bin_dir), commands=True)]
+
+
 # --- Coral ----------------------------------------------------------------------------------------
 
 

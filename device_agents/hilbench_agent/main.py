@@ -151,9 +151,12 @@ def _start_telemetry(channel, config):
     except ImportError as exc:
         log("telemetry unavailable: %s" % exc)
         return None
+    rate_hz = float(config.get("rate_hz", 10.0))
+    # tegrastats (the fallback for unreadable INA rails) prints at the sampler's rate, 1 to 10 lines a second.
     sources = discover(root=config.get("root", "/"), pid=os.getpid(), meter_command=config.get("meter_command"),
-                       board_rail=config.get("board_rail"))
-    sampler = Sampler(list(sources), rate_hz=float(config.get("rate_hz", 10.0)),
+                       board_rail=config.get("board_rail"),
+                       tegrastats_interval_ms=min(1000, max(100, int(round(1000.0 / rate_hz)))) if rate_hz > 0 else 1000)
+    sampler = Sampler(list(sources), rate_hz=rate_hz,
                       emit=lambda readings: channel.send("telemetry", readings=readings), clock=clock)
     sampler.described = sources.describe()  # what this job's sampler found and lacks (its own root)
     sampler.start()

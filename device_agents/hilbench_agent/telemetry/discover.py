@@ -25,12 +25,12 @@ import threading
 import time
 
 from hilbench_agent.telemetry import android, coral, jetson, linux, macos, raspberrypi
-from hilbench_agent.telemetry.fs import as_fs, read_int, read_text
+from hilbench_agent.telemetry.fs import as_fs, read_int
 from hilbench_agent.telemetry.reading import Reading
 
 __all__ = ["Source", "Discovered", "discover", "ThermalSource", "CpufreqSource", "HwmonSource", "RaplSource",
            "ProcessMemorySource", "MeminfoSource", "PowerSupplySource", "InaRailsSource", "JetsonGpuSource",
-           "ApexSource", "CommandSource", "StreamCommandSource", "ExternalMeterSource", "which"]
+           "ApexSource", "CommandSource", "StreamCommandSource", "TegrastatsSource", "ExternalMeterSource", "which"]
 
 
 class Source(object):
@@ -328,14 +328,18 @@ class StreamCommandSource(Source):
     """A long-running command (``tegrastats --interval``, ``powermetrics -f plist``) read by a thread.
 
     Records are split on ``separator`` (newline, or NUL for plist); ``read()``
-    returns the readings parsed since the previous read.
+    returns the readings parsed since the previous read. With a ``clock`` each
+    record is stamped when its line arrives and ``read()`` returns protocol
+    dicts with that ``t_ns`` (the sampler keeps it), not the later read time.
+    The command starts on the first ``read()``; ``close()`` ends it.
     """
 
-    def __init__(self, name, argv, parse, separator=b"\n"):
+    def __init__(self, name, argv, parse, separator=b"\n", clock=None):
         self.name = name
         self.argv = list(argv)
         self.parse = parse
         self.separator = separator
+        self.clock = clock
         self._lock = threading.Lock()
         self._pending = []
         self._proc = None
@@ -362,10 +366,13 @@ class StreamCommandSource(Source):
                 record, buf = buf.split(self.separator, 1)
                 if not record.strip():
                     continue
+                t_ns = self.clock() if self.clock is not None else None
                 try:
                     readings = self.parse(record.decode("utf-8", "replace"))
                 except Exception as exc:  # a bad record must not kill the pump
                     readings = [Reading(self.name + ".record", None, "", self.name, "unparseable: %s" % exc)]
+                if t_ns is not None:
+                    readings = [r.to_dict(t_ns) for r in readings]
                 with self._lock:
                     self._pending.extend(readings)
         self._error = "%s exited with status %s" % (self.argv[0], self._proc.wait())
@@ -386,6 +393,37 @@ class StreamCommandSource(Source):
                 self._proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
+                self._proc.wait()
+        if self._thread is not None:
+            self._thread.join(2)
+
+
+class TegrastatsSource(StreamCommandSource):
+    """``tegrastats --interval N`` on a Jetson whose INA sysfs nodes are not readable (a container
+    without /sys, a kernel that hides them): rails, board power, temperatures, clocks and loads
+    from every line, each stamped when the line arrives. ``board_rail`` (the target's) replaces
+    the parser's choice of ``power.total``.
+    """
+
+    def __init__(self, command, interval_ms=100, board_rail=None, clock=None):
+        StreamCommandSource.__init__(self, "tegrastats", [command, "--interval", str(int(interval_ms))],
+                                     self._parse, clock=clock or time.monotonic_ns)
+        self.interval_ms = int(interval_ms)
+        self.board_rail = board_rail
+
+    def describe(self):
+        return "tegrastats: `%s` (INA sysfs rails not readable)" % " ".join(self.argv)
+
+    def _parse(self, line):
+        out = jetson.parse_tegrastats_line(line)
+        if self.board_rail:
+            for r in out:
+                if r.sensor == "power." + self.board_rail:
+                    out = [x for x in out if x.sensor != "power.total"]
+                    out.append(Reading("power.total", r.value, "mW", r.source, r.reason,
+                                       {"method": "board_rail %s (target file)" % self.board_rail}))
+                    break
+        return out
 
 
 # --- discovery ----------------------------------------------------------------------------------
@@ -394,15 +432,17 @@ def _is_root():
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def discover(root="/", pid=None, meter_command=None, board_rail=None, path=None, platform=None, commands=None):
+def discover(root="/", pid=None, meter_command=None, board_rail=None, path=None, platform=None, commands=None,
+             tegrastats_interval_ms=100):
     """Probe ``root`` for every known source; returns a :class:`Discovered` list.
 
     ``pid``: also sample that process's VmRSS/VmHWM. ``meter_command``: an
     external meter (argv list or string) printing watts. ``board_rail``: the
     rail that is the board total when a target file knows better.
     ``path``/``platform`` default to ``$PATH``/``sys.platform`` (tests pass their own).
-    Command sources (vcgencmd, nvpmodel, pmset, powermetrics, dumpsys) are probed
-    when ``commands`` is true; by default only when ``root`` is ``/``.
+    Command sources (vcgencmd, nvpmodel, pmset, powermetrics, dumpsys, and
+    tegrastats on a Jetson whose INA rails are not readable) are probed when
+    ``commands`` is true; by default only when ``root`` is ``/``.
     """
     fs = as_fs(root)
     live = commands if commands is not None else (isinstance(root, str) and os.path.abspath(root) == "/")
@@ -423,9 +463,20 @@ def discover(root="/", pid=None, meter_command=None, board_rail=None, path=None,
 
     rails = jetson.find_ina_rails(fs)
     ina_names = ("ina3221", "ina238")
+    ina_found = bool(rails)
+    rails_missing = "no INA3221/INA238 in /sys/bus/i2c/drivers (container without /sys?)"
     if rails:
-        sources.append(InaRailsSource(fs, rails, board_rail))
-    hwmons = [(n, d, linux.hwmon_channels(fs, d)) for n, d in linux.find_hwmon(fs, skip_names=ina_names if rails else ())]
+        probe = jetson.read_ina_rails(fs, rails, with_total=False)
+        readable = [r for r in probe if r.sensor.startswith("power.") and r.value is not None]
+        if readable:
+            sources.append(InaRailsSource(fs, rails, board_rail))
+        else:
+            why = [r.reason for r in probe if r.reason][:1] or ["no value"]
+            rails_missing = "INA rails %s found but not readable (%s)" % (
+                ", ".join(r["rail"] for r in rails), why[0])
+            rails = []
+    hwmons = [(n, d, linux.hwmon_channels(fs, d))
+              for n, d in linux.find_hwmon(fs, skip_names=ina_names if ina_found else ())]
     hwmons = [h for h in hwmons if h[2]]
     if hwmons:
         sources.append(HwmonSource(fs, hwmons))
@@ -459,16 +510,22 @@ def discover(root="/", pid=None, meter_command=None, board_rail=None, path=None,
             missing.append(("process", "no /proc/%s/status" % pid))
 
     # Jetson
-    family, _ = read_text(fs, "/sys/devices/soc0/family")
-    is_jetson = fs.exists("/etc/nv_tegra_release") or "tegra" in (family or "").lower()
+    is_jetson = bool(jetson.jetson_evidence(fs))
     load_path, devfreq = jetson.find_gpu(fs)
-    if is_jetson or rails or load_path:
+    if is_jetson or ina_found or load_path:
         if load_path or devfreq:
             sources.append(JetsonGpuSource(fs, load_path, devfreq))
         else:
             missing.append(("jetson_gpu", "no gpu load file or gpu devfreq node"))
         if not rails:
-            missing.append(("jetson_rails", "no INA3221/INA238 in /sys/bus/i2c/drivers (container without /sys?)"))
+            tegrastats = which("tegrastats", path) if live and is_jetson else None
+            if tegrastats:
+                sources.append(TegrastatsSource(tegrastats, tegrastats_interval_ms, board_rail))
+                missing.append(("jetson_rails", rails_missing + "; power from tegrastats instead"))
+            elif live and is_jetson:
+                missing.append(("jetson_rails", rails_missing + "; no tegrastats on PATH either"))
+            else:
+                missing.append(("jetson_rails", rails_missing))
 
     # Coral
     apex = coral.find_apex(fs)

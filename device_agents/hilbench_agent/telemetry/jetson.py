@@ -34,7 +34,7 @@ from hilbench_agent.telemetry.reading import Reading
 __all__ = [
     "parse_tegrastats_line", "parse_tegrastats", "board_total", "parse_jetson_clocks", "parse_nvpmodel",
     "parse_source_map", "find_ina_rails", "read_ina_rails", "read_ina_unassigned", "find_gpu", "read_gpu",
-    "INA_SKIP_LABELS",
+    "INA_SKIP_LABELS", "jetson_evidence",
 ]
 
 SOURCE = "tegrastats"
@@ -581,6 +581,34 @@ def read_ina_rails(root="/", rails=None, source="sysfs:ina3221", with_total=True
         out.append(Reading("power.total", total, "mW", source, None if total is not None else how,
                            {"method": how, "rails": used} if total is not None else None))
     return out
+
+
+# --- is this a Jetson? ----------------------------------------------------------------------------
+
+def jetson_evidence(root="/"):
+    """What says this is a Jetson (a list of short strings; empty: nothing does).
+
+    ``/etc/nv_tegra_release`` (L4T), ``/sys/devices/soc0/family`` naming tegra,
+    or the device tree: a ``compatible`` naming ``nvidia,tegra*`` or a model
+    naming Jetson. Each is enough alone; containers often lack the first.
+    """
+    fs = as_fs(root)
+    found = []
+    if fs.exists("/etc/nv_tegra_release"):
+        found.append("/etc/nv_tegra_release")
+    family, _ = read_text(fs, "/sys/devices/soc0/family")
+    if family and "tegra" in family.lower():
+        found.append("soc0 family %s" % family)
+    for base in ("/proc/device-tree", "/sys/firmware/devicetree/base"):
+        compat, _ = read_text(fs, base + "/compatible")
+        model, _ = read_text(fs, base + "/model")
+        if compat and "nvidia,tegra" in compat:
+            found.append("device tree compatible nvidia,tegra")
+            break
+        if model and "jetson" in model.lower():
+            found.append("device tree model %s" % model.strip("\x00"))
+            break
+    return found
 
 
 # --- GPU load and clock -------------------------------------------------------------------------
