@@ -220,6 +220,8 @@ def test_tegrastats_nano_jp461(shared_dir: Path) -> None:
     assert (v["mem.swap_used"], v["mem.swap_total"], v["mem.swap_cached"]) == (191, 1982, 6)
     assert (v["mem.iram_used"], v["mem.iram_total"]) == (0, 252)
     assert _first(rs, "mem.iram_total").unit == "KB"
+    assert v["mem.iram_lfb"] == 252 and _first(rs, "mem.iram_lfb").unit == "KB"  # IRAM 0/252kB(lfb 252kB)
+    assert v["mem.lfb_blocks"] == 2 and _first(rs, "mem.lfb_blocks").extra["block_size_mb"] == 2  # (lfb 2x2MB)
     assert [v[f"load.cpu{k}"] for k in range(4)] == [5, 4, 3, 6]
     assert [v[f"freq.cpu{k}"] for k in range(4)] == [1224] * 4
     assert (v["load.emc"], v["freq.emc"]) == (0, 1600)
@@ -389,6 +391,11 @@ def test_jetson_clocks_tx1_typo(shared_dir: Path) -> None:
     assert v["jetson_clocks.emc_freq_override"] == 1
     assert v["fan.speed"] == 255
     assert v["online.cpus"] == 4
+    by = {r.sensor: r for r in rs}
+    assert by["jetson.soc_family"].extra["text"] == "tegra210" and by["jetson.soc_family"].value is None
+    assert by["jetson.machine"].extra["text"] == "jetson_tx1"
+    # Every core and the GPU at min = max, EMC override set: what jetson_clocks leaves behind.
+    assert v["jetson_clocks.active"] == 1 and by["jetson_clocks.active"].extra["text"] == "on"
 
 
 def test_jetson_clocks_tx2(shared_dir: Path) -> None:
@@ -397,6 +404,16 @@ def test_jetson_clocks_tx2(shared_dir: Path) -> None:
     assert _first(rs, "online.cpus").extra["cpus"] == [0, 3, 4, 5]
     assert (v["online.cpu1"], v["online.cpu2"], v["online.cpu0"]) == (0, 0, 1)
     assert _first(rs, "freq.cpu0").extra["governor"] == "schedutil"
+    assert _first(rs, "freq.cpu0").extra["idle_states"] == {"C1": 1, "c7": 1}
+    assert _first(rs, "freq.cpu1").extra["idle_states"] == {"C1": 1, "c6": 1, "c7": 1}
+    assert "C1" not in {r.sensor.split(".")[-1] for r in rs}  # idle states are not frequencies
+    by = {r.sensor: r for r in rs}
+    assert (by["jetson.soc_family"].extra["text"], by["jetson.machine"].extra["text"]) == ("tegra186", "quill")
+    # The governor is free (min 345.6 < max 2035.2 MHz) and EMC is not overridden: jetson_clocks is off.
+    active = by["jetson_clocks.active"]
+    assert active.value == 0 and active.extra["text"] == "off"
+    assert active.extra["checked"] == ["4 CPUs", "GPU", "EMC override"]  # cpu1 and cpu2 are offline
+    assert "EMC FreqOverride=0" in active.extra["unpinned"]
     assert (v["freq.cpu0.min"], v["freq.cpu0.max"], v["freq.cpu0"]) == (345.6, 2035.2, 2035.2)
     assert (v["freq.gpu.min"], v["freq.gpu.max"], v["freq.gpu"]) == (114.75, 1134.75, 114.75)
     assert v["freq.emc"] == 1600 and v["jetson_clocks.emc_freq_override"] == 0

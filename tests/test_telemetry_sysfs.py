@@ -92,6 +92,31 @@ def test_trip_points_and_cooling_devices(tmp_path: Path) -> None:
     assert trips[0].extra["type"] == "passive"
     (cool,) = linux.read_cooling_devices(str(tmp_path))
     assert (cool.sensor, cool.value, cool.extra["max_state"]) == ("cooling.thermal-cpufreq-0", 2, 4)
+    assert cool.extra["cpu"] is True
+
+
+def test_discovery_reads_trip_points_once_and_samples_cooling_devices(tmp_path: Path) -> None:
+    thermal_tree(tmp_path, {0: ("cpu-thermal", "55000"), 1: ("acpitz", "40000"), 2: ("acpitz", "41000")})
+    d = "/sys/devices/virtual/thermal/thermal_zone0"
+    files = {f"{d}/trip_point_0_temp": "75000\n", f"{d}/trip_point_0_type": "passive\n",
+             f"{d}/trip_point_1_temp": "65000\n", f"{d}/trip_point_1_type": "active\n",  # a fan: not a throttle
+             f"{d}/trip_point_2_temp": "110000\n", f"{d}/trip_point_2_type": "critical\n"}
+    for k, ctype in enumerate(("Processor", "Processor", "pwm-fan", "cpufreq-cpu0")):
+        files.update({f"/sys/class/thermal/cooling_device{k}/type": ctype + "\n",
+                      f"/sys/class/thermal/cooling_device{k}/cur_state": f"{k % 2}\n",
+                      f"/sys/class/thermal/cooling_device{k}/max_state": "3\n"})
+    write(tmp_path, files)
+    found = discover(str(tmp_path))
+    assert found.facts["trip_points"] == {"temp.cpu-thermal": [{"trip": 0, "temp_c": 75.0, "type": "passive"},
+                                                               {"trip": 2, "temp_c": 110.0, "type": "critical"}]}
+    assert found.describe()["facts"]["trip_points"] == found.facts["trip_points"]
+    (cool,) = [s for s in found if s.name == "cooling"]
+    assert cool.min_interval_s > 0
+    r = by_sensor(cool.read())
+    # The same type twice (one ACPI Processor device per CPU) is told apart by its device.
+    assert r["cooling.Processor/cooling_device0"].value == 0 and r["cooling.Processor/cooling_device1"].value == 1
+    assert r["cooling.Processor/cooling_device1"].extra["cpu"] is True
+    assert r["cooling.pwm-fan"].extra["cpu"] is False and r["cooling.cpufreq-cpu0"].extra["cpu"] is True
 
 
 # --- cpufreq ------------------------------------------------------------------------------------
@@ -416,6 +441,40 @@ def test_tegrastats_fallback_when_rails_are_unreadable_and_board_rail(tmp_path: 
     assert "tegrastats" not in [s.name for s in discover(tree, path=str(bin_dir), platform="linux")]
     # Not a Jetson: tegrastats on PATH is never started.
     assert "tegrastats" not in [s.name for s in discover(MemFS({}), path=str(bin_dir), commands=True)]
+
+
+def jetson_cpufreq(root: Path, limits: dict[int, tuple[int, int]], offline: tuple[int, ...] = ()) -> None:
+    base = "/sys/devices/system/cpu"
+    for cpu, (lo, hi) in limits.items():
+        write(root, {f"{base}/cpu{cpu}/cpufreq/scaling_min_freq": f"{lo}\n",
+                     f"{base}/cpu{cpu}/cpufreq/scaling_max_freq": f"{hi}\n",
+                     f"{base}/cpu{cpu}/cpufreq/scaling_cur_freq": f"{hi}\n",
+                     f"{base}/cpu{cpu}/online": "0\n" if cpu in offline else "1\n"})
+
+
+def test_jetson_clocks_state_from_sysfs(tmp_path: Path) -> None:
+    on = tmp_path / "on"
+    write(on, {"/etc/nv_tegra_release": "# R36 (release), REVISION: 4.3\n",
+               "/sys/class/devfreq/17000000.gpu/min_freq": "1020000000\n",
+               "/sys/class/devfreq/17000000.gpu/max_freq": "1020000000\n"})
+    # cpu3 is offline with a stale lower minimum: offline cores are not asked.
+    jetson_cpufreq(on, {0: (1728000, 1728000), 1: (1728000, 1728000), 3: (115200, 1728000)}, offline=(3,))
+    found = discover(str(on))
+    state = found.facts["jetson_clocks"]
+    assert (state["active"], state["text"]) == (1, "on") and state["checked"] == ["2 CPUs", "GPU"]
+    assert found.describe()["facts"]["jetson_clocks"]["active"] == 1
+
+    off = tmp_path / "off"
+    write(off, {"/etc/nv_tegra_release": "# R36 (release), REVISION: 4.3\n"})
+    jetson_cpufreq(off, {0: (1728000, 1728000), 1: (115200, 1728000)})
+    state = discover(str(off)).facts["jetson_clocks"]
+    assert state["active"] == 0 and state["unpinned"] == ["cpu1 min 115.2 < max 1728 MHz"]
+
+    bare = tmp_path / "bare"  # a Jetson container that sees no cpufreq: unknown, not "off"
+    write(bare, {"/etc/nv_tegra_release": "# R36\n"})
+    state = discover(str(bare)).facts["jetson_clocks"]
+    assert state["active"] is None and "no cpufreq" in state["text"]
+    assert "jetson_clocks" not in discover(str(tmp_path / "off" / "sys")).facts  # not a Jetson: no such fact
 
 
 # --- Coral ----------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from hilbench_agent.telemetry import android, coral, jetson, linux, macos, raspb
 from hilbench_agent.telemetry.fs import as_fs, read_int
 from hilbench_agent.telemetry.reading import Reading
 
-__all__ = ["Source", "Discovered", "discover", "ThermalSource", "CpufreqSource", "HwmonSource", "RaplSource",
+__all__ = ["Source", "Discovered", "discover", "ThermalSource", "CoolingSource", "CpufreqSource", "HwmonSource", "RaplSource",
            "ProcessMemorySource", "MeminfoSource", "PowerSupplySource", "InaRailsSource", "JetsonGpuSource",
            "ApexSource", "CommandSource", "StreamCommandSource", "TegrastatsSource", "ExternalMeterSource", "which"]
 
@@ -53,16 +53,26 @@ class Source(object):
 
 
 class Discovered(list):
-    """The sources found (a list), with ``missing``: ``[(source, reason)]`` for what was not."""
+    """The sources found (a list), with ``missing``: ``[(source, reason)]`` for what was not, and
+    ``facts``: what discovery read once and the run needs (``trip_points``, ``jetson_clocks``)."""
 
-    def __init__(self, sources=(), missing=()):
+    def __init__(self, sources=(), missing=(), facts=None):
         list.__init__(self, sources)
         self.missing = list(missing)
+        self.facts = dict(facts or {})
 
     def describe(self):
-        """``{"sources": [...], "missing": [...]}`` for the ``hello`` message."""
-        return {"sources": [s.describe() for s in self],
-                "missing": ["%s: %s" % (name, reason) for name, reason in self.missing]}
+        """``{"sources": [...], "missing": [...]}`` (+ ``"facts"``) for ``hello`` and the result.
+
+        ``facts["trip_points"]``: ``{zone sensor: [{"trip", "temp_c", "type"}]}``
+        (passive, hot, critical); ``facts["jetson_clocks"]``: ``{"active": 1|0|None,
+        "text": "on"|"off"|reason, ...}`` on a Jetson.
+        """
+        out = {"sources": [s.describe() for s in self],
+               "missing": ["%s: %s" % (name, reason) for name, reason in self.missing]}
+        if self.facts:
+            out["facts"] = dict(self.facts)
+        return out
 
 
 # --- sysfs / procfs sources ---------------------------------------------------------------------
@@ -79,6 +89,23 @@ class ThermalSource(Source):
 
     def read(self):
         return linux.read_thermal_zones(self.fs, self.zones)
+
+
+class CoolingSource(Source):
+    """Cooling devices' ``cur_state``: above 0 on a cpufreq/Processor device means the CPU is throttled."""
+
+    name = "cooling"
+    min_interval_s = 0.5  # the thermal governor re-evaluates every polling_delay (typically 0.25 to 1 s)
+
+    def __init__(self, root, devices):
+        self.fs = as_fs(root)
+        self.devices = devices
+
+    def describe(self):
+        return "cooling: %d devices (%s)" % (len(self.devices), ", ".join(d[2] for d in self.devices[:6]))
+
+    def read(self):
+        return linux.read_cooling_devices(self.fs, self.devices)
 
 
 class CpufreqSource(Source):
@@ -447,13 +474,19 @@ def discover(root="/", pid=None, meter_command=None, board_rail=None, path=None,
     fs = as_fs(root)
     live = commands if commands is not None else (isinstance(root, str) and os.path.abspath(root) == "/")
     platform = platform or sys.platform
-    sources, missing = [], []
+    sources, missing, facts = [], [], {}
 
     zones = linux.find_thermal_zones(fs)
     if zones:
         sources.append(ThermalSource(fs, zones))
+        trips = linux.trip_points_c(fs, zones)
+        if trips:
+            facts["trip_points"] = trips
     else:
         missing.append(("thermal", "no /sys/class/thermal/thermal_zone*/type"))
+    cooling = linux.find_cooling_devices(fs)
+    if cooling:
+        sources.append(CoolingSource(fs, cooling))
 
     cpus = linux.find_cpufreq(fs)
     if cpus:
@@ -511,6 +544,10 @@ def discover(root="/", pid=None, meter_command=None, board_rail=None, path=None,
 
     # Jetson
     is_jetson = bool(jetson.jetson_evidence(fs))
+    if is_jetson:
+        state = jetson.read_jetson_clocks_state(fs)
+        facts["jetson_clocks"] = dict(state.extra, active=state.value) if state.value is not None else {
+            "active": None, "text": state.reason}
     load_path, devfreq = jetson.find_gpu(fs)
     if is_jetson or ina_found or load_path:
         if load_path or devfreq:
@@ -548,7 +585,7 @@ def discover(root="/", pid=None, meter_command=None, board_rail=None, path=None,
             s.name = "%s%d" % (base, k)
             k += 1
         names.add(s.name)
-    return Discovered(sources, missing)
+    return Discovered(sources, missing, facts)
 
 
 def _command_sources(sources, missing, path, platform, have_thermal):

@@ -11,6 +11,9 @@ Sensor names and units (tegrastats):
 ``mem.ram_used`` ``mem.ram_total``              MB
 ``mem.swap_used`` ``.swap_total`` ``.swap_cached``  MB  (absent on some lines: then not reported)
 ``mem.iram_used`` ``mem.iram_total``            KB     Nano/TX1 only
+``mem.iram_lfb``                                KB     IRAM largest free block (``(lfb 252kB)``)
+``mem.lfb_blocks``                              count  RAM largest free block, in blocks of
+                                                       ``extra["block_size_mb"]`` (``(lfb 2x2MB)``)
 ``load.cpuN`` ``freq.cpuN``                     %/MHz  ``off`` core: None, reason "core offline"
 ``load.cpu``                                    %      mean of the online cores
 ``load.gpu`` ``freq.gpu``                       %/MHz  GR3D_FREQ; freq is max() over GPCs
@@ -34,7 +37,7 @@ from hilbench_agent.telemetry.reading import Reading
 __all__ = [
     "parse_tegrastats_line", "parse_tegrastats", "board_total", "parse_jetson_clocks", "parse_nvpmodel",
     "parse_source_map", "find_ina_rails", "read_ina_rails", "read_ina_unassigned", "find_gpu", "read_gpu",
-    "INA_SKIP_LABELS", "jetson_evidence",
+    "INA_SKIP_LABELS", "jetson_evidence", "clocks_pinned", "read_jetson_clocks_state",
 ]
 
 SOURCE = "tegrastats"
@@ -126,7 +129,10 @@ def parse_tegrastats_line(line):
                 i += 2
                 if mm.group(4):
                     # IRAM 0/252kB(lfb 252kB): the bracket is glued to the value.
-                    if i < n and re.match(r"^\d+kB\)$", toks[i]):
+                    ml = re.match(r"^(\d+)kB\)$", toks[i]) if i < n else None
+                    if ml:
+                        _add(out, "mem.%s_lfb" % key, float(ml.group(1)), "KB", None,
+                             {"note": "largest free block"})
                         i += 1
                     continue
                 if i + 1 < n and toks[i] in ("(lfb", "(cached"):
@@ -274,25 +280,43 @@ _KV_RE = re.compile(r"(\w+)=(\S+)")
 def parse_jetson_clocks(text):
     """``jetson_clocks --show``: CPU values are kHz, GPU and EMC are Hz; all reported in MHz.
 
-    Readings: ``freq.cpuN`` / ``.min`` / ``.max`` (governor in extra), ``online.cpuN``,
-    ``freq.gpu`` ``freq.emc`` (+ ``.min``/``.max``), ``jetson_clocks.emc_freq_override``,
-    ``fan.speed`` (PWM 0-255), ``nvpmodel.mode`` (name in ``extra["text"]``).
+    Readings: ``freq.cpuN`` / ``.min`` / ``.max`` (governor and ``idle_states`` in
+    extra), ``online.cpuN``, ``freq.gpu`` ``freq.emc`` (+ ``.min``/``.max``),
+    ``jetson_clocks.emc_freq_override``, ``fan.speed`` (PWM 0-255), ``nvpmodel.mode``
+    (name in ``extra["text"]``), ``jetson.soc_family`` and ``jetson.machine`` (names,
+    in ``extra["text"]``), and ``jetson_clocks.active`` (see :func:`clocks_pinned`).
     L4T 28's ``Gonvernor=`` typo is accepted.
     """
     src = "jetson_clocks"
     out = []
+    cpus, gpu, override = [], None, None
     for line in text.splitlines():
         line = line.strip()
+        m = re.match(r"^SOC family:\s*(\S+)(?:\s+Machine:\s*(\S+))?", line)
+        if m:
+            for sensor, name in (("jetson.soc_family", m.group(1)), ("jetson.machine", m.group(2))):
+                if name:
+                    out.append(Reading(sensor, None, "", src, "a name, not a number (extra.text)", {"text": name}))
+            continue
         m = re.match(r"^(cpu\d+):\s*(.*)$", line)
         if m:
-            cpu, kv = m.group(1), dict(_KV_RE.findall(m.group(2)))
+            cpu, body = m.group(1), m.group(2)
+            body, _, idle = body.partition("IdleStates:")
+            kv = dict(_KV_RE.findall(body))
             gov = kv.get("Governor") or kv.get("Gonvernor")
+            extra = {}
+            if gov:
+                extra["governor"] = gov
+            if idle.strip():
+                extra["idle_states"] = {k: int(v) if v.isdigit() else v for k, v in _KV_RE.findall(idle)}
             if "Online" in kv:
                 out.append(Reading("online." + cpu, int(kv["Online"]), "", src))
             for key, suffix in (("CurrentFreq", ""), ("MinFreq", ".min"), ("MaxFreq", ".max")):
                 if key in kv and kv[key].isdigit():
                     out.append(Reading("freq.%s%s" % (cpu, suffix), int(kv[key]) / 1000.0, "MHz", src, None,
-                                       {"governor": gov} if gov and not suffix else None))
+                                       extra or None if not suffix else None))
+            if kv.get("Online", "1") != "0" and kv.get("MinFreq", "").isdigit() and kv.get("MaxFreq", "").isdigit():
+                cpus.append((cpu, int(kv["MinFreq"]), int(kv["MaxFreq"])))
             continue
         m = re.match(r"^(GPU|EMC|DLA\d+_\w+|PVA\d+_\w+):?\s+(.*)$", line)
         if m and "Freq" in m.group(2):
@@ -302,6 +326,10 @@ def parse_jetson_clocks(text):
                     out.append(Reading("freq.%s%s" % (unit, suffix), int(kv[key]) / 1e6, "MHz", src))
             if "FreqOverride" in kv and kv["FreqOverride"].isdigit():
                 out.append(Reading("jetson_clocks.%s_freq_override" % unit, int(kv["FreqOverride"]), "", src))
+                if unit == "emc":
+                    override = int(kv["FreqOverride"])
+            if unit == "gpu" and kv.get("MinFreq", "").isdigit() and kv.get("MaxFreq", "").isdigit():
+                gpu = (int(kv["MinFreq"]), int(kv["MaxFreq"]))
             continue
         m = re.match(r"^Fan:.*?speed=(\d+)", line)
         if m:
@@ -313,9 +341,69 @@ def parse_jetson_clocks(text):
             continue
         m = re.match(r"^Online CPUs:\s*(\S+)", line)
         if m:
-            cpus = _expand_cpu_list(m.group(1))
-            out.append(Reading("online.cpus", len(cpus), "count", src, None, {"text": m.group(1), "cpus": cpus}))
+            online = _expand_cpu_list(m.group(1))
+            out.append(Reading("online.cpus", len(online), "count", src, None, {"text": m.group(1), "cpus": online}))
+    if cpus:
+        out.append(clocks_pinned(cpus, gpu, override, src, "jetson_clocks --show"))
     return out
+
+
+def clocks_pinned(cpus, gpu=None, emc_override=None, source="sysfs:cpufreq", method=""):
+    """``jetson_clocks.active``: 1 when the clocks are pinned at their maximum as ``jetson_clocks`` leaves them.
+
+    ``cpus``: ``[(name, min, max)]`` of the online cores; ``gpu``: ``(min, max)``
+    or None; ``emc_override``: EMC ``FreqOverride`` or None. jetson_clocks raises
+    every online core's and the GPU's minimum to its maximum and sets the EMC
+    override; a governor at work leaves min below max. Value 1 (on) or 0 (off)
+    with what is not pinned in ``extra["unpinned"]``; None without any CPU.
+    """
+    if not cpus:
+        return Reading("jetson_clocks.active", None, "", source, "no cpufreq limits to compare")
+    unpinned = ["%s min %g < max %g MHz" % (c, lo / 1000.0, hi / 1000.0) for c, lo, hi in cpus if lo < hi]
+    checked = ["%d CPUs" % len(cpus)]
+    if gpu is not None:
+        checked.append("GPU")
+        if gpu[0] < gpu[1]:
+            unpinned.append("gpu min %g < max %g MHz" % (gpu[0] / 1e6, gpu[1] / 1e6))
+    if emc_override is not None:
+        checked.append("EMC override")
+        if not emc_override:
+            unpinned.append("EMC FreqOverride=0")
+    extra = {"text": "off" if unpinned else "on", "checked": checked, "method": method or "scaling_min_freq == max"}
+    if unpinned:
+        extra["unpinned"] = unpinned[:8]
+    return Reading("jetson_clocks.active", 0 if unpinned else 1, "", source, None, extra)
+
+
+def read_jetson_clocks_state(root="/", source="sysfs:cpufreq"):
+    """``jetson_clocks.active`` from sysfs, without running ``jetson_clocks --show`` (which needs root).
+
+    Compares every online core's ``scaling_min_freq`` with its ``scaling_max_freq``
+    (kHz) and the GPU devfreq ``min_freq`` with ``max_freq`` (Hz) where readable.
+    """
+    fs = as_fs(root)
+    cpus = []
+    base = "/sys/devices/system/cpu"
+    for entry in fs.listdir(base):
+        if not re.match(r"^cpu\d+$", entry) or not fs.isdir(base + "/" + entry + "/cpufreq"):
+            continue
+        online, _ = read_int(fs, base + "/" + entry + "/online")
+        if online == 0:
+            continue
+        lo, _ = read_int(fs, base + "/" + entry + "/cpufreq/scaling_min_freq")
+        hi, _ = read_int(fs, base + "/" + entry + "/cpufreq/scaling_max_freq")
+        if lo is not None and hi is not None:
+            cpus.append((entry, lo, hi))
+    cpus.sort(key=lambda c: int(c[0][3:]))
+    gpu = None
+    _, devfreq = find_gpu(fs)
+    if devfreq:
+        lo, _ = read_int(fs, devfreq + "/min_freq")
+        hi, _ = read_int(fs, devfreq + "/max_freq")
+        if lo is not None and hi is not None:
+            gpu = (lo, hi)
+    return clocks_pinned(cpus, gpu, None, source, "sysfs: scaling_min_freq == scaling_max_freq per online core"
+                         + (", GPU devfreq min_freq == max_freq" if gpu else ""))
 
 
 def _expand_cpu_list(text):

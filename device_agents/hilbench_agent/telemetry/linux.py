@@ -10,7 +10,8 @@ Sensor names and units:
 ``temp.<zone type>``                      C      thermal zone (``temp.cpu-thermal``); a type seen
                                                  twice gets ``/<thermal_zoneN>`` appended
 ``trip.<zone type>.<k>``                  C      trip point k of a zone (not sorted by temperature)
-``cooling.<type>``                        count  cooling device cur_state (``extra.max_state``)
+``cooling.<type>``                        count  cooling device cur_state (``extra.max_state``); a type
+                                                 seen twice gets ``/<cooling_deviceN>`` appended
 ``freq.cpu<N>`` / ``.max`` / ``.min``     MHz    cpufreq scaling_cur/max/min_freq (kHz in sysfs)
 ``temp|power|voltage|current|energy``
 ``.<hwmon name>.<label>``                 C/mW/mV/mA/uJ  hwmon channels (power is uW in sysfs)
@@ -30,7 +31,8 @@ from hilbench_agent.telemetry.fs import as_fs, read_int, read_text
 from hilbench_agent.telemetry.reading import Reading
 
 __all__ = [
-    "millideg_to_c", "find_thermal_zones", "read_thermal_zones", "read_trip_points", "read_cooling_devices",
+    "millideg_to_c", "find_thermal_zones", "read_thermal_zones", "read_trip_points", "trip_points_c",
+    "THROTTLE_TRIP_TYPES", "CPU_COOLING_RE", "find_cooling_devices", "read_cooling_devices",
     "find_cpufreq", "read_cpufreq", "find_hwmon", "read_hwmon", "find_rapl_zones", "read_rapl",
     "rapl_delta_uj", "RaplMeter", "find_power_supplies", "read_power_supplies", "parse_power_supply_uevent",
     "parse_meminfo", "read_meminfo", "parse_proc_status", "read_proc_status", "read_sysfs_tree",
@@ -123,21 +125,75 @@ def read_trip_points(root, zone_dir, prefix, source="sysfs:thermal"):
     return out
 
 
-def read_cooling_devices(root="/", source="sysfs:thermal"):
-    """``cooling.<type>`` = cur_state (count); cur_state > 0 means active cooling or throttling."""
+#: Trip point types at which the kernel starts to throttle (passive) or acts on an emergency (hot, critical).
+#: ``active`` trips switch fans on and are left out.
+THROTTLE_TRIP_TYPES = ("passive", "hot", "critical")
+
+
+def trip_points_c(root, zones):
+    """``{zone sensor: [{"trip": k, "temp_c": C, "type": t}]}``: the passive/hot/critical trips of each zone.
+
+    Read once at discovery (trip points change only when someone writes them);
+    the host compares them with the zone's temperatures during the run.
+    """
     fs = as_fs(root)
-    out = []
+    out = {}
+    for name, d, ztype in zones:
+        trips = []
+        for r in read_trip_points(fs, d, ztype):
+            ttype = (r.extra or {}).get("type")
+            if r.value is not None and ttype in THROTTLE_TRIP_TYPES:
+                trips.append({"trip": int(r.sensor.rsplit(".", 1)[1]), "temp_c": r.value, "type": ttype})
+        if trips:
+            out[name] = trips
+    return out
+
+
+#: Cooling device types that slow the CPU when their cur_state is above 0: cpufreq cooling
+#: (``thermal-cpufreq-N``, ``cpufreq-cpuN``), ACPI ``Processor`` (P-state/T-state limits) and
+#: ``intel_powerclamp`` (forced idle). Fans and devfreq (GPU) devices are not among them.
+CPU_COOLING_RE = re.compile(r"(cpufreq|^processor$|^intel_powerclamp$)", re.I)
+
+
+def find_cooling_devices(root="/"):
+    """``[(sensor_name, dir, type)]`` of every cooling device; a type seen twice gets ``/cooling_deviceN``."""
+    fs = as_fs(root)
+    found = []
     for entry in sorted(fs.listdir(THERMAL_DIR), key=_num_suffix):
         if not entry.startswith("cooling_device"):
             continue
         d = THERMAL_DIR + "/" + entry
         ctype, _ = read_text(fs, d + "/type")
+        found.append((ctype or entry, d))
+    counts = {}
+    for ctype, _ in found:
+        counts[ctype] = counts.get(ctype, 0) + 1
+    out = []
+    for ctype, d in found:
+        name = "cooling." + ctype
+        if counts[ctype] > 1:
+            name += "/" + d.rsplit("/", 1)[1]
+        out.append((name, d, ctype))
+    return out
+
+
+def read_cooling_devices(root="/", devices=None, source="sysfs:thermal"):
+    """``cooling.<type>`` = cur_state (count); cur_state > 0 means active cooling or throttling.
+
+    ``extra``: the device, ``max_state`` and ``cpu`` (True for the types in
+    :data:`CPU_COOLING_RE`, whose state above 0 means the CPU is throttled).
+    """
+    fs = as_fs(root)
+    if devices is None:
+        devices = find_cooling_devices(fs)
+    out = []
+    for name, d, ctype in devices:
         cur, reason = read_int(fs, d + "/cur_state")
         mx, _ = read_int(fs, d + "/max_state")
-        extra = {"device": entry}
+        extra = {"device": d.rsplit("/", 1)[1], "cpu": bool(CPU_COOLING_RE.search(ctype))}
         if mx is not None:
             extra["max_state"] = mx
-        out.append(Reading("cooling.%s" % (ctype or entry), cur, "count", source, reason, extra))
+        out.append(Reading(name, cur, "count", source, reason, extra))
     return out
 
 
