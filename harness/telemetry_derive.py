@@ -7,16 +7,26 @@ monotonic clock. :func:`derive_run` returns (version 1)::
      "sensors": {"sources": [...], "missing": [...], "recorded": {"temp": 3, ...}, "unavailable": {...}},
      "power": {sensor, partial, timed_mw, idle_mw, mean_power_mw, energy_mj, inferences_per_j, energy_basis},
      "thermal": {sensor, idle_c, timed_mean_c, timed_peak_c, cpu_clock_ratio},
-     "throttle_events": [{"t_s", "kind", "sensor", "phase"}],   # t_s from the timed phase's start
+     "memory": {rss_before_load_kb, timed_peak_rss_kb, peak_basis, growth_kb, hwm_kb},
+     "throttle_events": [{"t_s", "kind", "sensor", "phase", ...}],   # t_s from the timed phase's start
      "cooldown": [{before, status, waited_s, start_temp_c, end_temp_c, max_temp_c}],
      "sustained": {duration_s, count, window_s, windows: [{t_s, count, p50_ms, temp_c, cpu_mhz}],
                    stability, time_to_throttle_s, throttle_cause, throttle: {flag_s, clock_s, latency_s},
                    temp_start_c, temp_end_c, temp_rise_c},
      "warnings": [{"code", "message", "remedy"}]}   # also appended to the run's verdict warnings
 
-Time to throttle is the first of: a throttle flag set (``throttle.*`` now-bits, not the sticky
-``*_occurred`` ones), the fastest CPU core's clock below :data:`CLOCK_DROP` of its peak in the first
-window, or a window's p50 more than :data:`P50_RISE` above the first window's (docs/telemetry.md).
+Throttle events, over the timed and sustained phases (the device under load), are of three kinds:
+
+* ``flag``: a throttle signal set (:func:`throttle_flag_mask`): Pi/Coral ``throttle.*`` now-bits (not the
+  sticky ``*_occurred`` ones), macOS ``thermal.pressure`` above Nominal and ``pmset.cpu_speed_limit`` below
+  100, Android ``thermal.status`` above NONE, a cpufreq/Processor/powerclamp cooling device's state above 0;
+* ``clock``: the core nearest its ``scaling_max_freq`` (``freq.cpuN`` / ``freq.cpuN.max``) below
+  ``1 - CLOCK_TOLERANCE`` of it for at least :data:`CLOCK_MIN_S` (two readings or more), within one phase;
+* ``trip``: a zone's temperature at or above one of its passive/hot/critical trip points (read at discovery).
+
+Time to throttle (sustained) is the first of: a flag, the fastest CPU core's clock below :data:`CLOCK_DROP`
+of its peak in the first window, or a window's p50 more than :data:`P50_RISE` above the first window's
+(docs/telemetry.md).
 """
 
 from __future__ import annotations
@@ -29,13 +39,21 @@ import pandas as pd
 
 from harness.metrics import energy_figures
 
-__all__ = ["DERIVED_VERSION", "CLOCK_DROP", "P50_RISE", "derive_run", "device_temperature", "format_derived"]
+__all__ = ["DERIVED_VERSION", "CLOCK_DROP", "CLOCK_TOLERANCE", "CLOCK_MIN_S", "P50_RISE", "derive_run",
+           "device_temperature", "throttle_flag_mask", "format_derived"]
 
 DERIVED_VERSION = 1
 #: A clock counts as throttled below this fraction of its peak during the first window.
 CLOCK_DROP = 0.85
+#: A clock event: every core below ``1 - CLOCK_TOLERANCE`` of its ``scaling_max_freq``...
+CLOCK_TOLERANCE = 0.15
+#: ...for at least this long (and two readings): a governor's brief dip is not a throttle.
+CLOCK_MIN_S = 0.5
 #: A window whose p50 is more than this fraction above the first window's counts as a throttle event.
 P50_RISE = 0.10
+#: Cooling device types (the ``cooling.<type>`` sensor name) that slow the CPU when their state is above 0;
+#: the agent's ``linux.CPU_COOLING_RE``.
+CPU_COOLING_PATTERN = r"(?i)^cooling\.(?:[^/]*cpufreq[^/]*|processor|intel_powerclamp)(?:/cooling_device\d+)?$"
 
 
 def _usable_temp(sensor: str) -> bool:
@@ -63,15 +81,116 @@ def _cpu_clock(tel: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return g.index.to_numpy(dtype=np.int64), g.to_numpy(dtype=float)
 
 
+def throttle_flag_mask(tel: pd.DataFrame) -> pd.Series:
+    """Which telemetry rows are a throttle signal that is set (see the module docstring)."""
+    s = tel["sensor"].astype(str)
+    v = tel["value"]
+    pi_coral = s.str.startswith("throttle.") & (s != "throttle.raw") & ~s.str.endswith("_occurred") & (v > 0)
+    macos = ((s == "thermal.pressure") & (v > 0)) | ((s == "pmset.cpu_speed_limit") & (v < 100))
+    android = (s == "thermal.status") & (v > 0)
+    cooling = s.str.match(CPU_COOLING_PATTERN) & (v > 0)
+    return (pi_coral | macos | android | cooling) & v.notna()
+
+
 def _flag_events(tel: pd.DataFrame, t0: int, t1: int) -> list[tuple[int, str]]:
     """(t_ns, sensor) of the first set reading of each throttle flag in [t0, t1]."""
-    s = tel["sensor"].astype(str)
-    flags = tel[s.str.startswith("throttle.") & (s != "throttle.raw") & ~s.str.endswith("_occurred")
-                & tel["value"].notna() & (tel["t_ns"] >= t0) & (tel["t_ns"] <= t1) & (tel["value"] > 0)]
+    flags = tel[throttle_flag_mask(tel) & (tel["t_ns"] >= t0) & (tel["t_ns"] <= t1)]
     if flags.empty:
         return []
     first = flags.sort_values("t_ns").groupby("sensor")["t_ns"].min()
     return sorted((int(t), str(n)) for n, t in first.items())
+
+
+def _clock_events(tel: pd.DataFrame, t0: int, t1: int) -> list[dict[str, Any]]:
+    """Stretches in [t0, t1] where even the core nearest its max is below ``1 - CLOCK_TOLERANCE`` of it.
+
+    Only readings that carry both ``freq.cpuN`` and ``freq.cpuN.max`` at the same time (one cpufreq read)
+    count. A stretch needs two readings and :data:`CLOCK_MIN_S`; it ends at the first reading back above.
+    """
+    s = tel["sensor"].astype(str)
+    cur = tel[s.str.match(r"^freq\.cpu\d+$") & tel["value"].notna() & (tel["t_ns"] >= t0) & (tel["t_ns"] <= t1)]
+    mx = tel[s.str.match(r"^freq\.cpu\d+\.max$") & tel["value"].notna() & (tel["value"] > 0)]
+    if cur.empty or mx.empty:
+        return []
+    mx = mx.assign(sensor=mx["sensor"].astype(str).str[:-4])
+    both = cur.merge(mx[["t_ns", "sensor", "value"]], on=["t_ns", "sensor"], suffixes=("", "_max"))
+    if both.empty:
+        return []
+    both["ratio"] = both["value"] / both["value_max"]
+    best = both.sort_values("ratio").groupby("t_ns").tail(1).sort_values("t_ns")
+    t = best["t_ns"].to_numpy(dtype=np.int64)
+    low = best["ratio"].to_numpy(dtype=float) < 1.0 - CLOCK_TOLERANCE
+    events = []
+    k = 0
+    while k < len(t):
+        if not low[k]:
+            k += 1
+            continue
+        j = k
+        while j + 1 < len(t) and low[j + 1]:
+            j += 1
+        end = int(t[j + 1]) if j + 1 < len(t) else t1
+        if j > k and (end - int(t[k])) / 1e9 >= CLOCK_MIN_S:
+            first = best.iloc[k]
+            events.append({"t_ns": int(t[k]), "kind": "clock", "sensor": str(first["sensor"]),
+                           "duration_s": (end - int(t[k])) / 1e9,
+                           "ratio": float(best["ratio"].iloc[k:j + 1].min()),
+                           "mhz": float(first["value"]), "max_mhz": float(first["value_max"])})
+        k = j + 1
+    return events
+
+
+def _trip_events(tel: pd.DataFrame, trips: Mapping[str, Any], t0: int, t1: int) -> list[dict[str, Any]]:
+    """The first reading at or above each trip point (read at discovery) of each zone, in [t0, t1]."""
+    events = []
+    for zone, points in (trips or {}).items():
+        z = tel[(tel["sensor"] == zone) & tel["value"].notna() & (tel["t_ns"] >= t0) & (tel["t_ns"] <= t1)]
+        if z.empty:
+            continue
+        z = z.sort_values("t_ns")
+        for p in points or []:
+            temp = p.get("temp_c") if isinstance(p, Mapping) else None
+            if not isinstance(temp, (int, float)):
+                continue
+            hit = z[z["value"] >= temp]
+            if not hit.empty:
+                events.append({"t_ns": int(hit["t_ns"].iloc[0]), "kind": "trip", "sensor": zone,
+                               "trip_c": float(temp), "trip_type": p.get("type"), "temp_c": float(hit["value"].iloc[0])})
+    return events
+
+
+def _memory(result: Mapping[str, Any], tel: pd.DataFrame, timed: tuple[int, int, int] | None) -> dict[str, Any] | None:
+    """Peak RSS during the timed phase and its growth over the RSS before the model was loaded (KB).
+
+    VmHWM is the process's high-water mark: when it rose during the timed phase, its value at the end is
+    that phase's exact peak. Otherwise the peak is the highest sampled VmRSS (a 10 Hz sample can miss a
+    spike, but a spike above the earlier high-water mark would have raised VmHWM).
+    """
+    mem = result.get("memory") or {}
+    before = mem.get("rss_before_load_kb")
+    if timed is None or tel.empty:
+        return None
+    t0, t1, _ = timed
+    s = tel["sensor"].astype(str)
+    rss = tel[(s == "proc.VmRSS") & tel["value"].notna() & (tel["t_ns"] >= t0) & (tel["t_ns"] <= t1)]
+    hwm = tel[(s == "proc.VmHWM") & tel["value"].notna()].sort_values("t_ns")
+    if rss.empty:
+        if not (s == "proc.VmRSS").any():
+            return None
+        return {"rss_before_load_kb": before, "timed_peak_rss_kb": None, "growth_kb": None, "hwm_kb": mem.get("hwm_kb"),
+                "peak_basis": f"no VmRSS reading inside the timed phase ({(t1 - t0) / 1e6:.0f} ms): too short for "
+                              "the sampler's rate"}
+    peak, basis = float(rss["value"].max()), "highest sampled VmRSS (VmHWM did not rise during the timed phase)"
+    h_before = hwm[hwm["t_ns"] < t0]
+    h_in = hwm[(hwm["t_ns"] >= t0) & (hwm["t_ns"] <= t1)]
+    if not h_in.empty:
+        start = float(h_before["value"].iloc[-1]) if not h_before.empty else None
+        end = float(h_in["value"].iloc[-1])
+        if start is not None and end > start and end >= peak:
+            peak, basis = end, "VmHWM, which rose during the timed phase"
+    return {"rss_before_load_kb": before, "timed_peak_rss_kb": peak, "peak_basis": basis,
+            "growth_kb": peak - float(before) if isinstance(before, (int, float)) else None,
+            "hwm_kb": mem.get("hwm_kb")}
 
 
 def _window_mean(t: np.ndarray, v: np.ndarray, a: int, b: int) -> float | None:
@@ -149,12 +268,25 @@ def derive_run(result: Mapping[str, Any] | None, hello: Mapping[str, Any] | None
                 thermal["cpu_clock_ratio"] = float(np.mean(cv[m]) / mx.max())
         out["thermal"] = thermal
 
-    events = []
+    out["memory"] = _memory(result, tel, timed)
+
+    events: list[dict[str, Any]] = []
     if timed and not tel.empty:
         end = windows.get("sustained", timed)[1]
+
+        def phase_of(t: int) -> str:
+            return "sustained" if "sustained" in windows and t >= windows["sustained"][0] else "timed"
+
         for t, name in _flag_events(tel, timed[0], end):
-            phase = "sustained" if "sustained" in windows and t >= windows["sustained"][0] else "timed"
-            events.append({"t_s": (t - timed[0]) / 1e9, "kind": "flag", "sensor": name, "phase": phase})
+            events.append({"t_s": (t - timed[0]) / 1e9, "kind": "flag", "sensor": name, "phase": phase_of(t)})
+        found = [dict(e, phase=ph) for ph in ("timed", "sustained") if ph in windows
+                 for e in _clock_events(tel, windows[ph][0], windows[ph][1])]
+        found += [dict(e, phase=phase_of(e["t_ns"]))
+                  for e in _trip_events(tel, (sensors.get("facts") or {}).get("trip_points") or {}, timed[0], end)]
+        for e in found:
+            t = e.pop("t_ns")
+            events.append({"t_s": (t - timed[0]) / 1e9, **e})
+        events.sort(key=lambda e: e["t_s"])
     out["throttle_events"] = events
 
     gates = []
@@ -169,6 +301,13 @@ def derive_run(result: Mapping[str, Any] | None, hello: Mapping[str, Any] | None
                 f"the cool-down gate before the {gate['before']} phase timed out after {gate['waited_s']:.0f} s at "
                 f"{_c(gate['end_temp_c'])} (limit {_c(gate['max_temp_c'])}): the device started warm",
                 "raise policy.cooldown.max_wait_s or max_temp_c, or improve the device's cooling"))
+        elif g.get("status") == "stopped_falling":
+            warnings.append(_warning(
+                "cooldown_above_limit",
+                f"the cool-down gate before the {gate['before']} phase stopped waiting after {gate['waited_s']:.0f} s "
+                f"at {_c(gate['end_temp_c'])}, above its limit {_c(gate['max_temp_c'])}: the temperature had "
+                "stopped falling, so the device started warm",
+                "set policy.cooldown.max_temp_c above the device's idle temperature, or improve its cooling"))
         elif g.get("status") == "no_sensor":
             warnings.append(_warning(
                 "cooldown_no_sensor", f"the cool-down gate before the {gate['before']} phase found no temperature "
@@ -261,6 +400,10 @@ def format_derived(derived: Mapping[str, Any]) -> list[str]:
                      + (f" ({sensors['note']})" if sensors.get("note") else ""))
         for m in sensors.get("missing") or []:
             lines.append(f"  missing {m}")
+        jc = (sensors.get("facts") or {}).get("jetson_clocks")
+        if isinstance(jc, Mapping):
+            detail = "; ".join(jc.get("unpinned") or [])
+            lines.append(f"jetson_clocks {jc.get('text') or 'unknown'}" + (f" ({detail})" if detail else ""))
     p = derived.get("power")
     if p:
         idle = f", idle {p['idle_mw']:.0f} mW" if p.get("idle_mw") is not None else ""
@@ -283,8 +426,23 @@ def format_derived(derived: Mapping[str, Any]) -> list[str]:
     for g in derived.get("cooldown") or []:
         lines.append(f"cool-down before {g['before']}: {g['status']} after {g['waited_s']:.1f} s "
                      f"({_c(g['start_temp_c'])} -> {_c(g['end_temp_c'])}, limit {_c(g['max_temp_c'])})")
+    mem = derived.get("memory")
+    if mem and mem.get("timed_peak_rss_kb") is None:
+        lines.append(f"memory    peak RSS unknown: {mem.get('peak_basis')}")
+    elif mem:
+        growth = (f", {mem['growth_kb'] / 1024:+.1f} MB over the RSS before load "
+                  f"({mem['rss_before_load_kb'] / 1024:.1f} MB)" if mem.get("growth_kb") is not None else "")
+        lines.append(f"memory    peak RSS {mem['timed_peak_rss_kb'] / 1024:.1f} MB during the timed runs{growth}")
     for e in derived.get("throttle_events") or []:
-        lines.append(f"throttle  {e['sensor']} set {e['t_s']:.1f} s after the timed start ({e['phase']})")
+        when = f"{e['t_s']:.1f} s after the timed start ({e['phase']})"
+        if e.get("kind") == "clock":
+            lines.append(f"throttle  clock: {e['sensor']} at {e['mhz']:.0f} of {e['max_mhz']:.0f} MHz (down to "
+                         f"{e['ratio'] * 100:.0f}% of its max) for {e['duration_s']:.1f} s from {when}")
+        elif e.get("kind") == "trip":
+            lines.append(f"throttle  {e['sensor']} reached its {e.get('trip_type') or ''} trip point "
+                         f"{e['trip_c']:.1f} C ({e['temp_c']:.1f} C) {when}")
+        else:
+            lines.append(f"throttle  {e['sensor']} set {when}")
     s = derived.get("sustained")
     if s:
         stab = f"{s['stability']:.3f}" if s.get("stability") is not None else "n/a"

@@ -24,7 +24,7 @@ from harness.metrics import RAPL_PACKAGES, energy_figures, energy_per_inference,
 from harness.plan import expand_jobs, load_plan
 from harness.session import Progress, Runner, run_jobs
 from harness.targets import LOCAL
-from harness.telemetry_derive import derive_run
+from harness.telemetry_derive import derive_run, format_derived
 from tests.helpers import pyenv_python
 
 S = 1_000_000_000
@@ -136,6 +136,134 @@ def test_steady_sustained_run_has_no_throttle():
     result, samples, telemetry = synthetic_run([1.0, 1.01, 0.99, 1.0])
     s = derive_run(result, {}, samples, telemetry)["sustained"]
     assert s["time_to_throttle_s"] is None and s["stability"] == pytest.approx(1.0)
+
+
+def timed_only_run(duration_s: float, tel_rows: list[tuple[float, str, float]], memory: dict | None = None):
+    """A timed phase from 1 s to 1 + duration_s (no sustained phase) and the given telemetry rows."""
+    t0 = 1 * S
+    n = 100
+    samples = {"phase": ["timed"] * n, "latency_ns": [1_000_000] * n,
+               "t_ns": [t0 + int(i * duration_s * S / n) for i in range(n)]}
+    telemetry = {"t_ns": [int(t * S) for t, _, _ in tel_rows], "sensor": [x for _, x, _ in tel_rows],
+                 "value": [v for _, _, v in tel_rows], "unit": [""] * len(tel_rows)}
+    result = {"timed": {"t0_ns": t0, "duration_ns": int(duration_s * S), "count": n}, "memory": memory or {}}
+    return result, samples, telemetry
+
+
+def cpufreq_rows(t0: float, t1: float, cur_mhz, max_mhz: float = 2000.0, step: float = 0.1, cpu: int = 0):
+    rows = []
+    for k in range(int(round((t1 - t0) / step)) + 1):
+        t = round(t0 + k * step, 6)
+        rows += [(t, f"freq.cpu{cpu}", float(cur_mhz(t))), (t, f"freq.cpu{cpu}.max", max_mhz)]
+    return rows
+
+
+def test_clock_drop_below_max_in_a_timed_only_run():
+    # cpu0 carries the load: at its 2000 MHz max, one noisy reading at 1200 MHz (1.5 s), within the tolerance at
+    # 1800 MHz (85-90%), then held at 1400 MHz (70%) from 3.0 to 4.5 s. cpu1 idles at its minimum throughout:
+    # an idle core is not a throttled one.
+    def cpu0(t: float) -> float:
+        if abs(t - 1.5) < 1e-6:
+            return 1200
+        if 2.0 <= t < 2.5:
+            return 1800
+        return 1400 if 3.0 <= t < 4.5 else 2000
+
+    rows = cpufreq_rows(0.0, 6.0, cpu0) + cpufreq_rows(0.0, 6.0, lambda t: 600, cpu=1)
+    result, samples, telemetry = timed_only_run(5.0, rows)
+    d = derive_run(result, {}, samples, telemetry)
+    (e,) = d["throttle_events"]
+    assert e["kind"] == "clock" and e["sensor"] == "freq.cpu0" and e["phase"] == "timed"
+    assert e["t_s"] == pytest.approx(2.0) and e["duration_s"] == pytest.approx(1.5)
+    assert e["ratio"] == pytest.approx(0.7) and (e["mhz"], e["max_mhz"]) == (1400, 2000)
+    assert "sustained" not in d
+    lines = "\n".join(format_derived(d))
+    assert "throttle  clock: freq.cpu0 at 1400 of 2000 MHz (down to 70% of its max) for 1.5 s from 2.0 s" in lines
+    # The same drop outside the timed phase (before it) is not under load: no event.
+    result, samples, telemetry = timed_only_run(5.0, cpufreq_rows(0.0, 6.0, lambda t: 1400 if t < 1.0 else 2000))
+    assert derive_run(result, {}, samples, telemetry)["throttle_events"] == []
+
+
+def test_trip_point_crossed_during_the_timed_phase():
+    facts = {"trip_points": {"temp.cpu-thermal": [{"trip": 0, "temp_c": 75.0, "type": "passive"},
+                                                  {"trip": 2, "temp_c": 110.0, "type": "critical"}],
+                             "temp.gpu-thermal": [{"trip": 0, "temp_c": 90.0, "type": "passive"}]}}
+    rows = [(t / 10, "temp.cpu-thermal", 70.0 + t / 5) for t in range(0, 61)]  # 70 C at 0 s, 82 C at 6 s
+    rows += [(0.5, "temp.gpu-thermal", 95.0), (2.0, "temp.gpu-thermal", 60.0)]  # hot before the timed start only
+    result, samples, telemetry = timed_only_run(5.0, rows)
+    d = derive_run(result, {"sensors": {"sources": [], "missing": [], "facts": facts}}, samples, telemetry)
+    (e,) = d["throttle_events"]
+    assert (e["kind"], e["sensor"], e["trip_type"], e["trip_c"]) == ("trip", "temp.cpu-thermal", "passive", 75.0)
+    assert e["t_s"] == pytest.approx(1.5) and e["temp_c"] == pytest.approx(75.0) and e["phase"] == "timed"
+    assert "temp.cpu-thermal reached its passive trip point 75.0 C (75.0 C) 1.5 s after the timed start" in (
+        "\n".join(format_derived(d)))
+    # The trip points stored with the result (the job's own discovery) win over the hello's.
+    result["telemetry"] = {"sensors": {"sources": [], "missing": [], "facts": {"trip_points": {}}}}
+    assert derive_run(result, {"sensors": {"facts": facts}}, samples, telemetry)["throttle_events"] == []
+
+
+def test_throttle_signals_of_every_platform_are_flags():
+    rows = [
+        (0.5, "thermal.pressure", 0.0), (2.0, "thermal.pressure", 2.0),            # macOS: Heavy
+        (0.5, "pmset.cpu_speed_limit", 100.0), (2.5, "pmset.cpu_speed_limit", 28.0),  # Intel Mac: 28% of nominal
+        (0.5, "thermal.status", 0.0), (3.0, "thermal.status", 1.0),                # Android: LIGHT
+        (1.5, "cooling.Processor/cooling_device1", 0.0), (3.5, "cooling.Processor/cooling_device1", 2.0),
+        (1.5, "cooling.thermal-cpufreq-0", 1.0),                                   # throttled from the start
+        (1.5, "cooling.pwm-fan", 3.0), (1.5, "cooling.thermal-devfreq-0", 1.0),    # a fan, a GPU: not the CPU
+        (1.5, "pmset.cpu_scheduler_limit", 50.0), (1.5, "thermal.pressure", 0.0),
+    ]
+    result, samples, telemetry = timed_only_run(5.0, rows)
+    d = derive_run(result, {}, samples, telemetry)
+    assert [(e["sensor"], e["t_s"]) for e in d["throttle_events"]] == [
+        ("cooling.thermal-cpufreq-0", 0.5), ("thermal.pressure", 1.0), ("pmset.cpu_speed_limit", 1.5),
+        ("thermal.status", 2.0), ("cooling.Processor/cooling_device1", 2.5)]
+    assert {e["kind"] for e in d["throttle_events"]} == {"flag"}
+
+
+def test_peak_rss_in_the_timed_phase_and_growth_from_before_load():
+    mem = {"rss_before_load_kb": 10_000, "hwm_kb": 40_000}
+    rows = [(0.5, "proc.VmRSS", 38_000.0), (0.5, "proc.VmHWM", 40_000.0),   # the load's transient peak
+            (1.5, "proc.VmRSS", 30_000.0), (1.5, "proc.VmHWM", 40_000.0),
+            (3.0, "proc.VmRSS", 35_000.0), (3.0, "proc.VmHWM", 40_000.0),
+            (5.5, "proc.VmRSS", 32_000.0), (5.5, "proc.VmHWM", 40_000.0),
+            (7.0, "proc.VmRSS", 60_000.0)]                                    # after the timed phase
+    result, samples, telemetry = timed_only_run(5.0, rows, mem)
+    m = derive_run(result, {}, samples, telemetry)["memory"]
+    assert m["timed_peak_rss_kb"] == 35_000 and m["growth_kb"] == 25_000 and m["rss_before_load_kb"] == 10_000
+    assert "sampled VmRSS" in m["peak_basis"]
+    # VmHWM rose inside the timed phase: its last value there is the exact peak, between two samples.
+    rows[5] = (3.0, "proc.VmHWM", 52_000.0)
+    rows[7] = (5.5, "proc.VmHWM", 52_000.0)
+    result, samples, telemetry = timed_only_run(5.0, rows, mem)
+    d = derive_run(result, {}, samples, telemetry)
+    assert d["memory"]["timed_peak_rss_kb"] == 52_000 and d["memory"]["growth_kb"] == 42_000
+    assert "memory    peak RSS 50.8 MB during the timed runs, +41.0 MB over the RSS before load (9.8 MB)" in (
+        format_derived(d))
+    # A timed phase shorter than the sampler's period: said so, never a guess.
+    rows = [(0.5, "proc.VmRSS", 38_000.0), (7.0, "proc.VmRSS", 39_000.0)]
+    result, samples, telemetry = timed_only_run(0.05, rows, mem)
+    d = derive_run(result, {}, samples, telemetry)
+    assert d["memory"]["timed_peak_rss_kb"] is None and "too short" in d["memory"]["peak_basis"]
+    assert any(line.startswith("memory    peak RSS unknown") for line in format_derived(d))
+
+
+def test_cooldown_gate_that_stopped_above_its_limit_warns():
+    result, samples, telemetry = timed_only_run(1.0, [])
+    result["cooldown"] = [{"before": "timed", "status": "stopped_falling", "waited_ns": 12 * S, "start_temp_c": 70.0,
+                           "end_temp_c": 61.5, "max_temp_c": 50.0}]
+    d = derive_run(result, {}, samples, telemetry)
+    (w,) = d["warnings"]
+    assert w["code"] == "cooldown_above_limit" and "61.5 C" in w["message"] and "50.0 C" in w["message"]
+    assert "max_temp_c" in w["remedy"]
+    result["cooldown"][0].update(status="below", end_temp_c=49.0)
+    assert derive_run(result, {}, samples, telemetry)["warnings"] == []
+
+
+def test_show_prints_jetson_clocks_fact():
+    facts = {"jetson_clocks": {"active": 0, "text": "off", "unpinned": ["cpu1 min 115.2 < max 1728 MHz"]}}
+    result, samples, telemetry = timed_only_run(1.0, [(1.5, "temp.cpu", 40.0)])
+    d = derive_run(result, {"sensors": {"facts": facts}}, samples, telemetry)
+    assert "jetson_clocks off (cpu1 min 115.2 < max 1728 MHz)" in format_derived(d)
 
 
 # --- the cool-down gate on a fake clock --------------------------------------------------------
@@ -399,6 +527,19 @@ def test_cooldown_timeout_is_a_stability_warning_not_an_error(tmp_path, capsys):
     codes = [w["code"] for w in row["verdict"]["warnings"]]
     assert "cooldown_timeout" in codes
     assert "idle" not in row["result"] or row["result"]["idle"] is None
+
+
+def test_cooldown_gate_stopped_above_its_limit_is_a_verdict_warning(tmp_path):
+    root = tmp_path / "sysfs"
+    policy = "idle_s = 0\ncooldown = { max_temp_c = 50, max_wait_s = 30, settle_s = 0.3, poll_s = 0.05 }"
+    plan, jobs = local_jobs(tmp_path, policy, root)
+    with FakeDevice(root, temp_c=62.0):  # idles at 62 C: the temperature never falls to 50 C
+        result = run_jobs(jobs, open_store(tmp_path / "res"), plan=plan)
+    row = result.runs[0]
+    assert row["status"] == "ok"
+    (g,) = row["derived"]["cooldown"]
+    assert g["status"] == "stopped_falling" and g["end_temp_c"] == 62.0 and g["waited_s"] < 5
+    assert "cooldown_above_limit" in [w["code"] for w in row["verdict"]["warnings"]]
 
 
 def test_a_run_here_says_which_sensors_are_missing(tmp_path):
