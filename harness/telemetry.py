@@ -30,6 +30,11 @@ def parse_string(text: str, kind: str | None = None, *, where: str = "<text>") -
         readings = parse_text(kind, text)
     except ValueError as exc:
         raise HilbenchError(f"{where}: {exc}") from exc
+    if not readings:
+        # A format that was named but not found (a wrong --kind, an empty or cut-off file) is an error, not
+        # an empty success a script would take for "no sensors".
+        raise HilbenchError(f"{where}: no {kind} readings in this file; check --kind (one of {', '.join(KINDS)}) "
+                            "or whether the file is complete")
     out = []
     for r in readings:
         d = r.to_dict(extra=True)
@@ -42,8 +47,9 @@ def parse_file(path: Path, kind: str | None = None) -> list[dict[str, Any]]:
     """Readings of a recorded output file; ``kind`` None recognises the format.
 
     Raises :class:`HilbenchError` (one line, naming the file) when the file
-    cannot be read, the kind is unknown, or the format is not recognised. A
-    bare number (a sysfs temp file) is not recognised: pass ``kind="sysfs-temp"``.
+    cannot be read, the kind is unknown, the format is not recognised, or it
+    gives no reading at all. A bare number (a sysfs temp file) is not
+    recognised: pass ``kind="sysfs-temp"``.
     """
     path = Path(path)
     try:

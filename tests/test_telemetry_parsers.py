@@ -758,6 +758,44 @@ def test_power_supply_bat0_power_and_energy(shared_dir: Path) -> None:
     assert "supply.BAT0.current" not in v
 
 
+FIXTURES = Path(__file__).parent / "fixtures" / "telemetry"
+
+
+def test_usb_power_supply_uevent_is_recognised_and_read() -> None:
+    text = (FIXTURES / "power_supply_usb_uevent.txt").read_text()
+    assert detect_kind(text) == "uevent"
+    v = {r.sensor: r for r in parse_text(None, text)}
+    assert v["supply.usb.online"].value == 1 and v["supply.usb.online"].extra["type"] == "USB"
+    assert v["supply.usb.online"].extra["usb_type"].startswith("Unknown [SDP]")
+    assert (v["supply.usb.voltage_max"].value, v["supply.usb.voltage_max"].unit) == (5000, "mV")
+    assert (v["supply.usb.current_max"].value, v["supply.usb.current_max"].unit) == (1500, "mA")
+    assert v["supply.usb.voltage"].value == 5084 and v["supply.usb.current"].value == 452
+    assert v["supply.usb.input_current_limit"].value == 1500
+    # Without the POWER_SUPPLY_ prefix (the sysfs uevent file of some kernels), and unplugged.
+    bare = "NAME=usb\nTYPE=USB\nONLINE=0\nVOLTAGE_MAX=5000000\n"
+    assert detect_kind(bare) == "uevent"
+    v = {r.sensor: r.value for r in parse_text(None, bare)}
+    assert v == {"supply.usb.online": 0, "supply.usb.voltage_max": 5000}
+    assert detect_kind('NAME="Ubuntu"\nVERSION_ID="22.04"\n') is None  # os-release: NAME= alone is not a supply
+
+
+def test_cli_telemetry_parse_prints_readings_and_fails_without_any(tmp_path: Path, capsys) -> None:
+    from harness.cli import main as cli_main
+
+    assert cli_main(["telemetry", "parse", str(FIXTURES / "power_supply_usb_uevent.txt")]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by = {d["sensor"]: d for d in out}
+    assert by["supply.usb.voltage"]["value"] == 5084 and by["supply.usb.voltage"]["unit"] == "mV"
+    assert all(d["kind"] == "uevent" and {"sensor", "value", "unit", "source"} <= set(d) for d in out)
+    empty = tmp_path / "os-release"
+    empty.write_text('NAME="Ubuntu"\nVERSION_ID="22.04"\n')
+    assert cli_main(["telemetry", "parse", "--kind", "uevent", str(empty)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith("hilbench: error: ") and "no uevent readings" in line and str(empty) in line
+
+
 # --- the host entry point -----------------------------------------------------------------------
 
 
@@ -776,6 +814,8 @@ def test_parse_file_errors(tmp_path: Path) -> None:
         parse_file(number)  # a bare number is never guessed
     (reading,) = parse_file(number, "sysfs-temp")
     assert (reading["value"], reading["unit"]) == (62.3, "C")
+    with pytest.raises(HilbenchError, match=r"junk\.txt: no tegrastats readings"):
+        parse_file(junk, "tegrastats")  # a named format that is not there: an error, not an empty success
 
 
 def test_kinds_are_all_dispatched() -> None:

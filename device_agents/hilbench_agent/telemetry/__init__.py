@@ -103,7 +103,10 @@ def detect_kind(text):
         return "meminfo"
     if re.search(r"^Vm(RSS|HWM|Size):\s+\d+ kB", head, re.M):
         return "proc-status"
-    if re.search(r"^(POWER_SUPPLY_)?(STATUS|VOLTAGE_NOW|CAPACITY|CURRENT_NOW)=", head, re.M):
+    # A power_supply uevent: battery (STATUS, CAPACITY...) or mains/USB (ONLINE, VOLTAGE_MAX...). NAME= alone
+    # is not enough (os-release has one).
+    if re.search(r"^POWER_SUPPLY_[A-Z_]+=|^(STATUS|CAPACITY|ONLINE|(VOLTAGE|CURRENT)_(NOW|MAX|MIN|AVG)"
+                 r"|INPUT_CURRENT_LIMIT|USB_TYPE)=", head, re.M):
         return "uevent"
     return None
 

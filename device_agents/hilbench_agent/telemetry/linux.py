@@ -437,6 +437,10 @@ def parse_power_supply_uevent(text, source="power_supply", current_unit=None, cu
     ``.current`` (mA, positive = into the battery), ``.power`` (mW),
     ``.energy`` (mWh), ``.charge`` (mAh), ``.capacity`` (%), ``.temp`` (C),
     ``.status`` (code: 1 unknown, 2 charging, 3 discharging, 4 not charging, 5 full).
+    Mains and USB supplies: ``.online`` (0/1; ``TYPE`` and ``USB_TYPE`` in
+    extra), ``.voltage_max`` ``.voltage_min`` (mV), ``.current_max``
+    ``.input_current_limit`` (mA), besides ``.voltage``/``.current`` where
+    present (a USB input's current is what it delivers: never sign-flipped).
 
     Real devices break the ABI. ``current_unit`` (``"uA"`` or ``"mA"``) and
     ``current_sign`` (+1 kernel convention, -1 inverted) are per-device
@@ -470,6 +474,18 @@ def parse_power_supply_uevent(text, source="power_supply", current_unit=None, cu
     if status is not None:
         add("status", _STATUS_CODES.get(status.lower()), "", None if status.lower() in _STATUS_CODES
             else "unknown status text", text=status)
+    online = num("ONLINE")
+    if online is not None:
+        extra = {k.lower(): kv[k] for k in ("TYPE", "USB_TYPE") if kv.get(k)}
+        add("online", online, "", **extra)
+    for key, field in (("VOLTAGE_MAX", "voltage_max"), ("VOLTAGE_MIN", "voltage_min")):
+        v = num(key)
+        if v is not None:
+            add(field, v / 1000.0, "mV")
+    for key, field in (("CURRENT_MAX", "current_max"), ("INPUT_CURRENT_LIMIT", "input_current_limit")):
+        c = num(key)
+        if c is not None:
+            add(field, c / 1000.0, "mA")
     v = num("VOLTAGE_NOW")
     if v is not None:
         if v == 0:
@@ -485,7 +501,8 @@ def parse_power_supply_uevent(text, source="power_supply", current_unit=None, cu
         if sign is None:
             sign = 1
             s = (status or "").lower()
-            if (s == "charging" and ma < 0) or (s == "discharging" and ma > 0):
+            is_input = (kv.get("TYPE") or "").lower() not in ("", "battery")
+            if not is_input and ((s == "charging" and ma < 0) or (s == "discharging" and ma > 0)):
                 sign = -1
                 extra["sign_flipped"] = True
         add("current", ma * sign, "mA", **extra)
