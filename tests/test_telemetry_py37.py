@@ -79,6 +79,33 @@ with Sampler(sources, rate_hz=50, emit=batches.append, flush_interval_s=0.05):
     time.sleep(0.3)
 readings = [r for b in batches for r in b]
 out["sampler"] = {"sources": [s.name for s in sources], "n": len(readings), "first": readings[0]}
+
+# A fake Jetson: trip points, a cooling device, pinned clocks, no INA rails, a stand-in tegrastats on PATH.
+jet = tempfile.mkdtemp()
+files = {"etc/nv_tegra_release": "# R32\n", "sys/class/thermal/thermal_zone0/type": "CPU-therm\n",
+         "sys/class/thermal/thermal_zone0/temp": "40000\n",
+         "sys/class/thermal/thermal_zone0/trip_point_0_temp": "97000\n",
+         "sys/class/thermal/thermal_zone0/trip_point_0_type": "passive\n",
+         "sys/class/thermal/cooling_device0/type": "thermal-cpufreq-0\n",
+         "sys/class/thermal/cooling_device0/cur_state": "1\n",
+         "sys/devices/system/cpu/cpu0/cpufreq/scaling_min_freq": "1479000\n",
+         "sys/devices/system/cpu/cpu0/cpufreq/scaling_max_freq": "1479000\n",
+         "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq": "1479000\n",
+         "bin/tegrastats": "#!/bin/sh\nwhile true; do echo 'RAM 1/2MB CPU [1%@102] POM_5V_IN 900/900'; sleep 0.02; done\n"}
+for rel, text in files.items():
+    p = os.path.join(jet, rel)
+    if not os.path.isdir(os.path.dirname(p)):
+        os.makedirs(os.path.dirname(p))
+    with open(p, "w") as f:
+        f.write(text)
+os.chmod(os.path.join(jet, "bin/tegrastats"), 0o755)
+found = discover(jet, path=os.path.join(jet, "bin"), commands=True, platform="linux")
+batches = []
+with Sampler(found, rate_hz=50, emit=batches.append, flush_interval_s=0.05):
+    time.sleep(0.4)
+got = dict((r["sensor"], r["value"]) for b in batches for r in b)
+out["jetson"] = {"facts": found.describe()["facts"], "sources": [s.name for s in found],
+                 "power": got.get("power.total"), "cooling": got.get("cooling.thermal-cpufreq-0")}
 print(json.dumps(out))
 """
 
@@ -98,6 +125,10 @@ def test_readers_and_sampler_run_on_python37(tmp_path: Path) -> None:
     assert s["sources"] == ["thermal"] and s["n"] >= 5
     assert s["first"]["sensor"] == "temp.cpu-thermal" and s["first"]["value"] == 48.25
     assert isinstance(s["first"]["t_ns"], int)
+    j = out["jetson"]
+    assert j["facts"]["jetson_clocks"]["active"] == 1
+    assert j["facts"]["trip_points"] == {"temp.CPU-therm": [{"trip": 0, "temp_c": 97.0, "type": "passive"}]}
+    assert {"tegrastats", "cooling"} <= set(j["sources"]) and j["power"] == 900 and j["cooling"] == 1
     if shared.is_dir():
         files = [p for p in shared.rglob("*") if p.is_file() and p.suffix != ".md"]
         assert len(out["samples"]) == len(files)

@@ -439,7 +439,8 @@ class TegrastatsSource(StreamCommandSource):
         self.board_rail = board_rail
 
     def describe(self):
-        return "tegrastats: `%s` (INA sysfs rails not readable)" % " ".join(self.argv)
+        return "tegrastats: power rails, temperatures, clocks from `%s` (INA sysfs nodes not readable)" % (
+            " ".join(self.argv))
 
     def _parse(self, line):
         out = jetson.parse_tegrastats_line(line)
