@@ -154,8 +154,8 @@ def _trip_events(tel: pd.DataFrame, trips: Mapping[str, Any], t0: int, t1: int) 
                 continue
             hit = z[z["value"] >= temp]
             if not hit.empty:
-                events.append({"t_ns": int(hit["t_ns"].iloc[0]), "kind": "trip", "sensor": zone,
-                               "trip_c": float(temp), "trip_type": p.get("type"), "temp_c": float(hit["value"].iloc[0])})
+                events.append({"t_ns": int(hit["t_ns"].iloc[0]), "kind": "trip", "sensor": zone, "trip_c": float(temp),
+                               "trip_type": p.get("type"), "temp_c": float(hit["value"].iloc[0])})
     return events
 
 

@@ -91,7 +91,9 @@ files = {"etc/nv_tegra_release": "# R32\n", "sys/class/thermal/thermal_zone0/typ
          "sys/devices/system/cpu/cpu0/cpufreq/scaling_min_freq": "1479000\n",
          "sys/devices/system/cpu/cpu0/cpufreq/scaling_max_freq": "1479000\n",
          "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq": "1479000\n",
-         "bin/tegrastats": "#!/bin/sh\nwhile true; do echo 'RAM 1/2MB CPU [1%@102] POM_5V_IN 900/900'; sleep 0.02; done\n"}
+         # a stand-in for tegrastats (a fake, named as one)
+         "bin/tegrastats": "#!/bin/sh\nwhile true; do echo 'RAM 1/2MB CPU [1%@102] POM_5V_IN 900/900'; "
+                           "sleep 0.02; done\n"}
 for rel, text in files.items():
     p = os.path.join(jet, rel)
     if not os.path.isdir(os.path.dirname(p)):

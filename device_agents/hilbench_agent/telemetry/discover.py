@@ -28,8 +28,8 @@ from hilbench_agent.telemetry import android, coral, jetson, linux, macos, raspb
 from hilbench_agent.telemetry.fs import as_fs, read_int
 from hilbench_agent.telemetry.reading import Reading
 
-__all__ = ["Source", "Discovered", "discover", "ThermalSource", "CoolingSource", "CpufreqSource", "HwmonSource", "RaplSource",
-           "ProcessMemorySource", "MeminfoSource", "PowerSupplySource", "InaRailsSource", "JetsonGpuSource",
+__all__ = ["Source", "Discovered", "discover", "ThermalSource", "CoolingSource", "CpufreqSource", "HwmonSource",
+           "RaplSource", "ProcessMemorySource", "MeminfoSource", "PowerSupplySource", "InaRailsSource", "JetsonGpuSource",
            "ApexSource", "CommandSource", "StreamCommandSource", "TegrastatsSource", "ExternalMeterSource", "which"]
 
 
