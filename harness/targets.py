@@ -217,20 +217,29 @@ def _port(text: str, r: TableReader) -> int:
         raise r.error("address", f"port {text!r} is not a number") from None
 
 
-def parse_target_spec(spec: str, identity: str | None = None, known_hosts: str | None = None) -> Target:
-    """A target named inline: ``local`` or ``ssh://user@host[:port]``."""
+def parse_target_spec(spec: str, identity: str | None = None, known_hosts: str | None = None,
+                      accept_new_host_keys: bool = False) -> Target:
+    """A target named inline: ``local`` or ``ssh://user@host[:port]`` (the port 1-65535)."""
     if spec == "local":
         return LOCAL
     if spec.startswith("ssh://"):
-        r = TableReader({"address": spec[6:]}, "--target")
-        user, host, port = _split_address(spec[6:].rstrip("/"), r)
+        address = spec[6:].rstrip("/")
+        r = TableReader({"address": address}, "--target")
+        try:
+            user, host, port = _split_address(address, r)
+        except ConfigError as exc:
+            why = str(exc).rsplit(": ", 1)[-1]
+            raise ConfigError(f"--target {spec}: {why} (expected ssh://user@host[:port])") from None
+        if port is not None and not 0 < port < 65536:
+            raise ConfigError(f"--target {spec}: port must be 1-65535, not {port}")
         return Target(
-            name=spec[6:].rstrip("/"),
+            name=address,
             transport="ssh",
             host=host,
             user=user,
             port=port,
-            ssh=SSHSettings(identity_file=identity, known_hosts=known_hosts),
+            ssh=SSHSettings(identity_file=identity, known_hosts=known_hosts,
+                            accept_new_host_keys=accept_new_host_keys),
             source="--target",
         )
     raise ConfigError(f"--target {spec}: not a target name, 'local' or ssh://user@host[:port]")
