@@ -93,6 +93,10 @@ class SSHServer:
     port: int = 0
     user: str = field(default_factory=getpass.getuser)
     proc: subprocess.Popen[bytes] | None = None
+    #: the ``Subsystem sftp`` command (default: the real sftp-server)
+    sftp_command: str | None = None
+    #: sshd_config lines that replace the defaults of the same keywords (sshd takes a keyword's first value)
+    extra_config: str = ""
 
     @property
     def host_key(self) -> Path:
@@ -133,11 +137,12 @@ class SSHServer:
         auth.write_text(self.keys.public)
         auth.chmod(0o600)
         self.config.write_text(
+            self.extra_config + ("\n" if self.extra_config and not self.extra_config.endswith("\n") else "") +
             f"Port {self.port}\nListenAddress {self.host}\nHostKey {self.host_key}\n"
             f"PidFile {self.folder / 'sshd.pid'}\nAuthorizedKeysFile {auth}\n"
             "PermitRootLogin prohibit-password\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nUseDNS no\n"
-            f"Subsystem sftp {_sftp_server()}\nAllowTcpForwarding yes\nLogLevel VERBOSE\n"
+            f"Subsystem sftp {self.sftp_command or _sftp_server()}\nAllowTcpForwarding yes\nLogLevel VERBOSE\n"
             "MaxStartups 100:30:200\nMaxSessions 100\nPrintMotd no\nPrintLastLog no\n"
             # bash reads ~/.bashrc for ssh commands at shell level 1 (this host's runs pyenv init: 0.3 s a
             # command); a device's own bashrc is its business, the test devices start at level 2.
@@ -233,8 +238,10 @@ class SSHServer:
         return "\n".join(lines) + "\n"
 
 
-def start_sshd(folder: Path, keys: UserKeys, host: str = "127.0.0.1", port: int = 0) -> SSHServer:
-    """Set up and start one server in ``folder``."""
-    server = SSHServer(folder=folder, keys=keys, host=host, port=port)
+def start_sshd(folder: Path, keys: UserKeys, host: str = "127.0.0.1", port: int = 0, *,
+               sftp_command: str | None = None, extra_config: str = "") -> SSHServer:
+    """Set up and start one server in ``folder`` (``sftp_command`` and ``extra_config``: see SSHServer)."""
+    server = SSHServer(folder=folder, keys=keys, host=host, port=port, sftp_command=sftp_command,
+                       extra_config=extra_config)
     server.setup()
     return server.start()

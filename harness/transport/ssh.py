@@ -40,6 +40,7 @@ import getpass
 import hashlib
 import io
 import json
+import logging
 import os
 import shlex
 import socket
@@ -58,6 +59,11 @@ from harness.targets import Target
 from harness.transport.base import PipeAgentProcess, Transport
 
 __all__ = ["SSHTransport", "SSHAgentProcess", "Endpoint", "resolve_endpoint", "USER_SSH_DIR"]
+
+# paramiko logs a failed handshake as an ERROR with a traceback ("Exception (client): Error reading SSH
+# protocol banner"); with no handler of its own, Python's last-resort handler prints that on stderr.
+# Its failures reach the user as our one-line errors instead; the CLI's --debug shows its log.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 #: The user's OpenSSH folder (config, known_hosts, default keys). Tests point it elsewhere.
 USER_SSH_DIR = "~/.ssh"
@@ -224,11 +230,12 @@ def resolve_endpoint(alias: str, *, user: str | None = None, port: int | None = 
 class _Policy(paramiko.MissingHostKeyPolicy):
     """Unknown host key: refuse with the fix, or (accept_new) write it to the known_hosts file."""
 
-    def __init__(self, target: str, endpoint: Endpoint, write_to: str, accept_new: bool) -> None:
+    def __init__(self, target: str, endpoint: Endpoint, write_to: str, accept_new: bool, inline: bool = False) -> None:
         self.target = target
         self.endpoint = endpoint
         self.write_to = write_to
         self.accept_new = accept_new
+        self.inline = inline
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         if self.accept_new:
@@ -248,8 +255,9 @@ class _Policy(paramiko.MissingHostKeyPolicy):
         raise HostKeyError(
             f"the host key of {hostname} ({key.get_name()} {_fingerprint(key)}) is unknown: check that fingerprint "
             f"on the device (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then trust it with "
-            f"`ssh-keyscan {port}{ep.host} >> {self.write_to}` or set accept_new_host_keys = true in the "
-            "target's [ssh] table", target=self.target, step="host key")
+            f"`ssh-keyscan {port}{ep.host} >> {self.write_to}` or "
+            + ("pass --accept-new-host-keys" if self.inline else "set accept_new_host_keys = true in the target's "
+               "[ssh] table"), target=self.target, step="host key")
 
 
 def _changed_key_error(target: str, endpoint: Endpoint, exc: paramiko.BadHostKeyException,
@@ -377,8 +385,11 @@ class SSHTransport(Transport):
             return self._err(f"the connection to {where} was closed by the device", step)
         if isinstance(exc, paramiko.SSHException):
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            if "banner" in text.lower():
-                return self._err(f"{where} did not answer as an SSH server ({text}): is the port right?", step)
+            if step.startswith("connect"):
+                if "banner" in text.lower() or text == "No existing session":
+                    text = f"no complete answer within {timeout:g} s"
+                return self._err(f"the SSH handshake with {where} failed ({text}): is a working SSH server on that "
+                                 "port? (`hilbench --debug` shows the SSH library's log)", step)
             return self._err(f"SSH error talking to {where}: {text}", step)
         if isinstance(exc, OSError):
             return self._err(f"network error with {where}: {exc.strerror or exc}", step)
@@ -444,13 +455,20 @@ class SSHTransport(Transport):
                 except (OSError, paramiko.SSHException) as exc:
                     raise self._err(f"cannot read known_hosts file {path}: {exc}", step) from exc
         write_to = os.path.expanduser(s.known_hosts) if s.known_hosts else ep.known_hosts_files[-1]
-        client.set_missing_host_key_policy(_Policy(self.target.name, ep, write_to, s.accept_new_host_keys))
+        client.set_missing_host_key_policy(_Policy(self.target.name, ep, write_to, s.accept_new_host_keys,
+                                                  inline=self.target.source == "--target"))
         if sock is None:
             try:
                 sock = socket.create_connection((ep.host, ep.port), timeout=s.connect_timeout_s)
             except Exception as exc:  # noqa: BLE001 - translated
                 raise self._translate(exc, step, ep) from exc
             self._tune_socket(sock)
+            try:
+                self._await_banner(sock, ep, step)
+            except TransportError:
+                with contextlib.suppress(OSError):
+                    sock.close()
+                raise
         try:
             client.connect(ep.host, ep.port, username=ep.user, password=password, key_filename=keys or None,
                            allow_agent=True, look_for_keys=not keys, timeout=s.connect_timeout_s,
@@ -469,6 +487,41 @@ class SSHTransport(Transport):
         if transport is not None and s.keepalive_s > 0:
             transport.set_keepalive(max(1, int(s.keepalive_s)))
         return client
+
+    def _await_banner(self, sock: socket.socket, ep: Endpoint, step: str) -> None:
+        """Wait (``connect_timeout_s``) for the server's first line without consuming it, so that a port
+        where nothing speaks SSH is one clear error, not a handshake failing deep inside paramiko."""
+        where = f"{ep.host}:{ep.port}"
+        timeout = self.settings.connect_timeout_s
+        end = time.monotonic() + timeout
+        seen = b""
+        try:
+            while b"\n" not in seen and len(seen) < 255:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError()
+                sock.settimeout(left)
+                data = sock.recv(256, socket.MSG_PEEK)
+                if not data:
+                    break
+                if data == seen:  # nothing new yet: wait a little for the rest of the line
+                    time.sleep(0.01)
+                seen = data
+        except TimeoutError as exc:
+            if not seen:
+                raise self._err(f"no answer from {where} within {timeout:g} s: the port accepts connections but "
+                                "nothing there speaks SSH (sshd hung or overloaded, or the wrong port?)", step) from exc
+        except OSError as exc:
+            raise self._translate(exc, step, ep) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(timeout)
+        if not seen:
+            raise self._err(f"{where} closed the connection without an SSH greeting: is sshd healthy there (its "
+                            "MaxStartups, its log), and is the port right?", step)
+        if not seen.startswith(b"SSH-"):
+            first = seen.split(b"\n", 1)[0].decode("ascii", "replace").strip()
+            raise self._err(f"{where} is not an SSH server (it said {first[:40]!r}): check the port", step)
 
     def _tune_socket(self, sock: socket.socket) -> None:
         """No Nagle delay on small requests; notice a dead peer within about 3 keepalive intervals,
@@ -518,15 +571,22 @@ class SSHTransport(Transport):
         t = self._client.get_transport() if self._client else None
         return bool(t and t.is_active())
 
-    def reconnect(self) -> None:
+    def reconnect(self, *, stop: threading.Event | None = None, attempts: int | None = None,
+                  first_delay_s: float | None = None) -> None:
         """Log in again after a drop, with backoff; raises the last TransportError when the device stays away.
-        Host key and login refusals are not retried."""
-        delay = self.reconnect_backoff_s
+        Host key and login refusals are not retried. A set ``stop`` (Ctrl-C) ends the waiting at once."""
+        attempts = self.reconnect_attempts if attempts is None else attempts
+        delay = self.reconnect_backoff_s if first_delay_s is None else first_delay_s
         last: TransportError | None = None
-        for attempt in range(self.reconnect_attempts):
+        for attempt in range(attempts):
             if attempt:
-                time.sleep(delay)
+                if stop is not None:
+                    stop.wait(delay)
+                else:
+                    time.sleep(delay)
                 delay = min(delay * 2, 8.0)
+            if stop is not None and stop.is_set():
+                raise self._err("interrupted (Ctrl-C) while reconnecting", "reconnect") from last
             try:
                 self.connect()
                 return
@@ -537,8 +597,9 @@ class SSHTransport(Transport):
                     raise
                 last = exc
         assert last is not None
-        raise self._err(f"the device did not come back after {self.reconnect_attempts} attempts: {last}",
-                        "reconnect") from last
+        if attempts == 1:
+            raise last
+        raise self._err(f"no connection after {attempts} attempts: {last}", "reconnect") from last
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -623,19 +684,37 @@ class SSHTransport(Transport):
         return w
 
     def _sftp_client(self, step: str) -> paramiko.SFTPClient:
-        if self._sftp is None:
-            try:
-                self._sftp = paramiko.SFTPClient.from_transport(self._transport(step))
-            except TransportError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - translated
-                raise self._translate(exc, step) from exc
-            if self._sftp is None:
-                raise self._err("the device's sshd offers no SFTP (enable `Subsystem sftp` in sshd_config)", step)
-        channel = self._sftp.get_channel()
-        if channel is not None:
-            channel.settimeout(self.settings.command_timeout_s)
-        return self._sftp
+        """The connection's SFTP session, opened step by step so that each step is bounded by
+        ``command_timeout_s`` (``SFTPClient.from_transport`` waits for the server without a limit)."""
+        if self._sftp is not None:
+            return self._sftp
+        timeout = self.settings.command_timeout_s
+        chan = self.open_channel(step)
+        # invoke_subsystem waits for sshd's reply with no limit of its own: a timer closes the channel
+        # (which ends that wait) if the whole opening takes longer than the timeout.
+        watchdog = threading.Timer(timeout, chan.close)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            chan.settimeout(timeout)
+            chan.invoke_subsystem("sftp")
+            sftp = paramiko.SFTPClient(chan)
+        except Exception as exc:  # noqa: BLE001 - translated
+            expired = not watchdog.is_alive()
+            with contextlib.suppress(Exception):
+                chan.close()
+            if expired or isinstance(exc, TimeoutError):
+                raise self._err(f"the device's SFTP server did not answer within {timeout:g} s "
+                                "(ssh.command_timeout_s): check sshd's `Subsystem sftp` line and the device's load",
+                                step) from exc
+            if isinstance(exc, paramiko.SSHException) and "subsystem" in str(exc).lower():
+                raise self._err("the device's sshd offers no SFTP (enable `Subsystem sftp` in sshd_config)",
+                                step) from exc
+            raise self._translate(exc, step) from exc
+        finally:
+            watchdog.cancel()
+        self._sftp = sftp
+        return sftp
 
     def blob_path(self, sha256: str, host_path: str) -> str:
         suffix = Path(host_path).suffix
