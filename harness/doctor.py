@@ -9,8 +9,9 @@ that later checks need (reachable, login, Python, agent) ends the list when it
 fails. :func:`doctor` never raises for a failed check: it becomes a ``fail``
 with the fix. Android targets are handled by :mod:`harness.doctor_android`.
 
-The same facts are stored with every run (the agent's hello is the ``device``
-column of the ``runs`` table).
+The same facts are stored with every run: :func:`device_facts` probes each target once per
+session, into the ``device_facts`` column of the ``runs`` table (the job's own hello, which probes
+only its backend, is the ``device`` column).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 from harness.errors import HilbenchError, HostKeyError, TransportError
 from harness.targets import Target
 
-__all__ = ["Check", "doctor", "format_checks", "STATUSES"]
+__all__ = ["Check", "doctor", "format_checks", "device_facts", "STATUSES"]
 
 #: ``ok`` passed, ``warn`` works but measurements may suffer, ``fail`` cannot run, ``info`` a fact.
 STATUSES = ("ok", "warn", "fail", "info")
@@ -122,10 +123,10 @@ def _doctor_ssh(target: Target) -> list[Check]:
     try:
         t.login()
     except HostKeyError as exc:
-        checks.append(Check("host key", "fail", str(exc), "see the message: verify the fingerprint, then trust it"))
+        checks.append(Check("host key", "fail", str(exc), _host_key_fix(target, ep)))
         return checks
     except TransportError as exc:
-        checks.append(Check("login", "fail", str(exc), "see the message"))
+        checks.append(Check("login", "fail", str(exc), _login_fix(target, ep, exc)))
         return checks
     try:
         keys = ", ".join(ep.identity_files) or "default keys / ssh-agent"
@@ -145,6 +146,50 @@ def _doctor_ssh(target: Target) -> list[Check]:
     finally:
         t.close()
     return checks
+
+
+def _host_key_fix(target: Target, ep: Any) -> str:
+    """The command that fixes a refused host key: remove a changed key, or record an unknown one."""
+    import os
+
+    import paramiko
+
+    spec = ep.host if ep.port == 22 else f"[{ep.host}]:{ep.port}"
+    known = None
+    for path in ep.known_hosts_files:
+        if os.path.isfile(path):
+            with contextlib.suppress(OSError, paramiko.SSHException):
+                if paramiko.HostKeys(path).lookup(spec):
+                    known = path
+                    break
+    write_to = os.path.expanduser(target.ssh.known_hosts) if target.ssh.known_hosts else ep.known_hosts_files[-1]
+    port = f"-p {ep.port} " if ep.port != 22 else ""
+    if known:
+        return (f"if the device was reinstalled: ssh-keygen -R '{spec}' -f {known}, then "
+                f"ssh-keyscan {port}{ep.host} >> {write_to} (compare the fingerprint with the device's console first)")
+    trust = ("or rerun with --accept-new-host-keys" if target.source == "--target"
+             else "or set accept_new_host_keys = true in the target's [ssh] table")
+    return (f"compare the fingerprint with the device's (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then "
+            f"ssh-keyscan {port}{ep.host} >> {write_to} {trust}")
+
+
+def _login_fix(target: Target, ep: Any, exc: TransportError) -> str:
+    """What to do about a refused login: which keys were tried, and where to name another."""
+    import os
+
+    text = str(exc)
+    if "refused" not in text or "login as" not in text:
+        return "check the address, ~/.ssh/config and the device's sshd log (journalctl -u ssh)"
+    tried = [k for k in ep.identity_files if os.path.isfile(k)]
+    if tried:
+        keys = "tried " + ", ".join(tried) + " and ssh-agent"
+    else:
+        keys = "tried the default ~/.ssh/id_* keys and ssh-agent"
+    where = ("--identity FILE" if target.source == "--target" else
+             f"identity_file in the [ssh] table of {target.source}")
+    first = tried[0] if tried else "~/.ssh/id_ed25519"
+    port = f"-p {ep.port} " if ep.port != 22 else ""
+    return f"{keys}: ssh-copy-id -i {first}.pub {port}{ep.user}@{ep.host}, or name the key the device accepts with {where}"
 
 
 def _ssh_shell(t: Any, command: str) -> tuple[int, str]:
@@ -194,16 +239,17 @@ def _local_shell(command: str) -> tuple[int, str]:
 # ------------------------------------------------------------------------------------- shared checks
 
 
-def _probe(t: Any) -> dict[str, Any]:
+def _probe(t: Any, timeout_s: float = 120.0, prefix: str = "doctor") -> dict[str, Any]:
     """The agent's hello from ``--probe`` (ships the agent when needed)."""
     from harness.protocol import decode_line
     from harness.transport.base import LineTimeout
 
-    journal = t.journal_path(f"doctor-{uuid.uuid4().hex[:12]}")
+    journal = t.journal_path(f"{prefix}-{uuid.uuid4().hex[:12]}")
     proc = t.start_agent({}, journal, ["--probe"])
     hello: dict[str, Any] = {}
     error = ""
-    deadline = time.monotonic() + 120
+    code: int | None = None
+    deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
             try:
@@ -228,6 +274,24 @@ def _probe(t: Any) -> dict[str, Any]:
         raise TransportError(error or f"the agent said nothing (exit status {code}){': ' + tail[-1] if tail else ''}",
                              step="probe")
     return hello
+
+
+def device_facts(t: Any, target: Target, timeout_s: float = 60.0) -> dict[str, Any]:
+    """What doctor shows about a connected device, as data stored with every run of a session: the full
+    ``--probe`` hello (every runtime with its version, providers and delegates, sensors, disk, memory,
+    governor) and the checks doctor derives from it plus the platform states (Jetson power mode,
+    throttling). Raises HilbenchError when the agent cannot be probed."""
+    hello = _probe(t, timeout_s=timeout_s, prefix="probe")
+    checks = hello_checks(hello, target)
+    if target.transport == "ssh":
+        checks += _platform_checks(lambda cmd: _ssh_shell(t, cmd))
+    elif target.transport == "local":
+        checks += _platform_checks(_local_shell)
+    return {
+        "version": 1,
+        "probe": {k: v for k, v in hello.items() if k not in ("v", "type", "t_ns")},
+        "checks": [{"name": c.name, "status": c.status, "detail": c.detail} for c in checks],
+    }
 
 
 def _probe_checks(t: Any, target: Target) -> list[Check]:

@@ -8,14 +8,16 @@ any moment keeps every finished job.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import platform
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,11 +30,15 @@ from harness.protocol import decode_line
 from harness.store import Store, new_id
 from harness.transport import LineTimeout, Transport, make_transport
 
-__all__ = ["Progress", "SessionResult", "run_jobs", "host_facts"]
+__all__ = ["Progress", "SessionResult", "run_jobs", "host_facts", "device_key"]
 
 
 class Progress:
-    """Receives progress events; the CLI draws them. Methods may be called from worker threads."""
+    """Receives progress events; the CLI draws them. Methods may be called from worker threads.
+
+    ``job_started`` comes before the job's files are shipped (its first ``phase`` event comes once the
+    agent runs), ``job_finished`` after its row is stored; a job stored as a failure without running
+    gets both."""
 
     def session_started(self, session_id: str, jobs: list[Job], skipped: int) -> None: ...
 
@@ -87,6 +93,10 @@ class _JobRun:
         self.current: tuple[str, float] | None = None
         self.accuracy: dict[str, list[Any]] = {"index": [], "label": [], "prediction": [], "top5": [], "score": [],
                                                "output": []}
+        #: bytes this job shipped to the device (its prepare and uploads); None when it never reached one
+        self.bytes_sent: int | None = None
+        #: the device's doctor facts, probed once per session (harness.doctor.device_facts)
+        self.device_facts: dict[str, Any] | None = None
 
     def handle(self, msg: dict[str, Any], progress: Progress) -> None:
         kind = msg["type"]
@@ -221,11 +231,12 @@ class _JobRun:
             "valid": valid,
             "verdict": verdict,
             "result": {k: v for k, v in res.items() if k not in ("v", "type", "t_ns")} or None,
-            "bytes_sent": transport.bytes_sent if transport is not None else None,
+            "bytes_sent": self.bytes_sent,
             "aggregate_only": aggregate_only,
             "runner": res.get("runner"),
             "stderr_tail": stderr_tail[-4000:] if status != "ok" and stderr_tail else None,
             "derived": derived,
+            "device_facts": self.device_facts,
         }
 
     def _derived(self) -> dict[str, Any] | None:
@@ -236,6 +247,32 @@ class _JobRun:
             return derive_run(self.result, self.hello, self.samples, self.telemetry)
         except Exception as exc:  # noqa: BLE001 - the run's own data is stored either way
             return {"version": 1, "error": f"{type(exc).__name__}: {exc}"}
+
+
+_INTERRUPTED = "the run was interrupted (Ctrl-C)"
+
+
+def device_key(target: Any) -> tuple[Any, ...]:
+    """What one physical device is, whatever the target is called: the transport and its resolved endpoint
+    (host and port after ~/.ssh/config, the adb serial). Two targets with the same key never measure at once."""
+    if target.transport == "ssh":
+        port = target.port
+        host = target.host
+        try:
+            from harness.transport.ssh import resolve_endpoint
+
+            s = target.ssh
+            ep = resolve_endpoint(target.host, user=target.user, port=target.port, identity_file=s.identity_file,
+                                  proxy_jump=s.proxy_jump, known_hosts=s.known_hosts, use_ssh_config=s.use_ssh_config)
+            host, port = ep.host, ep.port
+        except (HilbenchError, ImportError):
+            pass  # connecting will say what is wrong; until then the address as written identifies it
+        return ("ssh", str(host).lower(), port or 22)
+    if target.transport == "adb":
+        return ("adb", target.adb.serial or "")
+    if target.transport == "local":
+        return ("local",)
+    return (target.transport, target.name)
 
 
 def _describe_exit(code: int | None) -> str:
@@ -294,10 +331,45 @@ class Runner:
         self._lock = threading.Lock()
         self._active: set[Any] = set()
         self._unreachable: dict[int, str] = {}  # id(transport) -> why it did not come back
+        self._facts: dict[int, dict[str, Any] | None] = {}  # id(transport) -> its device facts
+        self._carry: dict[int, int] = {}  # id(transport) -> bytes sent before its first job (the probe's agent)
         self.rows: list[dict[str, Any]] = []
 
     #: how often a job whose connection dropped (and whose agent did not finish) is run again
     max_reruns = 2
+    #: connection attempts at the start of a target's jobs, waiting ``connect_backoff_s`` x 2^n between them
+    connect_attempts = 3
+    connect_backoff_s = 0.5
+    #: probe each target once per session for the facts doctor shows (stored with every run)
+    probe_devices = True
+
+    def run_device(self, groups: list[list[Job]]) -> None:
+        """Run the job lists of targets that are one device (one endpoint), one target after another."""
+        for jobs in groups:
+            if self.stop.is_set():
+                return
+            self.run_target(jobs)
+
+    def _connect(self, transport: Transport) -> None:
+        """Open ``transport`` with a few bounded, stop-aware retries, so that a blip at start-up does not fail
+        every job of the device. Host key and login refusals are not retried (the SSH transport knows them)."""
+        reconnect = getattr(transport, "reconnect", None)
+        if reconnect is None:
+            transport.connect()
+            return
+        reconnect(stop=self.stop, attempts=self.connect_attempts, first_delay_s=self.connect_backoff_s)
+
+    def _probe_facts(self, transport: Transport, target: Any) -> None:
+        if not self.probe_devices or target.transport not in ("local", "ssh") or self.stop.is_set():
+            self._facts[id(transport)] = None
+            return
+        from harness.doctor import device_facts
+
+        try:
+            facts: dict[str, Any] | None = device_facts(transport, target)
+        except Exception as exc:  # noqa: BLE001 - the facts are context: never lose a job for them
+            facts = {"version": 1, "error": f"{type(exc).__name__}: {exc}"}
+        self._facts[id(transport)] = facts
 
     def run_target(self, jobs: list[Job]) -> None:
         """Run ``jobs`` (all on one target) one after another. A target that cannot be reached gets every
@@ -305,7 +377,7 @@ class Runner:
         transport: Transport | None = None
         try:
             transport = make_transport(jobs[0].target)
-            transport.connect()
+            self._connect(transport)
         except HilbenchError as exc:
             if transport is not None:
                 transport.close()
@@ -316,6 +388,9 @@ class Runner:
             return
         unreachable: str | None = None
         try:
+            self._probe_facts(transport, jobs[0].target)
+            # The probe shipped the agent; those bytes are counted with the device's first job.
+            self._carry[id(transport)] = transport.bytes_sent
             for job in jobs:
                 if self.stop.is_set():
                     break
@@ -338,7 +413,7 @@ class Runner:
         if reconnect is None:
             return f"{transport.target.name}: the connection dropped and this transport cannot reconnect"
         try:
-            reconnect()
+            reconnect(stop=self.stop)
         except TransportError as exc:
             self._unreachable[id(transport)] = str(exc)
             return str(exc)
@@ -349,10 +424,17 @@ class Runner:
                        transport: Transport | None, stderr_tail: str = "") -> dict[str, Any]:
         run = _JobRun(job, run_id)
         run.error = (category, message)
+        if transport is not None:
+            run.bytes_sent = 0
         self.progress.job_started(job, run_id)
         return self._commit(run, started, transport, stderr_tail)
 
-    def _commit(self, run: _JobRun, started: dt.datetime, transport: Transport | None, stderr_tail: str) -> dict[str, Any]:
+    def _commit(self, run: _JobRun, started: dt.datetime, transport: Transport | None, stderr_tail: str,
+                sent_before: int | None = None) -> dict[str, Any]:
+        if transport is not None:
+            if sent_before is not None:
+                run.bytes_sent = transport.bytes_sent - sent_before
+            run.device_facts = self._facts.get(id(transport))
         row = run.rows(session_id=self.session_id, labels=self.labels, started=started, transport=transport,
                        stderr_tail=stderr_tail)
         samples = dict(run.samples)
@@ -425,11 +507,15 @@ class Runner:
             files["eval"] = (job.model.eval["path"], job.model.eval["sha256"])
         if job.model.inputs.get("file"):
             files["inputs"] = (job.model.inputs["file"], job.model.inputs["file_sha256"])
+        # Bytes are counted per job: what this job's prepare and uploads sent (the transport's count runs on).
+        sent0 = transport.bytes_sent - self._carry.pop(id(transport), 0)
+        self.progress.job_started(job, run_id)
         try:
             paths = self._prepare(transport, files)
         except TransportError as exc:
-            return self._store_failure(job, run_id, started, "transport", str(exc), transport, exc.stderr_tail)
-        self.progress.job_started(job, run_id)
+            run = _JobRun(job, run_id)
+            run.error = (("interrupted", _INTERRUPTED) if self.stop.is_set() else ("transport", str(exc)))
+            return self._commit(run, started, transport, exc.stderr_tail, sent0)
         deadline = time.monotonic() + job.policy.timeout_s
         drops = 0
         while True:
@@ -437,30 +523,35 @@ class Runner:
             journal = transport.journal_path(run_id)
             outcome, tail = self._attempt(job, run, transport, paths, journal, deadline)
             if outcome != "lost":
-                return self._commit(run, started, transport, tail)
+                return self._commit(run, started, transport, tail, sent0)
+            if self.stop.is_set():
+                run.result = None
+                run.error = ("interrupted", _INTERRUPTED)
+                return self._commit(run, started, transport, tail, sent0)
             drops += 1
             why = self._reconnect(transport)
             if why is not None:
-                run.error = ("transport", f"the connection dropped during the job and did not come back: {why}")
-                return self._commit(run, started, transport, tail)
+                run.error = (("interrupted", _INTERRUPTED) if self.stop.is_set() else
+                             ("transport", f"the connection dropped during the job and did not come back: {why}"))
+                return self._commit(run, started, transport, tail, sent0)
             try:
                 recovered = self._recover(job, transport, journal, deadline)
             except TransportError as exc:
                 run.error = ("transport", f"the connection dropped during the job; recovering it failed: {exc}")
-                return self._commit(run, started, transport, tail)
+                return self._commit(run, started, transport, tail, sent0)
             if recovered is not None:
-                return self._commit(recovered, started, transport, tail)
+                return self._commit(recovered, started, transport, tail, sent0)
             if drops > self.max_reruns:
                 run.error = ("transport", f"the connection dropped during the job {drops} times (the agent's journal "
                              "held no result): check the device's network and power")
-                return self._commit(run, started, transport, tail)
+                return self._commit(run, started, transport, tail, sent0)
             # The agent did not finish on the device: the job runs again, as a new run with its own journal.
             run_id = new_id()
             try:
                 paths = self._prepare(transport, files)
             except TransportError as exc:
                 run.error = ("transport", str(exc))
-                return self._commit(run, started, transport, exc.stderr_tail)
+                return self._commit(run, started, transport, exc.stderr_tail, sent0)
 
     def _prepare(self, transport: Transport, files: dict[str, tuple[str, str]]) -> dict[str, str]:
         """``transport.prepare`` with one reconnect when the connection dropped during it."""
@@ -488,7 +579,7 @@ class Runner:
             while True:
                 if self.stop.is_set():
                     proc.kill()
-                    run.error = ("interrupted", "the run was interrupted (Ctrl-C)")
+                    run.error = ("interrupted", _INTERRUPTED)
                     break
                 now = time.monotonic()
                 remaining = deadline - now
@@ -509,7 +600,7 @@ class Runner:
                 try:
                     line = proc.next_line(min(remaining, 0.5))
                 except LineTimeout:
-                    if getattr(proc, "connection_lost", False):
+                    if getattr(proc, "connection_lost", False) and not self.stop.is_set():
                         return "lost", proc.stderr_tail
                     continue
                 if line is None:
@@ -524,6 +615,9 @@ class Runner:
                     break
                 run.handle(msg, self.progress)
             code = proc.wait(5.0)
+            if run.result is None and run.error is None and self.stop.is_set():
+                # Ctrl-C: interrupt() killed the agent, so its stream ended before the loop saw the stop.
+                run.error = ("interrupted", _INTERRUPTED)
             if code is None and getattr(proc, "connection_lost", False) and run.error is None:
                 return "lost", proc.stderr_tail
             if code is None:
@@ -549,7 +643,7 @@ class Runner:
                     kill(journal)
                 run = self._replay(job, journal, transport.fetch_journal(journal) or [])
                 run.result = None
-                run.error = (("interrupted", "the run was interrupted (Ctrl-C)") if self.stop.is_set() else
+                run.error = (("interrupted", _INTERRUPTED) if self.stop.is_set() else
                              ("timeout", f"the job exceeded its timeout of {job.policy.timeout_s:g} s "
                               "(policy.timeout_s)"))
                 return run
@@ -634,9 +728,14 @@ def run_jobs(
     by_target: dict[str, list[Job]] = {}
     for job in jobs:
         by_target.setdefault(job.target.name, []).append(job)
+    # One worker per device, not per target name: two target files (or a file and an ssh:// spec) for
+    # the same board still measure one at a time.
+    by_device: dict[tuple[Any, ...], list[list[Job]]] = {}
+    for target_jobs in by_target.values():
+        by_device.setdefault(device_key(target_jobs[0].target), []).append(target_jobs)
     result = SessionResult(session_id=session_id, skipped=skipped)
-    pool = ThreadPoolExecutor(max_workers=max(1, len(by_target)), thread_name_prefix="hilbench-target")
-    futures = [pool.submit(runner.run_target, target_jobs) for target_jobs in by_target.values()]
+    pool = ThreadPoolExecutor(max_workers=max(1, len(by_device)), thread_name_prefix="hilbench-device")
+    futures = [pool.submit(runner.run_device, groups) for groups in by_device.values()]
     try:
         for fut in futures:
             while True:
@@ -647,10 +746,25 @@ def run_jobs(
                     continue
     except KeyboardInterrupt:
         result.interrupted = True
-        runner.interrupt()
-        pool.shutdown(wait=True)
-    else:
-        pool.shutdown(wait=True)
+        # From here on Ctrl-C is counted, not raised: a second press stops the waiting for the workers (they
+        # kill their agents and store their jobs as interrupted, which takes a moment), and no press can
+        # leave the session row unwritten (marked running).
+        with _sigint_counted() as presses:
+            runner.interrupt()
+            while not all(f.done() for f in futures) and not presses:
+                time.sleep(0.05)
+            pool.shutdown(wait=not presses, cancel_futures=True)
+            _finish_session(store, session_row, result, runner)
+        return result
+    pool.shutdown(wait=True)
+    with _sigint_counted() as presses:
+        _finish_session(store, session_row, result, runner)
+    if presses:
+        raise KeyboardInterrupt()
+    return result
+
+
+def _finish_session(store: Store, session_row: dict[str, Any], result: SessionResult, runner: Runner) -> None:
     result.runs = list(runner.rows)
     session_row.update(
         finished_at=_now(),
@@ -658,8 +772,26 @@ def run_jobs(
         jobs_failed=sum(1 for r in result.runs if r["status"] != "ok"),
         status="interrupted" if result.interrupted else "finished",
     )
-    store.write_table("sessions", session_id, [session_row])
-    return result
+    store.write_table("sessions", session_row["session_id"], [session_row])
+
+
+@contextlib.contextmanager
+def _sigint_counted() -> Iterator[list[int]]:
+    """Within the block, Ctrl-C (SIGINT, in the main thread) is appended to the yielded list instead of
+    raising KeyboardInterrupt. Off the main thread it is left alone (an empty list)."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    except ValueError:
+        yield got
+        return
+    try:
+        yield got
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def dumps(obj: Any) -> str:

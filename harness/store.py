@@ -71,6 +71,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("stderr_tail", pa.string()),
         # Figures derived from telemetry and samples (harness/telemetry_derive.py); null in older runs.
         ("derived", _J),
+        # What `hilbench doctor` shows about the device, probed once per session per target; null in older runs.
+        ("device_facts", _J),
     ]),
     "samples": pa.schema([
         ("run_id", pa.string()), ("phase", pa.string()), ("iteration", pa.int64()),
@@ -89,7 +91,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 _JSON_NAMES = {"labels", "host", "argv", "model_tags", "settings", "effective_settings", "policy", "device",
-               "target_facts", "verdict", "result", "derived"}
+               "target_facts", "verdict", "result", "derived", "device_facts"}
 #: Columns that hold JSON text; ``Store.run`` decodes them.
 JSON_COLUMNS = {name: [f.name for f in schema if f.name in _JSON_NAMES] for name, schema in SCHEMAS.items()}
 
