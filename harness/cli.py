@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,55 +38,164 @@ def _default_targets_dirs(explicit: list[str] | None) -> list[Path]:
     return [Path("targets")]
 
 
+def _finished_text(job: Job, row: dict[str, Any]) -> str:
+    if row["status"] == "ok":
+        verdict = "VALID" if row.get("valid") else "INVALID"
+        result = row.get("result") or {}
+        timed = result.get("timed") or {}
+        count = timed.get("count", 0)
+        dur = (timed.get("duration_ns") or 0) / 1e9
+        tail = f"ok: {count} timed runs in {dur:.1f} s, {verdict}"
+        if row.get("stand_in"):
+            tail += " (synthetic stand-in)"
+    else:
+        tail = f"FAILED ({row['error_category']}): {row['error_message']}"
+    return f"{job.describe()}: {tail}"
+
+
+def _session_text(session_id: str, jobs: list[Job], skipped: int) -> str:
+    extra = f", {skipped} already stored (--resume)" if skipped else ""
+    targets = sorted({j.target.name for j in jobs})
+    return f"session {session_id}: {len(jobs)} jobs on {', '.join(targets) or 'no targets'}{extra}"
+
+
 class LineProgress(Progress):
-    """One line per job on stderr; on a terminal the current job's line updates in place."""
+    """Plain output for logs and pipes: one line per finished job on the stream, nothing redrawn."""
 
     def __init__(self, stream: TextIO, quiet: bool = False) -> None:
         self.stream = stream
         self.quiet = quiet
-        self.tty = stream.isatty()
         self.total = 0
         self.done = 0
-        self.width = 0
 
-    def _write(self, text: str, final: bool) -> None:
-        if self.quiet:
-            return
-        if self.tty:
-            pad = max(0, self.width - len(text))
-            self.stream.write("\r" + text + " " * pad + ("\n" if final else ""))
-            self.width = 0 if final else len(text)
-        elif final:
+    def _write(self, text: str) -> None:
+        if not self.quiet:
             self.stream.write(text + "\n")
-        self.stream.flush()
+            self.stream.flush()
 
     def session_started(self, session_id: str, jobs: list[Job], skipped: int) -> None:
         self.total = len(jobs)
-        extra = f", {skipped} already stored (--resume)" if skipped else ""
-        targets = sorted({j.target.name for j in jobs})
-        self._write(f"session {session_id}: {len(jobs)} jobs on {', '.join(targets) or 'no targets'}{extra}", True)
-
-    def job_started(self, job: Job, run_id: str) -> None:
-        self._write(f"[{self.done + 1}/{self.total}] {job.describe()} ...", False)
-
-    def phase(self, job: Job, phase: str, event: str, info: dict[str, Any]) -> None:
-        if event == "begin":
-            self._write(f"[{self.done + 1}/{self.total}] {job.describe()} ... {phase}", False)
+        self._write(_session_text(session_id, jobs, skipped))
 
     def job_finished(self, job: Job, row: dict[str, Any]) -> None:
         self.done += 1
-        if row["status"] == "ok":
-            verdict = "VALID" if row.get("valid") else "INVALID"
-            result = row.get("result") or {}
-            timed = result.get("timed") or {}
-            count = timed.get("count", 0)
-            dur = (timed.get("duration_ns") or 0) / 1e9
-            tail = f"ok: {count} timed runs in {dur:.1f} s, {verdict}"
-            if row.get("stand_in"):
-                tail += " (synthetic stand-in)"
-        else:
-            tail = f"FAILED ({row['error_category']}): {row['error_message']}"
-        self._write(f"[{self.done}/{self.total}] {job.describe()}: {tail}", True)
+        self._write(f"[{self.done}/{self.total}] {_finished_text(job, row)}")
+
+    def close(self) -> None:
+        """Nothing to tidy up (the live display's counterpart)."""
+
+
+class LiveProgress(Progress):
+    """On a terminal: one line per target, redrawn in place with ANSI cursor movement, each saying that
+    device's current job (i/n), model/backend, phase and elapsed time, then its final state. Each finished
+    job also leaves a permanent line above the block. Events may come from several worker threads; a
+    ticker thread keeps the elapsed times moving. Call :meth:`close` at the end."""
+
+    def __init__(self, stream: TextIO, *, clock: Any = None, columns: int | None = None,
+                 tick_s: float | None = 0.5) -> None:
+        import time
+
+        self.stream = stream
+        self.clock = clock or time.monotonic
+        self.columns = columns
+        self.tick_s = tick_s
+        self._lock = threading.RLock()
+        self._devices: dict[str, dict[str, Any]] = {}
+        self._drawn = 0
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- events
+    def session_started(self, session_id: str, jobs: list[Job], skipped: int) -> None:
+        with self._lock:
+            for job in jobs:
+                d = self._devices.setdefault(job.target.name, {"total": 0, "done": 0, "ok": 0, "failed": 0,
+                                                               "job": None, "phase": "waiting", "since": None})
+                d["total"] += 1
+            self._render([_session_text(session_id, jobs, skipped)])
+        if self.tick_s and self._devices and self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="hilbench-progress", daemon=True)
+            self._ticker.start()
+
+    def job_started(self, job: Job, run_id: str) -> None:
+        with self._lock:
+            d = self._device(job)
+            d.update(job=job, phase="preparing", since=self.clock())
+            self._render()
+
+    def phase(self, job: Job, phase: str, event: str, info: dict[str, Any]) -> None:
+        if event != "begin":
+            return
+        with self._lock:
+            self._device(job)["phase"] = phase
+            self._render()
+
+    def job_finished(self, job: Job, row: dict[str, Any]) -> None:
+        with self._lock:
+            d = self._device(job)
+            d["done"] += 1
+            d["ok" if row["status"] == "ok" else "failed"] += 1
+            d.update(job=None, phase="waiting", since=None)
+            self._render([f"[{job.target.name} {d['done']}/{d['total']}] {_finished_text(job, row)}"])
+
+    def close(self) -> None:
+        """Stop the ticker and draw the final state."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(2.0)
+        with self._lock:
+            self._render()
+
+    # ---------------------------------------------------------------- drawing
+    def _device(self, job: Job) -> dict[str, Any]:
+        return self._devices.setdefault(job.target.name, {"total": 1, "done": 0, "ok": 0, "failed": 0, "job": None,
+                                                          "phase": "waiting", "since": None})
+
+    def _tick(self) -> None:
+        assert self.tick_s
+        while not self._stop.wait(self.tick_s):
+            with self._lock:
+                if any(d["job"] is not None for d in self._devices.values()):
+                    self._render()
+
+    def line(self, name: str) -> str:
+        """The live line of target ``name``."""
+        d = self._devices[name]
+        width = max(len(n) for n in self._devices)
+        head = f"{name:<{width}}  "
+        job = d["job"]
+        if job is not None:
+            settings = " ".join(f"{k}={v}" for k, v in sorted(job.settings.items()))
+            elapsed = self.clock() - d["since"]
+            return (f"{head}{d['done'] + 1}/{d['total']}  {job.model.name}/{job.backend}"
+                    f"{' ' + settings if settings else ''}  {d['phase']}  {elapsed:.1f} s")
+        if d["done"] >= d["total"]:
+            failed = f", {d['failed']} failed" if d["failed"] else ""
+            return f"{head}{d['done']}/{d['total']}  finished: {d['ok']} ok{failed}"
+        return f"{head}{d['done']}/{d['total']}  waiting"
+
+    def _render(self, permanent: list[str] | None = None) -> None:
+        """Move up over the block drawn last, print ``permanent`` lines there (they scroll away), then
+        draw the block again below them. Block lines are cut to the terminal width: a wrapped line would
+        break the cursor arithmetic."""
+        import shutil
+
+        cols = self.columns or shutil.get_terminal_size((100, 24)).columns
+        out = [f"\r\x1b[{self._drawn}A"] if self._drawn else []
+        for text in permanent or []:
+            out.append(f"\x1b[2K{text}\x1b[K\n")
+        block = [self.line(name)[: max(10, cols - 1)] for name in self._devices]
+        out += [f"\x1b[2K{text}\n" for text in block]
+        self._drawn = len(block)
+        self.stream.write("".join(out))
+        self.stream.flush()
+
+
+def make_progress(stream: TextIO, quiet: bool = False) -> LineProgress | LiveProgress:
+    """The live per-device display on a terminal, else plain lines (logs, pipes, TERM=dumb)."""
+    if not quiet and stream.isatty() and os.environ.get("TERM", "") != "dumb":
+        return LiveProgress(stream)
+    return LineProgress(stream, quiet=quiet)
 
 
 def _parse_labels(items: list[str]) -> dict[str, str]:
@@ -110,7 +221,8 @@ def _targets_from_specs(specs: list[str], known: dict[str, Target], args: argpar
         if spec in known:
             chosen.append(known[spec])
         elif spec.startswith("ssh://"):
-            chosen.append(parse_target_spec(spec, identity=args.identity, known_hosts=args.known_hosts))
+            chosen.append(parse_target_spec(spec, identity=args.identity, known_hosts=args.known_hosts,
+                                            accept_new_host_keys=args.accept_new_host_keys))
         else:
             raise ConfigError(f"{where} {spec}: unknown target (known: {', '.join(sorted(known))}; or ssh://user@host[:port])")
     return chosen
@@ -122,19 +234,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     known, chosen = _resolve_targets(args)
     jobs = expand_jobs(plan, known, chosen or None)
     store = open_store(args.store)
-    progress = LineProgress(sys.stderr, quiet=args.quiet)
-    result = run_jobs(jobs, store, plan=plan, labels=_parse_labels(args.label or []), progress=progress,
-                      resume=args.resume, argv=sys.argv[1:])
+    labels = _parse_labels(args.label or [])
+    progress = make_progress(sys.stderr, quiet=args.quiet)
+    try:
+        result = run_jobs(jobs, store, plan=plan, labels=labels, progress=progress, resume=args.resume,
+                          argv=sys.argv[1:])
+    finally:
+        progress.close()
     out = sys.stdout
     if result.runs:
         summary = store.summary([r["run_id"] for r in result.runs])
         out.write(format_summary(summary, "table") + "\n")
     failed = result.failed
+    sent = sum(int(r.get("bytes_sent") or 0) for r in result.runs)
     out.write(f"session {result.session_id}: {len(result.runs) - len(failed)} ok, {len(failed)} failed"
-              f"{', interrupted' if result.interrupted else ''}; results in {store.root}\n")
+              f"{', interrupted' if result.interrupted else ''}; {_fmt_bytes(sent)} sent to devices; "
+              f"results in {store.root}\n")
     if result.interrupted:
         return 130
     return EXIT_JOBS_FAILED if failed else EXIT_OK
+
+
+def _fmt_bytes(n: Any) -> str:
+    if _missing(n):
+        return "-"
+    n = int(n)
+    if n < 1000:
+        return f"{n} B"
+    return f"{n / 1e3:.1f} kB" if n < 1_000_000 else f"{n / 1e6:.1f} MB"
 
 
 def _fmt_settings(text: Any) -> str:
@@ -212,6 +339,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if row.get("effective_settings"):
         out.write(f"  effective {_fmt_settings(row['effective_settings'])}\n")
     out.write(f"  python    {row.get('python')}  agent {row.get('agent_version')}  os {row.get('os')}  {row.get('machine')}\n")
+    if not _missing(row.get("bytes_sent")):
+        out.write(f"  shipped   {_fmt_bytes(row['bytes_sent'])} ({int(row['bytes_sent'])} bytes) sent for this run "
+                  "(0: the device's cache had the agent and files)\n")
     if row.get("emulated"):
         out.write(f"  EMULATED  {row.get('emulation')}: latencies are not a real board's\n")
     if row.get("stand_in"):
@@ -508,6 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target", action="append", help="run on this target instead of the plan's (name, local, ssh://user@host[:port])")
     r.add_argument("--identity", help="private key file for ssh:// targets")
     r.add_argument("--known-hosts", help="known_hosts file for ssh:// targets")
+    r.add_argument("--accept-new-host-keys", action="store_true",
+                   help="ssh:// targets: trust an unknown host key on first contact (a changed one is still refused)")
     r.add_argument("--label", action="append", help="KEY=VALUE stored with every run (e.g. build=abc123)")
     r.add_argument("--resume", action="store_true", help="skip jobs this store already holds a successful run of")
     r.add_argument("--quiet", action="store_true", help="no progress display")
@@ -534,6 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("target", nargs="*", help="target name, local or ssh://user@host[:port] (default: every target)")
     d.add_argument("--identity", help="private key file for ssh:// targets")
     d.add_argument("--known-hosts", help="known_hosts file for ssh:// targets")
+    d.add_argument("--accept-new-host-keys", action="store_true",
+                   help="ssh:// targets: trust an unknown host key on first contact (a changed one is still refused)")
     targets_arg(d)
     d.set_defaults(func=cmd_doctor)
 
@@ -547,9 +681,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _configure_logging(debug: bool) -> None:
+    """Third-party logs (paramiko's handshake tracebacks) stay silent: their failures reach the user as
+    one-line errors. With --debug they go to stderr, with ours."""
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(threadName)s %(name)s %(levelname)s: %(message)s")
+    else:
+        quiet = logging.getLogger("paramiko")
+        if not any(isinstance(h, logging.NullHandler) for h in quiet.handlers):
+            quiet.addHandler(logging.NullHandler())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _configure_logging(args.debug)
     try:
         return int(args.func(args))
     except HilbenchError as exc:
