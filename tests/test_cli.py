@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +171,198 @@ def test_targets_command_validates(tmp_path, capsys):
     (tmp_path / "bad.toml").write_text('transport = "ssh"\n')
     assert main(["targets", "--targets-dir", str(tmp_path)]) == 1
     assert "bad.toml: host" in capsys.readouterr().err
+
+
+# --- the live display ----------------------------------------------------------------------------
+
+
+class FakeTTY(io.StringIO):
+    """A stream that says it is a terminal; what it received is replayed by :func:`screen`."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def screen(text: str) -> list[str]:
+    """What a terminal shows after ``text``: a tiny emulator of the sequences the display uses
+    (CR, LF, cursor up, erase line / to end of line). Anything else fails the test."""
+    rows, row, col, i = [""], 0, 0, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\x1b":
+            m = re.match(r"\x1b\[(\d*)([A-Za-z])", text[i:])
+            assert m and m.group(2) in "AK", f"unexpected escape {text[i:i + 8]!r}"
+            arg, cmd = m.group(1), m.group(2)
+            if cmd == "A":
+                row = max(0, row - int(arg or 1))
+            elif arg == "2":
+                rows[row] = ""
+            else:
+                rows[row] = rows[row][:col]
+            i += len(m.group(0))
+            continue
+        if ch == "\r":
+            col = 0
+        elif ch == "\n":
+            row, col = row + 1, 0
+            while len(rows) <= row:
+                rows.append("")
+        else:
+            line = rows[row].ljust(col)
+            rows[row] = line[:col] + ch + line[col + 1:]
+            col += 1
+        i += 1
+    return [r.rstrip() for r in rows]
+
+
+def _fake_job(target: str, model: str, backend: str, **settings):
+    from types import SimpleNamespace
+
+    desc = f"{model} on {target} [{backend}]"
+    return SimpleNamespace(target=SimpleNamespace(name=target), model=SimpleNamespace(name=model), backend=backend,
+                           settings=settings, describe=lambda: desc)
+
+
+def test_live_display_keeps_one_line_per_device_with_two_devices_interleaving():
+    from harness.cli import LiveProgress, make_progress
+
+    now = [100.0]
+    tty = FakeTTY()
+    assert isinstance(make_progress(tty), LiveProgress)
+    p = LiveProgress(tty, clock=lambda: now[0], columns=100, tick_s=None)
+    a1, a2 = _fake_job("jetson", "resnet", "onnxruntime"), _fake_job("jetson", "mobilenet", "onnxruntime")
+    b1 = _fake_job("pi", "resnet", "tflite", threads=4)
+    p.session_started("s1", [a1, a2, b1], 0)
+    p.job_started(a1, "r1")
+    now[0] = 101.0
+    p.job_started(b1, "r2")
+    p.phase(a1, "load", "begin", {})
+    p.phase(b1, "warmup", "begin", {})
+    now[0] = 103.5
+    p.phase(a1, "timed", "begin", {})
+    shown = screen(tty.getvalue())
+    assert shown == ["session s1: 3 jobs on jetson, pi",
+                     "jetson  1/2  resnet/onnxruntime  timed  3.5 s",
+                     "pi      1/1  resnet/tflite threads=4  warmup  2.5 s",
+                     ""], shown
+    p.job_finished(b1, {"status": "ok", "valid": True, "result": {"timed": {"count": 50, "duration_ns": 2e9}}})
+    p.job_finished(a1, {"status": "error", "error_category": "agent", "error_message": "killed"})
+    p.job_started(a2, "r3")
+    now[0] = 104.0
+    p.phase(a2, "first", "begin", {})
+    shown = screen(tty.getvalue())
+    assert shown[1:3] == ["[pi 1/1] resnet on pi [tflite]: ok: 50 timed runs in 2.0 s, VALID",
+                          "[jetson 1/2] resnet on jetson [onnxruntime]: FAILED (agent): killed"], shown
+    assert shown[3:] == ["jetson  2/2  mobilenet/onnxruntime  first  0.5 s", "pi      1/1  finished: 1 ok", ""], shown
+    p.job_finished(a2, {"status": "ok", "valid": False, "result": {"timed": {"count": 9, "duration_ns": 1e9}}})
+    p.close()
+    shown = screen(tty.getvalue())
+    assert shown[-3:] == ["jetson  2/2  finished: 1 ok, 1 failed", "pi      1/1  finished: 1 ok", ""], shown
+    assert len(shown) == 1 + 3 + 2 + 1  # header, a line per job, a line per device
+
+
+def test_live_lines_fit_the_terminal_and_plain_output_has_no_escapes():
+    from harness.cli import LineProgress, LiveProgress, make_progress
+
+    tty = FakeTTY()
+    p = LiveProgress(tty, clock=lambda: 0.0, columns=30, tick_s=None)
+    job = _fake_job("a-device-with-a-long-name", "a-model-with-a-long-name", "onnxruntime")
+    p.session_started("s1", [job], 0)
+    p.job_started(job, "r1")
+    assert all(len(line) <= 29 for line in screen(tty.getvalue())[1:])
+    plain = io.StringIO()
+    q = make_progress(plain)
+    assert isinstance(q, LineProgress)
+    q.session_started("s1", [job], 0)
+    q.job_started(job, "r1")
+    q.phase(job, "timed", "begin", {})
+    q.job_finished(job, {"status": "error", "error_category": "agent", "error_message": "boom"})
+    assert "\x1b" not in plain.getvalue() and "\r" not in plain.getvalue()
+    assert plain.getvalue().splitlines()[1] == "[1/1] a-model-with-a-long-name on a-device-with-a-long-name " \
+                                               "[onnxruntime]: FAILED (agent): boom"
+
+
+# --- inline targets, bytes, Ctrl-C -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("ssh://pi@10.0.0.5:99999", "port must be 1-65535, not 99999"),
+    ("ssh://pi@10.0.0.5:0", "port must be 1-65535, not 0"),
+    ("ssh://pi@10.0.0.5:ssh", "port 'ssh' is not a number"),
+])
+def test_inline_target_with_a_bad_port_is_a_one_line_error(tmp_path, spec, message):
+    plan = write_plan(tmp_path, SYNTH)
+    for command in (["run", str(plan), "--store", str(tmp_path / "res"), "--target", spec], ["doctor", spec]):
+        proc = subprocess.run([sys.executable, "-m", "harness.cli", *command], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0] == f"hilbench: error: --target {spec}: {message}" + (
+            " (expected ssh://user@host[:port])" if "number" in message else "")
+    assert not (tmp_path / "res").exists()
+
+
+def test_run_summary_and_show_report_the_bytes_sent(tmp_path, capsys):
+    plan = write_plan(tmp_path, SYNTH)
+    store_dir = str(tmp_path / "res")
+    assert main(["run", str(plan), "--store", store_dir, "--quiet"]) == 0
+    assert "2 ok, 0 failed; 0 B sent to devices;" in capsys.readouterr().out  # local: models are used in place
+    run_id = open_store(store_dir).runs()["run_id"].iloc[0]
+    assert main(["show", run_id, "--store", store_dir]) == 0
+    assert "shipped   0 B (0 bytes) sent for this run" in capsys.readouterr().out
+
+
+def _committed_and_stray(store_dir: Path) -> tuple[set[str], list[Path]]:
+    runs = set(open_store(store_dir).runs()["run_id"])
+    stray = [p for p in store_dir.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
+    return runs, stray
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_mid_job_stores_the_job_as_interrupted_and_the_session_as_interrupted(tmp_path, presses):
+    plan = write_plan(tmp_path, SYNTH.replace("latency_ms = [0.2, 0.4]", "latency_ms = [0.2, 5.0, 5.1]")
+                      .replace("count = 80", "count = 3000"))
+    plan.write_text(plan.read_text().replace("timed = { count = 3000 }", "timed = { count = 3000 }\ntimeout_s = 120"))
+    first = write_plan(tmp_path, SYNTH.replace("count = 80", "count = 20"), name="first.toml")
+    store_dir = tmp_path / "res"
+    cache = tmp_path / "cache"
+    env = dict(os.environ, HILBENCH_CACHE=str(cache), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    # Two short jobs, then the 3-job plan in the same store: the first of those (0.2 ms x 3000) ends, the
+    # second (5 ms x 3000, 15 s) is in flight when Ctrl-C comes.
+    assert main(["run", str(first), "--store", str(store_dir), "--quiet"]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(plan), "--store", str(store_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        def in_flight() -> bool:
+            runs = list((store_dir / "runs").glob("*.parquet"))
+            journals = [p for p in (cache / "journal").glob("*.jsonl") if not p.name.startswith("probe-")]
+            return len(runs) >= 3 and len(journals) >= 2 and journals[-1].stat().st_size > 0
+
+        end = time.monotonic() + 60
+        while not in_flight():
+            assert proc.poll() is None and time.monotonic() < end, proc.stderr.read() if proc.poll() else "slow"
+            time.sleep(0.05)
+        time.sleep(0.3)  # into its warm-up or timed phase
+        for _ in range(presses):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    store = open_store(store_dir)
+    runs = store.runs()
+    mine = runs[runs["session_id"] == runs["session_id"].iloc[-1]].sort_values("started_at")
+    assert list(mine["status"]) == ["ok", "error"], mine[["status", "error_message"]].to_string()
+    assert mine["error_category"].iloc[1] == "interrupted" and "Ctrl-C" in mine["error_message"].iloc[1]
+    assert "SIGKILL" not in mine["error_message"].iloc[1]
+    sessions = store.sessions().set_index("session_id")
+    assert sessions.loc[mine["session_id"].iloc[0], "status"] == "interrupted"
+    assert list(sessions["status"]).count("running") == 0
+    # Nothing half-written: no temporary files, and every samples file belongs to a stored run.
+    committed, stray = _committed_and_stray(store_dir)
+    assert stray == []
+    assert {p.stem for p in (store_dir / "samples").glob("*.parquet")} <= committed
+    assert len(runs) == 4  # the first plan's two jobs, then one finished and one interrupted; the third never ran

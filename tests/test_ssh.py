@@ -66,8 +66,8 @@ def own_ssh_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def servers(tmp_path: Path, keys: UserKeys):
     started: list[SSHServer] = []
 
-    def make(name: str = "dev") -> SSHServer:
-        server = start_sshd(tmp_path / name, keys)
+    def make(name: str = "dev", **options: object) -> SSHServer:
+        server = start_sshd(tmp_path / name, keys, **options)  # type: ignore[arg-type]
         started.append(server)
         return server
 
@@ -136,11 +136,14 @@ def wait_for(predicate, timeout: float = 20.0, step: float = 0.02):
 
 
 def _pidfiles(server: SSHServer) -> list[Path]:
-    return sorted((server.folder / "device-cache" / "journal").glob("*.pid"))
+    """The pid files of job agents (not of the once-a-session facts probe, ``probe-*``)."""
+    return sorted(p for p in (server.folder / "device-cache" / "journal").glob("*.pid")
+                  if not p.name.startswith("probe-"))
 
 
 def _journals(server: SSHServer) -> list[Path]:
-    return sorted((server.folder / "device-cache" / "journal").glob("*.jsonl"))
+    return sorted(p for p in (server.folder / "device-cache" / "journal").glob("*.jsonl")
+                  if not p.name.startswith("probe-"))
 
 
 def _in_thread(fn, *args) -> tuple[threading.Thread, dict[str, object]]:
@@ -275,16 +278,38 @@ def test_wrong_user_key_is_refused_and_stored_as_transport_errors(servers, tmp_p
 
 def test_password_comes_only_from_the_named_environment_variable(servers, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch):
+    """A server that takes passwords only: the password offered is the one in the named variable. (No test
+    account has a known password here, so the login is refused; sshd's log shows a password was tried.)"""
     from harness.transport.ssh import SSHTransport
 
-    dev = servers("dev")
+    dev = servers("dev", extra_config="PasswordAuthentication yes\nPubkeyAuthentication no\n")
     monkeypatch.delenv("HILBENCH_TEST_PW", raising=False)
     with pytest.raises(TransportError, match=r"\$HILBENCH_TEST_PW, which is not set"):
         SSHTransport(_target(dev, tmp_path, password_env="HILBENCH_TEST_PW")).connect()
-    monkeypatch.setenv("HILBENCH_TEST_PW", "not-used-the-key-works")
-    t = SSHTransport(_target(dev, tmp_path, password_env="HILBENCH_TEST_PW"))
+    assert "Failed password" not in dev.log.read_text()
+    # Without password_env no password is offered at all ...
+    with pytest.raises(TransportError, match="refused"):
+        SSHTransport(_target(dev, tmp_path)).connect()
+    assert "Failed password" not in dev.log.read_text()
+    # ... with it, the variable's value is.
+    monkeypatch.setenv("HILBENCH_TEST_PW", "wrong-password")
+    with pytest.raises(TransportError, match="refused"):
+        SSHTransport(_target(dev, tmp_path, password_env="HILBENCH_TEST_PW")).connect()
+    wait_for(lambda: f"Failed password for {dev.user} from 127.0.0.1" in dev.log.read_text(), timeout=5)
+
+
+def test_keepalive_packets_reach_the_server(servers, tmp_path: Path):
+    from harness.transport.ssh import SSHTransport
+
+    dev = servers("dev", extra_config="LogLevel DEBUG1\n")
+    t = SSHTransport(_target(dev, tmp_path))
     t.connect()
-    t.close()
+    try:
+        mark = len(dev.log.read_text())
+        # keepalive_s = 2 in the test targets: an idle connection sends one every 2 s.
+        wait_for(lambda: "keepalive@lag.net" in dev.log.read_text()[mark:], timeout=8)
+    finally:
+        t.close()
 
 
 def test_ssh_config_alias_and_proxy_jump(servers, tmp_path: Path, own_ssh_dir: Path):
@@ -514,6 +539,261 @@ def test_doctor_explains_each_check_over_ssh_and_locally(servers, tmp_path: Path
     assert "FAIL  runtimes" in capsys.readouterr().out
     local = {c.name: c for c in doctor(LOCAL)}
     assert local["python"].ok and local["agent"].ok and "free disk" in local
+
+
+# --- connecting: ports where nothing speaks SSH, timeouts, retries ---------------------------------------
+
+
+class _Listener:
+    """A plain TCP listener on a loopback port: ``garbage`` answers every connection with an HTTP line and
+    keeps it open, ``bad-packets`` with an SSH greeting and then bytes that are no SSH packet, ``silent`` accepts and says nothing, ``full`` never accepts and fills its backlog so
+    that a new connection gets no answer at all (a connect timeout)."""
+
+    def __init__(self, mode: str) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0 if mode == "full" else 16)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[object] = []
+        if mode == "full":
+            filler = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            self.held.append(filler)
+            return
+        threading.Thread(target=self._serve, args=(mode,), daemon=True).start()
+
+    def _serve(self, mode: str) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+            if mode == "garbage":
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            elif mode == "bad-packets":  # a greeting, then nonsense: the SSH library fails (and logs) mid-handshake
+                conn.sendall(b"SSH-2.0-OpenSSH_9.9\r\n" + b"\xff" * 64)
+
+    def close(self) -> None:
+        for c in self.held:
+            c.close()  # type: ignore[attr-defined]
+        self.sock.close()
+
+
+def _listener_target(tdir: Path, name: str, port: int, keys: UserKeys, timeout_s: float = 1) -> None:
+    tdir.mkdir(exist_ok=True)
+    (tdir / f"{name}.toml").write_text(
+        f'name = "{name}"\ntransport = "ssh"\naddress = "root@127.0.0.1:{port}"\n[ssh]\n'
+        f'identity_file = "{keys.identity}"\nuse_ssh_config = false\nconnect_timeout_s = {timeout_s}\n')
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("garbage", "is not an SSH server (it said 'HTTP/1.1 400 Bad Request'): check the port"),
+    ("bad-packets", "the SSH handshake with 127.0.0.1:{port} failed (Invalid packet blocking): is a working SSH "
+                    "server on that port?"),
+    ("silent", "within 1 s: the port accepts connections but nothing there speaks SSH"),
+    ("full", "no answer from 127.0.0.1:{port} within 1 s: is the device on and reachable"),
+])
+def test_a_port_that_is_not_ssh_is_a_one_line_stored_error_without_paramiko_noise(keys, tmp_path: Path, mode: str,
+                                                                                    message: str):
+    import subprocess
+
+    listener = _Listener(mode)
+    try:
+        tdir = tmp_path / "targets"
+        _listener_target(tdir, "odd", listener.port, keys)
+        plan = synth_plan(tmp_path, ["odd"])
+        t0 = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(plan), "--targets-dir", str(tdir),
+                               "--store", str(tmp_path / "res")], capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - t0
+    finally:
+        listener.close()
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception (client)" not in proc.stderr, proc.stderr
+    assert "paramiko" not in proc.stderr and "No existing session" not in proc.stderr
+    run = open_store(tmp_path / "res").runs().iloc[0]
+    assert run["error_category"] == "transport" and "\n" not in run["error_message"]
+    assert message.format(port=listener.port) in run["error_message"], run["error_message"]
+    assert "after 3 attempts" in run["error_message"]  # a blip at start-up is retried, boundedly
+    assert took < 30
+
+
+def test_connect_retries_at_start_up_ride_over_a_blip(servers, tmp_path: Path):
+    dev = servers("dev")
+    tdir = write_targets(tmp_path, {"dev": dev})
+    plan = synth_plan(tmp_path, ["dev"], latency_ms=[0.3, 0.4])
+    dev.stop()
+    threading.Timer(0.8, dev.start).start()  # back within the start-up retries (0.5 s, then 1 s)
+    assert run_cli(plan, tdir, tmp_path / "res") == 0
+    assert list(open_store(tmp_path / "res").runs()["status"]) == ["ok", "ok"]
+
+
+def test_an_sftp_subsystem_that_never_answers_is_bounded_by_the_command_timeout(servers, tmp_path: Path):
+    hang = tmp_path / "sftp-hang.sh"
+    pids = tmp_path / "sftp-hang.pids"
+    hang.write_text(f"#!/bin/sh\necho $$ >> {pids}\nexec sleep 1000\n")
+    hang.chmod(0o755)
+    dev = servers("dev", sftp_command=str(hang))
+    tdir = write_targets(tmp_path, {"dev": dev})
+    (tdir / "dev.toml").write_text((tdir / "dev.toml").read_text().replace("command_timeout_s = 30",
+                                                                           "command_timeout_s = 3"))
+    plan = synth_plan(tmp_path, ["dev"], policy="timeout_s = 10")
+    try:
+        t0 = time.monotonic()
+        assert run_cli(plan, tdir, tmp_path / "res") == 3
+        took = time.monotonic() - t0
+    finally:
+        for pid in (pids.read_text().split() if pids.exists() else []):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    run = open_store(tmp_path / "res").runs().iloc[0]
+    assert run["error_category"] == "transport"
+    assert "SFTP server did not answer within 3 s (ssh.command_timeout_s)" in run["error_message"]
+    # The session's device probe and the job each wait at most 3 s for it.
+    assert took < 20, took
+
+
+def test_timed_phase_timeout_over_ssh_kills_the_agent_on_the_device(servers, tmp_path: Path):
+    dev = servers("dev")
+    tdir = write_targets(tmp_path, {"dev": dev})
+    plan = synth_plan(tmp_path, ["dev"], latency_ms=5.0, timed=5000, policy="timeouts = { timed_s = 1 }")
+    t0 = time.monotonic()
+    assert run_cli(plan, tdir, tmp_path / "res") == 3
+    assert time.monotonic() - t0 < 20
+    run = open_store(tmp_path / "res").runs().iloc[0]
+    assert run["error_category"] == "timeout"
+    assert "the timed phase exceeded its timeout of 1 s (policy.timeouts.timed_s)" in run["error_message"]
+    wait_for(lambda: not _agents_of(dev), timeout=5)
+    assert not _pidfiles(dev)
+
+
+# --- one device, many names; bytes per run; facts; Ctrl-C --------------------------------------------------
+
+
+def test_two_names_for_one_device_never_measure_at_once(servers, tmp_path: Path):
+    dev = servers("dev")
+    tdir = write_targets(tmp_path, {"a": dev, "b": dev})
+    plan = synth_plan(tmp_path, ["a"], latency_ms=[2.0, 2.1], timed=100)
+    code = main(["run", str(plan), "--targets-dir", str(tdir), "--store", str(tmp_path / "res"), "--quiet",
+                 "--target", "a", "--target", "b", "--target", f"ssh://{dev.user}@127.0.0.1:{dev.port}",
+                 "--identity", str(dev.keys.identity), "--known-hosts", str(dev.known_hosts)])
+    runs = open_store(tmp_path / "res").runs().sort_values("started_at")
+    assert code == 0, runs["error_message"].tolist()
+    assert runs["target"].nunique() == 3 and len(runs) == 6
+    starts, ends = runs["started_at"].tolist(), runs["finished_at"].tolist()
+    assert all(starts[i + 1] >= ends[i] for i in range(len(runs) - 1)), runs[["target", "started_at", "finished_at"]]
+
+
+def test_bytes_sent_are_per_run_and_device_facts_are_stored_with_every_run(servers, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]):
+    from harness.agentpkg import agent_bundle
+
+    dev = servers("dev")
+    tdir = write_targets(tmp_path, {"dev": dev})
+    m1, m2 = MODELS / "digits_cnn_int8.onnx", MODELS / "digits_cnn_fp32.onnx"
+    plan = tmp_path / "plan.toml"
+    plan.write_text('name = "two"\ntargets = ["dev"]\n'
+                    f'[[models]]\nname = "m1"\npath = "{m1}"\nbackends = ["synthetic"]\n'
+                    f'[[models]]\nname = "m2"\npath = "{m2}"\nbackends = ["synthetic"]\n'
+                    "[policy]\nwarmup = 1\ntimed = { count = 5 }\ntelemetry = false\n")
+    store_dir = tmp_path / "res"
+    assert main(["run", str(plan), "--targets-dir", str(tdir), "--store", str(store_dir), "--quiet"]) == 0
+    runs = open_store(store_dir).runs().set_index("model")
+    agent = len(agent_bundle().data)
+    # The agent goes with the device's first job (the session's probe shipped it), each model with its own.
+    assert runs.loc["m1", "bytes_sent"] == agent + m1.stat().st_size
+    assert runs.loc["m2", "bytes_sent"] == m2.stat().st_size
+    total = agent + m1.stat().st_size + m2.stat().st_size
+    out = capsys.readouterr().out
+    assert f"; {total / 1e3:.1f} kB sent to devices;" in out
+    assert main(["show", runs.loc["m2", "run_id"], "--store", str(store_dir)]) == 0
+    assert f"({m2.stat().st_size} bytes) sent for this run" in capsys.readouterr().out
+    # Every run carries what doctor shows about the device: all runtimes, and the checks derived from them.
+    for text in runs["device_facts"]:
+        facts = json.loads(text)
+        assert "onnxruntime" in facts["probe"]["backends"] and facts["probe"]["python"]
+        names = {c["name"] for c in facts["checks"]}
+        assert {"runtimes", "execution providers", "CPU governor", "free disk", "memory"} <= names
+    assert len({text for text in runs["device_facts"]}) == 1  # probed once for the session
+    probes = list((dev.folder / "device-cache" / "journal").glob("probe-*.jsonl"))
+    assert len(probes) == 1
+    # A second run sends nothing.
+    assert main(["run", str(plan), "--targets-dir", str(tdir), "--store", str(store_dir), "--quiet"]) == 0
+    assert "; 0 B sent to devices;" in capsys.readouterr().out
+
+
+def test_ctrl_c_over_ssh_stores_the_job_in_flight_as_interrupted(servers, tmp_path: Path):
+    import subprocess
+
+    dev = servers("dev")
+    tdir = write_targets(tmp_path, {"dev": dev})
+    plan = synth_plan(tmp_path, ["dev"], latency_ms=[0.3, 5.0, 5.1], timed=2000)
+    store_dir = tmp_path / "res"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(plan), "--targets-dir", str(tdir),
+                             "--store", str(store_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(list((store_dir / "runs").glob("*.parquet"))) == 1 and len(_pidfiles(dev)) == 1,
+                 timeout=60)
+        time.sleep(0.5)
+        agent_pid = int(_pidfiles(dev)[0].read_text().split()[1])
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    runs = open_store(store_dir).runs().sort_values("started_at")
+    assert list(runs["status"]) == ["ok", "error"]
+    assert runs["error_category"].iloc[1] == "interrupted" and "SIGKILL" not in runs["error_message"].iloc[1]
+    assert list(open_store(store_dir).sessions()["status"]) == ["interrupted"]
+    assert {p.stem for p in (store_dir / "samples").glob("*.parquet")} <= set(runs["run_id"])
+    assert not [p for p in store_dir.rglob("*.tmp")]
+    wait_for(lambda: not os.path.exists(f"/proc/{agent_pid}") or
+             Path(f"/proc/{agent_pid}/stat").read_text().split()[2] == "Z", timeout=10)
+
+
+def test_doctor_hints_give_the_command_that_fixes_host_keys_and_logins(servers, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]):
+    dev = servers("dev")
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    spec = f"ssh://{dev.user}@127.0.0.1:{dev.port}"
+    # Unknown key, inline target: the ssh-keyscan line, and the flag that trusts it.
+    assert main(["doctor", spec, "--identity", str(dev.keys.identity), "--known-hosts", str(empty)]) == 1
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "host key" in ln)
+    fix = line.split("->", 1)[1]
+    assert f"ssh-keyscan -p {dev.port} 127.0.0.1 >> {empty}" in fix and "--accept-new-host-keys" in fix
+    assert "see the message" not in out
+    # ... and the flag does trust it (written to that file), so the rest of the checks run.
+    assert main(["doctor", spec, "--identity", str(dev.keys.identity), "--known-hosts", str(empty),
+                 "--accept-new-host-keys"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "ok    host key" in out and "ok    login" in out, out
+    assert dev.spec in empty.read_text()
+    # A changed key: the ssh-keygen -R line.
+    other = keygen(tmp_path / "other_host_key")
+    kind, blob = Path(str(other) + ".pub").read_text().split()[:2]
+    changed = tmp_path / "changed_known_hosts"
+    changed.write_text(f"{dev.spec} {kind} {blob}\n")
+    checks = {c.name: c for c in doctor(_target(dev, tmp_path, known_hosts=changed))}
+    assert checks["host key"].ok is False and f"ssh-keygen -R '{dev.spec}' -f {changed}" in checks["host key"].fix
+    # A key the device refuses: which key was tried, and where to name another.
+    wrong = keygen(tmp_path / "wrong_key")
+    tdir = tmp_path / "targets"
+    tdir.mkdir()
+    (tdir / "dev.toml").write_text(dev.target_toml("dev", python=sys.executable).replace(
+        str(dev.keys.identity), str(wrong)))
+    checks = {c.name: c for c in doctor(load_target(tdir / "dev.toml"))}
+    fix = checks["login"].fix
+    assert checks["login"].ok is False and f"tried {wrong}" in fix
+    assert f"ssh-copy-id -i {wrong}.pub -p {dev.port} {dev.user}@127.0.0.1" in fix
+    assert f"identity_file in the [ssh] table of {tdir / 'dev.toml'}" in fix
 
 
 # --- skip here, fail in CI --------------------------------------------------------------------------
