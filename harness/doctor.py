@@ -239,12 +239,15 @@ def _local_shell(command: str) -> tuple[int, str]:
 # ------------------------------------------------------------------------------------- shared checks
 
 
-def _probe(t: Any, timeout_s: float = 120.0, prefix: str = "doctor") -> dict[str, Any]:
-    """The agent's hello from ``--probe`` (ships the agent when needed)."""
+def _probe(t: Any, timeout_s: float = 120.0, folder: str | None = None) -> dict[str, Any]:
+    """The agent's hello from ``--probe`` (ships the agent when needed); its journal goes to the
+    transport's journal folder, or to ``folder`` (a sibling of it) when given."""
     from harness.protocol import decode_line
     from harness.transport.base import LineTimeout
 
-    journal = t.journal_path(f"{prefix}-{uuid.uuid4().hex[:12]}")
+    journal = t.journal_path(f"doctor-{uuid.uuid4().hex[:12]}")
+    if folder is not None:
+        journal = journal.rsplit("/", 2)[0] + f"/{folder}/" + journal.rsplit("/", 1)[1]
     proc = t.start_agent({}, journal, ["--probe"])
     hello: dict[str, Any] = {}
     error = ""
@@ -281,7 +284,8 @@ def device_facts(t: Any, target: Target, timeout_s: float = 60.0) -> dict[str, A
     ``--probe`` hello (every runtime with its version, providers and delegates, sensors, disk, memory,
     governor) and the checks doctor derives from it plus the platform states (Jetson power mode,
     throttling). Raises HilbenchError when the agent cannot be probed."""
-    hello = _probe(t, timeout_s=timeout_s, prefix="probe")
+    # Its journal and pid file go to <workdir>/probe/, apart from the jobs' (which recovery and tests read).
+    hello = _probe(t, timeout_s=timeout_s, folder="probe")
     checks = hello_checks(hello, target)
     if target.transport == "ssh":
         checks += _platform_checks(lambda cmd: _ssh_shell(t, cmd))

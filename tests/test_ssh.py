@@ -136,14 +136,11 @@ def wait_for(predicate, timeout: float = 20.0, step: float = 0.02):
 
 
 def _pidfiles(server: SSHServer) -> list[Path]:
-    """The pid files of job agents (not of the once-a-session facts probe, ``probe-*``)."""
-    return sorted(p for p in (server.folder / "device-cache" / "journal").glob("*.pid")
-                  if not p.name.startswith("probe-"))
+    return sorted((server.folder / "device-cache" / "journal").glob("*.pid"))
 
 
 def _journals(server: SSHServer) -> list[Path]:
-    return sorted(p for p in (server.folder / "device-cache" / "journal").glob("*.jsonl")
-                  if not p.name.startswith("probe-"))
+    return sorted((server.folder / "device-cache" / "journal").glob("*.jsonl"))
 
 
 def _in_thread(fn, *args) -> tuple[threading.Thread, dict[str, object]]:
@@ -719,8 +716,8 @@ def test_bytes_sent_are_per_run_and_device_facts_are_stored_with_every_run(serve
         names = {c["name"] for c in facts["checks"]}
         assert {"runtimes", "execution providers", "CPU governor", "free disk", "memory"} <= names
     assert len({text for text in runs["device_facts"]}) == 1  # probed once for the session
-    probes = list((dev.folder / "device-cache" / "journal").glob("probe-*.jsonl"))
-    assert len(probes) == 1
+    assert len(list((dev.folder / "device-cache" / "probe").glob("*.jsonl"))) == 1
+    assert _journals(dev) and not list((dev.folder / "device-cache" / "journal").glob("doctor-*"))
     # A second run sends nothing.
     assert main(["run", str(plan), "--targets-dir", str(tdir), "--store", str(store_dir), "--quiet"]) == 0
     assert "; 0 B sent to devices;" in capsys.readouterr().out
