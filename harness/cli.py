@@ -110,7 +110,7 @@ class LiveProgress(Progress):
         with self._lock:
             for job in jobs:
                 d = self._devices.setdefault(job.target.name, {"total": 0, "done": 0, "ok": 0, "failed": 0,
-                                                               "job": None, "phase": "waiting", "since": None})
+                                                               "job": None, "phase": "starting", "since": None})
                 d["total"] += 1
             self._render([_session_text(session_id, jobs, skipped)])
         if self.tick_s and self._devices and self._ticker is None:
@@ -172,7 +172,7 @@ class LiveProgress(Progress):
         if d["done"] >= d["total"]:
             failed = f", {d['failed']} failed" if d["failed"] else ""
             return f"{head}{d['done']}/{d['total']}  finished: {d['ok']} ok{failed}"
-        return f"{head}{d['done']}/{d['total']}  waiting"
+        return f"{head}{d['done']}/{d['total']}  {d['phase']}"
 
     def _render(self, permanent: list[str] | None = None) -> None:
         """Move up over the block drawn last, print ``permanent`` lines there (they scroll away), then
