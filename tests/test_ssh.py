@@ -617,13 +617,28 @@ def test_a_port_that_is_not_ssh_is_a_one_line_stored_error_without_paramiko_nois
     assert took < 30
 
 
-def test_connect_retries_at_start_up_ride_over_a_blip(servers, tmp_path: Path):
+def test_connect_retries_at_start_up_ride_over_a_blip(servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from harness.transport.ssh import SSHTransport
+
     dev = servers("dev")
     tdir = write_targets(tmp_path, {"dev": dev})
     plan = synth_plan(tmp_path, ["dev"], latency_ms=[0.3, 0.4])
     dev.stop()
-    threading.Timer(0.8, dev.start).start()  # back within the start-up retries (0.5 s, then 1 s)
+    real_connect = SSHTransport.connect
+    failures: list[str] = []
+
+    def connect(self: SSHTransport) -> None:
+        try:
+            real_connect(self)
+        except TransportError as exc:
+            failures.append(str(exc))
+            if dev.proc is None:
+                dev.start()  # the blip ends right after the first attempt failed
+            raise
+
+    monkeypatch.setattr(SSHTransport, "connect", connect)
     assert run_cli(plan, tdir, tmp_path / "res") == 0
+    assert len(failures) == 1 and "connection refused" in failures[0]
     assert list(open_store(tmp_path / "res").runs()["status"]) == ["ok", "ok"]
 
 
