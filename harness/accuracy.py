@@ -4,11 +4,15 @@ The agent's accuracy phase stores, per evaluation item, the top-k class indices,
 the best score and (unless ``keep_outputs = false``) the whole output vector in
 the ``accuracy`` table. :func:`score_runs` turns that into one row per run:
 
-* classifiers: top-1 and top-5 accuracy against the labels;
+* classifiers (one integer class label per item): top-1 and top-5 accuracy; for any
+  other labels (real numbers, boxes, vectors) top-1/top-5 stay empty;
 * a user's scorer (``scorer = "module:function"`` in ``[models.eval]``) for other
   tasks: called as ``function(outputs, labels)`` with the stacked output vectors
-  (items x outputs, float) and the evaluation file's label array, it returns a
-  dict of metric name -> number;
+  (items x outputs, float) and the label array read from the evaluation file on the
+  host, as stored there (any shape and dtype, the items the device ran), it returns a
+  dict of metric name -> number. The file is found by the sha256 the run recorded:
+  the plan's ``data`` file (from the session's plan), else a packed image set in
+  :func:`cache_dir`;
 * fidelity against a reference variant (``reference = "model-name"``, e.g. the
   FP32 model for its INT8 variant), matched on target and backend, preferring the
   same session: top-1 agreement and the mean absolute output error. A variant that
@@ -34,7 +38,7 @@ import pandas as pd
 from harness.errors import AnalysisError, ConfigError
 from harness.store import Store
 
-__all__ = ["pack_images", "load_scorer", "score_runs", "ACCURACY_COLUMNS", "cache_dir"]
+__all__ = ["pack_images", "load_scorer", "score_runs", "eval_file", "ACCURACY_COLUMNS", "cache_dir"]
 
 ACCURACY_COLUMNS = ("run_id", "model", "target", "backend", "settings", "session_id", "eval_count", "top1", "top5",
                     "reference", "reference_run_id", "agreement", "output_error", "metrics")
@@ -164,12 +168,72 @@ def _stack(outputs: pd.Series) -> np.ndarray | None:
         return None
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _plan_eval_file(store: Store, session_id: Any, model: str) -> Path | None:
+    """The ``[models.eval] data`` file of ``model`` in the plan its session ran (None if not named)."""
+    from harness import tomlconf
+
+    sessions = store.sessions()
+    row = sessions[sessions["session_id"] == session_id]
+    if row.empty or not isinstance(row.iloc[-1]["plan_text"], str):
+        return None
+    plan_path = row.iloc[-1]["plan_path"]
+    try:
+        plan = tomlconf.tomllib.loads(row.iloc[-1]["plan_text"])
+    except tomlconf.tomllib.TOMLDecodeError:
+        return None
+    base = Path(plan_path).parent if isinstance(plan_path, str) else Path.cwd()
+    for m in plan.get("models") or []:
+        name = m.get("name") or (Path(m["path"]).stem if m.get("path") else None)
+        data = (m.get("eval") or {}).get("data")
+        if name == model and isinstance(data, str):
+            return (base / data).resolve()
+    return None
+
+
+def eval_file(store: Store, run: Any, info: dict[str, Any]) -> Path:
+    """The host's copy of the evaluation file a run used; AnalysisError when it cannot be found."""
+    want = info.get("sha256")
+    candidates: list[Path] = []
+    planned = _plan_eval_file(store, run.session_id, run.model)
+    if planned is not None:
+        candidates.append(planned)
+    if want:
+        candidates += sorted(cache_dir().glob("*.npz"))
+    for path in candidates:
+        if path.is_file() and (not want or _sha256(path) == want):
+            return path
+    where = f" ({planned})" if planned is not None else ""
+    changed = " has changed since the run" if planned is not None and planned.is_file() else " is not on this host"
+    raise AnalysisError(f"run {run.run_id}: the evaluation file{where}{changed}: the scorer needs its labels; "
+                        "pass eval_labels, or restore the file")
+
+
+def _file_labels(path: Path, info: dict[str, Any], index: np.ndarray) -> np.ndarray:
+    key = str(info.get("y") or "y")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if key not in data:
+                raise AnalysisError(f"{path}: no label array {key!r} (arrays: {', '.join(data.files)})")
+            return np.asarray(data[key])[index]
+    except (OSError, ValueError, IndexError) as exc:
+        raise AnalysisError(f"{path}: cannot read the labels ({exc})") from exc
+
+
 def score_runs(store: Store, run_ids: Iterable[str] | None = None, *,
                eval_labels: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """One row per run that has accuracy records (see the module docstring for the columns).
 
-    ``eval_labels`` maps a scorer spec to the label array it receives; by default the
-    labels stored with each item are used.
+    A scorer receives the labels from the run's evaluation file on this host
+    (:func:`eval_file`); ``eval_labels`` (scorer spec or model name -> label array,
+    indexed like the evaluation items) overrides that.
     """
     runs = store.runs()
     runs = runs[runs["status"] == "ok"]
@@ -192,7 +256,9 @@ def score_runs(store: Store, run_ids: Iterable[str] | None = None, *,
             "top1": np.nan, "top5": np.nan, "reference": info.get("reference"), "reference_run_id": None,
             "agreement": np.nan, "output_error": np.nan, "metrics": None,
         }
-        if labels.notna().all() and len(g):
+        # Only integer class labels score top-1/top-5 (the agent stores no other kind since
+        # class_labels was recorded; older runs have no flag).
+        if info.get("class_labels", True) and labels.notna().all() and len(g):
             y = labels.to_numpy(dtype=np.int64)
             pred = g["prediction"].to_numpy(dtype=np.int64)
             row["top1"] = float(np.mean(pred == y))
@@ -204,7 +270,12 @@ def score_runs(store: Store, run_ids: Iterable[str] | None = None, *,
             if outputs is None:
                 raise AnalysisError(f"run {run.run_id}: scorer {info['scorer']} needs the outputs; "
                                     "the plan set keep_outputs = false")
-            lab = (eval_labels or {}).get(str(info["scorer"]), labels.to_numpy())
+            given = eval_labels or {}
+            index = g["index"].to_numpy(dtype=np.int64)
+            if str(info["scorer"]) in given or run.model in given:
+                lab = np.asarray(given.get(str(info["scorer"]), given.get(run.model)))[index]
+            else:
+                lab = _file_labels(eval_file(store, run, info), info, index)
             try:
                 metrics = fn(outputs, lab)
             except Exception as exc:  # a user's function: keep its message, one line

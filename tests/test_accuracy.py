@@ -12,7 +12,7 @@ import pytest
 from harness import open_store
 from harness.accuracy import pack_images, score_runs
 from harness.cli import main
-from harness.errors import ConfigError
+from harness.errors import AnalysisError, ConfigError
 from harness.plan import load_plan
 
 MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
@@ -145,3 +145,78 @@ def test_bad_eval_tables(tmp_path, eval_text, message):
     body = f'[[models]]\nname = "m"\nbackends = ["synthetic"]\n{eval_text}\n'
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         load_plan(plan(tmp_path, body))
+
+
+def _linear_onnx(path: Path, weights: np.ndarray) -> None:
+    """A real ONNX model, y = x @ weights, built with onnx.helper (no training, exact outputs)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    n_in, n_out = weights.shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_out])],
+        initializer=[numpy_helper.from_array(weights.astype(np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+SEEN: dict[str, np.ndarray] = {}
+
+
+def scorer_regression(outputs, labels):
+    """A real regression scorer: mean absolute and squared error of outputs against labels."""
+    SEEN["labels"] = labels
+    err = outputs - np.asarray(labels, dtype=np.float64).reshape(outputs.shape)
+    return {"mae": float(np.mean(np.abs(err))), "mse": float(np.mean(err ** 2))}
+
+
+def test_scorer_gets_the_evaluation_files_labels_for_regression_and_boxes(tmp_path, monkeypatch):
+    """Float labels in 0.1..0.9 and 4-value box labels reach the scorer as they are in the file,
+    end to end on the local target; no top-1 is reported for them."""
+    monkeypatch.setitem(sys.modules, "acc_scorer", sys.modules[__name__])
+    monkeypatch.setenv("HILBENCH_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(3)
+    w_reg = np.array([[0.2], [0.3], [0.1]])
+    w_box = rng.uniform(0.1, 1.0, (3, 4))
+    _linear_onnx(tmp_path / "reg.onnx", w_reg)
+    _linear_onnx(tmp_path / "box.onnx", w_box)
+    x = rng.uniform(0.2, 1.4, (40, 3)).astype(np.float32)  # item i runs as x[i:i+1]
+    y_reg = (x @ w_reg)[:, 0] + 0.05          # 0.1 .. 0.9, float64, shape (40,)
+    y_box = (x @ w_box) - 0.2                  # (40, 4), float64
+    assert 0.1 < y_reg.min() and y_reg.max() < 0.9
+    np.savez(tmp_path / "reg.npz", x=x, y=y_reg)
+    np.savez(tmp_path / "box.npz", x=x, boxes=y_box)
+    body = """
+[[models]]
+name = "reg"
+path = "reg.onnx"
+eval = { data = "reg.npz", limit = 30, scorer = "acc_scorer:scorer_regression" }
+[[models]]
+name = "box"
+path = "box.onnx"
+eval = { data = "box.npz", y = "boxes", scorer = "acc_scorer:scorer_regression" }
+"""
+    store_dir = tmp_path / "res"
+    assert main(["run", str(plan(tmp_path, body)), "--store", str(store_dir), "--quiet"]) == 0
+    store = open_store(store_dir)
+    assert store.accuracy()["label"].isna().all()  # no real number was turned into a class index
+    scores = score_runs(store).set_index("model")
+    reg, box = scores.loc["reg"], scores.loc["box"]
+    assert np.isnan(reg["top1"]) and np.isnan(reg["top5"]) and np.isnan(box["top1"])
+    assert reg["eval_count"] == 30 and reg["metrics"]["mae"] == pytest.approx(0.05, abs=1e-5)
+    assert box["eval_count"] == 40 and box["metrics"]["mae"] == pytest.approx(0.2, abs=1e-5)
+    assert box["metrics"]["mse"] == pytest.approx(0.04, abs=1e-5)
+    # The scorer saw the file's array itself: float, (items, 4), the stored values.
+    score_runs(store, [box["run_id"]])
+    assert SEEN["labels"].shape == (40, 4) and SEEN["labels"].dtype == np.float64
+    np.testing.assert_array_equal(SEEN["labels"], y_box)
+    # A changed evaluation file is refused, not silently scored against other labels.
+    np.savez(tmp_path / "box.npz", x=x, boxes=y_box + 1)
+    with pytest.raises(AnalysisError, match="box.npz.*changed since the run"):
+        score_runs(store, [box["run_id"]])
+    # ...unless the caller hands the labels over.
+    again = score_runs(store, [box["run_id"]], eval_labels={"box": y_box}).iloc[0]
+    assert again["metrics"]["mae"] == pytest.approx(0.2, abs=1e-5)

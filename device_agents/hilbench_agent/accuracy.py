@@ -2,7 +2,10 @@
 from) the timed runs, and send the predictions to the host, which scores them.
 
 The evaluation file is an .npz the host shipped (by sha256, like a model) with an
-input array (``x`` by default) and, for classifiers, integer labels (``y``). The
+input array (``x`` by default) and labels (``y``) of any shape and dtype. Only an
+integer class label (one integer per item) travels back with the predictions; other
+labels (real numbers, boxes, vectors) stay in the file, which the host scores from
+its own copy (found by the sha256 echoed in the summary). The
 host already applied any declared preprocessing (resize, layout, mean/std); here
 the array is only cast to the input's dtype, and quantised with the input's
 (scale, zero_point) when the model takes integers and the data are real numbers.
@@ -72,6 +75,9 @@ def run_accuracy(channel, backend, specs, cfg):
     top_k = max(1, int(cfg.get("top_k") or 5))
     keep = bool(cfg.get("keep_outputs", True))
     out_q = _output_quantization(backend)
+    # A class label is one integer per item; a real number (0.1 would become 0) or a vector is not.
+    class_labels = (y_all is not None and np.asarray(y_all).dtype.kind in "iub"
+                    and np.asarray(y_all[:1]).size <= 1)
     batch = {"index": [], "label": [], "top": [], "score": [], "output": []}
     start = 0
     for i in range(n):
@@ -93,7 +99,7 @@ def run_accuracy(channel, backend, specs, cfg):
         k = min(top_k, out.size)
         top = np.argsort(-out, kind="stable")[:k]
         batch["index"].append(i)
-        batch["label"].append(int(np.asarray(y_all[i]).reshape(-1)[0]) if y_all is not None and np.asarray(y_all[i]).size == 1 else None)
+        batch["label"].append(int(np.asarray(y_all[i]).reshape(-1)[0]) if class_labels else None)
         batch["top"].append([int(t) for t in top])
         batch["score"].append(float(out[top[0]]))
         if keep:
@@ -105,8 +111,11 @@ def run_accuracy(channel, backend, specs, cfg):
             batch = {"index": [], "label": [], "top": [], "score": [], "output": []}
     duration = clock() - t0
     channel.send("phase", phase="accuracy", event="end", count=n, duration_ns=duration)
-    info = {"count": n, "top_k": top_k, "duration_ns": duration, "output_dequantized": out_q is not None}
-    for key in ("reference", "scorer", "name"):
+    info = {"count": n, "top_k": top_k, "duration_ns": duration, "output_dequantized": out_q is not None,
+            "class_labels": bool(class_labels)}
+    if y_all is not None:
+        info["y"] = y_key
+    for key in ("reference", "scorer", "name", "sha256"):
         if cfg.get(key):
             info[key] = cfg[key]
     return info
