@@ -10,12 +10,19 @@
   in the model's batch size.
 
 Both need ``onnx`` and ``onnxruntime`` on the host (``pip install hilbench[onnx] onnx``).
+
+An existing file is never replaced unless ``force=True``: every output is checked before
+anything is written. Each file is written to a temporary name in its folder and renamed
+into place (a crash leaves no half model), with the permissions of a normal new file
+(0666 minus the umask, typically 0644).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,15 +67,28 @@ def _fp16(model_path: Path, out: Path) -> str:
     return "float32 inputs/outputs kept; weights and activations float16"
 
 
-def _save(onnx: Any, model: Any, out: Path) -> None:
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_atomic(out: Path, write: Callable[[str], object]) -> None:
+    """``write(tmp)`` into a temporary file beside ``out``, give it normal permissions, rename it."""
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix="." + out.name, suffix=".tmp")
     os.close(fd)
     try:
-        onnx.save(model, tmp)
+        write(tmp)
+        # mkstemp makes 0600 files; a model is shared like any other file the user writes.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _save(onnx: Any, model: Any, out: Path) -> None:
+    _write_atomic(out, lambda tmp: onnx.save(model, tmp))
 
 
 def _calibration_arrays(model_path: Path, calibration: Path, limit: int | None) -> tuple[str, np.ndarray, list[Any]]:
@@ -132,13 +152,16 @@ def _int8(model_path: Path, out: Path, calibration: Path, limit: int | None) -> 
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         except Exception as exc:
             raise AnalysisError(f"{model_path.name}: INT8 quantisation failed: {str(exc).splitlines()[0]}") from exc
-        os.replace(staged, out)
+        _write_atomic(out, lambda tmp: shutil.copyfile(staged, tmp))
     return f"static QDQ, per-channel weights, MinMax calibration on {len(x)} samples of {calibration.name}"
 
 
 def make_variants(model: Path, *, calibration: Path | None = None, out_dir: Path | None = None,
-                  kinds: tuple[str, ...] = VARIANT_KINDS, calibration_limit: int | None = 500) -> list[Variant]:
-    """Write the requested variants of ``model`` (an .onnx) to ``out_dir`` (default: beside it)."""
+                  kinds: tuple[str, ...] = VARIANT_KINDS, calibration_limit: int | None = 500,
+                  force: bool = False) -> list[Variant]:
+    """Write the requested variants of ``model`` (an .onnx) to ``out_dir`` (default: beside it).
+
+    Raises AnalysisError naming the first output that already exists unless ``force``."""
     if model.suffix.lower() != ".onnx":
         raise AnalysisError(f"{model}: variants are made from an ONNX model (.onnx)")
     if not model.is_file():
@@ -151,9 +174,16 @@ def make_variants(model: Path, *, calibration: Path | None = None, out_dir: Path
     out_dir = out_dir or model.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = model.stem.removesuffix("_fp32")
+    paths = {kind: out_dir / f"{stem}_{kind}.onnx" for kind in kinds}
+    if model.resolve() in {p.resolve() for p in paths.values()}:
+        raise AnalysisError(f"{model}: a variant would replace the model itself: give --out DIR")
+    existing = [p for p in paths.values() if p.exists()]
+    if existing and not force:
+        raise AnalysisError(f"{existing[0]}: already exists, not overwriting it "
+                            "(remove it, or write elsewhere with --out DIR)")
     made = []
     for kind in kinds:
-        path = out_dir / f"{stem}_{kind}.onnx"
+        path = paths[kind]
         if kind == "fp16":
             note = _fp16(model, path)
         else:

@@ -3,10 +3,13 @@ snippet runs, and whose accuracy on the device stays close to the FP32 model's."
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from harness import open_store
@@ -54,3 +57,26 @@ def test_variant_errors(tmp_path):
     with pytest.raises(AnalysisError, match="does not fit input"):
         make_variants(MODELS / "digits_cnn_fp32.onnx", calibration=tmp_path / "bad.npz", out_dir=tmp_path,
                       kinds=("int8",))
+
+
+def test_existing_variants_are_not_overwritten_and_files_get_normal_permissions(tmp_path):
+    model = tmp_path / "digits_cnn_fp32.onnx"
+    model.write_bytes((MODELS / "digits_cnn_fp32.onnx").read_bytes())
+    mine = tmp_path / "digits_cnn_int8.onnx"
+    mine.write_bytes(b"the user's own int8 model")
+    old = os.umask(0o022)
+    try:
+        with pytest.raises(AnalysisError, match=r"digits_cnn_int8.onnx: already exists, not overwriting"):
+            make_variants(model, calibration=MODELS / "digits_calib.npz")
+        assert mine.read_bytes() == b"the user's own int8 model"
+        assert not (tmp_path / "digits_cnn_fp16.onnx").exists()  # checked before anything was written
+        made = make_variants(model, calibration=MODELS / "digits_calib.npz", force=True, calibration_limit=20)
+    finally:
+        os.umask(old)
+    assert [v.path.name for v in made] == ["digits_cnn_fp16.onnx", "digits_cnn_int8.onnx"]
+    assert mine.read_bytes() != b"the user's own int8 model"
+    for v in made:
+        assert stat.S_IMODE(v.path.stat().st_mode) == 0o644, v.path
+        ort.InferenceSession(str(v.path), providers=["CPUExecutionProvider"])  # a whole model, loadable
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "digits_cnn_fp16.onnx", "digits_cnn_fp32.onnx", "digits_cnn_int8.onnx"]  # no temporary file left
