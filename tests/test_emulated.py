@@ -394,10 +394,12 @@ def test_device_losing_power_mid_run_is_stored_and_the_plan_ends(emulated_root: 
 
 
 def _is_agent(pid: int) -> bool:
+    """A job's agent (not the session's device probe, which runs the same zip with --probe)."""
     try:
-        return b".pyz" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
+    return any(a.endswith(b".pyz") for a in cmdline) and b"--job" in cmdline
 
 
 # --- skip locally, fail in CI (no emulation needed) ---------------------------------------------------
