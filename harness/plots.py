@@ -9,8 +9,9 @@ Each ``*_figure`` function takes data already read from the store and returns a
   through each target's points;
 * ``distribution``: every timed sample of each run as a violin (log scale when the
   runs span a wide range), with the latency budgets of 90/60/30 fps (11/16/33 ms);
-* ``timeline``: one run's latency over time with temperature and clock on a twin
-  axis, throttle readings shaded;
+* ``timeline``: one run's latency over time (warm-up, timed, sustained) with
+  temperature and clock on twin axes, throttling shaded (set flags by the same rule
+  as the derived figures, and the run's derived throttle events of every kind);
 * ``targets``: p50 / p99 per target for each model, energy per inference and price
   when stored;
 * ``energy``: energy per inference against p50 latency;
@@ -100,6 +101,24 @@ def to_bytes(fig: Any, fmt: str = "png") -> bytes:
     return buf.getvalue()
 
 
+def _budget_note(lo_ms: float, hi_ms: float, drawn: Sequence[float]) -> str:
+    """A note for the budgets left off a latency axis (so that a missing line never reads as "no budget")."""
+    left = [ms for ms, _ in BUDGETS_MS if ms not in drawn]
+    if not left:
+        return ""
+    under = sorted(ms for ms in left if ms > hi_ms)
+    over = sorted(ms for ms in left if ms < lo_ms)
+    parts = []
+    if under:
+        parts.append(f"all runs under {int(under[0])} ms" + (
+            f" ({', '.join(str(int(ms)) for ms in under)} ms budgets off the scale)" if len(under) > 1 else
+            f" ({int(under[0])} ms budget off the scale)"))
+    if over:
+        parts.append(f"all runs over {int(over[-1])} ms (the {', '.join(str(int(ms)) for ms in over)} ms budget"
+                     f"{'s' if len(over) > 1 else ''} off the scale)")
+    return "; ".join(parts)
+
+
 def _empty(title: str, message: str) -> Any:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 2.5))
@@ -144,7 +163,7 @@ def pareto_figure(data: pd.DataFrame, *, metric: str = "p50_ns") -> Any:
     targets = sorted(d["target"].unique())
     xs_all = d[metric].to_numpy() / 1e6
     log_x = xs_all.max() / max(xs_all.min(), 1e-9) > 20
-    placed: list[tuple[float, float]] = []
+    notes: list[tuple[float, float, str, bool]] = []
     for color, target in zip(_colors(len(targets)), targets, strict=True):
         t = d[d["target"] == target].reset_index(drop=True)
         x = t[metric].to_numpy() / 1e6
@@ -154,18 +173,13 @@ def pareto_figure(data: pd.DataFrame, *, metric: str = "p50_ns") -> Any:
         ax.step(x[front], y[front], where="post", color=color, linewidth=1.6, alpha=0.8, zorder=2)
         for i, row in t.iterrows():
             on_front = i in front
-            text = f"{row['model']} ({row['backend']})" if on_front else str(row["model"])
-            # Stagger labels of points that sit close together (in display terms).
-            px = np.log10(x[i]) if log_x else x[i] / max(xs_all.max(), 1e-9)
-            close = sum(1 for qx, qy in placed if abs(qx - px) < 0.08 and abs(qy - y[i]) < 0.6)
-            placed.append((px, y[i]))
-            ax.annotate(text, (x[i], y[i]), textcoords="offset points", xytext=(6, 5 - 11 * close),
-                        fontsize=8, color="0.1" if on_front else "0.45",
-                        fontweight="bold" if on_front else "normal")
+            notes.append((float(x[i]), float(y[i]),
+                          f"{row['model']} ({row['backend']})" if on_front else str(row["model"]), on_front))
     if log_x:
         ax.set_xscale("log")
     ys = d["top1"].to_numpy() * 100
     ax.set_ylim(max(0.0, ys.min() - max(2.0, 0.15 * (ys.max() - ys.min()))), min(101.0, ys.max() + 1.5))
+    _place_labels(fig, ax, notes)
     which = metric.split("_")[0]
     ax.set_xlabel(f"{which} latency (ms{', log scale' if log_x else ''}; lower is better)")
     ax.set_ylabel("top-1 accuracy on the device (%)")
@@ -175,18 +189,56 @@ def pareto_figure(data: pd.DataFrame, *, metric: str = "p50_ns") -> Any:
     return fig
 
 
+def _place_labels(fig: Any, ax: Any, notes: list[tuple[float, float, str, bool]]) -> None:
+    """Label each point at the first of a few offsets where its text box (estimated in display
+    pixels) overlaps no label already placed and no other point: a simple stand-in for adjustText."""
+    ax.autoscale_view()
+    fig.canvas.draw()  # fixes the limits so that data -> pixel is final
+    pts: list[list[float]] = (ax.transData.transform([(nx, ny) for nx, ny, _, _ in notes]).tolist()
+                              if notes else [])
+    scale = fig.dpi / 72.0
+    boxes: list[tuple[float, float, float, float]] = []
+    offsets: list[tuple[float, float]] = [(6, 5), (6, -13), (6, 16), (6, -24), (6, 27), (6, -35), (6, 38), (6, -46)]
+    centres = [(float(p[0]), float(p[1])) for p in pts]
+    for (nx, ny, text, bold), (px, py) in zip(notes, centres, strict=True):
+        w, h = len(text) * 8 * 0.6 * scale, 8 * 1.3 * scale
+        choice = offsets[0]
+        for dx, dy in offsets + [(-dx - len(text) * 8 * 0.6 - 6, dy) for dx, dy in offsets]:
+            x0, y0 = px + dx * scale, py + dy * scale
+            box = (x0, y0, x0 + w, y0 + h)
+            clash = any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes)
+            clash = clash or any(box[0] - 4 < qx < box[2] + 4 and box[1] - 4 < qy < box[3] + 4
+                                 for qx, qy in centres if (qx, qy) != (px, py))
+            if not clash:
+                choice = (dx, dy)
+                break
+        dx, dy = choice
+        boxes.append((px + dx * scale, py + dy * scale, px + dx * scale + w, py + dy * scale + h))
+        ax.annotate(text, (nx, ny), textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                    color="0.1" if bold else "0.45", fontweight="bold" if bold else "normal",
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.6} if abs(dy) > 16 else None)
+
+
 # ----------------------------------------------------------------------------- distribution
 
 
 def distribution_figure(runs: pd.DataFrame, samples: pd.DataFrame) -> Any:
-    """Violins of every timed sample per run; ``runs`` gives labels, ``samples`` run_id/latency_ns."""
-    groups = [(run_label(r), samples.loc[samples["run_id"] == r["run_id"], "latency_ns"].to_numpy() / 1e6)
-              for _, r in runs.iterrows()]
+    """Violins of every timed sample per run; ``runs`` gives labels, ``samples`` run_id/latency_ns.
+
+    Runs of the same configuration from different sessions get the session's date and id."""
+    labels = [run_label(r) for _, r in runs.iterrows()]
+    dupes = {label for label in labels if labels.count(label) > 1}
+    groups = []
+    for label, (_, r) in zip(labels, runs.iterrows(), strict=True):
+        if label in dupes:
+            when = pd.Timestamp(r["started_at"]).strftime("%Y-%m-%d %H:%M") if pd.notna(r.get("started_at")) else ""
+            label = f"{label}\n{when} · session {r.get('session_id') or '?'}"
+        groups.append((label, samples.loc[samples["run_id"] == r["run_id"], "latency_ns"].to_numpy() / 1e6))
     groups = [(label, v) for label, v in groups if v.size]
     if not groups:
         return _empty("Latency distribution", "No timed samples stored for these runs.")
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 0.55 * len(groups) + 1.8))
+    fig, ax = plt.subplots(figsize=(9, (0.75 if dupes else 0.55) * len(groups) + 1.8))
     values = [v for _, v in groups]
     lo = min(float(np.min(v)) for v in values)
     hi = max(float(np.max(v)) for v in values)
@@ -206,11 +258,17 @@ def distribution_figure(runs: pd.DataFrame, samples: pd.DataFrame) -> Any:
         tr = (lambda x: np.log10(x)) if log else (lambda x: x)
         ax.plot([tr(p50)], [i], marker="|", color="black", markersize=14, mew=2)
         ax.plot([tr(p99)], [i], marker="|", color="crimson", markersize=10, mew=2)
+    drawn = []
     for ms, label in BUDGETS_MS:
         if lo * 0.5 <= ms <= hi * 3:
+            drawn.append(ms)
             ax.axvline(np.log10(ms) if log else ms, color="0.4", linestyle="--", linewidth=1)
             ax.text(np.log10(ms) if log else ms, len(groups) + 0.85, " " + label, rotation=90, fontsize=8,
                     color="0.3", ha="right", va="top")
+    note = _budget_note(lo, hi, drawn)
+    if note:
+        ax.text(0.99, 0.995, note, transform=ax.transAxes, ha="right", va="top", fontsize=8, color="0.25",
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7"})
     ax.set_yticks(range(1, len(groups) + 1), [g[0] for g in groups])
     if log:
         ticks = [t for t in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000, 3000)
@@ -233,21 +291,61 @@ def _pick(sensors: Iterable[str], prefix: str, prefer: Sequence[str]) -> str | N
     return names[0] if names else None
 
 
+_EVENT_STYLE = {"flag": ("orange", "throttling reported (flag set)"), "clock": ("tab:purple", "clock dropped (throttled)"),
+                "trip": ("tab:red", "trip point reached")}
+
+
+def _timed_t0(run: Any, samples: pd.DataFrame) -> int | None:
+    """Start of the timed phase on the agent's clock: the result's, else the first timed sample's."""
+    result = run.get("result") if hasattr(run, "get") else None
+    if isinstance(result, str):
+        try:
+            result = json.loads(result)
+        except ValueError:
+            result = None
+    t0 = ((result or {}).get("timed") or {}).get("t0_ns") if isinstance(result, dict) else None
+    if t0 is not None:
+        return int(t0)
+    timed = samples[samples["phase"] == "timed"]
+    return int(timed["t_ns"].min()) if not timed.empty else None
+
+
+def _derived_events(run: Any) -> list[dict[str, Any]]:
+    derived = run.get("derived") if hasattr(run, "get") else None
+    if isinstance(derived, str):
+        try:
+            derived = json.loads(derived)
+        except ValueError:
+            return []
+    events = (derived or {}).get("throttle_events") if isinstance(derived, dict) else None
+    return [e for e in events or [] if isinstance(e, dict) and isinstance(e.get("t_s"), (int, float))]
+
+
 def timeline_figure(run: Any, samples: pd.DataFrame, telemetry: pd.DataFrame) -> Any:
-    """Latency of one run over time (every sample, with a rolling median), temperature and
-    clock on a twin axis, throttle readings > 0 shaded."""
-    s = samples[samples["phase"].isin(["warmup", "timed"])].sort_values("t_ns")
+    """Latency of one run over time (warm-up, timed and sustained samples, with a rolling median),
+    temperature and clock on twin axes, and throttling shaded: the telemetry rows that
+    :func:`harness.telemetry_derive.throttle_flag_mask` counts as a set flag (not a Pi's
+    ``throttle.raw`` or sticky ``*_occurred`` bits), and the run's derived throttle events of
+    every kind (flag, clock drop, trip point, ...), spans where they have a duration."""
+    from harness.telemetry_derive import throttle_flag_mask
+
+    s = samples[samples["phase"].isin(["warmup", "timed", "sustained"])].sort_values("t_ns")
     if s.empty:
         return _empty("Latency over time", "No samples stored for this run.")
     plt = _plt()
+    from matplotlib.patches import Patch
+
     t0 = int(s["t_ns"].min())
     fig, ax = plt.subplots(figsize=(10, 4.6))
     x = (s["t_ns"].to_numpy() - t0) / 1e9
     y = s["latency_ns"].to_numpy() / 1e6
-    warm = (s["phase"] == "warmup").to_numpy()
-    ax.scatter(x[~warm], y[~warm], s=3, color="tab:blue", alpha=0.35, label="timed inference")
-    if warm.any():
-        ax.scatter(x[warm], y[warm], s=3, color="0.6", alpha=0.6, label="warm-up")
+    phase = s["phase"].to_numpy()
+    ax.scatter(x[phase == "timed"], y[phase == "timed"], s=3, color="tab:blue", alpha=0.35, label="timed inference")
+    if (phase == "sustained").any():
+        ax.scatter(x[phase == "sustained"], y[phase == "sustained"], s=3, color="tab:cyan", alpha=0.35,
+                   label="sustained inference")
+    if (phase == "warmup").any():
+        ax.scatter(x[phase == "warmup"], y[phase == "warmup"], s=3, color="0.6", alpha=0.6, label="warm-up")
     roll = pd.Series(y).rolling(max(5, len(y) // 50), center=True, min_periods=1).median()
     ax.plot(x, roll, color="navy", linewidth=1.8, label="rolling median")
     ax.set_xlabel("time since the first stored inference (s)")
@@ -255,39 +353,60 @@ def timeline_figure(run: Any, samples: pd.DataFrame, telemetry: pd.DataFrame) ->
     ax.set_ylim(0, float(np.percentile(y, 99.5)) * 1.25)
     tel = telemetry.dropna(subset=["value"])
     handles, labels = ax.get_legend_handles_labels()
-    if not tel.empty:
-        sensors = tel["sensor"].unique()
-        temp = _pick(sensors, "temp.", ("temp.cpu", "temp.soc", "temp.cpu-thermal"))
-        clock = _pick(sensors, "freq.", ("freq.cpu", "freq.cpu0", "freq.gpu"))
+    sensors = tel["sensor"].unique() if not tel.empty else []
+    temp = _pick(sensors, "temp.", ("temp.cpu", "temp.soc", "temp.cpu-thermal"))
+    clock = _pick(sensors, "freq.", ("freq.cpu", "freq.cpu0", "freq.gpu"))
+    twin_handles: list[Any] = []
+    twin_labels: list[str] = []
+    if temp:
         ax2 = ax.twinx()
         ax2.grid(False)
         ax2.spines["right"].set_visible(True)
-        if temp:
-            tt = tel[tel["sensor"] == temp]
-            ax2.plot((tt["t_ns"] - t0) / 1e9, tt["value"], color="tab:red", linewidth=1.6, label=f"{temp} (°C)")
+        tt = tel[tel["sensor"] == temp]
+        ax2.plot((tt["t_ns"] - t0) / 1e9, tt["value"], color="tab:red", linewidth=1.6, label=f"{temp} (°C)")
         ax2.set_ylabel("temperature (°C)", color="tab:red")
-        if clock:
-            ax3 = ax.twinx()
-            ax3.grid(False)
-            ax3.spines["right"].set_position(("axes", 1.1))
-            ax3.spines["right"].set_visible(True)
-            ct = tel[tel["sensor"] == clock]
-            ax3.plot((ct["t_ns"] - t0) / 1e9, ct["value"], color="tab:green", linewidth=1.3, linestyle="--",
-                     label=f"{clock} (MHz)")
-            ax3.set_ylabel("clock (MHz)", color="tab:green")
-            h3, l3 = ax3.get_legend_handles_labels()
-            handles, labels = handles + h3, labels + l3
-        thr = tel[tel["sensor"].astype(str).str.startswith("throttle.") & (tel["value"] > 0)]
-        for t in (thr["t_ns"].to_numpy() - t0) / 1e9:
-            ax.axvspan(t - 0.05, t + 0.05, color="orange", alpha=0.25, linewidth=0)
-        if len(thr):
-            from matplotlib.patches import Patch
-
-            handles.append(Patch(color="orange", alpha=0.35))
-            labels.append("throttling reported")
         h2, l2 = ax2.get_legend_handles_labels()
-        handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, loc="upper left", fontsize=8, frameon=True, framealpha=0.9, markerscale=3)
+        twin_handles, twin_labels = h2, l2
+    if clock:
+        ax3 = ax.twinx()
+        ax3.grid(False)
+        ax3.spines["right"].set_position(("axes", 1.1 if temp else 1.0))
+        ax3.spines["right"].set_visible(True)
+        ct = tel[tel["sensor"] == clock]
+        ax3.plot((ct["t_ns"] - t0) / 1e9, ct["value"], color="tab:green", linewidth=1.3, linestyle="--",
+                 label=f"{clock} (MHz)")
+        ax3.set_ylabel("clock (MHz)", color="tab:green")
+        h3, l3 = ax3.get_legend_handles_labels()
+        handles, labels = handles + h3, labels + l3
+    missing = [what for what, have in (("temperature sensor", temp), ("clock reading", clock)) if not have]
+    if missing:
+        ax.text(0.99, 0.98, "no " + " and no ".join(missing), transform=ax.transAxes, ha="right", va="top",
+                fontsize=8, color="0.35", bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.75"})
+    shaded: dict[str, str] = {}
+    if not tel.empty:
+        flags = tel[throttle_flag_mask(tel)]
+        for t in (flags["t_ns"].to_numpy() - t0) / 1e9:
+            ax.axvspan(t - 0.05, t + 0.05, color="orange", alpha=0.25, linewidth=0)
+        if len(flags):
+            shaded["orange"] = "throttling reported (flag set)"
+    timed_t0 = _timed_t0(run, s)
+    if timed_t0 is not None:
+        for e in _derived_events(run):
+            kind = str(e.get("kind") or "event")
+            color, text = _EVENT_STYLE.get(kind, ("tab:brown", f"throttle: {kind}"))
+            start = (timed_t0 - t0) / 1e9 + float(e["t_s"])
+            width = float(e.get("duration_s") or 0.0)
+            if width > 0:
+                ax.axvspan(start, start + width, color=color, alpha=0.18, linewidth=0)
+            ax.axvline(start, color=color, linewidth=1.4, alpha=0.9)
+            shaded.setdefault(color, text)
+    for color, text in shaded.items():
+        handles.append(Patch(color=color, alpha=0.4))
+        labels.append(text)
+    handles, labels = handles + twin_handles, labels + twin_labels
+    # Below the axes: over them it would hide the first seconds of the run.
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False,
+              markerscale=3)
     ax.set_title(f"Latency over time: {run_label(run)}")
     return fig
 
@@ -315,9 +434,17 @@ def targets_figure(table: pd.DataFrame) -> Any:
         ax.invert_yaxis()
         ax.set_xlabel("latency (ms)")
         ax.set_title(f"{model}: latency")
-        for ms, _ in BUDGETS_MS:
-            if ms <= t["p99_ms"].max() * 1.5:
-                ax.axvline(ms, color="0.4", linestyle="--", linewidth=0.9)
+        top = float(t["p99_ms"].max())
+        drawn = [ms for ms, _ in BUDGETS_MS if ms <= top * 1.5]
+        for ms in drawn:
+            ax.axvline(ms, color="0.4", linestyle="--", linewidth=0.9)
+            ax.text(ms, 1.0, f"{int(ms)}", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                    fontsize=7, color="0.3")
+        note = _budget_note(float(t["p50_ms"].min()), top, drawn)
+        if note:
+            # Top right: bars are sorted by p99, so the fastest (shortest) sit there.
+            ax.text(0.98, 0.97, note.split(" (")[0], transform=ax.transAxes, ha="right", va="top", fontsize=7,
+                    color="0.25", bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7"})
         if r == 0:
             fig.legend(*ax.get_legend_handles_labels(), loc="upper left", ncol=2, frameon=False)
         for c, col in enumerate(extra, start=1):
@@ -330,7 +457,8 @@ def targets_figure(table: pd.DataFrame) -> Any:
             ax.invert_yaxis()
             ax.set_xlabel("energy per inference (mJ)" if col == "energy_mj" else "price (USD)")
             ax.set_title(f"{model}: {'energy' if col == 'energy_mj' else 'price'}")
-    fig.suptitle("Targets compared (bars sorted by p99; dashed lines: 11/16/33 ms budgets)", fontsize=12)
+    fig.suptitle("Targets compared (bars sorted by p99; dashed lines: the 11/16/33 ms budgets within reach)",
+                 fontsize=12)
     fig.tight_layout()
     return fig
 
@@ -374,8 +502,10 @@ def trend_figure(points: pd.DataFrame, changes: pd.DataFrame, *, title: str = "N
                         textcoords="offset points", color=color, fontsize=8, fontweight="bold")
     ax.set_ylabel(str(points["unit"].iloc[0]) if "unit" in points else "value")
     ax.set_title(title + " (dotted: change points)")
-    ax.legend(fontsize=8, frameon=False, loc="upper left")
     fig.autofmt_xdate()
+    # Below the axes, never over the series.
+    ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22),
+              ncol=2 if len(series) > 3 else 1)
     return fig
 
 

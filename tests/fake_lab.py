@@ -3,6 +3,11 @@ telemetry and accuracy for three targets and three model variants over several n
 
 It exists to test and look at the analysis layer (plots, report, history) quickly; nothing
 in it was measured. Every run it writes is marked ``stand_in`` in the runs table.
+
+The Pi reports telemetry like a real one (``throttle.raw`` and the sticky ``*_occurred`` bits
+set from the start, the ``soft_temp_limit`` now-bit only late in the run); targets named in
+``sustained`` also run a sustained phase (the Pi slows down in it), and every run's
+``derived`` column is computed by the real :func:`harness.telemetry_derive.derive_run`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.store import Store
+from harness.telemetry_derive import derive_run
 
 TARGETS = {
     # name: (latency scale, power mW while busy, price USD, temperature rise C)
@@ -29,9 +35,11 @@ MODELS = {
 
 
 def build(root: Path, *, nights: int = 1, n: int = 700, seed: int = 0, regress_from: int | None = None,
-          regress_by: float = 0.10, eval_items: int = 200, telemetry: bool = True) -> Store:
+          regress_by: float = 0.10, eval_items: int = 200, telemetry: bool = True,
+          sustained: tuple[str, ...] = (), sustained_s: float = 30.0) -> Store:
     """Write ``nights`` sessions of every model on every target; from night ``regress_from`` on,
-    int8 on fake-orin-nano is ``regress_by`` slower."""
+    int8 on fake-orin-nano is ``regress_by`` slower. Targets in ``sustained`` add a sustained
+    phase of ``sustained_s`` seconds after the timed one."""
     store = Store(root)
     store.ensure_writable()
     rng = np.random.default_rng(seed)
@@ -54,26 +62,43 @@ def build(root: Path, *, nights: int = 1, n: int = 700, seed: int = 0, regress_f
                 lat_ms[rng.random(n) < 0.01] *= 1.6  # a tail
                 lat = (lat_ms * 1e6).astype(np.int64)
                 t_ns = np.concatenate(([10**9], 10**9 + np.cumsum(lat[:-1]))).astype(np.int64)
-                store.write_table("samples", run_id, {
-                    "run_id": [run_id] * n, "phase": ["timed"] * n, "iteration": list(range(n)),
-                    "latency_ns": lat.tolist(), "t_ns": t_ns.tolist()})
                 duration = int(t_ns[-1] + lat[-1] - t_ns[0])
+                phases = ["timed"] * n
+                is_pi = target == "fake-pi5-coral"
+                if target in sustained:
+                    # The Pi slows by a quarter from 60% of the sustained phase on; the others hold.
+                    m = int(sustained_s * 1000 / level)
+                    frac_s = np.arange(m) / m
+                    s_ms = level * np.exp(0.04 * rng.standard_normal(m)) * np.where(is_pi & (frac_s >= 0.6), 1.25, 1.0)
+                    s_lat = (s_ms * 1e6).astype(np.int64)
+                    s_t = int(t_ns[-1] + lat[-1]) + np.concatenate(([0], np.cumsum(s_lat[:-1])))
+                    lat, t_ns = np.concatenate((lat, s_lat)), np.concatenate((t_ns, s_t))
+                    phases += ["sustained"] * m
+                sample_cols = {"phase": phases, "iteration": list(range(n)) + list(range(len(phases) - n)),
+                               "latency_ns": lat.tolist(), "t_ns": t_ns.tolist()}
+                store.write_table("samples", run_id, dict(sample_cols, run_id=[run_id] * len(phases)))
+                rows: dict[str, list] = {"t_ns": [], "sensor": [], "value": [], "unit": [], "source": []}
                 if telemetry:
                     ts = np.arange(t_ns[0] - 2 * 10**8, t_ns[-1] + lat[-1], 10**8)
                     frac = (ts - ts[0]) / max(1, ts[-1] - ts[0])
-                    rows = {"t_ns": [], "sensor": [], "value": [], "unit": [], "source": []}
                     for t, f in zip(ts.tolist(), frac.tolist(), strict=True):
-                        for sensor, value, unit in (
-                                ("power.total", power * (1 + 0.03 * rng.standard_normal()), "mW"),
-                                ("temp.cpu", 45 + rise * f, "C"),
-                                ("freq.cpu", 1500.0 if f < 0.8 or target != "fake-pi5-coral" else 1200.0, "MHz"),
-                                ("throttle.soft", 1.0 if f >= 0.8 and target == "fake-pi5-coral" else 0.0, "")):
+                        hot = is_pi and f >= 0.8
+                        readings = [("power.total", power * (1 + 0.03 * rng.standard_normal()), "mW"),
+                                    ("temp.cpu", 45 + rise * f, "C"),
+                                    ("freq.cpu", 1200.0 if hot else 1500.0, "MHz")]
+                        if is_pi:  # a Pi that throttled before this run: the sticky bit and raw are never 0
+                            readings += [("throttle.raw", float(0x80000 | (0x8 if hot else 0)), ""),
+                                         ("throttle.soft_temp_limit_occurred", 1.0, ""),
+                                         ("throttle.soft_temp_limit", 1.0 if hot else 0.0, "")]
+                        for sensor, value, unit in readings:
                             rows["t_ns"].append(t)
                             rows["sensor"].append(sensor)
                             rows["value"].append(float(value))
                             rows["unit"].append(unit)
                             rows["source"].append("fake")
-                    store.write_table("telemetry", run_id, dict(rows, run_id=[run_id] * len(ts) * 4))
+                    store.write_table("telemetry", run_id, dict(rows, run_id=[run_id] * len(rows["t_ns"])))
+                derived = derive_run({"sustained": {"window_s": 5.0}} if target in sustained else {}, {},
+                                     sample_cols, rows)
                 if eval_items:
                     correct = rng.random(eval_items) < top1
                     pred = np.where(correct, labels_y, (labels_y + 1) % 1000)
@@ -98,6 +123,9 @@ def build(root: Path, *, nights: int = 1, n: int = 700, seed: int = 0, regress_f
                     "device_model": target, "agent_version": "0.1.0",
                     "target_facts": {"name": target, "facts": {"price_usd": price, "soc": target.split("-")[1]}},
                     "result": {"accuracy": {"count": eval_items, "top_k": 5, "reference": ref}} if eval_items else {},
+                    "device": {"cpu_governor": "ondemand" if is_pi else "performance",
+                               "backends": {"litert": {"available": True, "version": "2.14.0"}}},
+                    "derived": derived,
                 }])
         store.write_table("sessions", session, [{"session_id": session, "started_at": t_session,
                                                  "finished_at": t_session + dt.timedelta(hours=1), "plan": "fake-lab",
