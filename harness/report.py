@@ -7,9 +7,14 @@ budgets (11/16/33 ms) it meets at p99, energy per inference and inferences per
 joule (where the target has power telemetry), price and inferences/s per dollar
 (from the target file's ``price_usd``), accuracy measured on the device, the
 stability verdict (VALID / INVALID with reasons), and marks for emulated and
-stand-in runs, which are never a real board's numbers. The environment of each
-run (agent, Python, OS, device) is listed at the end. Figures are embedded as
-base64 PNG: the file needs no network and no other file to be read.
+stand-in runs, which are never a real board's numbers. Stability under sustained
+load comes from the run's derived figures (:mod:`harness.telemetry_derive`): p50 of
+the last window over the first, time to first throttle and its cause, temperature
+rise; a configuration without a sustained phase says how to add one. The
+environment of each run (agent, Python, OS, device, runtime version, CPU governor,
+why the timed phase stopped and the precision of the median it reached, labels
+such as ``git=...``) is listed at the end. Figures are embedded as base64 PNG: the
+file needs no network and no other file to be read.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from harness.store import Store
 __all__ = ["build_report", "ranking_table"]
 
 BUDGETS = ((33.3, "30 fps"), (16.7, "60 fps"), (11.1, "90 fps"))
+#: What a configuration without a sustained phase is told to add to its plan.
+SUSTAINED_HINT = "no sustained run: add [policy] sustained = { duration_s = 300 }"
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1500px;color:#222;
 line-height:1.4;padding:0 1rem}
@@ -66,6 +73,35 @@ def _json(v: Any) -> dict[str, Any]:
     return d if isinstance(d, dict) else {}
 
 
+def _runtime(run: Any) -> tuple[Any, Any]:
+    """(runtime version, CPU governor) from the run's hello, else the session's device facts."""
+    hello = _json(run.get("device"))
+    probe = _json(_json(run.get("device_facts")).get("probe"))
+    version = governor = None
+    for facts in (hello, probe):
+        backend = _json((facts.get("backends") or {}).get(run.get("backend"))) if facts.get("backends") else {}
+        version = version or backend.get("version")
+        governor = governor or facts.get("cpu_governor")
+    return version, governor
+
+
+def _sustained(run: Any) -> dict[str, Any]:
+    s = _json(_json(run.get("derived")).get("sustained"))
+    return {"sustained_s": s.get("duration_s"), "stability": s.get("stability"),
+            "time_to_throttle_s": s.get("time_to_throttle_s"), "throttle_cause": s.get("throttle_cause"),
+            "temp_rise_c": s.get("temp_rise_c")} if s else {}
+
+
+def _stop(run: Any) -> str | None:
+    """Why the timed phase stopped, with the precision of the median it reached when adaptive."""
+    stop = run.get("timed_stop")
+    timed = _json(_json(run.get("result")).get("timed"))
+    achieved, wanted = timed.get("achieved_precision"), timed.get("precision")
+    if isinstance(achieved, (int, float)) and isinstance(wanted, (int, float)):
+        return f"{stop or '?'}: median ±{achieved * 100:.2g}% (asked ±{wanted * 100:.2g}%)"
+    return str(stop) if isinstance(stop, str) else None
+
+
 def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms: float = 33.3) -> pd.DataFrame:
     """One row per (model, target, backend, settings): the latest successful run's figures,
     ranked per model (``rank`` 1 = the answer for that model)."""
@@ -92,6 +128,8 @@ def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms
         p50, p99 = r["p50_ns"] / 1e6, r["p99_ns"] / 1e6
         e_mj = float(energy.loc[r["run_id"], "energy_mj"]) if len(energy) and r["run_id"] in energy.index else math.nan
         thr = float(r["throughput_per_s"])
+        version, governor = _runtime(run)
+        sustained = _sustained(run)
         rows.append({
             "model": r["model"], "target": r["target"], "backend": r["backend"], "settings": r["settings"],
             "run_id": r["run_id"], "session_id": r["session_id"], "count": int(r["count"]),
@@ -107,8 +145,15 @@ def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms
             "warnings": [w.get("message", "") for w in verdict.get("warnings") or []],
             "emulated": bool(run["emulated"]) if run["emulated"] is not None and not pd.isna(run["emulated"]) else False,
             "stand_in": bool(run["stand_in"]) if run["stand_in"] is not None and not pd.isna(run["stand_in"]) else False,
-            "timed_stop": run.get("timed_stop"), "cv": float(r["cv"]),
-            "env": {k: run.get(k) for k in ("device_model", "cpu_model", "os", "machine", "python", "agent_version")},
+            "timed_stop": _stop(run), "cv": float(r["cv"]),
+            "sustained_s": sustained.get("sustained_s", math.nan),
+            "stability": _num(sustained.get("stability")),
+            "time_to_throttle_s": _num(sustained.get("time_to_throttle_s")),
+            "throttle_cause": sustained.get("throttle_cause"),
+            "temp_rise_c": _num(sustained.get("temp_rise_c")),
+            "env": {**{k: run.get(k) for k in ("device_model", "cpu_model", "os", "machine", "python",
+                                               "agent_version")},
+                    "runtime_version": version, "cpu_governor": governor, "labels": _json(run.get("labels"))},
             "soc": facts.get("soc"),
         })
     table = pd.DataFrame(rows)
@@ -118,6 +163,24 @@ def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms
     table = table.sort_values(["model", "_key"]).drop(columns="_key")
     table["rank"] = table.groupby("model").cumcount() + 1
     return table.reset_index(drop=True)
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def _sustained_cell(r: Any) -> str:
+    if not math.isfinite(_num(r.get("sustained_s"))):
+        return "<small>none</small>"
+    first = "–"
+    if math.isfinite(r["stability"]):
+        cls = "ok" if r["stability"] <= 1.05 else ("warn" if r["stability"] <= 1.15 else "bad")
+        first = f"<span class='{cls}'>×{r['stability']:.2f}</span>"
+    rest = [f"throttled at {r['time_to_throttle_s']:.0f} s ({html.escape(str(r['throttle_cause']))})"
+            if math.isfinite(r["time_to_throttle_s"]) else "no throttle"]
+    if math.isfinite(r["temp_rise_c"]):
+        rest.append(f"{r['temp_rise_c']:+.1f} °C")
+    return f"{first}<br><small>{' · '.join(rest)}<br>over {r['sustained_s']:.0f} s</small>"
 
 
 def _marks(r: Any) -> str:
@@ -168,10 +231,11 @@ def _model_section(model: str, t: pd.DataFrame, deadline_ms: float) -> str:
         answer = f"No target meets {deadline_ms:g} ms at p99; the fastest is <b>{html.escape(best['target'])}</b> " \
                  f"at {best['p99_ms']:.3g} ms."
     head = ["#", "target", "backend", "p50 ms [95% CI]", "p99 ms [95% CI]", "inf/s", f"p99 ≤ {deadline_ms:g} ms",
-            "budgets met", "energy mJ/inf", "inf/J", "price $", "inf/s per $", "top-1", "n", "verdict"]
+            "budgets met", "energy mJ/inf", "inf/J", "price $", "inf/s per $", "top-1",
+            "sustained: p50 last/first window", "n", "verdict"]
     lines = [f"<h2>{html.escape(model)}</h2>", f'<p class="answer">{answer}</p>', "<table><thead><tr>"]
-    lines += [f'<th class="{"l" if h in ("target", "backend", "verdict", "budgets met") else ""}">{h}</th>'
-              for h in head]
+    left = ("target", "backend", "verdict", "budgets met", "sustained: p50 last/first window")
+    lines += [f'<th class="{"l" if h in left else ""}">{h}</th>' for h in head]
     lines.append("</tr></thead><tbody>")
     for _, r in t.iterrows():
         cls = ' class="best"' if r["rank"] == 1 and real_ok else ""
@@ -189,20 +253,31 @@ def _model_section(model: str, t: pd.DataFrame, deadline_ms: float) -> str:
             f"<td>{_fmt(r['energy_mj'])}</td><td>{_fmt(r['inf_per_j'])}</td><td>{_fmt(r['price_usd'])}</td>"
             f"<td>{_fmt(r['fps_per_usd'])}</td>"
             f"<td>{top1}</td>"
+            f"<td class='l'>{_sustained_cell(r)}</td>"
             f"<td>{r['count']}</td><td class='l'>{_marks(r)}</td></tr>")
     lines.append("</tbody></table>")
+    without = [str(x) for x in t.loc[~t["sustained_s"].map(lambda v: math.isfinite(_num(v))), "target"]]
+    if without:
+        lines.append(f"<p><small>{html.escape(', '.join(dict.fromkeys(without)))}: {html.escape(SUSTAINED_HINT)} "
+                     "to the plan to see whether the device holds its speed under long load (stability, time "
+                     "to the first throttle, temperature rise).</small></p>")
     return "\n".join(lines)
 
 
 def _env_section(table: pd.DataFrame) -> str:
-    lines = ["<h2>Environment of each run</h2>", "<details open><summary>agent, Python, OS and device per run</summary>",
+    lines = ["<h2>Environment of each run</h2>",
+             "<details open><summary>agent, Python, OS, device, runtime and CPU governor per run</summary>",
              "<table><thead><tr>" + "".join(f'<th class="l">{h}</th>' for h in (
-                 "run", "model", "target", "device", "cpu", "os", "machine", "python", "agent", "stop", "cv"))
+                 "run", "model", "target", "device", "cpu", "os", "machine", "python", "agent", "runtime",
+                 "CPU governor", "labels", "timed phase stopped", "cv"))
              + "</tr></thead><tbody>"]
     for _, r in table.iterrows():
         e = r["env"]
+        runtime = f"{r['backend']} {e.get('runtime_version')}" if e.get("runtime_version") else None
+        labels = " ".join(f"{k}={v}" for k, v in sorted((e.get("labels") or {}).items())) or None
         cells = [r["run_id"], r["model"], r["target"], e.get("device_model"), e.get("cpu_model"), e.get("os"),
-                 e.get("machine"), e.get("python"), e.get("agent_version"), r["timed_stop"]]
+                 e.get("machine"), e.get("python"), e.get("agent_version"), runtime, e.get("cpu_governor"), labels,
+                 r["timed_stop"]]
         lines.append("<tr>" + "".join(f"<td class='l'>{_fmt(c)}</td>" for c in cells)
                      + f"<td>{r['cv'] * 100:.1f}%</td></tr>")
     lines.append("</tbody></table></details>")

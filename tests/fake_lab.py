@@ -36,10 +36,11 @@ MODELS = {
 
 def build(root: Path, *, nights: int = 1, n: int = 700, seed: int = 0, regress_from: int | None = None,
           regress_by: float = 0.10, eval_items: int = 200, telemetry: bool = True,
-          sustained: tuple[str, ...] = (), sustained_s: float = 30.0) -> Store:
+          sustained: tuple[str, ...] = (), sustained_s: float = 30.0, labels: dict[str, str] | None = None) -> Store:
     """Write ``nights`` sessions of every model on every target; from night ``regress_from`` on,
     int8 on fake-orin-nano is ``regress_by`` slower. Targets in ``sustained`` add a sustained
-    phase of ``sustained_s`` seconds after the timed one."""
+    phase of ``sustained_s`` seconds after the timed one. ``labels`` are added to every run's and
+    session's labels (as ``hilbench run --label k=v`` does)."""
     store = Store(root)
     store.ensure_writable()
     rng = np.random.default_rng(seed)
@@ -116,19 +117,21 @@ def build(root: Path, *, nights: int = 1, n: int = 700, seed: int = 0, regress_f
                     "model_tags": {"precision": precision, "family": "effnet-lite0"}, "target": target,
                     "transport": "ssh", "backend": "litert", "settings": {"threads": 4}, "status": "ok",
                     "started_at": t_session + dt.timedelta(minutes=k), "finished_at": t_session + dt.timedelta(minutes=k, seconds=30),
-                    "labels": {"build": f"b{night}"}, "hwm_kb": 80_000 + 1000 * k, "timed_count": n,
-                    "timed_ns": duration, "timed_stop": "target", "valid": target != "fake-n100-box" or precision != "fp32",
+                    "labels": {"build": f"b{night}", **(labels or {})}, "hwm_kb": 80_000 + 1000 * k, "timed_count": n,
+                    "timed_ns": duration, "timed_stop": "precision" if target == "fake-orin-nano" else "target", "valid": target != "fake-n100-box" or precision != "fp32",
                     "verdict": {"v": 1, "valid": True, "reasons": [], "warnings": []},
                     "emulated": False, "stand_in": True, "python": "3.8.10", "os": "Linux 5.10", "machine": "aarch64",
                     "device_model": target, "agent_version": "0.1.0",
                     "target_facts": {"name": target, "facts": {"price_usd": price, "soc": target.split("-")[1]}},
-                    "result": {"accuracy": {"count": eval_items, "top_k": 5, "reference": ref}} if eval_items else {},
+                    "result": {**({"accuracy": {"count": eval_items, "top_k": 5, "reference": ref}} if eval_items else {}),
+                               **({"timed": {"stop_reason": "precision", "precision": 0.01, "achieved_precision": 0.0087}}
+                                  if target == "fake-orin-nano" else {})},
                     "device": {"cpu_governor": "ondemand" if is_pi else "performance",
                                "backends": {"litert": {"available": True, "version": "2.14.0"}}},
                     "derived": derived,
                 }])
         store.write_table("sessions", session, [{"session_id": session, "started_at": t_session,
                                                  "finished_at": t_session + dt.timedelta(hours=1), "plan": "fake-lab",
-                                                 "labels": {"build": f"b{night}"}, "jobs": k, "jobs_ok": k,
+                                                 "labels": {"build": f"b{night}", **(labels or {})}, "jobs": k, "jobs_ok": k,
                                                  "jobs_failed": 0, "status": "finished"}])
     return store

@@ -3,6 +3,7 @@ models on the local target, and the file opened in a real headless browser (Debi
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -107,3 +108,41 @@ def test_report_loads_in_a_headless_browser(lab, tmp_path):
     subprocess.run([CHROMIUM, *quiet, "--window-size=1300,1600",
                     f"--screenshot={shot}", (tmp_path / "check.html").as_uri()], capture_output=True, timeout=120)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+
+def test_stability_under_sustained_load_and_the_environment(tmp_path):
+    # The Pi and the Orin ran a sustained phase (the Pi slows by a quarter and throttles); the N100 did not.
+    store = fake_lab.build(tmp_path / "res", nights=1, n=300, eval_items=0,
+                           sustained=("fake-pi5-coral", "fake-orin-nano"))
+    table = ranking_table(store).set_index(["model", "target"])
+    pi = table.loc[("effnet-lite0-int8", "fake-pi5-coral")]
+    orin = table.loc[("effnet-lite0-int8", "fake-orin-nano")]
+    n100 = table.loc[("effnet-lite0-int8", "fake-n100-box")]
+    derived = store.run(pi["run_id"])["derived"]["sustained"]
+    assert pi["stability"] == pytest.approx(derived["stability"]) and 1.2 < pi["stability"] < 1.3
+    assert pi["time_to_throttle_s"] == pytest.approx(derived["time_to_throttle_s"])
+    assert pi["throttle_cause"] == derived["throttle_cause"]
+    assert pi["temp_rise_c"] == pytest.approx(derived["temp_rise_c"]) and pi["temp_rise_c"] > 10
+    assert 0.97 < orin["stability"] < 1.03 and math.isnan(orin["time_to_throttle_s"])
+    assert math.isnan(n100["stability"]) and math.isnan(n100["sustained_s"])
+    # Environment: runtime version and CPU governor from the run's device facts; the adaptive stop's precision.
+    assert pi["env"]["runtime_version"] == "2.14.0" and pi["env"]["cpu_governor"] == "ondemand"
+    assert orin["timed_stop"] == "precision: median ±0.87% (asked ±1%)"
+    text = build_report(store, plots=False)
+    section = text[text.index("<h2>effnet-lite0-int8</h2>"):text.index("<h2>Environment")]
+    assert "sustained: p50 last/first window" in section
+    assert f"×{pi['stability']:.2f}" in section and f"throttled at {pi['time_to_throttle_s']:.0f} s" in section
+    assert f"{pi['temp_rise_c']:+.1f} °C" in section and "no throttle" in section
+    hint = "fake-n100-box: no sustained run: add [policy] sustained = { duration_s = 300 }"
+    assert section.count(hint) == 1 and "fake-pi5-coral: no sustained" not in section
+    env = text[text.index("<h2>Environment"):]
+    assert "CPU governor" in env and "ondemand" in env and "performance" in env and "litert 2.14.0" in env
+    assert "build=b0" in env and "median ±0.87% (asked ±1%)" in env
+
+
+def test_git_ref_label_is_shown_with_the_run(tmp_path):
+    # The documented convention: hilbench run --label git=$(git rev-parse --short HEAD)
+    store = fake_lab.build(tmp_path / "res", nights=1, n=100, eval_items=0, telemetry=False,
+                           labels={"git": "3f9a2c1"})
+    env = build_report(store, plots=False).split("<h2>Environment")[1]
+    assert env.count("build=b0 git=3f9a2c1") == len(fake_lab.TARGETS) * len(fake_lab.MODELS)
