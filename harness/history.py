@@ -10,6 +10,10 @@ points; a change point is a *regression* when the level after it is higher by at
 least ``min_magnitude`` (default 2%) and it has held for ``min_persist`` nights
 (default 3) - a single bad night is reported as ``unconfirmed``, not flagged.
 
+Each point carries the git refs of its night's runs (the ``git`` label, by the convention
+``hilbench run --label git=$(git rev-parse --short HEAD)``), and each change point the refs
+of the night before it and of its first night: the two to ``hilbench compare``.
+
 Otava is an optional dependency (``pip install apache-otava``); without it
 :func:`detect_changes` raises AnalysisError saying so.
 """
@@ -35,6 +39,17 @@ HISTORY_METRICS: dict[str, tuple[str, str, float]] = {
     "energy_per_inference": ("energy_mj", "mJ", 1.0),
 }
 _KEY = ["model", "target", "backend", "settings"]
+#: The run label that names the build (docs/analysis.md, "Git refs").
+GIT_LABEL = "git"
+
+
+def _git_refs(labels: Any) -> str:
+    try:
+        d = json.loads(labels) if isinstance(labels, str) else (labels or {})
+    except ValueError:
+        return ""
+    value = d.get(GIT_LABEL) if isinstance(d, dict) else None
+    return str(value) if value is not None else ""
 
 
 def _series_label(row: Any) -> str:
@@ -49,18 +64,22 @@ def _series_label(row: Any) -> str:
 def nightly_points(store: Store, metrics: tuple[str, ...] | list[str] = ("p50",), *, metric: str | None = None,
                    summary: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (night, configuration, metric): night (UTC date), model, target, backend,
-    settings, metric, value (in ``unit``), unit, runs (how many runs the night had), series."""
+    settings, metric, value (in ``unit``), unit, runs (how many runs the night had), series,
+    git (the night's ``git`` label values, comma-separated; empty when unlabelled)."""
     if metric is not None:  # plots pass a summary column name
         metrics = [m for m, spec in HISTORY_METRICS.items() if spec[0] == metric] or [metric]
     unknown = [m for m in metrics if m not in HISTORY_METRICS]
     if unknown:
         raise AnalysisError(f"unknown history metric {unknown[0]!r} (known: {', '.join(HISTORY_METRICS)})")
-    cols = ["night", *_KEY, "metric", "value", "unit", "runs", "series"]
+    cols = ["night", *_KEY, "metric", "value", "unit", "runs", "series", "git"]
     s = store.summary() if summary is None else summary
     s = s[s["status"] == "ok"]
     if s.empty:
         return pd.DataFrame(columns=cols)
     s = s.assign(night=pd.to_datetime(s["started_at"], utc=True).dt.strftime("%Y-%m-%d"))
+    if "labels" not in s:
+        s = s.merge(store.runs()[["run_id", "labels"]], on="run_id", how="left")
+    s = s.assign(git=s["labels"].map(_git_refs))
     need = {HISTORY_METRICS[m][0] for m in metrics}
     if "hwm_kb" in need and "hwm_kb" not in s:
         runs = store.runs()[["run_id", "hwm_kb"]]
@@ -77,8 +96,10 @@ def nightly_points(store: Store, metrics: tuple[str, ...] | list[str] = ("p50",)
         d = s.dropna(subset=[col])
         if d.empty:
             continue
-        g = d.groupby(["night", *_KEY], sort=True)[col].agg(["median", "size"]).reset_index()
-        frames.append(g.assign(metric=m, value=g["median"] * scale, unit=unit, runs=g["size"]))
+        grouped = d.groupby(["night", *_KEY], sort=True)
+        g = grouped[col].agg(["median", "size"]).reset_index()
+        refs = grouped["git"].agg(lambda v: ",".join(sorted({x for x in v if x}))).reset_index(drop=True)
+        frames.append(g.assign(metric=m, value=g["median"] * scale, unit=unit, runs=g["size"], git=refs))
     if not frames:
         return pd.DataFrame(columns=cols)
     out = pd.concat(frames, ignore_index=True)
@@ -91,12 +112,13 @@ def detect_changes(points: pd.DataFrame, *, max_pvalue: float = 0.001, min_magni
     """Change points of every series in ``points`` (see :func:`nightly_points`) with Otava.
 
     Returns series, night (the first night at the new level), before, after, change
-    (after / before - 1), pvalue, direction (up/down), nights_after, status:
+    (after / before - 1), pvalue, direction (up/down), nights_after, git_before and git_after
+    (the ``git`` refs of the night before and of the first night: what to compare), status:
     ``regression`` (up, >= min_magnitude, held >= min_persist nights), ``unconfirmed``
     (up but not yet held long enough), ``improvement`` (down) or ``small`` (below min_magnitude).
     """
     cols = ["series", *_KEY, "metric", "night", "before", "after", "change", "pvalue", "direction", "nights_after",
-            "status"]
+            "git_before", "git_after", "status"]
     if points.empty:
         return pd.DataFrame(columns=cols)
     try:
@@ -132,7 +154,9 @@ def detect_changes(points: pd.DataFrame, *, max_pvalue: float = 0.001, min_magni
             rows.append({"series": name, **{k_: first[k_] for k_ in _KEY}, "metric": first["metric"],
                          "night": p.loc[cp, "night"], "before": before, "after": after, "change": change,
                          "pvalue": float(stats.pvalue), "direction": "up" if up else "down",
-                         "nights_after": len(seg_after), "status": status})
+                         "nights_after": len(seg_after),
+                         "git_before": str(p.loc[cp - 1, "git"]) if "git" in p else "",
+                         "git_after": str(p.loc[cp, "git"]) if "git" in p else "", "status": status})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -166,6 +190,9 @@ def format_history(points: pd.DataFrame, changes: pd.DataFrame, fmt: str = "tabl
         "nights after": shown["nights_after"], "status": shown["status"].str.upper().where(
             shown["status"] == "regression", shown["status"]),
     })
+    if "git_after" in shown and (shown["git_before"].astype(bool) | shown["git_after"].astype(bool)).any():
+        view["git (compare these)"] = [f"{b or '?'} -> {a or '?'}" for b, a in
+                                       zip(shown["git_before"], shown["git_after"], strict=True)]
     if fmt == "markdown":
         lines = ["| " + " | ".join(view.columns) + " |", "|" + "---|" * len(view.columns)]
         lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in view.itertuples(index=False)]

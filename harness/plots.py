@@ -498,8 +498,11 @@ def trend_figure(points: pd.DataFrame, changes: pd.DataFrame, *, title: str = "N
         for _, ch in c.iterrows():
             night = pd.to_datetime(ch["night"])
             ax.axvline(night, color=color, linestyle=":", linewidth=1.2)
-            ax.annotate(f"{ch['change'] * 100:+.1f}%", (night, p["value"].max()), xytext=(3, 0),
-                        textcoords="offset points", color=color, fontsize=8, fontweight="bold")
+            ref = f" (git {ch['git_after']})" if isinstance(ch.get("git_after"), str) and ch["git_after"] else ""
+            # Above the series' highest point, on white, so the line does not run through the text.
+            ax.annotate(f"{ch['change'] * 100:+.1f}%{ref}", (night, p["value"].max()), xytext=(4, 7),
+                        textcoords="offset points", color=color, fontsize=8, fontweight="bold", zorder=5,
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
     ax.set_ylabel(str(points["unit"].iloc[0]) if "unit" in points else "value")
     ax.set_title(title + " (dotted: change points)")
     fig.autofmt_xdate()

@@ -34,13 +34,20 @@ MODELS = {
 }
 
 
+def git_ref(night: int) -> str:
+    """The made-up short git ref of a night's build."""
+    return f"{(night * 2654435761) % 16**7:07x}"
+
+
 def build(root: Path, *, nights: int = 1, n: int = 700, seed: int = 0, regress_from: int | None = None,
           regress_by: float = 0.10, eval_items: int = 200, telemetry: bool = True,
-          sustained: tuple[str, ...] = (), sustained_s: float = 30.0, labels: dict[str, str] | None = None) -> Store:
+          sustained: tuple[str, ...] = (), sustained_s: float = 30.0, labels: dict[str, str] | None = None,
+          git: bool = False) -> Store:
     """Write ``nights`` sessions of every model on every target; from night ``regress_from`` on,
     int8 on fake-orin-nano is ``regress_by`` slower. Targets in ``sustained`` add a sustained
     phase of ``sustained_s`` seconds after the timed one. ``labels`` are added to every run's and
-    session's labels (as ``hilbench run --label k=v`` does)."""
+    session's labels (as ``hilbench run --label k=v`` does); ``git`` labels each night's runs
+    ``git=<7 hex digits>`` as the documented convention does."""
     store = Store(root)
     store.ensure_writable()
     rng = np.random.default_rng(seed)
@@ -50,6 +57,7 @@ def build(root: Path, *, nights: int = 1, n: int = 700, seed: int = 0, regress_f
     for night in range(nights):
         session = f"s{night:03d}-{seed}"
         t_session = start + dt.timedelta(days=night)
+        night_labels = {"build": f"b{night}", **(labels or {}), **({"git": git_ref(night)} if git else {})}
         k = 0
         for target, (scale, power, price, rise) in TARGETS.items():
             for model, (precision, p50, top1) in MODELS.items():
@@ -117,7 +125,7 @@ def build(root: Path, *, nights: int = 1, n: int = 700, seed: int = 0, regress_f
                     "model_tags": {"precision": precision, "family": "effnet-lite0"}, "target": target,
                     "transport": "ssh", "backend": "litert", "settings": {"threads": 4}, "status": "ok",
                     "started_at": t_session + dt.timedelta(minutes=k), "finished_at": t_session + dt.timedelta(minutes=k, seconds=30),
-                    "labels": {"build": f"b{night}", **(labels or {})}, "hwm_kb": 80_000 + 1000 * k, "timed_count": n,
+                    "labels": night_labels, "hwm_kb": 80_000 + 1000 * k, "timed_count": n,
                     "timed_ns": duration, "timed_stop": "precision" if target == "fake-orin-nano" else "target", "valid": target != "fake-n100-box" or precision != "fp32",
                     "verdict": {"v": 1, "valid": True, "reasons": [], "warnings": []},
                     "emulated": False, "stand_in": True, "python": "3.8.10", "os": "Linux 5.10", "machine": "aarch64",
@@ -132,6 +140,6 @@ def build(root: Path, *, nights: int = 1, n: int = 700, seed: int = 0, regress_f
                 }])
         store.write_table("sessions", session, [{"session_id": session, "started_at": t_session,
                                                  "finished_at": t_session + dt.timedelta(hours=1), "plan": "fake-lab",
-                                                 "labels": {"build": f"b{night}", **(labels or {})}, "jobs": k, "jobs_ok": k,
+                                                 "labels": night_labels, "jobs": k, "jobs_ok": k,
                                                  "jobs_failed": 0, "status": "finished"}])
     return store

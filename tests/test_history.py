@@ -52,3 +52,18 @@ def test_a_fresh_rise_is_unconfirmed_and_noise_is_quiet(tmp_path):
     assert set(changes.loc[changes["series"] == SERIES, "status"]) <= {"unconfirmed"}
     quiet = build(tmp_path / "q", nights=16)
     assert not (detect_changes(nightly_points(quiet, ["p50"]))["status"] == "regression").any()
+
+
+def test_a_flagged_night_names_the_git_refs_to_compare(tmp_path, capsys):
+    # Runs labelled by the documented convention: hilbench run --label git=$(git rev-parse --short HEAD)
+    store = build(tmp_path, nights=20, regress_from=12, git=True)
+    points = nightly_points(store, ["p50"])
+    assert points.loc[points["night"] == "2026-10-13", "git"].unique().tolist() == [fake_lab.git_ref(12)]
+    flagged = detect_changes(points).query("status == 'regression'").iloc[0]
+    assert (flagged["git_before"], flagged["git_after"]) == (fake_lab.git_ref(11), fake_lab.git_ref(12))
+    assert main(["history", "--store", str(tmp_path / "res"), "--metric", "p50"]) == 0
+    assert f"{fake_lab.git_ref(11)} -> {fake_lab.git_ref(12)}" in capsys.readouterr().out
+    # Unlabelled runs: no git column in the table.
+    build(tmp_path / "plain", nights=20, regress_from=12)
+    assert main(["history", "--store", str(tmp_path / "plain" / "res"), "--metric", "p50"]) == 0
+    assert "git" not in capsys.readouterr().out
