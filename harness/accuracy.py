@@ -256,14 +256,7 @@ def score_runs(store: Store, run_ids: Iterable[str] | None = None, *,
             "top1": np.nan, "top5": np.nan, "reference": info.get("reference"), "reference_run_id": None,
             "agreement": np.nan, "output_error": np.nan, "metrics": None,
         }
-        # Only integer class labels score top-1/top-5 (the agent stores no other kind since
-        # class_labels was recorded; older runs have no flag).
-        if info.get("class_labels", True) and labels.notna().all() and len(g):
-            y = labels.to_numpy(dtype=np.int64)
-            pred = g["prediction"].to_numpy(dtype=np.int64)
-            row["top1"] = float(np.mean(pred == y))
-            if int(info.get("top_k") or 5) >= 5:
-                row["top5"] = float(np.mean([int(t) in list(top)[:5] for t, top in zip(y, g["top5"], strict=True)]))
+        lab: np.ndarray | None = None
         if info.get("scorer"):
             fn = load_scorer(str(info["scorer"]))
             outputs = _stack(g["output"])
@@ -281,6 +274,18 @@ def score_runs(store: Store, run_ids: Iterable[str] | None = None, *,
             except Exception as exc:  # a user's function: keep its message, one line
                 raise AnalysisError(f"run {run.run_id}: scorer {info['scorer']} failed: {exc}") from exc
             row["metrics"] = {str(k): float(v) for k, v in dict(metrics).items()}
+        # Only integer class labels (one per item) score top-1/top-5. Runs since the agent recorded
+        # class_labels store no other kind; for older runs with a scorer the file's labels decide, so
+        # a real-number label that an older agent stored as its integer part scores no top-1.
+        is_class = bool(info.get("class_labels", True))
+        if lab is not None and "class_labels" not in info:
+            is_class = lab.dtype.kind in "iub" and lab.size == len(g)
+        if is_class and labels.notna().all() and len(g):
+            y = labels.to_numpy(dtype=np.int64)
+            pred = g["prediction"].to_numpy(dtype=np.int64)
+            row["top1"] = float(np.mean(pred == y))
+            if int(info.get("top_k") or 5) >= 5:
+                row["top5"] = float(np.mean([int(t) in list(top)[:5] for t, top in zip(y, g["top5"], strict=True)]))
         ref_name = info.get("reference")
         if ref_name:
             ref = _reference_run(runs, run, str(ref_name), by_run)

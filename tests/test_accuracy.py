@@ -220,3 +220,32 @@ eval = { data = "box.npz", y = "boxes", scorer = "acc_scorer:scorer_regression" 
     # ...unless the caller hands the labels over.
     again = score_runs(store, [box["run_id"]], eval_labels={"box": y_box}).iloc[0]
     assert again["metrics"]["mae"] == pytest.approx(0.2, abs=1e-5)
+
+
+def test_an_older_run_with_float_labels_stored_as_integers_scores_no_top1(tmp_path, monkeypatch):
+    """Before the agent sent only class labels, 0.1..0.9 were stored as 0 and scored a top-1:
+    such a run (no class_labels in its summary) is judged by its evaluation file's labels."""
+    import datetime as dt
+
+    from harness.store import Store
+
+    monkeypatch.setitem(sys.modules, "acc_scorer", sys.modules[__name__])
+    y = np.array([0.1, 0.4, 0.9, 0.3])
+    np.savez(tmp_path / "reg.npz", x=np.zeros((4, 3), dtype=np.float32), y=y)
+    plan_text = 'name = "old"\n[[models]]\nname = "reg"\neval = { data = "reg.npz", scorer = "acc_scorer:scorer_regression" }\n'
+    (tmp_path / "plan.toml").write_text(plan_text)
+    store = Store(tmp_path / "res")
+    store.ensure_writable()
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    store.write_table("accuracy", "r1", {
+        "run_id": ["r1"] * 4, "index": [0, 1, 2, 3], "label": [0, 0, 0, 0], "prediction": [0, 0, 0, 0],
+        "top5": [[0]] * 4, "score": [0.2, 0.4, 0.8, 0.3], "output": [[0.2], [0.4], [0.8], [0.3]]})
+    store.write_table("runs", "r1", [{
+        "run_id": "r1", "session_id": "s1", "model": "reg", "target": "local", "backend": "onnxruntime",
+        "settings": {}, "status": "ok", "started_at": now,
+        "result": {"accuracy": {"count": 4, "top_k": 1, "scorer": "acc_scorer:scorer_regression"}}}])
+    store.write_table("sessions", "s1", [{"session_id": "s1", "started_at": now, "plan": "old",
+                                          "plan_path": str(tmp_path / "plan.toml"), "plan_text": plan_text}])
+    row = score_runs(store).iloc[0]
+    assert np.isnan(row["top1"])  # the stored 0s are not class labels
+    assert row["metrics"]["mae"] == pytest.approx(np.mean(np.abs(np.array([0.2, 0.4, 0.8, 0.3]) - y)))
