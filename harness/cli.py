@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness import __version__
-from harness.errors import ConfigError, HilbenchError
+from harness.errors import AnalysisError, ConfigError, HilbenchError
 from harness.plan import QUICKSTART_PLAN, Job, expand_jobs, load_plan
 from harness.session import Progress, run_jobs
 from harness.store import open_store
@@ -357,7 +357,9 @@ def cmd_show(args: argparse.Namespace) -> int:
                   + "\n")
     out.write(f"  load      {_ms(row.get('load_ns'))}   first inference {_ms(row.get('first_ns'))}\n")
     out.write(f"  warm-up   {_count(row.get('warmup_count'))} runs, {_s(row.get('warmup_ns'))} ({row.get('warmup_stop') or '-'})\n")
-    out.write(f"  timed     {_count(row.get('timed_count'))} runs, {_s(row.get('timed_ns'))} ({row.get('timed_stop') or '-'})\n")
+    from harness.report import timed_stop_text
+
+    out.write(f"  timed     {_count(row.get('timed_count'))} runs, {_s(row.get('timed_ns'))} ({timed_stop_text(row) or '-'})\n")
     if row.get("rate_hz"):
         out.write(f"  paced     {row['rate_hz']:g} fps: {row['deadline_misses']} deadline misses, {row['dropped_frames']} dropped frames\n")
     if stats:
@@ -493,10 +495,12 @@ def cmd_variants(args: argparse.Namespace) -> int:
     model = Path(args.model)
     out_dir = Path(args.out) if args.out else model.parent
     kinds = tuple(args.only) if args.only else ("fp16", "int8")
-    made = make_variants(model, calibration=Path(args.calibration) if args.calibration else None, out_dir=out_dir,
-                         kinds=kinds)
-    snippet = plan_snippet(model, made, relative_to=out_dir, eval_data=Path(args.eval) if args.eval else None)
     plan_path = out_dir / "variants.toml"
+    if plan_path.exists() and not args.force:
+        raise AnalysisError(f"{plan_path}: already exists: remove it, write elsewhere with --out DIR, or use --force")
+    made = make_variants(model, calibration=Path(args.calibration) if args.calibration else None, out_dir=out_dir,
+                         kinds=kinds, force=args.force)
+    snippet = plan_snippet(model, made, relative_to=out_dir, eval_data=Path(args.eval) if args.eval else None)
     _write_output(snippet, str(plan_path))
     for v in made:
         sys.stdout.write(f"{v.precision:5} {v.path}  {v.size_bytes / 1024:.1f} KiB  ({v.note})\n")
@@ -585,6 +589,7 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     v.add_argument("--out", help="output folder (default: beside the model)")
     v.add_argument("--eval", help="evaluation set (.npz with x, y) to put in the plan snippet")
     v.add_argument("--only", action="append", choices=("fp16", "int8"), help="only this variant (repeatable)")
+    v.add_argument("--force", action="store_true", help="overwrite variants (and variants.toml) that exist")
     v.set_defaults(func=cmd_variants)
 
     pl = sub.add_parser("plot", help="a figure (PNG or SVG): pareto, distribution, timeline, targets, energy, trend")

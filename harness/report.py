@@ -92,7 +92,7 @@ def _sustained(run: Any) -> dict[str, Any]:
             "temp_rise_c": s.get("temp_rise_c")} if s else {}
 
 
-def _stop(run: Any) -> str | None:
+def timed_stop_text(run: Any) -> str | None:
     """Why the timed phase stopped, with the precision of the median it reached when adaptive."""
     stop = run.get("timed_stop")
     timed = _json(_json(run.get("result")).get("timed"))
@@ -145,7 +145,7 @@ def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms
             "warnings": [w.get("message", "") for w in verdict.get("warnings") or []],
             "emulated": bool(run["emulated"]) if run["emulated"] is not None and not pd.isna(run["emulated"]) else False,
             "stand_in": bool(run["stand_in"]) if run["stand_in"] is not None and not pd.isna(run["stand_in"]) else False,
-            "timed_stop": _stop(run), "cv": float(r["cv"]),
+            "timed_stop": timed_stop_text(run), "cv": float(r["cv"]),
             "sustained_s": sustained.get("sustained_s", math.nan),
             "stability": _num(sustained.get("stability")),
             "time_to_throttle_s": _num(sustained.get("time_to_throttle_s")),

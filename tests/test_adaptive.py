@@ -3,6 +3,7 @@ and the host's, and the stop reason stored with the run."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +113,6 @@ def test_stop_reason_is_stored(tmp_path, capsys):
     assert main(["run", str(path), "--store", str(tmp_path / "res"), "--quiet"]) == 0
     run = open_store(tmp_path / "res").runs().iloc[0]
     assert run["timed_stop"] == "precision" and run["timed_count"] >= 64
+    capsys.readouterr()
+    assert main(["show", run["run_id"], "--store", str(tmp_path / "res")]) == 0
+    assert re.search(r"timed .*\(precision: median ±[\d.]+% \(asked ±2%\)\)", capsys.readouterr().out)

@@ -80,3 +80,15 @@ def test_existing_variants_are_not_overwritten_and_files_get_normal_permissions(
         ort.InferenceSession(str(v.path), providers=["CPUExecutionProvider"])  # a whole model, loadable
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "digits_cnn_fp16.onnx", "digits_cnn_fp32.onnx", "digits_cnn_int8.onnx"]  # no temporary file left
+
+
+def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys):
+    model = tmp_path / "digits_cnn_fp32.onnx"
+    model.write_bytes((MODELS / "digits_cnn_fp32.onnx").read_bytes())
+    args = ["variants", str(model), "--only", "fp16"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "variants.toml: already exists" in err and "--force" in err
+    assert main([*args, "--force"]) == 0
