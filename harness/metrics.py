@@ -8,6 +8,12 @@ timestamps divided by the time covered (never a plain average of uneven samples)
 Without an idle baseline the figure is the whole board's (``energy_basis`` "board").
 The sensor is picked by :func:`pick_power_sensor`; some are only part of the board
 (:data:`PARTIAL_POWER`), and that is stated with the figure. docs/telemetry.md.
+
+Runs of a phone's own benchmark binary (docs/android.md) have no timed samples when
+the runner prints only aggregates: their figure is the one the runner driver stored
+in the result (``energy_per_inference_mj``, from a power meter or the battery), or
+is computed from the telemetry over the timed window the result states
+(``timed.t0_ns`` + ``timed.duration_ns``, the run's own timing on the host clock).
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ __all__ = ["POWER_PREFERENCE", "PARTIAL_POWER", "RAPL_PACKAGES", "pick_power_sen
 RAPL_PACKAGES = "power.package-*"
 
 #: Power sensors in order of preference: an external meter, the board input (Jetson ``board_rail`` / per-board
-#: table), the RAPL platform domain, the RAPL packages, the Pi 5 PMIC sum, macOS powermetrics, then any rail.
+#: table), the RAPL platform domain, the RAPL packages, the Pi 5 PMIC sum, macOS powermetrics, a phone's battery
+#: drain (read over ADB, none while it charges), then any rail.
 POWER_PREFERENCE = ("power.meter", "power.total", "power.psys", RAPL_PACKAGES, "power.pmic_rails",
-                    "power.combined", "power.board", "power.vdd_in")
+                    "power.combined", "power.board", "power.vdd_in", "power.battery")
 
 #: Sensors that measure only part of the board, with what they leave out.
 PARTIAL_POWER = {
@@ -122,7 +129,9 @@ def energy_figures(tel: pd.DataFrame, *, timed_t0_ns: int, timed_t1_ns: int, cou
 def energy_per_inference(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run that has power telemetry during its timed phase: run_id, sensor,
     mean_power_mw (above idle where measured), energy_mj (per inference), energy_basis ("board" or "above idle").
-    Taken from the run's stored ``derived`` figures when there are some, else computed from its telemetry."""
+    Taken from the run's stored ``derived`` figures when there are some, else from the figure a phone's runner
+    driver stored in the result, else computed from its telemetry over the timed window: its timed samples',
+    or the one its result states (runs without samples)."""
     cols = ["run_id", "sensor", "mean_power_mw", "energy_mj", "energy_basis"]
     ok = runs[(runs["status"] == "ok") & runs["timed_count"].notna() & (runs["timed_count"] > 0)]
     if ok.empty:
@@ -131,8 +140,11 @@ def energy_per_inference(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
     todo = []
     for run in ok.itertuples(index=False):
         power = (_json(getattr(run, "derived", None)) or {}).get("power")
+        stored = _stored_energy(_json(run.result) or {})
         if isinstance(power, dict) and power.get("energy_mj") is not None:
             rows.append({"run_id": run.run_id, **{k: power.get(k) for k in cols[1:]}})
+        elif stored is not None:
+            rows.append({"run_id": run.run_id, **stored})
         else:
             todo.append(run)
     if todo:
@@ -145,10 +157,16 @@ def energy_per_inference(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
                 t0=("t_ns", "min"), t1=("end", "max"))
             for run in todo:
                 rt = tel[tel["run_id"] == run.run_id]
-                if rt.empty or run.run_id not in window.index:
-                    continue
-                t0, t1 = (int(x) for x in window.loc[run.run_id, ["t0", "t1"]])
                 result = _json(run.result) or {}
+                if run.run_id in window.index:
+                    t0, t1 = (int(x) for x in window.loc[run.run_id, ["t0", "t1"]])
+                else:
+                    own = _result_window(result)
+                    if own is None:
+                        continue
+                    t0, t1 = own
+                if rt.empty:
+                    continue
                 idle = result.get("idle") or {}
                 e = energy_figures(rt, timed_t0_ns=t0, timed_t1_ns=t1, count=int(run.timed_count),
                                    idle_window=(idle["t0_ns"], idle["t1_ns"]) if "t0_ns" in idle else None,
@@ -159,6 +177,32 @@ def energy_per_inference(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
                         e["energy_mj"] = e["mean_power_mw"] * float(run.timed_ns) / 1e9 / float(run.timed_count)
                     rows.append({"run_id": run.run_id, **{k: e[k] for k in cols[1:]}})
     return pd.DataFrame(rows, columns=cols)
+
+
+def _stored_energy(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The energy figure a runner driver stored in the result (Android phones), in :func:`energy_per_inference`'s
+    columns; None when there is none (charging, no battery reading, not a phone run)."""
+    e = result.get("energy_per_inference_mj")
+    if not isinstance(e, (int, float)) or isinstance(e, bool) or not np.isfinite(e):
+        return None
+    mean = result.get("power_mw_mean")
+    idle = result.get("idle_power_mw")
+    net = None
+    if isinstance(mean, (int, float)):
+        net = float(mean) - float(idle) if isinstance(idle, (int, float)) else float(mean)
+    sensor = result.get("energy_sensor") or ("power.meter" if result.get("energy_source") == "meter"
+                                             else "power.battery")
+    return {"sensor": sensor, "mean_power_mw": net, "energy_mj": float(e),
+            "energy_basis": result.get("energy_basis") or ("above idle" if isinstance(idle, (int, float)) else "board")}
+
+
+def _result_window(result: dict[str, Any]) -> tuple[int, int] | None:
+    """The timed window a result states (``timed.t0_ns`` + ``timed.duration_ns``), or None."""
+    timed = result.get("timed") or {}
+    t0, duration = timed.get("t0_ns"), timed.get("duration_ns")
+    if isinstance(t0, int) and isinstance(duration, int) and duration > 0:
+        return t0, t0 + duration
+    return None
 
 
 def _json(value: Any) -> dict[str, Any] | None:

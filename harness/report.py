@@ -229,7 +229,7 @@ def _model_section(model: str, t: pd.DataFrame, deadline_ms: float) -> str:
                   "measure on the real boards before deciding.")
     else:
         answer = f"No target meets {deadline_ms:g} ms at p99; the fastest is <b>{html.escape(best['target'])}</b> " \
-                 f"at {best['p99_ms']:.3g} ms."
+                 + (f"at {best['p99_ms']:.3g} ms." if math.isfinite(best["p99_ms"]) else "at a p99 its runner does not report.")
     head = ["#", "target", "backend", "p50 ms [95% CI]", "p99 ms [95% CI]", "inf/s", f"p99 ≤ {deadline_ms:g} ms",
             "budgets met", "energy mJ/inf", "inf/J", "price $", "inf/s per $", "top-1",
             "sustained: p50 last/first window", "n", "verdict"]
@@ -279,7 +279,7 @@ def _env_section(table: pd.DataFrame) -> str:
                  e.get("machine"), e.get("python"), e.get("agent_version"), runtime, e.get("cpu_governor"), labels,
                  r["timed_stop"]]
         lines.append("<tr>" + "".join(f"<td class='l'>{_fmt(c)}</td>" for c in cells)
-                     + f"<td>{r['cv'] * 100:.1f}%</td></tr>")
+                     + (f"<td>{r['cv'] * 100:.1f}%</td></tr>" if math.isfinite(r["cv"]) else "<td>–</td></tr>"))
     lines.append("</tbody></table></details>")
     return "\n".join(lines)
 
