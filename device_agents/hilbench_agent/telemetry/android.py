@@ -28,7 +28,7 @@ from hilbench_agent.telemetry.linux import parse_power_supply_uevent
 from hilbench_agent.telemetry.reading import Reading
 
 __all__ = ["parse_dumpsys_battery", "parse_dumpsys_thermalservice", "parse_uevent", "parse_thermal_zone_types",
-           "TEMPERATURE_TYPES", "THERMAL_STATUS"]
+           "detect_current_unit", "TEMPERATURE_TYPES", "THERMAL_STATUS", "MA_BELOW"]
 
 #: android.os.Temperature TYPE_* values (AOSP).
 TEMPERATURE_TYPES = {
@@ -194,14 +194,64 @@ def parse_dumpsys_thermalservice(text, source="dumpsys-thermalservice"):
     return out
 
 
+#: A battery ``CURRENT_NOW`` whose size is below this while discharging is in mA: 20000 µA (20 mA) is less
+#: than a phone draws with its screen on, and 20000 mA more than a phone battery gives.
+MA_BELOW = 20000
+
+
+def _uevent_values(text):
+    kv = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep:
+            if key.startswith("POWER_SUPPLY_"):
+                key = key[len("POWER_SUPPLY_"):]
+            kv[key] = value.strip()
+    return kv
+
+
+def detect_current_unit(text):
+    """``"mA"`` or ``"uA"`` for the battery current of a power_supply uevent, or None when it cannot tell.
+
+    Only a discharging battery with a non-zero ``CURRENT_NOW`` tells: its size is
+    below :data:`MA_BELOW` in mA and above it in µA. While charging, full or idle
+    at zero the size says nothing (a trickle charge of 15 mA is 15000 µA).
+    """
+    kv = _uevent_values(text)
+    if (kv.get("STATUS") or "").lower() != "discharging":
+        return None
+    try:
+        raw = abs(float(kv["CURRENT_NOW"]))
+    except (KeyError, ValueError):
+        return None
+    if raw == 0:
+        return None
+    return "mA" if raw < MA_BELOW else "uA"
+
+
 def parse_uevent(text, source="uevent", current_unit=None, current_sign=None):
     """power_supply uevent with vendor units and signs normalised: see :func:`.linux.parse_power_supply_uevent`.
 
-    Pixels report µA; some devices report mA (pass ``current_unit="mA"``, found by
-    calibration: |value| below about 20000 while discharging with the screen on);
-    Qualcomm/Xiaomi report negative while charging (flipped from the status).
+    Pixels report µA; some devices report mA. ``current_unit="auto"`` tells them
+    apart with :func:`detect_current_unit` (|value| below :data:`MA_BELOW` while
+    discharging is mA) and falls back to µA when the reading cannot tell; the
+    current reading's ``extra["unit_basis"]`` says which it was. A caller that
+    reads repeatedly should keep the first unit detected (a charging phone's
+    reading cannot tell). Qualcomm/Xiaomi report negative while charging
+    (flipped from the status unless ``current_sign`` is given).
     """
-    return parse_power_supply_uevent(text, source, current_unit, current_sign)
+    basis = None
+    if current_unit == "auto":
+        detected = detect_current_unit(text)
+        current_unit = detected or "uA"
+        basis = ("auto: |CURRENT_NOW| %s %d while discharging" % ("<" if detected == "mA" else ">=", MA_BELOW)
+                 if detected else "auto: cannot tell from this reading, taken as uA")
+    out = parse_power_supply_uevent(text, source, current_unit, current_sign)
+    if basis is not None:
+        for r in out:
+            if r.sensor.endswith(".current"):
+                r.extra["unit_basis"] = basis
+    return out
 
 
 def parse_thermal_zone_types(text, source="thermal-zone-types"):
