@@ -14,7 +14,8 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.tomlconf import TableReader, load_toml
 
-__all__ = ["Target", "SSHSettings", "ADBSettings", "load_target", "load_targets", "LOCAL", "parse_target_spec"]
+__all__ = ["Target", "SSHSettings", "ADBSettings", "load_target", "load_targets", "LOCAL", "parse_target_spec",
+           "BATTERY_CURRENT_UNITS", "BATTERY_CURRENT_SIGNS"]
 
 TRANSPORTS = ("local", "ssh", "adb")
 _FACT_KEYS: dict[str, tuple[type, ...]] = {
@@ -49,13 +50,30 @@ class SSHSettings:
     use_ssh_config: bool = True
 
 
+#: ``[adb] battery_current_unit``: the unit of the phone's ``CURRENT_NOW`` (``auto``: told from its size).
+BATTERY_CURRENT_UNITS = ("auto", "uA", "mA")
+#: ``[adb] battery_current_sign``: which sign ``CURRENT_NOW`` has while the phone runs on battery.
+BATTERY_CURRENT_SIGNS = ("auto", "discharge-negative", "discharge-positive")
+
+
 @dataclass(frozen=True)
 class ADBSettings:
+    """How to reach an Android phone and what runs there (docs/android.md).
+
+    ``benchmark_model`` / ``onnxruntime_perf_test`` and ``libraries`` are host paths
+    (relative to the target file), pushed by content into one folder on the phone,
+    which is the runners' ``LD_LIBRARY_PATH``. ``battery_current_unit`` and
+    ``battery_current_sign`` calibrate the battery current where the phone breaks the
+    kernel's convention (µA, negative while discharging)."""
+
     serial: str | None = None
     adb_path: str = "adb"
     benchmark_model: str | None = None
     onnxruntime_perf_test: str | None = None
     big_cores: tuple[int, ...] = ()
+    libraries: tuple[str, ...] = ()
+    battery_current_unit: str = "auto"
+    battery_current_sign: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -151,26 +169,23 @@ def load_target(path: Path) -> Target:
         if forbidden in ssh_r.data:
             raise ssh_r.error(forbidden, "passwords do not belong in target files: set password_env to the name of an environment variable")
     ssh_r.done()
-    adb_r = r.table("adb")
-    adb = ADBSettings(
-        serial=adb_r.get("serial", str, None),
-        adb_path=adb_r.get("adb_path", str, "adb"),
-        benchmark_model=adb_r.get("benchmark_model", str, None),
-        onnxruntime_perf_test=adb_r.get("onnxruntime_perf_test", str, None),
-        big_cores=tuple(adb_r.get("big_cores", list, [])),
-    )
-    adb_r.done()
+    adb = _adb_settings(r.table("adb"))
     env = r.get("env", dict, {})
     for key, value in env.items():
         if not isinstance(value, str):
             raise r.error(f"env.{key}", "expected a string")
+    python = r.get("python", str, "")
+    if transport == "adb" and python.startswith(("/data/data/", "/data/user/")):
+        # adb's shell user cannot enter an app's private folder (Termux lives in one) on a phone that is not rooted.
+        raise r.error("python", f"{python} is inside an app's private folder, which `adb shell` cannot enter: "
+                                "reach Termux over SSH instead (transport = \"ssh\", port 8022; docs/android.md)")
     target = Target(
         name=name,
         transport=transport,
         host=host,
         user=user,
         port=port,
-        python=r.get("python", str, ""),
+        python=python,
         workdir=r.get("workdir", str, "~/.cache/hilbench"),
         description=r.get("description", str, ""),
         runtimes=tuple(r.str_list("runtimes", [])),
@@ -184,6 +199,25 @@ def load_target(path: Path) -> Target:
     )
     r.done()
     return target
+
+
+def _adb_settings(a: TableReader) -> ADBSettings:
+    cores = a.get("big_cores", list, [])
+    for c in cores:
+        if not isinstance(c, int) or isinstance(c, bool) or c < 0:
+            raise a.error("big_cores", f"expected CPU numbers (integers >= 0), got {c!r}")
+    settings = ADBSettings(
+        serial=a.get("serial", str, None),
+        adb_path=a.get("adb_path", str, "adb"),
+        benchmark_model=a.get("benchmark_model", str, None),
+        onnxruntime_perf_test=a.get("onnxruntime_perf_test", str, None),
+        big_cores=tuple(cores),
+        libraries=tuple(a.str_list("libraries", [])),
+        battery_current_unit=a.get("battery_current_unit", str, "auto", choices=BATTERY_CURRENT_UNITS),
+        battery_current_sign=a.get("battery_current_sign", str, "auto", choices=BATTERY_CURRENT_SIGNS),
+    )
+    a.done()
+    return settings
 
 
 def _opt_float(value: float | int | None) -> float | None:
@@ -245,15 +279,24 @@ def parse_target_spec(spec: str, identity: str | None = None, known_hosts: str |
     raise ConfigError(f"--target {spec}: not a target name, 'local' or ssh://user@host[:port]")
 
 
-def load_targets(dirs: list[Path]) -> dict[str, Target]:
-    """The built-in ``local`` plus every ``*.toml`` in ``dirs``; names must be unique."""
+def load_targets(dirs: list[Path], errors: list[ConfigError] | None = None) -> dict[str, Target]:
+    """The built-in ``local`` plus every ``*.toml`` in ``dirs``; names must be unique. The first bad file
+    raises its ConfigError, or, with ``errors``, every bad file's error is appended there and the
+    valid targets are returned."""
     found: dict[str, Target] = {"local": LOCAL}
     for directory in dirs:
         if not directory.is_dir():
             continue
         for path in sorted(directory.glob("*.toml")):
-            target = load_target(path)
-            if target.name in found and found[target.name].source != "built-in":
-                raise ConfigError(f"{path}: name: target {target.name!r} is also defined in {found[target.name].source}")
+            try:
+                target = load_target(path)
+                if target.name in found and found[target.name].source != "built-in":
+                    raise ConfigError(f"{path}: name: target {target.name!r} is also defined in "
+                                      f"{found[target.name].source}")
+            except ConfigError as exc:
+                if errors is None:
+                    raise
+                errors.append(exc)
+                continue
             found[target.name] = target
     return found
