@@ -21,6 +21,10 @@ sandbox). The benchmark binaries are whatever the test pushes - in the tests,
 shell scripts that print recorded real runner outputs. There is no ABI, no
 SELinux, no real CPU topology: the sysfs tree is a fake one written by the test.
 
+Like adbd, it starts each shell in a session of its own (so ``$$`` is the process
+group) and, when the host closes a shell stream early, sends SIGHUP to the shell
+alone: its children run on, as they do on a phone.
+
 It can simulate the failures a phone shows: ``authorized=False`` answers every
 signature with a new AUTH token and ignores the public key (the "Allow USB
 debugging?" prompt never accepted), ``drop()`` closes every connection and
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -470,25 +475,31 @@ class ADBDStandIn:
                     while True:
                         got = stream.read_exact(1)
                         if got is None:
-                            return
+                            break
                         proc.stdin.write(got)
                         proc.stdin.flush()
-                while True:
+                while v2:
                     head = stream.read_exact(5)
                     if head is None:
-                        return
+                        break
                     pid, n = struct.unpack("<BI", head)
                     body = stream.read_exact(n) if n else b""
                     if body is None:
-                        return
-                    if pid == ID_STDIN:
+                        break
+                    if pid == ID_STDIN and not proc.stdin.closed:
                         proc.stdin.write(body)
                         proc.stdin.flush()
                     elif pid == ID_CLOSE_STDIN:
-                        proc.stdin.close()
-                        return
+                        proc.stdin.close()  # and go on reading: the host may still close the stream
             except (OSError, ValueError):
-                return
+                pass
+            # The host closed the stream (its adb client was killed): like adbd, SIGHUP to the shell alone,
+            # never to its children, which run on.
+            if stream.closed and proc.poll() is None:
+                try:
+                    os.kill(proc.pid, signal.SIGHUP)
+                except OSError:
+                    pass
 
         threads = [threading.Thread(target=pump, args=(proc.stdout, ID_STDOUT), daemon=True)]
         if v2:

@@ -8,8 +8,9 @@ with devices on USB or over TCP (``serial = "host:port"``: hilbench runs
 Device layout, under :data:`DEVICE_ROOT` (``/data/local/tmp/hilbench``)::
 
     blobs/<sha256><suffix>     models and inputs, content-addressed
-    bin/<sha256>-<name>        runner binaries (benchmark_model, onnxruntime_perf_test)
-    agents/<sha256>.pyz        the regular agent, for phones with a Python (Termux)
+    bin/<set-sha256>/<name>    a runner binary (benchmark_model, onnxruntime_perf_test) with the target's
+                               ``adb.libraries`` beside it; the folder is named for the set's content
+    agents/<sha256>.pyz        the regular agent, for a Python the shell user can run (rooted phone)
     journal/<run_id>.jsonl     the agent's journal
 
 A file is pushed to a temporary name, its sha256 checked on the device
@@ -19,7 +20,10 @@ right hash is not sent again.
 
 Shell commands return their real exit status: every command is followed by an
 ``echo`` of a marker with ``$?``, which works with and without adb's shell
-protocol v2. adb's own failures (device offline, unauthorized, not found, no
+protocol v2. Each command first echoes its process group (adbd starts every
+shell in a session of its own): a command that outlives its timeout is killed
+there with its children (adbd itself only sends SIGHUP to the shell, and a
+child such as ``sleep`` would run on). adb's own failures (device offline, unauthorized, not found, no
 permissions) become one-line :class:`TransportError` messages that say how to
 fix them; a device that drops is waited for (``adb wait-for-device`` / reconnect)
 for ``recover_timeout_s`` before giving up.
@@ -46,7 +50,9 @@ __all__ = ["ADBTransport", "ShellResult", "DEVICE_ROOT", "explain_adb_error", "p
 
 DEVICE_ROOT = "/data/local/tmp/hilbench"
 RC_MARK = "__HILBENCH_RC="
+PG_MARK = "__HILBENCH_PG="
 _RC_RE = re.compile(re.escape(RC_MARK) + r"(\d+)\r?\n?$")
+_PG_RE = re.compile(re.escape(PG_MARK) + r"(\d+)\r?\n")
 
 _STATE_FIXES = {
     "unauthorized": "the phone has not authorized this computer: unlock it, accept the 'Allow USB debugging?' "
@@ -122,6 +128,12 @@ def _tail(text: str, lines: int = 1) -> str:
     return " | ".join(kept[-lines:])
 
 
+def _brief(command: str, limit: int = 60) -> str:
+    """A command on one line, shortened: for messages."""
+    one = " ".join(command.split())
+    return one if len(one) <= limit else one[:limit - 3] + "..."
+
+
 class ADBTransport(Transport):
     """Reaches an Android phone through ``adb``. ``target.adb`` holds the serial, the adb path and the host
     paths of the runner binaries; :mod:`harness.android` drives those runners on the phone."""
@@ -151,7 +163,10 @@ class ADBTransport(Transport):
         return cmd + list(args)
 
     def _run(self, args: list[str], *, step: str, timeout: float | None = None, device: bool = True,
-             input_bytes: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+             input_bytes: bytes | None = None, what: str | None = None,
+             on_timeout: Any = None) -> subprocess.CompletedProcess[bytes]:
+        """One adb invocation. ``what`` names it in a timeout message; ``on_timeout(stdout_so_far)`` runs
+        before the timeout error and returns what to add to its message."""
         cmd = self.adb_command(*args, device=device)
         timeout = self.command_timeout_s if timeout is None else timeout
         try:
@@ -164,8 +179,9 @@ class ADBTransport(Transport):
         except PermissionError as exc:
             raise self._err(f"cannot run adb at {self.adb_path!r}: permission denied", step) from exc
         except subprocess.TimeoutExpired as exc:
-            raise self._err(f"`adb {' '.join(args)[:80]}` did not finish within {timeout:g} s: is the device "
-                            "responsive (`adb devices`)?", step) from exc
+            extra = on_timeout(exc.stdout or b"") if on_timeout is not None else None
+            raise self._err(f"{what or '`adb ' + _brief(' '.join(args), 80) + '`'} did not finish within "
+                            f"{timeout:g} s{extra or ''}: is the device responsive (`adb devices`)?", step) from exc
         except OSError as exc:
             raise self._err(f"cannot run adb: {exc.strerror or exc}", step) from exc
 
@@ -272,11 +288,17 @@ class ADBTransport(Transport):
         """Run ``command`` with ``sh`` on the device; its real exit status comes back in ``code``.
 
         ``check`` raises on a non-zero status; ``retry`` waits for a dropped device once and runs it again
-        (only for commands that can safely run twice)."""
-        wrapped = f"( {command}\n); echo \"{RC_MARK}$?\""
-        proc = self._run(["shell", wrapped], step=step, timeout=timeout, input_bytes=input_bytes)
+        (only for commands that can safely run twice). A command still running after ``timeout`` (default
+        :attr:`command_timeout_s`) is killed on the device with its children, and a one-line
+        :class:`TransportError` says so."""
+        wrapped = f"echo \"{PG_MARK}$$\"; ( {command}\n); echo \"{RC_MARK}$?\""
+        proc = self._run(["shell", wrapped], step=step, timeout=timeout, input_bytes=input_bytes,
+                         what=f"`{_brief(command)}`", on_timeout=self._kill_timed_out)
         out = proc.stdout.decode("utf-8", "replace")
         err = proc.stderr.decode("utf-8", "replace")
+        pg = _PG_RE.match(out)
+        if pg is not None:
+            out = out[pg.end():]
         m = _RC_RE.search(out)
         if m is None:
             # No marker: adb itself failed (or the connection dropped before the command ended).
@@ -284,13 +306,31 @@ class ADBTransport(Transport):
                 self.recover(step)
                 return self.shell(command, step=step, timeout=timeout, check=check, retry=False,
                                   input_bytes=input_bytes)
-            raise self._fail(proc, step, f"`{command[:60]}`")
+            raise self._fail(proc, step, f"`{_brief(command)}`")
         result = ShellResult(int(m.group(1)), out[:m.start()], err)
         if check and result.code != 0:
-            raise self._err(f"`{command[:80]}` exited with status {result.code}: "
+            raise self._err(f"`{_brief(command, 80)}` exited with status {result.code}: "
                             f"{_tail(result.stderr or result.stdout) or 'no message'}", step,
                             _tail(result.stderr + result.stdout, 10))
         return result
+
+    def _kill_timed_out(self, stdout: bytes) -> str:
+        """Kill the process group a timed-out :meth:`shell` command echoed first; the message's addition."""
+        m = _PG_RE.match(stdout.decode("utf-8", "replace"))
+        if m is None:
+            return " (it may still be running on the device: it never reported its process group)"
+        if self.kill_group(int(m.group(1))):
+            return " and was stopped on the device"
+        return f" (it may still be running on the device: `kill -9 -{m.group(1)}` failed)"
+
+    def kill_group(self, pgid: int) -> bool:
+        """SIGKILL to the device's process group ``pgid`` (a shell and its children); True when sent."""
+        try:
+            proc = self._run(["shell", f"kill -9 -{int(pgid)} 2>/dev/null; echo {RC_MARK}$?"], step="kill",
+                             timeout=10.0)
+        except TransportError:
+            return False
+        return f"{RC_MARK}0" in proc.stdout.decode("utf-8", "replace")
 
     def getprops(self) -> dict[str, str]:
         """All system properties (``getprop``), read once per connection."""
@@ -336,7 +376,8 @@ class ADBTransport(Transport):
             pass
 
     def pull(self, device_path: str, host_path: str, *, step: str = "download") -> None:
-        proc = self._run(["pull", device_path, host_path], step=step)
+        """``adb pull`` one file from the device (for files too large to read through :meth:`shell`)."""
+        proc = self._run(["pull", device_path, host_path], step=step, timeout=max(self.command_timeout_s, 300.0))
         if proc.returncode != 0:
             raise self._fail(proc, step, f"adb pull {device_path}")
 
@@ -381,24 +422,85 @@ class ADBTransport(Transport):
             out[role] = self.blob_path(sha256, host_path)
             self.ensure(host_path, sha256, out[role])
         if self.target.python:
+            self.check_python()
             out["agent"] = self._ensure_agent()
         return out
 
-    def ensure_runner(self, name: str, host_path: str) -> str:
-        """Push a runner binary (by content) and return its device path."""
-        import hashlib
-
+    def _host_file(self, host_path: str) -> Path:
+        """A host path the target file names: ``~`` expanded, relative to the target file."""
         path = Path(os.path.expanduser(host_path))
         if not path.is_absolute() and self.target.source not in ("", "built-in", "--target"):
             path = Path(self.target.source).parent / path
+        return path
+
+    def _file_sha(self, path: Path, what: str, fix: str) -> str:
+        import hashlib
+
+        if path.is_dir():
+            raise self._err(f"{what} ({path}) is a folder: name its files one by one", "prepare")
         try:
-            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            return hashlib.sha256(path.read_bytes()).hexdigest()
         except OSError as exc:
-            raise self._err(f"the {name} binary the target names ({path}) cannot be read: "
-                            f"{exc.strerror or exc}; build it for the phone's ABI and set adb.{name}", "prepare") from exc
-        device_path = f"{DEVICE_ROOT}/bin/{sha}-{name}"
-        self.ensure(str(path), sha, device_path, mode="755", step="prepare")
-        return device_path
+            raise self._err(f"{what} ({path}) cannot be read: {exc.strerror or exc}; {fix}", "prepare") from exc
+
+    def ensure_runner(self, name: str, host_path: str) -> str:
+        """Push a runner binary and the target's ``adb.libraries`` (by content) into one folder; return the
+        runner's device path. The folder (:meth:`runner_env` puts it on ``LD_LIBRARY_PATH``) is named for the
+        set's content, so a changed binary or library gets a new folder and nothing half-updated is run."""
+        import hashlib
+
+        path = self._host_file(host_path)
+        sha = self._file_sha(path, f"the {name} binary the target names",
+                             f"build it for the phone's ABI and set adb.{name}")
+        files = [(name, str(path), sha, "755")]
+        for lib in self.target.adb.libraries:
+            lpath = self._host_file(lib)
+            lsha = self._file_sha(lpath, "a library in adb.libraries", "fix the path in the target file")
+            files.append((lpath.name, str(lpath), lsha, "755"))
+        names = [f[0] for f in files]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise self._err(f"two files named {dup} would land in the runner's folder: rename one in "
+                            "adb.libraries", "prepare")
+        folder = hashlib.sha256("".join(f"{n}\0{h}\n" for n, _, h, _ in sorted(files)).encode()).hexdigest()
+        device_dir = f"{DEVICE_ROOT}/bin/{folder}"
+        for fname, host, fsha, mode in files:
+            self.ensure(host, fsha, f"{device_dir}/{fname}", mode=mode, step="prepare")
+        return f"{device_dir}/{name}"
+
+    def runner_env(self, device_runner: str) -> str:
+        """The ``K=V ...`` prefix that starts a runner with the target's ``env``, its own folder first on
+        ``LD_LIBRARY_PATH`` (``libonnxruntime.so``, external delegates) and, when the target lists
+        libraries, on ``ADSP_LIBRARY_PATH`` (QNN's DSP skeletons). ``{runner_dir}`` in an env value is
+        that folder."""
+        folder = device_runner.rsplit("/", 1)[0]
+        env = {k: v.replace("{runner_dir}", folder) for k, v in self.target.env.items()}
+        ld = env.pop("LD_LIBRARY_PATH", None)
+        parts = [f"LD_LIBRARY_PATH={shlex.quote(folder + (':' + ld if ld else ''))}"
+                 "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"]
+        if self.target.adb.libraries and "ADSP_LIBRARY_PATH" not in env:
+            env["ADSP_LIBRARY_PATH"] = f"{folder};/vendor/dsp/cdsp;/vendor/lib/rfsa/adsp;/system/lib/rfsa/adsp;/dsp"
+        parts += [f"{k}={shlex.quote(v)}" for k, v in env.items()]
+        return " ".join(parts) + " "
+
+    def check_python(self) -> None:
+        """That the target's ``python`` runs as adb's shell user (once per connection); else a one-line error
+        pointing Termux users to an SSH target."""
+        python = self.target.python
+        if f"python:{python}" in self._known:
+            return
+        res = self.shell(f"{shlex.quote(python)} -c 'import sys; print(sys.version_info[0] * 100 + "
+                         f"sys.version_info[1])' 2>&1", step="prepare", timeout=30.0, retry=True)
+        version = res.stdout.strip().splitlines()[-1:] or [""]
+        if res.code != 0 or not version[0].isdigit():
+            raise self._err(f"the target's python ({python}) does not run as adb's shell user "
+                            f"({_tail(res.stdout) or f'exit status {res.code}'}): name a Python the shell user "
+                            "can run (a rooted phone, or one under /data/local/tmp), or reach Termux over SSH "
+                            "(docs/android.md)", "prepare")
+        if int(version[0]) < 307:
+            raise self._err(f"the target's python ({python}) is Python {int(version[0]) // 100}."
+                            f"{int(version[0]) % 100}: the agent needs 3.7 or newer", "prepare")
+        self._known.add(f"python:{python}")
 
     def _ensure_agent(self) -> str:
         bundle = agent_bundle()
@@ -429,7 +531,8 @@ class ADBTransport(Transport):
 
     # ------------------------------------------------------------------ running
     def popen_shell(self, command: str, *, stdin: bool = False) -> subprocess.Popen[bytes]:
-        """``adb shell command`` as a streaming subprocess (stdout, stderr pipes)."""
+        """``adb shell command`` as a streaming subprocess (stdout, stderr pipes). Closing it does not stop
+        the command on the device: have it echo ``$$`` and use :meth:`kill_group`."""
         cmd = self.adb_command("shell", command)
         try:
             return subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
@@ -438,8 +541,9 @@ class ADBTransport(Transport):
             raise self._err(f"cannot run adb ({self.adb_path!r}): {exc.strerror or exc}", "start agent") from exc
 
     def start_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None = None) -> AgentProcess:
-        """The regular agent where the target names a Python on the phone (Termux); otherwise the phone's
-        own benchmark binary, driven by :mod:`harness.android`."""
+        """The regular agent where the target names a Python that adb's shell user can run (a rooted phone, or
+        one under /data/local/tmp; Termux's is out of its reach: use an SSH target); otherwise the phone's own
+        benchmark binary, driven by :mod:`harness.android`."""
         if self.target.python:
             return self._start_python_agent(payload, journal, args)
         from harness.android import start_runner
@@ -449,6 +553,7 @@ class ADBTransport(Transport):
     def _start_python_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None) -> AgentProcess:
         import json
 
+        self.check_python()
         agent = self._ensure_agent()
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.target.env.items())
         jdir = journal.rsplit("/", 1)[0]
