@@ -1,9 +1,10 @@
 """``hilbench doctor`` checks for Android targets: what must be true before a phone can be measured.
 
 :func:`doctor_android` returns one :class:`Check` per question (adb found, device
-authorized, ABI, Android version, SoC, runner binaries present and their
-versions, big/little cores, thermal status). It never raises for a failed check:
-a check that cannot be made is a ``fail`` with the fix.
+authorized, ABI, Android version, SoC, runner binaries present, loadable and
+their versions, a ``python`` the shell user can run, big/little cores, thermal
+status, power source). It never raises for a failed check: a check that cannot
+be made is a ``fail`` with the fix.
 """
 
 from __future__ import annotations
@@ -31,9 +32,35 @@ except ImportError:  # pragma: no cover - until harness/doctor.py lands
         fix: str = ""
 
 
-__all__ = ["Check", "doctor_android", "big_little"]
+__all__ = ["Check", "doctor_android", "big_little", "runner_failure"]
 
 _ABIS = ("arm64-v8a", "armeabi-v7a", "x86_64", "x86")
+
+#: What the shell or Android's dynamic linker prints when a binary cannot start (wrong ABI, missing library,
+#: not a binary at all), as opposed to the runner's own usage text.
+_LOADER_ERRORS = re.compile(
+    r"not executable|cannot execute|exec format error|invalid elf|no such file|not found|syntax error|"
+    r"cannot link executable|is (?:32|64)-bit instead of|unexpected e_machine|permission denied|"
+    r"illegal instruction|segmentation fault|bus error", re.IGNORECASE)
+
+
+def runner_failure(code: int, output: str) -> str | None:
+    """Why a runner's ``--help`` shows that it cannot run on the phone, or None when it ran.
+
+    The runners exit non-zero after their usage text (``benchmark_model --help`` 1,
+    ``onnxruntime_perf_test -h`` 255), so the status alone says nothing; 126/127 (the shell
+    could not execute or find it), a signal (>= 128 that is not 255), a loader message or no
+    output at all does."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    # the shell and the linker speak before the program does: a usage text further down may say anything
+    bad = next((ln for ln in lines[:3] if _LOADER_ERRORS.search(ln)), None)
+    if code in (126, 127) or 128 <= code < 255:
+        return bad or f"exit status {code}" + (f": {lines[-1]}" if lines else "")
+    if code != 0 and bad is not None:
+        return bad
+    if not lines:
+        return f"it printed nothing (exit status {code})"
+    return None
 
 
 def big_little(max_khz: dict[int, int]) -> tuple[list[int], list[int]]:
@@ -97,14 +124,29 @@ def doctor_android(target: Target) -> list[Check]:
         try:
             device_path = t.ensure_runner(name, host)
             flag = "--help" if name == "benchmark_model" else "-h"
-            res = t.shell(f"{shlex.quote(device_path)} {flag} 2>&1 | head -n 40", step="doctor", timeout=20)
+            # with the runner's environment (LD_LIBRARY_PATH: its libraries), as a job starts it
+            res = t.shell(f"{t.runner_env(device_path)}{shlex.quote(device_path)} {flag} 2>&1", step="doctor",
+                          timeout=20)
             m = re.search(r"(?:version|Version)[:\s]+v?([\w.\-]+)", res.stdout)
-            runs = bool(res.stdout.strip())
-            checks.append(Check(f"runner {name}", "ok" if runs else "fail",
-                                f"{device_path}" + (f" (version {m.group(1)})" if m else ""),
-                                "" if runs else f"the binary prints nothing: is it built for {abi}?"))
+            why = runner_failure(res.code, res.stdout)
+            if why is None:
+                checks.append(Check(f"runner {name}", "ok",
+                                    f"{device_path}" + (f" (version {m.group(1)})" if m else "")))
+            else:
+                missing = re.search(r'library "([^"]+)" not found', why)
+                fix = (f"add {missing.group(1)} to adb.libraries in the target file" if missing else
+                       f"build {name} for {abi or 'the phone'} (`adb shell getprop ro.product.cpu.abi`) and set "
+                       f"adb.{name} to it")
+                checks.append(Check(f"runner {name}", "fail", f"{host} cannot run on the phone: {why}", fix))
         except TransportError as exc:
             checks.append(Check(f"runner {name}", "fail", str(exc), f"rebuild {name} for {abi or 'the phone'}"))
+    if target.python:
+        try:
+            t.check_python()
+            checks.append(Check("python", "ok", f"{target.python} runs as adb's shell user"))
+        except TransportError as exc:
+            checks.append(Check("python", "fail", str(exc),
+                                "for Termux use an SSH target (port 8022, docs/android.md)"))
     try:
         res = t.shell("for c in /sys/devices/system/cpu/cpu[0-9]*; do [ -r $c/cpufreq/cpuinfo_max_freq ] && "
                       "echo \"${c##*/} $(cat $c/cpufreq/cpuinfo_max_freq)\"; done", step="doctor")
@@ -124,7 +166,9 @@ def doctor_android(target: Target) -> list[Check]:
     try:
         from harness.android import TELEMETRY_SCRIPT, parse_snapshot
 
-        readings = {d["sensor"]: d for d in parse_snapshot(t.shell(TELEMETRY_SCRIPT, step="doctor").stdout)}
+        readings = {d["sensor"]: d for d in parse_snapshot(t.shell(TELEMETRY_SCRIPT, step="doctor").stdout,
+                                                           current_unit=target.adb.battery_current_unit,
+                                                           current_sign=target.adb.battery_current_sign)}
         status_r = readings.get("thermal.status")
         level = int(status_r["value"]) if status_r and status_r["value"] is not None else None
         charging = readings.get("battery.charging", {}).get("value")
@@ -134,10 +178,14 @@ def doctor_android(target: Target) -> list[Check]:
             detail += f", hottest sensor {max(temps):.1f} C"
         checks.append(Check("thermal status", "ok" if not level else "warn", detail,
                             "" if not level else "the phone is throttling: let it cool before measuring"))
-        checks.append(Check("power source", "warn" if charging else "ok",
-                            "charging" if charging else "on battery",
-                            "battery power is meaningless while charging: unplug (adb over Wi-Fi) or use a meter"
-                            if charging else ""))
+        meter = target.telemetry.get("meter_command")
+        if charging and meter:
+            checks.append(Check("power source", "ok", "charging; energy from the meter command (on this computer)"))
+        else:
+            checks.append(Check("power source", "warn" if charging else "ok",
+                                "charging" if charging else "on battery",
+                                "battery power is meaningless while charging: unplug (adb over Wi-Fi: "
+                                "`adb tcpip 5555`) or set telemetry.meter_command" if charging else ""))
     except TransportError as exc:
         checks.append(Check("thermal status", "warn", str(exc), "dumpsys thermalservice is not readable"))
     return checks

@@ -63,15 +63,17 @@ def adb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
 
 
 def _runner_script(tmp: Path, name: str, stdout_text: str, *, result_rows: str | None = None,
-                   sleep_s: float = 0.0, exit_code: int = 0) -> Path:
-    """A stand-in runner binary: records its arguments, sleeps, prints a recorded output."""
-    lines = ["#!/bin/sh", 'echo "$@" >> "$HILBENCH_STANDIN_ROOT/runner_args.log"']
+                   sleep_s: float = 0.0, exit_code: int = 0, extra: tuple[str, ...] = (),
+                   after: tuple[str, ...] = ()) -> Path:
+    """A stand-in runner binary: records its arguments (and runs ``extra`` lines), sleeps, prints a recorded
+    output, runs ``after`` lines."""
+    lines = ["#!/bin/sh", 'echo "$@" >> "$HILBENCH_STANDIN_ROOT/runner_args.log"', *extra]
     if sleep_s:
         lines.append(f"sleep {sleep_s}")
     lines += ["cat <<'HILBENCH_EOF'", stdout_text.rstrip("\n"), "HILBENCH_EOF"]
     if result_rows is not None:
         lines += ["for a; do last=$a; done", "cat > \"$last\" <<'HILBENCH_EOF'", result_rows.rstrip("\n"), "HILBENCH_EOF"]
-    lines.append(f"exit {exit_code}")
+    lines += [*after, f"exit {exit_code}"]
     path = tmp / name
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o755)
@@ -410,7 +412,8 @@ def test_doctor_android_without_adb(tmp_path: Path) -> None:
 
 
 def test_phone_with_python_runs_the_regular_agent(phone: ADBDStandIn, tmp_path: Path) -> None:
-    """Termux-style: the target names a Python on the phone, so the shipped agent zipapp runs there."""
+    """A Python adb's shell user can run (a rooted phone's, or one under /data/local/tmp; here the host's, as the
+    stand-in's shell is the host's): the shipped agent zipapp runs there. Termux's is out of that user's reach."""
     import sys
 
     target = Target(name="termux-phone", transport="adb", python=sys.executable,
@@ -448,3 +451,434 @@ def test_offline_device_and_one_that_does_not_come_back(phone: ADBDStandIn, tmp_
     phone.come_back()
     t.recover_timeout_s = 10
     assert t.shell("echo ok", retry=True).stdout == "ok\n"
+
+
+# ------------------------------------------------------------------------------------------ shell timeout, pull
+def _alive(pid: int) -> bool:
+    """Whether host process ``pid`` runs (a zombie nobody reaped has finished)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_shell_timeout_is_one_line_and_kills_the_command(phone: ADBDStandIn, tmp_path: Path) -> None:
+    t = _connected(phone, tmp_path)
+    started = time.monotonic()
+    with pytest.raises(TransportError) as info:
+        t.shell("sleep 30 &\necho $! > /data/local/tmp/sleep.pid\nwait", step="probe", timeout=1.5)
+    msg = str(info.value)
+    assert "\n" not in msg, msg
+    assert msg.startswith("standin-phone: probe: `sleep 30 & echo $! > /data/local/tmp/sleep.pid wait` did not "
+                          "finish within 1.5 s and was stopped on the device"), msg
+    assert time.monotonic() - started < 15
+    pid = int((phone.root / "data/local/tmp/sleep.pid").read_text())
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # adbd (and the stand-in) only SIGHUP the shell when the host goes: the child dies because hilbench kills it
+    assert not _alive(pid), "the remote command outlived its timeout"
+    assert t.shell("echo still usable").stdout == "still usable\n"
+
+
+def test_pull_and_a_missing_file(phone: ADBDStandIn, tmp_path: Path) -> None:
+    t = _connected(phone, tmp_path)
+    t.shell("mkdir -p /data/local/tmp/hilbench/out && printf 'a,b\\n1,2\\n' > /data/local/tmp/hilbench/out/r.csv",
+            check=True)
+    t.pull("/data/local/tmp/hilbench/out/r.csv", str(tmp_path / "r.csv"))
+    assert (tmp_path / "r.csv").read_text() == "a,b\n1,2\n"
+    with pytest.raises(TransportError) as info:
+        t.pull("/data/local/tmp/hilbench/out/none.csv", str(tmp_path / "none.csv"))
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("standin-phone: download: adb pull /data/local/tmp/hilbench/out/none.csv "
+                                              "failed (adb exit status 1): ")
+    assert "does not exist" in msg
+
+
+# ------------------------------------------------------------------------------------------ no permissions
+#: What adb prints for a USB phone whose udev rule is missing (adb 1.0.41).
+NO_PERMISSIONS_DEVICES = ("List of devices attached\n"
+                          "0A1B2C3D\tno permissions (user in plugdev group; are your udev rules wrong?); see "
+                          "[http://developer.android.com/tools/device.html]\n\n")
+NO_PERMISSIONS_SHELL = ("error: insufficient permissions for device: user in plugdev group; are your udev rules "
+                        "wrong?\nSee [http://developer.android.com/tools/device.html] for more information\n")
+
+
+def test_no_permissions_is_one_line_with_the_udev_fix(tmp_path: Path) -> None:
+    from harness.transport.adb import explain_adb_error
+
+    assert parse_devices(NO_PERMISSIONS_DEVICES) == {"0A1B2C3D": "no permissions"}
+    fix = explain_adb_error(NO_PERMISSIONS_SHELL, "0A1B2C3D")
+    assert fix is not None and fix.startswith("device 0A1B2C3D: no permission to open the USB device: add a udev rule")
+    # A USB permission problem cannot be made over TCP, so this one adb is a FAKE: a script that answers
+    # `devices` and everything else as adb does for such a phone. The transport code is the real one.
+    fake = tmp_path / "fake-adb-no-permissions"
+    (tmp_path / "devices.txt").write_text(NO_PERMISSIONS_DEVICES)
+    (tmp_path / "shell.txt").write_text(NO_PERMISSIONS_SHELL)
+    fake.write_text(f'#!/bin/sh\nfor a; do [ "$a" = devices ] && exec cat {tmp_path}/devices.txt; done\n'
+                    f"cat {tmp_path}/shell.txt >&2; exit 1\n")
+    fake.chmod(0o755)
+    t = ADBTransport(Target(name="usb-phone", transport="adb",
+                            adb=ADBSettings(serial="0A1B2C3D", adb_path=str(fake))))
+    t.unauthorized_grace_s = 0.3
+    with pytest.raises(TransportError) as info:
+        t.connect()
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith("usb-phone: connect: device 0A1B2C3D is no permissions: no permission to open the USB "
+                          "device: add a udev rule"), msg
+    with pytest.raises(TransportError) as info:
+        t.shell("true", step="probe")
+    assert str(info.value).startswith("usb-phone: probe: device 0A1B2C3D: no permission to open the USB device")
+
+
+# ------------------------------------------------------------------------------------------ runner environment
+def test_runner_gets_env_ld_library_path_and_its_libraries(phone: ADBDStandIn, tmp_path: Path) -> None:
+    lib1 = tmp_path / "libs" / "libQnnHtp.so"
+    lib1.parent.mkdir()
+    lib1.write_bytes(b"\x7fELF fake QNN HTP backend")
+    (tmp_path / "libs" / "libonnxruntime.so").write_bytes(b"\x7fELF fake ORT")
+    script = _runner_script(
+        tmp_path, "onnxruntime_perf_test", (FIXTURES / "onnxruntime_perf_test_android_nnapi.txt").read_text(),
+        result_rows=(FIXTURES / "onnxruntime_perf_test_android_result_file.txt").read_text(),
+        extra=('echo "LD=$LD_LIBRARY_PATH ADSP=$ADSP_LIBRARY_PATH MODE=$QNN_MODE" > "$HILBENCH_STANDIN_ROOT/env.log"',
+               'ls "$(dirname "$0")" > "$HILBENCH_STANDIN_ROOT/dir.log"'))
+    target = Target(name="standin-phone", transport="adb", env={"QNN_MODE": "burst {runner_dir}"},
+                    adb=ADBSettings(serial=phone.serial, onnxruntime_perf_test=str(script),
+                                    libraries=("libs/libQnnHtp.so", "libs/libonnxruntime.so")),
+                    source=str(tmp_path / "phone.toml"))
+    t = ADBTransport(target)
+    t.connect()
+    msgs = _drain(t.start_agent(_payload("onnxruntime", "/data/local/tmp/hilbench/blobs/m.onnx"), t.journal_path("r1")))
+    assert msgs[-1]["type"] == "result", msgs[-1]
+    runner_path = msgs[0]["runner_path"]
+    folder = runner_path.rsplit("/", 1)[0]
+    assert folder.startswith("/data/local/tmp/hilbench/bin/") and runner_path.endswith("/onnxruntime_perf_test")
+    assert (phone.root / "dir.log").read_text().split() == ["libQnnHtp.so", "libonnxruntime.so",
+                                                            "onnxruntime_perf_test"]
+    env = (phone.root / "env.log").read_text()
+    here = f"{phone.root}{folder}"  # the stand-in maps /data into its sandbox folder
+    assert f"LD={here} " in env or f"LD={here}:" in env, env
+    assert f"ADSP={here};/vendor/dsp/cdsp;" in env and f"MODE=burst {here}" in env
+    # the libraries travel by content: a changed library gets a new folder, the old one is never half-updated
+    lib1.write_bytes(b"\x7fELF fake QNN HTP backend, v2")
+    assert t.ensure_runner("onnxruntime_perf_test", str(script)).rsplit("/", 1)[0] != folder
+
+
+def test_adb_target_settings_are_validated(tmp_path: Path) -> None:
+    from harness.errors import ConfigError
+    from harness.targets import load_target
+
+    def load(text: str) -> Target:
+        path = tmp_path / "p.toml"
+        path.write_text('transport = "adb"\n' + text)
+        return load_target(path)
+
+    t = load('[adb]\nlibraries = ["tools/libQnnHtp.so"]\nbattery_current_unit = "mA"\n'
+             'battery_current_sign = "discharge-positive"\n')
+    assert t.adb.libraries == ("tools/libQnnHtp.so",) and t.adb.battery_current_unit == "mA"
+    assert load("").adb.battery_current_unit == "auto" and load("").adb.battery_current_sign == "auto"
+    with pytest.raises(ConfigError, match=r"p\.toml: adb\.battery_current_unit: must be one of auto, uA, mA, "
+                                          r"not 'A'"):
+        load('[adb]\nbattery_current_unit = "A"\n')
+    with pytest.raises(ConfigError, match=r"p\.toml: adb\.battery_current_sign: must be one of auto, "
+                                          r"discharge-negative, discharge-positive"):
+        load('[adb]\nbattery_current_sign = "negative"\n')
+    with pytest.raises(ConfigError, match=r"p\.toml: adb\.libraries: expected a list of strings"):
+        load("[adb]\nlibraries = [1]\n")
+    with pytest.raises(ConfigError, match=r"p\.toml: adb\.big_cores: expected CPU numbers"):
+        load('[adb]\nbig_cores = ["7"]\n')
+    with pytest.raises(ConfigError, match=r"p\.toml: python: /data/data/com\.termux/files/usr/bin/python is inside "
+                                          r"an app's private folder.*SSH"):
+        load('python = "/data/data/com.termux/files/usr/bin/python"\n')
+
+
+def test_a_python_the_shell_user_cannot_run_is_one_line_pointing_to_ssh(phone: ADBDStandIn, tmp_path: Path) -> None:
+    target = Target(name="termux-phone", transport="adb", python="/data/local/tmp/no-such-python",
+                    adb=ADBSettings(serial=phone.serial), source=str(tmp_path / "t.toml"))
+    t = ADBTransport(target)
+    t.connect()
+    with pytest.raises(TransportError) as info:
+        t.prepare({})
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith("termux-phone: prepare: the target's python (/data/local/tmp/no-such-python) does not "
+                          "run as adb's shell user"), msg
+    assert "reach Termux over SSH" in msg
+
+
+# ------------------------------------------------------------------------------------------ phases, memory
+def test_runner_phase_and_per_phase_timeouts(phone: ADBDStandIn, tmp_path: Path) -> None:
+    """The binary loads, warms up and times in one process: one `runner` phase while it runs, then the phases by
+    its own figures. A per-phase timeout (load_s) therefore cannot cut a long run short; the job's own can."""
+    script = _runner_script(tmp_path, "benchmark_model",
+                            (FIXTURES / "benchmark_model_android_arm64_gpu.txt").read_text(), sleep_s=1.5)
+    t = _connected(phone, tmp_path, benchmark_model=str(script))
+    msgs = _drain(t.start_agent(_payload("litert", "/m.tflite"), t.journal_path("r1")))
+    phases = [(m["phase"], m["event"]) for m in msgs if m["type"] == "phase"]
+    assert phases[:2] == [("runner", "begin"), ("runner", "end")]
+    assert phases[2:] == [("load", "begin"), ("load", "end"), ("first", "begin"), ("first", "end"),
+                          ("warmup", "end"), ("timed", "begin"), ("timed", "end")]
+    runner_end = next(m for m in msgs if m["type"] == "phase" and m["phase"] == "runner" and m["event"] == "end")
+    assert runner_end["duration_ns"] >= 1.5e9
+    result = msgs[-1]
+    assert result["timed"]["duration_ns"] == round(251 * 3.97702e6)
+    assert result["timed"]["t0_ns"] + result["timed"]["duration_ns"] <= runner_end["t_ns"]
+
+
+def test_runner_job_outlives_a_load_timeout(phone: ADBDStandIn, tmp_path: Path) -> None:
+    from harness.cli import main
+    from harness.store import Store
+
+    bm = _runner_script(tmp_path, "benchmark_model", (FIXTURES / "benchmark_model_android_arm64_gpu.txt").read_text(),
+                        sleep_s=2)
+    tdir = tmp_path / "targets"
+    tdir.mkdir()
+    (tdir / "phone.toml").write_text(f'name = "standin-phone"\ntransport = "adb"\n[adb]\nserial = "{phone.serial}"\n'
+                                     f'benchmark_model = "{bm}"\n[telemetry]\nenabled = false\n')
+    plan = tmp_path / "plan.toml"
+    plan.write_text('name = "phone"\ntargets = ["standin-phone"]\n'
+                    f'[[models]]\nname = "m"\npath = "{ROOT / "harness/samples/models/digits_cnn_fp32.tflite"}"\n'
+                    '[policy]\ntimed = { count = 50 }\ntimeout_s = 60\ntimeouts = { load_s = 0.5 }\n')
+    code = main(["run", str(plan), "--store", str(tmp_path / "s"), "--targets-dir", str(tdir), "--quiet"])
+    runs = Store(tmp_path / "s").runs()
+    assert code == 0 and list(runs["status"]) == ["ok"], runs[["status", "error_message"]].to_dict("records")
+
+
+def test_onnxruntime_peak_memory_is_kept(phone: ADBDStandIn, tmp_path: Path) -> None:
+    script = _runner_script(tmp_path, "onnxruntime_perf_test",
+                            (FIXTURES / "onnxruntime_perf_test_android_nnapi.txt").read_text(),
+                            result_rows=(FIXTURES / "onnxruntime_perf_test_android_result_file.txt").read_text())
+    t = _connected(phone, tmp_path, onnxruntime_perf_test=str(script))
+    result = _drain(t.start_agent(_payload("onnxruntime", "/m.onnx"), t.journal_path("r1")))[-1]
+    # "Peak working set size: 61267968 bytes"
+    assert result["memory"]["peak_mb"] == pytest.approx(61.267968)
+    assert result["memory"]["hwm_kb"] == 61267968 // 1024
+    assert result["timed"]["duration_ns"] == round(0.163322e9)
+
+
+# ------------------------------------------------------------------------------------------ doctor: wrong binaries
+def _foreign_elf(path: Path) -> Path:
+    """An ELF header for a CPU that is not this machine's: execve refuses it, as a phone refuses an x86 build."""
+    import platform
+
+    machine = 0x3E if platform.machine() in ("aarch64", "arm64") else 0xB7  # x86-64 on ARM hosts, else AArch64
+    header = b"\x7fELF\x02\x01\x01" + b"\0" * 9 + (2).to_bytes(2, "little") + machine.to_bytes(2, "little")
+    path.write_bytes(header + (1).to_bytes(4, "little") + b"\0" * 40)
+    path.chmod(0o755)
+    return path
+
+
+def test_runner_failure_tells_usage_from_a_loader_error() -> None:
+    from harness.doctor_android import runner_failure
+
+    assert runner_failure(1, "INFO: STARTING!\nusage: benchmark_model\nFlags:\n--graph=\tstring") is None
+    assert runner_failure(255, "perf_test [options...] model_path [result_file]\nOptions:") is None
+    assert runner_failure(126, "/system/bin/sh: /data/local/tmp/b: not executable: 64-bit ELF file") == \
+        "/system/bin/sh: /data/local/tmp/b: not executable: 64-bit ELF file"
+    assert runner_failure(1, 'CANNOT LINK EXECUTABLE "./p": library "libonnxruntime.so" not found: needed by '
+                             "main executable").startswith("CANNOT LINK EXECUTABLE")  # type: ignore[union-attr]
+    assert runner_failure(139, "") == "exit status 139"
+    assert runner_failure(0, "") == "it printed nothing (exit status 0)"
+
+
+def test_doctor_fails_a_runner_built_for_the_wrong_abi(phone: ADBDStandIn, tmp_path: Path) -> None:
+    from harness.doctor_android import doctor_android
+
+    bm = _foreign_elf(tmp_path / "benchmark_model")
+    ort = tmp_path / "onnxruntime_perf_test"
+    ort.write_text('#!/bin/sh\necho \'CANNOT LINK EXECUTABLE "./onnxruntime_perf_test": library '
+                   '"libonnxruntime.so" not found: needed by main executable\'\nexit 1\n')
+    ort.chmod(0o755)
+    target = _target(phone, tmp_path, benchmark_model=str(bm), onnxruntime_perf_test=str(ort))
+    checks = {c.name: c for c in doctor_android(target)}
+    c = checks["runner benchmark_model"]
+    assert c.status == "fail", c
+    assert c.detail.startswith(f"{bm} cannot run on the phone: ") and "\n" not in c.detail
+    assert c.fix == ("build benchmark_model for arm64-v8a (`adb shell getprop ro.product.cpu.abi`) and set "
+                     "adb.benchmark_model to it")
+    c = checks["runner onnxruntime_perf_test"]
+    assert c.status == "fail" and "CANNOT LINK EXECUTABLE" in c.detail
+    assert c.fix == "add libonnxruntime.so to adb.libraries in the target file"
+
+
+# ------------------------------------------------------------------------------------------ battery units
+MA_PHONE_UEVENT = ("POWER_SUPPLY_NAME=battery\nPOWER_SUPPLY_STATUS=Discharging\nPOWER_SUPPLY_VOLTAGE_NOW=3900000\n"
+                   "POWER_SUPPLY_CURRENT_NOW=-450\nPOWER_SUPPLY_CAPACITY=80\n")
+
+
+def test_battery_current_unit_detected_and_configured() -> None:
+    from hilbench_agent.telemetry.android import detect_current_unit
+
+    from harness.android import parse_snapshot
+
+    snap = "@@uevent\n" + MA_PHONE_UEVENT
+    assert detect_current_unit(MA_PHONE_UEVENT) == "mA"
+    assert detect_current_unit(MA_PHONE_UEVENT.replace("=-450\n", "=-450000\n")) == "uA"
+    assert detect_current_unit(MA_PHONE_UEVENT.replace("Discharging", "Charging")) is None  # a charge says nothing
+    assert detect_current_unit(MA_PHONE_UEVENT.replace("=-450\n", "=0\n")) is None
+    r = {d["sensor"]: d for d in parse_snapshot(snap)}
+    assert r["battery.current"]["value"] == -450.0 and r["power.battery"]["value"] == pytest.approx(1755.0)
+    assert r["battery.current"]["extra"]["unit_basis"].startswith("auto: |CURRENT_NOW| < 20000")
+    # a µA phone in the same auto mode
+    r = {d["sensor"]: d for d in parse_snapshot(snap.replace("=-450\n", "=-450000\n"))}
+    assert r["battery.current"]["value"] == -450.0
+    # the target's setting wins over detection; and the sign setting over the status
+    r = {d["sensor"]: d for d in parse_snapshot(snap, current_unit="uA")}
+    assert r["battery.current"]["value"] == pytest.approx(-0.45)
+    flipped = snap.replace("=-450\n", "=450\n")
+    assert {d["sensor"]: d for d in parse_snapshot(flipped)}["battery.current"]["value"] == -450.0  # auto: status
+    r = {d["sensor"]: d for d in parse_snapshot(flipped, current_sign="discharge-negative")}
+    assert r["battery.current"]["value"] == 450.0  # believed: +450 mA into a discharging battery
+    r = {d["sensor"]: d for d in parse_snapshot(flipped, current_sign="discharge-positive")}
+    assert r["battery.current"]["value"] == -450.0
+
+
+def test_phone_telemetry_keeps_the_detected_unit_and_the_targets(phone: ADBDStandIn, tmp_path: Path) -> None:
+    from harness.android import PhoneTelemetry
+
+    uevent = phone.root / "sys/class/power_supply/battery/uevent"
+    uevent.write_text(MA_PHONE_UEVENT)
+    t = _connected(phone, tmp_path)
+    tel = PhoneTelemetry(t, lambda rs: None)
+    assert {d["sensor"]: d for d in tel.read_once()}["battery.current"]["value"] == -450.0
+    assert tel.current_unit == "mA" and tel.unit_basis.startswith("detected")
+    # now charging at 1200 mA: the size alone would say µA (1.2 mA); the unit found on battery is kept
+    uevent.write_text(MA_PHONE_UEVENT.replace("Discharging", "Charging").replace("=-450\n", "=1200\n"))
+    assert {d["sensor"]: d for d in tel.read_once()}["battery.current"]["value"] == 1200.0
+    # a target that says µA is believed
+    t2 = _connected(phone, tmp_path, battery_current_unit="uA")
+    tel2 = PhoneTelemetry(t2, lambda rs: None)
+    assert {d["sensor"]: d for d in tel2.read_once()}["battery.current"]["value"] == pytest.approx(1.2)
+    assert tel2.current_unit == "uA" and "target" in tel2.unit_basis
+
+
+# ------------------------------------------------------------------------------------------ energy end to end
+def _phone_plan(tmp_path: Path, phone: ADBDStandIn, *, telemetry: str, runner_extra: tuple[str, ...] = (),
+                runner_after: tuple[str, ...] = (), models: tuple[str, ...] = ("tflite", "onnx")) -> tuple[Path, Path]:
+    bm = _runner_script(tmp_path, "benchmark_model", (FIXTURES / "benchmark_model_android_arm64_gpu.txt").read_text(),
+                        sleep_s=2, extra=runner_extra, after=runner_after)
+    ort = _runner_script(tmp_path, "onnxruntime_perf_test",
+                         (FIXTURES / "onnxruntime_perf_test_android_nnapi.txt").read_text(),
+                         result_rows=(FIXTURES / "onnxruntime_perf_test_android_result_file.txt").read_text(),
+                         sleep_s=2, extra=runner_extra, after=runner_after)
+    tdir = tmp_path / "targets"
+    tdir.mkdir()
+    (tdir / "phone.toml").write_text(
+        f'name = "standin-phone"\ntransport = "adb"\n[adb]\nserial = "{phone.serial}"\nbenchmark_model = "{bm}"\n'
+        f'onnxruntime_perf_test = "{ort}"\n[telemetry]\n{telemetry}\n')
+    sample = ROOT / "harness" / "samples" / "models"
+    plan = tmp_path / "plan.toml"
+    plan.write_text('name = "phone"\ntargets = ["standin-phone"]\n'
+                    + "".join(f'[[models]]\nname = "digits-{m}"\npath = "{sample / f"digits_cnn_fp32.{m}"}"\n'
+                              for m in models)
+                    + '[policy]\ntimed = { count = 50 }\ntimeout_s = 60\nidle_s = 0.5\n')
+    return plan, tdir
+
+
+def test_meter_on_the_host_gives_energy_to_report_and_compare(phone: ADBDStandIn, tmp_path: Path) -> None:
+    """A power meter on the host (the target's meter_command): 4 W from the runner's start until 0.5 s after its
+    summary, 1 W otherwise. Its energy reaches the result, metrics, the report's energy column and compare's
+    energy metric - for the aggregate-only LiteRT run too, which has no timed samples to place readings against."""
+    from harness.cli import main
+    from harness.compare import compare, select_runs
+    from harness.metrics import energy_per_inference
+    from harness.report import build_report, ranking_table
+    from harness.store import Store
+
+    meter = tmp_path / "usb-meter"
+    meter.write_text(f'#!/bin/sh\nif [ -e "{phone.root}/running" ]; then echo "4.0 W"; else echo "1.0 W"; fi\n')
+    meter.chmod(0o755)
+    plan, tdir = _phone_plan(tmp_path, phone, telemetry=f'rate_hz = 4\nmeter_command = ["{meter}"]',
+                             runner_extra=('touch "$HILBENCH_STANDIN_ROOT/running"',),
+                             runner_after=("sleep 0.5", 'rm -f "$HILBENCH_STANDIN_ROOT/running"'))
+    store_dir = tmp_path / "results"
+    for _ in range(2):
+        assert main(["run", str(plan), "--store", str(store_dir), "--targets-dir", str(tdir), "--quiet"]) == 0
+    store = Store(store_dir)
+    runs = store.runs()
+    assert set(runs["status"]) == {"ok"} and len(runs) == 4
+    for r in runs.to_dict("records"):
+        result = json.loads(r["result"])
+        assert result["energy_source"] == "meter" and result["energy_sensor"] == "power.meter", result
+        assert result["idle_power_mw"] == pytest.approx(1000.0)
+        mean_ms = 3.97702 if r["backend"] == "litert" else 0.163322e3 / 20
+        # 3 W above idle x the runner's own mean time per inference: the timed window ends when the summary line
+        # arrives (the meter still says 4 W), not when the runner exits 0.5 s later (1 W by then)
+        assert result["energy_per_inference_mj"] == pytest.approx(3000 * mean_ms / 1000, rel=1e-3), result
+        assert result["timed"]["t0_basis"].endswith("ending when its timed summary line arrived (host clock)")
+        assert result["notices"] == []
+    e = energy_per_inference(store, runs).set_index("run_id")
+    assert set(e.index) == set(runs["run_id"]) and set(e["sensor"]) == {"power.meter"}
+    lite = runs[runs["backend"] == "litert"]
+    for rid in lite["run_id"]:  # aggregate-only: the stored figure, the same number as in its result
+        assert e.loc[rid, "energy_mj"] == pytest.approx(
+            json.loads(lite.set_index("run_id").loc[rid, "result"])["energy_per_inference_mj"])
+    table = ranking_table(store)
+    assert table["energy_mj"].notna().all() and len(table) == 2
+    html = build_report(store, plots=False)
+    assert "nan" not in html.replace("nanosecond", "")
+    sessions = list(dict.fromkeys(runs.sort_values("started_at")["session_id"]))
+    cmp = compare(store, select_runs(runs, sessions[0]), select_runs(runs, sessions[1]),
+                  metrics=("energy_per_inference",))
+    assert {(p.backend, p.metric) for p in cmp.pairs} == {("litert", "energy_per_inference"),
+                                                          ("onnxruntime", "energy_per_inference")}
+
+
+def test_charging_phone_notice_on_stderr_and_no_energy(phone: ADBDStandIn, tmp_path: Path, shared_dir: Path) -> None:
+    """The phone charges and no meter is set: before the job one line on stderr says so and what to do (no
+    prompt: runs are unattended), the run records energy_source "none (charging)" with the reason, and the
+    report shows no energy (and no 'nan') for it. Run through the real CLI in a subprocess, as a user would."""
+    import sys
+
+    from harness.metrics import energy_per_inference
+    from harness.report import build_report
+    from harness.store import Store
+
+    phone.set_dumpsys("battery", (shared_dir / "telemetry-samples/android/dumpsys_battery_charging_skia.txt").read_text())
+    (phone.root / "sys/class/power_supply/battery/uevent").write_text(
+        "POWER_SUPPLY_NAME=battery\nPOWER_SUPPLY_STATUS=Charging\nPOWER_SUPPLY_VOLTAGE_NOW=4248000\n"
+        "POWER_SUPPLY_CURRENT_NOW=-1200000\n")
+    plan, tdir = _phone_plan(tmp_path, phone, telemetry="rate_hz = 2", models=("tflite",))
+    store_dir = tmp_path / "results"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "device_agents")]))
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(plan), "--store", str(store_dir),
+                           "--targets-dir", str(tdir), "--quiet"], capture_output=True, text=True, env=env,
+                          timeout=120, cwd=str(ROOT))
+    assert proc.returncode == 0, proc.stderr
+    notices = [ln for ln in proc.stderr.splitlines() if "charging" in ln]
+    assert notices == [f"hilbench: notice: standin-phone: the phone is charging and no power meter is set, so this "
+                       f"run records no energy: unplug it (adb over Wi-Fi: `adb tcpip 5555`) or set "
+                       f"telemetry.meter_command in {tdir / 'phone.toml'}"], proc.stderr
+    store = Store(store_dir)
+    runs = store.runs()
+    result = json.loads(runs.iloc[0]["result"])
+    assert result["energy_source"] == "none (charging)"
+    assert "unplug it" in result["energy_reason"] and "meter_command" in result["energy_reason"]
+    assert result["notices"] == [notices[0].removeprefix("hilbench: notice: ")]
+    assert result["energy_reason"] in result["warnings"]
+    assert "energy_per_inference_mj" not in result
+    assert energy_per_inference(store, runs).empty
+    html = build_report(store, plots=False)
+    assert "nan" not in html.replace("nanosecond", "")
+
+
+def test_killing_a_runner_job_stops_it_on_the_phone(phone: ADBDStandIn, tmp_path: Path) -> None:
+    """What the session does on policy.timeout_s: the adb client goes, and so does the runner on the phone."""
+    script = _runner_script(tmp_path, "benchmark_model", "never printed", sleep_s=30,
+                            extra=('echo $$ > "$HILBENCH_STANDIN_ROOT/runner.pid"',))
+    t = _connected(phone, tmp_path, benchmark_model=str(script))
+    proc = t.start_agent(_payload("litert", "/m.tflite"), t.journal_path("r1"))
+    pid_file = phone.root / "runner.pid"
+    deadline = time.monotonic() + 15
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid = int(pid_file.read_text())
+    assert _alive(pid)
+    proc.kill()
+    assert proc.wait(10) == -9
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the runner outlived the job on the phone"
