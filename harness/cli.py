@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from harness import __version__
 from harness.errors import AnalysisError, ConfigError, HilbenchError
@@ -403,7 +403,8 @@ def _count(n: Any) -> str:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    targets = load_targets(_default_targets_dirs(args.targets_dir))
+    errors: list[ConfigError] = []
+    targets = load_targets(_default_targets_dirs(args.targets_dir), errors)
     for t in sorted(targets.values(), key=lambda t: t.name):
         where = t.host or ""
         if t.user:
@@ -413,7 +414,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
         facts = ", ".join(f"{k}={v}" for k, v in t.facts.items() if k in ("soc", "accelerator", "tops", "price_usd"))
         sys.stdout.write(f"{t.name:24} {t.transport:6} {where:28} {facts}\n")
     sys.stdout.write(f"{len(targets)} targets valid\n")
-    return EXIT_OK
+    for exc in errors:
+        sys.stderr.write(f"hilbench: error: {exc}\n")
+    return EXIT_USER if errors else EXIT_OK
 
 
 def cmd_telemetry_parse(args: argparse.Namespace) -> int:
@@ -626,8 +629,25 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     rp.set_defaults(func=cmd_report)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is a user error like any other: one line, exit status 1."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(EXIT_USER)
+
+
+def _debug_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` is taken after a subcommand too (``hilbench run plan.toml --debug``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in action.choices.values():
+                sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+                _debug_everywhere(sp)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hilbench", description="Hardware-in-the-loop benchmarking of edge ML inference.")
+    p = _Parser(prog="hilbench", description="Hardware-in-the-loop benchmarking of edge ML inference.")
     p.add_argument("--version", action="version", version=f"hilbench {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
@@ -683,6 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("file")
     tp.set_defaults(func=cmd_telemetry_parse)
     _analysis_parsers(sub, store_arg)
+    _debug_everywhere(p)
     return p
 
 

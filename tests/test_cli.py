@@ -366,3 +366,31 @@ def test_ctrl_c_mid_job_stores_the_job_as_interrupted_and_the_session_as_interru
     assert stray == []
     assert {p.stem for p in (store_dir / "samples").glob("*.parquet")} <= committed
     assert len(runs) == 4  # the first plan's two jobs, then one finished and one interrupted; the third never ran
+
+
+@pytest.mark.parametrize("argv", [["results", "--format", "xml"], ["bogus"], ["run", "--bogus"]])
+def test_usage_errors_are_one_line_user_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hilbench") and "--help" in err
+
+
+def test_debug_is_taken_after_the_subcommand(tmp_path):
+    from harness.errors import StoreError
+
+    with pytest.raises(StoreError):  # --debug: the error propagates with its traceback
+        main(["show", "nope", "--store", str(tmp_path), "--debug"])
+    assert main(["show", "nope", "--store", str(tmp_path)]) == 1
+
+
+def test_targets_reports_every_bad_file(tmp_path, capsys):
+    (tmp_path / "a.toml").write_text('colour = "red"\n')
+    (tmp_path / "b.toml").write_text("transport = \n")
+    (tmp_path / "good.toml").write_text('transport = "ssh"\nhost = "pi.lab"\n')
+    assert main(["targets", "--targets-dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "good" in out and "2 targets valid" in out  # local and good
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and "a.toml: colour: unknown key" in lines[0] and "b.toml: invalid TOML" in lines[1]
