@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import AnalysisError, ConfigError
+from harness.plan import file_sha256
 from harness.store import Store
 
 __all__ = ["pack_images", "load_scorer", "score_runs", "eval_file", "ACCURACY_COLUMNS", "cache_dir"]
@@ -168,14 +169,6 @@ def _stack(outputs: pd.Series) -> np.ndarray | None:
         return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _plan_eval_file(store: Store, session_id: Any, model: str) -> Path | None:
     """The ``[models.eval] data`` file of ``model`` in the plan its session ran (None if not named)."""
     from harness import tomlconf
@@ -208,7 +201,7 @@ def eval_file(store: Store, run: Any, info: dict[str, Any]) -> Path:
     if want:
         candidates += sorted(cache_dir().glob("*.npz"))
     for path in candidates:
-        if path.is_file() and (not want or _sha256(path) == want):
+        if path.is_file() and (not want or file_sha256(path) == want):
             return path
     where = f" ({planned})" if planned is not None else ""
     changed = " has changed since the run" if planned is not None and planned.is_file() else " is not on this host"

@@ -257,7 +257,41 @@ def parse_snapshot(text: str, *, current_unit: str | None = "auto",
     return readings
 
 
-class PhoneTelemetry:
+class _Poller:
+    """A daemon thread that calls ``read_once`` every ``interval_s`` and hands non-empty readings to
+    ``emit``, until :meth:`stop`. Subclasses set ``emit``, ``interval_s`` and ``join_s``."""
+
+    emit: Any
+    interval_s: float
+    join_s = 20.0
+
+    def __init__(self, name: str) -> None:
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name=name)
+
+    def read_once(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _read(self) -> list[dict[str, Any]]:
+        return self.read_once()
+
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            readings = self._read()
+            if readings:
+                self.emit(readings)
+            self.stop_event.wait(self.interval_s)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread.is_alive():
+            self.thread.join(self.join_s)
+
+
+class PhoneTelemetry(_Poller):
     """A host thread that reads the phone over ADB every ``interval_s`` and hands readings to ``emit``.
 
     The battery current's unit and sign come from the target (``adb.battery_current_unit`` /
@@ -268,8 +302,7 @@ class PhoneTelemetry:
         self.transport = transport
         self.emit = emit
         self.interval_s = max(0.5, interval_s)
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True, name="hilbench-phone-telemetry")
+        super().__init__("hilbench-phone-telemetry")
         self.power_mw: list[float] = []
         self.charging: bool | None = None
         self.errors = 0
@@ -308,27 +341,15 @@ class PhoneTelemetry:
                                  "/sys/class/power_supply/battery/uevent)")
         return readings
 
-    def _loop(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                readings = self.read_once()
-            except TransportError:
-                self.errors += 1
-                readings = []
-            if readings:
-                self.emit(readings)
-            self.stop_event.wait(self.interval_s)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        if self.thread.is_alive():
-            self.thread.join(20.0)
+    def _read(self) -> list[dict[str, Any]]:
+        try:
+            return self.read_once()
+        except TransportError:
+            self.errors += 1
+            return []
 
 
-class HostMeter:
+class HostMeter(_Poller):
     """The target's ``telemetry.meter_command`` run on the *host* every ``interval_s``: a power meter
     attached to the computer that the phone's supply goes through. Its first number is watts
     (:class:`hilbench_agent.telemetry.discover.ExternalMeterSource`); readings are ``power.meter`` in mW,
@@ -341,8 +362,8 @@ class HostMeter:
         self.source = ExternalMeterSource(self.argv, timeout_s=max(5.0, interval_s * 2))
         self.emit = emit
         self.interval_s = max(0.1, interval_s)
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True, name="hilbench-host-meter")
+        self.join_s = self.source.timeout_s + 1.0
+        super().__init__("hilbench-host-meter")
         self.values = 0
         #: the last failure (command missing, non-zero exit, no number), for the run's record
         self.error: str | None = None
@@ -367,20 +388,6 @@ class HostMeter:
             out.append(d)
         return out
 
-    def _loop(self) -> None:
-        while not self.stop_event.is_set():
-            readings = self.read_once()
-            if readings:
-                self.emit(readings)
-            self.stop_event.wait(self.interval_s)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        if self.thread.is_alive():
-            self.thread.join(self.source.timeout_s + 1.0)
 
 
 # ---------------------------------------------------------------------------------------- the runner
