@@ -495,6 +495,8 @@ def test_local_run_stores_telemetry_and_derived_figures(tmp_path, capsys):
     # sustained mode: its samples stored, windows, the clock drop as the throttle point, the temperature rise
     samples = store.samples([run["run_id"]])
     assert (samples["phase"] == "sustained").sum() == run["result"]["sustained"]["count"] > 100
+    sus = run["result"]["sustained"]
+    assert sus["stop_reason"] == "duration" and sus["duration_ns"] >= 1.6e9 and sus["window_s"] == 0.4
     s = d["sustained"]
     assert len(s["windows"]) == 4 and s["stability"] == pytest.approx(1.0, abs=0.3)
     assert s["throttle_cause"] == "clock" and 0.4 <= s["time_to_throttle_s"] <= 1.4

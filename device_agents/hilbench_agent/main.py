@@ -672,28 +672,10 @@ def sustained_loop(invoke, policy):
     The same bare timed region as :func:`timed_loop`; the host cuts the samples into ``window_s``
     windows (stability, time to throttle) against the telemetry on the same clock.
     """
-    duration_ns = _seconds_ns(policy.get("duration_s"), 60 * 10 ** 9)
-    max_count = int(policy.get("max_count") or 10 ** 7)
-    lat = []
-    starts = []
-    add_lat = lat.append
-    add_start = starts.append
-    n = 0
-    begin = clock()
-    end = begin + duration_ns
-    while True:
-        t0 = clock()
-        invoke()
-        t1 = clock()
-        add_lat(t1 - t0)
-        add_start(t0)
-        n += 1
-        if t1 >= end:
-            reason = "duration"
-            break
-        if n >= max_count:
-            reason = "max_count"
-            break
-    duration = clock() - begin
-    return lat, starts, {"count": n, "duration_ns": duration, "stop_reason": reason, "t0_ns": begin,
-                         "duration_s": duration_ns / 1e9, "window_s": float(policy.get("window_s") or 5.0)}
+    duration_s = float(policy.get("duration_s") or 60.0)
+    # timed_loop's bare region, bounded by time alone: minimum and maximum time are both the duration.
+    lat, starts, info = timed_loop(invoke, {"count": 1, "min_s": duration_s, "max_s": duration_s,
+                                            "max_count": int(policy.get("max_count") or 10 ** 7)})
+    info["stop_reason"] = "duration" if info["stop_reason"] == "max_time" else info["stop_reason"]
+    info.update(duration_s=duration_s, window_s=float(policy.get("window_s") or 5.0))
+    return lat, starts, info

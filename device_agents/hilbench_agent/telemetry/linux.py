@@ -81,15 +81,20 @@ def find_thermal_zones(root="/"):
         ztype, _ = read_text(fs, d + "/type")
         if ztype:
             zones.append((ztype, d))
+    return _named("temp.", zones)
+
+
+def _named(prefix, found):
+    """``[(prefix + type, dir, type)]`` for ``found`` = ``[(type, dir)]``; a type seen twice gets ``/<dir name>``."""
     counts = {}
-    for ztype, _ in zones:
-        counts[ztype] = counts.get(ztype, 0) + 1
+    for kind, _ in found:
+        counts[kind] = counts.get(kind, 0) + 1
     out = []
-    for ztype, d in zones:
-        name = "temp." + ztype
-        if counts[ztype] > 1:
+    for kind, d in found:
+        name = prefix + kind
+        if counts[kind] > 1:
             name += "/" + d.rsplit("/", 1)[1]
-        out.append((name, d, ztype))
+        out.append((name, d, kind))
     return out
 
 
@@ -165,16 +170,7 @@ def find_cooling_devices(root="/"):
         d = THERMAL_DIR + "/" + entry
         ctype, _ = read_text(fs, d + "/type")
         found.append((ctype or entry, d))
-    counts = {}
-    for ctype, _ in found:
-        counts[ctype] = counts.get(ctype, 0) + 1
-    out = []
-    for ctype, d in found:
-        name = "cooling." + ctype
-        if counts[ctype] > 1:
-            name += "/" + d.rsplit("/", 1)[1]
-        out.append((name, d, ctype))
-    return out
+    return _named("cooling.", found)
 
 
 def read_cooling_devices(root="/", devices=None, source="sysfs:thermal"):
