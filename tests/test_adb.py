@@ -23,6 +23,7 @@ from harness.errors import TransportError
 from harness.targets import ADBSettings, Target
 from harness.transport.adb import ADBTransport, parse_devices
 from tests.adbd_standin import ADBDStandIn, write_fake_tree
+from tests.helpers import missing_in_ci
 
 pytestmark = pytest.mark.adb
 
@@ -42,9 +43,7 @@ def _free_port() -> int:
 def adb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A private adb server (own port, own key folder), killed at teardown."""
     if ADB is None:
-        if os.environ.get("CI"):
-            pytest.fail("the adb binary is missing on CI (apt-get install adb)")
-        pytest.skip("the adb binary is not installed (apt-get install adb)")
+        missing_in_ci("the adb tests", "the adb binary is not installed (apt-get install adb)")
     home = tmp_path_factory.mktemp("adbhome")
     saved = {k: os.environ.get(k) for k in ("ANDROID_ADB_SERVER_PORT", "ANDROID_SDK_HOME", "ADB_SERVER_SOCKET")}
     os.environ["ANDROID_ADB_SERVER_PORT"] = str(_free_port())

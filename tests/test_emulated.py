@@ -19,10 +19,11 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from emulated_device import DEVICE_PYTHON, EmulatedDevice, EmulationUnavailable, build, check_host, reap_stale, start
-from helpers import write_agent
+from helpers import missing_in_ci, write_agent
 
 from harness import open_store
 from harness.cli import main
@@ -30,17 +31,13 @@ from harness.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "harness" / "samples" / "models"
 QUICKSTART = ROOT / "harness" / "samples" / "quickstart.toml"
-IN_CI = bool(os.environ.get("CI"))
 
 # A cold build (debootstrap + wheels under qemu) takes minutes and happens inside the first test's setup.
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(1200)]
 
 
-def unavailable(reason: str) -> None:
-    """Skip locally; fail in CI, where the device must be there."""
-    if IN_CI:
-        pytest.fail(f"the emulated arm64 device is unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"emulated arm64 device unavailable: {reason}")
+def unavailable(reason: str) -> NoReturn:
+    missing_in_ci("the emulated arm64 device", reason)
 
 
 def _ssh_transport_available() -> str | None:
@@ -400,17 +397,6 @@ def _is_agent(pid: int) -> bool:
     except OSError:
         return False
     return any(a.endswith(b".pyz") for a in cmdline) and b"--job" in cmdline
-
-
-# --- skip locally, fail in CI (no emulation needed) ---------------------------------------------------
-
-
-@pytest.mark.parametrize("ci", [False, True])
-def test_missing_support_skips_locally_and_fails_in_ci(ci: bool, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(sys.modules[__name__], "IN_CI", ci)
-    expected = pytest.fail.Exception if ci else pytest.skip.Exception
-    with pytest.raises(expected, match="no debootstrap here"):
-        unavailable("no debootstrap here")
 
 
 def test_check_host_names_what_is_missing(monkeypatch: pytest.MonkeyPatch):

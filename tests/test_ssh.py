@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -27,19 +28,15 @@ from harness.session import Progress, run_jobs
 from harness.targets import LOCAL, load_target, load_targets
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import pyenv_python  # noqa: E402
+from helpers import missing_in_ci, pyenv_python  # noqa: E402
 from sshd import SSHServer, UserKeys, free_port, keygen, sshd_unavailable, start_sshd  # noqa: E402
 
 pytestmark = pytest.mark.sshd
-IN_CI = bool(os.environ.get("CI"))
 MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
 
 
-def unavailable(reason: str) -> None:
-    """Skip here, fail in CI: a CI run must never pass by skipping the SSH tests."""
-    if IN_CI:
-        pytest.fail(f"real-sshd tests cannot run in CI: {reason}", pytrace=False)
-    pytest.skip(f"real sshd unavailable: {reason}")
+def unavailable(reason: str) -> NoReturn:
+    missing_in_ci("the real-sshd tests", reason)
 
 
 @pytest.fixture(scope="module")
@@ -806,14 +803,3 @@ def test_doctor_hints_give_the_command_that_fixes_host_keys_and_logins(servers, 
     assert checks["login"].ok is False and f"tried {wrong}" in fix
     assert f"ssh-copy-id -i {wrong}.pub -p {dev.port} {dev.user}@127.0.0.1" in fix
     assert f"identity_file in the [ssh] table of {tdir / 'dev.toml'}" in fix
-
-
-# --- skip here, fail in CI --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("ci", [False, True])
-def test_missing_sshd_skips_locally_and_fails_in_ci(ci: bool, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(sys.modules[__name__], "IN_CI", ci)
-    expected = pytest.fail.Exception if ci else pytest.skip.Exception
-    with pytest.raises(expected, match="no sshd here"):
-        unavailable("no sshd here")
