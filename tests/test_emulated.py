@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -303,24 +304,17 @@ def test_agent_killed_mid_run_is_stored_and_the_plan_goes_on(device: EmulatedDev
     tdir = _targets_dir(tmp_path, device, workdir=workdir)
     journal_dir = device.root / workdir.lstrip("/") / "journal"
     store_dir = tmp_path / "res"
-    result: dict[str, int] = {}
-    thread = threading.Thread(target=lambda: result.setdefault(
-        "code", main(["run", str(plan), "--targets-dir", str(tdir), "--store", str(store_dir), "--quiet"])))
-    thread.start()
-    killed: list[int] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not killed and thread.is_alive():
+
+    def kill_the_agent() -> list[int]:
         pidfiles = list(journal_dir.glob("*.pid")) if journal_dir.is_dir() else []
         if pidfiles:
             time.sleep(3)  # into its runs (~0.5 s per emulated MobileNet inference)
             with contextlib.suppress(OSError, ValueError, IndexError):
-                killed = device.kill([int(pidfiles[0].read_text().split()[1])])
-        time.sleep(0.1)
-    thread.join(300)
-    assert killed, "the agent never started on the device"
-    assert not thread.is_alive()
+                return device.kill([int(pidfiles[0].read_text().split()[1])])
+        return []
+
+    assert _run_and_strike(plan, tdir, store_dir, kill_the_agent) == 3
     runs = open_store(store_dir).runs().sort_values("started_at")
-    assert result["code"] == 3
     assert list(runs["status"]) == ["error", "ok"], runs[["model", "status", "error_message"]].to_string()
     first = runs.iloc[0]
     assert first["model"] == "mobilenet-v2-0.35" and first["error_category"] == "agent"
@@ -335,22 +329,9 @@ def test_connection_dropped_mid_run_is_recovered_from_the_journal(device: Emulat
     plan = small_plan(tmp_path, models=("mobilenet-v2-0.35",), timed=12, warmup=2)
     tdir = _targets_dir(tmp_path, device)
     store_dir = tmp_path / "res"
-    result: dict[str, int] = {}
-    thread = threading.Thread(target=lambda: result.setdefault(
-        "code", main(["run", str(plan), "--targets-dir", str(tdir), "--store", str(store_dir), "--quiet"])))
-    thread.start()
-    dropped: list[int] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not dropped and thread.is_alive():
-        if any(_is_agent(pid) for pid in device.processes()):
-            time.sleep(2)  # into its warm-up or timed runs (~0.5 s per emulated MobileNet inference)
-            dropped = device.kill_connections()
-        time.sleep(0.1)
-    thread.join(300)
-    assert dropped, "the agent never started on the device"
-    assert not thread.is_alive()
+    code = _run_and_strike(plan, tdir, store_dir, _once_a_job_runs(device, device.kill_connections))
     runs = open_store(store_dir).runs()
-    assert result["code"] == 0, runs[["status", "error_message"]].to_string()
+    assert code == 0, runs[["status", "error_message"]].to_string()
     assert len(runs) == 1 and runs["status"].iloc[0] == "ok"
     assert runs["timed_count"].iloc[0] == 12 and bool(runs["emulated"].iloc[0])
 
@@ -364,30 +345,46 @@ def test_device_losing_power_mid_run_is_stored_and_the_plan_ends(emulated_root: 
         plan = small_plan(tmp_path, models=("mobilenet-v2-0.35", "digits-cnn"), timed=40, warmup=2)
         tdir = _targets_dir(tmp_path, dev)
         store_dir = tmp_path / "res"
-        result: dict[str, int] = {}
-        thread = threading.Thread(target=lambda: result.setdefault(
-            "code", main(["run", str(plan), "--targets-dir", str(tdir), "--store", str(store_dir), "--quiet"])))
-        thread.start()
-        killed: list[int] = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed and thread.is_alive():
-            if any(_is_agent(pid) for pid in dev.processes()):
-                time.sleep(2)  # into its runs
-                killed = dev.power_off()
-            time.sleep(0.1)
-        thread.join(300)
-        assert killed, "the agent never started on the device"
-        assert not thread.is_alive()
+        code = _run_and_strike(plan, tdir, store_dir, _once_a_job_runs(dev, dev.power_off))
     finally:
         dev.stop()
     runs = open_store(store_dir).runs().sort_values("started_at")
-    assert result["code"] == 3
+    assert code == 3
     assert list(runs["model"]) == ["mobilenet-v2-0.35", "digits-cnn"]
     assert set(runs["status"]) == {"error"} and set(runs["error_category"]) == {"transport"}
     assert "dropped" in runs.iloc[0]["error_message"], runs.iloc[0]["error_message"]
     assert open_store(store_dir).samples().empty  # nothing of the lost job half-written
     sessions = open_store(store_dir).sessions()
     assert sessions["status"].tolist() == ["finished"]
+
+
+def _run_and_strike(plan: Path, tdir: Path, store_dir: Path, strike: Callable[[], list[int]]) -> int:
+    """``hilbench run`` in a thread while ``strike`` is called every 0.1 s until it acts on some pids
+    (it waits for its own moment); the run's exit status."""
+    result: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: result.setdefault(
+        "code", main(["run", str(plan), "--targets-dir", str(tdir), "--store", str(store_dir), "--quiet"])))
+    thread.start()
+    struck: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not struck and thread.is_alive():
+        struck = strike()
+        time.sleep(0.1)
+    thread.join(300)
+    assert struck, "the agent never started on the device"
+    assert not thread.is_alive()
+    return result["code"]
+
+
+def _once_a_job_runs(dev: EmulatedDevice, act: Callable[[], list[int]]) -> Callable[[], list[int]]:
+    """A strike that, once a job's agent runs on ``dev``, waits 2 s (into its runs: ~0.5 s per emulated
+    MobileNet inference) and then does ``act``."""
+    def strike() -> list[int]:
+        if not any(_is_agent(pid) for pid in dev.processes()):
+            return []
+        time.sleep(2)
+        return act()
+    return strike
 
 
 def _is_agent(pid: int) -> bool:
