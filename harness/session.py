@@ -514,7 +514,7 @@ class Runner:
             paths = self._prepare(transport, files)
         except TransportError as exc:
             run = _JobRun(job, run_id)
-            run.error = (("interrupted", _INTERRUPTED) if self.stop.is_set() else ("transport", str(exc)))
+            run.error = self._unless_stopped("transport", str(exc))
             return self._commit(run, started, transport, exc.stderr_tail, sent0)
         deadline = time.monotonic() + job.policy.timeout_s
         drops = 0
@@ -531,8 +531,8 @@ class Runner:
             drops += 1
             why = self._reconnect(transport)
             if why is not None:
-                run.error = (("interrupted", _INTERRUPTED) if self.stop.is_set() else
-                             ("transport", f"the connection dropped during the job and did not come back: {why}"))
+                run.error = self._unless_stopped(
+                    "transport", f"the connection dropped during the job and did not come back: {why}")
                 return self._commit(run, started, transport, tail, sent0)
             try:
                 recovered = self._recover(job, transport, journal, deadline)
@@ -552,6 +552,10 @@ class Runner:
             except TransportError as exc:
                 run.error = ("transport", str(exc))
                 return self._commit(run, started, transport, exc.stderr_tail, sent0)
+
+    def _unless_stopped(self, category: str, message: str) -> tuple[str, str]:
+        """The error ``(category, message)``, or "interrupted" when Ctrl-C caused it."""
+        return ("interrupted", _INTERRUPTED) if self.stop.is_set() else (category, message)
 
     def _prepare(self, transport: Transport, files: dict[str, tuple[str, str]]) -> dict[str, str]:
         """``transport.prepare`` with one reconnect when the connection dropped during it."""
@@ -643,9 +647,8 @@ class Runner:
                     kill(journal)
                 run = self._replay(job, journal, transport.fetch_journal(journal) or [])
                 run.result = None
-                run.error = (("interrupted", _INTERRUPTED) if self.stop.is_set() else
-                             ("timeout", f"the job exceeded its timeout of {job.policy.timeout_s:g} s "
-                              "(policy.timeout_s)"))
+                run.error = self._unless_stopped(
+                    "timeout", f"the job exceeded its timeout of {job.policy.timeout_s:g} s (policy.timeout_s)")
                 return run
             time.sleep(0.2)
         lines = transport.fetch_journal(journal)
