@@ -81,6 +81,11 @@ class LineProgress(Progress):
         self.done += 1
         self._write(f"[{self.done}/{self.total}] {_finished_text(job, row)}")
 
+    def note(self, text: str) -> None:
+        """A warning line (shown with --quiet too)."""
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
     def close(self) -> None:
         """Nothing to tidy up (the live display's counterpart)."""
 
@@ -138,6 +143,11 @@ class LiveProgress(Progress):
             d.update(job=None, phase="waiting", since=None)
             self._render([f"[{job.target.name} {d['done']}/{d['total']}] {_finished_text(job, row)}"])
 
+    def note(self, text: str) -> None:
+        """A warning line, printed above the live block (so the cursor arithmetic holds)."""
+        with self._lock:
+            self._render([text])
+
     def close(self) -> None:
         """Stop the ticker and draw the final state."""
         self._stop.set()
@@ -191,6 +201,17 @@ class LiveProgress(Progress):
         self.stream.flush()
 
 
+class _NoteHandler(logging.Handler):
+    """hilbench's own warnings during a run (a charging phone, say) go through the progress display."""
+
+    def __init__(self, progress: LineProgress | LiveProgress) -> None:
+        super().__init__(logging.WARNING)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress.note(record.getMessage())
+
+
 def make_progress(stream: TextIO, quiet: bool = False) -> LineProgress | LiveProgress:
     """The live per-device display on a terminal, else plain lines (logs, pipes, TERM=dumb)."""
     if not quiet and stream.isatty() and os.environ.get("TERM", "") != "dumb":
@@ -236,10 +257,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     labels = _parse_labels(args.label or [])
     progress = make_progress(sys.stderr, quiet=args.quiet)
+    notes = logging.getLogger("hilbench")
+    handler = None if args.debug else _NoteHandler(progress)
+    if handler is not None:
+        notes.addHandler(handler)
+        notes.propagate = False
     try:
         result = run_jobs(jobs, store, plan=plan, labels=labels, progress=progress, resume=args.resume,
                           argv=sys.argv[1:])
     finally:
+        if handler is not None:
+            notes.removeHandler(handler)
+            notes.propagate = True
         progress.close()
     out = sys.stdout
     if result.runs:

@@ -394,3 +394,26 @@ def test_targets_reports_every_bad_file(tmp_path, capsys):
     assert "good" in out and "2 targets valid" in out  # local and good
     lines = err.strip().splitlines()
     assert len(lines) == 2 and "a.toml: colour: unknown key" in lines[0] and "b.toml: invalid TOML" in lines[1]
+
+
+def test_warnings_during_a_run_go_above_the_live_block():
+    """A warning logged by a transport mid-run (a charging phone) is a permanent line above the block,
+    not text that breaks the redrawn lines."""
+    import logging
+
+    from harness.cli import LiveProgress, _NoteHandler
+
+    tty = FakeTTY()
+    p = LiveProgress(tty, clock=lambda: 0.0, columns=100, tick_s=None)
+    job = _fake_job("phone", "mobilenet", "litert")
+    p.session_started("s1", [job], 0)
+    p.job_started(job, "r1")
+    log = logging.getLogger("hilbench.test-notes")
+    handler = _NoteHandler(p)
+    logging.getLogger("hilbench").addHandler(handler)
+    try:
+        log.warning("hilbench: notice: %s", "phone: the phone is charging")
+    finally:
+        logging.getLogger("hilbench").removeHandler(handler)
+    assert screen(tty.getvalue()) == ["session s1: 1 jobs on phone", "hilbench: notice: phone: the phone is charging",
+                                      "phone  1/1  mobilenet/litert  preparing  0.0 s", ""]
