@@ -693,7 +693,15 @@ class SSHTransport(Transport):
         chan = self.open_channel(step)
         # invoke_subsystem waits for sshd's reply with no limit of its own: a timer closes the channel
         # (which ends that wait) if the whole opening takes longer than the timeout.
-        watchdog = threading.Timer(timeout, chan.close)
+        # The flag is set before the close, so the wait it ends always sees it (the timer's thread
+        # may still be inside chan.close() when the failed negotiation reaches the except below).
+        fired = threading.Event()
+
+        def expire() -> None:
+            fired.set()
+            chan.close()
+
+        watchdog = threading.Timer(timeout, expire)
         watchdog.daemon = True
         watchdog.start()
         try:
@@ -701,7 +709,7 @@ class SSHTransport(Transport):
             chan.invoke_subsystem("sftp")
             sftp = paramiko.SFTPClient(chan)
         except Exception as exc:  # noqa: BLE001 - translated
-            expired = not watchdog.is_alive()
+            expired = fired.is_set()
             with contextlib.suppress(Exception):
                 chan.close()
             if expired or isinstance(exc, TimeoutError):
