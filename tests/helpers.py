@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
 from harness.agentpkg import agent_bundle
 
 PYENV = Path.home() / ".pyenv" / "versions"
+T = TypeVar("T")
 
 
 def in_ci() -> bool:
@@ -53,3 +58,28 @@ def run_agent(python: str, agent: Path, job: dict[str, Any] | None, *args: str,
                           text=True, timeout=timeout, env=None if env is None else {**os.environ, **env})
     messages = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     return proc.returncode, messages, proc.stderr
+
+
+def ctrl_c_mid_run(run_args: list[str], ready: Callable[[], T | None], *, presses: int = 1, settle_s: float = 0.3,
+                   env: dict[str, str] | None = None) -> tuple[T, str]:
+    """Start ``hilbench run RUN_ARGS`` as a child, wait up to 60 s for ``ready()`` to return a value, let the
+    job go on ``settle_s``, press Ctrl-C (SIGINT) ``presses`` times, and check that the run ends with exit
+    130 and no traceback. Returns (what ``ready`` returned, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", *run_args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        end = time.monotonic() + 60
+        while (value := ready()) is None:
+            assert proc.poll() is None and time.monotonic() < end, proc.stderr.read() if proc.poll() else "slow"
+            time.sleep(0.05)
+        time.sleep(settle_s)  # into its warm-up or timed phase
+        for _ in range(presses):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    return value, err

@@ -7,13 +7,12 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers import ctrl_c_mid_run
 
 from harness import open_store
 from harness.cli import main
@@ -330,28 +329,12 @@ def test_ctrl_c_mid_job_stores_the_job_as_interrupted_and_the_session_as_interru
     # Two short jobs, then the 3-job plan in the same store: the first of those (0.2 ms x 3000) ends, the
     # second (5 ms x 3000, 15 s) is in flight when Ctrl-C comes.
     assert main(["run", str(first), "--store", str(store_dir), "--quiet"]) == 0
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(plan), "--store", str(store_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    try:
-        def in_flight() -> bool:
-            runs = list((store_dir / "runs").glob("*.parquet"))
-            journals = list((cache / "journal").glob("*.jsonl"))
-            return len(runs) >= 3 and len(journals) >= 2 and journals[-1].stat().st_size > 0
+    def in_flight() -> bool | None:
+        runs = list((store_dir / "runs").glob("*.parquet"))
+        journals = list((cache / "journal").glob("*.jsonl"))
+        return (len(runs) >= 3 and len(journals) >= 2 and journals[-1].stat().st_size > 0) or None
 
-        end = time.monotonic() + 60
-        while not in_flight():
-            assert proc.poll() is None and time.monotonic() < end, proc.stderr.read() if proc.poll() else "slow"
-            time.sleep(0.05)
-        time.sleep(0.3)  # into its warm-up or timed phase
-        for _ in range(presses):
-            proc.send_signal(signal.SIGINT)
-            time.sleep(0.05)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
+    ctrl_c_mid_run([str(plan), "--store", str(store_dir)], in_flight, presses=presses, env=env)
     store = open_store(store_dir)
     runs = store.runs()
     mine = runs[runs["session_id"] == runs["session_id"].iloc[-1]].sort_values("started_at")

@@ -77,35 +77,36 @@ class Discovered(list):
 
 # --- sysfs / procfs sources ---------------------------------------------------------------------
 
-class ThermalSource(Source):
-    name = "thermal"
+class _ListedSource(Source):
+    """A source whose discovered entries (zones, devices) are read by one reader in ``linux``."""
 
-    def __init__(self, root, zones):
+    reader = None  # set by each subclass: reader(fs, entries) -> [Reading]
+
+    def __init__(self, root, entries):
         self.fs = as_fs(root)
-        self.zones = zones
-
-    def describe(self):
-        return "thermal: %d zones (%s)" % (len(self.zones), ", ".join(z[2] for z in self.zones[:8]))
+        self.entries = entries
 
     def read(self):
-        return linux.read_thermal_zones(self.fs, self.zones)
+        return self.reader(self.fs, self.entries)
 
 
-class CoolingSource(Source):
+class ThermalSource(_ListedSource):
+    name = "thermal"
+    reader = staticmethod(linux.read_thermal_zones)
+
+    def describe(self):
+        return "thermal: %d zones (%s)" % (len(self.entries), ", ".join(z[2] for z in self.entries[:8]))
+
+
+class CoolingSource(_ListedSource):
     """Cooling devices' ``cur_state``: above 0 on a cpufreq/Processor device means the CPU is throttled."""
 
     name = "cooling"
     min_interval_s = 0.5  # the thermal governor re-evaluates every polling_delay (typically 0.25 to 1 s)
-
-    def __init__(self, root, devices):
-        self.fs = as_fs(root)
-        self.devices = devices
+    reader = staticmethod(linux.read_cooling_devices)
 
     def describe(self):
-        return "cooling: %d devices (%s)" % (len(self.devices), ", ".join(d[2] for d in self.devices[:6]))
-
-    def read(self):
-        return linux.read_cooling_devices(self.fs, self.devices)
+        return "cooling: %d devices (%s)" % (len(self.entries), ", ".join(d[2] for d in self.entries[:6]))
 
 
 class CpufreqSource(Source):
@@ -128,18 +129,12 @@ class CpufreqSource(Source):
         return out
 
 
-class HwmonSource(Source):
+class HwmonSource(_ListedSource):
     name = "hwmon"
-
-    def __init__(self, root, devices):
-        self.fs = as_fs(root)
-        self.devices = devices
+    reader = staticmethod(linux.read_hwmon)
 
     def describe(self):
-        return "hwmon: %s" % ", ".join("%s(%d)" % (n, len(c)) for n, _, c in self.devices)
-
-    def read(self):
-        return linux.read_hwmon(self.fs, self.devices)
+        return "hwmon: %s" % ", ".join("%s(%d)" % (n, len(c)) for n, _, c in self.entries)
 
 
 class RaplSource(Source):
