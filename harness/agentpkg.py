@@ -33,9 +33,29 @@ if sys.version_info < %r:
     sys.exit(2)
 
 
+def _trusted(path):
+    \"\"\"Whether the folder ``path`` may hold code this agent runs: a real folder (not a link) owned by this
+    user and writable by no one else. Else a line on stderr, and False.\"\"\"
+    import os
+    import stat
+    st = os.lstat(path)
+    why = None
+    if not stat.S_ISDIR(st.st_mode):
+        why = "not a folder"
+    elif hasattr(os, "getuid") and st.st_uid != os.getuid():
+        why = "owned by uid " + str(st.st_uid) + ", not by this user (uid " + str(os.getuid()) + ")"
+    elif st.st_mode & 0o022:
+        why = "writable by group or others (mode " + oct(stat.S_IMODE(st.st_mode)) + ")"
+    if why is None:
+        return True
+    sys.stderr.write("hilbench agent: not using " + path + ": " + why + "; running from the zip instead\\n")
+    return False
+
+
 def _unpacked():
     \"\"\"The folder <zip's folder>/unpacked/<sha256 of the zip>, made once (in a temporary folder,
-    then renamed) with .pyc files for this Python; None (import from the zip) where that cannot be.\"\"\"
+    then renamed) with .pyc files for this Python; None (import from the zip) where that cannot be,
+    or where the folder (or unpacked/) is not this user's own and private (see _trusted).\"\"\"
     import hashlib
     import os
     zpath = os.path.abspath(sys.argv[0])
@@ -47,14 +67,22 @@ def _unpacked():
         base = os.path.join(os.path.dirname(zpath), "unpacked")
         folder = os.path.join(base, digest)
         stamp = os.path.join(folder, "compiled-%%s" %% sys.implementation.cache_tag)
-        if os.path.isfile(stamp):
-            return folder
-        if not os.path.isdir(folder):
+        if not os.path.lexists(base):
+            try:
+                os.makedirs(base, 0o700)
+            except OSError:
+                pass  # made meanwhile by another agent, or not writable: checked below
+        if not _trusted(base):
+            return None
+        if os.path.lexists(folder):
+            if not _trusted(folder):
+                return None
+            if os.path.isfile(stamp):
+                return folder
+        else:
             import shutil
             import tempfile
             import zipfile
-            if not os.path.isdir(base):
-                os.makedirs(base)
             tmp = tempfile.mkdtemp(prefix=".tmp-", dir=base)
             try:
                 with zipfile.ZipFile(zpath) as zf:
@@ -64,6 +92,8 @@ def _unpacked():
                 shutil.rmtree(tmp, ignore_errors=True)
                 if not os.path.isdir(folder):
                     return None
+            if not _trusted(folder):  # another process's, made meanwhile
+                return None
         if sys.implementation.cache_tag:
             import compileall
             if compileall.compile_dir(os.path.join(folder, "hilbench_agent"), quiet=2):

@@ -41,6 +41,7 @@ job, and the result says ``energy_source = "none (charging)"`` with the remedy.
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import re
@@ -71,6 +72,11 @@ RUNNER_FOR_BACKEND = {"litert": "benchmark_model", "onnxruntime": "onnxruntime_p
 _PID_MARK = "__HILBENCH_PID="
 _PG_MARK = "__HILBENCH_PG="
 _RC_MARK = "__HILBENCH_RC="
+#: What is kept of a runner's output for the parsers: its first and last lines, each cut to a length. Their
+#: summaries come at the end, their settings at the start; more is dropped (and said so in the result).
+OUTPUT_HEAD_LINES = 500
+OUTPUT_TAIL_LINES = 5000
+OUTPUT_LINE_MAX = 8192
 #: ``adb.battery_current_sign`` -> the ``current_sign`` of the uevent parser (None: told from the status).
 CURRENT_SIGNS: dict[str, int | None] = {"auto": None, "discharge-negative": 1, "discharge-positive": -1}
 _ORT_EP = {"cpuexecutionprovider": "cpu", "nnapiexecutionprovider": "nnapi", "qnnexecutionprovider": "qnn",
@@ -423,6 +429,8 @@ class RunnerProcess(AgentProcess):
         self.code: int | None = None
         self.killed = threading.Event()
         self._tail: list[str] = []
+        #: how the runner's output was cut to fit (it is kept bounded), for the result's warnings
+        self.output_cut: str | None = None
         self._tel: list[dict[str, Any]] = []
         self._tel_lock = threading.Lock()
         self.done = threading.Event()
@@ -444,14 +452,17 @@ class RunnerProcess(AgentProcess):
     def kill(self) -> None:
         """Stop the runner: the local adb client, then the runner's process group on the phone (closing adb
         would leave it running there)."""
+        from harness.transport.adb import valid_pgid
+
         self.killed.set()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-        if self.remote_pg is not None:
-            self.transport.kill_group(self.remote_pg)
-        elif self.remote_pid is not None:
+        pg, pid = valid_pgid(self.remote_pg), valid_pgid(self.remote_pid)
+        if pg is not None:
+            self.transport.kill_group(pg)
+        elif pid is not None:
             try:
-                self.transport.shell(f"kill -9 {self.remote_pid} 2>/dev/null", step="kill runner", timeout=5.0)
+                self.transport.shell(f"kill -9 {pid} 2>/dev/null", step="kill runner", timeout=5.0)
             except TransportError:
                 pass
 
@@ -567,8 +578,14 @@ class RunnerProcess(AgentProcess):
         cmdline = " ".join(shlex.quote(a) for a in [device_runner, *args])
         jdir = result_file.rsplit("/", 1)[0]
         # The shell's $$ is its process group (adbd starts each shell in its own session): kill() ends it all.
-        command = (f"echo {_PG_MARK}$$; mkdir -p {shlex.quote(jdir)} && cd {shlex.quote(jdir)} && "
-                   f"{{ {prefix}{cmdline} 2>&1 & pid=$!; echo {_PID_MARK}$pid; wait $pid; echo {_RC_MARK}$?; }}")
+        # The markers carry this run's random tag; the runner's own output cannot pass for them: the process
+        # group is taken from the first line only, the pid from its first marker, the exit status from the last.
+        from harness.transport.adb import new_nonce, valid_pgid
+
+        tag = new_nonce()
+        pg_mark, pid_mark, rc_mark = (f"{m}{tag}:" for m in (_PG_MARK, _PID_MARK, _RC_MARK))
+        command = (f"echo {pg_mark}$$; mkdir -p -m 700 {shlex.quote(jdir)} && cd {shlex.quote(jdir)} && "
+                   f"{{ {prefix}{cmdline} 2>&1 & pid=$!; echo {pid_mark}$pid; wait $pid; echo {rc_mark}$?; }}")
         tel_cfg = payload.get("telemetry") or {}
         phone: PhoneTelemetry | None = None
         meter: HostMeter | None = None
@@ -593,36 +610,53 @@ class RunnerProcess(AgentProcess):
         self._put("phase", phase="runner", event="begin", runner=runner)
         t_start = time.monotonic_ns()
         self.proc = t.popen_shell(command)
-        out_lines: list[str] = []
+        head: list[str] = []
+        tail: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL_LINES)
+        dropped = cut = 0
         timed_end: int | None = None
         end_re, which = _TIMED_END[runner]
         rc: int | None = None
+        first = True
         assert self.proc.stdout is not None
-        for raw in iter(self.proc.stdout.readline, b""):
+        err_tail: collections.deque[str] = collections.deque(maxlen=20)
+        err_thread = threading.Thread(target=_drain_lines, args=(self.proc.stderr, err_tail), daemon=True)
+        err_thread.start()
+        for line, whole in _bounded_lines(self.proc.stdout):
             arrived = time.monotonic_ns()
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if not whole:
+                cut += 1
+            if first:
+                first = False
+                if line.startswith(pg_mark):
+                    self.remote_pg = valid_pgid(line[len(pg_mark):])
+                    continue
+            if line.startswith(pid_mark) and self.remote_pid is None:
+                self.remote_pid = valid_pgid(line[len(pid_mark):])
+                continue
+            if line.startswith(rc_mark) and re.fullmatch(r"[0-9]{1,9}", line[len(rc_mark):]):
+                rc = int(line[len(rc_mark):])  # the last one stands: the shell echoes it after the runner ended
+                continue
             if end_re.search(line) and (which == "last" or timed_end is None):
                 timed_end = arrived
-            mark = next((m for m in (_PG_MARK, _PID_MARK, _RC_MARK) if line.startswith(m)), None)
-            if mark is not None:
-                try:
-                    number = int(line[len(mark):])
-                except ValueError:
-                    continue
-                if mark == _PG_MARK:
-                    self.remote_pg = number
-                elif mark == _PID_MARK:
-                    self.remote_pid = number
-                else:
-                    rc = number
-                continue
-            out_lines.append(line)
+            if len(head) < OUTPUT_HEAD_LINES:
+                head.append(line)
+            else:
+                if len(tail) == tail.maxlen:
+                    dropped += 1
+                tail.append(line)
             self._tail.append(line)
             del self._tail[:-200]
         self.proc.wait()
+        err_thread.join(5.0)
         t_end = time.monotonic_ns()
         self._put("phase", phase="runner", event="end", duration_ns=t_end - t_start)
-        err = self.proc.stderr.read().decode("utf-8", "replace") if self.proc.stderr else ""
+        out_lines = head + list(tail)
+        if dropped or cut:
+            self.output_cut = (f"{runner}'s output was cut to fit: " + ", ".join(
+                ([f"{dropped} lines dropped between its first {OUTPUT_HEAD_LINES} and last {OUTPUT_TAIL_LINES}"]
+                 if dropped else []) + ([f"{cut} lines longer than {OUTPUT_LINE_MAX} characters shortened"]
+                                        if cut else []))) + ": the figures come from what was kept"
+        err = "\n".join(err_tail)
         if self.killed.is_set():
             self._stop_samplers(phone, meter)
             return -9
@@ -726,6 +760,8 @@ class RunnerProcess(AgentProcess):
                 "cv": (timed.std_ms / timed.mean_ms) if timed.std_ms is not None and timed.mean_ms else None,
             }
         warnings = list(report.warnings)
+        if self.output_cut:
+            warnings.append(self.output_cut)
         energy = self._energy(phone, meter, idle, t0, t1, timed_ns, count)
         if energy.get("energy_reason") and not energy["energy_source"].startswith("none (telemetry"):
             warnings.append(energy["energy_reason"])
@@ -795,6 +831,35 @@ class RunnerProcess(AgentProcess):
                 "`adb tcpip 5555`) or set telemetry.meter_command to a power meter on this computer")}
         why = phone.power_reason or "no power reading around the timed phase"
         return {"energy_source": "none (no battery reading)", "energy_reason": f"no energy figure: {why}"}
+
+
+def _bounded_lines(stream: Any, limit: int = OUTPUT_LINE_MAX) -> Any:
+    """``(line, whole)`` for each line of ``stream`` (bytes), decoded, without its end, at most ``limit``
+    characters: the rest of a longer line is read and dropped (``whole`` False), never held."""
+    while True:
+        raw = stream.readline(limit + 1)
+        if not raw:
+            return
+        whole = True
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            whole = False
+            while True:  # skip to the end of this line
+                rest = stream.readline(1 << 16)
+                if not rest or rest.endswith(b"\n"):
+                    break
+        yield raw[:limit].decode("utf-8", "replace").rstrip("\r\n"), whole
+
+
+def _drain_lines(stream: Any, keep: collections.deque[str]) -> None:
+    """Read ``stream`` to its end, keeping its last lines (each cut) in ``keep``: a flood never blocks the
+    runner or fills the host's memory."""
+    if stream is None:
+        return
+    try:
+        for line, _whole in _bounded_lines(stream, 1000):
+            keep.append(line)
+    except (OSError, ValueError):
+        pass
 
 
 def _timed_duration_ns(report: Any) -> tuple[int | None, str | None]:

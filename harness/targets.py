@@ -7,6 +7,8 @@ the device's Python, the runtimes it has, tags, and the facts a buyer compares
 
 from __future__ import annotations
 
+import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,11 @@ from harness.errors import ConfigError
 from harness.tomlconf import TableReader, load_toml
 
 __all__ = ["Target", "SSHSettings", "ADBSettings", "load_target", "load_targets", "LOCAL", "parse_target_spec",
-           "BATTERY_CURRENT_UNITS", "BATTERY_CURRENT_SIGNS"]
+           "BATTERY_CURRENT_UNITS", "BATTERY_CURRENT_SIGNS", "ENV_KEY", "shell_env"]
 
 TRANSPORTS = ("local", "ssh", "adb")
+#: What a target's ``env`` key must be: a shell variable name (it is written unquoted into device shell commands).
+ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FACT_KEYS: dict[str, tuple[type, ...]] = {
     "vendor": (str,),
     "model": (str,),
@@ -172,6 +176,9 @@ def load_target(path: Path) -> Target:
     adb = _adb_settings(r.table("adb"))
     env = r.get("env", dict, {})
     for key, value in env.items():
+        if not ENV_KEY.fullmatch(key):
+            raise r.error("env", f"key {key!r} is not a shell variable name (letters, digits and _, not starting "
+                                 "with a digit)")
         if not isinstance(value, str):
             raise r.error(f"env.{key}", "expected a string")
     python = r.get("python", str, "")
@@ -199,6 +206,15 @@ def load_target(path: Path) -> Target:
     )
     r.done()
     return target
+
+
+def shell_env(env: dict[str, str]) -> str:
+    """``env`` as ``K='v' K2='v2'`` for a device shell command: values quoted, keys checked (a key that is
+    not a shell variable name raises ValueError, even for a Target built without :func:`load_target`)."""
+    for key in env:
+        if not isinstance(key, str) or not ENV_KEY.fullmatch(key):
+            raise ValueError(f"env key {key!r} is not a shell variable name")
+    return " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
 
 
 def _adb_settings(a: TableReader) -> ADBSettings:

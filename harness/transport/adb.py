@@ -33,9 +33,12 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import selectors
 import shlex
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,16 +46,22 @@ from typing import Any
 
 from harness.agentpkg import agent_bundle
 from harness.errors import TransportError
-from harness.targets import Target
+from harness.targets import Target, shell_env
 from harness.transport.base import AgentProcess, SubprocessAgentProcess, Transport
 
-__all__ = ["ADBTransport", "ShellResult", "DEVICE_ROOT", "explain_adb_error", "parse_devices"]
+__all__ = ["ADBTransport", "ShellResult", "DEVICE_ROOT", "explain_adb_error", "parse_devices", "OutputCapped",
+           "valid_pgid", "new_nonce", "COMMAND_OUTPUT_MAX", "JOURNAL_MAX"]
 
 DEVICE_ROOT = "/data/local/tmp/hilbench"
 RC_MARK = "__HILBENCH_RC="
 PG_MARK = "__HILBENCH_PG="
-_RC_RE = re.compile(re.escape(RC_MARK) + r"(\d+)\r?\n?$")
-_PG_RE = re.compile(re.escape(PG_MARK) + r"(\d+)\r?\n")
+#: The most one adb invocation may print (stdout and stderr together): more is a one-line error, the adb
+#: client is killed (and the shell command with it on the device), so host memory stays bounded.
+COMMAND_OUTPUT_MAX = 16 * 1024 * 1024
+#: The largest journal read back for recovery (a long job's samples and telemetry are a few MB).
+JOURNAL_MAX = 64 * 1024 * 1024
+#: hilbench's folders under DEVICE_ROOT, made 0700 (DEVICE_ROOT too)
+_ROOT_DIRS = ("agents", "blobs", "bin", "journal")
 
 _STATE_FIXES = {
     "unauthorized": "the phone has not authorized this computer: unlock it, accept the 'Allow USB debugging?' "
@@ -123,6 +132,91 @@ def explain_adb_error(stderr: str, serial: str | None) -> str | None:
     return None
 
 
+def new_nonce() -> str:
+    """A per-command random tag for the markers a device shell echoes: output that merely contains a marker
+    cannot pass for one."""
+    return secrets.token_hex(8)
+
+
+def valid_pgid(value: object) -> int | None:
+    """A process group id worth a ``kill -9 -PGID``: an integer > 1 (``-1`` or ``-0`` would reach every process
+    the shell user may signal, or the caller's own group); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        pgid = value
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,10}", value.strip()):
+        pgid = int(value.strip())
+    else:
+        return None
+    return pgid if 1 < pgid < 2**31 else None
+
+
+class OutputCapped(TransportError):
+    """A device command printed more than the most hilbench reads from it (the command was stopped)."""
+
+
+class _TooMuchOutput(Exception):
+    def __init__(self, stdout: bytes) -> None:
+        super().__init__("too much output")
+        self.stdout = stdout
+
+
+def _capture(cmd: list[str], input_bytes: bytes | None, timeout: float, limit: int) -> subprocess.CompletedProcess[bytes]:
+    """``subprocess.run(cmd, capture_output=True, timeout=timeout)`` that reads at most ``limit`` bytes
+    (stdout and stderr together): raises :class:`subprocess.TimeoutExpired` (with the stdout so far) or
+    :class:`_TooMuchOutput`, the process killed either way."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if input_bytes is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    if input_bytes is not None:
+        def feed() -> None:
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(input_bytes)
+                proc.stdin.close()
+            except OSError:
+                pass
+
+        threading.Thread(target=feed, daemon=True).start()
+    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    out, err = bufs[proc.stdout.fileno()], bufs[proc.stderr.fileno()]
+    deadline = time.monotonic() + timeout
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            sel.register(proc.stderr, selectors.EVENT_READ)
+            while sel.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    proc.kill()
+                    proc.wait()
+                    raise subprocess.TimeoutExpired(cmd, timeout, output=bytes(out), stderr=bytes(err))
+                for key, _events in sel.select(left):
+                    data = os.read(key.fd, 1 << 16)
+                    if not data:
+                        sel.unregister(key.fileobj)
+                        continue
+                    bufs[key.fd] += data
+                    if len(out) + len(err) > limit:
+                        proc.kill()
+                        proc.wait()
+                        raise _TooMuchOutput(bytes(out[:1 << 16]))
+        try:
+            code = proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise subprocess.TimeoutExpired(cmd, timeout, output=bytes(out), stderr=bytes(err)) from None
+        return subprocess.CompletedProcess(cmd, code, bytes(out), bytes(err))
+    finally:
+        for f in (proc.stdout, proc.stderr):
+            f.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _tail(text: str, lines: int = 1) -> str:
     kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " | ".join(kept[-lines:])
@@ -164,15 +258,20 @@ class ADBTransport(Transport):
 
     def _run(self, args: list[str], *, step: str, timeout: float | None = None, device: bool = True,
              input_bytes: bytes | None = None, what: str | None = None,
-             on_timeout: Any = None) -> subprocess.CompletedProcess[bytes]:
-        """One adb invocation. ``what`` names it in a timeout message; ``on_timeout(stdout_so_far)`` runs
-        before the timeout error and returns what to add to its message."""
+             on_timeout: Any = None, limit: int = COMMAND_OUTPUT_MAX) -> subprocess.CompletedProcess[bytes]:
+        """One adb invocation, reading at most ``limit`` bytes of output. ``what`` names it in a timeout
+        message; ``on_timeout(stdout_so_far)`` runs before the timeout (or too-much-output) error and returns
+        what to add to its message."""
         cmd = self.adb_command(*args, device=device)
         timeout = self.command_timeout_s if timeout is None else timeout
+        what = what or "`adb " + _brief(" ".join(args), 80) + "`"
         try:
-            if input_bytes is not None:
-                return subprocess.run(cmd, input=input_bytes, capture_output=True, timeout=timeout)
-            return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+            return _capture(cmd, input_bytes, timeout, limit)
+        except _TooMuchOutput as exc:
+            extra = on_timeout(exc.stdout) if on_timeout is not None else None
+            raise OutputCapped(f"{what} sent more than {limit // 2**20} MB of output (the most hilbench reads from "
+                               f"one command){extra or ': stopped reading'}", target=self.target.name,
+                               step=step) from None
         except FileNotFoundError as exc:
             raise self._err(f"adb not found ({self.adb_path!r}): install Android platform-tools (Debian: "
                             "apt-get install adb) or set adb.adb_path in the target file", step) from exc
@@ -180,8 +279,8 @@ class ADBTransport(Transport):
             raise self._err(f"cannot run adb at {self.adb_path!r}: permission denied", step) from exc
         except subprocess.TimeoutExpired as exc:
             extra = on_timeout(exc.stdout or b"") if on_timeout is not None else None
-            raise self._err(f"{what or '`adb ' + _brief(' '.join(args), 80) + '`'} did not finish within "
-                            f"{timeout:g} s{extra or ''}: is the device responsive (`adb devices`)?", step) from exc
+            raise self._err(f"{what} did not finish within {timeout:g} s{extra or ''}: is the device responsive "
+                            "(`adb devices`)?", step) from exc
         except OSError as exc:
             raise self._err(f"cannot run adb: {exc.strerror or exc}", step) from exc
 
@@ -284,28 +383,36 @@ class ADBTransport(Transport):
 
     # ------------------------------------------------------------------ shell
     def shell(self, command: str, *, step: str = "shell", timeout: float | None = None, check: bool = False,
-              retry: bool = False, input_bytes: bytes | None = None) -> ShellResult:
+              retry: bool = False, input_bytes: bytes | None = None, limit: int = COMMAND_OUTPUT_MAX,
+              what: str | None = None) -> ShellResult:
         """Run ``command`` with ``sh`` on the device; its real exit status comes back in ``code``.
 
         ``check`` raises on a non-zero status; ``retry`` waits for a dropped device once and runs it again
         (only for commands that can safely run twice). A command still running after ``timeout`` (default
         :attr:`command_timeout_s`) is killed on the device with its children, and a one-line
-        :class:`TransportError` says so."""
-        wrapped = f"echo \"{PG_MARK}$$\"; ( {command}\n); echo \"{RC_MARK}$?\""
+        :class:`TransportError` says so; so is one that prints more than ``limit`` bytes.
+
+        The markers carry a random tag of this call (the command's own output cannot fake them); only the
+        first line can be the process group, only the last the exit status."""
+        nonce = new_nonce()
+        pg_re = re.compile(re.escape(f"{PG_MARK}{nonce}:") + r"(\d+)\r?\n")
+        rc_re = re.compile(re.escape(f"{RC_MARK}{nonce}:") + r"(\d+)\r?\n?$")
+        wrapped = f"echo \"{PG_MARK}{nonce}:$$\"; ( {command}\n); echo \"{RC_MARK}{nonce}:$?\""
         proc = self._run(["shell", wrapped], step=step, timeout=timeout, input_bytes=input_bytes,
-                         what=f"`{_brief(command)}`", on_timeout=self._kill_timed_out)
+                         what=what or f"`{_brief(command)}`", limit=limit,
+                         on_timeout=lambda so_far: self._kill_timed_out(so_far, pg_re))
         out = proc.stdout.decode("utf-8", "replace")
         err = proc.stderr.decode("utf-8", "replace")
-        pg = _PG_RE.match(out)
+        pg = pg_re.match(out)
         if pg is not None:
             out = out[pg.end():]
-        m = _RC_RE.search(out)
+        m = rc_re.search(out)
         if m is None:
             # No marker: adb itself failed (or the connection dropped before the command ended).
             if retry:
                 self.recover(step)
                 return self.shell(command, step=step, timeout=timeout, check=check, retry=False,
-                                  input_bytes=input_bytes)
+                                  input_bytes=input_bytes, limit=limit, what=what)
             raise self._fail(proc, step, f"`{_brief(command)}`")
         result = ShellResult(int(m.group(1)), out[:m.start()], err)
         if check and result.code != 0:
@@ -314,23 +421,29 @@ class ADBTransport(Transport):
                             _tail(result.stderr + result.stdout, 10))
         return result
 
-    def _kill_timed_out(self, stdout: bytes) -> str:
+    def _kill_timed_out(self, stdout: bytes, pg_re: re.Pattern[str]) -> str:
         """Kill the process group a timed-out :meth:`shell` command echoed first; the message's addition."""
-        m = _PG_RE.match(stdout.decode("utf-8", "replace"))
-        if m is None:
+        m = pg_re.match(stdout.decode("utf-8", "replace"))
+        pgid = valid_pgid(m.group(1)) if m is not None else None
+        if pgid is None:
             return " (it may still be running on the device: it never reported its process group)"
-        if self.kill_group(int(m.group(1))):
+        if self.kill_group(pgid):
             return " and was stopped on the device"
-        return f" (it may still be running on the device: `kill -9 -{m.group(1)}` failed)"
+        return f" (it may still be running on the device: `kill -9 -{pgid}` failed)"
 
     def kill_group(self, pgid: int) -> bool:
-        """SIGKILL to the device's process group ``pgid`` (a shell and its children); True when sent."""
+        """SIGKILL to the device's process group ``pgid`` (a shell and its children); True when sent. A pgid
+        that is not an integer > 1 is refused (False): ``kill -9 -1`` would end every process of the user."""
+        group = valid_pgid(pgid)
+        if group is None:
+            return False
+        nonce = new_nonce()
         try:
-            proc = self._run(["shell", f"kill -9 -{int(pgid)} 2>/dev/null; echo {RC_MARK}$?"], step="kill",
-                             timeout=10.0)
+            proc = self._run(["shell", f"kill -9 -{group} 2>/dev/null; echo {RC_MARK}{nonce}:$?"], step="kill",
+                             timeout=10.0, limit=1 << 16)
         except TransportError:
             return False
-        return f"{RC_MARK}0" in proc.stdout.decode("utf-8", "replace")
+        return f"{RC_MARK}{nonce}:0" in proc.stdout.decode("utf-8", "replace")
 
     def getprops(self) -> dict[str, str]:
         """All system properties (``getprop``), read once per connection."""
@@ -397,7 +510,8 @@ class ADBTransport(Transport):
             raise self._err(f"{host_path}: no such file to send to the device", step)
         parent = device_path.rsplit("/", 1)[0]
         tmp = f"{device_path}.tmp-{os.getpid()}-{int(time.monotonic_ns() % 10**9)}"
-        self.shell(f"mkdir -p {shlex.quote(parent)}", step=step, check=True, retry=True)
+        self.ensure_root(step)
+        self.shell(f"mkdir -p -m 700 {shlex.quote(parent)}", step=step, check=True, retry=True)
         try:
             self.push(host_path, tmp, step=step)
         except TransportError:
@@ -411,6 +525,15 @@ class ADBTransport(Transport):
         self.shell(f"chmod {mode} {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(device_path)}",
                    step=step, check=True)
         self._known.add(device_path)
+
+    def ensure_root(self, step: str) -> None:
+        """:data:`DEVICE_ROOT` and its folders exist, private to adb's shell user (0700); once per connection."""
+        if "root:0700" in self._known:
+            return
+        dirs = " ".join(shlex.quote(d) for d in [DEVICE_ROOT, *(f"{DEVICE_ROOT}/{sub}" for sub in _ROOT_DIRS)])
+        self.shell(f"mkdir -p {dirs} && {{ chmod 700 {dirs} 2>/dev/null; true; }}", step=step, check=True,
+                   retry=True)
+        self._known.add("root:0700")
 
     def blob_path(self, sha256: str, host_path: str) -> str:
         suffix = Path(host_path).suffix if re.fullmatch(r"\.[A-Za-z0-9_]{1,12}", Path(host_path).suffix) else ""
@@ -480,8 +603,15 @@ class ADBTransport(Transport):
                  "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"]
         if self.target.adb.libraries and "ADSP_LIBRARY_PATH" not in env:
             env["ADSP_LIBRARY_PATH"] = f"{folder};/vendor/dsp/cdsp;/vendor/lib/rfsa/adsp;/system/lib/rfsa/adsp;/dsp"
-        parts += [f"{k}={shlex.quote(v)}" for k, v in env.items()]
-        return " ".join(parts) + " "
+        parts.append(self._env(env, "start runner"))
+        return " ".join(p for p in parts if p) + " "
+
+    def _env(self, env: dict[str, str], step: str) -> str:
+        """``env`` as shell assignments, values quoted; a key that is not a shell variable name is refused."""
+        try:
+            return shell_env(env)
+        except ValueError as exc:
+            raise self._err(f"{exc}: fix env in {self.target.source}", step) from None
 
     def check_python(self) -> None:
         """That the target's ``python`` runs as adb's shell user (once per connection); else a one-line error
@@ -523,8 +653,15 @@ class ADBTransport(Transport):
         return f"{DEVICE_ROOT}/journal/{run_id}.jsonl"
 
     def fetch_journal(self, path: str) -> list[str] | None:
+        """The journal's lines; None when it cannot be read. One over :data:`JOURNAL_MAX` bytes is refused with
+        a one-line :class:`TransportError` (reading stops there: host memory stays bounded)."""
         try:
-            res = self.shell(f"cat {shlex.quote(path)}", step="fetch journal", retry=True)
+            res = self.shell(f"cat {shlex.quote(path)}", step="fetch journal", retry=True, limit=JOURNAL_MAX,
+                             what=f"the journal {path}")
+        except OutputCapped:
+            raise self._err(f"the journal {path} on the device is over {JOURNAL_MAX // 2**20} MB, more than "
+                            "any job writes: not read, so this job cannot be recovered from it",
+                            "fetch journal") from None
         except TransportError:
             return None
         return res.stdout.splitlines() if res.code == 0 else None
@@ -544,6 +681,7 @@ class ADBTransport(Transport):
         """The regular agent where the target names a Python that adb's shell user can run (a rooted phone, or
         one under /data/local/tmp; Termux's is out of its reach: use an SSH target); otherwise the phone's own
         benchmark binary, driven by :mod:`harness.android`."""
+        self.ensure_root("start agent")
         if self.target.python:
             return self._start_python_agent(payload, journal, args)
         from harness.android import start_runner
@@ -555,10 +693,10 @@ class ADBTransport(Transport):
 
         self.check_python()
         agent = self._ensure_agent()
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.target.env.items())
+        env = self._env(self.target.env, "start agent")
         jdir = journal.rsplit("/", 1)[0]
         argv = args if args is not None else ["--job", "-"]
-        command = (f"mkdir -p {shlex.quote(jdir)} && {env + ' ' if env else ''}{shlex.quote(self.target.python)} "
+        command = (f"mkdir -p -m 700 {shlex.quote(jdir)} && {env + ' ' if env else ''}{shlex.quote(self.target.python)} "
                    f"{shlex.quote(agent)} --journal {shlex.quote(journal)} {' '.join(shlex.quote(a) for a in argv)}")
         proc = self.popen_shell(command, stdin=True)
         assert proc.stdin is not None

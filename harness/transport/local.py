@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.agentpkg import agent_bundle
 from harness.errors import TransportError
+from harness.protocol import MAX_LINE_BYTES
 from harness.transport.base import SubprocessAgentProcess, Transport
 
 __all__ = ["LocalTransport", "LocalAgentProcess"]
@@ -36,7 +37,8 @@ class LocalTransport(Transport):
         agent_path = self.workdir / "agents" / f"{bundle.sha256}.pyz"
         try:
             if not agent_path.is_file():
-                agent_path.parent.mkdir(parents=True, exist_ok=True)
+                self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private when new (issue 18)
+                agent_path.parent.mkdir(mode=0o700, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=agent_path.parent, suffix=".tmp")
                 with os.fdopen(fd, "wb") as f:
                     f.write(bundle.data)
@@ -72,7 +74,15 @@ class LocalTransport(Transport):
         return LocalAgentProcess(proc)
 
     def fetch_journal(self, path: str) -> list[str] | None:
+        """The journal's lines, read with the protocol's line limit: a longer line ends the read (what came
+        before it stands, as for a line cut short), and it is never held whole."""
+        lines: list[str] = []
         try:
-            return Path(path).read_text(encoding="utf-8").splitlines()
+            with open(path, "rb") as f:
+                while raw := f.readline(MAX_LINE_BYTES + 1):
+                    if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                        break
+                    lines.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
         except OSError:
             return None
+        return lines

@@ -43,6 +43,7 @@ import io
 import json
 import logging
 import os
+import select
 import shlex
 import socket
 import threading
@@ -56,7 +57,7 @@ import paramiko
 
 from harness.agentpkg import MIN_PYTHON, agent_bundle
 from harness.errors import HostKeyError, TransportError
-from harness.targets import Target
+from harness.targets import Target, shell_env
 from harness.transport.base import PipeAgentProcess, Transport
 
 __all__ = ["SSHTransport", "SSHAgentProcess", "Endpoint", "resolve_endpoint", "USER_SSH_DIR"]
@@ -73,6 +74,12 @@ USER_SSH_DIR = "~/.ssh"
 DISK_MARGIN_BYTES = 16 * 1024 * 1024
 
 _CHUNK = 256 * 1024
+
+#: The most a helper command (:meth:`SSHTransport.run`) may send back, stdout and stderr together: a device that
+#: sends more is cut off with a one-line error, so host memory stays bounded whatever it does.
+COMMAND_OUTPUT_MAX = 16 * 1024 * 1024
+#: The largest journal read back for recovery (a long job's samples and telemetry are a few MB).
+JOURNAL_MAX = 64 * 1024 * 1024
 
 # Device-side snippets run with the device's Python; they must run on Python 2.7 and 3.x
 # (the version check runs before anything is known about the interpreter).
@@ -95,11 +102,16 @@ for p in req["paths"]:
     except (IOError, OSError):
         pass
 free = None
-for d in req["dirs"]:
+for i, d in enumerate(req["dirs"]):
     try:
-        os.makedirs(d)
+        os.makedirs(d, 0o700)
     except OSError:
         pass
+    if i:  # hilbench's own folders (agents, blobs, journal): private to the user; the workdir 0700 when new
+        try:
+            os.chmod(d, 0o700)
+        except OSError:
+            pass
 try:
     st = os.statvfs(req["dirs"][0])
     free = st.f_bavail * st.f_frsize
@@ -173,6 +185,12 @@ sys.stdout.write(state + "\\n")
 def _fingerprint(key: paramiko.PKey) -> str:
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _brief(command: str, limit: int = 60) -> str:
+    """A device command for a message: what runs (``python3 -c ...`` without its code), on one line."""
+    one = " ".join(command.split(" -c ")[0].split())
+    return one if len(one) <= limit else one[:limit - 3] + "..."
 
 
 def _hostspec(host: str, port: int) -> str:
@@ -411,7 +429,9 @@ class SSHTransport(Transport):
                                     identity_file=s.identity_file, proxy_jump=s.proxy_jump, known_hosts=s.known_hosts,
                                     use_ssh_config=s.use_ssh_config)
         self.endpoint = endpoint
-        sock: Any = None
+        # ProxyJump a,b: this host -> a, a's tunnel -> b, b's tunnel -> the target. Each hop's host key is
+        # verified under that hop's own name; only the target is offered the password_env password.
+        hops: list[Endpoint] = []
         for hop in (endpoint.proxy_jump or "").split(","):
             hop = hop.strip()
             if not hop:
@@ -421,29 +441,40 @@ class SSHTransport(Transport):
             if rest.count(":") == 1:
                 host, _, p = rest.partition(":")
                 port = int(p) if p.isdigit() else None
-            jump_ep = resolve_endpoint(host, user=user or None, port=port, known_hosts=s.known_hosts,
-                                       identity_file=s.identity_file, use_ssh_config=s.use_ssh_config)
-            jump = self._open_client(jump_ep, sock, step="connect (ProxyJump)")
+            hops.append(resolve_endpoint(host, user=user or None, port=port, known_hosts=s.known_hosts,
+                                         identity_file=s.identity_file, use_ssh_config=s.use_ssh_config))
+        sock: Any = None
+        for i, jump_ep in enumerate(hops):
+            try:
+                jump = self._open_client(jump_ep, sock, step="connect (ProxyJump)", password_ok=False)
+            except TransportError:
+                self.close()
+                raise
             self._jumps.append(jump)
             transport = jump.get_transport()
             assert transport is not None
+            nxt = hops[i + 1] if i + 1 < len(hops) else endpoint
             try:
-                sock = transport.open_channel("direct-tcpip", (endpoint.host, endpoint.port), ("127.0.0.1", 0),
+                sock = transport.open_channel("direct-tcpip", (nxt.host, nxt.port), ("127.0.0.1", 0),
                                               timeout=s.connect_timeout_s)
             except Exception as exc:  # noqa: BLE001 - translated
                 self.close()
                 raise self._translate(exc, "connect (ProxyJump)", jump_ep) from exc
-        self._client = self._open_client(endpoint, sock, step="connect")
+        try:
+            self._client = self._open_client(endpoint, sock, step="connect")
+        except TransportError:
+            self.close()
+            raise
         self._known.clear()
 
-    def _open_client(self, ep: Endpoint, sock: Any, *, step: str) -> paramiko.SSHClient:
+    def _open_client(self, ep: Endpoint, sock: Any, *, step: str, password_ok: bool = True) -> paramiko.SSHClient:
         s = self.settings
         for key in ep.identity_files:
             if s.identity_file and key == os.path.expanduser(s.identity_file) and not os.path.isfile(key):
                 raise self._err(f"identity file {key} not found: fix ssh.identity_file / --identity", step)
         keys = [k for k in ep.identity_files if os.path.isfile(k)]
         password = None
-        if s.password_env:
+        if s.password_env and password_ok:
             password = os.environ.get(s.password_env)
             if password is None:
                 raise self._err(f"the target takes its password from ${s.password_env}, which is not set: export it "
@@ -631,7 +662,8 @@ class SSHTransport(Transport):
 
     def run(self, command: str, *, step: str, timeout: float | None = None,
             stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
-        """Run ``command`` on the device; (exit status, stdout, stderr). Bounded by ``command_timeout_s``."""
+        """Run ``command`` on the device; (exit status, stdout, stderr). Bounded by ``command_timeout_s``, and
+        by :data:`COMMAND_OUTPUT_MAX` bytes of output (more is a one-line error: the channel is closed)."""
         timeout = self.settings.command_timeout_s if timeout is None else timeout
         chan = self.open_channel(step)
         try:
@@ -640,10 +672,8 @@ class SSHTransport(Transport):
             if stdin is not None:
                 chan.sendall(stdin)
             chan.shutdown_write()
-            # Outputs here are small: stdout to its end, then what stderr holds.
-            out = chan.makefile("rb").read()
-            err = chan.makefile_stderr("rb").read()
             end = time.monotonic() + timeout
+            out, err = self._drain(chan, command, step, end)
             while not chan.status_event.wait(0.02):
                 t = self._client.get_transport() if self._client else None
                 if t is None or not t.is_active() or chan.closed:
@@ -661,6 +691,35 @@ class SSHTransport(Transport):
         finally:
             with contextlib.suppress(Exception):
                 chan.close()
+
+    def _drain(self, chan: paramiko.Channel, command: str, step: str, end: float) -> tuple[bytes, bytes]:
+        """stdout and stderr of ``chan`` to their ends, read side by side (a device that fills one while the
+        other is read cannot stall it), at most :data:`COMMAND_OUTPUT_MAX` bytes together."""
+        out, err = bytearray(), bytearray()
+        open_out = open_err = True
+        while open_out or open_err:
+            moved = False
+            if open_out and (chan.recv_ready() or chan.eof_received or chan.closed):
+                data = chan.recv(_CHUNK)
+                open_out = bool(data)
+                out += data
+                moved = True
+            if open_err and (chan.recv_stderr_ready() or chan.eof_received or chan.closed):
+                data = chan.recv_stderr(_CHUNK)
+                open_err = bool(data)
+                err += data
+                moved = True
+            if len(out) + len(err) > COMMAND_OUTPUT_MAX:
+                raise self._err(f"`{_brief(command)}` sent more than {COMMAND_OUTPUT_MAX // 2**20} MB of output, "
+                                "the most a helper command may: stopped reading (the device's shell or python "
+                                "prints far more than asked: check the target's python and the login scripts)",
+                                step)
+            if not moved:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError()
+                select.select([chan], [], [], min(left, 0.5))
+        return bytes(out), bytes(err)
 
     def python_snippet(self, code: str, *args: str, step: str, stdin: bytes | None = None,
                        timeout: float | None = None) -> str:
@@ -832,14 +891,17 @@ class SSHTransport(Transport):
     def start_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None = None) -> SSHAgentProcess:
         agent = self.prepare({})["agent"]
         pidfile = self.pidfile_for(journal)
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.target.env.items())
+        try:
+            env = shell_env(self.target.env)
+        except ValueError as exc:
+            raise self._err(f"{exc}: fix env in {self.target.source}", "start agent") from None
         argv = args if args is not None else ["--job", "-"]
         q = shlex.quote
         # The wrapper: the agent in the background (stdin handed over explicitly), its pid recorded so a
         # later connection can see or kill it, then its exit status passed on. The session sshd makes is
         # its own process group, so a kill reaches the agent's children too.
         script = (
-            f"mkdir -p {q(journal.rsplit('/', 1)[0])} || exit 97\n"
+            f"mkdir -p -m 700 {q(journal.rsplit('/', 1)[0])} || exit 97\n"
             f"cd {q(self.workdir)} 2>/dev/null || cd\n"
             "exec 3<&0\n"
             f"{env + ' ' if env else ''}{q(self.python)} {q(agent)} --journal {q(journal)} "
@@ -875,10 +937,23 @@ class SSHTransport(Transport):
         self.python_snippet(_PY_AGENT, pidfile, "kill", step="kill agent", timeout=10.0)
 
     def fetch_journal(self, path: str) -> list[str] | None:
+        """The journal's lines; None when it cannot be read. A journal over :data:`JOURNAL_MAX` bytes is refused
+        with a one-line :class:`TransportError` (nothing that large is read into the host's memory)."""
         try:
             sftp = self._sftp_client("fetch journal")
             with sftp.open(path, "rb") as f:
-                data = f.read()
+                size = f.stat().st_size
+                data = bytearray()
+                if size is None or size <= JOURNAL_MAX:
+                    while len(data) <= JOURNAL_MAX:  # the file may still grow while it is read
+                        chunk = f.read(min(_CHUNK, JOURNAL_MAX + 1 - len(data)))
+                        if not chunk:
+                            break
+                        data += chunk
         except (TransportError, OSError, paramiko.SSHException, EOFError):
             return None
-        return data.decode("utf-8", "replace").splitlines()
+        if len(data) > JOURNAL_MAX or (size is not None and size > JOURNAL_MAX):
+            raise self._err(f"the journal {path} on the device is over {JOURNAL_MAX // 2**20} MB "
+                            f"({max(size or 0, len(data)) / 2**20:.0f} MB or more), more than any job writes: "
+                            "not read, so this job cannot be recovered from it", "fetch journal")
+        return [line.decode("utf-8", "replace") for line in data.splitlines()]
