@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TextIO
 from harness import __version__
 from harness.errors import AnalysisError, ConfigError, HilbenchError
 from harness.plan import QUICKSTART_PLAN, Job, expand_jobs, load_plan
+from harness.safetext import safe, safe_lines
 from harness.session import Progress, run_jobs
 from harness.store import open_store
 from harness.targets import Target, load_targets, parse_target_spec
@@ -27,6 +28,8 @@ from harness.targets import Target, load_targets, parse_target_spec
 __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_JOBS_FAILED = 0, 1, 2, 3
+#: The longest line a progress display, ``show`` or an error prints (device text is cut there, with ``…``).
+_LINE_LIMIT = 2000
 
 
 def _default_targets_dirs(explicit: list[str] | None) -> list[Path]:
@@ -70,8 +73,7 @@ class LineProgress(Progress):
 
     def _write(self, text: str) -> None:
         if not self.quiet:
-            self.stream.write(text + "\n")
-            self.stream.flush()
+            self.note(text)
 
     def session_started(self, session_id: str, jobs: list[Job], skipped: int) -> None:
         self.total = len(jobs)
@@ -82,8 +84,9 @@ class LineProgress(Progress):
         self._write(f"[{self.done}/{self.total}] {_finished_text(job, row)}")
 
     def note(self, text: str) -> None:
-        """A warning line (shown with --quiet too)."""
-        self.stream.write(text + "\n")
+        """A warning line (shown with --quiet too). Every line of this display is written here, made safe:
+        device text in it (an error message, a phase name) is shown, its control characters never executed."""
+        self.stream.write(safe(text, _LINE_LIMIT) + "\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -187,14 +190,15 @@ class LiveProgress(Progress):
     def _render(self, permanent: list[str] | None = None) -> None:
         """Move up over the block drawn last, print ``permanent`` lines there (they scroll away), then
         draw the block again below them. Block lines are cut to the terminal width: a wrapped line would
-        break the cursor arithmetic."""
+        break the cursor arithmetic. Every line is made safe before the display's own cursor movement is
+        added: the only control sequences written are the display's."""
         import shutil
 
         cols = self.columns or shutil.get_terminal_size((100, 24)).columns
         out = [f"\r\x1b[{self._drawn}A"] if self._drawn else []
         for text in permanent or []:
-            out.append(f"\x1b[2K{text}\x1b[K\n")
-        block = [self.line(name)[: max(10, cols - 1)] for name in self._devices]
+            out.append(f"\x1b[2K{safe(text, _LINE_LIMIT)}\x1b[K\n")
+        block = [safe(self.line(name), cols)[: max(10, cols - 1)] for name in self._devices]
         out += [f"\x1b[2K{text}\n" for text in block]
         self._drawn = len(block)
         self.stream.write("".join(out))
@@ -339,7 +343,13 @@ def format_summary(summary: Any, fmt: str) -> str:
             "inf/s": r["throughput_per_s"] if ok else float("nan"),
             "verdict": verdict,
         })
-    return pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-")
+    return _safe_frame(pd.DataFrame(rows)).to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-")
+
+
+def _safe_frame(frame: Any, limit: int = 200) -> Any:
+    """``frame`` with every text cell made safe to print (:func:`harness.safetext.safe`): the cells of a table
+    printed on a terminal come from the store, which holds what devices sent."""
+    return frame.map(lambda v: safe(v, limit) if isinstance(v, str) else v)
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -351,7 +361,11 @@ def cmd_results(args: argparse.Namespace) -> int:
         wanted = sessions[-1] if args.session == "last" and sessions else args.session
         run_ids = runs.loc[runs["session_id"].astype(str).str.startswith(wanted), "run_id"]
     summary = store.summary(run_ids)
-    sys.stdout.write(format_summary(summary, args.format) + "\n")
+    text = format_summary(summary, args.format)
+    if args.format == "csv" and sys.stdout.isatty():
+        # CSV is data: into a file or a pipe it goes as stored. On a terminal its cells are shown safe.
+        text = safe_lines(text, None)
+    sys.stdout.write(text + "\n")
     return EXIT_OK
 
 
@@ -360,7 +374,38 @@ def cmd_show(args: argparse.Namespace) -> int:
     row = store.run(args.run_id)
     summary = store.summary([row["run_id"]])
     stats = summary.iloc[0].to_dict() if not summary.empty else {}
-    out = sys.stdout
+    # Every line goes through _print_lines: what the device sent (models, versions, error, stderr, sensors,
+    # stop reasons) is shown with its control characters as visible escapes, each line one line.
+    lines: list[str] = []
+    out = _LineWriter(lines)
+    try:
+        _show_run(out, row, stats)
+    finally:
+        _print_lines(lines)
+    return EXIT_OK
+
+
+class _LineWriter:
+    """Collects ``write(text)`` calls as lines (for :func:`_print_lines`)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def write(self, text: str) -> None:
+        """One line (its ending newline dropped): a newline inside it came from a device and is shown."""
+        self.lines.append(text[:-1] if text.endswith("\n") else text)
+
+    def writelines(self, texts: Any) -> None:
+        for text in texts:
+            self.write(text)
+
+
+def _print_lines(lines: list[str]) -> None:
+    """Lines on stdout, each made safe to print (a newline inside a device string is shown, not obeyed)."""
+    sys.stdout.write("".join(safe(line, _LINE_LIMIT) + "\n" for line in lines))
+
+
+def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> None:
     out.write(f"run {row['run_id']} (session {row['session_id']})\n")
     out.write(f"  model     {row['model']}  {row['model_path']}  sha256 {str(row['model_sha256'])[:16]}\n")
     out.write(f"  target    {row['target']} ({row['transport']})  {row.get('device_model') or ''} {row.get('cpu_model') or ''}\n")
@@ -378,8 +423,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if row["status"] != "ok":
         out.write(f"  status    ERROR ({row['error_category']}): {row['error_message']}\n")
         if row.get("stderr_tail"):
-            out.write("  stderr (tail):\n" + "".join(f"    {line}\n" for line in str(row["stderr_tail"]).splitlines()[-15:]))
-        return EXIT_OK
+            out.write("  stderr (tail):")
+            for line in str(row["stderr_tail"]).splitlines()[-15:]:
+                out.lines.append(f"    {line}")
+        return
     if row.get("runner"):
         out.write(f"  runner    {row['runner']} on the device"
                   + ("  (aggregate-only: the runner reports no per-iteration samples)" if row.get("aggregate_only") else "")
@@ -408,11 +455,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     for reason in verdict.get("reasons", []):
         out.write(f"    invalid: {reason}\n")
     for w in verdict.get("warnings", []):
-        out.write(f"    warning: {w.get('message')}\n      remedy: {w.get('remedy')}\n")
+        out.lines += [f"    warning: {w.get('message')}", f"      remedy: {w.get('remedy')}"]
     labels = row.get("labels") or {}
     if labels:
         out.write("  labels    " + " ".join(f"{k}={v}" for k, v in sorted(labels.items())) + "\n")
-    return EXIT_OK
 
 
 def _missing(v: Any) -> bool:
@@ -456,14 +502,17 @@ def cmd_telemetry_parse(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_output(text: str, output: str | None) -> None:
+def _write_output(text: str, output: str | None, *, display: bool = False) -> None:
+    """``text`` into the file ``output``, else on stdout with every line made safe to print (device text shown,
+    never obeyed; JSON is ASCII already). ``display``: a text meant to be read (a table, markdown) is made safe
+    in the file too; data (JSON, JUnit XML, a plan) is written as it is."""
     if output:
         try:
-            Path(output).write_text(text + "\n", encoding="utf-8")
+            Path(output).write_text((safe_lines(text, None) if display else text) + "\n", encoding="utf-8")
         except OSError as exc:
             raise HilbenchError(f"--output {output}: cannot write ({exc.strerror or exc})") from exc
     else:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(safe_lines(text, None) + "\n")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -482,9 +531,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = compare(store, base, cand, alpha=args.alpha, min_change=args.min_change / 100.0, runs=runs,
                      metrics=tuple(args.metric) if args.metric else tuple(METRICS))
     if args.output:
-        _write_output(format_comparison(result, args.format), args.output)
+        _write_output(format_comparison(result, args.format), args.output,
+                      display=args.format in ("table", "markdown"))
         if args.format != "table":
-            sys.stdout.write(format_comparison(result, "table") + "\n")
+            _write_output(format_comparison(result, "table"), None)
     else:
         _write_output(format_comparison(result, args.format), None)
     return 1 if result.regressions else EXIT_OK
@@ -517,7 +567,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     view = scores[["run_id", "model", "target", "backend", "eval_count", "top1", "top5", "reference", "agreement",
                    "output_error"]].copy()
     view["run_id"] = view["run_id"].str[-6:]
-    sys.stdout.write(view.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}") + "\n")
+    sys.stdout.write(_safe_frame(view).to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}") + "\n")
     return EXIT_OK
 
 
@@ -556,7 +606,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     points, changes = history(store, tuple(args.metric or ("p50", "p99")), min_magnitude=args.min_change / 100.0,
                               min_persist=args.persist, max_pvalue=args.max_pvalue)
-    _write_output(format_history(points, changes, args.format, show_all=args.all), args.output)
+    _write_output(format_history(points, changes, args.format, show_all=args.all), args.output,
+                  display=args.format in ("table", "markdown"))
     if args.plot:
         from harness.plots import save, trend_figure
 
@@ -589,7 +640,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     failed = False
     for target in chosen:
         checks = doctor(target)
-        sys.stdout.write(format_checks(target, checks) + "\n")
+        sys.stdout.write(format_checks(target, checks) + "\n")  # made safe there, line by line
         failed = failed or any(c.status == "fail" for c in checks)
     return EXIT_USER if failed else EXIT_OK
 
@@ -736,12 +787,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _SafeFormatter(logging.Formatter):
+    """Log lines (and tracebacks) with device text in them, made safe to print line by line."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe_lines(self.inner.format(record), None)
+
+
 def _configure_logging(debug: bool) -> None:
     """Third-party logs (paramiko's handshake tracebacks) stay silent: their failures reach the user as
     one-line errors. With --debug they go to stderr, with ours."""
     if debug:
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                             format="%(asctime)s %(threadName)s %(name)s %(levelname)s: %(message)s")
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler.formatter, _SafeFormatter):
+                handler.setFormatter(_SafeFormatter(handler.formatter))
     else:
         quiet = logging.getLogger("paramiko")
         if not any(isinstance(h, logging.NullHandler) for h in quiet.handlers):
@@ -757,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
     except HilbenchError as exc:
         if args.debug:
             raise
-        sys.stderr.write(f"hilbench: error: {exc}\n")
+        sys.stderr.write(f"hilbench: error: {safe(exc, _LINE_LIMIT)}\n")  # it may quote a device
         return EXIT_USER
     except KeyboardInterrupt:
         sys.stderr.write("hilbench: interrupted\n")

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import HilbenchError, HostKeyError, TransportError
+from harness.safetext import safe
 from harness.targets import Target
 
-__all__ = ["Check", "doctor", "format_checks", "device_facts", "STATUSES"]
+__all__ = ["Check", "doctor", "format_checks", "device_facts", "hello_checks", "clean_hello", "STATUSES"]
 
 #: ``ok`` passed, ``warn`` works but measurements may suffer, ``fail`` cannot run, ``info`` a fact.
 STATUSES = ("ok", "warn", "fail", "info")
@@ -71,21 +72,23 @@ def doctor(target: Target) -> list[Check]:
 
 
 def format_checks(target: Target, checks: list[Check]) -> str:
-    """One line per check (with its fix hint), under a line naming the target."""
+    """One line per check (with its fix hint), under a line naming the target. Every line is made safe to
+    print (:func:`harness.safetext.safe`): checks quote what the device said (its hello, an SSH banner, an
+    error), and a control character in it is shown as an escape, never sent to the terminal as it is."""
     where = target.transport
     if target.host:
         where += " " + (f"{target.user}@" if target.user else "") + target.host + (f":{target.port}" if target.port else "")
     failed = sum(1 for c in checks if c.status == "fail")
     warned = sum(1 for c in checks if c.status == "warn")
     summary = ", ".join(x for x in (f"{failed} failed" if failed else "", f"{warned} warnings" if warned else "") if x)
-    lines = [f"{target.name} ({where}): {summary or 'ok'}"]
+    lines = [safe(f"{target.name} ({where}): {summary or 'ok'}")]
     marks = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "info": "info"}
     width = max((len(c.name) for c in checks), default=0)
     for c in checks:
         line = f"  {marks.get(c.status, c.status):4}  {c.name:<{width}}  {c.detail}"
         if c.fix and c.status in ("warn", "fail"):
             line += f"  -> {c.fix}"
-        lines.append(line.rstrip())
+        lines.append(safe(line.rstrip(), 2000))
     return "\n".join(lines)
 
 
@@ -306,12 +309,85 @@ def _probe_checks(t: Any, target: Target) -> list[Check]:
     return hello_checks(hello, target)
 
 
+#: The hello fields doctor reads and the JSON types they must have; a field of another type is ignored (and said).
+_HELLO_TYPES: dict[str, tuple[type, ...]] = {
+    "agent_version": (str,), "os": (str,), "machine": (str,), "python": (str,), "cpu_model": (str,),
+    "cpu_count": (int,), "backends": (dict,), "sensors": (dict,), "free_disk_bytes": (int,), "memory_kb": (dict,),
+    "cpu_governor": (str,)}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    for types, name in ((dict, "an object"), (list, "a list"), (str, "a string"), (int, "an integer"),
+                        (float, "a number")):
+        if isinstance(value, types):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def clean_hello(hello: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``hello`` with every field :func:`hello_checks` reads of the type it expects, and what was wrong: a field
+    of another type is dropped, as are backends that are not objects, provider lists that are not lists, sensor
+    names that are not strings and memory figures that are not numbers. A device's hello is never trusted."""
+    problems: list[str] = []
+    out = dict(hello)
+    for key, types in _HELLO_TYPES.items():
+        value = out.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            want = {"dict": "an object", "str": "a string", "int": "an integer"}[types[0].__name__]
+            problems.append(f"{key} is {_json_type(value)}, not {want}")
+            out[key] = None
+    backends = {}
+    for name, b in (out.get("backends") or {}).items():
+        if not isinstance(b, dict):
+            problems.append(f"backends.{name} is {_json_type(b)}, not an object")
+            continue
+        b = dict(b)
+        for key in ("providers", "delegates", "execution_providers"):
+            if b.get(key) is not None and not isinstance(b[key], list):
+                problems.append(f"backends.{name}.{key} is {_json_type(b[key])}, not a list")
+                b[key] = None
+        backends[str(name)] = b
+    out["backends"] = backends
+    sensors = dict(out.get("sensors") or {})
+    for key in ("sources", "missing"):
+        items = sensors.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            problems.append(f"sensors.{key} is {_json_type(items)}, not a list")
+            sensors[key] = []
+        elif not all(isinstance(x, str) for x in items):
+            problems.append(f"sensors.{key} holds items that are not strings")
+            sensors[key] = [x for x in items if isinstance(x, str)]
+    out["sensors"] = sensors
+    mem = dict(out.get("memory_kb") or {})
+    for key in ("MemTotal", "MemAvailable"):
+        if mem.get(key) is not None and not _number(mem[key]):
+            problems.append(f"memory_kb.{key} is {_json_type(mem[key])}, not a number")
+            mem[key] = None
+    out["memory_kb"] = mem
+    return out, problems
+
+
 def hello_checks(hello: dict[str, Any], target: Target) -> list[Check]:
-    """The checks that the agent's hello answers (pure: tested on recorded hellos)."""
+    """The checks that the agent's hello answers (pure: tested on recorded hellos). Fields of the wrong type
+    are ignored and named in one ``hello`` warning (:func:`clean_hello`)."""
+    hello, problems = clean_hello(hello)
+    cpus = hello.get("cpu_count")
     checks: list[Check] = [Check("agent", "ok", f"agent {hello.get('agent_version')} on {hello.get('os')} "
-                                 f"{hello.get('machine')}, {hello.get('cpu_count')} CPUs "
+                                 f"{hello.get('machine')}, {cpus if cpus is not None else '?'} CPUs "
                                  f"({hello.get('cpu_model') or 'unknown CPU'})")]
-    backends: dict[str, Any] = hello.get("backends") or {}
+    if problems:
+        checks.append(Check("hello", "warn", "malformed fields ignored: " + "; ".join(problems),
+                            "the device's agent is not the one hilbench ships, or is damaged: rerun doctor "
+                            "to ship it again"))
+    backends: dict[str, Any] = hello["backends"]
     real = {n: b for n, b in backends.items() if b.get("available") and not b.get("stand_in")}
     found = ", ".join(f"{n} {b.get('version') or ''}".strip() for n, b in sorted(real.items()))
     declared = [r for r in target.runtimes if r not in real]
@@ -333,7 +409,7 @@ def hello_checks(hello: dict[str, Any], target: Target) -> list[Check]:
             if items:
                 providers.append(f"{name}: {', '.join(map(str, items))}")
     checks.append(Check("execution providers", "info", "; ".join(providers) or "none reported"))
-    sensors = hello.get("sensors") or {}
+    sensors = hello["sensors"]
     sources = sensors.get("sources") or []
     missing = sensors.get("missing") or []
     power = [s for s in sources if any(w in s.lower() for w in ("power", "ina", "rapl", "hwmon", "meter"))]
@@ -342,7 +418,7 @@ def hello_checks(hello: dict[str, Any], target: Target) -> list[Check]:
                             "" if power else "no power sensor: energy per inference needs one (a board rail or an "
                             "external meter: telemetry.meter_command)"))
     else:
-        checks.append(Check("sensors", "warn", sensors.get("error") or "none found",
+        checks.append(Check("sensors", "warn", str(sensors.get("error") or "none found"),
                             "; ".join(missing[:2]) or "telemetry will be empty"))
     disk = hello.get("free_disk_bytes")
     if isinstance(disk, int):
@@ -351,10 +427,10 @@ def hello_checks(hello: dict[str, Any], target: Target) -> list[Check]:
                             "" if status == "ok" else "free space on the device (models are cached under workdir)"))
     else:
         checks.append(Check("free disk", "info", "not reported"))
-    mem = hello.get("memory_kb") or {}
+    mem = hello["memory_kb"]
     if mem.get("MemTotal"):
         avail = mem.get("MemAvailable")
-        low = isinstance(avail, int) and avail < _LOW_MEMORY_KB
+        low = avail is not None and avail < _LOW_MEMORY_KB
         checks.append(Check("memory", "warn" if low else "ok",
                             f"{(avail or 0) / 1048576:.1f} GiB available of {mem['MemTotal'] / 1048576:.1f} GiB",
                             "stop other programs on the device: a model that swaps measures the disk" if low else ""))

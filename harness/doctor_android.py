@@ -9,6 +9,7 @@ be made is a ``fail`` with the fix.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 import shutil
@@ -63,6 +64,11 @@ def runner_failure(code: int, output: str) -> str | None:
     return None
 
 
+def _digits(text: str) -> bool:
+    """``text`` is a decimal number ``int()`` reads: ASCII digits only (``"²".isdigit()`` is true too)."""
+    return text.isascii() and text.isdigit()
+
+
 def big_little(max_khz: dict[int, int]) -> tuple[list[int], list[int]]:
     """(big cores, other cores) from each CPU's ``cpuinfo_max_freq``: the big ones run fastest."""
     if not max_khz:
@@ -107,7 +113,7 @@ def doctor_android(target: Target) -> list[Check]:
                         "" if abi in _ABIS else "build the runners for the ABI `adb shell getprop ro.product.cpu.abi` shows"))
     release = props.get("ro.build.version.release", "")
     sdk = props.get("ro.build.version.sdk", "")
-    old = sdk.isdigit() and int(sdk) < 27
+    old = _digits(sdk) and int(sdk) < 27
     checks.append(Check("Android version", "warn" if old else "ok", f"Android {release} (SDK {sdk or '?'})",
                         "NNAPI needs Android 8.1 (SDK 27) or newer" if old else ""))
     soc = props.get("ro.soc.model") or props.get("ro.board.platform") or props.get("ro.hardware") or ""
@@ -151,7 +157,7 @@ def doctor_android(target: Target) -> list[Check]:
         res = t.shell("for c in /sys/devices/system/cpu/cpu[0-9]*; do [ -r $c/cpufreq/cpuinfo_max_freq ] && "
                       "echo \"${c##*/} $(cat $c/cpufreq/cpuinfo_max_freq)\"; done", step="doctor")
         freqs = {int(a[3:]): int(b) for a, b in (ln.split() for ln in res.stdout.splitlines() if len(ln.split()) == 2)
-                 if a[3:].isdigit() and b.isdigit()}
+                 if _digits(a[3:]) and _digits(b)}
         big, little = big_little(freqs)
         named = list(target.adb.big_cores)
         status, fix = "ok", ""
@@ -170,10 +176,12 @@ def doctor_android(target: Target) -> list[Check]:
                                                            current_unit=target.adb.battery_current_unit,
                                                            current_sign=target.adb.battery_current_sign)}
         status_r = readings.get("thermal.status")
-        level = int(status_r["value"]) if status_r and status_r["value"] is not None else None
+        value = status_r["value"] if status_r else None
+        level = int(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
         charging = readings.get("battery.charging", {}).get("value")
         detail = f"thermal status {level if level is not None else 'unknown'}"
-        temps = [d["value"] for k, d in readings.items() if k.startswith("temp.") and d["value"] is not None]
+        temps = [d["value"] for k, d in readings.items() if isinstance(k, str) and k.startswith("temp.")
+                 and isinstance(d["value"], (int, float)) and math.isfinite(d["value"])]
         if temps:
             detail += f", hottest sensor {max(temps):.1f} C"
         checks.append(Check("thermal status", "ok" if not level else "warn", detail,

@@ -16,11 +16,17 @@ Each ``*_figure`` function takes data already read from the store and returns a
   when stored;
 * ``energy``: energy per inference against p50 latency;
 * ``trend``: a nightly history with its change points (see :mod:`harness.history`).
+
+Names in a figure (targets, models, sensors, series) come from the store, which holds what devices sent:
+each is passed through :func:`label` (control characters shown as escapes, never drawn or written as they
+are, and ``$`` never starts mathtext), and :func:`save` / :func:`to_bytes` make every text of the figure so
+and drop any character XML forbids, so an SVG is always valid XML.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,16 +35,21 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import AnalysisError
+from harness.safetext import safe
 from harness.store import Store
 
-__all__ = ["KINDS", "BUDGETS_MS", "plot", "save", "pareto_front", "pareto_figure", "distribution_figure",
+__all__ = ["KINDS", "BUDGETS_MS", "plot", "save", "label", "pareto_front", "pareto_figure", "distribution_figure",
            "timeline_figure", "targets_figure", "energy_figure", "trend_figure", "to_bytes"]
 
 KINDS = ("pareto", "distribution", "timeline", "targets", "energy", "trend")
 #: Latency budgets drawn on distributions: (ms, label).
 BUDGETS_MS = ((33.3, "33 ms: 30 fps video"), (16.7, "16 ms: 60 fps"), (11.1, "11 ms: 90 fps AR/VR"))
 _STYLE: dict[str, Any] = {"font.size": 10, "axes.titlesize": 12, "axes.titleweight": "bold", "axes.spines.top": False,
-          "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100}
+          "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100,
+          # No text is mathtext: a '$' in a device's name is a dollar sign, never a formula to parse.
+          "text.parse_math": False}
+#: Characters XML 1.0 does not allow (an SVG holding one does not parse).
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 def _plt() -> Any:
@@ -67,11 +78,40 @@ def _settings(text: Any) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(d.items()))
 
 
+def label(value: Any, limit: int = 120) -> str:
+    """``value`` as text for a figure: control and format characters shown as escapes (``\\x1b``), cut to
+    ``limit`` characters. Names in figures come from the store, and so from devices."""
+    return safe(value, limit)
+
+
 def run_label(row: Any, *, with_target: bool = True) -> str:
     """Short label of a run: model [backend settings] @ target."""
     s = _settings(row["settings"])
-    text = f"{row['model']} [{row['backend']}{' ' + s if s else ''}]"
-    return f"{text} @ {row['target']}" if with_target else text
+    text = f"{label(row['model'])} [{label(row['backend'])}{' ' + label(s) if s else ''}]"
+    return f"{text} @ {label(row['target'])}" if with_target else text
+
+
+def _safe_texts(fig: Any) -> None:
+    """Every text already in ``fig`` (titles, legends, annotations, tick labels) made safe: the backstop of
+    :func:`label` for a name a figure function did not pass through it."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        s = text.get_text()
+        if s and not (s.isascii() and s.isprintable()):
+            text.set_text("\n".join(safe(line, None) for line in s.split("\n")))
+
+
+def _savefig(fig: Any, fmt: str, dpi: int) -> bytes:
+    import io
+
+    _safe_texts(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi if fmt == "png" else None, bbox_inches="tight")
+    data = buf.getvalue()
+    if fmt == "svg":  # valid XML whatever text reached the figure
+        data = _XML_INVALID.sub("", data.decode("utf-8", "replace")).encode("utf-8")
+    return data
 
 
 def save(fig: Any, path: str | Path) -> Path:
@@ -82,7 +122,7 @@ def save(fig: Any, path: str | Path) -> Path:
         raise AnalysisError(f"{path}: plots are written as .png or .svg")
     plt = _plt()
     try:
-        fig.savefig(path, format=fmt, dpi=130 if fmt == "png" else None, bbox_inches="tight")
+        path.write_bytes(_savefig(fig, fmt, 130))
     except OSError as exc:
         raise AnalysisError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     finally:
@@ -92,13 +132,11 @@ def save(fig: Any, path: str | Path) -> Path:
 
 def to_bytes(fig: Any, fmt: str = "png") -> bytes:
     """The figure as PNG or SVG bytes (for embedding in a report); closes it."""
-    import io
-
     plt = _plt()
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=110 if fmt == "png" else None, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    try:
+        return _savefig(fig, fmt, 110)
+    finally:
+        plt.close(fig)
 
 
 def _budget_note(lo_ms: float, hi_ms: float, drawn: Sequence[float]) -> str:
@@ -169,12 +207,13 @@ def pareto_figure(data: pd.DataFrame, *, metric: str = "p50_ns") -> Any:
         x = t[metric].to_numpy() / 1e6
         y = t["top1"].to_numpy() * 100
         front = pareto_front(x, y)
-        ax.scatter(x, y, s=55, color=color, label=target, zorder=3, edgecolor="white", linewidth=0.8)
+        ax.scatter(x, y, s=55, color=color, label=label(target), zorder=3, edgecolor="white", linewidth=0.8)
         ax.step(x[front], y[front], where="post", color=color, linewidth=1.6, alpha=0.8, zorder=2)
         for i, row in t.iterrows():
             on_front = i in front
             notes.append((float(x[i]), float(y[i]),
-                          f"{row['model']} ({row['backend']})" if on_front else str(row["model"]), on_front))
+                          f"{label(row['model'])} ({label(row['backend'])})" if on_front else label(row["model"]),
+                          on_front))
     if log_x:
         ax.set_xscale("log")
     ys = d["top1"].to_numpy() * 100
@@ -227,14 +266,14 @@ def distribution_figure(runs: pd.DataFrame, samples: pd.DataFrame) -> Any:
 
     Runs of the same configuration from different sessions get the session's date and id."""
     labels = [run_label(r) for _, r in runs.iterrows()]
-    dupes = {label for label in labels if labels.count(label) > 1}
+    dupes = {text for text in labels if labels.count(text) > 1}
     groups = []
-    for label, (_, r) in zip(labels, runs.iterrows(), strict=True):
-        if label in dupes:
+    for text, (_, r) in zip(labels, runs.iterrows(), strict=True):
+        if text in dupes:
             when = pd.Timestamp(r["started_at"]).strftime("%Y-%m-%d %H:%M") if pd.notna(r.get("started_at")) else ""
-            label = f"{label}\n{when} · session {r.get('session_id') or '?'}"
-        groups.append((label, samples.loc[samples["run_id"] == r["run_id"], "latency_ns"].to_numpy() / 1e6))
-    groups = [(label, v) for label, v in groups if v.size]
+            text = f"{text}\n{when} · session {label(r.get('session_id') or '?')}"
+        groups.append((text, samples.loc[samples["run_id"] == r["run_id"], "latency_ns"].to_numpy() / 1e6))
+    groups = [(text, v) for text, v in groups if v.size]
     if not groups:
         return _empty("Latency distribution", "No timed samples stored for these runs.")
     plt = _plt()
@@ -259,11 +298,11 @@ def distribution_figure(runs: pd.DataFrame, samples: pd.DataFrame) -> Any:
         ax.plot([tr(p50)], [i], marker="|", color="black", markersize=14, mew=2)
         ax.plot([tr(p99)], [i], marker="|", color="crimson", markersize=10, mew=2)
     drawn = []
-    for ms, label in BUDGETS_MS:
+    for ms, budget in BUDGETS_MS:
         if lo * 0.5 <= ms <= hi * 3:
             drawn.append(ms)
             ax.axvline(np.log10(ms) if log else ms, color="0.4", linestyle="--", linewidth=1)
-            ax.text(np.log10(ms) if log else ms, len(groups) + 0.85, " " + label, rotation=90, fontsize=8,
+            ax.text(np.log10(ms) if log else ms, len(groups) + 0.85, " " + budget, rotation=90, fontsize=8,
                     color="0.3", ha="right", va="top")
     note = _budget_note(lo, hi, drawn)
     if note:
@@ -363,7 +402,7 @@ def timeline_figure(run: Any, samples: pd.DataFrame, telemetry: pd.DataFrame) ->
         ax2.grid(False)
         ax2.spines["right"].set_visible(True)
         tt = tel[tel["sensor"] == temp]
-        ax2.plot((tt["t_ns"] - t0) / 1e9, tt["value"], color="tab:red", linewidth=1.6, label=f"{temp} (°C)")
+        ax2.plot((tt["t_ns"] - t0) / 1e9, tt["value"], color="tab:red", linewidth=1.6, label=f"{label(temp)} (°C)")
         ax2.set_ylabel("temperature (°C)", color="tab:red")
         h2, l2 = ax2.get_legend_handles_labels()
         twin_handles, twin_labels = h2, l2
@@ -374,7 +413,7 @@ def timeline_figure(run: Any, samples: pd.DataFrame, telemetry: pd.DataFrame) ->
         ax3.spines["right"].set_visible(True)
         ct = tel[tel["sensor"] == clock]
         ax3.plot((ct["t_ns"] - t0) / 1e9, ct["value"], color="tab:green", linewidth=1.3, linestyle="--",
-                 label=f"{clock} (MHz)")
+                 label=f"{label(clock)} (MHz)")
         ax3.set_ylabel("clock (MHz)", color="tab:green")
         h3, l3 = ax3.get_legend_handles_labels()
         handles, labels = handles + h3, labels + l3
@@ -393,7 +432,7 @@ def timeline_figure(run: Any, samples: pd.DataFrame, telemetry: pd.DataFrame) ->
     if timed_t0 is not None:
         for e in _derived_events(run):
             kind = str(e.get("kind") or "event")
-            color, text = _EVENT_STYLE.get(kind, ("tab:brown", f"throttle: {kind}"))
+            color, text = _EVENT_STYLE.get(kind, ("tab:brown", f"throttle: {label(kind)}"))
             start = (timed_t0 - t0) / 1e9 + float(e["t_s"])
             width = float(e.get("duration_s") or 0.0)
             if width > 0:
@@ -430,10 +469,10 @@ def targets_figure(table: pd.DataFrame) -> Any:
         ax = axes[r][0]
         ax.barh(y + 0.2, t["p50_ms"], height=0.4, color="tab:blue", label="p50")
         ax.barh(y - 0.2, t["p99_ms"], height=0.4, color="tab:orange", label="p99")
-        ax.set_yticks(y, t["target"])
+        ax.set_yticks(y, [label(v) for v in t["target"]])
         ax.invert_yaxis()
         ax.set_xlabel("latency (ms)")
-        ax.set_title(f"{model}: latency")
+        ax.set_title(f"{label(model)}: latency")
         top = float(t["p99_ms"].max())
         drawn = [ms for ms, _ in BUDGETS_MS if ms <= top * 1.5]
         for ms in drawn:
@@ -453,10 +492,10 @@ def targets_figure(table: pd.DataFrame) -> Any:
             ax.barh(y, vals.fillna(0), height=0.6, color="tab:green" if col == "energy_mj" else "tab:purple")
             for yi, v in zip(y, vals, strict=True):
                 ax.text(0, yi, "  n/a" if pd.isna(v) else f"  {v:.3g}", va="center", fontsize=8)
-            ax.set_yticks(y, t["target"])
+            ax.set_yticks(y, [label(v) for v in t["target"]])
             ax.invert_yaxis()
             ax.set_xlabel("energy per inference (mJ)" if col == "energy_mj" else "price (USD)")
-            ax.set_title(f"{model}: {'energy' if col == 'energy_mj' else 'price'}")
+            ax.set_title(f"{label(model)}: {'energy' if col == 'energy_mj' else 'price'}")
     fig.suptitle("Targets compared (bars sorted by p99; dashed lines: the 11/16/33 ms budgets within reach)",
                  fontsize=12)
     fig.tight_layout()
@@ -473,9 +512,9 @@ def energy_figure(table: pd.DataFrame) -> Any:
     targets = sorted(d["target"].unique())
     for color, target in zip(_colors(len(targets)), targets, strict=True):
         t = d[d["target"] == target]
-        ax.scatter(t["p50_ms"], t["energy_mj"], s=55, color=color, label=target, edgecolor="white")
+        ax.scatter(t["p50_ms"], t["energy_mj"], s=55, color=color, label=label(target), edgecolor="white")
         for _, row in t.iterrows():
-            ax.annotate(row["model"], (row["p50_ms"], row["energy_mj"]), xytext=(5, 3), textcoords="offset points",
+            ax.annotate(label(row["model"]), (row["p50_ms"], row["energy_mj"]), xytext=(5, 3), textcoords="offset points",
                         fontsize=8)
     ax.set_xlabel("p50 latency (ms)")
     ax.set_ylabel("energy per inference (mJ)")
@@ -493,17 +532,17 @@ def trend_figure(points: pd.DataFrame, changes: pd.DataFrame, *, title: str = "N
     fig, ax = plt.subplots(figsize=(10, 4.8))
     for color, name in zip(_colors(len(series)), series, strict=True):
         p = points[points["series"] == name].sort_values("night")
-        ax.plot(pd.to_datetime(p["night"]), p["value"], marker="o", markersize=3, color=color, label=name)
+        ax.plot(pd.to_datetime(p["night"]), p["value"], marker="o", markersize=3, color=color, label=label(name))
         c = changes[changes["series"] == name] if not changes.empty else changes
         for _, ch in c.iterrows():
             night = pd.to_datetime(ch["night"])
             ax.axvline(night, color=color, linestyle=":", linewidth=1.2)
-            ref = f" (git {ch['git_after']})" if isinstance(ch.get("git_after"), str) and ch["git_after"] else ""
+            ref = f" (git {label(ch['git_after'])})" if isinstance(ch.get("git_after"), str) and ch["git_after"] else ""
             # Above the series' highest point, on white, so the line does not run through the text.
             ax.annotate(f"{ch['change'] * 100:+.1f}%{ref}", (night, p["value"].max()), xytext=(4, 7),
                         textcoords="offset points", color=color, fontsize=8, fontweight="bold", zorder=5,
                         bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
-    ax.set_ylabel(str(points["unit"].iloc[0]) if "unit" in points else "value")
+    ax.set_ylabel(label(points["unit"].iloc[0]) if "unit" in points else "value")
     ax.set_title(title + " (dotted: change points)")
     fig.autofmt_xdate()
     # Below the axes, never over the series.

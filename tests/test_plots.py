@@ -174,3 +174,41 @@ def test_pareto_labels_of_close_points_do_not_overlap():
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert not a.overlaps(b), (a, b)
+
+
+#: A device's name with a screen clear, a window title (BEL), a colour, a bidi override, a C1 CSI, a NUL and
+#: a formula that mathtext cannot parse.
+_EVIL = "\x1b[2J\x1b]0;T\x07\x1b[31m\u202e\x9b\x00 $\\frac{$"
+
+
+def test_hostile_names_make_valid_svg_with_the_escapes_shown(tmp_path):
+    import matplotlib
+
+    from harness.plots import energy_figure, save, to_bytes
+
+    rows = [{"target": "board" + _EVIL, "model": "model" + _EVIL, "backend": "ort" + _EVIL,
+             "settings": '{"threads\\u001b": "4\\u0007"}', "p50_ns": (5 + i) * 1e6, "top1": 0.7 + i / 100,
+             "run_id": f"r{i}", "session_id": "s" + _EVIL, "started_at": None} for i in range(2)]
+    data = pd.DataFrame(rows)
+    table = data.assign(p50_ms=[5.0, 6.0], p99_ms=[7.0, 8.0], energy_mj=[1.0, 2.0], price_usd=[10.0, np.nan])
+    samples = pd.DataFrame({"run_id": ["r0"] * 50 + ["r1"] * 50, "latency_ns": np.linspace(4e6, 9e6, 100),
+                            "phase": ["timed"] * 100, "t_ns": np.arange(100) * 1_000_000})
+    tel = pd.DataFrame({"t_ns": [0, 50_000_000], "sensor": ["temp.cpu" + _EVIL, "freq.cpu" + _EVIL],
+                        "value": [50.0, 1500.0], "unit": ["C", "MHz"], "source": ["x", "y"]})
+    run = dict(rows[0], derived={"throttle_events": [{"t_s": 0.01, "kind": "odd" + _EVIL}]})
+    points = pd.DataFrame([{"night": f"2026-10-{d:02d}", "series": "s" + _EVIL, "value": 10.0 + d, "unit": "ms" + _EVIL}
+                           for d in range(1, 6)])
+    changes = pd.DataFrame([{"series": "s" + _EVIL, "night": "2026-10-03", "change": 0.1, "git_after": "g" + _EVIL}])
+    figures = {"pareto": lambda: pareto_figure(data), "distribution": lambda: distribution_figure(data, samples),
+               "timeline": lambda: timeline_figure(run, samples.assign(run_id="r0"), tel),
+               "targets": lambda: targets_figure(table), "energy": lambda: energy_figure(table),
+               "trend": lambda: trend_figure(points, changes, title="t" + _EVIL)}
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text kept as text: what it says can be read back
+        for kind, make in figures.items():
+            svg = save(make(), tmp_path / f"{kind}.svg")
+            text = svg.read_text(encoding="utf-8")
+            ET.parse(svg)  # raises on a character XML does not allow
+            for ch in ("\x1b", "\x07", "\x9b", "\u202e", "\x00"):
+                assert ch not in text, (kind, ch)
+            assert "\\x1b[2J" in text, kind  # the name is there, its escapes visible
+            assert to_bytes(make(), "png")[:4] == b"\x89PNG"  # '$\frac{$' is text, not a formula to parse
