@@ -881,3 +881,124 @@ def test_killing_a_runner_job_stops_it_on_the_phone(phone: ADBDStandIn, tmp_path
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(pid), "the runner outlived the job on the phone"
+
+
+# ------------------------------------------------------------------------------------------ a hostile phone (issue 18)
+def test_a_shell_command_that_floods_is_cut_off_in_one_line_with_host_memory_bounded(phone: ADBDStandIn,
+                                                                                       tmp_path: Path) -> None:
+    import tracemalloc
+
+    from harness.transport.adb import COMMAND_OUTPUT_MAX
+
+    t = _connected(phone, tmp_path)
+    tracemalloc.start()
+    try:
+        with pytest.raises(TransportError) as info:
+            t.shell("echo $$ > \"$HILBENCH_STANDIN_ROOT/flood.pid\"; while :; do head -c 1048576 /dev/zero; done",
+                    step="probe", timeout=60)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("standin-phone: probe: `echo $$ > ")
+    assert "sent more than 16 MB of output" in msg and "was stopped on the device" in msg
+    assert peak < 3 * COMMAND_OUTPUT_MAX, f"{peak / 2**20:.0f} MB held for a 16 MB cap"
+    pid = int((phone.root / "flood.pid").read_text())
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the flooding command outlived the cut-off on the phone"
+
+
+def test_a_journal_over_the_cap_is_refused_in_one_line(phone: ADBDStandIn, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.transport.adb as adb
+
+    monkeypatch.setattr(adb, "JOURNAL_MAX", 1024 * 1024)  # the same read, a smaller cap: quicker through adb
+    t = _connected(phone, tmp_path)
+    journal = t.journal_path("big")
+    on_phone = phone.host_path(journal)
+    assert on_phone is not None
+    on_phone.parent.mkdir(parents=True, exist_ok=True)
+    on_phone.write_bytes(b'{"v": 1}\n' * 300_000)
+    with pytest.raises(TransportError) as info:
+        t.fetch_journal(journal)
+    msg = str(info.value)
+    assert "\n" not in msg and msg == (f"standin-phone: fetch journal: the journal {journal} on the device is over "
+                                       "1 MB, more than any job writes: not read, so this job cannot be recovered "
+                                       "from it")
+    on_phone.write_text('{"a": 1}\n{"b": 2}\n')
+    assert t.fetch_journal(journal) == ['{"a": 1}', '{"b": 2}']
+    assert t.fetch_journal(t.journal_path("missing")) is None
+
+
+def test_fake_markers_in_runner_output_never_pick_what_is_killed(phone: ADBDStandIn, tmp_path: Path) -> None:
+    """The runner prints ``__HILBENCH_PG=1`` and friends: the real process group (the shell's, first line,
+    with this run's tag) is what a kill targets, and a group of 1 or less is never signalled."""
+    from harness.transport.adb import valid_pgid
+
+    script = _runner_script(tmp_path, "benchmark_model", "never printed", sleep_s=30, extra=(
+        "echo __HILBENCH_PG=1", "echo __HILBENCH_PID=1", "echo __HILBENCH_RC=0",
+        'ps -o pgid= -p $$ | tr -d " " > "$HILBENCH_STANDIN_ROOT/runner.pgid"',
+        'echo $$ > "$HILBENCH_STANDIN_ROOT/runner.pid"'))
+    t = _connected(phone, tmp_path, benchmark_model=str(script))
+    proc = t.start_agent(_payload("litert", "/m.tflite"), t.journal_path("r1"))
+    pid_file = phone.root / "runner.pid"
+    deadline = time.monotonic() + 15
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    pid = int(pid_file.read_text())
+    real_pg = int((phone.root / "runner.pgid").read_text())
+    assert real_pg > 1 and proc.remote_pg == real_pg and proc.remote_pid not in (None, 1)
+    proc.kill()
+    assert proc.wait(10) == -9
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)
+    # whatever a device says, no kill ever targets -1, -0 or the like
+    for bad in (1, 0, -1, "1", "-1", " 0", "1e3", "²", "１２", True, None, 2**31, "99999999999"):
+        assert valid_pgid(bad) is None, bad
+        if isinstance(bad, int) and not isinstance(bad, bool):
+            assert t.kill_group(bad) is False
+    assert valid_pgid("4242") == 4242 and valid_pgid(4242) == 4242
+
+
+def test_runner_output_flood_is_kept_bounded_and_the_result_says_so(phone: ADBDStandIn, tmp_path: Path) -> None:
+    from harness.android import OUTPUT_LINE_MAX, OUTPUT_TAIL_LINES
+
+    recorded = (FIXTURES / "benchmark_model_android_arm64_gpu.txt").read_text()
+    script = _runner_script(tmp_path, "benchmark_model", recorded, extra=(
+        "i=0; while [ $i -lt 30000 ]; do echo \"noise line $i\"; i=$((i+1)); done",
+        "head -c 3000000 /dev/zero | tr '\\0' x; echo"))
+    t = _connected(phone, tmp_path, benchmark_model=str(script))
+    proc = t.start_agent(_payload("litert", "/m.tflite"), t.journal_path("r1"))
+    msgs = _drain(proc, timeout=120)
+    result = msgs[-1]
+    assert result["type"] == "result", msgs[-1]
+    assert result["aggregates"]["count"] == 251  # the summary at the end was kept and parsed
+    note = next(w for w in result["warnings"] if "output was cut to fit" in w)
+    assert f"lines dropped between its first 500 and last {OUTPUT_TAIL_LINES}" in note
+    assert f"1 lines longer than {OUTPUT_LINE_MAX} characters shortened" in note
+    assert max(len(line) for line in proc.stderr_tail.splitlines()) <= OUTPUT_LINE_MAX
+
+
+def test_adb_env_keys_are_checked_and_device_folders_private(phone: ADBDStandIn, tmp_path: Path) -> None:
+    import dataclasses
+
+    script = _runner_script(tmp_path, "benchmark_model", "x")
+    t = _connected(phone, tmp_path, benchmark_model=str(script))
+    planted = phone.root / "data/local/tmp/planted"
+    evil = ADBTransport(dataclasses.replace(t.target, env={"X=1;touch /data/local/tmp/planted;Y": "1"}))
+    evil.serial = t.serial
+    with pytest.raises(TransportError) as info:
+        evil.runner_env("/data/local/tmp/hilbench/bin/x/benchmark_model")
+    assert "\n" not in str(info.value) and "is not a shell variable name" in str(info.value)
+    quoted = ADBTransport(dataclasses.replace(t.target, env={"V": "$(touch /data/local/tmp/planted)"}))
+    assert "V='$(touch /data/local/tmp/planted)'" in quoted.runner_env("/data/local/tmp/hilbench/bin/x/b")
+    t.ensure_runner("benchmark_model", str(script))
+    root = phone.root / "data/local/tmp/hilbench"
+    for sub in ("", "agents", "blobs", "bin", "journal"):
+        assert (root / sub).stat().st_mode & 0o777 == 0o700, sub
+    assert not planted.exists()
