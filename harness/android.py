@@ -652,10 +652,10 @@ class RunnerProcess(AgentProcess):
         self._put("phase", phase="runner", event="end", duration_ns=t_end - t_start)
         out_lines = head + list(tail)
         if dropped or cut:
-            self.output_cut = (f"{runner}'s output was cut to fit: " + ", ".join(
-                ([f"{dropped} lines dropped between its first {OUTPUT_HEAD_LINES} and last {OUTPUT_TAIL_LINES}"]
-                 if dropped else []) + ([f"{cut} lines longer than {OUTPUT_LINE_MAX} characters shortened"]
-                                        if cut else []))) + ": the figures come from what was kept"
+            what = ([f"{_n(dropped, 'line')} dropped between its first {OUTPUT_HEAD_LINES} and last "
+                     f"{OUTPUT_TAIL_LINES}"] if dropped else [])
+            what += [f"{_n(cut, 'line')} longer than {OUTPUT_LINE_MAX} bytes shortened"] if cut else []
+            self.output_cut = f"{runner}'s output was cut to fit ({', '.join(what)}): the figures come from what was kept"
         err = "\n".join(err_tail)
         if self.killed.is_set():
             self._stop_samplers(phone, meter)
@@ -831,6 +831,10 @@ class RunnerProcess(AgentProcess):
                 "`adb tcpip 5555`) or set telemetry.meter_command to a power meter on this computer")}
         why = phone.power_reason or "no power reading around the timed phase"
         return {"energy_source": "none (no battery reading)", "energy_reason": f"no energy figure: {why}"}
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _bounded_lines(stream: Any, limit: int = OUTPUT_LINE_MAX) -> Any:

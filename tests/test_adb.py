@@ -980,7 +980,7 @@ def test_runner_output_flood_is_kept_bounded_and_the_result_says_so(phone: ADBDS
     assert result["aggregates"]["count"] == 251  # the summary at the end was kept and parsed
     note = next(w for w in result["warnings"] if "output was cut to fit" in w)
     assert f"lines dropped between its first 500 and last {OUTPUT_TAIL_LINES}" in note
-    assert f"1 lines longer than {OUTPUT_LINE_MAX} characters shortened" in note
+    assert f"1 line longer than {OUTPUT_LINE_MAX} bytes shortened)" in note
     assert max(len(line) for line in proc.stderr_tail.splitlines()) <= OUTPUT_LINE_MAX
 
 
