@@ -10,13 +10,20 @@ the ``accuracy`` table. :func:`score_runs` turns that into one row per run:
   tasks: called as ``function(outputs, labels)`` with the stacked output vectors
   (items x outputs, float) and the label array read from the evaluation file on the
   host, as stored there (any shape and dtype, the items the device ran), it returns a
-  dict of metric name -> number. The file is found by the sha256 the run recorded:
-  the plan's ``data`` file (from the session's plan), else a packed image set in
-  :func:`cache_dir`;
+  dict of metric name -> number. A scorer is imported **only when the caller trusts
+  it** (``scorers=``, ``hilbench accuracy --scorer module:function``); any other
+  gets a one-line ``note`` and the run is scored with the built-ins;
 * fidelity against a reference variant (``reference = "model-name"``, e.g. the
   FP32 model for its INT8 variant), matched on target and backend, preferring the
   same session: top-1 agreement and the mean absolute output error. A variant that
   is fast because it is wrong shows up here.
+
+Nothing a device sends chooses the scorer, the reference, the evaluation file or its
+label array: they come from the host's record of the run, the plan text the host
+stored with the session (:func:`plan_eval`). The sha256 the device echoes is only a
+witness: it can make its own run's scorer refuse a file, never pick one. A results
+store can be shared (a CI artefact, a bucket), so the plan stored there is not
+trusted to name code either: that is why a scorer must also be trusted by the caller.
 
 :func:`pack_images` applies a plan's declared preprocessing to a folder of images
 once, into a cached .npz that is shipped to the device like a model.
@@ -24,11 +31,12 @@ once, into a cached .npz that is shipped to the device like a model.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +45,14 @@ import pandas as pd
 
 from harness.errors import AnalysisError, ConfigError
 from harness.plan import file_sha256
+from harness.safetext import safe
 from harness.store import Store
 
-__all__ = ["pack_images", "load_scorer", "score_runs", "eval_file", "ACCURACY_COLUMNS", "cache_dir"]
+__all__ = ["pack_images", "load_scorer", "score_runs", "eval_file", "plan_eval", "parse_scorer_spec",
+           "ACCURACY_COLUMNS", "cache_dir"]
 
 ACCURACY_COLUMNS = ("run_id", "model", "target", "backend", "settings", "session_id", "eval_count", "top1", "top5",
-                    "reference", "reference_run_id", "agreement", "output_error", "metrics")
+                    "reference", "reference_run_id", "agreement", "output_error", "metrics", "scorer", "note")
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".webp", ".tif", ".tiff"}
 
 
@@ -70,6 +80,20 @@ def _read_labels(labels: Path, files: list[Path]) -> list[int]:
         raise ValueError(f"{labels}: labels must be integer class indices ({exc})") from exc
 
 
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+
+
+def _packed_path(files: list[Path], labels: Path, pre: dict[str, Any]) -> Path:
+    """Where the packed set of ``files`` (after ``limit``) is cached: by preprocessing, labels and file stats."""
+    h = hashlib.sha256(json.dumps(pre, sort_keys=True).encode())
+    h.update(labels.read_bytes())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return cache_dir() / f"{h.hexdigest()[:24]}.npz"
+
+
 def pack_images(folder: Path, labels: Path, pre: dict[str, Any], *, limit: int | None = None) -> Path:
     """Preprocess a folder of images into ``x`` (the model's input) and ``y`` (labels), cached.
 
@@ -82,19 +106,14 @@ def pack_images(folder: Path, labels: Path, pre: dict[str, Any], *, limit: int |
         from PIL import Image
     except ImportError as exc:  # pragma: no cover - Pillow is a dependency of matplotlib
         raise ValueError("reading images needs Pillow: pip install pillow") from exc
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    files = _image_files(folder)
     if not files:
         raise ValueError(f"{folder}: no images ({', '.join(sorted(_IMAGE_SUFFIXES))})")
     ys = _read_labels(labels, files)
     if limit:
         files, ys = files[:limit], ys[:limit]
     pre = {k: v for k, v in pre.items() if v is not None}
-    h = hashlib.sha256(json.dumps(pre, sort_keys=True).encode())
-    h.update(labels.read_bytes())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    out = cache_dir() / f"{h.hexdigest()[:24]}.npz"
+    out = _packed_path(files, labels, pre)
     if out.is_file():
         return out
     arrays = []
@@ -139,8 +158,19 @@ def pack_images(folder: Path, labels: Path, pre: dict[str, Any], *, limit: int |
     return out
 
 
+def parse_scorer_spec(text: Any) -> str:
+    """``module:function`` (dotted Python names), stripped; ValueError with a one-line reason otherwise."""
+    spec = text.strip() if isinstance(text, str) else ""
+    module, sep, name = spec.partition(":")
+    if not (sep and name.isidentifier() and all(part.isidentifier() for part in module.split("."))):
+        raise ValueError(f"expected module:function (Python names), got '{safe(text, 200)}'")
+    return spec
+
+
 def load_scorer(spec: str) -> Callable[..., dict[str, float]]:
-    """Import ``module:function``; ConfigError naming it when it cannot be found."""
+    """Import ``module:function``; ConfigError naming it when it cannot be found.
+
+    Only for a spec the user gave (``--scorer``, ``scorers=``): importing runs the module's code."""
     module, _, name = spec.partition(":")
     try:
         fn = getattr(importlib.import_module(module), name)
@@ -152,12 +182,14 @@ def load_scorer(spec: str) -> Callable[..., dict[str, float]]:
 
 
 def _acc_info(result: Any) -> dict[str, Any]:
+    """The device's own accuracy summary (count, top_k, class_labels, the sha256 it echoed): data, never a choice."""
     if isinstance(result, str):
         try:
             result = json.loads(result)
         except ValueError:
             return {}
-    return (result or {}).get("accuracy") or {} if isinstance(result, dict) else {}
+    info = (result or {}).get("accuracy") if isinstance(result, dict) else None
+    return info if isinstance(info, dict) else {}
 
 
 def _stack(outputs: pd.Series) -> np.ndarray | None:
@@ -165,52 +197,132 @@ def _stack(outputs: pd.Series) -> np.ndarray | None:
         return None
     try:
         return np.stack([np.asarray(o, dtype=np.float64) for o in outputs])
-    except ValueError:
+    except (ValueError, TypeError):
         return None
 
 
-def _plan_eval_file(store: Store, session_id: Any, model: str) -> Path | None:
-    """The ``[models.eval] data`` file of ``model`` in the plan its session ran (None if not named)."""
-    from harness import tomlconf
-
-    sessions = store.sessions()
-    row = sessions[sessions["session_id"] == session_id]
-    if row.empty or not isinstance(row.iloc[-1]["plan_text"], str):
-        return None
-    plan_path = row.iloc[-1]["plan_path"]
-    try:
-        plan = tomlconf.tomllib.loads(row.iloc[-1]["plan_text"])
-    except tomlconf.tomllib.TOMLDecodeError:
-        return None
-    base = Path(plan_path).parent if isinstance(plan_path, str) else Path.cwd()
-    for m in plan.get("models") or []:
-        name = m.get("name") or (Path(m["path"]).stem if m.get("path") else None)
-        data = (m.get("eval") or {}).get("data")
-        if name == model and isinstance(data, str):
-            return (base / data).resolve()
-    return None
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
-def eval_file(store: Store, run: Any, info: dict[str, Any]) -> Path:
-    """The host's copy of the evaluation file a run used; AnalysisError when it cannot be found."""
-    want = info.get("sha256")
-    candidates: list[Path] = []
-    planned = _plan_eval_file(store, run.session_id, run.model)
-    if planned is not None:
-        candidates.append(planned)
-    if want:
-        candidates += sorted(cache_dir().glob("*.npz"))
-    for path in candidates:
-        if path.is_file() and (not want or file_sha256(path) == want):
-            return path
-    where = f" ({planned})" if planned is not None else ""
-    changed = " has changed since the run" if planned is not None and planned.is_file() else " is not on this host"
-    raise AnalysisError(f"run {run.run_id}: the evaluation file{where}{changed}: the scorer needs its labels; "
-                        "pass eval_labels, or restore the file")
+def _eval_record(entry: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``[models.eval]`` of one plan model as the host's record: scorer, reference, y, top_k, path.
+
+    The plan text may come from a shared store, so every value is type-checked and nothing is imported."""
+    top_k = entry.get("top_k")
+    rec: dict[str, Any] = {
+        "scorer": _text(entry.get("scorer")), "reference": _text(entry.get("reference")),
+        "y": _text(entry.get("y")) or "y",
+        "top_k": top_k if isinstance(top_k, int) and not isinstance(top_k, bool) and top_k >= 1 else 5,
+        "path": None,
+    }
+    data, images, labels = _text(entry.get("data")), _text(entry.get("images")), _text(entry.get("labels"))
+    if data is not None:
+        rec["path"] = (base / data).resolve()
+    elif images is not None and labels is not None:
+        # The packed set plan loading made: the same preprocessing (with plan.py's defaults) gives the same file.
+        rec["y"] = "y"
+        pre = {"resize": entry.get("resize"), "layout": entry.get("layout", "NHWC"), "mean": entry.get("mean"),
+               "std": entry.get("std"), "scale": entry.get("scale"), "dtype": entry.get("dtype", "float32"),
+               "color": entry.get("color", "RGB"), "quantization": entry.get("quantization")}
+        limit = entry.get("limit")
+        try:
+            files = _image_files((base / images).resolve())
+            if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+                files = files[:limit]
+            rec["path"] = _packed_path(files, (base / labels).resolve(), {k: v for k, v in pre.items()
+                                                                            if v is not None})
+        except (OSError, TypeError, ValueError):
+            rec["path"] = None
+    return rec
 
 
-def _file_labels(path: Path, info: dict[str, Any], index: np.ndarray) -> np.ndarray:
-    key = str(info.get("y") or "y")
+class _HostPlans:
+    """The plan each session ran, as the host stored it with the session (``plan_text``), parsed once."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._sessions: pd.DataFrame | None = None
+        self._plans: dict[Any, tuple[dict[str, Any], Path] | None] = {}
+
+    def _plan(self, session_id: Any) -> tuple[dict[str, Any], Path] | None:
+        from harness import tomlconf
+
+        if session_id not in self._plans:
+            if self._sessions is None:
+                self._sessions = self.store.sessions()
+            s = self._sessions
+            row = s[s["session_id"] == session_id] if "session_id" in s.columns else s.iloc[0:0]
+            text = row.iloc[-1].get("plan_text") if not row.empty else None
+            parsed: tuple[dict[str, Any], Path] | None = None
+            if isinstance(text, str):
+                plan_path = row.iloc[-1].get("plan_path")
+                base = Path(plan_path).parent if isinstance(plan_path, str) else Path.cwd()
+                try:
+                    parsed = (tomlconf.tomllib.loads(text), base)
+                except (tomlconf.tomllib.TOMLDecodeError, RecursionError):
+                    parsed = None
+            self._plans[session_id] = parsed
+        return self._plans[session_id]
+
+    def eval(self, session_id: Any, model: Any) -> dict[str, Any]:
+        """``model``'s evaluation record (see :func:`plan_eval`); empty when there is none."""
+        found = self._plan(session_id)
+        if found is None:
+            return {}
+        plan, base = found
+        models = plan.get("models")
+        for m in models if isinstance(models, list) else []:
+            if not isinstance(m, dict):
+                continue
+            name = _text(m.get("name"))
+            if name is None and _text(m.get("path")):
+                name = Path(m["path"]).stem
+            if name == model:
+                entry = m.get("eval")
+                return _eval_record(entry, base) if isinstance(entry, dict) and entry else {}
+        return {}
+
+
+def plan_eval(store: Store, session_id: Any, model: str) -> dict[str, Any]:
+    """The host's record of ``model``'s ``[models.eval]`` in the plan its session ran (the plan text the
+    host stored with the session): ``scorer`` and ``reference`` (None when not named), ``y`` (the label
+    array's name), ``top_k`` and ``path`` (the evaluation .npz on this host: the plan's ``data``, or the
+    image set its ``images``/``labels``/preprocessing packed into the cache; None when neither). Empty
+    when the session stored no plan or its plan has no such model with an evaluation set."""
+    return _HostPlans(store).eval(session_id, model)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha_of(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(Path(path))
+
+
+def eval_file(store: Store, run: Any, info: dict[str, Any] | None = None, *,
+              record: dict[str, Any] | None = None) -> Path:
+    """The host's copy of the evaluation file a run used, from the host's record of its plan
+    (:func:`plan_eval`); AnalysisError when there is none or it is not on this host.
+
+    ``info`` is the device's accuracy summary: the sha256 it echoed is a witness only, checked against
+    the file, never used to look one up. A file that does not match it is refused (changed since the run)."""
+    rec = record if record is not None else plan_eval(store, run.session_id, run.model)
+    path = rec.get("path")
+    what = f"run {run.run_id}: the evaluation file"
+    if path is None:
+        raise AnalysisError(f"{what} of model {safe(run.model)} is not named by the plan stored with its session: "
+                            "the scorer needs its labels; pass eval_labels")
+    if not path.is_file():
+        raise AnalysisError(f"{what} ({path}) is not on this host: the scorer needs its labels; pass eval_labels, "
+                            "or restore the file")
+    want = (info or {}).get("sha256")
+    st = path.stat()
+    if isinstance(want, str) and want and _sha_of(str(path), st.st_size, st.st_mtime_ns) != want:
+        raise AnalysisError(f"{what} ({path}) has changed since the run: the scorer needs its labels; "
+                            "pass eval_labels, or restore the file")
+    return path
+
+
+def _file_labels(path: Path, key: str, index: np.ndarray) -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as data:
             if key not in data:
@@ -220,14 +332,52 @@ def _file_labels(path: Path, info: dict[str, Any], index: np.ndarray) -> np.ndar
         raise AnalysisError(f"{path}: cannot read the labels ({exc})") from exc
 
 
+def _labels(store: Store, run: Any, rec: dict[str, Any], info: dict[str, Any], index: np.ndarray,
+            given: dict[str, np.ndarray]) -> np.ndarray:
+    """The labels of the items a run ran: the caller's (by scorer or model name), else the host's file."""
+    spec = rec.get("scorer")
+    if (spec is not None and spec in given) or run.model in given:
+        return np.asarray(given[spec] if spec is not None and spec in given else given[run.model])[index]
+    return _file_labels(eval_file(store, run, info, record=rec), str(rec.get("y") or "y"), index)
+
+
+def _trusted_scorers(scorers: Iterable[str] | Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
+    """spec -> the function (given), or None (imported when a run first needs it)."""
+    items = scorers.items() if isinstance(scorers, Mapping) else ((s, None) for s in scorers)
+    out: dict[str, Any] = {}
+    for spec, fn in items:
+        try:
+            out[parse_scorer_spec(spec)] = fn
+        except ValueError as exc:
+            raise ConfigError(f"scorer: {exc}") from exc
+    return out
+
+
+def _untrusted_note(run: Any, spec: str) -> str:
+    who = f"run {safe(run.run_id, 80)} (model {safe(run.model, 80)})"
+    try:
+        parse_scorer_spec(spec)
+    except ValueError:
+        return f"{who}: the plan stored with it names scorer '{safe(spec, 200)}', not module:function: not run"
+    return (f"{who}: scorer {spec} not run: a scorer named by the store is imported only when you trust it; "
+            f"to trust it: --scorer {spec}")
+
+
 def score_runs(store: Store, run_ids: Iterable[str] | None = None, *,
+               scorers: Iterable[str] | Mapping[str, Callable[..., Any]] = (),
                eval_labels: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """One row per run that has accuracy records (see the module docstring for the columns).
 
-    A scorer receives the labels from the run's evaluation file on this host
-    (:func:`eval_file`); ``eval_labels`` (scorer spec or model name -> label array,
-    indexed like the evaluation items) overrides that.
+    The scorer, reference and evaluation file of a run come from the plan the host stored with its
+    session (:func:`plan_eval`), never from the device. ``scorers`` are the ``module:function`` specs
+    the caller trusts (or spec -> function): a run's scorer runs only when it is one of them, else the
+    row's ``note`` says so (one line, with the flag that trusts it) and the run gets the built-ins.
+    A scorer receives the labels from the run's evaluation file on this host (:func:`eval_file`);
+    ``eval_labels`` (scorer spec or model name -> label array, indexed like the evaluation items)
+    overrides that. A trusted scorer that cannot score (no outputs kept, no labels, it raised) is an
+    AnalysisError naming the run.
     """
+    trusted = _trusted_scorers(scorers)
     runs = store.runs()
     runs = runs[runs["status"] == "ok"]
     acc = store.accuracy()
@@ -238,48 +388,59 @@ def score_runs(store: Store, run_ids: Iterable[str] | None = None, *,
     wanted = runs[runs["run_id"].isin(by_run)]
     if run_ids is not None:
         wanted = wanted[wanted["run_id"].isin(set(run_ids))]
+    plans = _HostPlans(store)
+    given = eval_labels or {}
     rows = []
     for run in wanted.itertuples(index=False):
         g = by_run[run.run_id]
         info = _acc_info(run.result)
+        rec = plans.eval(run.session_id, run.model)
+        spec, ref_name = rec.get("scorer"), rec.get("reference")
         labels = g["label"]
+        index = g["index"].to_numpy(dtype=np.int64)
         row: dict[str, Any] = {
             "run_id": run.run_id, "model": run.model, "target": run.target, "backend": run.backend,
             "settings": run.settings, "session_id": run.session_id, "eval_count": len(g),
-            "top1": np.nan, "top5": np.nan, "reference": info.get("reference"), "reference_run_id": None,
-            "agreement": np.nan, "output_error": np.nan, "metrics": None,
+            "top1": np.nan, "top5": np.nan, "reference": ref_name, "reference_run_id": None,
+            "agreement": np.nan, "output_error": np.nan, "metrics": None, "scorer": spec, "note": None,
         }
         lab: np.ndarray | None = None
-        if info.get("scorer"):
-            fn = load_scorer(str(info["scorer"]))
+        if spec is not None and spec in trusted:
+            fn = trusted[spec]
+            if fn is None:
+                fn = trusted[spec] = load_scorer(spec)
             outputs = _stack(g["output"])
             if outputs is None:
-                raise AnalysisError(f"run {run.run_id}: scorer {info['scorer']} needs the outputs; "
+                raise AnalysisError(f"run {run.run_id}: scorer {spec} needs the outputs; "
                                     "the plan set keep_outputs = false")
-            given = eval_labels or {}
-            index = g["index"].to_numpy(dtype=np.int64)
-            if str(info["scorer"]) in given or run.model in given:
-                lab = np.asarray(given.get(str(info["scorer"]), given.get(run.model)))[index]
-            else:
-                lab = _file_labels(eval_file(store, run, info), info, index)
+            lab = _labels(store, run, rec, info, index, given)
             try:
                 metrics = fn(outputs, lab)
             except Exception as exc:  # a user's function: keep its message, one line
-                raise AnalysisError(f"run {run.run_id}: scorer {info['scorer']} failed: {exc}") from exc
+                raise AnalysisError(f"run {run.run_id}: scorer {spec} failed: {exc}") from exc
             row["metrics"] = {str(k): float(v) for k, v in dict(metrics).items()}
+        elif spec is not None:
+            row["note"] = _untrusted_note(run, spec)
         # Only integer class labels (one per item) score top-1/top-5. Runs since the agent recorded
-        # class_labels store no other kind; for older runs with a scorer the file's labels decide, so
-        # a real-number label that an older agent stored as its integer part scores no top-1.
+        # class_labels store no other kind; for older runs whose plan names a scorer the host's file
+        # decides (read as data, whether or not the scorer is trusted), so a real-number label that an
+        # older agent stored as its integer part scores no top-1.
         is_class = bool(info.get("class_labels", True))
-        if lab is not None and "class_labels" not in info:
-            is_class = lab.dtype.kind in "iub" and lab.size == len(g)
+        if spec is not None and "class_labels" not in info:
+            if lab is None:
+                try:
+                    lab = _labels(store, run, rec, info, index, given)
+                except AnalysisError:
+                    lab = None
+            if lab is not None:
+                is_class = lab.dtype.kind in "iub" and lab.size == len(g)
         if is_class and labels.notna().all() and len(g):
             y = labels.to_numpy(dtype=np.int64)
             pred = g["prediction"].to_numpy(dtype=np.int64)
             row["top1"] = float(np.mean(pred == y))
-            if int(info.get("top_k") or 5) >= 5:
+            top_k = rec.get("top_k") if rec else info.get("top_k")
+            if int(top_k or 5) >= 5:
                 row["top5"] = float(np.mean([int(t) in list(top)[:5] for t, top in zip(y, g["top5"], strict=True)]))
-        ref_name = info.get("reference")
         if ref_name:
             ref = _reference_run(runs, run, str(ref_name), by_run)
             if ref is not None:

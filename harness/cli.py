@@ -553,11 +553,23 @@ def _session_run_ids(store: Any, session: str | None) -> list[str] | None:
     return ids
 
 
+def _scorer_arg(text: str) -> str:
+    """``--scorer module:function``: checked here, imported only when a run's plan names it."""
+    from harness.accuracy import parse_scorer_spec
+
+    try:
+        return parse_scorer_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def cmd_accuracy(args: argparse.Namespace) -> int:
     from harness.accuracy import score_runs
 
     store = open_store(args.store)
-    scores = score_runs(store, _session_run_ids(store, args.session))
+    scores = score_runs(store, _session_run_ids(store, args.session), scorers=args.scorer or ())
+    for note in scores["note"].dropna():
+        sys.stderr.write(f"hilbench: {safe(note, _LINE_LIMIT)}\n")
     if args.format == "json":
         sys.stdout.write(scores.to_json(orient="records") + "\n")
         return EXIT_OK
@@ -567,6 +579,9 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     view = scores[["run_id", "model", "target", "backend", "eval_count", "top1", "top5", "reference", "agreement",
                    "output_error"]].copy()
     view["run_id"] = view["run_id"].str[-6:]
+    if scores["metrics"].notna().any():
+        view["metrics"] = [" ".join(f"{k}={v:.4g}" for k, v in m.items()) if isinstance(m, dict) else None
+                           for m in scores["metrics"]]
     sys.stdout.write(_safe_frame(view).to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}") + "\n")
     return EXIT_OK
 
@@ -663,6 +678,10 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     a = sub.add_parser("accuracy", help="top-1/top-5 and fidelity measured on the device ([models.eval])")
     a.add_argument("--session", help="only this session id (or prefix, or 'last')")
     a.add_argument("--format", choices=("table", "json"), default="table")
+    a.add_argument("--scorer", action="append", type=_scorer_arg, metavar="MODULE:FUNCTION",
+                   help="trust this scorer, as the plan's [models.eval] scorer names it, and run it (repeatable); "
+                        "a scorer is never imported otherwise: the store, which may be shared, is not trusted "
+                        "to name code, and its runs get top-1/top-5 only")
     store_arg(a)
     a.set_defaults(func=cmd_accuracy)
 

@@ -62,7 +62,9 @@ eval = { data = "m/digits_eval.npz", limit = 120, reference = "fp32" }
     # Across backends the reference still matches (only LiteRT ran fp32).
     assert scores.loc["int8-onnx", "reference_run_id"] == scores.loc["fp32", "run_id"]
     phases = store.run(fid["run_id"])["result"]["accuracy"]
-    assert phases["count"] == 120 and phases["reference"] == "fp32" and phases["output_dequantized"] is True
+    assert phases["count"] == 120 and phases["output_dequantized"] is True
+    # The device no longer echoes the scorer or the reference: the host reads them from its own plan record.
+    assert "reference" not in phases and "scorer" not in phases and len(phases["sha256"]) == 64
     capsys.readouterr()
     assert main(["accuracy", "--store", str(store_dir)]) == 0
     assert "int8-onnx" in capsys.readouterr().out
@@ -87,8 +89,13 @@ eval = {{ data = "{MODELS / 'digits_eval.npz'}", limit = 30, scorer = "acc_score
 """
     store_dir = tmp_path / "res"
     assert main(["run", str(plan(tmp_path, body)), "--store", str(store_dir), "--quiet"]) == 0
-    row = score_runs(open_store(store_dir)).iloc[0]
+    row = score_runs(open_store(store_dir), scorers=["acc_scorer:scorer_mae"]).iloc[0]
     assert row["metrics"]["items"] == 30 and row["metrics"]["mean_abs_output"] > 0
+    assert row["scorer"] == "acc_scorer:scorer_mae" and row["note"] is None
+    # Not trusted: not run, a note that says how to trust it, top-1 still scored.
+    untrusted = score_runs(open_store(store_dir)).iloc[0]
+    assert untrusted["metrics"] is None and untrusted["top1"] > 0.9
+    assert "--scorer acc_scorer:scorer_mae" in untrusted["note"]
 
 
 def test_images_are_packed_with_the_declared_preprocessing(tmp_path, monkeypatch):
@@ -203,22 +210,23 @@ eval = { data = "box.npz", y = "boxes", scorer = "acc_scorer:scorer_regression" 
     assert main(["run", str(plan(tmp_path, body)), "--store", str(store_dir), "--quiet"]) == 0
     store = open_store(store_dir)
     assert store.accuracy()["label"].isna().all()  # no real number was turned into a class index
-    scores = score_runs(store).set_index("model")
+    trust = ["acc_scorer:scorer_regression"]
+    scores = score_runs(store, scorers=trust).set_index("model")
     reg, box = scores.loc["reg"], scores.loc["box"]
     assert np.isnan(reg["top1"]) and np.isnan(reg["top5"]) and np.isnan(box["top1"])
     assert reg["eval_count"] == 30 and reg["metrics"]["mae"] == pytest.approx(0.05, abs=1e-5)
     assert box["eval_count"] == 40 and box["metrics"]["mae"] == pytest.approx(0.2, abs=1e-5)
     assert box["metrics"]["mse"] == pytest.approx(0.04, abs=1e-5)
     # The scorer saw the file's array itself: float, (items, 4), the stored values.
-    score_runs(store, [box["run_id"]])
+    score_runs(store, [box["run_id"]], scorers=trust)
     assert SEEN["labels"].shape == (40, 4) and SEEN["labels"].dtype == np.float64
     np.testing.assert_array_equal(SEEN["labels"], y_box)
     # A changed evaluation file is refused, not silently scored against other labels.
     np.savez(tmp_path / "box.npz", x=x, boxes=y_box + 1)
     with pytest.raises(AnalysisError, match="box.npz.*changed since the run"):
-        score_runs(store, [box["run_id"]])
+        score_runs(store, [box["run_id"]], scorers=trust)
     # ...unless the caller hands the labels over.
-    again = score_runs(store, [box["run_id"]], eval_labels={"box": y_box}).iloc[0]
+    again = score_runs(store, [box["run_id"]], scorers=trust, eval_labels={"box": y_box}).iloc[0]
     assert again["metrics"]["mae"] == pytest.approx(0.2, abs=1e-5)
 
 
@@ -246,6 +254,8 @@ def test_an_older_run_with_float_labels_stored_as_integers_scores_no_top1(tmp_pa
         "result": {"accuracy": {"count": 4, "top_k": 1, "scorer": "acc_scorer:scorer_regression"}}}])
     store.write_table("sessions", "s1", [{"session_id": "s1", "started_at": now, "plan": "old",
                                           "plan_path": str(tmp_path / "plan.toml"), "plan_text": plan_text}])
-    row = score_runs(store).iloc[0]
+    # The file's labels decide (read as data) whether or not the scorer is trusted.
+    assert np.isnan(score_runs(store).iloc[0]["top1"])
+    row = score_runs(store, scorers=["acc_scorer:scorer_regression"]).iloc[0]
     assert np.isnan(row["top1"])  # the stored 0s are not class labels
     assert row["metrics"]["mae"] == pytest.approx(np.mean(np.abs(np.array([0.2, 0.4, 0.8, 0.3]) - y)))

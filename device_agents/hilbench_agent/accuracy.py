@@ -5,8 +5,9 @@ The evaluation file is an .npz the host shipped (by sha256, like a model) with a
 input array (``x`` by default) and labels (``y``) of any shape and dtype. Only an
 integer class label (one integer per item) travels back with the predictions; other
 labels (real numbers, boxes, vectors) stay in the file, which the host scores from
-its own copy (found by the sha256 echoed in the summary). The
-host already applied any declared preprocessing (resize, layout, mean/std); here
+its own copy (named by its own record of the plan; the sha256 echoed in the summary
+is only checked against it). The host already applied any declared preprocessing
+(resize, layout, mean/std); here
 the array is only cast to the input's dtype, and quantised with the input's
 (scale, zero_point) when the model takes integers and the data are real numbers.
 
@@ -115,7 +116,9 @@ def run_accuracy(channel, backend, specs, cfg):
             "class_labels": bool(class_labels)}
     if y_all is not None:
         info["y"] = y_key
-    for key in ("reference", "scorer", "name", "sha256"):
+    # The file's sha256 as the host sent it, echoed as a witness (the host checks its own copy against it).
+    # The scorer and the reference are the host's business: it reads them from its own record of the plan.
+    for key in ("name", "sha256"):
         if cfg.get(key):
             info[key] = cfg[key]
     return info
