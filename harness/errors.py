@@ -10,6 +10,8 @@ so the evidence is kept while the user sees one line that says what and where::
     ├── ModelError         missing, truncated or unreadable model file
     ├── StoreError         results store not writable, corrupt, or of a newer schema
     ├── ProtocolError      a message from the agent that breaks the protocol
+    │   └── MessageError   a well-formed line whose content does not (a field missing, of the wrong type or
+    │                      out of range, over a limit derived from the plan; harness/validate.py)
     ├── TransportError     cannot reach, log into, or talk to a target
     │   └── HostKeyError   unknown or changed host key
     ├── JobError           a job failed on the device (category + message from the agent)
@@ -26,6 +28,7 @@ __all__ = [
     "ModelError",
     "StoreError",
     "ProtocolError",
+    "MessageError",
     "TransportError",
     "HostKeyError",
     "JobError",
@@ -64,6 +67,11 @@ class StoreError(HilbenchError):
 
 class ProtocolError(HilbenchError):
     """The agent sent something that breaks the protocol."""
+
+
+class MessageError(ProtocolError):
+    """A protocol message whose content is invalid: the message names the field, one line
+    (``phase message: duration_ns missing``). The session ends the job as an ``agent`` error."""
 
 
 class TransportError(HilbenchError):

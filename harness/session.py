@@ -17,10 +17,14 @@ import signal
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from harness import __version__
 from harness.agentpkg import agent_bundle
@@ -29,6 +33,7 @@ from harness.plan import Job, Plan
 from harness.protocol import decode_line
 from harness.store import Store, new_id
 from harness.transport import LineTimeout, Transport, make_transport
+from harness.validate import Limits, MessageChecker
 
 __all__ = ["Progress", "SessionResult", "run_jobs", "host_facts", "device_key"]
 
@@ -76,8 +81,78 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+class _Samples:
+    """One job's samples: per phase (in the order the phases came), int64 chunks as validated, 16 bytes a
+    sample; the iteration is the index within the phase (the checker makes batches arrive in order)."""
+
+    def __init__(self) -> None:
+        self._lat: dict[str, list[np.ndarray]] = {}
+        self._t: dict[str, list[np.ndarray]] = {}
+
+    def add(self, phase: str, latency_ns: np.ndarray, t_ns: np.ndarray) -> None:
+        self._lat.setdefault(phase, []).append(latency_ns)
+        self._t.setdefault(phase, []).append(t_ns)
+
+    def __len__(self) -> int:
+        return sum(len(c) for chunks in self._lat.values() for c in chunks)
+
+    def latencies(self, phase: str) -> np.ndarray:
+        chunks = self._lat.get(phase)
+        return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
+
+    def columns(self, first: tuple[int, int] | None = None) -> dict[str, Any]:
+        """The samples table's columns (without run_id); ``first`` (latency, start) leads as phase "first"."""
+        phase: list[np.ndarray] = []
+        iteration: list[np.ndarray] = []
+        latency: list[np.ndarray] = []
+        t_ns: list[np.ndarray] = []
+        if first is not None:
+            phase.append(np.array(["first"], dtype=object))
+            iteration.append(np.zeros(1, dtype=np.int64))
+            latency.append(np.array([first[0]], dtype=np.int64))
+            t_ns.append(np.array([first[1]], dtype=np.int64))
+        for name, chunks in self._lat.items():
+            lat = np.concatenate(chunks)
+            phase.append(np.full(len(lat), name, dtype=object))
+            iteration.append(np.arange(len(lat), dtype=np.int64))
+            latency.append(lat)
+            t_ns.append(np.concatenate(self._t[name]))
+        if not phase:
+            return {"phase": [], "iteration": [], "latency_ns": [], "t_ns": []}
+        return {"phase": np.concatenate(phase), "iteration": np.concatenate(iteration),
+                "latency_ns": np.concatenate(latency), "t_ns": np.concatenate(t_ns)}
+
+
+class _Telemetry:
+    """One job's telemetry readings: times and values in arrays, names shared (the checker interns them)."""
+
+    def __init__(self) -> None:
+        self.t_ns = array("q")
+        self.value = array("d")  # NaN where the reading had none (the agent never sends NaN)
+        self.sensor: list[str | None] = []
+        self.unit: list[str | None] = []
+        self.source: list[str | None] = []
+
+    def add(self, msg: dict[str, Any]) -> None:
+        self.t_ns.extend(msg["t_ns"])
+        self.value.extend(msg["value"])
+        self.sensor.extend(msg["sensor"])
+        self.unit.extend(msg["unit"])
+        self.source.extend(msg["source"])
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+    def columns(self) -> dict[str, Any]:
+        """The telemetry table's columns (without run_id); ``value`` a float Series whose NaN are nulls."""
+        return {"t_ns": np.frombuffer(self.t_ns, dtype=np.int64).copy(),
+                "sensor": self.sensor, "unit": self.unit, "source": self.source,
+                "value": pd.Series(np.frombuffer(self.value, dtype=np.float64).copy(), dtype="float64")}
+
+
 class _JobRun:
-    """Collects one job's protocol messages into store rows."""
+    """Collects one job's protocol messages into store rows. Every message passes the job's
+    :class:`~harness.validate.MessageChecker` first; :meth:`handle` raises MessageError for an invalid one."""
 
     def __init__(self, job: Job, run_id: str) -> None:
         self.job = job
@@ -85,8 +160,8 @@ class _JobRun:
         self.hello: dict[str, Any] = {}
         self.result: dict[str, Any] | None = None
         self.error: tuple[str, str] | None = None
-        self.samples: dict[str, list[Any]] = {"phase": [], "iteration": [], "latency_ns": [], "t_ns": []}
-        self.telemetry: dict[str, list[Any]] = {"t_ns": [], "sensor": [], "value": [], "unit": [], "source": []}
+        self.samples = _Samples()
+        self.telemetry = _Telemetry()
         self.first: tuple[int, int] | None = None
         self.phase_begin_t: dict[str, int] = {}
         #: the phase the agent is in and when (host monotonic clock) it began, for per-phase timeouts
@@ -97,57 +172,43 @@ class _JobRun:
         self.bytes_sent: int | None = None
         #: the device's doctor facts, probed once per session (harness.doctor.device_facts)
         self.device_facts: dict[str, Any] | None = None
+        self._checker: MessageChecker | None = None  # made at the first message (it may read the eval file)
 
     def handle(self, msg: dict[str, Any], progress: Progress) -> None:
+        if self._checker is None:
+            self._checker = MessageChecker(Limits.for_job(self.job))
+        msg = self._checker.check(msg)
         kind = msg["type"]
         if kind == "sample":
-            lat = msg.get("latency_ns") or []
-            offsets = msg.get("offset_ns") or [0] * len(lat)
-            base = int(msg.get("t0_ns") or 0)
-            start = int(msg.get("start") or 0)
-            n = len(lat)
-            s = self.samples
-            s["phase"].extend([msg.get("phase", "timed")] * n)
-            s["iteration"].extend(range(start, start + n))
-            s["latency_ns"].extend(lat)
-            s["t_ns"].extend(base + o for o in offsets)
+            self.samples.add(msg["phase"], msg["latency_ns"], msg["t_ns_each"])
         elif kind == "telemetry":
-            t = self.telemetry
-            for r in msg.get("readings") or []:
-                t["t_ns"].append(r.get("t_ns"))
-                t["sensor"].append(r.get("sensor"))
-                value = r.get("value")
-                t["value"].append(float(value) if value is not None else None)
-                t["unit"].append(r.get("unit"))
-                t["source"].append(r.get("source"))
+            self.telemetry.add(msg)
         elif kind == "phase":
-            if msg.get("event") == "begin":
-                self.phase_begin_t[msg.get("phase", "")] = int(msg.get("t_ns") or 0)
-                self.current = (str(msg.get("phase", "")), time.monotonic())
-            elif msg.get("event") == "end":
+            phase = msg["phase"]
+            t_ns = msg.get("t_ns") or 0
+            if msg["event"] == "begin":
+                self.phase_begin_t[phase] = t_ns
+                self.current = (phase, time.monotonic())
+            else:
                 self.current = None
-            if msg.get("phase") == "first" and msg.get("event") == "end":
-                begin = self.phase_begin_t.get("first", int(msg.get("t_ns") or 0))
-                self.first = (int(msg["duration_ns"]), begin)
-            progress.phase(self.job, str(msg.get("phase")), str(msg.get("event")), msg)
+                if phase == "first":
+                    self.first = (msg["duration_ns"], self.phase_begin_t.get("first", t_ns))
+            progress.phase(self.job, phase, msg["event"], msg)
         elif kind == "accuracy":
             a = self.accuracy
-            index = msg.get("index") or []
-            n = len(index)
-            tops = msg.get("top") or [[]] * n
-            outputs = msg.get("output") or [None] * n
-            a["index"].extend(index)
-            a["label"].extend(msg.get("label") or [None] * n)
+            tops = msg["top"]
+            a["index"].extend(msg["index"])
+            a["label"].extend(msg["label"])
             a["top5"].extend(tops)
             a["prediction"].extend(t[0] if t else None for t in tops)
-            a["score"].extend(msg.get("score") or [None] * n)
-            a["output"].extend(outputs)
+            a["score"].extend(msg["score"])
+            a["output"].extend(msg["output"])
         elif kind == "hello":
             self.hello = msg
         elif kind == "result":
             self.result = msg
         elif kind == "error":
-            self.error = (str(msg.get("category") or "agent"), str(msg.get("message") or "unknown error"))
+            self.error = (msg["category"], msg["message"])
 
     def rows(self, *, session_id: str, labels: dict[str, str], started: dt.datetime, transport: Transport | None,
              stderr_tail: str = "") -> dict[str, Any]:
@@ -165,10 +226,7 @@ class _JobRun:
         # A vendor runner that prints only aggregates (LiteRT benchmark_model): no samples to assess.
         aggregate_only = bool(res.get("aggregate_only")) if self.result is not None else None
         if status == "ok" and not aggregate_only:
-            timed_lat = [lat for ph, lat in zip(self.samples["phase"], self.samples["latency_ns"], strict=False) if ph == "timed"]
-            import numpy as np
-
-            v = assess(np.asarray(timed_lat, dtype=np.int64), first_inference_ns=res.get("first_ns"),
+            v = assess(self.samples.latencies("timed"), first_inference_ns=res.get("first_ns"),
                        requested_percentiles=job.policy.percentiles,
                        settings={"warmup": job.policy.warmup, "timed": job.policy.timed,
                                  "affinity": list(job.policy.affinity), "backend": job.backend, **job.settings})
@@ -244,7 +302,7 @@ class _JobRun:
         from harness.telemetry_derive import derive_run
 
         try:
-            return derive_run(self.result, self.hello, self.samples, self.telemetry)
+            return derive_run(self.result, self.hello, self.samples.columns(), self.telemetry.columns())
         except Exception as exc:  # noqa: BLE001 - the run's own data is stored either way
             return {"version": 1, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -273,6 +331,24 @@ def device_key(target: Any) -> tuple[Any, ...]:
     if target.transport == "local":
         return ("local",)
     return (target.transport, target.name)
+
+
+def _take_line(run: _JobRun, line: str | dict[str, Any], where: str, progress: Progress) -> str | None:
+    """Decode (unless already decoded), validate and collect one protocol line into ``run``. Returns None,
+    or the one-line reason the job ends as an ``agent`` error: the line breaks the protocol, or (a hilbench
+    bug) handling it raised; neither escapes, so one job's bad message never ends the session."""
+    kind = "?"
+    try:
+        msg = decode_line(line, where=where) if isinstance(line, str) else line
+        kind = str(msg.get("type"))
+        run.handle(msg, progress)
+    except ProtocolError as exc:
+        text = str(exc)
+        return text if text.startswith(where) else f"{where}: {text}"
+    except Exception as exc:  # noqa: BLE001 - a bug here must cost one job, not the session
+        detail = " ".join(str(exc).split())[:500]
+        return f"{where}: hilbench failed on a {kind[:40]} message (a bug, please report it): {type(exc).__name__}: {detail}"
+    return None
 
 
 def _describe_exit(code: int | None) -> str:
@@ -399,7 +475,13 @@ class Runner:
                 if unreachable is not None:
                     self._store_failure(job, new_id(), _now(), "transport", unreachable, transport)
                     continue
-                row = self.run_one(job, transport)
+                try:
+                    row = self.run_one(job, transport)
+                except Exception as exc:  # noqa: BLE001 - a bug costs this job, not the device's other jobs
+                    detail = " ".join(str(exc).split())[:500]
+                    row = self._store_failure(job, new_id(), _now(), "agent", f"{job.target.name}: hilbench failed "
+                                              f"on this job (a bug, please report it): {type(exc).__name__}: {detail}",
+                                              transport)
                 unreachable = self._unreachable.get(id(transport))
                 if unreachable is None and row["error_category"] == "transport" and not _alive(transport):
                     unreachable = self._reconnect(transport)
@@ -437,24 +519,16 @@ class Runner:
             run.device_facts = self._facts.get(id(transport))
         row = run.rows(session_id=self.session_id, labels=self.labels, started=started, transport=transport,
                        stderr_tail=stderr_tail)
-        samples = dict(run.samples)
-        if run.first is not None and row["status"] == "ok":
-            first_ns, first_t = run.first
-            samples = {
-                "phase": ["first"] + samples["phase"],
-                "iteration": [0] + samples["iteration"],
-                "latency_ns": [first_ns] + samples["latency_ns"],
-                "t_ns": [first_t] + samples["t_ns"],
-            }
+        samples = run.samples.columns(run.first if row["status"] == "ok" else None)
         n = len(samples["phase"])
         if n:
             self.store.write_table("samples", run.run_id, dict(samples, run_id=[run.run_id] * n))
         k = len(run.accuracy["index"])
         if k and row["status"] == "ok":
             self.store.write_table("accuracy", run.run_id, dict(run.accuracy, run_id=[run.run_id] * k))
-        m = len(run.telemetry["t_ns"])
+        m = len(run.telemetry)
         if m:
-            self.store.write_table("telemetry", run.run_id, dict(run.telemetry, run_id=[run.run_id] * m))
+            self.store.write_table("telemetry", run.run_id, dict(run.telemetry.columns(), run_id=[run.run_id] * m))
         # The runs row goes last: it commits the run.
         self.store.write_table("runs", run.run_id, [row])
         with self._lock:
@@ -607,17 +681,19 @@ class Runner:
                     if getattr(proc, "connection_lost", False) and not self.stop.is_set():
                         return "lost", proc.stderr_tail
                     continue
+                except ProtocolError as exc:  # a line over the reader's limit: the stream ends there
+                    proc.kill()
+                    run.error = ("agent", f"{job.target.name}: {exc}")
+                    break
                 if line is None:
                     break
                 if not line.strip():
                     continue
-                try:
-                    msg = decode_line(line, where=f"{job.target.name}: agent")
-                except ProtocolError as exc:
+                problem = _take_line(run, line, f"{job.target.name}: agent", self.progress)
+                if problem is not None:
                     proc.kill()
-                    run.error = ("agent", str(exc))
+                    run.error = ("agent", problem)
                     break
-                run.handle(msg, self.progress)
             code = proc.wait(5.0)
             if run.result is None and run.error is None and self.stop.is_set():
                 # Ctrl-C: interrupt() killed the agent, so its stream ended before the loop saw the stop.
@@ -630,6 +706,9 @@ class Runner:
         finally:
             with self._lock:
                 self._active.discard(proc)
+            close = getattr(proc, "close", None)
+            if close is not None:
+                close()  # drop what is still queued from it, and stop its reader
         if run.result is None and run.error is None:
             tail = proc.stderr_tail.strip().splitlines()
             last = f": {tail[-1].strip()}" if tail else ""
@@ -663,13 +742,18 @@ class Runner:
         run_id = journal.rsplit("/", 1)[-1].removesuffix(".jsonl")
         run = _JobRun(job, run_id)
         quiet = Progress()
+        where = f"{job.target.name}: journal"
         for line in lines:
             if not line.strip():
                 continue
             try:
-                run.handle(decode_line(line, where=f"{job.target.name}: journal"), quiet)
+                msg = decode_line(line, where=where)
             except ProtocolError:
                 break  # a line cut short by the drop: what came before it stands
+            problem = _take_line(run, msg, where, quiet)
+            if problem is not None:
+                run.error = ("agent", problem)
+                break
         return run
 
     def interrupt(self) -> None:
@@ -739,6 +823,7 @@ def run_jobs(
     result = SessionResult(session_id=session_id, skipped=skipped)
     pool = ThreadPoolExecutor(max_workers=max(1, len(by_device)), thread_name_prefix="hilbench-device")
     futures = [pool.submit(runner.run_device, groups) for groups in by_device.values()]
+    failures: list[BaseException] = []  # what a worker raised (a store that stopped taking writes): after the row
     try:
         for fut in futures:
             while True:
@@ -747,6 +832,9 @@ def run_jobs(
                     break
                 except TimeoutError:
                     continue
+                except Exception as exc:  # noqa: BLE001 - re-raised once the session row is written
+                    failures.append(exc)
+                    break
     except KeyboardInterrupt:
         result.interrupted = True
         # From here on Ctrl-C is counted, not raised: a second press stops the waiting for the workers (they
@@ -759,11 +847,21 @@ def run_jobs(
             pool.shutdown(wait=not presses, cancel_futures=True)
             _finish_session(store, session_row, result, runner)
         return result
+    except BaseException:
+        # Anything else on the way out (SystemExit, a bug here): the session row is still closed.
+        result.interrupted = True
+        runner.interrupt()
+        pool.shutdown(wait=True, cancel_futures=True)
+        with _sigint_counted():
+            _finish_session(store, session_row, result, runner)
+        raise
     pool.shutdown(wait=True)
     with _sigint_counted() as presses:
         _finish_session(store, session_row, result, runner)
     if presses:
         raise KeyboardInterrupt()
+    if failures:
+        raise failures[0]
     return result
 
 

@@ -16,13 +16,14 @@ leave a transport.
 from __future__ import annotations
 
 import collections
-import queue
 import subprocess
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import IO, Any
 
+from harness.errors import ProtocolError
+from harness.protocol import MAX_LINE_BYTES
 from harness.targets import Target
 
 __all__ = ["Transport", "AgentProcess", "PipeAgentProcess", "SubprocessAgentProcess", "LineTimeout"]
@@ -47,6 +48,9 @@ class AgentProcess(ABC):
     @abstractmethod
     def kill(self) -> None: ...
 
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """The session is done with this agent's lines (after :meth:`wait`): free what is buffered."""
+
     @property
     @abstractmethod
     def stderr_tail(self) -> str: ...
@@ -62,10 +66,23 @@ class AgentProcess(ABC):
 class PipeAgentProcess(AgentProcess):
     """An agent whose stdout and stderr are file objects (a subprocess, an SSH channel).
 
-    Two daemon threads drain the streams so neither can fill up and block the agent."""
+    Two daemon threads drain the streams so neither can fill up and block the agent. What a device
+    writes is bounded on the host: a protocol line is read with a limit (``max_line_bytes``; a longer one
+    is never held whole: the stream ends there and :meth:`next_line` raises ProtocolError), the lines
+    waiting for the session hold at most ``max_queued_bytes`` (beyond that the pump stops reading, so a
+    flood back-pressures the pipe), and a stderr line is kept to its first :attr:`STDERR_LINE` bytes."""
 
-    def __init__(self, stdout: IO[bytes], stderr: IO[bytes] | None, tail_lines: int = 40) -> None:
-        self._queue: queue.Queue[str | None] = queue.Queue()
+    #: the longest stderr line kept (the rest of a longer line is dropped), x ``tail_lines`` lines
+    STDERR_LINE = 4096
+
+    def __init__(self, stdout: IO[bytes], stderr: IO[bytes] | None, tail_lines: int = 40, *,
+                 max_line_bytes: int | None = None, max_queued_bytes: int | None = None) -> None:
+        self.max_line_bytes = max_line_bytes or MAX_LINE_BYTES
+        self.max_queued_bytes = max(max_queued_bytes or 2 * self.max_line_bytes, 1)
+        self._lines: collections.deque[str | None | ProtocolError] = collections.deque()
+        self._queued = 0  # characters of the lines in _lines
+        self._closed = False
+        self._cond = threading.Condition()
         self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self._out = threading.Thread(target=self._pump_out, args=(stdout,), daemon=True)
         self._out.start()
@@ -74,27 +91,75 @@ class PipeAgentProcess(AgentProcess):
             self._err = threading.Thread(target=self._pump_err, args=(stderr,), daemon=True)
             self._err.start()
 
+    def _put(self, item: str | None | ProtocolError) -> bool:
+        """Queue ``item``, waiting while the queue is full; False once :meth:`close` was called."""
+        size = len(item) if isinstance(item, str) else 0
+        with self._cond:
+            while self._queued and self._queued + size > self.max_queued_bytes and not self._closed:
+                self._cond.wait(0.5)
+            if self._closed:
+                return False
+            self._lines.append(item)
+            self._queued += size
+            self._cond.notify_all()
+            return True
+
     def _pump_out(self, stream: IO[bytes]) -> None:
+        limit = self.max_line_bytes
+        end: None | ProtocolError = None
         try:
-            for raw in iter(stream.readline, b""):
-                self._queue.put(raw.decode("utf-8", "replace"))
+            while True:
+                raw = stream.readline(limit + 1)
+                if not raw:
+                    break
+                if len(raw) > limit and not raw.endswith(b"\n"):
+                    end = ProtocolError(f"agent: a protocol line longer than {limit} bytes")
+                    break
+                if not self._put(raw.decode("utf-8", "replace")):
+                    return
         except (OSError, ValueError, EOFError):
             pass
         finally:
-            self._queue.put(None)
+            if end is not None:
+                self._put(end)
+            self._put(None)
 
     def _pump_err(self, stream: IO[bytes]) -> None:
+        cap = self.STDERR_LINE
+        skipping = False  # inside a line longer than cap: its rest is dropped
         try:
-            for raw in iter(stream.readline, b""):
-                self._tail.append(raw.decode("utf-8", "replace").rstrip("\n"))
+            for raw in iter(lambda: stream.readline(cap), b""):
+                whole = raw.endswith(b"\n")
+                if not skipping:
+                    text = raw.decode("utf-8", "replace").rstrip("\n")
+                    self._tail.append(text if whole else text + " [...]")
+                skipping = not whole
         except (OSError, ValueError, EOFError):
             pass
 
     def next_line(self, timeout: float | None) -> str | None:
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise LineTimeout() from None
+        """The next line; None at the end of the stream. Raises LineTimeout, or ProtocolError where the agent
+        wrote a line longer than ``max_line_bytes`` (the stream ends there)."""
+        with self._cond:
+            if not self._lines and not self._cond.wait_for(lambda: bool(self._lines), timeout):
+                raise LineTimeout()
+            item = self._lines.popleft()
+            if isinstance(item, str):
+                self._queued -= len(item)
+            elif item is not None:
+                self._lines.appendleft(item)  # the stream stays ended: it says so again
+            self._cond.notify_all()
+        if isinstance(item, ProtocolError):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Done reading: drop what is queued and let the pump thread go (it stops reading)."""
+        with self._cond:
+            self._closed = True
+            self._lines.clear()
+            self._queued = 0
+            self._cond.notify_all()
 
     def join_stderr(self, timeout: float = 2.0) -> None:
         if self._err is not None:
