@@ -31,6 +31,7 @@ import pandas as pd
 
 from harness import __version__
 from harness.errors import AnalysisError
+from harness.safetext import safe_lines
 from harness.store import Store
 
 __all__ = ["build_report", "ranking_table"]
@@ -55,12 +56,18 @@ small{color:#666}details{margin:.5rem 0}
 """
 
 
+def _esc(v: Any) -> str:
+    """Text for the page: HTML-escaped, and control and bidirectional characters (from a device, through the
+    store) shown as visible escapes rather than reordering or hiding what the reader sees."""
+    return html.escape(safe_lines(v, None))
+
+
 def _fmt(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
     if isinstance(v, float):
         return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return html.escape(str(v))
+    return _esc(str(v))
 
 
 def _json(v: Any) -> dict[str, Any]:
@@ -176,7 +183,7 @@ def _sustained_cell(r: Any) -> str:
     if math.isfinite(r["stability"]):
         cls = "ok" if r["stability"] <= 1.05 else ("warn" if r["stability"] <= 1.15 else "bad")
         first = f"<span class='{cls}'>×{r['stability']:.2f}</span>"
-    rest = [f"throttled at {r['time_to_throttle_s']:.0f} s ({html.escape(str(r['throttle_cause']))})"
+    rest = [f"throttled at {r['time_to_throttle_s']:.0f} s ({_esc(str(r['throttle_cause']))})"
             if math.isfinite(r["time_to_throttle_s"]) else "no throttle"]
     if math.isfinite(r["temp_rise_c"]):
         rest.append(f"{r['temp_rise_c']:+.1f} °C")
@@ -188,14 +195,14 @@ def _marks(r: Any) -> str:
     if r["valid"]:
         out.append('<span class="tag ok">VALID</span>')
     else:
-        why = html.escape("; ".join(r["reasons"]) or "see hilbench show")
+        why = _esc("; ".join(r["reasons"]) or "see hilbench show")
         out.append(f'<span class="tag bad" title="{why}">INVALID</span>')
     if r["emulated"]:
         out.append('<span class="tag warn" title="not a real board: an emulator">EMULATED</span>')
     if r["stand_in"]:
         out.append('<span class="tag warn" title="synthetic stand-in backend: no model ran">STAND-IN</span>')
     if r["warnings"]:
-        out.append(f'<span class="tag" title="{html.escape(chr(10).join(r["warnings"]))}">'
+        out.append(f'<span class="tag" title="{_esc(chr(10).join(r["warnings"]))}">'
                    f'{len(r["warnings"])} warn</span>')
     return "".join(out)
 
@@ -209,7 +216,7 @@ def _model_section(model: str, t: pd.DataFrame, deadline_ms: float) -> str:
     best = t.iloc[0]
     real_ok = best["valid"] and not best["emulated"] and not best["stand_in"]
     if best["meets_deadline"] and real_ok:
-        answer = (f"<b>{html.escape(best['target'])}</b> ({html.escape(best['backend'])}) meets the "
+        answer = (f"<b>{_esc(best['target'])}</b> ({_esc(best['backend'])}) meets the "
                   f"{deadline_ms:g} ms deadline at p99 with {best['p99_ms']:.3g} ms")
         extra = []
         if math.isfinite(best["energy_mj"]):
@@ -221,19 +228,19 @@ def _model_section(model: str, t: pd.DataFrame, deadline_ms: float) -> str:
         cheaper = t[t["meets_deadline"] & t["valid"] & (t["price_usd"] < best["price_usd"])]
         if not cheaper.empty:
             c = cheaper.sort_values("price_usd").iloc[0]
-            answer += (f". Cheapest that also meets it: <b>{html.escape(c['target'])}</b> "
+            answer += (f". Cheapest that also meets it: <b>{_esc(c['target'])}</b> "
                        f"(${c['price_usd']:.0f}, p99 {c['p99_ms']:.3g} ms)")
         answer += "."
     elif best["meets_deadline"]:
         answer = (f"Only runs that are INVALID, emulated or stand-ins meet {deadline_ms:g} ms: "
                   "measure on the real boards before deciding.")
     else:
-        answer = f"No target meets {deadline_ms:g} ms at p99; the fastest is <b>{html.escape(best['target'])}</b> " \
+        answer = f"No target meets {deadline_ms:g} ms at p99; the fastest is <b>{_esc(best['target'])}</b> " \
                  + (f"at {best['p99_ms']:.3g} ms." if math.isfinite(best["p99_ms"]) else "at a p99 its runner does not report.")
     head = ["#", "target", "backend", "p50 ms [95% CI]", "p99 ms [95% CI]", "inf/s", f"p99 ≤ {deadline_ms:g} ms",
             "budgets met", "energy mJ/inf", "inf/J", "price $", "inf/s per $", "top-1",
             "sustained: p50 last/first window", "n", "verdict"]
-    lines = [f"<h2>{html.escape(model)}</h2>", f'<p class="answer">{answer}</p>', "<table><thead><tr>"]
+    lines = [f"<h2>{_esc(model)}</h2>", f'<p class="answer">{answer}</p>', "<table><thead><tr>"]
     left = ("target", "backend", "verdict", "budgets met", "sustained: p50 last/first window")
     lines += [f'<th class="{"l" if h in left else ""}">{h}</th>' for h in head]
     lines.append("</tr></thead><tbody>")
@@ -242,9 +249,9 @@ def _model_section(model: str, t: pd.DataFrame, deadline_ms: float) -> str:
         settings = _settings(r["settings"])
         top1 = "–" if not math.isfinite(r["top1"]) else f"{r['top1'] * 100:.1f}%"
         lines.append(
-            f"<tr{cls}><td>{r['rank']}</td><td class='l'>{html.escape(r['target'])}"
-            f"{'<br><small>' + html.escape(str(r['soc'])) + '</small>' if r['soc'] else ''}</td>"
-            f"<td class='l'>{html.escape(r['backend'])}{'<br><small>' + html.escape(settings) + '</small>' if settings else ''}</td>"
+            f"<tr{cls}><td>{r['rank']}</td><td class='l'>{_esc(r['target'])}"
+            f"{'<br><small>' + _esc(str(r['soc'])) + '</small>' if r['soc'] else ''}</td>"
+            f"<td class='l'>{_esc(r['backend'])}{'<br><small>' + _esc(settings) + '</small>' if settings else ''}</td>"
             f"<td>{_fmt(r['p50_ms'])} <small>[{_fmt(r['p50_lo'])}, {_fmt(r['p50_hi'])}]</small></td>"
             f"<td>{_fmt(r['p99_ms'])} <small>[{_fmt(r['p99_lo'])}, {_fmt(r['p99_hi'])}]</small></td>"
             f"<td>{_fmt(r['fps'])}</td>"
@@ -258,7 +265,7 @@ def _model_section(model: str, t: pd.DataFrame, deadline_ms: float) -> str:
     lines.append("</tbody></table>")
     without = [str(x) for x in t.loc[~t["sustained_s"].map(lambda v: math.isfinite(_num(v))), "target"]]
     if without:
-        lines.append(f"<p><small>{html.escape(', '.join(dict.fromkeys(without)))}: {html.escape(SUSTAINED_HINT)} "
+        lines.append(f"<p><small>{_esc(', '.join(dict.fromkeys(without)))}: {_esc(SUSTAINED_HINT)} "
                      "to the plan to see whether the device holds its speed under long load (stability, time "
                      "to the first throttle, temperature rise).</small></p>")
     return "\n".join(lines)
@@ -288,8 +295,8 @@ def _figure(fig: Any, caption: str) -> str:
     from harness.plots import to_bytes
 
     data = base64.b64encode(to_bytes(fig, "png")).decode("ascii")
-    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (f'<figure><img alt="{_esc(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_esc(caption)}</figcaption></figure>")
 
 
 def build_report(store: Store, run_ids: list[str] | None = None, *, deadline_ms: float = 33.3,
@@ -301,10 +308,10 @@ def build_report(store: Store, run_ids: list[str] | None = None, *, deadline_ms:
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>hilbench report: {html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
+        f"<title>hilbench report: {_esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_esc(title)}</h1>",
         f'<p class="sub">hilbench {__version__} · {len(table)} configurations of {table["model"].nunique()} models on '
-        f'{table["target"].nunique()} targets · sessions {html.escape(", ".join(sessions))} · made {now}</p>',
+        f'{table["target"].nunique()} targets · sessions {_esc(", ".join(sessions))} · made {now}</p>',
         f"<p>Targets are ranked per model: valid runs on real boards that meet the {deadline_ms:g} ms deadline at "
         "p99 first, then by p99 latency, then energy. Intervals are distribution-free 95% confidence intervals. "
         "Energy needs power telemetry on the target; price comes from the target file (<code>price_usd</code>).</p>",

@@ -281,6 +281,30 @@ def test_live_lines_fit_the_terminal_and_plain_output_has_no_escapes():
                                                "[onnxruntime]: FAILED (agent): boom"
 
 
+def test_live_and_plain_displays_show_device_text_as_escapes():
+    """A phase name, an error message or a warning holding escapes: the live display writes its own cursor
+    movement and nothing else; the plain one writes no control character at all (tests/test_hostile_output.py
+    plays the hostile device for real)."""
+    from harness.cli import LineProgress, LiveProgress
+
+    evil = "\x1b[2J\x1b]0;TITLE\x07\x1b[31m\u202e\x9b"
+    shown = "\\x1b[2J\\x1b]0;TITLE\\x07\\x1b[31m\\u202e\\x9b"
+    job = _fake_job("board", "model", "onnxruntime")
+    tty = FakeTTY()
+    for p in (LiveProgress(tty, clock=lambda: 0.0, columns=200, tick_s=None), LineProgress(plain := io.StringIO())):
+        p.session_started("s1", [job], 0)
+        p.job_started(job, "r1")
+        p.phase(job, "timed" + evil, "begin", {})
+        p.note("warning: " + evil)
+        p.job_finished(job, {"status": "error", "error_category": "agent", "error_message": "boom\n" + evil})
+        p.close()
+    live = re.sub(r"\r?\x1b\[(?:\d+A|2K|K)", "", tty.getvalue())
+    for text in (live, plain.getvalue()):
+        assert not any(ch in text for ch in "\x1b\x07\x9b\u202e"), repr(text)
+        assert "warning: " + shown in text and "FAILED (agent): boom\\n" + shown in text
+    assert "timed" + shown in live
+
+
 # --- inline targets, bytes, Ctrl-C -----------------------------------------------------------------
 
 

@@ -44,13 +44,13 @@ def evil_hello():
                            "tflite": {{"available": False, "reason": "missing" + E}}}})
 """
 
-#: A job that succeeds, with escapes in the hello, a phase name, the stop reasons and sensor names.
+#: A job that succeeds, with escapes in the hello, the stop reasons, the runner, settings and sensor names.
 OK_JOB = HELLO + """
 emit(evil_hello())
 emit({"v": 1, "type": "phase", "phase": "first", "event": "begin", "t_ns": now()})
 emit({"v": 1, "type": "phase", "phase": "first", "event": "end", "t_ns": now(), "duration_ns": 2000})
-emit({"v": 1, "type": "phase", "phase": "warmup" + E, "event": "begin", "t_ns": now()})
-emit({"v": 1, "type": "phase", "phase": "warmup" + E, "event": "end", "t_ns": now()})
+emit({"v": 1, "type": "phase", "phase": "warmup", "event": "begin", "t_ns": now()})
+emit({"v": 1, "type": "phase", "phase": "warmup", "event": "end", "t_ns": now()})
 t0 = now()
 emit({"v": 1, "type": "sample", "phase": "warmup", "start": 0, "t0_ns": t0, "latency_ns": [200000] * 5,
       "offset_ns": [i * 200000 for i in range(5)]})
@@ -113,13 +113,20 @@ def _run(tmp_path, body: str, *, live: bool = False, monkeypatch=None, capsys=No
     return code, out, err, str(store)
 
 
-def test_a_run_with_a_live_display_shows_device_text_as_escapes(tmp_path, monkeypatch, capsys):
+def test_a_live_display_shows_a_failed_job_s_error_as_escapes(tmp_path, monkeypatch, capsys):
+    code, out, err, _store = _run(tmp_path, FAILED_JOB, live=True, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 3, (out, err)
+    assert "\x1b[2K" in err, "the live display was not drawn"
+    own_removed = _OWN.sub("", err)  # the display's own cursor movement: everything else is text
+    _assert_clean(own_removed, shown=False)
+    assert "FAILED (backend): boom" + SHOWN in own_removed
+    _assert_clean(out, shown=False)
+
+
+def test_a_successful_hostile_run_shows_device_text_as_escapes(tmp_path, monkeypatch, capsys):
     code, out, err, store = _run(tmp_path, OK_JOB, live=True, monkeypatch=monkeypatch, capsys=capsys)
     assert code == 0, (out, err)
-    assert "\x1b[2K" in err, "the live display was not drawn"
-    own_removed = _OWN.sub("", err)
-    _assert_clean(own_removed, shown=False)
-    assert "warmup" + SHOWN in own_removed  # the device's phase name on the live line, as escapes
+    _assert_clean(_OWN.sub("", err), shown=False)
     _assert_clean(out, shown=False)
     run_id = open_store(store).runs()["run_id"].iloc[0]
 
@@ -287,3 +294,14 @@ def test_plots_of_hostile_runs_are_valid_svg(tmp_path, capsys):
         args = ["plot", kind, "--output", str(svg), "--store", store] + (["--run", run_id] if kind == "timeline" else [])
         assert main(args) == 0, capsys.readouterr()
         ET.parse(svg)  # raises on a character XML does not allow
+
+
+def test_the_html_report_shows_device_text_as_escapes(tmp_path, capsys):
+    code, *_rest, store = _run(tmp_path, OK_JOB, capsys=capsys)
+    assert code == 0
+    html_path = tmp_path / "report.html"
+    assert main(["report", "--store", store, "--output", str(html_path), "--no-plots"]) == 0
+    capsys.readouterr()
+    page = html_path.read_text(encoding="utf-8")
+    _assert_clean(page)  # escaped for HTML, and a bidi override or escape cannot reorder or hide what is read
+    assert "board" + SHOWN in page and "count" + SHOWN in page
