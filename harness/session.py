@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from harness import __version__
 from harness.agentpkg import agent_bundle
@@ -100,27 +101,36 @@ class _Samples:
         chunks = self._lat.get(phase)
         return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
 
-    def columns(self, first: tuple[int, int] | None = None) -> dict[str, Any]:
-        """The samples table's columns (without run_id); ``first`` (latency, start) leads as phase "first"."""
-        phase: list[np.ndarray] = []
-        iteration: list[np.ndarray] = []
-        latency: list[np.ndarray] = []
-        t_ns: list[np.ndarray] = []
-        if first is not None:
-            phase.append(np.array(["first"], dtype=object))
-            iteration.append(np.zeros(1, dtype=np.int64))
-            latency.append(np.array([first[0]], dtype=np.int64))
-            t_ns.append(np.array([first[1]], dtype=np.int64))
+    def columns(self) -> dict[str, Any]:
+        """phase, latency_ns and t_ns as columns (the phase a list of shared strings, 8 bytes a row)."""
+        phase: list[str] = []
         for name, chunks in self._lat.items():
-            lat = np.concatenate(chunks)
-            phase.append(np.full(len(lat), name, dtype=object))
-            iteration.append(np.arange(len(lat), dtype=np.int64))
-            latency.append(lat)
-            t_ns.append(np.concatenate(self._t[name]))
+            phase.extend([name] * sum(len(c) for c in chunks))
         if not phase:
-            return {"phase": [], "iteration": [], "latency_ns": [], "t_ns": []}
-        return {"phase": np.concatenate(phase), "iteration": np.concatenate(iteration),
-                "latency_ns": np.concatenate(latency), "t_ns": np.concatenate(t_ns)}
+            return {"phase": [], "latency_ns": [], "t_ns": []}
+        return {"phase": phase, "latency_ns": np.concatenate([c for cs in self._lat.values() for c in cs]),
+                "t_ns": np.concatenate([c for cs in self._t.values() for c in cs])}
+
+    def table(self, run_id: str, first: tuple[int, int] | None = None) -> pa.Table | None:
+        """The samples table of ``run_id`` (None when empty), built in Arrow: no Python object per row.
+        ``first`` (latency, start) leads as phase "first"."""
+        names = [(name, sum(len(c) for c in chunks)) for name, chunks in self._lat.items()]
+        lat = [c for chunks in self._lat.values() for c in chunks]
+        t_ns = [c for chunks in self._t.values() for c in chunks]
+        if first is not None:
+            names.insert(0, ("first", 1))
+            lat.insert(0, np.array([first[0]], dtype=np.int64))
+            t_ns.insert(0, np.array([first[1]], dtype=np.int64))
+        n = sum(k for _, k in names)
+        if not n:
+            return None
+        return pa.table({
+            "run_id": pa.repeat(run_id, n),
+            "phase": pa.concat_arrays([pa.repeat(name, k) for name, k in names]),
+            "iteration": np.concatenate([np.arange(k, dtype=np.int64) for _, k in names]),
+            "latency_ns": np.concatenate(lat),
+            "t_ns": np.concatenate(t_ns),
+        })
 
 
 class _Telemetry:
@@ -519,10 +529,9 @@ class Runner:
             run.device_facts = self._facts.get(id(transport))
         row = run.rows(session_id=self.session_id, labels=self.labels, started=started, transport=transport,
                        stderr_tail=stderr_tail)
-        samples = run.samples.columns(run.first if row["status"] == "ok" else None)
-        n = len(samples["phase"])
-        if n:
-            self.store.write_table("samples", run.run_id, dict(samples, run_id=[run.run_id] * n))
+        samples = run.samples.table(run.run_id, run.first if row["status"] == "ok" else None)
+        if samples is not None:
+            self.store.write_table("samples", run.run_id, samples)
         k = len(run.accuracy["index"])
         if k and row["status"] == "ok":
             self.store.write_table("accuracy", run.run_id, dict(run.accuracy, run_id=[run.run_id] * k))
@@ -743,12 +752,15 @@ class Runner:
         run = _JobRun(job, run_id)
         quiet = Progress()
         where = f"{job.target.name}: journal"
-        for line in lines:
+        last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+        for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
                 msg = decode_line(line, where=where)
-            except ProtocolError:
+            except ProtocolError as exc:
+                if i != last:  # only the last line can be cut short by a drop; one before it is broken
+                    run.error = ("agent", str(exc))
                 break  # a line cut short by the drop: what came before it stands
             problem = _take_line(run, msg, where, quiet)
             if problem is not None:

@@ -49,10 +49,10 @@ MAX_SAMPLES_PER_S = 10_000_000
 #: The most samples one phase may send whatever the plan says (the agent's own largest default,
 #: a sustained phase's max_count); 16 bytes each on the host.
 MAX_PHASE_SAMPLES = 10_000_000
-#: Telemetry readings per job: the plan's bound (timeout x rate x 256 sensors), never more than this.
-MAX_TELEMETRY_READINGS = 2_000_000
+#: Telemetry readings per job: the plan's bound (timeout x rate x 128 sensors), never more than this.
+MAX_TELEMETRY_READINGS = 1_000_000
 MIN_TELEMETRY_READINGS = 10_000
-TELEMETRY_SENSORS = 256
+TELEMETRY_SENSORS = 128
 #: Distinct sensor, unit and source names per job (a device has tens).
 MAX_TELEMETRY_NAMES = 4096
 #: Accuracy items per job when the evaluation file cannot say how many it holds.
@@ -142,6 +142,8 @@ class Limits:
         rate = float(tel.get("rate_hz") or policy.telemetry_rate_hz or 10.0)
         readings = int((float(policy.timeout_s) + 60.0) * max(rate, 1.0) * TELEMETRY_SENSORS)
         readings = max(MIN_TELEMETRY_READINGS, min(readings, MAX_TELEMETRY_READINGS))
+        if not (policy.telemetry and tel.get("enabled", True)):
+            readings = MIN_TELEMETRY_READINGS  # none asked for (a runner driver may still send its own)
         evaluation = job.model.eval or {}
         items = _eval_items(evaluation) if evaluation.get("path") else 0
         top_k = int(evaluation.get("top_k") or 5)

@@ -78,7 +78,7 @@ class PipeAgentProcess(AgentProcess):
     def __init__(self, stdout: IO[bytes], stderr: IO[bytes] | None, tail_lines: int = 40, *,
                  max_line_bytes: int | None = None, max_queued_bytes: int | None = None) -> None:
         self.max_line_bytes = max_line_bytes or MAX_LINE_BYTES
-        self.max_queued_bytes = max(max_queued_bytes or 2 * self.max_line_bytes, 1)
+        self.max_queued_bytes = max(max_queued_bytes or self.max_line_bytes, 1)
         self._lines: collections.deque[str | None | ProtocolError] = collections.deque()
         self._queued = 0  # characters of the lines in _lines
         self._closed = False
