@@ -303,8 +303,9 @@ def eval_file(store: Store, run: Any, info: dict[str, Any] | None = None, *,
     """The host's copy of the evaluation file a run used, from the host's record of its plan
     (:func:`plan_eval`); AnalysisError when there is none or it is not on this host.
 
-    ``info`` is the device's accuracy summary: the sha256 it echoed is a witness only, checked against
-    the file, never used to look one up. A file that does not match it is refused (changed since the run)."""
+    The file must match the sha256 the host recorded with the run (``eval_sha256``; for older runs the
+    device's echo in ``info``, a witness only): it is never used to look a file up. A file that does not
+    match is refused (changed since the run)."""
     rec = record if record is not None else plan_eval(store, run.session_id, run.model)
     path = rec.get("path")
     what = f"run {run.run_id}: the evaluation file"
@@ -314,7 +315,9 @@ def eval_file(store: Store, run: Any, info: dict[str, Any] | None = None, *,
     if not path.is_file():
         raise AnalysisError(f"{what} ({path}) is not on this host: the scorer needs its labels; pass eval_labels, "
                             "or restore the file")
-    want = (info or {}).get("sha256")
+    # The host's own record of the file's sha256 (runs since it was stored), else the device's echo.
+    host_sha = getattr(run, "eval_sha256", None)
+    want = host_sha if isinstance(host_sha, str) and host_sha else (info or {}).get("sha256")
     st = path.stat()
     if isinstance(want, str) and want and _sha_of(str(path), st.st_size, st.st_mtime_ns) != want:
         raise AnalysisError(f"{what} ({path}) has changed since the run: the scorer needs its labels; "

@@ -305,6 +305,7 @@ class _JobRun:
             "stderr_tail": stderr_tail[-4000:] if status != "ok" and stderr_tail else None,
             "derived": derived,
             "device_facts": self.device_facts,
+            "eval_sha256": job.model.eval.get("sha256") if job.model.eval else None,
         }
 
     def _derived(self) -> dict[str, Any] | None:

@@ -73,6 +73,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("derived", _J),
         # What `hilbench doctor` shows about the device, probed once per session per target; null in older runs.
         ("device_facts", _J),
+        # The evaluation file's sha256 as the host computed it from the plan (never the device's echo); null
+        # for runs without an accuracy phase and in older runs.
+        ("eval_sha256", pa.string()),
     ]),
     "samples": pa.schema([
         ("run_id", pa.string()), ("phase", pa.string()), ("iteration", pa.int64()),

@@ -174,18 +174,27 @@ def test_the_device_cannot_pick_the_reference_the_label_array_or_the_scorer(tmp_
 
 def test_a_device_sha256_does_not_pick_an_evaluation_file(tmp_path, monkeypatch, capsys):
     """The device echoes the sha256 of another .npz in the host's cache (labels the device would like scored).
-    The host reads only the file its plan names; the lie can only make that run's scorer refuse it."""
+    The host reads only the file its plan names and checks it against the sha256 it recorded itself: the lie
+    changes nothing, the scorer gets the plan's labels."""
     monkeypatch.setenv("HILBENCH_CACHE", str(tmp_path / "cache"))
     decoy = tmp_path / "cache" / "eval" / "decoy.npz"
     decoy.parent.mkdir(parents=True)
     np.savez(decoy, x=np.zeros((4, 3), dtype=np.float32), y=np.array([9.0, 9.0, 9.0, 9.0]))
-    _eval_file(tmp_path, [0.6, 0.7, 0.8, 0.9])
+    real = _eval_file(tmp_path, [0.6, 0.7, 0.8, 0.9])
     scorer = f"{ME}:mae_scorer"
     store = _run(tmp_path, _model("m", f'data = "eval.npz", scorer = "{scorer}"'),
                  {"m": {"sha256": file_sha256(decoy)}}, class_labels=False)
+    assert open_store(store).runs()["eval_sha256"].tolist() == [file_sha256(real)]
+    scores = score_runs(open_store(store), scorers=[scorer])
+    assert [name for name, _ in CALLS] == ["mae_scorer"]
+    assert CALLS[0][1].tolist() == [0.6, 0.7, 0.8, 0.9]  # the plan's labels, never the decoy's 9.0
+    assert scores["metrics"].iloc[0]["mae"] == pytest.approx(0.5)
+    # The host's file changed since the run: refused by the host's own record, whatever the device said.
+    _eval_file(tmp_path, [0.0, 0.0, 0.0, 0.0])
+    CALLS.clear()
     with pytest.raises(AnalysisError, match=r"eval.npz\) has changed since the run"):
         score_runs(open_store(store), scorers=[scorer])
-    assert CALLS == []  # the decoy's labels reached no scorer
+    assert CALLS == []
     capsys.readouterr()
     assert main(["accuracy", "--store", store, "--scorer", scorer]) == 1
     assert "has changed since the run" in capsys.readouterr().err
