@@ -51,6 +51,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from harness.errors import AnalysisError
+from harness.safetext import safe
 from harness.store import Store
 
 __all__ = [
@@ -591,21 +592,22 @@ def format_comparison(c: Comparison, fmt: str = "table") -> str:
 
 
 def _junit(c: Comparison) -> str:
+    """JUnit XML; every text from the store is made safe first (a control character is not valid XML 1.0)."""
     suite = ET.Element("testsuite", name="hilbench compare", tests=str(len(c.pairs)),
                        failures=str(len(c.regressions)), errors="0", skipped="0")
     props = ET.SubElement(suite, "properties")
-    ET.SubElement(props, "property", name="baseline", value=c.baseline.spec)
-    ET.SubElement(props, "property", name="candidate", value=c.candidate.spec)
+    ET.SubElement(props, "property", name="baseline", value=safe(c.baseline.spec, None))
+    ET.SubElement(props, "property", name="candidate", value=safe(c.candidate.spec, None))
     for p in c.pairs:
-        case = ET.SubElement(suite, "testcase", classname=p.config(), name=p.metric)
+        case = ET.SubElement(suite, "testcase", classname=safe(p.config(), None), name=safe(p.metric, None))
         summary = (f"{p.metric}: {_num(p.baseline)} -> {_num(p.candidate)} {p.unit}, {_change(p)}, "
                    f"q={_num(p.q_value, 4)}, threshold {p.threshold * 100:.1f}%: {p.verdict}")
         if p.regressed:
             fail = ET.SubElement(case, "failure", message=f"{p.metric} slower by {(p.ratio - 1) * 100:.1f}%",
                                  type="regression")
-            fail.text = summary
+            fail.text = safe(summary, None)
         else:
-            ET.SubElement(case, "system-out").text = summary
+            ET.SubElement(case, "system-out").text = safe(summary, None)
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode")
 

@@ -259,3 +259,37 @@ def test_an_older_run_with_float_labels_stored_as_integers_scores_no_top1(tmp_pa
     row = score_runs(store, scorers=["acc_scorer:scorer_regression"]).iloc[0]
     assert np.isnan(row["top1"])  # the stored 0s are not class labels
     assert row["metrics"]["mae"] == pytest.approx(np.mean(np.abs(np.array([0.2, 0.4, 0.8, 0.3]) - y)))
+
+
+def test_the_agent_sends_large_outputs_in_batches_that_fit_a_protocol_line(tmp_path):
+    """Items with many output values go in smaller batches, so no accuracy line nears the host's 16 MiB limit."""
+    import json
+
+    from hilbench_agent import accuracy as agent_accuracy
+    from hilbench_agent.backends.base import InputSpec
+
+    from harness.protocol import MAX_LINE_BYTES
+
+    width = 50_000  # 4 items per batch at BATCH_VALUES = 200,000
+    path = tmp_path / "wide.npz"
+    np.savez(path, x=np.zeros((10, 2), dtype=np.float32), y=np.arange(10))
+
+    class Backend:
+        def set_inputs(self, inputs):
+            pass
+
+        def invoke(self):
+            return [np.linspace(0.0, 1.0, width)]
+
+    sent: list[str] = []
+
+    class Channel:
+        def send(self, kind, **fields):
+            sent.append(json.dumps(dict(fields, type=kind)))
+
+    agent_accuracy.run_accuracy(Channel(), Backend(), [InputSpec("x", [1, 2], "float32")],
+                                {"path": str(path), "keep_outputs": True})
+    batches = [json.loads(line) for line in sent if json.loads(line)["type"] == "accuracy"]
+    assert [len(b["index"]) for b in batches] == [4, 4, 2]
+    assert [b["start"] for b in batches] == [0, 4, 8]
+    assert max(len(line) for line in sent) < MAX_LINE_BYTES // 4

@@ -234,6 +234,21 @@ def test_formats_and_exit_status(tmp_path, capsys):
     assert "matches no successful run" in capsys.readouterr().err
 
 
+def test_junit_from_a_store_with_control_characters_is_valid_xml(tmp_path):
+    """Model names in a (shared, untrusted) store may hold control characters: the JUnit file stays XML."""
+    b = StoreBuilder(tmp_path / "res")
+    rng = np.random.default_rng(7)
+    evil = "m\x1b[2J\x00\x07"
+    b.run("s-a", evil, series("iid", 700, rng), day=0, labels={"build": "a"})
+    b.run("s-b", evil, series("iid", 700, rng, 0.10), day=1, labels={"build": "b"})
+    junit = tmp_path / "compare.xml"
+    assert main(["compare", "build=a", "build=b", "--store", str(tmp_path / "res"), "--format", "junit",
+                 "--output", str(junit)]) == 1
+    root = ET.parse(junit).getroot()  # raises on a control character
+    names = [case.get("classname") for case in root.findall("testcase")]
+    assert names and all("\\x1b[2J\\x00\\x07" in n for n in names)
+
+
 def test_emulated_runs_are_marked(tmp_path, capsys):
     b = StoreBuilder(tmp_path / "res")
     rng = np.random.default_rng(9)

@@ -23,6 +23,9 @@ import time
 from hilbench_agent.protocol import AgentError
 
 BATCH = 200
+#: A batch is also sent once it holds this many output values, so that a line stays a few MB (the host
+#: refuses protocol lines over 16 MiB: a float prints as up to ~24 bytes).
+BATCH_VALUES = 200000
 clock = time.monotonic_ns
 
 
@@ -81,6 +84,7 @@ def run_accuracy(channel, backend, specs, cfg):
                     and np.asarray(y_all[:1]).size <= 1)
     batch = {"index": [], "label": [], "top": [], "score": [], "output": []}
     start = 0
+    values = 0  # output values in the batch
     for i in range(n):
         arr = _prepare(np.asarray(x_all[i:i + 1]), spec)
         backend.set_inputs({spec.name: arr})
@@ -105,11 +109,13 @@ def run_accuracy(channel, backend, specs, cfg):
         batch["score"].append(float(out[top[0]]))
         if keep:
             batch["output"].append([float(v) for v in out])
-        if len(batch["index"]) >= BATCH or i == n - 1:
+            values += out.size
+        if len(batch["index"]) >= BATCH or values >= BATCH_VALUES or i == n - 1:
             channel.send("accuracy", start=start, index=batch["index"], label=batch["label"], top=batch["top"],
                          score=batch["score"], output=batch["output"] if keep else None)
             start = i + 1
             batch = {"index": [], "label": [], "top": [], "score": [], "output": []}
+            values = 0
     duration = clock() - t0
     channel.send("phase", phase="accuracy", event="end", count=n, duration_ns=duration)
     info = {"count": n, "top_k": top_k, "duration_ns": duration, "output_dequantized": out_q is not None,

@@ -38,7 +38,7 @@ class Channel(object):
         if journal_path:
             directory = os.path.dirname(journal_path)
             if directory and not os.path.isdir(directory):
-                os.makedirs(directory)
+                os.makedirs(directory, 0o700)  # private, like the folders the transports make
             self._journal = open(journal_path, "a")
 
     @classmethod
