@@ -108,18 +108,18 @@ class LatencyStats:
         throughput_per_s: float | None = None,
     ) -> LatencyStats:
         """Build stats, filling the named percentile fields from ``percentiles_ms``."""
-        pct = dict(percentiles_ms or {})
+        pct = {p: v for p, v in dict(percentiles_ms or {}).items() if _finite(p) and _finite(v)}
         named = {name: pct.get(percent) for name, percent in _NAMED_PERCENTILES}
         return cls(
             count=count,
-            mean_ms=mean_ms,
-            std_ms=std_ms,
-            min_ms=min_ms,
-            max_ms=max_ms,
-            first_ms=first_ms,
-            last_ms=last_ms,
+            mean_ms=_finite_or_none(mean_ms),
+            std_ms=_finite_or_none(std_ms),
+            min_ms=_finite_or_none(min_ms),
+            max_ms=_finite_or_none(max_ms),
+            first_ms=_finite_or_none(first_ms),
+            last_ms=_finite_or_none(last_ms),
             percentiles_ms=pct,
-            throughput_per_s=throughput_per_s,
+            throughput_per_s=_finite_or_none(throughput_per_s),
             **named,
         )
 
@@ -136,8 +136,12 @@ class LatencyStats:
 
         values = [float(v) for v in samples_ms]
         n = len(values)
-        mean = math.fsum(values) / n
-        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+        try:
+            mean = math.fsum(values) / n
+        except OverflowError:  # hostile magnitudes (1e308 and more): no mean rather than a crash
+            mean = math.fsum(v / n for v in values)
+        # d * d, not d ** 2: a float ** overflows with an exception, a product with inf (dropped by build).
+        std = math.sqrt(math.fsum((v - mean) * (v - mean) for v in values) / (n - 1)) if n > 1 else None
         pct = {percent: float(quantile(values, percent / 100.0)) for _, percent in _NAMED_PERCENTILES}
         return cls.build(
             count=n,
@@ -160,6 +164,20 @@ class LatencyStats:
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["percentiles_ms"] = {_percent_key(k): v for k, v in self.percentiles_ms.items()}
         return out
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    """``value``, or ``None`` when it is not finite: a printed 1e308 s becomes inf once in ms."""
+    if value is None:
+        return None
+    try:
+        return value if math.isfinite(value) else None
+    except OverflowError:  # an int beyond float range
+        return None
 
 
 def _percent_key(percent: float) -> str:
@@ -251,7 +269,10 @@ def _jsonable(value: Any) -> Any:
 # --- helpers shared by the parsers ---------------------------------------------------------
 
 #: A decimal or scientific-notation number as vendor tools print them.
-NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+#: ``\d+(?:\.\d*)?`` and not ``\d+\.?\d*``: the latter splits a run of digits between ``\d+``
+#: and ``\d*`` in every possible way when what follows fails (quadratic per attempt; a
+#: 20 kB line of digits from a device took seconds). Every number has one parse now.
+NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 
 _NUM_RE = re.compile(rf"^{NUM}$")
 

@@ -45,11 +45,14 @@ _PEAK = re.compile(r"^Peak working set size:\s*(\d+)\s*bytes")
 _PEAK_ECHO = re.compile(r"^Peak working set size:(\d+)\s*$")
 _RUNS_ECHO = re.compile(r"^Runs:\s*(\d+)\s*$")
 # "P50 Latency: 0.0167 s", "P50 Latency is 0.0587108sec" and the cut "…se" of the 2019 README.
-_LATENCY = re.compile(rf"^(Min|Max|P(\d+)) Latency(?: is|:)\s*({NUM})\s*(ms|s|se|sec|seconds)?\s*$")
+# The trailing spaces are read once: ``\s*(unit)?\s*$`` tried every split of a run of spaces.
+_LATENCY = re.compile(rf"^(Min|Max|P(\d+)) Latency(?: is|:)\s*({NUM})\s*(?:(ms|s|se|sec|seconds)\s*)?$")
 _THREADS = re.compile(r"^Setting intra_op_num_threads to (\d+)")
 _USING_EP = re.compile(r"^using (\w+?)(?:ExecutionProvider)?\s*$")
 _SPINNING = re.compile(r"^Disabling intra-op thread spinning")
-_ORT_LOG = re.compile(r"\[([WEF]):onnxruntime:[^\]]*\]\s*(.*)$")
+# Found with a literal search and str.find (see _ort_log): ``\[([WEF]):onnxruntime:[^\]]*\]`` searched from
+# every repetition of the prefix to the end of a line without ']' (quadratic).
+_ORT_LOG_HEAD = re.compile(r"\[([WEF]):onnxruntime:")
 _VERBOSE_ITER = re.compile(rf"^iteration:(\d+),time_cost:({NUM})\s*$")
 _RESULT_ROW = re.compile(rf"^([^,\s][^,]*),({NUM}),(\d+),(?:(-?\d+),)?(\d+)\s*$")
 _COMMAND = re.compile(r"onnxruntime_perf_test(?:\.exe)?\s+(.*)$")
@@ -76,6 +79,20 @@ def score_onnxruntime_perf(text: str) -> int:
     if lines and sum(1 for ln in lines if _RESULT_ROW.match(ln.strip())) >= max(1, len(lines) // 2):
         score += 2  # a result file: mostly model,time,peak,cpu,run rows
     return score
+
+
+def _ort_log(line: str) -> tuple[str, str] | None:
+    """``(level, message)`` of an ``[W:onnxruntime:…] message`` line, else None.
+
+    The first ``[X:onnxruntime:`` decides: if no ']' follows it, none follows a later one either.
+    """
+    m = _ORT_LOG_HEAD.search(line)
+    if m is None:
+        return None
+    close = line.find("]", m.end())
+    if close < 0:
+        return None
+    return m.group(1), line[close + 1 :]
 
 
 def _command_settings(args: str) -> dict[str, Any]:
@@ -137,9 +154,9 @@ def parse_onnxruntime_perf(text: str, *, source: str = "onnxruntime_perf_test ou
         line = raw.strip()
         if not line:
             continue
-        m = _ORT_LOG.search(line)
-        if m:
-            warnings.append(f"{'warning' if m.group(1) == 'W' else 'error'}: {m.group(2).strip()}")
+        log = _ort_log(line)
+        if log is not None:
+            warnings.append(f"{'warning' if log[0] == 'W' else 'error'}: {log[1].strip()}")
             continue
         m = _COMMAND.search(line)
         if m:

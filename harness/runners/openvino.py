@@ -37,15 +37,21 @@ _BUILD = re.compile(r"^Build\s*\.*\s*(\S+)")
 _TOOK = re.compile(rf"^(Read model|Reshape model|Compile model|Load network|Load model|First inference) took\s*({NUM})\s*ms")
 _COUNT = re.compile(r"^Count:\s*(\d+)\s*iterations")
 _DURATION = re.compile(rf"^Duration:\s*({NUM})\s*ms")
-_LATENCY_HEAD = re.compile(rf"^Latency:\s*(?:({NUM})\s*ms)?\s*$")
+# Trailing spaces read once (``\s*(...)?\s*$`` tried every split of a run of spaces: quadratic).
+_LATENCY_HEAD = re.compile(rf"^Latency:\s*(?:({NUM})\s*ms\s*)?$")
 _LATENCY_ITEM = re.compile(rf"^(Median|Average|AVG|Min|Max|(\d+(?:\.\d+)?) percentile):\s*({NUM})\s*ms")
 _THROUGHPUT = re.compile(rf"^Throughput:\s*({NUM})\s*FPS")
 _EXEC_DEVICES = re.compile(r"^Execution Devices:\s*(.*)$")
 _PROPERTY = re.compile(r"^\s+([A-Z][A-Z0-9_]+):\s*(.*)$")
-_MEASURING = re.compile(r"Measuring performance \((.*)\)")
+_MEASURING = "Measuring performance ("  # found with str.find (see _measuring_text)
 _HINT_WARNING = re.compile(r"performance hint will be set to (?:PerformanceMode\.)?(\w+)")
 _BATCH = re.compile(r"^Model batch size:\s*(\d+)")
 _COMMAND = re.compile(r"benchmark_app(?:\.exe|\.py)?\s+(.*)$")
+_NUM_TOKEN = re.compile(rf"^{NUM}$")
+# ``(?<!\d)``: a number starts at the start of a digit run (the same matches; without it every digit of
+# a long run started a scan to its end).
+_INFER_REQUESTS = re.compile(r"(?<!\d)(\d+) inference requests?")
+_STREAMS = re.compile(r"(?<!\d)(\d+) streams")
 
 _MARKERS = (
     re.compile(r"\[Step \d+/11\]"),
@@ -74,7 +80,7 @@ def _command_settings(args: str) -> dict[str, Any]:
     i = 0
     while i < len(tokens):
         tok = tokens[i]
-        if tok.startswith("-") and not re.match(rf"^{NUM}$", tok):
+        if tok.startswith("-") and not _NUM_TOKEN.match(tok):
             name = tok.lstrip("-")
             if i + 1 < len(tokens) and not tokens[i + 1].startswith("-"):
                 flags[name] = tokens[i + 1]
@@ -119,9 +125,9 @@ def parse_openvino(text: str, *, source: str = "benchmark_app output") -> Runner
         if m:
             step = int(m.group(1))
             in_latency = False
-            mm = _MEASURING.search(m.group(3))
-            if mm:
-                _measuring(mm.group(1), settings)
+            measuring = _measuring_text(m.group(3))
+            if measuring is not None:
+                _measuring(measuring, settings)
             continue
         m = _PREFIX.match(line)
         level = m.group(1) if m else ""
@@ -260,15 +266,29 @@ def parse_openvino(text: str, *, source: str = "benchmark_app output") -> Runner
     )
 
 
+def _measuring_text(text: str) -> str | None:
+    """What ``Measuring performance \\((.*)\\)`` captured: from the first opening to the last ')'.
+
+    str.find/rfind, not that regex: searched from every repetition of the prefix to the end of the
+    line, it was quadratic on a line without ')'.
+    """
+    start = text.find(_MEASURING)
+    if start < 0:
+        return None
+    start += len(_MEASURING)
+    close = text.rfind(")")
+    return text[start:close] if close >= start else None
+
+
 def _measuring(text: str, settings: dict[str, Any]) -> None:
     """``Start inference asynchronously, 4 inference requests, limits: 10000 ms duration``."""
     m = re.search(r"\b(a?synchronously)\b", text)
     if m:
         settings["api"] = "async" if m.group(1).startswith("a") else "sync"
-    m = re.search(r"(\d+) inference requests?", text)
+    m = _INFER_REQUESTS.search(text)
     if m:
         settings["infer_requests"] = int(m.group(1))
-    m = re.search(r"(\d+) streams", text)
+    m = _STREAMS.search(text)
     if m:
         settings.setdefault("streams", int(m.group(1)))
     m = re.search(r"limits:\s*(\d+) ms duration", text)

@@ -39,20 +39,27 @@ __all__ = ["parse_tflite", "score_tflite"]
 
 RUNNER = "tflite_benchmark_model"
 
-_LOGCAT = re.compile(r"^\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+([VDIWEF])\s+[^:]*?:\s?")
+# Linear by construction (issue 18): no two adjacent repeats share characters. ``[VDIWEF]\s[^:]*:`` ends
+# where the old ``\s+[^:]*?:`` did (the first ':'), without trying every split of a run of spaces.
+_LOGCAT = re.compile(r"^\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+([VDIWEF])\s[^:]*:\s?")
 _ABSL = re.compile(r"^([IWEF])\d{4}\s+\d\d:\d\d:[\d.]+\s+\d+\s+\S+:\d+\]\s?")
 _LEVEL = re.compile(r"^(INFO|WARNING|VERBOSE|ERROR|DEBUG):\s?")
 _SOURCE_TAG = re.compile(r"^\[[^\]\s]+\.(?:cc|h|cpp):\d+\]\s?")
 
-_ECHO = re.compile(r"^(?P<key>[^\[\]:]+?)\s*:\s*\[(?P<val>[^\]]*)\]\s*$")
+# The key is greedy and may keep trailing spaces (callers strip it): a lazy key followed by ``\s*`` tried
+# every split of a run of spaces.
+_ECHO = re.compile(r"^(?P<key>[^\[\]:]+):\s*\[(?P<val>[^\]]*)\]\s*$")
 _VERSION = re.compile(r"(?:TensorFlow(?: Lite)?|LiteRT)\s+[Vv]ersion\s*:\s*(\S+)", re.IGNORECASE)
 _INIT = re.compile(rf"^Initialized session in\s*({NUM})\s*ms")
 _MODEL_SIZE = re.compile(rf"^The input model file size \(MB\):\s*({NUM})")
 _RUN_HEADER = re.compile(r"^Running benchmark for (?:at least )?(\d+) iterations")
 _COUNT_LINE = re.compile(r"^count=")
-_KV = re.compile(rf"(\w+)=({NUM}|nan|-?inf)")
+# ``(?<!\w)``: a key starts at the start of a word; without it every start inside a long word scanned to
+# its end (quadratic). The matches are the same: a match inside a word would also match at its start.
+_KV = re.compile(rf"(?<!\w)(\w+)=({NUM}|nan|-?inf)")
 _SUMMARY = re.compile(r"^(?:Average )?[Ii]nference timings in us:\s*(.*)$")
-_SUMMARY_ITEM = re.compile(rf"([A-Za-z][A-Za-z ()]*?)\s*:\s*({NUM})")
+_SUMMARY_VALUE = re.compile(rf"\s*({NUM})")
+_LABEL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz ()")
 _MEM_PEAK = re.compile(rf"^Peak memory footprint \(MB\):\s*init=({NUM})\s+overall=({NUM})")
 _MEM_DELTA = re.compile(rf"^Memory footprint delta from the start of the tool \(MB\):\s*init=({NUM})\s+overall=({NUM})")
 _MEM_MONITOR = re.compile(rf"^Overall peak memory footprint \(MB\) via periodic monitoring:\s*({NUM})")
@@ -73,7 +80,6 @@ _PROFILE_SECTION = {
     "Profiling Info for Benchmark Initialization:": "init",
     "Operator-wise Profiling Info for Regular Benchmark Runs:": "runs",
 }
-_TABLE_HEADING = re.compile(r"^=+\s*(.+?)\s*=+$")
 _TIMINGS = re.compile(r"^Timings \(microseconds\):\s*(.*)$")
 _NODES_OBSERVED = re.compile(r"^(\d+) nodes observed")
 _NODES_EXECUTED = re.compile(r"^Number of nodes executed:\s*(\d+)")
@@ -141,13 +147,54 @@ _MARKERS = (
     re.compile(r"Running benchmark for (?:at least )?\d+ iterations"),
     re.compile(r"benchmark_model"),
     re.compile(r"(?m)^(?:\S+:\s)?STARTING!"),
-    re.compile(r"=+ (?:Run Order|Summary by node type) =+"),
+    re.compile(r"= (?:Run Order|Summary by node type) ="),
 )
 
 
 def score_tflite(text: str) -> int:
     """How many benchmark_model markers ``text`` contains (0: not this runner)."""
     return sum(1 for m in _MARKERS if m.search(text))
+
+
+def _summary_items(text: str) -> list[tuple[str, str]]:
+    """``label: number`` pairs of the summary line, as ``([A-Za-z][A-Za-z ()]*?)\\s*:\\s*(NUM)`` found them.
+
+    A scan instead of that regex, which was quadratic (a lazy label over spaces then ``\\s*``, tried from
+    every letter). The label is the run of letters, spaces and brackets before the ':' (trailing
+    whitespace dropped), from its first letter; it never reaches back past the previous item.
+    """
+    items: list[tuple[str, str]] = []
+    floor = 0
+    colon = text.find(":")
+    while colon >= 0:
+        end = colon
+        while end > floor and text[end - 1].isspace():
+            end -= 1
+        start = end
+        while start > floor and text[start - 1] in _LABEL_CHARS:
+            start -= 1
+        while start < end and not text[start].isalpha():
+            start += 1
+        m = _SUMMARY_VALUE.match(text, colon + 1)
+        if start < end and text[start].isascii() and m:
+            items.append((text[start:end], m.group(1)))
+            floor = m.end()
+            colon = text.find(":", floor)
+        else:
+            floor = colon + 1
+            colon = text.find(":", floor)
+    return items
+
+
+def _table_heading(stripped: str) -> str | None:
+    """The name in ``=== Run Order ===``, as ``^=+\\s*(.+?)\\s*=+$`` gave it, or None (no regex: that one was cubic)."""
+    if len(stripped) < 3 or stripped[0] != "=" or stripped[-1] != "=":
+        return None
+    inner = stripped.lstrip("=").lstrip().rstrip("=").rstrip()
+    if inner:
+        return inner
+    # Only '=' and spaces: the regex still matched, with a name made of them (which normalises to "").
+    return stripped[1:-1] if stripped.strip("= \t") == "" else None
 
 
 def _strip(line: str) -> tuple[str, str]:
@@ -249,9 +296,9 @@ class _Profile:
             self.section = _PROFILE_SECTION[stripped]
             self.table, self.columns = None, []
             return True
-        m = _TABLE_HEADING.match(stripped)
-        if m:
-            self.table = re.sub(r"\W+", "_", m.group(1).strip().lower()).strip("_")
+        heading = _table_heading(stripped)
+        if heading is not None:
+            self.table = re.sub(r"\W+", "_", heading.strip().lower()).strip("_")
             self.columns = []
             self.current().setdefault(self.table, [])
             return True
@@ -293,10 +340,14 @@ def _table_row(text: str, columns: list[str]) -> dict[str, Any] | None:
     # Space-aligned tables can glue "100.000%100.000%"; split after every '%'.
     tokens = re.sub(r"%(?=[\d.])", "% ", text.strip()).split()
     start = 1 if has_type else 0
+    # run[i]: how many numeric cells start at token i (one pass; testing every window was O(tokens x columns)).
+    run = [0] * (len(tokens) + 1)
+    for i in range(len(tokens) - 1, -1, -1):
+        run[i] = run[i + 1] + 1 if _CELL_NUM.match(tokens[i]) else 0
     for i in range(start, len(tokens) - k + 1):
-        cells = tokens[i : i + k]
-        if not all(_CELL_NUM.match(c) for c in cells):
+        if run[i] < k:
             continue
+        cells = tokens[i : i + k]
         rest = tokens[i + k :]
         if rest and not has_name:
             return None
@@ -377,7 +428,7 @@ def parse_tflite(text: str, *, source: str = "benchmark_model output") -> Runner
             continue
         m = _SUMMARY.match(body)
         if m:
-            for label, value in _SUMMARY_ITEM.findall(m.group(1)):
+            for label, value in _summary_items(m.group(1)):
                 summary_key = {
                     "warmup": "warmup_avg",
                     "warmup (avg)": "warmup_avg",

@@ -46,7 +46,12 @@ _SEVERITY = re.compile(r"^\[([IWEVF])\]\s?")
 _TRT_TAG = re.compile(r"^\[TRT\]\s*")
 _BANNER = re.compile(r"^&&&& (RUNNING|PASSED|FAILED|WAIVED) TensorRT\.trtexec(?: \[TensorRT v(\d+)\])?(?: \[(b\d+)\])?\s*#?\s*(.*)$")
 _VERSION_LINE = re.compile(r"^TensorRT version:\s*(\S+)")
-_METRIC_LINE = re.compile(r"^(Latency|Host Latency|End-to-End Host Latency|Enqueue Time|H2D Latency|GPU Compute Time|D2H Latency):\s*(.*=.*)$")
+# ``(?=[^=]*=)`` is checked once after the ':'; ``:\s*(.*=.*)$`` retried ``.*=`` for every split of a run
+# of spaces when no '=' followed (quadratic). Same matches, same group 2.
+_METRIC_LINE = re.compile(
+    r"^(Latency|Host Latency|End-to-End Host Latency|Enqueue Time|H2D Latency|GPU Compute Time|D2H Latency):"
+    r"(?=[^=]*=)\s*(.*)$"
+)
 _METRIC_ITEM = re.compile(rf"(min|max|mean|median|percentile\((\d+(?:\.\d+)?)%\))\s*=\s*({NUM})\s*ms")
 _THROUGHPUT = re.compile(rf"^Throughput:\s*({NUM})\s*qps")
 _WALLTIME = re.compile(rf"^Total Host Walltime:\s*({NUM})\s*s")

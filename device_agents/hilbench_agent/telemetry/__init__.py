@@ -82,7 +82,8 @@ def detect_kind(text):
         return "nvpmodel"
     if re.search(r"^[A-Z0-9_]+,/sys/\S+$", head, re.M):
         return "tegrastats-sources"
-    if re.search(r"^\s*\S+_[AV] (current|volt)\(\d+\)=", head.replace("\x00", "\n"), re.M):
+    # [^\S\n]*, not \s*: from every line start \s* ran over all the blank lines that follow (quadratic).
+    if re.search(r"^[^\S\n]*\S+_[AV] (current|volt)\(\d+\)=", head.replace("\x00", "\n"), re.M):
         return "pmic_read_adc"
     if re.search(r"^(temp=-?[\d.]+'C|frequency\(\d+\)=\d+|volt=[\d.]+V|throttled=(0x[0-9a-fA-F]+|\d+))\s*$",
                  head, re.M):

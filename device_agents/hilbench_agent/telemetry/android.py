@@ -104,8 +104,10 @@ def parse_dumpsys_battery(text, source="dumpsys-battery"):
     return out
 
 
-_TEMP_RE = re.compile(r"Temperature\{mValue=([^,]+), mType=(-?\d+), mName=([^,]+), mStatus=(-?\d+)\}")
-_COOL_RE = re.compile(r"CoolingDevice\{mValue=([^,]+), mType=(-?\d+), mName=([^}]+)\}")
+# Values and names stop at a brace: with ``[^,]+`` every repetition of the prefix on a line without the
+# rest scanned to its end (quadratic). Real values are numbers, real names sensor names.
+_TEMP_RE = re.compile(r"Temperature\{mValue=([^,{}]+), mType=(-?\d+), mName=([^,{}]+), mStatus=(-?\d+)\}")
+_COOL_RE = re.compile(r"CoolingDevice\{mValue=([^,{}]+), mType=(-?\d+), mName=([^{}]+)\}")
 
 
 def _classify(name, mtype):

@@ -138,12 +138,23 @@ class MemFS(object):
         p = self._resolve(path)
         if p not in self.dirs:
             return []
-        prefix = p.rstrip("/") + "/"
-        names = set()
+        return sorted(self._children().get(p, ()))
+
+    def _children(self):
+        """``{dir: set of names}``, built once per content (a scan of every entry per listdir made reading a
+        recorded tree quadratic in its size)."""
+        key = (len(self.files), len(self.dirs), len(self.symlinks), len(self.errors))
+        cached = getattr(self, "_children_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        children = {}
         for entry in list(self.files) + list(self.dirs) + list(self.symlinks) + list(self.errors):
-            if entry.startswith(prefix) and entry != p:
-                names.add(entry[len(prefix):].split("/", 1)[0])
-        return sorted(names)
+            if entry == "/":
+                continue
+            parent, _, name = entry.rpartition("/")
+            children.setdefault(parent or "/", set()).add(name)
+        self._children_cache = (key, children)
+        return children
 
     def isdir(self, path):
         try:
@@ -240,7 +251,7 @@ def memfs_from_ttar(text):
                 i += 1
             elif nxt.startswith("Lines: "):
                 try:
-                    count = int(nxt[len("Lines: "):].strip())
+                    count = max(0, int(nxt[len("Lines: "):].strip()))  # a negative count looped for ever
                 except ValueError:
                     count = 0
                 body = lines[i + 2:i + 2 + count]
@@ -250,20 +261,32 @@ def memfs_from_ttar(text):
     return MemFS(files, dirs, links)
 
 
-_PATH_CONTINUES_RE = re.compile(r"^[^\s/:][^\s/]*/")
+_STOP_RE = re.compile(r"[\s/]")
 
 
 def _split_grep_line(line):
-    """``(path, value)`` of a ``grep`` line; directory names may hold ``:`` (``intel-rapl:0``)."""
+    """``(path, value)`` of a ``grep`` line; directory names may hold ``:`` (``intel-rapl:0``).
+
+    The path ends at the first ':' not followed by a path component and a '/' (``[^\\s/:][^\\s/]*/``).
+    Linear: the first whitespace or '/' after each ':' is found once and kept while it is still ahead
+    (matching that regex on the rest after every ':' was quadratic on a line of colons).
+    """
     if not (line.startswith("/sys/") or line.startswith("/proc/")):
         return None
     first = None
+    stop = -1
+    n = len(line)
     for k, ch in enumerate(line):
         if ch != ":":
             continue
         if first is None:
             first = k
-        if not _PATH_CONTINUES_RE.match(line[k + 1:]):
+        if stop <= k:
+            m = _STOP_RE.search(line, k + 1)
+            stop = m.start() if m else n
+        nxt = line[k + 1] if k + 1 < n else ""
+        continues = nxt != "" and nxt not in ":/" and not nxt.isspace() and stop < n and line[stop] == "/"
+        if not continues:
             return line[:k], line[k + 1:]
     if first is None:
         return None
@@ -272,13 +295,13 @@ def _split_grep_line(line):
 
 def memfs_from_grep(text):
     """A tree from ``grep -r . /sys/...`` output: one ``path:value`` per line."""
-    files = {}
+    parts = {}
     for line in text.splitlines():
         split = _split_grep_line(line.strip())
         if split:
-            path = _norm(split[0])
-            files[path] = files.get(path, "") + split[1] + "\n"
-    return MemFS(files)
+            parts.setdefault(_norm(split[0]), []).append(split[1] + "\n")
+    # Joined once: appending to the file's text line by line was quadratic for a path repeated many times.
+    return MemFS(dict((path, "".join(chunks)) for path, chunks in parts.items()))
 
 
 _CAT_ERR_RE = re.compile(r"^cat: (.+?): (.+)$")

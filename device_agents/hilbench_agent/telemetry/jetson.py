@@ -147,10 +147,12 @@ def parse_tegrastats_line(line):
                 continue
         if tok in ("CPU", "cpu") and nxt.startswith("["):
             j = i + 1
-            body = nxt
-            while "]" not in body and j + 1 < n:
+            parts = [nxt]
+            # Test each new token, not the growing body (that was quadratic on a '[' never closed).
+            while "]" not in parts[-1] and j + 1 < n:
                 j += 1
-                body += toks[j]
+                parts.append(toks[j])
+            body = "".join(parts)
             inner, _, tail = body[1:].partition("]")
             shared = float(tail[1:]) if tail.startswith("@") and tail[1:].isdigit() else None
             loads = []
@@ -274,7 +276,9 @@ def parse_tegrastats(text):
 
 # --- jetson_clocks --show -----------------------------------------------------------------------
 
-_KV_RE = re.compile(r"(\w+)=(\S+)")
+# ``(?<!\w)``: a key starts at the start of a word (same matches; without it every start inside a long
+# word scanned to its end: quadratic).
+_KV_RE = re.compile(r"(?<!\w)(\w+)=(\S+)")
 
 
 def parse_jetson_clocks(text):

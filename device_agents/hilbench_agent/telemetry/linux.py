@@ -49,7 +49,7 @@ OFFLINE_MILLIDEG = (-256000, -256)
 
 
 def _num_suffix(name):
-    m = re.search(r"(\d+)$", name)
+    m = re.search(r"(?<!\d)(\d+)$", name)  # (?<!\d): one scan per digit run, not one per digit
     return int(m.group(1)) if m else -1
 
 

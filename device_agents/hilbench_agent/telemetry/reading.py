@@ -27,7 +27,10 @@ class Reading(object):
     def __init__(self, sensor, value, unit, source="", reason=None, extra=None):
         self.sensor = sensor
         if value is not None:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an int beyond float range (a device printed 400 digits)
+                value = _INF
             if value != value or value in (_INF, -_INF):
                 # NaN/inf cannot travel as JSON (the protocol refuses them): unavailable instead.
                 reason = reason or "not a finite number (%r)" % value
