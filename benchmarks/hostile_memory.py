@@ -1,6 +1,6 @@
 """How much host memory can a hostile device take? The host's peak RSS for a normal job, a 200 MB line and
 sample / line floods, each a fresh ``hilbench run`` in a child process that reports its own
-``ru_maxrss``; the device is a script printing chosen protocol lines through the real local transport
+``VmHWM``; the device is a script printing chosen protocol lines through the real local transport
 (tests/hostile.py). Ratios are against the normal run measured in the same invocation.
 
 Also times the validation step on a legitimate batch of 5,000 samples (harness/validate.py).
@@ -43,10 +43,13 @@ CASES = [
     ("4 s flood of 100 kB log lines", LOG_FLOOD, HOSTILE_PLAN),
 ]
 
-_DRIVER = ("import resource, sys\n"
+_DRIVER = ("import sys\n"
            "from harness.cli import main\n"
            "code = main(sys.argv[1:])\n"
-           "print('HOST', code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+           # VmHWM: this process's own peak RSS. ru_maxrss would not do: Linux carries the parent's peak over
+           # fork and exec, so under pytest it reports the test process's size.
+           "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+           "print('HOST', code, hwm)\n")
 
 
 def peak(body: str, plan: str) -> tuple[int, float, float]:

@@ -173,10 +173,13 @@ def test_a_failure_inside_the_session_costs_one_job(tmp_path, capsys, monkeypatc
 
 # --- memory: the host runs in a child that reports its own peak -------------------------------------------
 
-_DRIVER = ("import resource, sys\n"
+_DRIVER = ("import sys\n"
            "from harness.cli import main\n"
            "code = main(sys.argv[1:])\n"
-           "print('HOST', code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+           # VmHWM: this process's own peak RSS. ru_maxrss would not do: Linux carries the parent's peak over
+           # fork and exec, so under pytest it reports the test process's size.
+           "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+           "print('HOST', code, hwm)\n")
 
 #: 200 MB on one line, written 1 MB at a time (the fake device itself stays small).
 LONG_LINE = '''
