@@ -288,6 +288,20 @@ def to_float(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def to_count(text: str | None) -> int | None:
+    """A run of digits as an int, or ``None`` beyond 18 digits (no real count or setting has more, and
+    ``int()`` of 4,301 digits raises; a float of 400 overflows)."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not text or len(text) > 18:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 def percent_from_label(digits: str) -> float:
     """``"50"`` -> 50.0, ``"999"`` -> 99.9, ``"9999"`` -> 99.99 (ORT's ``P999`` style labels)."""
     if len(digits) <= 2 or digits == "100":

@@ -22,11 +22,12 @@ The machine-readable echo (``Avg CPU usage:96``, ``Peak working set size:…``,
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 from harness.errors import HilbenchError
-from harness.runners.model import NUM, LatencyStats, RunnerReport, percent_from_label, to_float
+from harness.runners.model import NUM, LatencyStats, RunnerReport, percent_from_label, to_count, to_float
 
 __all__ = ["parse_onnxruntime_perf", "score_onnxruntime_perf"]
 
@@ -120,7 +121,7 @@ def _command_settings(args: str) -> dict[str, Any]:
     for letter, key in (("r", "num_runs"), ("x", "threads"), ("y", "inter_op_threads"), ("c", "concurrency")):
         value = flags.get(letter)
         if isinstance(value, str) and value.isdigit():
-            settings[key] = int(value)
+            settings[key] = to_count(value)
     if isinstance(flags.get("t"), str):
         settings["duration_s"] = to_float(str(flags["t"]))
     if isinstance(flags.get("m"), str):
@@ -174,7 +175,7 @@ def parse_onnxruntime_perf(text: str, *, source: str = "onnxruntime_perf_test ou
             continue
         m = _REQUESTS.match(line)
         if m:
-            count = int(m.group(1))
+            count = to_count(m.group(1))
             continue
         m = _AVERAGE.match(line)
         if m:
@@ -194,16 +195,20 @@ def parse_onnxruntime_perf(text: str, *, source: str = "onnxruntime_perf_test ou
             continue
         m = _CPU.match(line)
         if m:
-            extra["cpu_usage_pct"] = float(m.group(1))
+            extra["cpu_usage_pct"] = to_float(m.group(1))
             continue
         m = _PEAK.match(line)
         if m:
-            memory["peak_working_set_bytes"] = float(m.group(1))
+            peak = to_float(m.group(1))
+            if peak is not None:
+                memory["peak_working_set_bytes"] = peak
             continue
         for name, pattern in (("cpu_usage_pct", _CPU_ECHO), ("peak_working_set_bytes", _PEAK_ECHO), ("runs", _RUNS_ECHO)):
             m = pattern.match(line)
             if m:
-                echoes[name] = int(m.group(1))
+                echo = to_count(m.group(1))
+                if echo is not None:
+                    echoes[name] = echo
                 break
         if m:
             continue
@@ -224,22 +229,24 @@ def parse_onnxruntime_perf(text: str, *, source: str = "onnxruntime_perf_test ou
         m = _VERBOSE_ITER.match(line)
         if m:
             value = to_float(m.group(2))
-            if value is not None:
+            if value is not None and math.isfinite(value * 1000.0):  # 1e308 s is no longer finite in ms
                 verbose_samples.append(value * 1000.0)
             continue
         m = _RESULT_ROW.match(line)
         if m:
             value = to_float(m.group(2))
-            if value is not None:
+            if value is not None and math.isfinite(value * 1000.0):
                 file_samples.append(value * 1000.0)
                 extra.setdefault("result_file_model", m.group(1))
-                memory.setdefault("peak_working_set_bytes", float(m.group(3)))
+                peak = to_float(m.group(3))
+                if peak is not None:
+                    memory.setdefault("peak_working_set_bytes", peak)
                 if m.group(4) is not None:
-                    extra.setdefault("cpu_usage_pct", float(m.group(4)))
+                    extra.setdefault("cpu_usage_pct", to_float(m.group(4)))
             continue
         m = _THREADS.match(line)
         if m:
-            settings["threads"] = int(m.group(1))
+            settings["threads"] = to_count(m.group(1))
             continue
         m = _USING_EP.match(line)
         if m:

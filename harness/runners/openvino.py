@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 from harness.errors import HilbenchError
-from harness.runners.model import NUM, LatencyStats, RunnerReport, to_float
+from harness.runners.model import NUM, LatencyStats, RunnerReport, to_count, to_float
 
 __all__ = ["parse_openvino", "score_openvino"]
 
@@ -123,7 +123,7 @@ def parse_openvino(text: str, *, source: str = "benchmark_app output") -> Runner
             continue
         m = _STEP.match(line.strip())
         if m:
-            step = int(m.group(1))
+            step = to_count(m.group(1)) or 0
             in_latency = False
             measuring = _measuring_text(m.group(3))
             if measuring is not None:
@@ -179,7 +179,7 @@ def parse_openvino(text: str, *, source: str = "benchmark_app output") -> Runner
                 continue
         m = _BATCH.match(stripped)
         if m:
-            settings["batch"] = int(m.group(1))
+            settings["batch"] = to_count(m.group(1))
             continue
         m = _EXEC_DEVICES.match(stripped)
         if m:
@@ -187,7 +187,7 @@ def parse_openvino(text: str, *, source: str = "benchmark_app output") -> Runner
             continue
         m = _COUNT.match(stripped)
         if m:
-            count = int(m.group(1))
+            count = to_count(m.group(1))
             continue
         m = _DURATION.match(stripped)
         if m:
@@ -287,13 +287,13 @@ def _measuring(text: str, settings: dict[str, Any]) -> None:
         settings["api"] = "async" if m.group(1).startswith("a") else "sync"
     m = _INFER_REQUESTS.search(text)
     if m:
-        settings["infer_requests"] = int(m.group(1))
+        settings["infer_requests"] = to_count(m.group(1))
     m = _STREAMS.search(text)
     if m:
-        settings.setdefault("streams", int(m.group(1)))
+        settings.setdefault("streams", to_count(m.group(1)))
     m = re.search(r"limits:\s*(\d+) ms duration", text)
     if m:
-        settings["duration_limit_ms"] = int(m.group(1))
+        settings["duration_limit_ms"] = to_count(m.group(1))
     m = re.search(r"limits:\s*(\d+) iterations", text)
     if m:
-        settings["num_runs"] = int(m.group(1))
+        settings["num_runs"] = to_count(m.group(1))

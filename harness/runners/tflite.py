@@ -33,7 +33,7 @@ import re
 from typing import Any
 
 from harness.errors import HilbenchError
-from harness.runners.model import NUM, LatencyStats, RunnerReport, to_float
+from harness.runners.model import NUM, LatencyStats, RunnerReport, to_count, to_float
 
 __all__ = ["parse_tflite", "score_tflite"]
 
@@ -251,7 +251,7 @@ def count_line_stats(text: str) -> LatencyStats:
         return None if value is None else value / 1000.0
 
     count_f = values.get("count")
-    count = int(count_f) if count_f is not None else None
+    count = int(count_f) if count_f is not None and 0 <= count_f < 2**63 else None
     pct: dict[float, float] = {}
     for key, percent in (("p5", 5.0), ("median", 50.0), ("p95", 95.0)):
         value = ms(key)
@@ -312,15 +312,15 @@ class _Profile:
             return True
         m = _NODES_EXECUTED.match(stripped)
         if m:
-            self.current()["nodes_executed"] = int(m.group(1))
+            self.current()["nodes_executed"] = to_count(m.group(1))
             return True
         m = _NODES_OBSERVED.match(stripped)
         if m:
-            self.current()["nodes_observed"] = int(m.group(1))
+            self.current()["nodes_observed"] = to_count(m.group(1))
             return True
         m = _MEMORY_BYTES.match(stripped)
         if m:
-            self.current()["memory_bytes_count"] = int(m.group(1))
+            self.current()["memory_bytes_count"] = to_count(m.group(1))
             return True
         if self.table is not None and self.columns:
             row = _table_row(text, self.columns)
@@ -355,7 +355,9 @@ def _table_row(text: str, columns: list[str]) -> dict[str, Any] | None:
         if has_type:
             row["node_type"] = " ".join(tokens[:i])
         for key, cell in zip(numeric_keys, cells, strict=True):
-            value = float(cell.rstrip("%"))
+            value = to_float(cell.rstrip("%"))
+            if value is None:  # beyond float range: not a table row
+                return None
             row[key] = int(value) if key in ("count", "times_called") else value
         if has_name:
             row["name"] = " ".join(rest)
@@ -516,7 +518,7 @@ def _delegate_line(body: str, delegation: dict[str, Any]) -> None:
         delegation["delegate"] = m.group(1).upper()
         delegation["fully_delegated"] = m.group(2) == "completely"
         if m.group(3) is not None:
-            delegation["kernels"] = int(m.group(3))
+            delegation["kernels"] = to_count(m.group(3))
         return
     m = _NOT_APPLIED.search(body)
     if m:
@@ -526,10 +528,10 @@ def _delegate_line(body: str, delegation: dict[str, Any]) -> None:
         return
     m = _REPLACING.search(body)
     if m:
-        delegation["nodes_replaced"] = int(m.group(1))
-        delegation["nodes_total"] = int(m.group(2))
+        delegation["nodes_replaced"] = to_count(m.group(1))
+        delegation["nodes_total"] = to_count(m.group(2))
         delegation["delegate_node"] = m.group(3)
-        delegation["partitions"] = int(m.group(4))
+        delegation["partitions"] = to_count(m.group(4))
         return
     m = _CREATED.search(body)
     if m:
@@ -540,11 +542,11 @@ def _delegate_line(body: str, delegation: dict[str, Any]) -> None:
         return
     m = _GPU_KERNELS.search(body)
     if m:
-        delegation["kernels"] = int(m.group(1))
+        delegation["kernels"] = to_count(m.group(1))
         return
     m = _GOING_TO_APPLY.search(body)
     if m:
-        delegation["delegates_to_apply"] = int(m.group(1))
+        delegation["delegates_to_apply"] = to_count(m.group(1))
         return
     m = _OPENCL.search(body)
     if m:

@@ -35,7 +35,7 @@ import re
 from typing import Any
 
 from harness.errors import HilbenchError
-from harness.runners.model import NUM, LatencyStats, RunnerReport, to_float
+from harness.runners.model import NUM, LatencyStats, RunnerReport, to_count, to_float
 
 __all__ = ["parse_trtexec", "parse_export_times", "score_trtexec", "tensorrt_version"]
 
@@ -134,9 +134,9 @@ def tensorrt_version(code: str) -> str:
 
     TRT 8/9 encode ``major*1000 + minor*100 + patch``; TRT 10 ``major*10000 + minor*100 + patch``.
     """
-    if not code.isdigit():
+    n = to_count(code) if code.isdigit() else None
+    if n is None:
         return code
-    n = int(code)
     if n >= 100000:
         return f"{n // 10000}.{(n // 100) % 100}.{n % 100}"
     return f"{n // 1000}.{(n // 100) % 10}.{n % 100}"
@@ -182,8 +182,9 @@ def _command_settings(command: str) -> dict[str, Any]:
         batches = set()
         for spec in shapes.split(","):
             dims = spec.rsplit(":", 1)[-1].split("x")
-            if dims and dims[0].isdigit():
-                batches.add(int(dims[0]))
+            batch = to_count(dims[0]) if dims and dims[0].isdigit() else None
+            if batch is not None:
+                batches.add(batch)
         if len(batches) == 1:
             settings["batch"] = batches.pop()
     return settings
@@ -271,16 +272,17 @@ def parse_trtexec(text: str, *, source: str = "trtexec output") -> RunnerReport:
             continue
         m = _TRACE.match(body)
         if m:
-            trace_count = int(m.group(1))
+            trace_count = to_count(m.group(1))
             extra["trace_queries"] = trace_count
             extra["trace_walltime_s"] = to_float(m.group(2))
             continue
         m = _WARMUP.match(body)
         if m:
-            extra["warmup_queries"] = int(m.group(1))
+            extra["warmup_queries"] = to_count(m.group(1))
             extra["warmup_duration_ms"] = to_float(m.group(2))
-            if int(m.group(1)) > 0:
-                warmup = LatencyStats.build(count=int(m.group(1)))
+            queries = to_count(m.group(1))
+            if queries is not None and queries > 0:
+                warmup = LatencyStats.build(count=queries)
             continue
         m = _ENGINE_LOADED.match(body)
         if m:
@@ -370,7 +372,7 @@ def _option(settings: dict[str, Any], name: str, value: str) -> None:
         settings[name] = [p for p in (to_float(v) for v in value.split(",")) if p is not None]
         return
     if name in ("streams", "iterations") and value.isdigit():
-        settings[name] = int(value)
+        settings[name] = to_count(value)
         return
     settings.setdefault(name, value)
 

@@ -96,7 +96,7 @@ def parse_dumpsys_battery(text, source="dumpsys-battery"):
             add("battery.charge_counter", cc / 1000.0, "mAh", None, raw_uah=cc)
     for key, table in (("status", BATTERY_STATUS), ("health", BATTERY_HEALTH)):
         code = num(key)
-        if code is not None:
+        if code is not None and code == code and abs(code) < 2 ** 31:  # int(inf) or int(nan) would raise
             add("battery." + key, code, "", None, text=table.get(int(code), "code %d" % code))
     for key in ("AC powered", "USB powered", "Wireless powered", "present"):
         if key in kv and kv[key] in ("true", "false"):
@@ -106,8 +106,15 @@ def parse_dumpsys_battery(text, source="dumpsys-battery"):
 
 # Values and names stop at a brace: with ``[^,]+`` every repetition of the prefix on a line without the
 # rest scanned to its end (quadratic). Real values are numbers, real names sensor names.
-_TEMP_RE = re.compile(r"Temperature\{mValue=([^,{}]+), mType=(-?\d+), mName=([^,{}]+), mStatus=(-?\d+)\}")
-_COOL_RE = re.compile(r"CoolingDevice\{mValue=([^,{}]+), mType=(-?\d+), mName=([^{}]+)\}")
+_TEMP_RE = re.compile(r"Temperature\{mValue=([^,{}]+), mType=(-?\d{1,9}), mName=([^,{}]+), mStatus=(-?\d{1,9})\}")
+_COOL_RE = re.compile(r"CoolingDevice\{mValue=([^,{}]+), mType=(-?\d{1,9}), mName=([^{}]+)\}")
+
+
+def _float_or_none(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _classify(name, mtype):
@@ -186,7 +193,7 @@ def parse_dumpsys_thermalservice(text, source="dumpsys-thermalservice"):
         why = "HAL not ready" if hal_ready is False else "no 'Current temperatures from HAL' block"
         out.append(Reading("temp.hal", None, "C", source,
                            why + "; cached temperatures are stale and not reported",
-                           {"cached": {name: float(value) for value, _, name, _ in cached}}))
+                           {"cached": {name: _float_or_none(value) for value, _, name, _ in cached}}))
     for value, mtype, name in cooling:
         try:
             v = float(value)

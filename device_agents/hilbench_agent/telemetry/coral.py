@@ -61,7 +61,7 @@ def parse_trip_points(text, prefix="zone", source="sysfs"):
     k = 0
     for line in text.splitlines():
         line = line.strip()
-        if not re.match(r"^-?\d+$", line):
+        if not re.match(r"^-?\d{1,18}$", line):  # no real trip point has more digits (and 400 overflow a float)
             continue
         out.append(Reading("trip.%s.%d" % (prefix, k), int(line) / 1000.0, "C", source, None, {"index": k}))
         k += 1

@@ -62,6 +62,8 @@ def millideg_to_c(raw):
     """
     if raw in OFFLINE_MILLIDEG:
         return None, "sensor offline (-256 C sentinel)"
+    if abs(raw) > 10 ** 12:  # also keeps raw / 1000.0 from overflowing on a 400-digit value
+        return None, "implausible temperature (raw has %d digits)" % len(str(abs(raw)))
     value = raw / 1000.0 if abs(raw) > 150 else float(raw)
     if value < -60 or value > 250:
         return None, "implausible temperature %r (raw %r)" % (value, raw)

@@ -34,16 +34,39 @@ __all__ = ["parse_powermetrics", "parse_powermetrics_text", "parse_powermetrics_
 PRESSURE_LEVELS = ("Nominal", "Moderate", "Heavy", "Trapping", "Sleeping")
 SRC = "powermetrics"
 
-_SAMPLE_RE = re.compile(r"^\*\*\* (?:Sampled|Summary) system activity \((.*)\) \(([\d.]+)ms elapsed\) \*\*\*")
-_POWER_RE = re.compile(r"^(.+?) Power(?: \(CPU \+ GPU \+ ANE\))?: (-?[\d.]+) ?(mW|W)$")
-_INTEL_RE = re.compile(r"^Intel energy model derived package power \(CPUs\+GT\+SA\): ([\d.]+)W")
-_FREQ_RE = re.compile(r"^(\S+-Cluster|GPU) HW active frequency: ([\d.]+) MHz")
-_CPU_FREQ_RE = re.compile(r"^CPU (\d+) frequency: ([\d.]+) MHz")
-_GPU_IDLE_RE = re.compile(r"^GPU idle residency:\s*([\d.]+)%")
+# Numbers as ``\d+(\.\d*)?|\.\d+``: ``[\d.]+`` let "1.2.3" or "." through to float() (ValueError).
+_DEC = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_SAMPLE_RE = re.compile(r"^\*\*\* (?:Sampled|Summary) system activity \((.*)\) \((%s)ms elapsed\) \*\*\*" % _DEC)
+_POWER_RE = re.compile(r"^(.+?) Power(?: \(CPU \+ GPU \+ ANE\))?: (-?%s) ?(mW|W)$" % _DEC)
+_INTEL_RE = re.compile(r"^Intel energy model derived package power \(CPUs\+GT\+SA\): (%s)W" % _DEC)
+_FREQ_RE = re.compile(r"^(\S+-Cluster|GPU) HW active frequency: (%s) MHz" % _DEC)
+_CPU_FREQ_RE = re.compile(r"^CPU (\d+) frequency: (%s) MHz" % _DEC)
+_GPU_IDLE_RE = re.compile(r"^GPU idle residency:\s*(%s)%%" % _DEC)
 _PRESSURE_RE = re.compile(r"^Current pressure level: (\w+)")
 
 
+def _num(value):
+    """``value`` as a finite float when it is a JSON/plist number, else None (a device may send anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+def _dict(value):
+    return value if isinstance(value, dict) else {}
+
+
+def _scaled(value, factor):
+    value = _num(value)
+    return None if value is None else value * factor
+
+
 def _pressure(text, source, extra):
+    text = text if isinstance(text, str) else repr(text)[:80]
     level = PRESSURE_LEVELS.index(text) if text in PRESSURE_LEVELS else None
     e = dict(extra, text=text)
     return Reading("thermal.pressure", level, "", source, None if level is not None else "unknown level", e)
@@ -129,28 +152,35 @@ def parse_powermetrics_plist(text, source=SRC):
             out.append(Reading("powermetrics.sample", None, "", source, "unparseable plist: %s" % exc,
                                {"sample": k}))
             continue
+        # Every field is checked for its type: a plist from a device may hold anything anywhere.
+        doc = _dict(doc)
         extra = {"sample": k}
-        if doc.get("hw_model"):
+        if isinstance(doc.get("hw_model"), str) and doc["hw_model"]:
             extra["hw_model"] = doc["hw_model"]
-        elapsed_ns = doc.get("elapsed_ns")
+        elapsed_ns = _num(doc.get("elapsed_ns"))
         if elapsed_ns:
             out.append(Reading("powermetrics.elapsed", elapsed_ns / 1e6, "ms", source, None, dict(extra)))
-        proc = doc.get("processor") or {}
+        proc = _dict(doc.get("processor"))
         for key in ("cpu", "gpu", "ane", "combined", "package", "dram"):
             if (key + "_power") in proc:
-                out.append(Reading("power." + key, proc[key + "_power"], "mW", source, None, dict(extra)))
+                out.append(Reading("power." + key, _num(proc[key + "_power"]), "mW", source, None, dict(extra)))
             elif (key + "_energy") in proc and elapsed_ns:
-                out.append(Reading("power." + key, proc[key + "_energy"] / (elapsed_ns / 1e9), "mW", source, None,
-                                   dict(extra, note="energy / elapsed (energy unit mJ inferred)")))
-        for cl in proc.get("clusters") or []:
-            if "freq_hz" in cl and cl.get("name"):
-                out.append(Reading("freq." + cl["name"], cl["freq_hz"] / 1e6, "MHz", source, None, dict(extra)))
-        gpu = doc.get("gpu") or {}
+                energy = _num(proc[key + "_energy"])
+                out.append(Reading("power." + key, None if energy is None else energy / (elapsed_ns / 1e9), "mW",
+                                   source, None, dict(extra, note="energy / elapsed (energy unit mJ inferred)")))
+        clusters = proc.get("clusters")
+        for cl in clusters if isinstance(clusters, list) else []:
+            cl = _dict(cl)
+            if "freq_hz" in cl and isinstance(cl.get("name"), str) and cl["name"]:
+                out.append(Reading("freq." + cl["name"], _scaled(cl["freq_hz"], 1e-6), "MHz", source, None,
+                                   dict(extra)))
+        gpu = _dict(doc.get("gpu"))
         if "freq_hz" in gpu:
-            out.append(Reading("freq.gpu", gpu["freq_hz"] / 1e6, "MHz", source, None, dict(extra)))
-        if "idle_ratio" in gpu:
-            out.append(Reading("load.gpu", round((1.0 - gpu["idle_ratio"]) * 100.0, 6), "%", source, None,
-                               dict(extra, idle_ratio=gpu["idle_ratio"])))
+            out.append(Reading("freq.gpu", _scaled(gpu["freq_hz"], 1e-6), "MHz", source, None, dict(extra)))
+        idle = _num(gpu.get("idle_ratio"))
+        if idle is not None:
+            out.append(Reading("load.gpu", round((1.0 - idle) * 100.0, 6), "%", source, None,
+                               dict(extra, idle_ratio=idle)))
         if "thermal_pressure" in doc:
             out.append(_pressure(doc["thermal_pressure"], source, extra))
     return out
@@ -194,24 +224,27 @@ def parse_macmon(text, source="macmon"):
     for k, line in enumerate(ln for ln in text.splitlines() if ln.strip().startswith("{")):
         try:
             doc = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
             out.append(Reading("macmon.sample", None, "", source, "unparseable JSON: %s" % exc, {"sample": k}))
             continue
+        # Every field is checked for its type: a device may send any JSON.
+        doc = _dict(doc)
         extra = {"sample": k}
-        if doc.get("timestamp"):
+        if isinstance(doc.get("timestamp"), (str, int, float)) and doc.get("timestamp"):
             extra["timestamp"] = doc["timestamp"]
         for key, value in sorted(doc.items()):
-            if key.endswith("_power") and isinstance(value, (int, float)):
-                out.append(Reading("power." + key[:-len("_power")], value * 1000.0, "mW", source, None, dict(extra)))
+            if key.endswith("_power") and _num(value) is not None:
+                out.append(Reading("power." + key[:-len("_power")], _scaled(value, 1000.0), "mW", source, None,
+                                   dict(extra)))
             elif key.endswith("_usage") and isinstance(value, list) and len(value) == 2:
                 name = key[:-len("_usage")]
-                out.append(Reading("freq." + name, value[0], "MHz", source, None, dict(extra)))
-                out.append(Reading("load." + name, value[1] * 100.0, "%", source, None, dict(extra)))
-        for key, value in sorted((doc.get("temp") or {}).items()):
-            if isinstance(value, (int, float)):
-                out.append(Reading("temp." + key.replace("_temp", ""), value, "C", source, None, dict(extra)))
-        mem = doc.get("memory") or {}
+                out.append(Reading("freq." + name, _num(value[0]), "MHz", source, None, dict(extra)))
+                out.append(Reading("load." + name, _scaled(value[1], 100.0), "%", source, None, dict(extra)))
+        for key, value in sorted(_dict(doc.get("temp")).items()):
+            if _num(value) is not None:
+                out.append(Reading("temp." + key.replace("_temp", ""), _num(value), "C", source, None, dict(extra)))
+        mem = _dict(doc.get("memory"))
         for key in ("ram_total", "ram_usage", "swap_total", "swap_usage"):
-            if isinstance(mem.get(key), (int, float)):
-                out.append(Reading("mem." + key, mem[key] / 1048576.0, "MB", source, None, dict(extra)))
+            if _num(mem.get(key)) is not None:
+                out.append(Reading("mem." + key, _scaled(mem[key], 1 / 1048576.0), "MB", source, None, dict(extra)))
     return out

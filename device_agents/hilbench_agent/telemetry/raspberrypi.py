@@ -41,6 +41,7 @@ PMIC_PARTIAL_NOTE = ("sum of PMIC rails: a partial measure of board power (exclu
                      "HATs and NVMe, and PMIC conversion losses)")
 JFIKAR_NOTE = "estimate: 1.1451 x rails + 0.5879 W, calibrated on one Pi 5 against a USB-C meter"
 
+_DEC = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _UNSUPPORTED_RE = re.compile(r'error=(\d+)\s+error_msg="([^"]*)"')
 
 
@@ -61,7 +62,8 @@ def parse_vcgencmd(text, source="vcgencmd"):
     out = []
     for line in text.replace("\x00", "\n").splitlines():
         line = line.strip()
-        m = re.match(r"^temp=(-?[\d.]+)'C$", line)
+        # Numbers as ``\d+(\.\d*)?|\.\d+``: ``[\d.]+`` let "1.2.3" or "." through to float() (ValueError).
+        m = re.match(r"^temp=(-?%s)'C$" % _DEC, line)
         if m:
             out.append(Reading("temp.soc", float(m.group(1)), "C", source))
             continue
@@ -74,7 +76,7 @@ def parse_vcgencmd(text, source="vcgencmd"):
             else:
                 out.append(Reading("freq.arm", hz / 1e6, "MHz", source, None, {"clock_id": int(m.group(1))}))
             continue
-        m = re.match(r"^volt=([\d.]+)V$", line)
+        m = re.match(r"^volt=(%s)V$" % _DEC, line)
         if m:
             out.append(Reading("voltage.core", float(m.group(1)) * 1000.0, "mV", source, None,
                                {"note": "requested voltage, not measured (read pmic_read_adc VDD_CORE_V)"}))
@@ -90,7 +92,7 @@ def parse_vcgencmd(text, source="vcgencmd"):
     return out
 
 
-_PMIC_RE = re.compile(r"^\s*(\S+)_(A|V)\s+(current|volt)\((\d+)\)=(-?[\d.]+)(A|V)\s*$")
+_PMIC_RE = re.compile(r"^\s*(\S+)_(A|V)\s+(current|volt)\((\d+)\)=(-?%s)(A|V)\s*$" % _DEC)
 
 
 def parse_pmic_read_adc(text, source="pmic_read_adc"):
