@@ -331,6 +331,9 @@ def test_runner_regressions(runner: str, text: str) -> None:
         ("macmon", '{"temp": [1], "gpu_usage": ["a", "b"], "cpu_power": 1' + "0" * 400 + "}"),
         ("macmon", "{" + "[" * 100000),
         ("powermetrics", '<?xml version="1.0"?><plist version="1.0"><array/></plist>'),
+        # "²".isdigit() is True, int("²...") raises; a device-chosen CPU range must not build a huge list
+        ("jetson_clocks", "cpu0: Online=x MinFreq=²1 MaxFreq=²2 CurrentFreq=²3\nGPU MinFreq=²1 MaxFreq=1 CurrentFreq=1"),
+        ("jetson_clocks", "Online CPUs: 0-999999999999,1-99999999"),
         ("powermetrics", '<?xml version="1.0"?><plist version="1.0"><dict><key>elapsed_ns</key><string>x</string>'
          "<key>processor</key><dict><key>clusters</key><string>x</string></dict>"
          "<key>gpu</key><dict><key>idle_ratio</key><string>x</string></dict></dict></plist>"),

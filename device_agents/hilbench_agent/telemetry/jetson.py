@@ -154,7 +154,7 @@ def parse_tegrastats_line(line):
                 parts.append(toks[j])
             body = "".join(parts)
             inner, _, tail = body[1:].partition("]")
-            shared = float(tail[1:]) if tail.startswith("@") and tail[1:].isdigit() else None
+            shared = float(tail[1:]) if tail.startswith("@") and _is_int(tail[1:]) else None
             loads = []
             for k, entry in enumerate(inner.split(",")):
                 entry = entry.strip()
@@ -281,6 +281,16 @@ def parse_tegrastats(text):
 _KV_RE = re.compile(r"(?<!\w)(\w+)=(\S+)")
 
 
+#: The most CPUs an ``Online CPUs`` range may name.
+MAX_CPUS = 4096
+
+
+def _is_int(text):
+    """True for decimal digits that int() takes, at most 18 of them (str.isdigit() is True for a
+    superscript two that int() refuses; int() of 4,301 digits raises on newer Pythons)."""
+    return text.isdecimal() and len(text) <= 18
+
+
 def parse_jetson_clocks(text):
     """``jetson_clocks --show``: CPU values are kHz, GPU and EMC are Hz; all reported in MHz.
 
@@ -312,27 +322,27 @@ def parse_jetson_clocks(text):
             if gov:
                 extra["governor"] = gov
             if idle.strip():
-                extra["idle_states"] = {k: int(v) if v.isdigit() else v for k, v in _KV_RE.findall(idle)}
-            if "Online" in kv:
+                extra["idle_states"] = {k: int(v) if _is_int(v) else v for k, v in _KV_RE.findall(idle)}
+            if "Online" in kv and _is_int(kv["Online"]):
                 out.append(Reading("online." + cpu, int(kv["Online"]), "", src))
             for key, suffix in (("CurrentFreq", ""), ("MinFreq", ".min"), ("MaxFreq", ".max")):
-                if key in kv and kv[key].isdigit():
+                if key in kv and _is_int(kv[key]):
                     out.append(Reading("freq.%s%s" % (cpu, suffix), int(kv[key]) / 1000.0, "MHz", src, None,
                                        extra or None if not suffix else None))
-            if kv.get("Online", "1") != "0" and kv.get("MinFreq", "").isdigit() and kv.get("MaxFreq", "").isdigit():
+            if kv.get("Online", "1") != "0" and _is_int(kv.get("MinFreq", "")) and _is_int(kv.get("MaxFreq", "")):
                 cpus.append((cpu, int(kv["MinFreq"]), int(kv["MaxFreq"])))
             continue
         m = re.match(r"^(GPU|EMC|DLA\d+_\w+|PVA\d+_\w+):?\s+(.*)$", line)
         if m and "Freq" in m.group(2):
             unit, kv = m.group(1).lower(), dict(_KV_RE.findall(m.group(2)))
             for key, suffix in (("CurrentFreq", ""), ("MinFreq", ".min"), ("MaxFreq", ".max")):
-                if key in kv and kv[key].isdigit():
+                if key in kv and _is_int(kv[key]):
                     out.append(Reading("freq.%s%s" % (unit, suffix), int(kv[key]) / 1e6, "MHz", src))
-            if "FreqOverride" in kv and kv["FreqOverride"].isdigit():
+            if "FreqOverride" in kv and _is_int(kv["FreqOverride"]):
                 out.append(Reading("jetson_clocks.%s_freq_override" % unit, int(kv["FreqOverride"]), "", src))
                 if unit == "emc":
                     override = int(kv["FreqOverride"])
-            if unit == "gpu" and kv.get("MinFreq", "").isdigit() and kv.get("MaxFreq", "").isdigit():
+            if unit == "gpu" and _is_int(kv.get("MinFreq", "")) and _is_int(kv.get("MaxFreq", "")):
                 gpu = (int(kv["MinFreq"]), int(kv["MaxFreq"]))
             continue
         m = re.match(r"^Fan:.*?speed=(\d+)", line)
@@ -415,9 +425,10 @@ def _expand_cpu_list(text):
     for part in text.split(","):
         if "-" in part:
             a, _, b = part.partition("-")
-            if a.isdigit() and b.isdigit():
+            # At most MAX_CPUS per range: "0-999999999999" from a device is not a list to build.
+            if _is_int(a) and _is_int(b) and int(b) - int(a) < MAX_CPUS:
                 cpus.extend(range(int(a), int(b) + 1))
-        elif part.isdigit():
+        elif _is_int(part):
             cpus.append(int(part))
     return cpus
 
@@ -444,7 +455,7 @@ def parse_nvpmodel(text):
         m = re.match(r"^NV Power Mode:\s*(\w+)", line)
         if m:
             ident = None
-            if k + 1 < len(lines) and lines[k + 1].isdigit():
+            if k + 1 < len(lines) and _is_int(lines[k + 1]):
                 ident = int(lines[k + 1])
             out.append(Reading("nvpmodel.mode", ident, "", src, None if ident is not None else "mode id not printed",
                                {"text": m.group(1)}))

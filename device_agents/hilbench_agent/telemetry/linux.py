@@ -356,7 +356,9 @@ def find_rapl_zones(root="/"):
         name, _ = read_text(fs, d + "/name")
         names[zid] = name or zid
     out = []
-    for zid in sorted(zone_dirs, key=lambda z: [int(x) if x.isdigit() else x for x in re.split(r"[:]", z)]):
+    # (0, int) before (1, text): comparing an int with a str raised on oddly named recorded zones.
+    for zid in sorted(zone_dirs, key=lambda z: [(0, int(x)) if x.isdecimal() and len(x) <= 18 else (1, x)
+                                                for x in re.split(r"[:]", z)]):
         d = zone_dirs[zid]
         if not fs.exists(d + "/energy_uj") and not fs.exists(d + "/name"):
             continue
