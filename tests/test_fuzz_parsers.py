@@ -307,6 +307,7 @@ BIG = "9" * 400
         ("trtexec", f"[I] Latency: mean = 1 ms\n[I] Warmup completed {BIG} queries over 1 ms\n"
          f"[I] Timing trace has {'9' * 5000} queries over 1 s"),
         ("trtexec", '[{"latencyMs": 1e200}, {"latencyMs": -1e200}]'),  # fsum overflow, (v - mean) ** 2 overflow
+        ("trtexec", '[{"latencyMs": 1}, ' + "[" * 100000 + "]" * 100000 + "]"),  # RecursionError in json.loads
         ("openvino", f"[Step {'1' * 5000}/11] x\n[ INFO ] Count: {BIG} iterations\n[ INFO ] Throughput: 1 FPS"),
     ],
 )

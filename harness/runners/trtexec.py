@@ -435,12 +435,12 @@ def parse_export_times(text: str, *, source: str = "trtexec --exportTimes JSON")
         if not isinstance(loaded, list):
             raise ValueError("not a list")
         records = [r for r in loaded if isinstance(r, dict)]
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep (a hostile file)
         records = []
         for chunk in _EXPORT_RECORD.findall(text):
             try:
                 item = json.loads(chunk)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(item, dict):
                 records.append(item)
