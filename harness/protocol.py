@@ -16,18 +16,21 @@ from typing import Any
 
 from harness.errors import ProtocolError
 
-__all__ = ["PROTOCOL_VERSION", "MESSAGE_TYPES", "MAX_LINE_BYTES", "MAX_DEPTH", "decode_line", "too_deep"]
+__all__ = ["PROTOCOL_VERSION", "MESSAGE_TYPES", "MAX_LINE_BYTES", "MAX_DEPTH", "MAX_CONTAINERS", "decode_line", "too_deep"]
 
 PROTOCOL_VERSION = 1
 MESSAGE_TYPES = frozenset({"hello", "phase", "sample", "telemetry", "accuracy", "result", "error", "log"})
 
 #: The longest protocol line the host reads (bytes, without its newline). The largest legitimate lines are
-#: accuracy batches with outputs: 200 items x 1,000 classes is about 4.4 MB; a batch of 5,000 samples is
-#: 60-250 kB.
+#: accuracy batches with outputs (the agent ends a batch at 200 items or 200,000 output values, ~4.4 MB);
+#: a batch of 5,000 samples is 60-250 kB.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 #: The deepest nesting of objects and arrays in one message (the agent's deepest is about 6: result ->
 #: telemetry -> sensors -> sources -> ...).
 MAX_DEPTH = 32
+#: The most objects and arrays one line may open. A legitimate line has a few hundred (an accuracy batch:
+#: two lists an item); 16 MiB of ``{},`` would be ~4 M dicts, ~1 GB of host memory once decoded.
+MAX_CONTAINERS = 100_000
 
 
 def _no_constant(name: str) -> Any:
@@ -61,6 +64,9 @@ def decode_line(line: str | bytes, *, where: str = "agent") -> dict[str, Any]:
     text = line.strip()
     if len(text) > MAX_LINE_BYTES:
         raise ProtocolError(f"{where}: a protocol line longer than {MAX_LINE_BYTES} bytes")
+    brackets = text.count("[") + text.count("{")
+    if brackets > MAX_CONTAINERS:
+        raise ProtocolError(f"{where}: a protocol line with more than {MAX_CONTAINERS} objects and arrays")
     try:
         message = _DECODER.decode(text)
     except ValueError as exc:
@@ -70,7 +76,7 @@ def decode_line(line: str | bytes, *, where: str = "agent") -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ProtocolError(f"{where}: a protocol line must be a JSON object: {text[:80]!r}")
     # Fewer brackets than the limit cannot nest deeper (a sample batch has three): no walk needed.
-    if text.count("[") + text.count("{") > MAX_DEPTH and too_deep(message):
+    if brackets > MAX_DEPTH and too_deep(message):
         raise ProtocolError(f"{where}: a protocol line nested more than {MAX_DEPTH} deep")
     version = message.get("v")
     if not isinstance(version, int) or isinstance(version, bool):

@@ -294,3 +294,48 @@ def test_the_local_journal_read_stops_at_an_over_long_line(tmp_path):
         f.write('{"v": 1, "type": "result"}\n')
     lines = LocalTransport(job.target).fetch_journal(str(path))
     assert lines == ['{"v": 1, "type": "hello"}']
+
+
+def test_a_journal_of_millions_of_tiny_lines_is_refused_with_memory_bounded(tmp_path, monkeypatch):
+    """A journal's bytes are capped, and so are its lines: 21 M lines of "ab" would cost ~3.5 GB as strings."""
+    import tracemalloc
+
+    from harness.errors import TransportError
+    from harness.transport import base, local
+
+    job = _job(tmp_path)
+    t = LocalTransport(job.target)
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(b"ab\n" * (base.JOURNAL_MAX_LINES + 1))
+    tracemalloc.start()
+    try:
+        with pytest.raises(TransportError) as err:
+            t.fetch_journal(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(err.value) and f"holds more than {base.JOURNAL_MAX_LINES} lines" in str(err.value)
+    assert peak < 128 * 2**20  # ~330 bytes a line at the cap (21 M lines took 3.5 GB)
+    # Blank lines cost nothing and count for nothing; a journal over the byte cap is not read at all.
+    path.write_bytes(b"\n" * 10_000_000 + b'{"v": 1, "type": "hello"}\n')
+    assert t.fetch_journal(str(path)) == ['{"v": 1, "type": "hello"}']
+    monkeypatch.setattr(local, "JOURNAL_MAX", 1024)
+    with pytest.raises(TransportError, match="is over 0 MB"):
+        t.fetch_journal(str(path))
+
+
+#: One line just under the length limit, made of ~4 M empty objects (a GB once decoded, were it decoded).
+MANY_OBJECTS = '''
+emit(hello())
+raw('{"v": 1, "type": "log", "x": [' + "{}," * 4000000 + '{}]}\\n')
+emit(result())
+'''
+
+
+def test_a_line_of_millions_of_tiny_objects_is_refused_before_it_is_decoded(tmp_path):
+    from harness.protocol import MAX_CONTAINERS
+
+    code, peak_kb, row = host_peak(tmp_path, MANY_OBJECTS)
+    assert code == 3 and row["error_category"] == "agent"
+    assert row["error_message"] == f"evil: agent: a protocol line with more than {MAX_CONTAINERS} objects and arrays"
+    assert peak_kb < PEAK_RSS_KB, f"host peak {peak_kb / 1024:.0f} MB"

@@ -47,6 +47,7 @@ from typing import Any
 from harness.agentpkg import agent_bundle
 from harness.errors import TransportError
 from harness.targets import Target, shell_env
+from harness.transport import base as _base
 from harness.transport.base import AgentProcess, SubprocessAgentProcess, Transport
 
 __all__ = ["ADBTransport", "ShellResult", "DEVICE_ROOT", "explain_adb_error", "parse_devices", "OutputCapped",
@@ -59,7 +60,7 @@ PG_MARK = "__HILBENCH_PG="
 #: client is killed (and the shell command with it on the device), so host memory stays bounded.
 COMMAND_OUTPUT_MAX = 16 * 1024 * 1024
 #: The largest journal read back for recovery (a long job's samples and telemetry are a few MB).
-JOURNAL_MAX = 64 * 1024 * 1024
+JOURNAL_MAX = _base.JOURNAL_MAX
 #: hilbench's folders under DEVICE_ROOT, made 0700 (DEVICE_ROOT too)
 _ROOT_DIRS = ("agents", "blobs", "bin", "journal")
 
@@ -664,7 +665,7 @@ class ADBTransport(Transport):
                             "fetch journal") from None
         except TransportError:
             return None
-        return res.stdout.splitlines() if res.code == 0 else None
+        return self.journal_lines(res.stdout.encode(), path) if res.code == 0 else None
 
     # ------------------------------------------------------------------ running
     def popen_shell(self, command: str, *, stdin: bool = False) -> subprocess.Popen[bytes]:

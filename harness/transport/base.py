@@ -16,17 +16,26 @@ leave a transport.
 from __future__ import annotations
 
 import collections
+import re
 import subprocess
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import IO, Any
 
-from harness.errors import ProtocolError
+from harness.errors import ProtocolError, TransportError
 from harness.protocol import MAX_LINE_BYTES
 from harness.targets import Target
 
-__all__ = ["Transport", "AgentProcess", "PipeAgentProcess", "SubprocessAgentProcess", "LineTimeout"]
+__all__ = ["Transport", "AgentProcess", "PipeAgentProcess", "SubprocessAgentProcess", "LineTimeout",
+           "JOURNAL_MAX", "JOURNAL_MAX_LINES"]
+
+#: The most a journal read back after a drop may weigh (bytes); the transports stop reading there.
+JOURNAL_MAX = 64 * 1024 * 1024
+#: The most lines taken from a journal: a job writes a few thousand (5,000 samples a line, telemetry about
+#: once a second); millions of tiny lines would cost the host far more memory than their bytes.
+JOURNAL_MAX_LINES = 200_000
+_NONBLANK = re.compile(rb"[^\r\n]+")
 
 
 class LineTimeout(Exception):
@@ -229,3 +238,18 @@ class Transport(ABC):
     def fetch_journal(self, path: str) -> list[str] | None:
         """The journal's lines, or None when it cannot be read (used to recover a run)."""
         return None
+
+    def journal_lines(self, data: bytes, path: str) -> list[str]:
+        """The non-blank lines of a journal's bytes (at most :data:`JOURNAL_MAX` of them, as read), up to the
+        first line longer than the protocol allows (what came before it stands, as for a line cut short).
+        Raises a one-line TransportError when it holds more than :data:`JOURNAL_MAX_LINES` lines."""
+        lines: list[str] = []
+        for m in _NONBLANK.finditer(data):
+            if m.end() - m.start() > MAX_LINE_BYTES:
+                break
+            if len(lines) >= JOURNAL_MAX_LINES:
+                raise TransportError(f"the journal {path} on the device holds more than {JOURNAL_MAX_LINES} lines, "
+                                     "more than any job writes: not read, so this job cannot be recovered from it",
+                                     target=self.target.name, step="fetch journal")
+            lines.append(m.group().decode("utf-8", "replace"))
+        return lines

@@ -12,8 +12,7 @@ from typing import Any
 
 from harness.agentpkg import agent_bundle
 from harness.errors import TransportError
-from harness.protocol import MAX_LINE_BYTES
-from harness.transport.base import SubprocessAgentProcess, Transport
+from harness.transport.base import JOURNAL_MAX, SubprocessAgentProcess, Transport
 
 __all__ = ["LocalTransport", "LocalAgentProcess"]
 
@@ -74,15 +73,15 @@ class LocalTransport(Transport):
         return LocalAgentProcess(proc)
 
     def fetch_journal(self, path: str) -> list[str] | None:
-        """The journal's lines, read with the protocol's line limit: a longer line ends the read (what came
-        before it stands, as for a line cut short), and it is never held whole."""
-        lines: list[str] = []
+        """The journal's lines (:meth:`Transport.journal_lines`); None when it cannot be read. One over
+        :data:`JOURNAL_MAX` bytes is refused with a one-line TransportError (reading stops there)."""
         try:
             with open(path, "rb") as f:
-                while raw := f.readline(MAX_LINE_BYTES + 1):
-                    if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                        break
-                    lines.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                data = f.read(JOURNAL_MAX + 1)
         except OSError:
             return None
-        return lines
+        if len(data) > JOURNAL_MAX:
+            raise TransportError(f"the journal {path} is over {JOURNAL_MAX // 2**20} MB, more than any job writes: "
+                                 "not read, so this job cannot be recovered from it",
+                                 target=self.target.name, step="fetch journal")
+        return self.journal_lines(data, path)

@@ -58,6 +58,7 @@ import paramiko
 from harness.agentpkg import MIN_PYTHON, agent_bundle
 from harness.errors import HostKeyError, TransportError
 from harness.targets import Target, shell_env
+from harness.transport import base as _base
 from harness.transport.base import PipeAgentProcess, Transport
 
 __all__ = ["SSHTransport", "SSHAgentProcess", "Endpoint", "resolve_endpoint", "USER_SSH_DIR"]
@@ -79,7 +80,7 @@ _CHUNK = 256 * 1024
 #: sends more is cut off with a one-line error, so host memory stays bounded whatever it does.
 COMMAND_OUTPUT_MAX = 16 * 1024 * 1024
 #: The largest journal read back for recovery (a long job's samples and telemetry are a few MB).
-JOURNAL_MAX = 64 * 1024 * 1024
+JOURNAL_MAX = _base.JOURNAL_MAX
 
 # Device-side snippets run with the device's Python; they must run on Python 2.7 and 3.x
 # (the version check runs before anything is known about the interpreter).
@@ -956,4 +957,4 @@ class SSHTransport(Transport):
             raise self._err(f"the journal {path} on the device is over {JOURNAL_MAX // 2**20} MB "
                             f"({max(size or 0, len(data)) / 2**20:.0f} MB or more), more than any job writes: "
                             "not read, so this job cannot be recovered from it", "fetch journal")
-        return [line.decode("utf-8", "replace") for line in data.splitlines()]
+        return self.journal_lines(bytes(data), path)
