@@ -442,7 +442,8 @@ def score_runs(store: Store, run_ids: Iterable[str] | None = None, *,
             pred = g["prediction"].to_numpy(dtype=np.int64)
             row["top1"] = float(np.mean(pred == y))
             top_k = rec.get("top_k") if rec else info.get("top_k")
-            if int(top_k or 5) >= 5:
+            top_k = top_k if isinstance(top_k, int) and not isinstance(top_k, bool) else 5  # a store's data
+            if top_k >= 5:
                 row["top5"] = float(np.mean([int(t) in list(top)[:5] for t, top in zip(y, g["top5"], strict=True)]))
         if ref_name:
             ref = _reference_run(runs, run, str(ref_name), by_run)

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import threading
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -839,8 +840,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except HilbenchError as exc:
-        if args.debug:
-            raise
+        if args.debug:  # the traceback, made safe like every other line (its message may quote a device)
+            sys.stderr.write(safe_lines(traceback.format_exc(), None) + "\n")
+            return EXIT_USER
         sys.stderr.write(f"hilbench: error: {safe(exc, _LINE_LIMIT)}\n")  # it may quote a device
         return EXIT_USER
     except KeyboardInterrupt:

@@ -247,6 +247,7 @@ def _probe(t: Any, timeout_s: float = 120.0, folder: str | None = None) -> dict[
     transport's journal folder, or to ``folder`` (a sibling of it) when given."""
     from harness.protocol import decode_line
     from harness.transport.base import LineTimeout
+    from harness.validate import sanitize_hello
 
     journal = t.journal_path(f"doctor-{uuid.uuid4().hex[:12]}")
     if folder is not None:
@@ -268,7 +269,7 @@ def _probe(t: Any, timeout_s: float = 120.0, folder: str | None = None) -> dict[
                 continue
             msg = decode_line(line, where="agent")
             if msg["type"] == "hello":
-                hello = msg
+                hello = sanitize_hello(msg)  # nesting, int64, string caps; clean_hello judges the types
             elif msg["type"] == "error":
                 error = str(msg.get("message"))
         code = proc.wait(10)
@@ -296,7 +297,8 @@ def device_facts(t: Any, target: Target, timeout_s: float = 60.0) -> dict[str, A
         checks += _platform_checks(_local_shell)
     return {
         "version": 1,
-        "probe": {k: v for k, v in hello.items() if k not in ("v", "type", "t_ns")},
+        # Stored cleaned (each field of the type readers expect), so a later reader of the store never trips on it.
+        "probe": {k: v for k, v in clean_hello(hello)[0].items() if k not in ("v", "type", "t_ns")},
         "checks": [{"name": c.name, "status": c.status, "detail": c.detail} for c in checks],
     }
 

@@ -86,7 +86,8 @@ def _runtime(run: Any) -> tuple[Any, Any]:
     probe = _json(_json(run.get("device_facts")).get("probe"))
     version = governor = None
     for facts in (hello, probe):
-        backend = _json((facts.get("backends") or {}).get(run.get("backend"))) if facts.get("backends") else {}
+        backends = facts.get("backends")  # a store may be anyone's: never trust its shapes
+        backend = _json(backends.get(run.get("backend"))) if isinstance(backends, dict) else {}
         version = version or backend.get("version")
         governor = governor or facts.get("cpu_governor")
     return version, governor

@@ -34,7 +34,7 @@ from harness.plan import Job, Plan
 from harness.protocol import decode_line
 from harness.store import Store, new_id
 from harness.transport import LineTimeout, Transport, make_transport
-from harness.validate import Limits, MessageChecker
+from harness.validate import ITEM_OUTPUT_VALUES, MAX_OUTPUT_VALUES, Limits, MessageChecker
 
 __all__ = ["Progress", "SessionResult", "run_jobs", "host_facts", "device_key"]
 
@@ -245,6 +245,21 @@ class _JobRun:
         derived = self._derived()
         if verdict is not None and derived and derived.get("warnings"):
             verdict["warnings"] = list(verdict.get("warnings") or []) + derived["warnings"]
+        checker = self._checker
+        # Output vectors not kept: past the host's cap on a job's values, or (the agent's count) one item's too
+        # large for a protocol line.
+        agent_dropped = (res.get("accuracy") or {}).get("outputs_not_kept") if isinstance(res.get("accuracy"), dict) else 0
+        dropped = (checker.outputs_dropped if checker is not None else 0) + (
+            agent_dropped if type(agent_dropped) is int and agent_dropped > 0 else 0)
+        if verdict is not None and dropped:
+            verdict["warnings"] = list(verdict.get("warnings") or []) + [{
+                "code": "outputs_not_kept",
+                "message": f"the output vectors of {dropped} evaluation items were not kept (too large: a job's "
+                           f"outputs are kept up to {checker.limits.output_values if checker else MAX_OUTPUT_VALUES:,} values, "
+                           f"one item's up to "
+                           f"{ITEM_OUTPUT_VALUES:,}); their top-k and scores were",
+                "remedy": "set keep_outputs = false, or a smaller limit in [models.eval], unless a scorer or "
+                          "fidelity needs every output"}]
         category, message = self.error if self.error else (None, None)
         return {
             "run_id": self.run_id,

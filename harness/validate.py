@@ -24,7 +24,7 @@ import numpy as np
 from harness.errors import ERROR_CATEGORIES, MessageError
 from harness.protocol import MAX_DEPTH
 
-__all__ = ["Limits", "MessageChecker", "phase_sample_cap", "INT64_MIN", "INT64_MAX", "SAMPLE_PHASES", "PHASES"]
+__all__ = ["Limits", "MessageChecker", "sanitize_hello", "phase_sample_cap", "MAX_OUTPUT_VALUES", "ITEM_OUTPUT_VALUES", "INT64_MIN", "INT64_MAX", "SAMPLE_PHASES", "PHASES"]
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -59,6 +59,8 @@ MAX_TELEMETRY_NAMES = 4096
 MAX_ACCURACY_ITEMS = 100_000
 #: Output values (floats) kept per job: 10,000 items of 1,000 classes is 10 M (float32 on the host).
 MAX_OUTPUT_VALUES = 16_000_000
+#: The agent sends no output vector for an item with more values than this (hilbench_agent.accuracy.ITEM_VALUES).
+ITEM_OUTPUT_VALUES = 500_000
 
 
 def _loop_cap(policy: Mapping[str, Any], *, default_max_count: int, counted: bool) -> int:
@@ -264,6 +266,22 @@ def _floats(value: Any, key: str, what: str) -> np.ndarray:
     return out
 
 
+#: The hello's free-text fields, stored cut to :data:`MAX_NAME` characters.
+HELLO_TEXT = ("agent_version", "python", "os", "os_release", "machine", "cpu_model", "device_model", "emulated")
+
+
+def sanitize_hello(msg: Mapping[str, Any]) -> dict[str, Any]:
+    """A hello made safe to keep without judging its fields' types: nesting, value count, integers within
+    int64, finite floats, strings cut (:data:`HELLO_TEXT` to :data:`MAX_NAME`). Doctor reads a probe's hello
+    this way and names wrong types itself (``harness.doctor.clean_hello``); raises MessageError."""
+    out: dict[str, Any] = _Walk("hello message").copy(msg, "")
+    for key in HELLO_TEXT:
+        value = out.get(key)
+        if isinstance(value, str) and len(value) > MAX_NAME:
+            out[key] = value[:MAX_NAME] + "..."
+    return out
+
+
 class MessageChecker:
     """Checks one job's messages in order (it counts what came: samples per phase, readings, items).
 
@@ -278,6 +296,8 @@ class MessageChecker:
         self.names: dict[str, str] = {}
         self.items = 0
         self.outputs = 0
+        #: items whose output vector was not kept: the job's outputs passed :attr:`Limits.output_values`
+        self.outputs_dropped = 0
 
     def check(self, msg: dict[str, Any]) -> dict[str, Any]:
         kind = msg.get("type")
@@ -425,9 +445,13 @@ class MessageChecker:
                 outputs.append(None)
                 continue
             arr = _floats(o, "output", what)
+            if self.outputs + count + arr.size > self.limits.output_values:
+                # A big evaluation set (50,000 items x 1,000 classes) is legitimate: keep its top-k and score,
+                # drop the vectors beyond what the host keeps, and say so (the run stays ok).
+                self.outputs_dropped += 1
+                outputs.append(None)
+                continue
             count += arr.size
-            if self.outputs + count > self.limits.output_values:
-                raise MessageError(f"{what}: more output values than hilbench keeps ({self.limits.output_values})")
             outputs.append(arr.astype(np.float32))
         self.items += n
         self.outputs += count
@@ -456,8 +480,7 @@ class MessageChecker:
     def _hello(self, msg: dict[str, Any]) -> dict[str, Any]:
         what = "hello message"
         out = _Walk(what).copy(msg, "")
-        for key in ("agent_version", "python", "os", "os_release", "machine", "cpu_model", "device_model",
-                    "emulated"):
+        for key in HELLO_TEXT:
             if out.get(key) is not None:
                 out[key] = _str(out, key, what, MAX_NAME)
         for key in ("backends", "sensors"):

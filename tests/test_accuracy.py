@@ -293,3 +293,37 @@ def test_the_agent_sends_large_outputs_in_batches_that_fit_a_protocol_line(tmp_p
     assert [len(b["index"]) for b in batches] == [4, 4, 2]
     assert [b["start"] for b in batches] == [0, 4, 8]
     assert max(len(line) for line in sent) < MAX_LINE_BYTES // 4
+
+
+def test_the_agent_keeps_no_output_vector_too_large_for_a_line(tmp_path, monkeypatch):
+    """An item whose output alone would make a line too long (a segmentation map) is scored, its vector not
+    sent, and the summary counts it (the host turns that into an outputs_not_kept warning)."""
+    import json
+
+    from hilbench_agent import accuracy as agent_accuracy
+    from hilbench_agent.backends.base import InputSpec
+
+    monkeypatch.setattr(agent_accuracy, "ITEM_VALUES", 100)
+    path = tmp_path / "seg.npz"
+    np.savez(path, x=np.zeros((3, 2), dtype=np.float32), y=np.arange(3))
+    widths = iter([50, 500, 50])
+
+    class Backend:
+        def set_inputs(self, inputs):
+            pass
+
+        def invoke(self):
+            return [np.linspace(0.0, 1.0, next(widths))]
+
+    sent: list[dict] = []
+
+    class Channel:
+        def send(self, kind, **fields):
+            sent.append(json.loads(json.dumps(dict(fields, type=kind))))
+
+    info = agent_accuracy.run_accuracy(Channel(), Backend(), [InputSpec("x", [1, 2], "float32")],
+                                       {"path": str(path)})
+    (batch,) = [m for m in sent if m["type"] == "accuracy"]
+    assert [o is None for o in batch["output"]] == [False, True, False]
+    assert [len(t) for t in batch["top"]] == [5, 5, 5]
+    assert info["outputs_not_kept"] == 1

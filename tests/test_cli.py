@@ -384,12 +384,14 @@ def test_usage_errors_are_one_line_user_errors(argv, capsys):
     assert err.count("\n") == 1 and err.startswith("hilbench") and "--help" in err
 
 
-def test_debug_is_taken_after_the_subcommand(tmp_path):
-    from harness.errors import StoreError
-
-    with pytest.raises(StoreError):  # --debug: the error propagates with its traceback
-        main(["show", "nope", "--store", str(tmp_path), "--debug"])
+def test_debug_is_taken_after_the_subcommand(tmp_path, capsys):
+    # --debug: the traceback is printed (made safe: an error may quote a device), with the same exit status
+    assert main(["show", "nope\x1b[2J", "--store", str(tmp_path), "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "StoreError" in err and "\x1b" not in err
     assert main(["show", "nope", "--store", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
 
 
 def test_targets_reports_every_bad_file(tmp_path, capsys):

@@ -287,3 +287,30 @@ def test_a_packed_image_set_is_found_from_the_plan_not_the_device(tmp_path, monk
     Image.new("RGB", (4, 4), (1, 2, 3)).save(tmp_path / "imgs" / "i0.png")
     with pytest.raises(AnalysisError, match="is not on this host"):
         score_runs(open_store(store), scorers=[scorer])
+
+
+def test_outputs_beyond_what_the_host_keeps_are_dropped_with_a_warning(tmp_path, monkeypatch):
+    """A large evaluation set is legitimate: past the host's cap on output values the run stays ok, keeps its
+    top-k and scores, drops the remaining vectors and says so in its verdict."""
+    import harness.validate
+
+    monkeypatch.setattr(harness.validate, "MAX_OUTPUT_VALUES", 7)  # room for 2 of the 4 items' 3 outputs
+    _eval_file(tmp_path, [1, 1, 0, 1])
+    store = open_store(_run(tmp_path, _model("m"), {}))
+    (run,) = store.runs().to_dict("records")
+    assert run["status"] == "ok"
+    verdict = json.loads(run["verdict"]) if isinstance(run["verdict"], str) else run["verdict"]
+    (warning,) = [w for w in verdict["warnings"] if w["code"] == "outputs_not_kept"]
+    assert "output vectors of 2 evaluation items were not kept" in warning["message"]
+    acc = store.accuracy().sort_values("index")
+    assert acc["output"].notna().tolist() == [True, True, False, False]
+    assert acc["prediction"].tolist() == [1, 1, 1, 1]
+
+
+def test_items_the_agent_could_not_send_are_counted_in_the_warning(tmp_path):
+    _eval_file(tmp_path, [1, 1, 0, 1])
+    store = open_store(_run(tmp_path, _model("m"), {"m": {"outputs_not_kept": 3}}))
+    verdict = store.runs()["verdict"].iloc[0]
+    verdict = json.loads(verdict) if isinstance(verdict, str) else verdict
+    assert [w["message"].split(" (")[0] for w in verdict["warnings"] if w["code"] == "outputs_not_kept"] == [
+        "the output vectors of 3 evaluation items were not kept"]

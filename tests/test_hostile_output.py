@@ -10,6 +10,7 @@ device text must show them as visible escapes and never pass the raw bytes on.
 from __future__ import annotations
 
 import io
+import json
 import re
 import socket
 import sys
@@ -305,3 +306,39 @@ def test_the_html_report_shows_device_text_as_escapes(tmp_path, capsys):
     page = html_path.read_text(encoding="utf-8")
     _assert_clean(page)  # escaped for HTML, and a bidi override or escape cannot reorder or hide what is read
     assert "board" + SHOWN in page and "count" + SHOWN in page
+
+
+@pytest.mark.parametrize("fields", ['memory_kb={"MemTotal": 10 ** 400}', "free_disk_bytes=10 ** 400",
+                                    'cpu_model="x" * 100000'])
+def test_doctor_validates_the_probe_hello_like_a_jobs(tmp_path, capsys, fields):
+    """The probe's hello passes the same validation as a job's (int64, string caps): no OverflowError."""
+    targets = hostile_target(tmp_path, VERSION, probe=f"emit(hello({fields}))\n")
+    code = main(["doctor", "evil", "--targets-dir", str(targets)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    if "10 ** 400" in fields:
+        assert code == 1 and "hello message" in out and "int64" in out, out
+    else:
+        assert code == 0 and "x" * 300 not in out, out  # cut to 256 characters
+
+
+def test_a_probe_hello_of_the_wrong_shape_is_stored_cleaned_and_report_reads_it(tmp_path, capsys):
+    """The session's device probe is stored with every run (device_facts); a later report must not trip on it."""
+    body = '''
+emit(hello())
+emit({"v": 1, "type": "phase", "t_ns": now(), "phase": "first", "event": "begin"})
+emit({"v": 1, "type": "phase", "t_ns": now(), "phase": "first", "event": "end", "duration_ns": 2000})
+emit({"v": 1, "type": "sample", "phase": "timed", "start": 0, "t0_ns": now(),
+      "latency_ns": [200000 + i for i in range(20)], "offset_ns": [i * 200000 for i in range(20)]})
+emit(result())
+'''
+    targets = hostile_target(tmp_path, body, probe='emit(hello(backends=["x"], cpu_governor={"a": 1}))\n')
+    store = str(tmp_path / "res")
+    assert main(["run", str(plan_file(tmp_path)), "--targets-dir", str(targets), "--target", "evil",
+                 "--store", store, "--quiet"]) == 0
+    facts = open_store(store).runs()["device_facts"].iloc[0]
+    probe = (json.loads(facts) if isinstance(facts, str) else facts)["probe"]
+    assert probe["backends"] == {} and probe["cpu_governor"] is None
+    capsys.readouterr()
+    assert main(["report", "--store", store, "--output", str(tmp_path / "r.html")]) == 0
+    assert "Traceback" not in capsys.readouterr().err

@@ -26,6 +26,9 @@ BATCH = 200
 #: A batch is also sent once it holds this many output values, so that a line stays a few MB (the host
 #: refuses protocol lines over 16 MiB: a float prints as up to ~24 bytes).
 BATCH_VALUES = 200000
+#: An item with more output values than this (a segmentation map) is scored but its vector is not sent:
+#: alone it would make a line too long for the host.
+ITEM_VALUES = 500000
 clock = time.monotonic_ns
 
 
@@ -85,6 +88,7 @@ def run_accuracy(channel, backend, specs, cfg):
     batch = {"index": [], "label": [], "top": [], "score": [], "output": []}
     start = 0
     values = 0  # output values in the batch
+    too_large = 0  # items whose output vector was too large to send
     for i in range(n):
         arr = _prepare(np.asarray(x_all[i:i + 1]), spec)
         backend.set_inputs({spec.name: arr})
@@ -107,7 +111,10 @@ def run_accuracy(channel, backend, specs, cfg):
         batch["label"].append(int(np.asarray(y_all[i]).reshape(-1)[0]) if class_labels else None)
         batch["top"].append([int(t) for t in top])
         batch["score"].append(float(out[top[0]]))
-        if keep:
+        if keep and out.size > ITEM_VALUES:
+            batch["output"].append(None)
+            too_large += 1
+        elif keep:
             batch["output"].append([float(v) for v in out])
             values += out.size
         if len(batch["index"]) >= BATCH or values >= BATCH_VALUES or i == n - 1:
@@ -120,6 +127,8 @@ def run_accuracy(channel, backend, specs, cfg):
     channel.send("phase", phase="accuracy", event="end", count=n, duration_ns=duration)
     info = {"count": n, "top_k": top_k, "duration_ns": duration, "output_dequantized": out_q is not None,
             "class_labels": bool(class_labels)}
+    if too_large:
+        info["outputs_not_kept"] = too_large
     if y_all is not None:
         info["y"] = y_key
     # The file's sha256 as the host sent it, echoed as a witness (the host checks its own copy against it).
