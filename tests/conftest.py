@@ -23,3 +23,56 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"recorded samples not found at {SHARED}")
     return SHARED
+
+
+# ---------------------------------------------------------------- the real-sshd fixtures (tests/sshd.py)
+# ``keys`` and ``servers`` start real OpenSSH servers; a module that uses them also marks itself
+# ``pytest.mark.usefixtures("own_ssh_dir")`` so the user's ~/.ssh is never read or written.
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory):
+    """User keys for the module's servers; skips (fails in CI) where a real sshd cannot run."""
+    from helpers import missing_in_ci
+    from sshd import UserKeys, sshd_unavailable
+
+    reason = sshd_unavailable()
+    if reason:
+        missing_in_ci("the real-sshd tests", reason)
+    return UserKeys.make(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture
+def own_ssh_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's ~/.ssh (config, known_hosts, default keys) is a fresh folder: tests never read or write
+    the real one."""
+    import harness.transport.ssh as ssh
+
+    folder = tmp_path / "dot-ssh"
+    folder.mkdir()
+    monkeypatch.setattr(ssh, "USER_SSH_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def servers(tmp_path: Path, keys):
+    """``servers(name, **options)`` starts a real sshd; all are stopped (and their agents killed) after the test."""
+    from sshd import kill_agents, start_sshd
+
+    started: list = []
+
+    def make(name: str = "dev", **options: object):
+        server = start_sshd(tmp_path / name, keys, **options)  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+        kill_agents(server)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts a real sshd (through ``keys``/``servers``) carries the ``sshd`` marker, so
+    ``-m "not sshd"`` leaves it out wherever it is written."""
+    for item in items:
+        if {"keys", "servers"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.sshd)

@@ -245,3 +245,25 @@ def start_sshd(folder: Path, keys: UserKeys, host: str = "127.0.0.1", port: int 
                        extra_config=extra_config)
     server.setup()
     return server.start()
+
+
+
+def agents_of(server: SSHServer) -> list[int]:
+    """Pids of agents started under this server's device cache."""
+    cache = str(server.folder / "device-cache").encode()
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cache in cmd and b".pyz" in cmd:
+                pids.append(int(d.name))
+    return pids
+
+
+def kill_agents(server: SSHServer) -> None:
+    for pid in agents_of(server):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

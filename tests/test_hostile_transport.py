@@ -29,47 +29,14 @@ from harness.targets import Target, load_target
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hostile import hostile_python  # noqa: E402
-from sshd import SSHServer, UserKeys, keygen, sshd_unavailable, start_sshd  # noqa: E402
+from sshd import SSHServer, keygen  # noqa: E402
 
 MB = 1024 * 1024
+#: the user's ~/.ssh is never read or written (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("own_ssh_dir")
 
 
 # ------------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> UserKeys:
-    reason = sshd_unavailable()
-    if reason:
-        from helpers import missing_in_ci
-
-        missing_in_ci("the real-sshd tests", reason)
-    return UserKeys.make(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture(autouse=True)
-def own_ssh_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh ~/.ssh: the user's real one is never read or written."""
-    import harness.transport.ssh as ssh
-
-    folder = tmp_path / "dot-ssh"
-    folder.mkdir()
-    monkeypatch.setattr(ssh, "USER_SSH_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
-def servers(tmp_path: Path, keys: UserKeys):
-    started: list[SSHServer] = []
-
-    def make(name: str = "dev", **options: object) -> SSHServer:
-        server = start_sshd(tmp_path / name, keys, **options)  # type: ignore[arg-type]
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
-
-
 def _ssh_target(tmp: Path, server: SSHServer, name: str = "dev", *, python: str = sys.executable,
                  extra_ssh: str = "", extra: str = "", known_hosts: Path | None = None) -> Target:
     text = server.target_toml(name, python=python, extra_ssh=extra_ssh, extra=extra)

@@ -29,72 +29,15 @@ from harness.targets import LOCAL, load_target, load_targets
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import ctrl_c_mid_run, missing_in_ci, pyenv_python  # noqa: E402
-from sshd import SSHServer, UserKeys, free_port, keygen, sshd_unavailable, start_sshd  # noqa: E402
+from sshd import SSHServer, UserKeys, free_port, keygen  # noqa: E402
+from sshd import agents_of as _agents_of  # noqa: E402
 
-pytestmark = pytest.mark.sshd
+pytestmark = [pytest.mark.sshd, pytest.mark.usefixtures("own_ssh_dir")]
 MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
 
 
 def unavailable(reason: str) -> NoReturn:
     missing_in_ci("the real-sshd tests", reason)
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> UserKeys:
-    reason = sshd_unavailable()
-    if reason:
-        unavailable(reason)
-    return UserKeys.make(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture(autouse=True)
-def own_ssh_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The user's ~/.ssh (config, known_hosts, default keys) is a fresh folder: tests never read or write
-    the real one."""
-    import harness.transport.ssh as ssh
-
-    folder = tmp_path / "dot-ssh"
-    folder.mkdir()
-    monkeypatch.setattr(ssh, "USER_SSH_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
-def servers(tmp_path: Path, keys: UserKeys):
-    started: list[SSHServer] = []
-
-    def make(name: str = "dev", **options: object) -> SSHServer:
-        server = start_sshd(tmp_path / name, keys, **options)  # type: ignore[arg-type]
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
-        _kill_agents(server)
-
-
-def _agents_of(server: SSHServer) -> list[int]:
-    """Pids of agents started under this server's device cache."""
-    cache = str(server.folder / "device-cache").encode()
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if cache in cmd and b".pyz" in cmd:
-                pids.append(int(d.name))
-    return pids
-
-
-def _kill_agents(server: SSHServer) -> None:
-    for pid in _agents_of(server):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def write_targets(tmp: Path, devices: dict[str, SSHServer], python: str = sys.executable, extra_ssh: str = "",
