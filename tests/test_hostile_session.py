@@ -54,6 +54,8 @@ MALFORMED = [
     ("string latencies", f"emit({_sample(latency_ns=['1', '2', '3'])!r})",
      "sample message: latency_ns must be a list of integers"),
     ("nested 100000 deep", "raw('{\"v\": 1, \"type\": \"log\", \"x\": ' + '[' * 100000 + ']' * 100000 + '}\\n')",
+     "a protocol line with more than 100000 objects and arrays"),
+    ("nested 5000 deep", "raw('{\"v\": 1, \"type\": \"log\", \"x\": ' + '[' * 5000 + ']' * 5000 + '}\\n')",
      "a protocol line nested more than 32 deep"),
     ("a list for the message", "raw('[1, 2, 3]\\n')", "a protocol line must be a JSON object: '[1, 2, 3]'"),
     ("a list for the timed result", "emit(result(timed=[1, 2]))", "result message: timed must be an object, not list"),
