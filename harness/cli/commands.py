@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from harness import __version__
+from harness.config.plan import QUICKSTART_PLAN, Job, expand_jobs, load_plan
+from harness.config.targets import Target, load_targets, parse_target_spec
 from harness.errors import AnalysisError, ConfigError, HilbenchError
-from harness.plan import QUICKSTART_PLAN, Job, expand_jobs, load_plan
+from harness.run.session import Progress, run_jobs
 from harness.safetext import safe, safe_lines
-from harness.session import Progress, run_jobs
 from harness.store import open_store
-from harness.targets import Target, load_targets, parse_target_spec
 
 __all__ = ["main", "build_parser"]
 
@@ -434,7 +434,7 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
                   + "\n")
     out.write(f"  load      {_ms(row.get('load_ns'))}   first inference {_ms(row.get('first_ns'))}\n")
     out.write(f"  warm-up   {_count(row.get('warmup_count'))} runs, {_s(row.get('warmup_ns'))} ({row.get('warmup_stop') or '-'})\n")
-    from harness.report import timed_stop_text
+    from harness.report.html import timed_stop_text
 
     out.write(f"  timed     {_count(row.get('timed_count'))} runs, {_s(row.get('timed_ns'))} ({timed_stop_text(row) or '-'})\n")
     if row.get("rate_hz"):
@@ -448,7 +448,7 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
     if row.get("hwm_kb"):
         out.write(f"  memory    peak RSS {row['hwm_kb'] / 1024:.1f} MiB (before load {(row.get('rss_before_load_kb') or 0) / 1024:.1f} MiB)\n")
     if isinstance(row.get("derived"), dict):
-        from harness.telemetry_derive import format_derived
+        from harness.analysis.derive import format_derived
 
         out.writelines(f"  {line}\n" for line in format_derived(row["derived"]))
     verdict = row.get("verdict") or {}
@@ -496,7 +496,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_telemetry_parse(args: argparse.Namespace) -> int:
-    from harness.telemetry import parse_file
+    from harness.analysis.telemetry import parse_file
 
     for reading in parse_file(Path(args.file), args.kind):
         sys.stdout.write(json.dumps(reading, sort_keys=True) + "\n")
@@ -517,7 +517,7 @@ def _write_output(text: str, output: str | None, *, display: bool = False) -> No
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import compare, default_selections, format_comparison, select_runs
+    from harness.analysis.compare import compare, default_selections, format_comparison, select_runs
 
     store = open_store(args.store)
     if len(args.selection) == 1:
@@ -527,7 +527,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         base, cand = select_runs(runs, args.selection[0]), select_runs(runs, args.selection[1])
     else:
         base, cand = default_selections(store, runs)
-    from harness.compare import METRICS
+    from harness.analysis.compare import METRICS
 
     result = compare(store, base, cand, alpha=args.alpha, min_change=args.min_change / 100.0, runs=runs,
                      metrics=tuple(args.metric) if args.metric else tuple(METRICS))
@@ -556,7 +556,7 @@ def _session_run_ids(store: Any, session: str | None) -> list[str] | None:
 
 def _scorer_arg(text: str) -> str:
     """``--scorer module:function``: checked here, imported only when a run's plan names it."""
-    from harness.accuracy import parse_scorer_spec
+    from harness.analysis.accuracy import parse_scorer_spec
 
     try:
         return parse_scorer_spec(text)
@@ -565,7 +565,7 @@ def _scorer_arg(text: str) -> str:
 
 
 def cmd_accuracy(args: argparse.Namespace) -> int:
-    from harness.accuracy import score_runs
+    from harness.analysis.accuracy import score_runs
 
     store = open_store(args.store)
     scores = score_runs(store, _session_run_ids(store, args.session), scorers=args.scorer or ())
@@ -588,7 +588,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
 
 
 def cmd_variants(args: argparse.Namespace) -> int:
-    from harness.variants import make_variants, plan_snippet
+    from harness.prep.variants import make_variants, plan_snippet
 
     model = Path(args.model)
     out_dir = Path(args.out) if args.out else model.parent
@@ -607,7 +607,7 @@ def cmd_variants(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from harness.plots import plot, save
+    from harness.report.plots import plot, save
 
     store = open_store(args.store)
     run_id = store.run(args.run)["run_id"] if args.run else None
@@ -617,7 +617,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from harness.history import format_history, history
+    from harness.analysis.history import format_history, history
 
     store = open_store(args.store)
     points, changes = history(store, tuple(args.metric or ("p50", "p99")), min_magnitude=args.min_change / 100.0,
@@ -625,7 +625,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     _write_output(format_history(points, changes, args.format, show_all=args.all), args.output,
                   display=args.format in ("table", "markdown"))
     if args.plot:
-        from harness.plots import save, trend_figure
+        from harness.report.plots import save, trend_figure
 
         flagged = changes[changes["status"] == "regression"] if not changes.empty else changes
         series = set(flagged["series"]) if not flagged.empty else set(points["series"].unique()[:6])
@@ -637,7 +637,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import build_report
+    from harness.report.html import build_report
 
     store = open_store(args.store)
     text = build_report(store, _session_run_ids(store, args.session), deadline_ms=args.deadline_ms,
@@ -649,7 +649,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check targets before measuring: one line per check with its fix; exit status 1 when a check fails."""
-    from harness.doctor import doctor, format_checks
+    from harness.doctor.checks import doctor, format_checks
 
     known = load_targets(_default_targets_dirs(args.targets_dir))
     chosen = _targets_from_specs(args.target or sorted(known), known, args, "doctor")

@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.agentpkg import agent_bundle
+from harness.agent.bundle import agent_bundle
+from harness.config.targets import Target, shell_env
 from harness.errors import TransportError
-from harness.targets import Target, shell_env
 from harness.transport import base as _base
 from harness.transport.base import AgentProcess, SubprocessAgentProcess, Transport
 
@@ -231,7 +231,7 @@ def _brief(command: str, limit: int = 60) -> str:
 
 class ADBTransport(Transport):
     """Reaches an Android phone through ``adb``. ``target.adb`` holds the serial, the adb path and the host
-    paths of the runner binaries; :mod:`harness.android` drives those runners on the phone."""
+    paths of the runner binaries; :mod:`harness.transport.adb.vendor_runner` drives those runners on the phone."""
 
     connect_timeout_s = 15.0
     command_timeout_s = 60.0
@@ -681,11 +681,11 @@ class ADBTransport(Transport):
     def start_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None = None) -> AgentProcess:
         """The regular agent where the target names a Python that adb's shell user can run (a rooted phone, or
         one under /data/local/tmp; Termux's is out of its reach: use an SSH target); otherwise the phone's own
-        benchmark binary, driven by :mod:`harness.android`."""
+        benchmark binary, driven by :mod:`harness.transport.adb.vendor_runner`."""
         self.ensure_root("start agent")
         if self.target.python:
             return self._start_python_agent(payload, journal, args)
-        from harness.android import start_runner
+        from harness.transport.adb.vendor_runner import start_runner
 
         return start_runner(self, payload, journal)
 

@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.config.plan import file_sha256
 from harness.errors import AnalysisError, ConfigError
-from harness.plan import file_sha256
 from harness.safetext import safe
 from harness.store import Store
 
@@ -246,7 +246,7 @@ class _HostPlans:
         self._plans: dict[Any, tuple[dict[str, Any], Path] | None] = {}
 
     def _plan(self, session_id: Any) -> tuple[dict[str, Any], Path] | None:
-        from harness import tomlconf
+        from harness.config import toml as tomlconf
 
         if session_id not in self._plans:
             if self._sessions is None:
