@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.config.plan import QUICKSTART_PLAN, expand_jobs, file_sha256, load_plan
+from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
 from harness.config.targets import LOCAL
+from harness.files import file_sha256
 from harness.run.session import run_jobs
 from harness.store import open_store
 

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from harness import open_store
-from harness.analysis.accuracy import pack_images, score_runs
+from harness.analysis.accuracy import score_runs
 from harness.cli import main
 from harness.config.plan import load_plan
 from harness.errors import AnalysisError, ConfigError
+from harness.prep.evalsets import pack_images
 
 MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
 needs_models = pytest.mark.skipif(not (MODELS / "digits_eval.npz").is_file(), reason="sample models not built")

@@ -21,7 +21,8 @@ import pytest
 
 from harness.config.targets import ADBSettings, Target
 from harness.errors import TransportError
-from harness.transport.adb.transport import ADBTransport, parse_devices
+from harness.transport.adb.shell import parse_devices
+from harness.transport.adb.transport import ADBTransport
 from tests.adbd_standin import ADBDStandIn, write_fake_tree
 from tests.helpers import missing_in_ci
 
@@ -505,7 +506,7 @@ NO_PERMISSIONS_SHELL = ("error: insufficient permissions for device: user in plu
 
 
 def test_no_permissions_is_one_line_with_the_udev_fix(tmp_path: Path) -> None:
-    from harness.transport.adb.transport import explain_adb_error
+    from harness.transport.adb.shell import explain_adb_error
 
     assert parse_devices(NO_PERMISSIONS_DEVICES) == {"0A1B2C3D": "no permissions"}
     fix = explain_adb_error(NO_PERMISSIONS_SHELL, "0A1B2C3D")
@@ -935,7 +936,7 @@ def test_a_journal_over_the_cap_is_refused_in_one_line(phone: ADBDStandIn, tmp_p
 def test_fake_markers_in_runner_output_never_pick_what_is_killed(phone: ADBDStandIn, tmp_path: Path) -> None:
     """The runner prints ``__HILBENCH_PG=1`` and friends: the real process group (the shell's, first line,
     with this run's tag) is what a kill targets, and a group of 1 or less is never signalled."""
-    from harness.transport.adb.transport import valid_pgid
+    from harness.transport.adb.shell import valid_pgid
 
     script = _runner_script(tmp_path, "benchmark_model", "never printed", sleep_s=30, extra=(
         "echo __HILBENCH_PG=1", "echo __HILBENCH_PID=1", "echo __HILBENCH_RC=0",

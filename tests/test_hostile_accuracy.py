@@ -25,8 +25,8 @@ from hostile import hostile_target, plan_file
 from harness import open_store
 from harness.analysis.accuracy import score_runs
 from harness.cli import main
-from harness.config.plan import file_sha256
 from harness.errors import AnalysisError
+from harness.files import file_sha256
 
 #: The name this module is known by to the scorers in the plans below (and to the device's lies).
 ME = "hostile_acc_scorer"

@@ -2,6 +2,6 @@
 
 import sys
 
-from harness.cli.commands import main
+from harness.cli.app import main
 
 sys.exit(main())

@@ -1,9 +1,5 @@
-"""The ``hilbench`` command. Each subcommand is a thin layer over library calls;
-only this module prints and chooses exit codes:
-
-0 everything ran, 1 user error (one line, no traceback without --debug),
-2 command-line usage error, 3 some jobs failed (their errors are stored).
-"""
+"""The ``hilbench`` subcommands, one ``cmd_*`` function each (``args`` -> library calls -> output and an
+exit status from :mod:`harness.cli.exits`), and the text of ``results`` and ``show``."""
 
 from __future__ import annotations
 
@@ -13,24 +9,20 @@ import logging
 import math
 import os
 import sys
-import threading
-import traceback
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any
 
-from harness import __version__
-from harness.config.plan import QUICKSTART_PLAN, Job, expand_jobs, load_plan
+from harness.cli.exits import EXIT_JOBS_FAILED, EXIT_OK, EXIT_USER
+from harness.cli.progress import LINE_LIMIT, NoteHandler, make_progress
+from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
 from harness.config.targets import Target, load_targets, parse_target_spec
 from harness.errors import AnalysisError, ConfigError, HilbenchError
-from harness.run.session import Progress, run_jobs
+from harness.run.session import run_jobs
 from harness.safetext import safe, safe_lines
 from harness.store import open_store
 
-__all__ = ["main", "build_parser"]
-
-EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_JOBS_FAILED = 0, 1, 2, 3
-#: The longest line a progress display, ``show`` or an error prints (device text is cut there, with ``…``).
-_LINE_LIMIT = 2000
+__all__ = ["cmd_run", "cmd_results", "cmd_show", "cmd_targets", "cmd_telemetry_parse", "cmd_compare", "cmd_accuracy",
+           "cmd_variants", "cmd_plot", "cmd_history", "cmd_report", "cmd_doctor", "format_summary"]
 
 
 def _default_targets_dirs(explicit: list[str] | None) -> list[Path]:
@@ -40,188 +32,6 @@ def _default_targets_dirs(explicit: list[str] | None) -> list[Path]:
     if env:
         return [Path(p) for p in env.split(os.pathsep) if p]
     return [Path("targets")]
-
-
-def _finished_text(job: Job, row: dict[str, Any]) -> str:
-    if row["status"] == "ok":
-        verdict = "VALID" if row.get("valid") else "INVALID"
-        result = row.get("result") or {}
-        timed = result.get("timed") or {}
-        count = timed.get("count", 0)
-        dur = (timed.get("duration_ns") or 0) / 1e9
-        tail = f"ok: {count} timed runs in {dur:.1f} s, {verdict}"
-        if row.get("stand_in"):
-            tail += " (synthetic stand-in)"
-    else:
-        tail = f"FAILED ({row['error_category']}): {row['error_message']}"
-    return f"{job.describe()}: {tail}"
-
-
-def _session_text(session_id: str, jobs: list[Job], skipped: int) -> str:
-    extra = f", {skipped} already stored (--resume)" if skipped else ""
-    targets = sorted({j.target.name for j in jobs})
-    return f"session {session_id}: {len(jobs)} jobs on {', '.join(targets) or 'no targets'}{extra}"
-
-
-class LineProgress(Progress):
-    """Plain output for logs and pipes: one line per finished job on the stream, nothing redrawn."""
-
-    def __init__(self, stream: TextIO, quiet: bool = False) -> None:
-        self.stream = stream
-        self.quiet = quiet
-        self.total = 0
-        self.done = 0
-
-    def _write(self, text: str) -> None:
-        if not self.quiet:
-            self.note(text)
-
-    def session_started(self, session_id: str, jobs: list[Job], skipped: int) -> None:
-        self.total = len(jobs)
-        self._write(_session_text(session_id, jobs, skipped))
-
-    def job_finished(self, job: Job, row: dict[str, Any]) -> None:
-        self.done += 1
-        self._write(f"[{self.done}/{self.total}] {_finished_text(job, row)}")
-
-    def note(self, text: str) -> None:
-        """A warning line (shown with --quiet too). Every line of this display is written here, made safe:
-        device text in it (an error message, a phase name) is shown, its control characters never executed."""
-        self.stream.write(safe(text, _LINE_LIMIT) + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """Nothing to tidy up (the live display's counterpart)."""
-
-
-class LiveProgress(Progress):
-    """On a terminal: one line per target, redrawn in place with ANSI cursor movement, each saying that
-    device's current job (i/n), model/backend, phase and elapsed time, then its final state. Each finished
-    job also leaves a permanent line above the block. Events may come from several worker threads; a
-    ticker thread keeps the elapsed times moving. Call :meth:`close` at the end."""
-
-    def __init__(self, stream: TextIO, *, clock: Any = None, columns: int | None = None,
-                 tick_s: float | None = 0.5) -> None:
-        import time
-
-        self.stream = stream
-        self.clock = clock or time.monotonic
-        self.columns = columns
-        self.tick_s = tick_s
-        self._lock = threading.RLock()
-        self._devices: dict[str, dict[str, Any]] = {}
-        self._drawn = 0
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
-
-    # ---------------------------------------------------------------- events
-    def session_started(self, session_id: str, jobs: list[Job], skipped: int) -> None:
-        with self._lock:
-            for job in jobs:
-                d = self._devices.setdefault(job.target.name, {"total": 0, "done": 0, "ok": 0, "failed": 0,
-                                                               "job": None, "phase": "starting", "since": None})
-                d["total"] += 1
-            self._render([_session_text(session_id, jobs, skipped)])
-        if self.tick_s and self._devices and self._ticker is None:
-            self._ticker = threading.Thread(target=self._tick, name="hilbench-progress", daemon=True)
-            self._ticker.start()
-
-    def job_started(self, job: Job, run_id: str) -> None:
-        with self._lock:
-            d = self._device(job)
-            d.update(job=job, phase="preparing", since=self.clock())
-            self._render()
-
-    def phase(self, job: Job, phase: str, event: str, info: dict[str, Any]) -> None:
-        if event != "begin":
-            return
-        with self._lock:
-            self._device(job)["phase"] = phase
-            self._render()
-
-    def job_finished(self, job: Job, row: dict[str, Any]) -> None:
-        with self._lock:
-            d = self._device(job)
-            d["done"] += 1
-            d["ok" if row["status"] == "ok" else "failed"] += 1
-            d.update(job=None, phase="waiting", since=None)
-            self._render([f"[{job.target.name} {d['done']}/{d['total']}] {_finished_text(job, row)}"])
-
-    def note(self, text: str) -> None:
-        """A warning line, printed above the live block (so the cursor arithmetic holds)."""
-        with self._lock:
-            self._render([text])
-
-    def close(self) -> None:
-        """Stop the ticker and draw the final state."""
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join(2.0)
-        with self._lock:
-            self._render()
-
-    # ---------------------------------------------------------------- drawing
-    def _device(self, job: Job) -> dict[str, Any]:
-        return self._devices.setdefault(job.target.name, {"total": 1, "done": 0, "ok": 0, "failed": 0, "job": None,
-                                                          "phase": "waiting", "since": None})
-
-    def _tick(self) -> None:
-        assert self.tick_s
-        while not self._stop.wait(self.tick_s):
-            with self._lock:
-                if any(d["job"] is not None for d in self._devices.values()):
-                    self._render()
-
-    def line(self, name: str) -> str:
-        """The live line of target ``name``."""
-        d = self._devices[name]
-        width = max(len(n) for n in self._devices)
-        head = f"{name:<{width}}  "
-        job = d["job"]
-        if job is not None:
-            settings = " ".join(f"{k}={v}" for k, v in sorted(job.settings.items()))
-            elapsed = self.clock() - d["since"]
-            return (f"{head}{d['done'] + 1}/{d['total']}  {job.model.name}/{job.backend}"
-                    f"{' ' + settings if settings else ''}  {d['phase']}  {elapsed:.1f} s")
-        if d["done"] >= d["total"]:
-            failed = f", {d['failed']} failed" if d["failed"] else ""
-            return f"{head}{d['done']}/{d['total']}  finished: {d['ok']} ok{failed}"
-        return f"{head}{d['done']}/{d['total']}  {d['phase']}"
-
-    def _render(self, permanent: list[str] | None = None) -> None:
-        """Move up over the block drawn last, print ``permanent`` lines there (they scroll away), then
-        draw the block again below them. Block lines are cut to the terminal width: a wrapped line would
-        break the cursor arithmetic. Every line is made safe before the display's own cursor movement is
-        added: the only control sequences written are the display's."""
-        import shutil
-
-        cols = self.columns or shutil.get_terminal_size((100, 24)).columns
-        out = [f"\r\x1b[{self._drawn}A"] if self._drawn else []
-        for text in permanent or []:
-            out.append(f"\x1b[2K{safe(text, _LINE_LIMIT)}\x1b[K\n")
-        block = [safe(self.line(name), cols)[: max(10, cols - 1)] for name in self._devices]
-        out += [f"\x1b[2K{text}\n" for text in block]
-        self._drawn = len(block)
-        self.stream.write("".join(out))
-        self.stream.flush()
-
-
-class _NoteHandler(logging.Handler):
-    """hilbench's own warnings during a run (a charging phone, say) go through the progress display."""
-
-    def __init__(self, progress: LineProgress | LiveProgress) -> None:
-        super().__init__(logging.WARNING)
-        self.progress = progress
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.progress.note(record.getMessage())
-
-
-def make_progress(stream: TextIO, quiet: bool = False) -> LineProgress | LiveProgress:
-    """The live per-device display on a terminal, else plain lines (logs, pipes, TERM=dumb)."""
-    if not quiet and stream.isatty() and os.environ.get("TERM", "") != "dumb":
-        return LiveProgress(stream)
-    return LineProgress(stream, quiet=quiet)
 
 
 def _parse_labels(items: list[str]) -> dict[str, str]:
@@ -263,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     labels = _parse_labels(args.label or [])
     progress = make_progress(sys.stderr, quiet=args.quiet)
     notes = logging.getLogger("hilbench")
-    handler = None if args.debug else _NoteHandler(progress)
+    handler = None if args.debug else NoteHandler(progress)
     if handler is not None:
         notes.addHandler(handler)
         notes.propagate = False
@@ -403,7 +213,7 @@ class _LineWriter:
 
 def _print_lines(lines: list[str]) -> None:
     """Lines on stdout, each made safe to print (a newline inside a device string is shown, not obeyed)."""
-    sys.stdout.write("".join(safe(line, _LINE_LIMIT) + "\n" for line in lines))
+    sys.stdout.write("".join(safe(line, LINE_LIMIT) + "\n" for line in lines))
 
 
 def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> None:
@@ -570,7 +380,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     scores = score_runs(store, _session_run_ids(store, args.session), scorers=args.scorer or ())
     for note in scores["note"].dropna():
-        sys.stderr.write(f"hilbench: {safe(note, _LINE_LIMIT)}\n")
+        sys.stderr.write(f"hilbench: {safe(note, LINE_LIMIT)}\n")
     if args.format == "json":
         sys.stdout.write(scores.to_json(orient="records") + "\n")
         return EXIT_OK
@@ -649,7 +459,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check targets before measuring: one line per check with its fix; exit status 1 when a check fails."""
-    from harness.doctor.checks import doctor, format_checks
+    from harness.doctor import doctor, format_checks
 
     known = load_targets(_default_targets_dirs(args.targets_dir))
     chosen = _targets_from_specs(args.target or sorted(known), known, args, "doctor")
@@ -659,198 +469,3 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         sys.stdout.write(format_checks(target, checks) + "\n")  # made safe there, line by line
         failed = failed or any(c.status == "fail" for c in checks)
     return EXIT_USER if failed else EXIT_OK
-
-
-def _analysis_parsers(sub: Any, store_arg: Any) -> None:
-    """Subcommands that read the store: compare, history, plot, report, variants."""
-    c = sub.add_parser("compare", help="did the candidate get slower? (exit status 1 on a regression)")
-    c.add_argument("selection", nargs="*", metavar="BASELINE CANDIDATE",
-                   help="session id or prefix, run ids (a,b), a date YYYY-MM-DD, KEY=VALUE label or label value; "
-                        "none: the last two sessions of the same plan")
-    c.add_argument("--format", choices=("table", "markdown", "json", "junit"), default="table")
-    c.add_argument("--output", help="write the report in --format to this file (the table still goes to stdout)")
-    c.add_argument("--alpha", type=float, default=0.01, help="significance after Benjamini-Hochberg (default 0.01)")
-    c.add_argument("--min-change", type=float, default=2.0, help="smallest slowdown that counts, in %% (default 2)")
-    c.add_argument("--metric", action="append", choices=("p50", "p99", "peak_memory", "energy_per_inference"),
-                   help="only these metrics (repeatable; default all that are stored)")
-    store_arg(c)
-    c.set_defaults(func=cmd_compare)
-
-    a = sub.add_parser("accuracy", help="top-1/top-5 and fidelity measured on the device ([models.eval])")
-    a.add_argument("--session", help="only this session id (or prefix, or 'last')")
-    a.add_argument("--format", choices=("table", "json"), default="table")
-    a.add_argument("--scorer", action="append", type=_scorer_arg, metavar="MODULE:FUNCTION",
-                   help="trust this scorer, as the plan's [models.eval] scorer names it, and run it (repeatable); "
-                        "a scorer is never imported otherwise: the store, which may be shared, is not trusted "
-                        "to name code, and its runs get top-1/top-5 only")
-    store_arg(a)
-    a.set_defaults(func=cmd_accuracy)
-
-    v = sub.add_parser("variants", help="write FP16 and INT8 (static, calibrated) variants of an ONNX model")
-    v.add_argument("model", help="the FP32 model (.onnx)")
-    v.add_argument("--calibration", help="calibration inputs (.npz, samples on the first axis) for INT8")
-    v.add_argument("--out", help="output folder (default: beside the model)")
-    v.add_argument("--eval", help="evaluation set (.npz with x, y) to put in the plan snippet")
-    v.add_argument("--only", action="append", choices=("fp16", "int8"), help="only this variant (repeatable)")
-    v.add_argument("--force", action="store_true", help="overwrite variants (and variants.toml) that exist")
-    v.set_defaults(func=cmd_variants)
-
-    pl = sub.add_parser("plot", help="a figure (PNG or SVG): pareto, distribution, timeline, targets, energy, trend")
-    pl.add_argument("kind", choices=("pareto", "distribution", "timeline", "targets", "energy", "trend"))
-    pl.add_argument("--output", required=True, help="the file to write (.png or .svg)")
-    pl.add_argument("--session", help="only this session id (or prefix, or 'last'; default: every run)")
-    pl.add_argument("--run", help="the run of a timeline (default: the latest)")
-    pl.add_argument("--metric", choices=("p50", "p99"), default="p50", help="latency statistic (pareto, trend)")
-    store_arg(pl)
-    pl.set_defaults(func=cmd_plot)
-
-    h = sub.add_parser("history", help="nightly points and change points (Apache Otava); flags persisting rises")
-    h.add_argument("--metric", action="append", choices=("p50", "p99", "peak_memory", "energy_per_inference"),
-                   help="metrics to follow (repeatable; default p50 and p99)")
-    h.add_argument("--format", choices=("table", "markdown", "json"), default="table")
-    h.add_argument("--output", help="write the report to this file instead of stdout")
-    h.add_argument("--all", action="store_true", help="list every change point, not only rises")
-    h.add_argument("--min-change", type=float, default=2.0, help="smallest change that counts, in %% (default 2)")
-    h.add_argument("--persist", type=int, default=3, help="nights a rise must hold to be a regression (default 3)")
-    h.add_argument("--max-pvalue", type=float, default=0.001, help="detector significance (default 0.001)")
-    h.add_argument("--plot", help="also draw the flagged series (PNG or SVG)")
-    h.add_argument("--fail", action="store_true", help="exit status 1 when a regression is flagged")
-    store_arg(h)
-    h.set_defaults(func=cmd_history)
-
-    rp = sub.add_parser("report", help="one self-contained HTML file that ranks the targets for each model")
-    rp.add_argument("--output", default="report.html", help="the HTML file to write (default report.html)")
-    rp.add_argument("--session", help="only this session id (or prefix, or 'last'; default: the latest run of each "
-                                      "configuration)")
-    rp.add_argument("--deadline-ms", type=float, default=33.3, help="the p99 deadline (default 33.3 ms = 30 fps)")
-    rp.add_argument("--title", default="Which device?")
-    rp.add_argument("--no-plots", action="store_true", help="tables only")
-    store_arg(rp)
-    rp.set_defaults(func=cmd_report)
-
-
-class _Parser(argparse.ArgumentParser):
-    """A usage error is a user error like any other: one line, exit status 1."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-        sys.exit(EXIT_USER)
-
-
-def _debug_everywhere(parser: argparse.ArgumentParser) -> None:
-    """``--debug`` is taken after a subcommand too (``hilbench run plan.toml --debug``)."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sp in action.choices.values():
-                sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-                _debug_everywhere(sp)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="hilbench", description="Hardware-in-the-loop benchmarking of edge ML inference.")
-    p.add_argument("--version", action="version", version=f"hilbench {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    def store_arg(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--store", default=os.environ.get("HILBENCH_STORE", "results"), help="results folder (default: results)")
-
-    def targets_arg(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--targets-dir", action="append", help="folder of target files (default: ./targets)")
-
-    r = sub.add_parser("run", help="run a plan (default: the bundled quick start on this machine)")
-    r.add_argument("plan", nargs="?", help="plan file (TOML)")
-    r.add_argument("--target", action="append", help="run on this target instead of the plan's (name, local, ssh://user@host[:port])")
-    r.add_argument("--identity", help="private key file for ssh:// targets")
-    r.add_argument("--known-hosts", help="known_hosts file for ssh:// targets")
-    r.add_argument("--accept-new-host-keys", action="store_true",
-                   help="ssh:// targets: trust an unknown host key on first contact (a changed one is still refused)")
-    r.add_argument("--label", action="append", help="KEY=VALUE stored with every run (e.g. build=abc123)")
-    r.add_argument("--resume", action="store_true", help="skip jobs this store already holds a successful run of")
-    r.add_argument("--quiet", action="store_true", help="no progress display")
-    store_arg(r)
-    targets_arg(r)
-    r.set_defaults(func=cmd_run)
-
-    s = sub.add_parser("results", help="the summary table of stored runs")
-    s.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    s.add_argument("--session", help="only this session id (or prefix, or 'last')")
-    store_arg(s)
-    s.set_defaults(func=cmd_results)
-
-    sh = sub.add_parser("show", help="everything about one run")
-    sh.add_argument("run_id", help="run id (a unique prefix is enough)")
-    store_arg(sh)
-    sh.set_defaults(func=cmd_show)
-
-    t = sub.add_parser("targets", help="list and validate target files")
-    targets_arg(t)
-    t.set_defaults(func=cmd_targets)
-
-    d = sub.add_parser("doctor", help="check targets before measuring (reachability, login, Python, runtimes, ...)")
-    d.add_argument("target", nargs="*", help="target name, local or ssh://user@host[:port] (default: every target)")
-    d.add_argument("--identity", help="private key file for ssh:// targets")
-    d.add_argument("--known-hosts", help="known_hosts file for ssh:// targets")
-    d.add_argument("--accept-new-host-keys", action="store_true",
-                   help="ssh:// targets: trust an unknown host key on first contact (a changed one is still refused)")
-    targets_arg(d)
-    d.set_defaults(func=cmd_doctor)
-
-    tel = sub.add_parser("telemetry", help="telemetry tools")
-    tel_sub = tel.add_subparsers(dest="telemetry_command", required=True)
-    tp = tel_sub.add_parser("parse", help="turn a recorded sensor output into readings (JSON lines)")
-    tp.add_argument("--kind", help="format of FILE (default: recognise it)")
-    tp.add_argument("file")
-    tp.set_defaults(func=cmd_telemetry_parse)
-    _analysis_parsers(sub, store_arg)
-    _debug_everywhere(p)
-    return p
-
-
-class _SafeFormatter(logging.Formatter):
-    """Log lines (and tracebacks) with device text in them, made safe to print line by line."""
-
-    def __init__(self, inner: logging.Formatter | None) -> None:
-        super().__init__()
-        self.inner = inner or logging.Formatter()
-
-    def format(self, record: logging.LogRecord) -> str:
-        return safe_lines(self.inner.format(record), None)
-
-
-def _configure_logging(debug: bool) -> None:
-    """Third-party logs (paramiko's handshake tracebacks) stay silent: their failures reach the user as
-    one-line errors. With --debug they go to stderr, with ours."""
-    if debug:
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
-                            format="%(asctime)s %(threadName)s %(name)s %(levelname)s: %(message)s")
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler.formatter, _SafeFormatter):
-                handler.setFormatter(_SafeFormatter(handler.formatter))
-    else:
-        quiet = logging.getLogger("paramiko")
-        if not any(isinstance(h, logging.NullHandler) for h in quiet.handlers):
-            quiet.addHandler(logging.NullHandler())
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _configure_logging(args.debug)
-    try:
-        return int(args.func(args))
-    except HilbenchError as exc:
-        if args.debug:  # the traceback, made safe like every other line (its message may quote a device)
-            sys.stderr.write(safe_lines(traceback.format_exc(), None) + "\n")
-            return EXIT_USER
-        sys.stderr.write(f"hilbench: error: {safe(exc, _LINE_LIMIT)}\n")  # it may quote a device
-        return EXIT_USER
-    except KeyboardInterrupt:
-        sys.stderr.write("hilbench: interrupted\n")
-        return 130
-    except BrokenPipeError:
-        return EXIT_OK
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

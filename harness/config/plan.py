@@ -20,18 +20,12 @@ from hilbench_agent.backends import MODEL_SUFFIXES, SETTINGS, canonical_name, va
 from harness.config.targets import Target
 from harness.config.toml import TableReader, load_toml
 from harness.errors import ConfigError
+from harness.files import file_sha256
 
-__all__ = ["ModelSpec", "Policy", "Job", "Plan", "load_plan", "expand_jobs", "file_sha256", "QUICKSTART_PLAN"]
+__all__ = ["ModelSpec", "Policy", "Job", "Plan", "load_plan", "expand_jobs", "QUICKSTART_PLAN"]
 
+#: the bundled quick start (``harness/samples/quickstart.toml``)
 QUICKSTART_PLAN = Path(__file__).resolve().parents[1] / "samples" / "quickstart.toml"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -412,7 +406,7 @@ def _eval(e: TableReader, base: Path) -> dict[str, Any]:
         if pre["quantization"] is not None and not (len(pre["quantization"]) == 2 and all(
                 isinstance(v, (int, float)) for v in pre["quantization"])):
             raise e.error("quantization", "expected [scale, zero_point]")
-        from harness.analysis.accuracy import pack_images
+        from harness.prep.evalsets import pack_images  # numpy and Pillow: only for a plan that packs images
 
         try:
             packed = pack_images(folder, labels, pre, limit=limit)

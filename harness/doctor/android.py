@@ -14,24 +14,10 @@ import re
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass
 
 from harness.config.targets import Target
+from harness.doctor.base import Check
 from harness.errors import TransportError
-
-try:  # the shared Check type, when harness/doctor/checks.py provides it
-    from harness.doctor.checks import Check  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - until harness/doctor/checks.py lands
-
-    @dataclass(frozen=True)
-    class Check:  # type: ignore[no-redef]
-        """One doctor question: ``status`` is ``ok``, ``warn`` or ``fail``; ``fix`` says what to do."""
-
-        name: str
-        status: str
-        detail: str = ""
-        fix: str = ""
-
 
 __all__ = ["Check", "doctor_android", "big_little", "runner_failure"]
 
