@@ -30,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.plan import QUICKSTART_PLAN, expand_jobs, file_sha256, load_plan
-from harness.session import run_jobs
+from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
+from harness.config.targets import LOCAL
+from harness.files import file_sha256
+from harness.run.session import run_jobs
 from harness.store import open_store
-from harness.targets import LOCAL
 
 BARE = r"""
 import gc, json, sys, time

@@ -39,11 +39,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from sshd import UserKeys, sshd_unavailable, start_sshd  # noqa: E402
 
-from harness.agentpkg import agent_bundle  # noqa: E402
-from harness.plan import Job, expand_jobs, load_plan  # noqa: E402
-from harness.session import Progress, run_jobs  # noqa: E402
+from harness.agent.bundle import agent_bundle  # noqa: E402
+from harness.config.plan import Job, expand_jobs, load_plan  # noqa: E402
+from harness.config.targets import load_targets  # noqa: E402
+from harness.run.session import Progress, run_jobs  # noqa: E402
 from harness.store import open_store  # noqa: E402
-from harness.targets import load_targets  # noqa: E402
 
 MODEL = ROOT / "harness" / "samples" / "models" / "digits_cnn_int8.onnx"
 

@@ -3,7 +3,7 @@ sample / line floods, each a fresh ``hilbench run`` in a child process that repo
 ``VmHWM``; the device is a script printing chosen protocol lines through the real local transport
 (tests/hostile.py). Ratios are against the normal run measured in the same invocation.
 
-Also times the validation step on a legitimate batch of 5,000 samples (harness/validate.py).
+Also times the validation step on a legitimate batch of 5,000 samples (harness/agent/validate.py).
 
     python benchmarks/hostile_memory.py [--repeat 1]
 """
@@ -70,7 +70,7 @@ def peak(body: str, plan: str) -> tuple[int, float, float]:
 
 def validation_cost(repeat: int = 2000) -> float:
     """Microseconds to validate one legitimate batch of 5,000 samples (decode excluded)."""
-    from harness.validate import Limits, MessageChecker
+    from harness.agent.validate import Limits, MessageChecker
 
     line = json.dumps({"v": 1, "type": "sample", "t_ns": 1, "phase": "timed", "start": 0, "t0_ns": 10 ** 12,
                        "latency_ns": [1_234_567 + i for i in range(5000)],

@@ -76,8 +76,8 @@ def generate(root: Path, runs: int, per_run: int, configs: int, seed: int = 1) -
 
 def measure_child(task: str, root: str) -> None:
     t_import = time.perf_counter()
+    import harness.analysis.stats  # noqa: F401
     import harness.cli  # noqa: F401 - imports (pandas, scipy, pyarrow) are timed apart
-    import harness.stats  # noqa: F401
 
     imports = time.perf_counter() - t_import
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ so the evidence is kept while the user sees one line that says what and where::
     ├── StoreError         results store not writable, corrupt, or of a newer schema
     ├── ProtocolError      a message from the agent that breaks the protocol
     │   └── MessageError   a well-formed line whose content does not (a field missing, of the wrong type or
-    │                      out of range, over a limit derived from the plan; harness/validate.py)
+    │                      out of range, over a limit derived from the plan; harness/agent/validate.py)
     ├── TransportError     cannot reach, log into, or talk to a target
     │   └── HostKeyError   unknown or changed host key
     ├── JobError           a job failed on the device (category + message from the agent)

@@ -69,7 +69,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("valid", pa.bool_()), ("verdict", _J), ("result", _J), ("bytes_sent", pa.int64()),
         ("aggregate_only", pa.bool_()), ("runner", pa.string()),
         ("stderr_tail", pa.string()),
-        # Figures derived from telemetry and samples (harness/telemetry_derive.py); null in older runs.
+        # Figures derived from telemetry and samples (harness/analysis/derive.py); null in older runs.
         ("derived", _J),
         # What `hilbench doctor` shows about the device, probed once per session per target; null in older runs.
         ("device_facts", _J),
@@ -248,7 +248,7 @@ class Store:
         """One row per run: identity columns plus the latency summary of its timed phase
         (count, mean, std, min, p50 ... p99.9, max, IQR, MAD, CV, throughput, median CI).
         Statistics are in nanoseconds; see docs/methodology.md."""
-        from harness.stats import SUMMARY_COLUMNS, summarize_frame
+        from harness.analysis.stats import SUMMARY_COLUMNS, summarize_frame
 
         runs = self.runs()
         all_ids = runs["run_id"]
@@ -288,7 +288,7 @@ class Store:
         caller reads the whole table)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from harness.stats import SUMMARY_COLUMNS, summarize_fast
+        from harness.analysis.stats import SUMMARY_COLUMNS, summarize_fast
 
         folder = self.root / "samples"
         files = {p.stem: p for p in folder.glob("*.parquet")} if folder.is_dir() else {}

@@ -7,7 +7,7 @@ in it was measured. Every run it writes is marked ``stand_in`` in the runs table
 The Pi reports telemetry like a real one (``throttle.raw`` and the sticky ``*_occurred`` bits
 set from the start, the ``soft_temp_limit`` now-bit only late in the run); targets named in
 ``sustained`` also run a sustained phase (the Pi slows down in it), and every run's
-``derived`` column is computed by the real :func:`harness.telemetry_derive.derive_run`.
+``derived`` column is computed by the real :func:`harness.analysis.derive.derive_run`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.analysis.derive import derive_run
 from harness.store import Store
-from harness.telemetry_derive import derive_run
 
 TARGETS = {
     # name: (latency scale, power mW while busy, price USD, temperature rise C)

@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 import pytest
 
-from harness.agentpkg import agent_bundle
+from harness.agent.bundle import agent_bundle
 
 PYENV = Path.home() / ".pyenv" / "versions"
 T = TypeVar("T")

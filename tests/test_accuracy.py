@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from harness import open_store
-from harness.accuracy import pack_images, score_runs
+from harness.analysis.accuracy import score_runs
 from harness.cli import main
+from harness.config.plan import load_plan
 from harness.errors import AnalysisError, ConfigError
-from harness.plan import load_plan
+from harness.prep.evalsets import pack_images
 
 MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
 needs_models = pytest.mark.skipif(not (MODELS / "digits_eval.npz").is_file(), reason="sample models not built")
@@ -268,7 +269,7 @@ def test_the_agent_sends_large_outputs_in_batches_that_fit_a_protocol_line(tmp_p
     from hilbench_agent import accuracy as agent_accuracy
     from hilbench_agent.backends.base import InputSpec
 
-    from harness.protocol import MAX_LINE_BYTES
+    from harness.agent.protocol import MAX_LINE_BYTES
 
     width = 50_000  # 4 items per batch at BATCH_VALUES = 200,000
     path = tmp_path / "wide.npz"

@@ -13,8 +13,8 @@ from scipy.stats import quantile_test
 
 from harness import open_store
 from harness.cli import main
+from harness.config.plan import load_plan
 from harness.errors import ConfigError
-from harness.plan import load_plan
 from tests.helpers import missing_in_ci, pyenv_python, run_agent, write_agent
 
 PLAN = """

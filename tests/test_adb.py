@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.config.targets import ADBSettings, Target
 from harness.errors import TransportError
-from harness.targets import ADBSettings, Target
-from harness.transport.adb import ADBTransport, parse_devices
+from harness.transport.adb.shell import parse_devices
+from harness.transport.adb.transport import ADBTransport
 from tests.adbd_standin import ADBDStandIn, write_fake_tree
 from tests.helpers import missing_in_ci
 
@@ -271,7 +272,7 @@ def test_device_disconnects_mid_run_and_comes_back(phone: ADBDStandIn, tmp_path:
 
 # ------------------------------------------------------------------------------------------ telemetry
 def test_phone_telemetry_units_and_signs() -> None:
-    from harness.android import parse_snapshot
+    from harness.transport.adb.vendor_runner import parse_snapshot
 
     battery = (FIXTURES / "dumpsys_battery_discharging.txt").read_text()
     thermal = (FIXTURES / "dumpsys_thermalservice_live.txt").read_text()
@@ -295,7 +296,7 @@ def test_phone_telemetry_units_and_signs() -> None:
 
 
 def test_charging_makes_battery_power_unavailable(shared_dir: Path) -> None:
-    from harness.android import parse_snapshot
+    from harness.transport.adb.vendor_runner import parse_snapshot
 
     charging = (shared_dir / "telemetry-samples/android/dumpsys_battery_charging_skia.txt").read_text()
     text = ("@@battery\n" + charging + "@@uevent\nPOWER_SUPPLY_STATUS=Charging\nPOWER_SUPPLY_VOLTAGE_NOW=4248000\n"
@@ -307,7 +308,7 @@ def test_charging_makes_battery_power_unavailable(shared_dir: Path) -> None:
 
 
 def test_recorded_thermalservice_dumps(shared_dir: Path) -> None:
-    from harness.android import parse_snapshot
+    from harness.transport.adb.vendor_runner import parse_snapshot
 
     for path in sorted((shared_dir / "telemetry-samples/android").glob("dumpsys_thermalservice_*.txt")):
         r = {d["sensor"]: d for d in parse_snapshot("@@thermalservice\n" + path.read_text())}
@@ -389,7 +390,7 @@ def test_hilbench_run_on_the_standin_phone(phone: ADBDStandIn, tmp_path: Path) -
 
 # ------------------------------------------------------------------------------------------ doctor
 def test_doctor_android_on_the_standin_phone(phone: ADBDStandIn, tmp_path: Path) -> None:
-    from harness.doctor_android import doctor_android
+    from harness.doctor.android import doctor_android
 
     bm = _runner_script(tmp_path, "benchmark_model", "INFO: TF Lite version: 2.16.1\nFlags:\n--graph=...")
     target = _target(phone, tmp_path, benchmark_model=str(bm), big_cores=(0,))
@@ -404,7 +405,7 @@ def test_doctor_android_on_the_standin_phone(phone: ADBDStandIn, tmp_path: Path)
 
 
 def test_doctor_android_without_adb(tmp_path: Path) -> None:
-    from harness.doctor_android import doctor_android
+    from harness.doctor.android import doctor_android
 
     checks = doctor_android(Target(name="p", transport="adb", adb=ADBSettings(adb_path=str(tmp_path / "no-adb"))))
     assert [(c.name, c.status) for c in checks] == [("adb", "fail")] and "apt-get install adb" in checks[0].fix
@@ -505,7 +506,7 @@ NO_PERMISSIONS_SHELL = ("error: insufficient permissions for device: user in plu
 
 
 def test_no_permissions_is_one_line_with_the_udev_fix(tmp_path: Path) -> None:
-    from harness.transport.adb import explain_adb_error
+    from harness.transport.adb.shell import explain_adb_error
 
     assert parse_devices(NO_PERMISSIONS_DEVICES) == {"0A1B2C3D": "no permissions"}
     fix = explain_adb_error(NO_PERMISSIONS_SHELL, "0A1B2C3D")
@@ -566,8 +567,8 @@ def test_runner_gets_env_ld_library_path_and_its_libraries(phone: ADBDStandIn, t
 
 
 def test_adb_target_settings_are_validated(tmp_path: Path) -> None:
+    from harness.config.targets import load_target
     from harness.errors import ConfigError
-    from harness.targets import load_target
 
     def load(text: str) -> Target:
         path = tmp_path / "p.toml"
@@ -670,7 +671,7 @@ def _foreign_elf(path: Path) -> Path:
 
 
 def test_runner_failure_tells_usage_from_a_loader_error() -> None:
-    from harness.doctor_android import runner_failure
+    from harness.doctor.android import runner_failure
 
     assert runner_failure(1, "INFO: STARTING!\nusage: benchmark_model\nFlags:\n--graph=\tstring") is None
     assert runner_failure(255, "perf_test [options...] model_path [result_file]\nOptions:") is None
@@ -683,7 +684,7 @@ def test_runner_failure_tells_usage_from_a_loader_error() -> None:
 
 
 def test_doctor_fails_a_runner_built_for_the_wrong_abi(phone: ADBDStandIn, tmp_path: Path) -> None:
-    from harness.doctor_android import doctor_android
+    from harness.doctor.android import doctor_android
 
     bm = _foreign_elf(tmp_path / "benchmark_model")
     ort = tmp_path / "onnxruntime_perf_test"
@@ -710,7 +711,7 @@ MA_PHONE_UEVENT = ("POWER_SUPPLY_NAME=battery\nPOWER_SUPPLY_STATUS=Discharging\n
 def test_battery_current_unit_detected_and_configured() -> None:
     from hilbench_agent.telemetry.android import detect_current_unit
 
-    from harness.android import parse_snapshot
+    from harness.transport.adb.vendor_runner import parse_snapshot
 
     snap = "@@uevent\n" + MA_PHONE_UEVENT
     assert detect_current_unit(MA_PHONE_UEVENT) == "mA"
@@ -735,7 +736,7 @@ def test_battery_current_unit_detected_and_configured() -> None:
 
 
 def test_phone_telemetry_keeps_the_detected_unit_and_the_targets(phone: ADBDStandIn, tmp_path: Path) -> None:
-    from harness.android import PhoneTelemetry
+    from harness.transport.adb.vendor_runner import PhoneTelemetry
 
     uevent = phone.root / "sys/class/power_supply/battery/uevent"
     uevent.write_text(MA_PHONE_UEVENT)
@@ -780,10 +781,10 @@ def test_meter_on_the_host_gives_energy_to_report_and_compare(phone: ADBDStandIn
     """A power meter on the host (the target's meter_command): 4 W from the runner's start until 0.5 s after its
     summary, 1 W otherwise. Its energy reaches the result, metrics, the report's energy column and compare's
     energy metric - for the aggregate-only LiteRT run too, which has no timed samples to place readings against."""
+    from harness.analysis.compare import compare, select_runs
+    from harness.analysis.metrics import energy_per_inference
     from harness.cli import main
-    from harness.compare import compare, select_runs
-    from harness.metrics import energy_per_inference
-    from harness.report import build_report, ranking_table
+    from harness.report.html import build_report, ranking_table
     from harness.store import Store
 
     meter = tmp_path / "usb-meter"
@@ -831,8 +832,8 @@ def test_charging_phone_notice_on_stderr_and_no_energy(phone: ADBDStandIn, tmp_p
     report shows no energy (and no 'nan') for it. Run through the real CLI in a subprocess, as a user would."""
     import sys
 
-    from harness.metrics import energy_per_inference
-    from harness.report import build_report
+    from harness.analysis.metrics import energy_per_inference
+    from harness.report.html import build_report
     from harness.store import Store
 
     phone.set_dumpsys("battery", (shared_dir / "telemetry-samples/android/dumpsys_battery_charging_skia.txt").read_text())
@@ -888,7 +889,7 @@ def test_a_shell_command_that_floods_is_cut_off_in_one_line_with_host_memory_bou
                                                                                        tmp_path: Path) -> None:
     import tracemalloc
 
-    from harness.transport.adb import COMMAND_OUTPUT_MAX
+    from harness.transport.adb.transport import COMMAND_OUTPUT_MAX
 
     t = _connected(phone, tmp_path)
     tracemalloc.start()
@@ -912,7 +913,7 @@ def test_a_shell_command_that_floods_is_cut_off_in_one_line_with_host_memory_bou
 
 def test_a_journal_over_the_cap_is_refused_in_one_line(phone: ADBDStandIn, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.transport.adb as adb
+    import harness.transport.adb.transport as adb
 
     monkeypatch.setattr(adb, "JOURNAL_MAX", 1024 * 1024)  # the same read, a smaller cap: quicker through adb
     t = _connected(phone, tmp_path)
@@ -935,7 +936,7 @@ def test_a_journal_over_the_cap_is_refused_in_one_line(phone: ADBDStandIn, tmp_p
 def test_fake_markers_in_runner_output_never_pick_what_is_killed(phone: ADBDStandIn, tmp_path: Path) -> None:
     """The runner prints ``__HILBENCH_PG=1`` and friends: the real process group (the shell's, first line,
     with this run's tag) is what a kill targets, and a group of 1 or less is never signalled."""
-    from harness.transport.adb import valid_pgid
+    from harness.transport.adb.shell import valid_pgid
 
     script = _runner_script(tmp_path, "benchmark_model", "never printed", sleep_s=30, extra=(
         "echo __HILBENCH_PG=1", "echo __HILBENCH_PID=1", "echo __HILBENCH_RC=0",
@@ -966,7 +967,7 @@ def test_fake_markers_in_runner_output_never_pick_what_is_killed(phone: ADBDStan
 
 
 def test_runner_output_flood_is_kept_bounded_and_the_result_says_so(phone: ADBDStandIn, tmp_path: Path) -> None:
-    from harness.android import OUTPUT_LINE_MAX, OUTPUT_TAIL_LINES
+    from harness.transport.adb.vendor_runner import OUTPUT_LINE_MAX, OUTPUT_TAIL_LINES
 
     recorded = (FIXTURES / "benchmark_model_android_arm64_gpu.txt").read_text()
     script = _runner_script(tmp_path, "benchmark_model", recorded, extra=(

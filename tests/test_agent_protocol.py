@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from harness.protocol import decode_line
+from harness.agent.protocol import decode_line
 from tests.helpers import missing_in_ci, pyenv_python, run_agent, write_agent
 
 PYTHONS = {

@@ -12,9 +12,9 @@ import pytest
 
 from harness import open_store
 from harness.cli import main
-from harness.plan import QUICKSTART_PLAN, expand_jobs, load_plan
-from harness.session import run_jobs
-from harness.targets import LOCAL
+from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
+from harness.config.targets import LOCAL
+from harness.run.session import run_jobs
 
 MODELS = QUICKSTART_PLAN.parent / "models"
 pytest.importorskip("onnxruntime")

@@ -223,7 +223,7 @@ def _fake_job(target: str, model: str, backend: str, **settings):
 
 
 def test_live_display_keeps_one_line_per_device_with_two_devices_interleaving():
-    from harness.cli import LiveProgress, make_progress
+    from harness.cli.progress import LiveProgress, make_progress
 
     now = [100.0]
     tty = FakeTTY()
@@ -261,7 +261,7 @@ def test_live_display_keeps_one_line_per_device_with_two_devices_interleaving():
 
 
 def test_live_lines_fit_the_terminal_and_plain_output_has_no_escapes():
-    from harness.cli import LineProgress, LiveProgress, make_progress
+    from harness.cli.progress import LineProgress, LiveProgress, make_progress
 
     tty = FakeTTY()
     p = LiveProgress(tty, clock=lambda: 0.0, columns=30, tick_s=None)
@@ -285,7 +285,7 @@ def test_live_and_plain_displays_show_device_text_as_escapes():
     """A phase name, an error message or a warning holding escapes: the live display writes its own cursor
     movement and nothing else; the plain one writes no control character at all (tests/test_hostile_output.py
     plays the hostile device for real)."""
-    from harness.cli import LineProgress, LiveProgress
+    from harness.cli.progress import LineProgress, LiveProgress
 
     evil = "\x1b[2J\x1b]0;TITLE\x07\x1b[31m\u202e\x9b"
     shown = "\\x1b[2J\\x1b]0;TITLE\\x07\\x1b[31m\\u202e\\x9b"
@@ -410,7 +410,7 @@ def test_warnings_during_a_run_go_above_the_live_block():
     not text that breaks the redrawn lines."""
     import logging
 
-    from harness.cli import LiveProgress, _NoteHandler
+    from harness.cli.progress import LiveProgress, NoteHandler
 
     tty = FakeTTY()
     p = LiveProgress(tty, clock=lambda: 0.0, columns=100, tick_s=None)
@@ -418,7 +418,7 @@ def test_warnings_during_a_run_go_above_the_live_block():
     p.session_started("s1", [job], 0)
     p.job_started(job, "r1")
     log = logging.getLogger("hilbench.test-notes")
-    handler = _NoteHandler(p)
+    handler = NoteHandler(p)
     logging.getLogger("hilbench").addHandler(handler)
     try:
         log.warning("hilbench: notice: %s", "phone: the phone is charging")

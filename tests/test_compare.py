@@ -12,8 +12,8 @@ from xml.etree import ElementTree as ET
 import numpy as np
 import pytest
 
+from harness.analysis.compare import compare, compare_series, compare_values, default_selections, select_runs
 from harness.cli import main
-from harness.compare import compare, compare_series, compare_values, default_selections, select_runs
 from harness.errors import AnalysisError
 from harness.store import Store
 
@@ -124,7 +124,7 @@ def test_block_test_is_against_scipy_and_survives_drift():
 
 def test_slow_models_use_one_second_blocks():
     lat = np.full(40, 300_000_000, dtype=np.int64)  # 0.3 s per inference: 4 per block
-    from harness.compare import block_size
+    from harness.analysis.compare import block_size
 
     assert block_size(lat) == 4
     assert block_size(np.full(100, 1_000_000)) == 25

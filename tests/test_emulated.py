@@ -206,7 +206,7 @@ def test_quickstart_over_ssh_with_onnxruntime_and_litert(device: EmulatedDevice,
     assert (runs["timed_count"] == 15).all()
     # The aarch64 kernels must compute the same answers as a board would: the trained digits models,
     # evaluated on the device, classify the held-out set (FP32 and INT8, both runtimes).
-    from harness.accuracy import score_runs
+    from harness.analysis.accuracy import score_runs
 
     scores = score_runs(open_store(store_dir)).set_index("model")
     digits = [m for m in runs["model"] if m.startswith("digits-cnn")]
@@ -231,8 +231,8 @@ def test_quickstart_over_ssh_with_onnxruntime_and_litert(device: EmulatedDevice,
 
 def test_doctor_on_the_emulated_device(device: EmulatedDevice, ssh_ready, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]):
-    from harness.doctor import doctor, format_checks
-    from harness.targets import load_target
+    from harness.config.targets import load_target
+    from harness.doctor.checks import doctor, format_checks
 
     target = load_target(_targets_dir(tmp_path, device) / "pi5-emulated.toml")
     checks = {c.name: c for c in doctor(target)}

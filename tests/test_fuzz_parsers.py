@@ -7,7 +7,7 @@ recorded samples from ``../shared`` cut at any point or with a slice removed. Pr
 * runner parsers return a :class:`RunnerReport` or raise :class:`HilbenchError` (their documented
   contract), nothing else; every timing is a finite float or None, counts are non-negative ints;
 * ``parse_text(kind, text)`` never raises (its contract: partial or truncated input gives the readings
-  that can be read) and every reading's value is a finite float or None; ``harness.telemetry.parse_string``
+  that can be read) and every reading's value is a finite float or None; ``harness.analysis.telemetry.parse_string``
   raises only :class:`HilbenchError`;
 * time: Hypothesis ``deadline`` per example; memory: the tracemalloc peak stays under a bound.
 
@@ -29,10 +29,10 @@ from hilbench_agent.telemetry.reading import Reading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import harness.stats  # noqa: F401  (imported here, not inside a traced parse: numpy's import is not the parser's memory)
+import harness.analysis.stats  # noqa: F401  (imported here, not inside a traced parse: numpy's import is not the parser's memory)
+from harness.analysis.telemetry import parse_string
 from harness.errors import HilbenchError
 from harness.runners import RUNNERS, LatencyStats, RunnerReport, detect_runner, parse_runner_output
-from harness.telemetry import parse_string
 
 #: ``HILBENCH_FUZZ_EXAMPLES=5000`` (and ``HILBENCH_FUZZ_RANDOM=1``) for a longer hunt than CI's.
 EXAMPLES = int(os.environ.get("HILBENCH_FUZZ_EXAMPLES", "40"))

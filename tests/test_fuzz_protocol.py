@@ -1,5 +1,5 @@
 """Property-based fuzzing of the host's protocol path with hostile and truncated input: the decoder
-(harness/protocol.py) and the session's message handling (_JobRun.handle through the validation step,
+(harness/agent/protocol.py) and the session's message handling (_JobRun.handle through the validation step,
 then rows()). Only ProtocolError (MessageError is one) may come out; each example is time-bounded
 (hypothesis deadline) and the whole run memory-bounded (tracemalloc peak)."""
 
@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.agent.protocol import decode_line
+from harness.config.plan import Job, ModelSpec, Policy
+from harness.config.targets import Target
 from harness.errors import ProtocolError
-from harness.plan import Job, ModelSpec, Policy
-from harness.protocol import decode_line
-from harness.session import Progress, _JobRun
-from harness.targets import Target
+from harness.run.session import Progress, _JobRun
 
 FUZZ = settings(max_examples=100, deadline=1000, suppress_health_check=[HealthCheck.too_slow], database=None)
 
@@ -94,7 +94,7 @@ def memory_bound() -> Iterator[None]:
 @pytest.fixture(scope="module", autouse=True)
 def _warm() -> None:
     """What a first rows() imports and builds once (the agent bundle's sha256), outside the deadlines."""
-    from harness.agentpkg import agent_bundle
+    from harness.agent.bundle import agent_bundle
 
     agent_bundle()
     run = _JobRun(_job(), "r-warm")

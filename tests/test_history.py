@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from harness.analysis.history import detect_changes, nightly_points
 from harness.cli import main
-from harness.history import detect_changes, nightly_points
 from tests import fake_lab
 
 pytest.importorskip("otava")

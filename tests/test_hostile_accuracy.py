@@ -23,10 +23,10 @@ import pytest
 from hostile import hostile_target, plan_file
 
 from harness import open_store
-from harness.accuracy import score_runs
+from harness.analysis.accuracy import score_runs
 from harness.cli import main
 from harness.errors import AnalysisError
-from harness.plan import file_sha256
+from harness.files import file_sha256
 
 #: The name this module is known by to the scorers in the plans below (and to the device's lies).
 ME = "hostile_acc_scorer"
@@ -292,9 +292,9 @@ def test_a_packed_image_set_is_found_from_the_plan_not_the_device(tmp_path, monk
 def test_outputs_beyond_what_the_host_keeps_are_dropped_with_a_warning(tmp_path, monkeypatch):
     """A large evaluation set is legitimate: past the host's cap on output values the run stays ok, keeps its
     top-k and scores, drops the remaining vectors and says so in its verdict."""
-    import harness.validate
+    import harness.agent.validate
 
-    monkeypatch.setattr(harness.validate, "MAX_OUTPUT_VALUES", 7)  # room for 2 of the 4 items' 3 outputs
+    monkeypatch.setattr(harness.agent.validate, "MAX_OUTPUT_VALUES", 7)  # room for 2 of the 4 items' 3 outputs
     _eval_file(tmp_path, [1, 1, 0, 1])
     store = open_store(_run(tmp_path, _model("m"), {}))
     (run,) = store.runs().to_dict("records")

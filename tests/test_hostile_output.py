@@ -175,7 +175,7 @@ def test_csv_is_faithful_data_in_a_pipe_and_escaped_on_a_terminal(tmp_path, monk
     assert path.is_dir()
     summary = _open(store).summary()
     assert not summary.empty
-    from harness import cli
+    from harness.cli import commands as cli
 
     evil = summary.assign(model="fake" + EVIL)
     monkeypatch.setattr(cli, "open_store", lambda root: _Summary(evil))

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from harness import open_store
+from harness.agent.protocol import MAX_LINE_BYTES
 from harness.cli import main
-from harness.plan import expand_jobs, load_plan
-from harness.protocol import MAX_LINE_BYTES
-from harness.session import Progress, Runner
-from harness.targets import load_targets
+from harness.config.plan import expand_jobs, load_plan
+from harness.config.targets import load_targets
+from harness.run.session import Progress, Runner
 from harness.transport.local import LocalTransport
 from tests.hostile import HOSTILE_PLAN, hostile_target, plan_file
 
@@ -152,7 +152,7 @@ emit({"v": 1, "type": "error", "category": "model", "message": "x" * 100000})
 def test_a_failure_inside_the_session_costs_one_job(tmp_path, capsys, monkeypatch):
     """A bug in the host's own handling (here: the progress display raising) is stored as that job's
     error; the session goes on to the next job and its row is closed."""
-    from harness import session as session_mod
+    from harness.run import session as session_mod
 
     real = session_mod._JobRun.handle
 
@@ -335,7 +335,7 @@ emit(result())
 
 
 def test_a_line_of_millions_of_tiny_objects_is_refused_before_it_is_decoded(tmp_path):
-    from harness.protocol import MAX_CONTAINERS
+    from harness.agent.protocol import MAX_CONTAINERS
 
     code, peak_kb, row = host_peak(tmp_path, MANY_OBJECTS)
     assert code == 3 and row["error_category"] == "agent"

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from harness import open_store
-from harness.agentpkg import agent_bundle
+from harness.agent.bundle import agent_bundle
 from harness.cli import main
+from harness.config.targets import Target, load_target
 from harness.errors import ConfigError, HostKeyError, TransportError
-from harness.targets import Target, load_target
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hostile import hostile_python  # noqa: E402

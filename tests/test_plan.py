@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
+from harness.config.targets import LOCAL, load_target, load_targets, parse_target_spec
 from harness.errors import ConfigError
-from harness.plan import QUICKSTART_PLAN, expand_jobs, load_plan
-from harness.targets import LOCAL, load_target, load_targets, parse_target_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 ONNX_HEAD = b"\x08\x07\x12\x04test"  # looks like an ONNX ModelProto to the host's sniff

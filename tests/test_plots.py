@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.plots import (
+from harness.report.plots import (
     distribution_figure,
     pareto_figure,
     pareto_front,
@@ -184,7 +184,7 @@ _EVIL = "\x1b[2J\x1b]0;T\x07\x1b[31m\u202e\x9b\x00 $\\frac{$"
 def test_hostile_names_make_valid_svg_with_the_escapes_shown(tmp_path):
     import matplotlib
 
-    from harness.plots import energy_figure, save, to_bytes
+    from harness.report.plots import energy_figure, save, to_bytes
 
     rows = [{"target": "board" + _EVIL, "model": "model" + _EVIL, "backend": "ort" + _EVIL,
              "settings": '{"threads\\u001b": "4\\u0007"}', "p50_ns": (5 + i) * 1e6, "top1": 0.7 + i / 100,

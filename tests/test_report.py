@@ -13,7 +13,7 @@ import pytest
 
 from harness import open_store
 from harness.cli import main
-from harness.report import build_report, ranking_table
+from harness.report.html import build_report, ranking_table
 from tests import fake_lab
 from tests.helpers import missing_in_ci
 

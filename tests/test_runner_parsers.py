@@ -942,7 +942,7 @@ def test_report_refuses_samples_marked_aggregate_only() -> None:
 
 
 def test_aggregates_ns_uses_store_summary_names() -> None:
-    from harness.stats import SUMMARY_COLUMNS
+    from harness.analysis.stats import SUMMARY_COLUMNS
 
     report = parse_runner_output(TRT8_GENERIC)
     aggregates = report.aggregates_ns()

@@ -21,11 +21,11 @@ import pytest
 
 from harness import open_store
 from harness.cli import main
-from harness.doctor import doctor, format_checks
+from harness.config.plan import expand_jobs, load_plan
+from harness.config.targets import LOCAL, load_target, load_targets
+from harness.doctor.checks import doctor, format_checks
 from harness.errors import HostKeyError, TransportError
-from harness.plan import expand_jobs, load_plan
-from harness.session import Progress, run_jobs
-from harness.targets import LOCAL, load_target, load_targets
+from harness.run.session import Progress, run_jobs
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import ctrl_c_mid_run, missing_in_ci, pyenv_python  # noqa: E402
@@ -642,7 +642,7 @@ def test_two_names_for_one_device_never_measure_at_once(servers, tmp_path: Path)
 
 def test_bytes_sent_are_per_run_and_device_facts_are_stored_with_every_run(servers, tmp_path: Path,
                                                                            capsys: pytest.CaptureFixture[str]):
-    from harness.agentpkg import agent_bundle
+    from harness.agent.bundle import agent_bundle
 
     dev = servers("dev")
     tdir = write_targets(tmp_path, {"dev": dev})

@@ -1,4 +1,4 @@
-"""Tests for harness.stability: each check triggering and not triggering."""
+"""Tests for harness.analysis.stability: each check triggering and not triggering."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import math
 import numpy as np
 import pytest
 
-import harness.stability as stability
-from harness.errors import StoreError
-from harness.stability import (
+import harness.analysis.stability as stability
+from harness.analysis.stability import (
     LOADGEN_MIN_SAMPLES,
     StabilityWarning,
     Verdict,
     assess,
     min_samples_for_percentile,
 )
+from harness.errors import StoreError
 
 MS = 1_000_000
 

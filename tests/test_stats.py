@@ -1,4 +1,4 @@
-"""Tests for harness.stats: against numpy/scipy/pandas and hand-computed cases."""
+"""Tests for harness.analysis.stats: against numpy/scipy/pandas and hand-computed cases."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from harness.stats import (
+from harness.analysis.stats import (
     PERCENTILES,
     SUMMARY_COLUMNS,
     quantile,

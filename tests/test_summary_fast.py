@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.stats import SUMMARY_COLUMNS, summarize, summarize_fast, summarize_frame
+from harness.analysis.stats import SUMMARY_COLUMNS, summarize, summarize_fast, summarize_frame
 from harness.store import Store
 
 

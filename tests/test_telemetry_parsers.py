@@ -14,8 +14,8 @@ import pytest
 from hilbench_agent.telemetry import KINDS, Reading, detect_kind, parse_text
 from hilbench_agent.telemetry.fs import memfs_from_dump, memfs_from_ttar
 
+from harness.analysis.telemetry import parse_file
 from harness.errors import HilbenchError
-from harness.telemetry import parse_file
 
 SAMPLES = "telemetry-samples"
 

@@ -18,13 +18,19 @@ import pandas as pd
 import pytest
 
 from harness import open_store
+from harness.analysis.derive import derive_run, format_derived
+from harness.analysis.metrics import (
+    RAPL_PACKAGES,
+    energy_figures,
+    energy_per_inference,
+    pick_power_sensor,
+    trapezoid_mean,
+)
 from harness.cli import main as cli_main
+from harness.config.plan import expand_jobs, load_plan
+from harness.config.targets import LOCAL
 from harness.errors import ConfigError
-from harness.metrics import RAPL_PACKAGES, energy_figures, energy_per_inference, pick_power_sensor, trapezoid_mean
-from harness.plan import expand_jobs, load_plan
-from harness.session import Progress, Runner, run_jobs
-from harness.targets import LOCAL
-from harness.telemetry_derive import derive_run, format_derived
+from harness.run.session import Progress, Runner, run_jobs
 from tests.helpers import pyenv_python
 
 S = 1_000_000_000

@@ -13,10 +13,10 @@ import onnxruntime as ort
 import pytest
 
 from harness import open_store
-from harness.accuracy import score_runs
+from harness.analysis.accuracy import score_runs
 from harness.cli import main
 from harness.errors import AnalysisError
-from harness.variants import make_variants
+from harness.prep.variants import make_variants
 
 MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
 pytestmark = pytest.mark.skipif(not (MODELS / "digits_calib.npz").is_file(), reason="sample models not built")

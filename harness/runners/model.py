@@ -127,12 +127,12 @@ class LatencyStats:
     def from_samples(cls, samples_ms: Sequence[float], *, throughput_per_s: float | None = None) -> LatencyStats:
         """Statistics of real per-iteration samples (ms), with hilbench's own quantile definition.
 
-        Percentiles use :func:`harness.stats.quantile` (linear interpolation), std is
+        Percentiles use :func:`harness.analysis.stats.quantile` (linear interpolation), std is
         the sample standard deviation (``ddof=1``; ``None`` below 2 samples).
         """
         if not samples_ms:
             return cls(count=0)
-        from harness.stats import quantile  # numpy/pandas only when samples exist
+        from harness.analysis.stats import quantile  # numpy/pandas only when samples exist
 
         values = [float(v) for v in samples_ms]
         n = len(values)
@@ -233,7 +233,7 @@ class RunnerReport:
         return self.timed.throughput_per_s if self.timed is not None else None
 
     def aggregates_ns(self) -> dict[str, float]:
-        """The timed statistics under :data:`harness.stats.SUMMARY_COLUMNS` names (ns), present values only.
+        """The timed statistics under :data:`harness.analysis.stats.SUMMARY_COLUMNS` names (ns), present values only.
 
         This is the runner's own aggregate, for ``result["aggregates"]`` of an
         ``aggregate_only`` run in the store; nothing missing is filled in.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from harness.config.targets import Target
 from harness.errors import ConfigError
-from harness.targets import Target
 from harness.transport.base import AgentProcess, LineTimeout, PipeAgentProcess, Transport
 from harness.transport.local import LocalTransport
 
@@ -22,7 +22,7 @@ def make_transport(target: Target) -> Transport:
         return SSHTransport(target)  # type: ignore[no-any-return,unused-ignore]
     if target.transport == "adb":
         try:
-            from harness.transport.adb import ADBTransport  # type: ignore[import-not-found,unused-ignore]
+            from harness.transport.adb.transport import ADBTransport  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             raise ConfigError(f"{target.source}: transport: adb is not available in this hilbench build") from None
         return ADBTransport(target)  # type: ignore[no-any-return,unused-ignore]

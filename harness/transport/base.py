@@ -23,9 +23,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import IO, Any
 
+from harness.agent.protocol import MAX_LINE_BYTES
+from harness.config.targets import Target
 from harness.errors import ProtocolError, TransportError
-from harness.protocol import MAX_LINE_BYTES
-from harness.targets import Target
 
 __all__ = ["Transport", "AgentProcess", "PipeAgentProcess", "SubprocessAgentProcess", "LineTimeout",
            "JOURNAL_MAX", "JOURNAL_MAX_LINES"]

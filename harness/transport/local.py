@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.agentpkg import agent_bundle
+from harness.agent.bundle import agent_bundle
 from harness.errors import TransportError
 from harness.transport.base import JOURNAL_MAX, SubprocessAgentProcess, Transport
 

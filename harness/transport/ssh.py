@@ -19,7 +19,7 @@ Device layout, under the target's ``workdir`` (default ``~/.cache/hilbench``)::
     blobs/<sha256><suffix>     models, evaluation sets and input files, by content
     journal/<run_id>.jsonl     every protocol line an agent wrote (recovery after a drop)
     journal/<run_id>.pid       "<session pid> <agent pid>" while that agent runs
-    probe/doctor-<id>.jsonl    the session's device probe (harness.doctor.device_facts)
+    probe/doctor-<id>.jsonl    the session's device probe (harness.doctor.checks.device_facts)
 
 A file is uploaded over SFTP to a temporary name, its sha256 computed *on the
 device* by the device's Python, and only then renamed to its cache name: a run
@@ -55,9 +55,9 @@ from typing import IO, Any
 
 import paramiko
 
-from harness.agentpkg import MIN_PYTHON, agent_bundle
+from harness.agent.bundle import MIN_PYTHON, agent_bundle
+from harness.config.targets import Target, shell_env
 from harness.errors import HostKeyError, TransportError
-from harness.targets import Target, shell_env
 from harness.transport import base as _base
 from harness.transport.base import PipeAgentProcess, Transport
 

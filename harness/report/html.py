@@ -8,7 +8,7 @@ joule (where the target has power telemetry), price and inferences/s per dollar
 (from the target file's ``price_usd``), accuracy measured on the device, the
 stability verdict (VALID / INVALID with reasons), and marks for emulated and
 stand-in runs, which are never a real board's numbers. Stability under sustained
-load comes from the run's derived figures (:mod:`harness.telemetry_derive`): p50 of
+load comes from the run's derived figures (:mod:`harness.analysis.derive`): p50 of
 the last window over the first, time to first throttle and its cause, temperature
 rise; a configuration without a sustained phase says how to add one. The
 environment of each run (agent, Python, OS, device, runtime version, CPU governor,
@@ -113,8 +113,8 @@ def timed_stop_text(run: Any) -> str | None:
 def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms: float = 33.3) -> pd.DataFrame:
     """One row per (model, target, backend, settings): the latest successful run's figures,
     ranked per model (``rank`` 1 = the answer for that model)."""
-    from harness.accuracy import score_runs
-    from harness.metrics import energy_per_inference
+    from harness.analysis.accuracy import score_runs
+    from harness.analysis.metrics import energy_per_inference
 
     summary = store.summary(run_ids)
     summary = summary[summary["status"] == "ok"].sort_values("started_at")
@@ -293,7 +293,7 @@ def _env_section(table: pd.DataFrame) -> str:
 
 
 def _figure(fig: Any, caption: str) -> str:
-    from harness.plots import to_bytes
+    from harness.report.plots import to_bytes
 
     data = base64.b64encode(to_bytes(fig, "png")).decode("ascii")
     return (f'<figure><img alt="{_esc(caption)}" src="data:image/png;base64,{data}">'
@@ -323,7 +323,7 @@ def build_report(store: Store, run_ids: list[str] | None = None, *, deadline_ms:
     for model, t in table.groupby("model", sort=True):
         parts.append(_model_section(str(model), t, deadline_ms))
     if plots:
-        from harness import plots as P
+        from harness.report import plots as P
 
         ids = list(table["run_id"])
         parts.append("<h2>Figures</h2>")

@@ -7,7 +7,7 @@ disk and memory, CPU governor, emulation), then platform states read with simple
 commands where they exist (Jetson power mode, Raspberry Pi throttling). A check
 that later checks need (reachable, login, Python, agent) ends the list when it
 fails. :func:`doctor` never raises for a failed check: it becomes a ``fail``
-with the fix. Android targets are handled by :mod:`harness.doctor_android`.
+with the fix. Android targets are handled by :mod:`harness.doctor.android`.
 
 The same facts are stored with every run: :func:`device_facts` probes each target once per
 session, into the ``device_facts`` column of the ``runs`` table (the job's own hello, which probes
@@ -21,18 +21,15 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from harness.config.targets import Target
+from harness.doctor.android import doctor_android
+from harness.doctor.base import STATUSES, Check, Shell
 from harness.errors import HilbenchError, HostKeyError, TransportError
 from harness.safetext import safe
-from harness.targets import Target
 
 __all__ = ["Check", "doctor", "format_checks", "device_facts", "hello_checks", "clean_hello", "STATUSES"]
-
-#: ``ok`` passed, ``warn`` works but measurements may suffer, ``fail`` cannot run, ``info`` a fact.
-STATUSES = ("ok", "warn", "fail", "info")
 
 _MIN_FREE_DISK = 200 * 1024 * 1024
 _LOW_FREE_DISK = 1024 * 1024 * 1024
@@ -42,30 +39,10 @@ _LOW_MEMORY_KB = 256 * 1024
 _THROTTLE_BITS = {0x1: "under-voltage", 0x2: "ARM frequency capped", 0x4: "throttled", 0x8: "soft temperature limit"}
 
 
-@dataclass(frozen=True)
-class Check:
-    """One doctor question: ``status`` is ``ok``, ``warn``, ``fail`` or ``info``; ``fix`` says what to do."""
-
-    name: str
-    status: str
-    detail: str = ""
-    fix: str = ""
-
-    @property
-    def ok(self) -> bool | None:
-        """True passed, False failed, None a warning or a plain fact."""
-        return {"ok": True, "fail": False}.get(self.status)
-
-
-Shell = Callable[[str], tuple[int, str]]
-
-
 def doctor(target: Target) -> list[Check]:
     """The checks for ``target`` (local, ssh or adb), in order."""
     if target.transport == "adb":
-        from harness.doctor_android import doctor_android
-
-        return list(doctor_android(target))  # type: ignore[arg-type,unused-ignore]
+        return doctor_android(target)
     if target.transport == "ssh":
         return _doctor_ssh(target)
     return _doctor_local(target)
@@ -245,9 +222,9 @@ def _local_shell(command: str) -> tuple[int, str]:
 def _probe(t: Any, timeout_s: float = 120.0, folder: str | None = None) -> dict[str, Any]:
     """The agent's hello from ``--probe`` (ships the agent when needed); its journal goes to the
     transport's journal folder, or to ``folder`` (a sibling of it) when given."""
-    from harness.protocol import decode_line
+    from harness.agent.protocol import decode_line
+    from harness.agent.validate import sanitize_hello
     from harness.transport.base import LineTimeout
-    from harness.validate import sanitize_hello
 
     journal = t.journal_path(f"doctor-{uuid.uuid4().hex[:12]}")
     if folder is not None:

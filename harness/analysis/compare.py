@@ -403,7 +403,7 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
             seed: int = SEED, resamples: int = RESAMPLES, runs: pd.DataFrame | None = None) -> Comparison:
     """Compare two selections of the store, configuration by configuration (see the module docstring).
     ``runs`` is ``store.runs()`` when the caller has it already."""
-    from harness.metrics import energy_per_inference
+    from harness.analysis.metrics import energy_per_inference
 
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:

@@ -60,6 +60,7 @@ from hilbench_agent.telemetry.android import (
 
 from harness import __version__
 from harness.errors import HilbenchError, TransportError
+from harness.transport.adb.shell import explain_adb_error, new_nonce, valid_pgid
 from harness.transport.base import AgentProcess, LineTimeout
 
 __all__ = ["RUNNER_FOR_BACKEND", "start_runner", "benchmark_model_args", "perf_test_args", "PhoneTelemetry",
@@ -452,8 +453,6 @@ class RunnerProcess(AgentProcess):
     def kill(self) -> None:
         """Stop the runner: the local adb client, then the runner's process group on the phone (closing adb
         would leave it running there)."""
-        from harness.transport.adb import valid_pgid
-
         self.killed.set()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -580,8 +579,6 @@ class RunnerProcess(AgentProcess):
         # The shell's $$ is its process group (adbd starts each shell in its own session): kill() ends it all.
         # The markers carry this run's random tag; the runner's own output cannot pass for them: the process
         # group is taken from the first line only, the pid from its first marker, the exit status from the last.
-        from harness.transport.adb import new_nonce, valid_pgid
-
         tag = new_nonce()
         pg_mark, pid_mark, rc_mark = (f"{m}{tag}:" for m in (_PG_MARK, _PID_MARK, _RC_MARK))
         command = (f"echo {pg_mark}$$; mkdir -p -m 700 {shlex.quote(jdir)} && cd {shlex.quote(jdir)} && "
@@ -662,8 +659,6 @@ class RunnerProcess(AgentProcess):
             return -9
         if rc is None:
             self._stop_samplers(phone, meter)
-            from harness.transport.adb import explain_adb_error
-
             why = explain_adb_error(err, t.serial) or (err.strip().splitlines() or ["no exit status came back"])[-1]
             self._put("error", category="transport", message=(
                 f"{t.target.name}: run: the connection to the phone was lost while {runner} ran ({why}); "
@@ -803,14 +798,14 @@ class RunnerProcess(AgentProcess):
                 t0: int | None, t1: int, timed_ns: int | None, count: int | None) -> dict[str, Any]:
         """``energy_source`` ("meter", "battery", "none (...)") and the energy per inference: the mean power
         over the timed window (above the idle baseline where there is one) x the runner's own timed duration /
-        inferences, by :func:`harness.metrics.energy_figures` (the meter preferred over the battery)."""
+        inferences, by :func:`harness.analysis.metrics.energy_figures` (the meter preferred over the battery)."""
         if phone is None:
             return {"energy_source": "none (telemetry off)", "energy_reason": "telemetry is off for this job"}
         fig = None
         if t0 is not None and timed_ns and count:
             import pandas as pd
 
-            from harness.metrics import energy_figures
+            from harness.analysis.metrics import energy_figures
 
             with self._tel_lock:
                 rows = [(int(r["t_ns"]), str(r["sensor"]), float(r["value"]) if r.get("value") is not None else None)

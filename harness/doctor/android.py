@@ -14,24 +14,10 @@ import re
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass
 
+from harness.config.targets import Target
+from harness.doctor.base import Check
 from harness.errors import TransportError
-from harness.targets import Target
-
-try:  # the shared Check type, when harness/doctor.py provides it
-    from harness.doctor import Check  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - until harness/doctor.py lands
-
-    @dataclass(frozen=True)
-    class Check:  # type: ignore[no-redef]
-        """One doctor question: ``status`` is ``ok``, ``warn`` or ``fail``; ``fix`` says what to do."""
-
-        name: str
-        status: str
-        detail: str = ""
-        fix: str = ""
-
 
 __all__ = ["Check", "doctor_android", "big_little", "runner_failure"]
 
@@ -80,7 +66,7 @@ def big_little(max_khz: dict[int, int]) -> tuple[list[int], list[int]]:
 
 def doctor_android(target: Target) -> list[Check]:
     """The Android checks for ``target`` (an ``adb`` target), in order; stops after a check the rest need."""
-    from harness.transport.adb import ADBTransport
+    from harness.transport.adb.transport import ADBTransport
 
     checks: list[Check] = []
     adb_path = target.adb.adb_path or "adb"
@@ -170,7 +156,7 @@ def doctor_android(target: Target) -> list[Check]:
     except TransportError as exc:
         checks.append(Check("big/little cores", "warn", str(exc), "cpufreq is not readable"))
     try:
-        from harness.android import TELEMETRY_SCRIPT, parse_snapshot
+        from harness.transport.adb.vendor_runner import TELEMETRY_SCRIPT, parse_snapshot
 
         readings = {d["sensor"]: d for d in parse_snapshot(t.shell(TELEMETRY_SCRIPT, step="doctor").stdout,
                                                            current_unit=target.adb.battery_current_unit,

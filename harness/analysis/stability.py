@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from harness.analysis.stats import quantile_ci
 from harness.errors import StoreError
-from harness.stats import quantile_ci
 
 __all__ = [
     "StabilityWarning",

@@ -17,21 +17,15 @@ from typing import Any
 
 from hilbench_agent.backends import MODEL_SUFFIXES, SETTINGS, canonical_name, validate_settings
 
+from harness.config.targets import Target
+from harness.config.toml import TableReader, load_toml
 from harness.errors import ConfigError
-from harness.targets import Target
-from harness.tomlconf import TableReader, load_toml
+from harness.files import file_sha256
 
-__all__ = ["ModelSpec", "Policy", "Job", "Plan", "load_plan", "expand_jobs", "file_sha256", "QUICKSTART_PLAN"]
+__all__ = ["ModelSpec", "Policy", "Job", "Plan", "load_plan", "expand_jobs", "QUICKSTART_PLAN"]
 
-QUICKSTART_PLAN = Path(__file__).resolve().parent / "samples" / "quickstart.toml"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+#: the bundled quick start (``harness/samples/quickstart.toml``)
+QUICKSTART_PLAN = Path(__file__).resolve().parents[1] / "samples" / "quickstart.toml"
 
 
 @dataclass(frozen=True)
@@ -207,7 +201,7 @@ def _policy(r: TableReader) -> Policy:
     if not all(isinstance(p, int) and 0 < p < 100 for p in percentiles):
         raise r.error("percentiles", "expected a list of integers between 1 and 99")
     if "precision" in timed:
-        from harness.stability import min_samples_for_percentile
+        from harness.analysis.stability import min_samples_for_percentile
 
         # MLPerf LoadGen's floors (p90 64, p95 130, p99 662) for the percentiles reported.
         floor = max([min_samples_for_percentile(p) for p in percentiles] + [timed.get("min_count", 1)])
@@ -412,7 +406,7 @@ def _eval(e: TableReader, base: Path) -> dict[str, Any]:
         if pre["quantization"] is not None and not (len(pre["quantization"]) == 2 and all(
                 isinstance(v, (int, float)) for v in pre["quantization"])):
             raise e.error("quantization", "expected [scale, zero_point]")
-        from harness.accuracy import pack_images
+        from harness.prep.evalsets import pack_images  # numpy and Pillow: only for a plan that packs images
 
         try:
             packed = pack_images(folder, labels, pre, limit=limit)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import selectors
 import shlex
 import subprocess
@@ -44,14 +43,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.agentpkg import agent_bundle
+from harness.agent.bundle import agent_bundle
+from harness.config.targets import Target, shell_env
 from harness.errors import TransportError
-from harness.targets import Target, shell_env
 from harness.transport import base as _base
+from harness.transport.adb.shell import STATE_FIXES, explain_adb_error, new_nonce, parse_devices, valid_pgid
+from harness.transport.adb.vendor_runner import start_runner
 from harness.transport.base import AgentProcess, SubprocessAgentProcess, Transport
 
-__all__ = ["ADBTransport", "ShellResult", "DEVICE_ROOT", "explain_adb_error", "parse_devices", "OutputCapped",
-           "valid_pgid", "new_nonce", "COMMAND_OUTPUT_MAX", "JOURNAL_MAX"]
+__all__ = ["ADBTransport", "ShellResult", "DEVICE_ROOT", "OutputCapped", "COMMAND_OUTPUT_MAX", "JOURNAL_MAX"]
 
 DEVICE_ROOT = "/data/local/tmp/hilbench"
 RC_MARK = "__HILBENCH_RC="
@@ -64,24 +64,6 @@ JOURNAL_MAX = _base.JOURNAL_MAX
 #: hilbench's folders under DEVICE_ROOT, made 0700 (DEVICE_ROOT too)
 _ROOT_DIRS = ("agents", "blobs", "bin", "journal")
 
-_STATE_FIXES = {
-    "unauthorized": "the phone has not authorized this computer: unlock it, accept the 'Allow USB debugging?' "
-                    "prompt (tick 'Always allow'), then retry; no prompt? revoke USB debugging authorizations in "
-                    "Developer options and reconnect",
-    "offline": "the device is offline: reconnect the cable (or `adb reconnect`), check the phone is awake, then "
-               "retry",
-    "no permissions": "no permission to open the USB device: add a udev rule for the phone's vendor id and put "
-                      "your user in the plugdev group (see `adb devices` and developer.android.com/studio/run/device)",
-    "authorizing": "the device is still authorizing this computer: accept the prompt on the phone and retry",
-    "connecting": "the device is still connecting: check the cable or the network, then retry",
-    "not found": "no such device: check `adb devices` (USB debugging on, cable with data lines) or the target's "
-                 "adb.serial",
-    "recovery": "the device is in recovery mode: reboot it into Android",
-    "bootloader": "the device is in the bootloader: reboot it into Android",
-    "sideload": "the device is in sideload mode: reboot it into Android",
-}
-
-
 @dataclass(frozen=True)
 class ShellResult:
     """A device shell command's exit status and output."""
@@ -89,68 +71,6 @@ class ShellResult:
     code: int
     stdout: str
     stderr: str
-
-
-def parse_devices(text: str) -> dict[str, str]:
-    """``adb devices`` output as serial -> state (``device``, ``unauthorized``, ``offline``, ``no permissions`` ...)."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip() or line.startswith(("List of devices", "*", "adb server")):
-            continue
-        serial, _, state = line.partition("\t")
-        if not state:
-            parts = line.split(None, 1)
-            if len(parts) != 2:
-                continue
-            serial, state = parts
-        state = state.strip()
-        if state.startswith("no permissions"):
-            state = "no permissions"
-        out[serial.strip()] = state
-    return out
-
-
-def explain_adb_error(stderr: str, serial: str | None) -> str | None:
-    """The one-line fix for an adb error message, or None when it is not one adb prints about device state."""
-    low = stderr.lower()
-    who = f"device {serial}" if serial else "the device"
-    if "unauthorized" in low:
-        return f"{who} is unauthorized: {_STATE_FIXES['unauthorized']}"
-    if "insufficient permissions" in low or "no permissions" in low:
-        return f"{who}: {_STATE_FIXES['no permissions']}"
-    if "device offline" in low:
-        return f"{who} is offline: {_STATE_FIXES['offline']}"
-    if "not found" in low and ("device" in low or "emulator" in low):
-        return f"{who} not found: {_STATE_FIXES['not found']}"
-    if "no devices/emulators found" in low:
-        return f"no device attached: {_STATE_FIXES['not found']}"
-    if "more than one device" in low:
-        return "more than one device is attached: set adb.serial in the target file (see `adb devices`)"
-    if "cannot connect to daemon" in low or "failed to start daemon" in low:
-        return "the adb server cannot start: run `adb kill-server; adb start-server` and look at its message"
-    if "error: closed" in low or "protocol fault" in low or "connection reset" in low:
-        return f"{who} dropped the connection (cable pulled, phone rebooted or adbd restarted)"
-    return None
-
-
-def new_nonce() -> str:
-    """A per-command random tag for the markers a device shell echoes: output that merely contains a marker
-    cannot pass for one."""
-    return secrets.token_hex(8)
-
-
-def valid_pgid(value: object) -> int | None:
-    """A process group id worth a ``kill -9 -PGID``: an integer > 1 (``-1`` or ``-0`` would reach every process
-    the shell user may signal, or the caller's own group); None otherwise."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        pgid = value
-    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,10}", value.strip()):
-        pgid = int(value.strip())
-    else:
-        return None
-    return pgid if 1 < pgid < 2**31 else None
 
 
 class OutputCapped(TransportError):
@@ -231,7 +151,7 @@ def _brief(command: str, limit: int = 60) -> str:
 
 class ADBTransport(Transport):
     """Reaches an Android phone through ``adb``. ``target.adb`` holds the serial, the adb path and the host
-    paths of the runner binaries; :mod:`harness.android` drives those runners on the phone."""
+    paths of the runner binaries; :mod:`harness.transport.adb.vendor_runner` drives those runners on the phone."""
 
     connect_timeout_s = 15.0
     command_timeout_s = 60.0
@@ -319,7 +239,7 @@ class ADBTransport(Transport):
             out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
             # adb connect says "failed"/"unable" with exit status 0 in some versions: read the words.
             if re.search(r"authenticate|unauthorized", out, re.IGNORECASE):
-                raise self._err(f"device {self.serial} is unauthorized: {_STATE_FIXES['unauthorized']}", "connect")
+                raise self._err(f"device {self.serial} is unauthorized: {STATE_FIXES['unauthorized']}", "connect")
             if proc.returncode != 0 or re.search(r"failed|unable|cannot|error", out, re.IGNORECASE):
                 raise self._err(f"cannot connect to {self.serial}: {_tail(out) or 'no answer'}; is the phone on "
                                 "the network with `adb tcpip 5555` done (or wireless debugging paired)?", "connect")
@@ -330,7 +250,7 @@ class ADBTransport(Transport):
                 raise self._err("more than one device is attached (" + ", ".join(sorted(devs)) + "): set "
                                 "adb.serial in the target file", "connect")
             if not devs:
-                raise self._err(f"no device attached: {_STATE_FIXES['not found']}", "connect")
+                raise self._err(f"no device attached: {STATE_FIXES['not found']}", "connect")
             self.serial = ready[0] if ready else next(iter(devs))
         self.wait_ready(self.connect_timeout_s, step="connect")
         self._known.clear()
@@ -352,7 +272,7 @@ class ADBTransport(Transport):
                 break
             time.sleep(0.2)
         who = f"device {self.serial}" if self.serial else "the device"
-        fix = _STATE_FIXES.get(state, f"state {state!r}")
+        fix = STATE_FIXES.get(state, f"state {state!r}")
         raise self._err(f"{who} is {state}: {fix}" if state != "not found" else f"{who} not found: {fix}", step)
 
     def recover(self, step: str) -> None:
@@ -681,12 +601,10 @@ class ADBTransport(Transport):
     def start_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None = None) -> AgentProcess:
         """The regular agent where the target names a Python that adb's shell user can run (a rooted phone, or
         one under /data/local/tmp; Termux's is out of its reach: use an SSH target); otherwise the phone's own
-        benchmark binary, driven by :mod:`harness.android`."""
+        benchmark binary, driven by :mod:`harness.transport.adb.vendor_runner`."""
         self.ensure_root("start agent")
         if self.target.python:
             return self._start_python_agent(payload, journal, args)
-        from harness.android import start_runner
-
         return start_runner(self, payload, journal)
 
     def _start_python_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None) -> AgentProcess:
@@ -707,5 +625,3 @@ class ADBTransport(Transport):
         except OSError:
             pass
         return SubprocessAgentProcess(proc)
-
-

@@ -15,7 +15,7 @@ Each ``*_figure`` function takes data already read from the store and returns a
 * ``targets``: p50 / p99 per target for each model, energy per inference and price
   when stored;
 * ``energy``: energy per inference against p50 latency;
-* ``trend``: a nightly history with its change points (see :mod:`harness.history`).
+* ``trend``: a nightly history with its change points (see :mod:`harness.analysis.history`).
 
 Names in a figure (targets, models, sensors, series) come from the store, which holds what devices sent:
 each is passed through :func:`label` (control characters shown as escapes, never drawn or written as they
@@ -363,10 +363,10 @@ def _derived_events(run: Any) -> list[dict[str, Any]]:
 def timeline_figure(run: Any, samples: pd.DataFrame, telemetry: pd.DataFrame) -> Any:
     """Latency of one run over time (warm-up, timed and sustained samples, with a rolling median),
     temperature and clock on twin axes, and throttling shaded: the telemetry rows that
-    :func:`harness.telemetry_derive.throttle_flag_mask` counts as a set flag (not a Pi's
+    :func:`harness.analysis.derive.throttle_flag_mask` counts as a set flag (not a Pi's
     ``throttle.raw`` or sticky ``*_occurred`` bits), and the run's derived throttle events of
     every kind (flag, clock drop, trip point, ...), spans where they have a duration."""
-    from harness.telemetry_derive import throttle_flag_mask
+    from harness.analysis.derive import throttle_flag_mask
 
     s = samples[samples["phase"].isin(["warmup", "timed", "sustained"])].sort_values("t_ns")
     if s.empty:
@@ -555,7 +555,7 @@ def trend_figure(points: pd.DataFrame, changes: pd.DataFrame, *, title: str = "N
 
 
 def _summary_with_accuracy(store: Store, run_ids: list[str] | None) -> pd.DataFrame:
-    from harness.accuracy import score_runs
+    from harness.analysis.accuracy import score_runs
 
     summary = store.summary(run_ids)
     summary = summary[summary["status"] == "ok"]
@@ -569,7 +569,7 @@ def _summary_with_accuracy(store: Store, run_ids: list[str] | None) -> pd.DataFr
 
 def target_table(store: Store, run_ids: list[str] | None) -> pd.DataFrame:
     """Per (model, target): the latest successful run's p50/p99 (ms), energy (mJ) and price."""
-    from harness.metrics import energy_per_inference
+    from harness.analysis.metrics import energy_per_inference
 
     summary = store.summary(run_ids)
     summary = summary[summary["status"] == "ok"].sort_values("started_at")
@@ -620,7 +620,7 @@ def plot(store: Store, kind: str, *, run_ids: list[str] | None = None, run_id: s
     if kind == "energy":
         t = target_table(store, run_ids)
         return energy_figure(t)
-    from harness.history import detect_changes, nightly_points
+    from harness.analysis.history import detect_changes, nightly_points
 
     points = nightly_points(store, metric=f"{metric}_ns")
     changes = detect_changes(points)

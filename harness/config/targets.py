@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.config.toml import TableReader, load_toml
 from harness.errors import ConfigError
-from harness.tomlconf import TableReader, load_toml
 
 __all__ = ["Target", "SSHSettings", "ADBSettings", "load_target", "load_targets", "LOCAL", "parse_target_spec",
            "BATTERY_CURRENT_UNITS", "BATTERY_CURRENT_SIGNS", "ENV_KEY", "shell_env"]

@@ -85,7 +85,7 @@ def nightly_points(store: Store, metrics: tuple[str, ...] | list[str] = ("p50",)
         runs = store.runs()[["run_id", "hwm_kb"]]
         s = s.merge(runs, on="run_id", how="left")
     if "energy_mj" in need:
-        from harness.metrics import energy_per_inference
+        from harness.analysis.metrics import energy_per_inference
 
         runs = store.runs()
         e = energy_per_inference(store, runs[runs["run_id"].isin(s["run_id"])])

@@ -28,13 +28,13 @@ import pandas as pd
 import pyarrow as pa
 
 from harness import __version__
-from harness.agentpkg import agent_bundle
+from harness.agent.bundle import agent_bundle
+from harness.agent.protocol import decode_line
+from harness.agent.validate import ITEM_OUTPUT_VALUES, MAX_OUTPUT_VALUES, Limits, MessageChecker
+from harness.config.plan import Job, Plan
 from harness.errors import HilbenchError, ProtocolError, TransportError
-from harness.plan import Job, Plan
-from harness.protocol import decode_line
 from harness.store import Store, new_id
 from harness.transport import LineTimeout, Transport, make_transport
-from harness.validate import ITEM_OUTPUT_VALUES, MAX_OUTPUT_VALUES, Limits, MessageChecker
 
 __all__ = ["Progress", "SessionResult", "run_jobs", "host_facts", "device_key"]
 
@@ -162,7 +162,7 @@ class _Telemetry:
 
 class _JobRun:
     """Collects one job's protocol messages into store rows. Every message passes the job's
-    :class:`~harness.validate.MessageChecker` first; :meth:`handle` raises MessageError for an invalid one."""
+    :class:`~harness.agent.validate.MessageChecker` first; :meth:`handle` raises MessageError for an invalid one."""
 
     def __init__(self, job: Job, run_id: str) -> None:
         self.job = job
@@ -180,7 +180,7 @@ class _JobRun:
                                                "output": []}
         #: bytes this job shipped to the device (its prepare and uploads); None when it never reached one
         self.bytes_sent: int | None = None
-        #: the device's doctor facts, probed once per session (harness.doctor.device_facts)
+        #: the device's doctor facts, probed once per session (harness.doctor.checks.device_facts)
         self.device_facts: dict[str, Any] | None = None
         self._checker: MessageChecker | None = None  # made at the first message (it may read the eval file)
 
@@ -222,7 +222,7 @@ class _JobRun:
 
     def rows(self, *, session_id: str, labels: dict[str, str], started: dt.datetime, transport: Transport | None,
              stderr_tail: str = "") -> dict[str, Any]:
-        from harness.stability import assess
+        from harness.analysis.stability import assess
 
         job = self.job
         res = self.result or {}
@@ -324,8 +324,8 @@ class _JobRun:
         }
 
     def _derived(self) -> dict[str, Any] | None:
-        """Telemetry-derived figures (harness/telemetry_derive.py); a bug there never loses the run."""
-        from harness.telemetry_derive import derive_run
+        """Telemetry-derived figures (harness/analysis/derive.py); a bug there never loses the run."""
+        from harness.analysis.derive import derive_run
 
         try:
             return derive_run(self.result, self.hello, self.samples.columns(), self.telemetry.columns())
@@ -465,7 +465,7 @@ class Runner:
         if not self.probe_devices or target.transport not in ("local", "ssh") or self.stop.is_set():
             self._facts[id(transport)] = None
             return
-        from harness.doctor import device_facts
+        from harness.doctor.checks import device_facts
 
         try:
             facts: dict[str, Any] | None = device_facts(transport, target)

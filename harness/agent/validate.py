@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.agent.protocol import MAX_DEPTH
 from harness.errors import ERROR_CATEGORIES, MessageError
-from harness.protocol import MAX_DEPTH
 
 __all__ = ["Limits", "MessageChecker", "sanitize_hello", "phase_sample_cap", "MAX_OUTPUT_VALUES", "ITEM_OUTPUT_VALUES", "INT64_MIN", "INT64_MAX", "SAMPLE_PHASES", "PHASES"]
 
@@ -137,7 +137,7 @@ class Limits:
 
     @classmethod
     def for_job(cls, job: Any) -> Limits:
-        """The limits of ``job`` (a :class:`harness.plan.Job`)."""
+        """The limits of ``job`` (a :class:`harness.config.plan.Job`)."""
         policy = job.policy
         samples = {p: phase_sample_cap(p, policy.warmup, policy.timed, policy.sustained) for p in SAMPLE_PHASES}
         tel = job.target.telemetry or {}
@@ -273,7 +273,7 @@ HELLO_TEXT = ("agent_version", "python", "os", "os_release", "machine", "cpu_mod
 def sanitize_hello(msg: Mapping[str, Any]) -> dict[str, Any]:
     """A hello made safe to keep without judging its fields' types: nesting, value count, integers within
     int64, finite floats, strings cut (:data:`HELLO_TEXT` to :data:`MAX_NAME`). Doctor reads a probe's hello
-    this way and names wrong types itself (``harness.doctor.clean_hello``); raises MessageError."""
+    this way and names wrong types itself (``harness.doctor.checks.clean_hello``); raises MessageError."""
     out: dict[str, Any] = _Walk("hello message").copy(msg, "")
     for key in HELLO_TEXT:
         value = out.get(key)

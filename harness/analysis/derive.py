@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.metrics import energy_figures
+from harness.analysis.metrics import energy_figures
 
 __all__ = ["DERIVED_VERSION", "CLOCK_DROP", "CLOCK_TOLERANCE", "CLOCK_MIN_S", "P50_RISE", "derive_run",
            "device_temperature", "throttle_flag_mask", "format_derived"]

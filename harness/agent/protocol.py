@@ -6,7 +6,7 @@ Unknown fields are ignored; a message of a newer major version is refused.
 What a device sends is not trusted: a line is at most :data:`MAX_LINE_BYTES` long (the pipe reader,
 harness/transport/base.py, refuses longer ones without holding them), nested at most
 :data:`MAX_DEPTH` deep, with no ``NaN``/``Infinity``; :func:`decode_line` raises :class:`ProtocolError`
-for anything else, never another exception. What the fields hold is checked by harness/validate.py.
+for anything else, never another exception. What the fields hold is checked by harness/agent/validate.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,225 @@
+"""The ``hilbench`` command line: the parser, logging set-up and :func:`main`, which turns what a command
+returns or raises into the exit status (:mod:`harness.cli.exits`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from typing import Any, NoReturn
+
+from harness import __version__
+from harness.cli.commands import (
+    _scorer_arg,
+    cmd_accuracy,
+    cmd_compare,
+    cmd_doctor,
+    cmd_history,
+    cmd_plot,
+    cmd_report,
+    cmd_results,
+    cmd_run,
+    cmd_show,
+    cmd_targets,
+    cmd_telemetry_parse,
+    cmd_variants,
+)
+from harness.cli.exits import EXIT_OK, EXIT_USER
+from harness.cli.progress import LINE_LIMIT
+from harness.errors import HilbenchError
+from harness.safetext import safe, safe_lines
+
+__all__ = ["main", "build_parser"]
+
+
+def _analysis_parsers(sub: Any, store_arg: Any) -> None:
+    """Subcommands that read the store: compare, history, plot, report, variants."""
+    c = sub.add_parser("compare", help="did the candidate get slower? (exit status 1 on a regression)")
+    c.add_argument("selection", nargs="*", metavar="BASELINE CANDIDATE",
+                   help="session id or prefix, run ids (a,b), a date YYYY-MM-DD, KEY=VALUE label or label value; "
+                        "none: the last two sessions of the same plan")
+    c.add_argument("--format", choices=("table", "markdown", "json", "junit"), default="table")
+    c.add_argument("--output", help="write the report in --format to this file (the table still goes to stdout)")
+    c.add_argument("--alpha", type=float, default=0.01, help="significance after Benjamini-Hochberg (default 0.01)")
+    c.add_argument("--min-change", type=float, default=2.0, help="smallest slowdown that counts, in %% (default 2)")
+    c.add_argument("--metric", action="append", choices=("p50", "p99", "peak_memory", "energy_per_inference"),
+                   help="only these metrics (repeatable; default all that are stored)")
+    store_arg(c)
+    c.set_defaults(func=cmd_compare)
+
+    a = sub.add_parser("accuracy", help="top-1/top-5 and fidelity measured on the device ([models.eval])")
+    a.add_argument("--session", help="only this session id (or prefix, or 'last')")
+    a.add_argument("--format", choices=("table", "json"), default="table")
+    a.add_argument("--scorer", action="append", type=_scorer_arg, metavar="MODULE:FUNCTION",
+                   help="trust this scorer, as the plan's [models.eval] scorer names it, and run it (repeatable); "
+                        "a scorer is never imported otherwise: the store, which may be shared, is not trusted "
+                        "to name code, and its runs get top-1/top-5 only")
+    store_arg(a)
+    a.set_defaults(func=cmd_accuracy)
+
+    v = sub.add_parser("variants", help="write FP16 and INT8 (static, calibrated) variants of an ONNX model")
+    v.add_argument("model", help="the FP32 model (.onnx)")
+    v.add_argument("--calibration", help="calibration inputs (.npz, samples on the first axis) for INT8")
+    v.add_argument("--out", help="output folder (default: beside the model)")
+    v.add_argument("--eval", help="evaluation set (.npz with x, y) to put in the plan snippet")
+    v.add_argument("--only", action="append", choices=("fp16", "int8"), help="only this variant (repeatable)")
+    v.add_argument("--force", action="store_true", help="overwrite variants (and variants.toml) that exist")
+    v.set_defaults(func=cmd_variants)
+
+    pl = sub.add_parser("plot", help="a figure (PNG or SVG): pareto, distribution, timeline, targets, energy, trend")
+    pl.add_argument("kind", choices=("pareto", "distribution", "timeline", "targets", "energy", "trend"))
+    pl.add_argument("--output", required=True, help="the file to write (.png or .svg)")
+    pl.add_argument("--session", help="only this session id (or prefix, or 'last'; default: every run)")
+    pl.add_argument("--run", help="the run of a timeline (default: the latest)")
+    pl.add_argument("--metric", choices=("p50", "p99"), default="p50", help="latency statistic (pareto, trend)")
+    store_arg(pl)
+    pl.set_defaults(func=cmd_plot)
+
+    h = sub.add_parser("history", help="nightly points and change points (Apache Otava); flags persisting rises")
+    h.add_argument("--metric", action="append", choices=("p50", "p99", "peak_memory", "energy_per_inference"),
+                   help="metrics to follow (repeatable; default p50 and p99)")
+    h.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    h.add_argument("--output", help="write the report to this file instead of stdout")
+    h.add_argument("--all", action="store_true", help="list every change point, not only rises")
+    h.add_argument("--min-change", type=float, default=2.0, help="smallest change that counts, in %% (default 2)")
+    h.add_argument("--persist", type=int, default=3, help="nights a rise must hold to be a regression (default 3)")
+    h.add_argument("--max-pvalue", type=float, default=0.001, help="detector significance (default 0.001)")
+    h.add_argument("--plot", help="also draw the flagged series (PNG or SVG)")
+    h.add_argument("--fail", action="store_true", help="exit status 1 when a regression is flagged")
+    store_arg(h)
+    h.set_defaults(func=cmd_history)
+
+    rp = sub.add_parser("report", help="one self-contained HTML file that ranks the targets for each model")
+    rp.add_argument("--output", default="report.html", help="the HTML file to write (default report.html)")
+    rp.add_argument("--session", help="only this session id (or prefix, or 'last'; default: the latest run of each "
+                                      "configuration)")
+    rp.add_argument("--deadline-ms", type=float, default=33.3, help="the p99 deadline (default 33.3 ms = 30 fps)")
+    rp.add_argument("--title", default="Which device?")
+    rp.add_argument("--no-plots", action="store_true", help="tables only")
+    store_arg(rp)
+    rp.set_defaults(func=cmd_report)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is a user error like any other: one line, exit status 1."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(EXIT_USER)
+
+
+def _debug_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` is taken after a subcommand too (``hilbench run plan.toml --debug``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in action.choices.values():
+                sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+                _debug_everywhere(sp)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hilbench", description="Hardware-in-the-loop benchmarking of edge ML inference.")
+    p.add_argument("--version", action="version", version=f"hilbench {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def store_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--store", default=os.environ.get("HILBENCH_STORE", "results"), help="results folder (default: results)")
+
+    def targets_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--targets-dir", action="append", help="folder of target files (default: ./targets)")
+
+    r = sub.add_parser("run", help="run a plan (default: the bundled quick start on this machine)")
+    r.add_argument("plan", nargs="?", help="plan file (TOML)")
+    r.add_argument("--target", action="append", help="run on this target instead of the plan's (name, local, ssh://user@host[:port])")
+    r.add_argument("--identity", help="private key file for ssh:// targets")
+    r.add_argument("--known-hosts", help="known_hosts file for ssh:// targets")
+    r.add_argument("--accept-new-host-keys", action="store_true",
+                   help="ssh:// targets: trust an unknown host key on first contact (a changed one is still refused)")
+    r.add_argument("--label", action="append", help="KEY=VALUE stored with every run (e.g. build=abc123)")
+    r.add_argument("--resume", action="store_true", help="skip jobs this store already holds a successful run of")
+    r.add_argument("--quiet", action="store_true", help="no progress display")
+    store_arg(r)
+    targets_arg(r)
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("results", help="the summary table of stored runs")
+    s.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    s.add_argument("--session", help="only this session id (or prefix, or 'last')")
+    store_arg(s)
+    s.set_defaults(func=cmd_results)
+
+    sh = sub.add_parser("show", help="everything about one run")
+    sh.add_argument("run_id", help="run id (a unique prefix is enough)")
+    store_arg(sh)
+    sh.set_defaults(func=cmd_show)
+
+    t = sub.add_parser("targets", help="list and validate target files")
+    targets_arg(t)
+    t.set_defaults(func=cmd_targets)
+
+    d = sub.add_parser("doctor", help="check targets before measuring (reachability, login, Python, runtimes, ...)")
+    d.add_argument("target", nargs="*", help="target name, local or ssh://user@host[:port] (default: every target)")
+    d.add_argument("--identity", help="private key file for ssh:// targets")
+    d.add_argument("--known-hosts", help="known_hosts file for ssh:// targets")
+    d.add_argument("--accept-new-host-keys", action="store_true",
+                   help="ssh:// targets: trust an unknown host key on first contact (a changed one is still refused)")
+    targets_arg(d)
+    d.set_defaults(func=cmd_doctor)
+
+    tel = sub.add_parser("telemetry", help="telemetry tools")
+    tel_sub = tel.add_subparsers(dest="telemetry_command", required=True)
+    tp = tel_sub.add_parser("parse", help="turn a recorded sensor output into readings (JSON lines)")
+    tp.add_argument("--kind", help="format of FILE (default: recognise it)")
+    tp.add_argument("file")
+    tp.set_defaults(func=cmd_telemetry_parse)
+    _analysis_parsers(sub, store_arg)
+    _debug_everywhere(p)
+    return p
+
+
+class _SafeFormatter(logging.Formatter):
+    """Log lines (and tracebacks) with device text in them, made safe to print line by line."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe_lines(self.inner.format(record), None)
+
+
+def _configure_logging(debug: bool) -> None:
+    """Third-party logs (paramiko's handshake tracebacks) stay silent: their failures reach the user as
+    one-line errors. With --debug they go to stderr, with ours."""
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(threadName)s %(name)s %(levelname)s: %(message)s")
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler.formatter, _SafeFormatter):
+                handler.setFormatter(_SafeFormatter(handler.formatter))
+    else:
+        quiet = logging.getLogger("paramiko")
+        if not any(isinstance(h, logging.NullHandler) for h in quiet.handlers):
+            quiet.addHandler(logging.NullHandler())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.debug)
+    try:
+        return int(args.func(args))
+    except HilbenchError as exc:
+        if args.debug:  # the traceback, made safe like every other line (its message may quote a device)
+            sys.stderr.write(safe_lines(traceback.format_exc(), None) + "\n")
+            return EXIT_USER
+        sys.stderr.write(f"hilbench: error: {safe(exc, LINE_LIMIT)}\n")  # it may quote a device
+        return EXIT_USER
+    except KeyboardInterrupt:
+        sys.stderr.write("hilbench: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK

@@ -1,0 +1,471 @@
+"""The ``hilbench`` subcommands, one ``cmd_*`` function each (``args`` -> library calls -> output and an
+exit status from :mod:`harness.cli.exits`), and the text of ``results`` and ``show``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.cli.exits import EXIT_JOBS_FAILED, EXIT_OK, EXIT_USER
+from harness.cli.progress import LINE_LIMIT, NoteHandler, make_progress
+from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
+from harness.config.targets import Target, load_targets, parse_target_spec
+from harness.errors import AnalysisError, ConfigError, HilbenchError
+from harness.run.session import run_jobs
+from harness.safetext import safe, safe_lines
+from harness.store import open_store
+
+__all__ = ["cmd_run", "cmd_results", "cmd_show", "cmd_targets", "cmd_telemetry_parse", "cmd_compare", "cmd_accuracy",
+           "cmd_variants", "cmd_plot", "cmd_history", "cmd_report", "cmd_doctor", "format_summary"]
+
+
+def _default_targets_dirs(explicit: list[str] | None) -> list[Path]:
+    if explicit:
+        return [Path(d) for d in explicit]
+    env = os.environ.get("HILBENCH_TARGETS")
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    return [Path("targets")]
+
+
+def _parse_labels(items: list[str]) -> dict[str, str]:
+    labels = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--label {item}: expected KEY=VALUE")
+        labels[key.strip()] = value
+    return labels
+
+
+def _resolve_targets(args: argparse.Namespace) -> tuple[dict[str, Target], list[Target]]:
+    known = load_targets(_default_targets_dirs(args.targets_dir))
+    return known, _targets_from_specs(args.target or [], known, args, "--target")
+
+
+def _targets_from_specs(specs: list[str], known: dict[str, Target], args: argparse.Namespace,
+                        where: str) -> list[Target]:
+    """Targets named by file name, ``local`` or ``ssh://user@host[:port]``."""
+    chosen: list[Target] = []
+    for spec in specs:
+        if spec in known:
+            chosen.append(known[spec])
+        elif spec.startswith("ssh://"):
+            chosen.append(parse_target_spec(spec, identity=args.identity, known_hosts=args.known_hosts,
+                                            accept_new_host_keys=args.accept_new_host_keys))
+        else:
+            raise ConfigError(f"{where} {spec}: unknown target (known: {', '.join(sorted(known))}; or ssh://user@host[:port])")
+    return chosen
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    plan_path = Path(args.plan) if args.plan else QUICKSTART_PLAN
+    plan = load_plan(plan_path)
+    known, chosen = _resolve_targets(args)
+    jobs = expand_jobs(plan, known, chosen or None)
+    store = open_store(args.store)
+    labels = _parse_labels(args.label or [])
+    progress = make_progress(sys.stderr, quiet=args.quiet)
+    notes = logging.getLogger("hilbench")
+    handler = None if args.debug else NoteHandler(progress)
+    if handler is not None:
+        notes.addHandler(handler)
+        notes.propagate = False
+    try:
+        result = run_jobs(jobs, store, plan=plan, labels=labels, progress=progress, resume=args.resume,
+                          argv=sys.argv[1:])
+    finally:
+        if handler is not None:
+            notes.removeHandler(handler)
+            notes.propagate = True
+        progress.close()
+    out = sys.stdout
+    if result.runs:
+        summary = store.summary([r["run_id"] for r in result.runs])
+        out.write(format_summary(summary, "table") + "\n")
+    failed = result.failed
+    sent = sum(int(r.get("bytes_sent") or 0) for r in result.runs)
+    out.write(f"session {result.session_id}: {len(result.runs) - len(failed)} ok, {len(failed)} failed"
+              f"{', interrupted' if result.interrupted else ''}; {_fmt_bytes(sent)} sent to devices; "
+              f"results in {store.root}\n")
+    if result.interrupted:
+        return 130
+    return EXIT_JOBS_FAILED if failed else EXIT_OK
+
+
+def _fmt_bytes(n: Any) -> str:
+    if _missing(n):
+        return "-"
+    n = int(n)
+    if n < 1000:
+        return f"{n} B"
+    return f"{n / 1e3:.1f} kB" if n < 1_000_000 else f"{n / 1e6:.1f} MB"
+
+
+def _fmt_settings(text: Any) -> str:
+    try:
+        settings = json.loads(text) if isinstance(text, str) else (text or {})
+    except ValueError:
+        return str(text)
+    return " ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+
+
+def format_summary(summary: Any, fmt: str) -> str:
+    """The results table in ``table``, ``csv`` or ``json``."""
+    import pandas as pd
+
+    if fmt == "json":
+        return summary.to_json(orient="records", date_format="iso")
+    if fmt == "csv":
+        return summary.to_csv(index=False).rstrip("\n")
+    if summary.empty:
+        return "(no runs stored)"
+    rows = []
+    for _, r in summary.iterrows():
+        ok = r["status"] == "ok"
+        try:
+            precision = json.loads(r["model_tags"] or "{}").get("precision")
+        except ValueError:
+            precision = None
+        verdict = ("VALID" if r["valid"] else "INVALID") if ok else "ERROR"
+        if ok and r.get("warnings"):
+            verdict += f" ({len(str(r['warnings']).split(','))} warn)"
+        if ok and r.get("emulated"):
+            verdict += " emulated"
+        if ok and r.get("stand_in"):
+            verdict += " stand-in"
+        rows.append({
+            "run": str(r["run_id"])[-6:],
+            "model": r["model"] + (f" [{precision}]" if precision else ""),
+            "target": r["target"],
+            "backend": r["backend"],
+            "settings": _fmt_settings(r["settings"]),
+            "n": int(r["count"]) if ok and pd.notna(r.get("count")) else 0,
+            "p50 ms": r["p50_ns"] / 1e6 if ok else float("nan"),
+            "p99 ms": r["p99_ns"] / 1e6 if ok else float("nan"),
+            "mean ms": r["mean_ns"] / 1e6 if ok else float("nan"),
+            "cv %": r["cv"] * 100 if ok else float("nan"),
+            "inf/s": r["throughput_per_s"] if ok else float("nan"),
+            "verdict": verdict,
+        })
+    return _safe_frame(pd.DataFrame(rows)).to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-")
+
+
+def _safe_frame(frame: Any, limit: int = 200) -> Any:
+    """``frame`` with every text cell made safe to print (:func:`harness.safetext.safe`): the cells of a table
+    printed on a terminal come from the store, which holds what devices sent."""
+    return frame.map(lambda v: safe(v, limit) if isinstance(v, str) else v)
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    runs = store.runs()
+    run_ids = None
+    if args.session:
+        sessions = runs["session_id"].dropna().unique().tolist()
+        wanted = sessions[-1] if args.session == "last" and sessions else args.session
+        run_ids = runs.loc[runs["session_id"].astype(str).str.startswith(wanted), "run_id"]
+    summary = store.summary(run_ids)
+    text = format_summary(summary, args.format)
+    if args.format == "csv" and sys.stdout.isatty():
+        # CSV is data: into a file or a pipe it goes as stored. On a terminal its cells are shown safe.
+        text = safe_lines(text, None)
+    sys.stdout.write(text + "\n")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    row = store.run(args.run_id)
+    summary = store.summary([row["run_id"]])
+    stats = summary.iloc[0].to_dict() if not summary.empty else {}
+    # Every line goes through _print_lines: what the device sent (models, versions, error, stderr, sensors,
+    # stop reasons) is shown with its control characters as visible escapes, each line one line.
+    lines: list[str] = []
+    out = _LineWriter(lines)
+    try:
+        _show_run(out, row, stats)
+    finally:
+        _print_lines(lines)
+    return EXIT_OK
+
+
+class _LineWriter:
+    """Collects ``write(text)`` calls as lines (for :func:`_print_lines`)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def write(self, text: str) -> None:
+        """One line (its ending newline dropped): a newline inside it came from a device and is shown."""
+        self.lines.append(text[:-1] if text.endswith("\n") else text)
+
+    def writelines(self, texts: Any) -> None:
+        for text in texts:
+            self.write(text)
+
+
+def _print_lines(lines: list[str]) -> None:
+    """Lines on stdout, each made safe to print (a newline inside a device string is shown, not obeyed)."""
+    sys.stdout.write("".join(safe(line, LINE_LIMIT) + "\n" for line in lines))
+
+
+def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> None:
+    out.write(f"run {row['run_id']} (session {row['session_id']})\n")
+    out.write(f"  model     {row['model']}  {row['model_path']}  sha256 {str(row['model_sha256'])[:16]}\n")
+    out.write(f"  target    {row['target']} ({row['transport']})  {row.get('device_model') or ''} {row.get('cpu_model') or ''}\n")
+    out.write(f"  backend   {row['backend']}  {_fmt_settings(row['settings'])}\n")
+    if row.get("effective_settings"):
+        out.write(f"  effective {_fmt_settings(row['effective_settings'])}\n")
+    out.write(f"  python    {row.get('python')}  agent {row.get('agent_version')}  os {row.get('os')}  {row.get('machine')}\n")
+    if not _missing(row.get("bytes_sent")):
+        out.write(f"  shipped   {_fmt_bytes(row['bytes_sent'])} ({int(row['bytes_sent'])} bytes) sent for this run "
+                  "(0: the device's cache had the agent and files)\n")
+    if row.get("emulated"):
+        out.write(f"  EMULATED  {row.get('emulation')}: latencies are not a real board's\n")
+    if row.get("stand_in"):
+        out.write("  STAND-IN  synthetic backend: no model ran; latencies are made up by the job\n")
+    if row["status"] != "ok":
+        out.write(f"  status    ERROR ({row['error_category']}): {row['error_message']}\n")
+        if row.get("stderr_tail"):
+            out.write("  stderr (tail):")
+            for line in str(row["stderr_tail"]).splitlines()[-15:]:
+                out.lines.append(f"    {line}")
+        return
+    if row.get("runner"):
+        out.write(f"  runner    {row['runner']} on the device"
+                  + ("  (aggregate-only: the runner reports no per-iteration samples)" if row.get("aggregate_only") else "")
+                  + "\n")
+    out.write(f"  load      {_ms(row.get('load_ns'))}   first inference {_ms(row.get('first_ns'))}\n")
+    out.write(f"  warm-up   {_count(row.get('warmup_count'))} runs, {_s(row.get('warmup_ns'))} ({row.get('warmup_stop') or '-'})\n")
+    from harness.report.html import timed_stop_text
+
+    out.write(f"  timed     {_count(row.get('timed_count'))} runs, {_s(row.get('timed_ns'))} ({timed_stop_text(row) or '-'})\n")
+    if row.get("rate_hz"):
+        out.write(f"  paced     {row['rate_hz']:g} fps: {row['deadline_misses']} deadline misses, {row['dropped_frames']} dropped frames\n")
+    if stats:
+        out.write("  latency   " + "  ".join(
+            f"{k}={stats[k + '_ns'] / 1e6:.3f}" for k in ("min", "p50", "p90", "p95", "p99", "p999", "max")
+            if k + "_ns" in stats and stats[k + "_ns"] == stats[k + "_ns"]) + " ms\n")
+        out.write(f"  median CI [{stats['p50_ci_low_ns'] / 1e6:.3f}, {stats['p50_ci_high_ns'] / 1e6:.3f}] ms (95%)"
+                  f"   cv {stats['cv'] * 100:.2f}%   {stats['throughput_per_s']:.1f} inf/s\n")
+    if row.get("hwm_kb"):
+        out.write(f"  memory    peak RSS {row['hwm_kb'] / 1024:.1f} MiB (before load {(row.get('rss_before_load_kb') or 0) / 1024:.1f} MiB)\n")
+    if isinstance(row.get("derived"), dict):
+        from harness.analysis.derive import format_derived
+
+        out.writelines(f"  {line}\n" for line in format_derived(row["derived"]))
+    verdict = row.get("verdict") or {}
+    out.write(f"  verdict   {'VALID' if row.get('valid') else 'INVALID'}\n")
+    for reason in verdict.get("reasons", []):
+        out.write(f"    invalid: {reason}\n")
+    for w in verdict.get("warnings", []):
+        out.lines += [f"    warning: {w.get('message')}", f"      remedy: {w.get('remedy')}"]
+    labels = row.get("labels") or {}
+    if labels:
+        out.write("  labels    " + " ".join(f"{k}={v}" for k, v in sorted(labels.items())) + "\n")
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _ms(ns: Any) -> str:
+    return "-" if _missing(ns) else f"{ns / 1e6:.3f} ms"
+
+
+def _s(ns: Any) -> str:
+    return "-" if _missing(ns) else f"{ns / 1e9:.2f} s"
+
+
+def _count(n: Any) -> str:
+    return "-" if _missing(n) else str(int(n))
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    errors: list[ConfigError] = []
+    targets = load_targets(_default_targets_dirs(args.targets_dir), errors)
+    for t in sorted(targets.values(), key=lambda t: t.name):
+        where = t.host or ""
+        if t.user:
+            where = f"{t.user}@{where}"
+        if t.port:
+            where += f":{t.port}"
+        facts = ", ".join(f"{k}={v}" for k, v in t.facts.items() if k in ("soc", "accelerator", "tops", "price_usd"))
+        sys.stdout.write(f"{t.name:24} {t.transport:6} {where:28} {facts}\n")
+    sys.stdout.write(f"{len(targets)} targets valid\n")
+    for exc in errors:
+        sys.stderr.write(f"hilbench: error: {exc}\n")
+    return EXIT_USER if errors else EXIT_OK
+
+
+def cmd_telemetry_parse(args: argparse.Namespace) -> int:
+    from harness.analysis.telemetry import parse_file
+
+    for reading in parse_file(Path(args.file), args.kind):
+        sys.stdout.write(json.dumps(reading, sort_keys=True) + "\n")
+    return EXIT_OK
+
+
+def _write_output(text: str, output: str | None, *, display: bool = False) -> None:
+    """``text`` into the file ``output``, else on stdout with every line made safe to print (device text shown,
+    never obeyed; JSON is ASCII already). ``display``: a text meant to be read (a table, markdown) is made safe
+    in the file too; data (JSON, JUnit XML, a plan) is written as it is."""
+    if output:
+        try:
+            Path(output).write_text((safe_lines(text, None) if display else text) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise HilbenchError(f"--output {output}: cannot write ({exc.strerror or exc})") from exc
+    else:
+        sys.stdout.write(safe_lines(text, None) + "\n")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.analysis.compare import compare, default_selections, format_comparison, select_runs
+
+    store = open_store(args.store)
+    if len(args.selection) == 1:
+        raise ConfigError("compare: give both BASELINE and CANDIDATE, or neither (the last two sessions of a plan)")
+    runs = store.runs()
+    if args.selection:
+        base, cand = select_runs(runs, args.selection[0]), select_runs(runs, args.selection[1])
+    else:
+        base, cand = default_selections(store, runs)
+    from harness.analysis.compare import METRICS
+
+    result = compare(store, base, cand, alpha=args.alpha, min_change=args.min_change / 100.0, runs=runs,
+                     metrics=tuple(args.metric) if args.metric else tuple(METRICS))
+    if args.output:
+        _write_output(format_comparison(result, args.format), args.output,
+                      display=args.format in ("table", "markdown"))
+        if args.format != "table":
+            _write_output(format_comparison(result, "table"), None)
+    else:
+        _write_output(format_comparison(result, args.format), None)
+    return 1 if result.regressions else EXIT_OK
+
+
+def _session_run_ids(store: Any, session: str | None) -> list[str] | None:
+    """Run ids of ``--session`` (id, prefix or 'last'); None for every run."""
+    if not session:
+        return None
+    runs = store.runs()
+    sessions = runs["session_id"].dropna().unique().tolist()
+    wanted = sessions[-1] if session == "last" and sessions else session
+    ids = runs.loc[runs["session_id"].astype(str).str.startswith(wanted), "run_id"].tolist()
+    if not ids:
+        raise ConfigError(f"--session {session}: no such session in {store.root}")
+    return ids
+
+
+def _scorer_arg(text: str) -> str:
+    """``--scorer module:function``: checked here, imported only when a run's plan names it."""
+    from harness.analysis.accuracy import parse_scorer_spec
+
+    try:
+        return parse_scorer_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def cmd_accuracy(args: argparse.Namespace) -> int:
+    from harness.analysis.accuracy import score_runs
+
+    store = open_store(args.store)
+    scores = score_runs(store, _session_run_ids(store, args.session), scorers=args.scorer or ())
+    for note in scores["note"].dropna():
+        sys.stderr.write(f"hilbench: {safe(note, LINE_LIMIT)}\n")
+    if args.format == "json":
+        sys.stdout.write(scores.to_json(orient="records") + "\n")
+        return EXIT_OK
+    if scores.empty:
+        sys.stdout.write("(no accuracy stored: give a model [models.eval] in the plan)\n")
+        return EXIT_OK
+    view = scores[["run_id", "model", "target", "backend", "eval_count", "top1", "top5", "reference", "agreement",
+                   "output_error"]].copy()
+    view["run_id"] = view["run_id"].str[-6:]
+    if scores["metrics"].notna().any():
+        view["metrics"] = [" ".join(f"{k}={v:.4g}" for k, v in m.items()) if isinstance(m, dict) else None
+                           for m in scores["metrics"]]
+    sys.stdout.write(_safe_frame(view).to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}") + "\n")
+    return EXIT_OK
+
+
+def cmd_variants(args: argparse.Namespace) -> int:
+    from harness.prep.variants import make_variants, plan_snippet
+
+    model = Path(args.model)
+    out_dir = Path(args.out) if args.out else model.parent
+    kinds = tuple(args.only) if args.only else ("fp16", "int8")
+    plan_path = out_dir / "variants.toml"
+    if plan_path.exists() and not args.force:
+        raise AnalysisError(f"{plan_path}: already exists: remove it, write elsewhere with --out DIR, or use --force")
+    made = make_variants(model, calibration=Path(args.calibration) if args.calibration else None, out_dir=out_dir,
+                         kinds=kinds, force=args.force)
+    snippet = plan_snippet(model, made, relative_to=out_dir, eval_data=Path(args.eval) if args.eval else None)
+    _write_output(snippet, str(plan_path))
+    for v in made:
+        sys.stdout.write(f"{v.precision:5} {v.path}  {v.size_bytes / 1024:.1f} KiB  ({v.note})\n")
+    sys.stdout.write(f"plan: {plan_path} (run it: hilbench run {plan_path})\n")
+    return EXIT_OK
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from harness.report.plots import plot, save
+
+    store = open_store(args.store)
+    run_id = store.run(args.run)["run_id"] if args.run else None
+    fig = plot(store, args.kind, run_ids=_session_run_ids(store, args.session), run_id=run_id, metric=args.metric)
+    sys.stdout.write(f"{save(fig, args.output)}\n")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from harness.analysis.history import format_history, history
+
+    store = open_store(args.store)
+    points, changes = history(store, tuple(args.metric or ("p50", "p99")), min_magnitude=args.min_change / 100.0,
+                              min_persist=args.persist, max_pvalue=args.max_pvalue)
+    _write_output(format_history(points, changes, args.format, show_all=args.all), args.output,
+                  display=args.format in ("table", "markdown"))
+    if args.plot:
+        from harness.report.plots import save, trend_figure
+
+        flagged = changes[changes["status"] == "regression"] if not changes.empty else changes
+        series = set(flagged["series"]) if not flagged.empty else set(points["series"].unique()[:6])
+        fig = trend_figure(points[points["series"].isin(series)], changes[changes["series"].isin(series)]
+                           if not changes.empty else changes, title="Nightly history")
+        save(fig, args.plot)
+    regressed = not changes.empty and (changes["status"] == "regression").any()
+    return 1 if regressed and args.fail else EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report.html import build_report
+
+    store = open_store(args.store)
+    text = build_report(store, _session_run_ids(store, args.session), deadline_ms=args.deadline_ms,
+                        title=args.title, plots=not args.no_plots)
+    _write_output(text, args.output)
+    sys.stdout.write(f"{args.output}\n")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check targets before measuring: one line per check with its fix; exit status 1 when a check fails."""
+    from harness.doctor import doctor, format_checks
+
+    known = load_targets(_default_targets_dirs(args.targets_dir))
+    chosen = _targets_from_specs(args.target or sorted(known), known, args, "doctor")
+    failed = False
+    for target in chosen:
+        checks = doctor(target)
+        sys.stdout.write(format_checks(target, checks) + "\n")  # made safe there, line by line
+        failed = failed or any(c.status == "fail" for c in checks)
+    return EXIT_USER if failed else EXIT_OK
