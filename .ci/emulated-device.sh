@@ -34,5 +34,5 @@ if ! grep -q '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then
 fi
 
 start=$(date +%s)
-python3 tests/emulated_device.py build
+python3 tests/support/emulated_device.py build
 echo "emulated-device: ready in $(( $(date +%s) - start )) s"

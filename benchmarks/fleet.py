@@ -1,6 +1,6 @@
 """How does hilbench scale over a fleet of SSH devices, and what does it cost per job?
 
-Starts 1, 4 and 16 real OpenSSH servers on loopback ports (tests/sshd.py) as devices, and runs the
+Starts 1, 4 and 16 real OpenSSH servers on loopback ports (tests/support/sshd.py) as devices, and runs the
 same short plan (synthetic stand-in backend, plus a small model file shipped to every device) on all of
 them at once, twice: a first run with empty device caches and a second with warm ones. Prints
 
@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from sshd import UserKeys, sshd_unavailable, start_sshd  # noqa: E402
+from support.sshd import UserKeys, sshd_unavailable, start_sshd  # noqa: E402
 
 from harness.agent.bundle import agent_bundle  # noqa: E402
 from harness.config.plan import Job, expand_jobs, load_plan  # noqa: E402

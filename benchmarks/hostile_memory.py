@@ -1,7 +1,7 @@
 """How much host memory can a hostile device take? The host's peak RSS for a normal job, a 200 MB line and
 sample / line floods, each a fresh ``hilbench run`` in a child process that reports its own
 ``VmHWM``; the device is a script printing chosen protocol lines through the real local transport
-(tests/hostile.py). Ratios are against the normal run measured in the same invocation.
+(tests/support/hostile.py). Ratios are against the normal run measured in the same invocation.
 
 Also times the validation step on a legitimate batch of 5,000 samples (harness/agent/validate.py).
 
@@ -20,8 +20,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the tests' support package, as pytest sees it
 
-from tests.hostile import HOSTILE_PLAN, hostile_target, plan_file  # noqa: E402
+from support.hostile import HOSTILE_PLAN, hostile_target, plan_file  # noqa: E402
+
 from tests.test_hostile_session import LOG_FLOOD, LONG_LINE, SAMPLE_FLOOD, TIME_BOUNDED_PLAN  # noqa: E402
 
 NORMAL = '''

@@ -25,14 +25,14 @@ def shared_dir() -> Path:
     return SHARED
 
 
-# ---------------------------------------------------------------- the real-sshd fixtures (tests/sshd.py)
+# ---------------------------------------------------------------- the real-sshd fixtures (tests/support/sshd.py)
 # ``keys`` and ``servers`` start real OpenSSH servers; a module that uses them also marks itself
 # ``pytest.mark.usefixtures("own_ssh_dir")`` so the user's ~/.ssh is never read or written.
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory):
     """User keys for the module's servers; skips (fails in CI) where a real sshd cannot run."""
-    from helpers import missing_in_ci
-    from sshd import UserKeys, sshd_unavailable
+    from support.helpers import missing_in_ci
+    from support.sshd import UserKeys, sshd_unavailable
 
     reason = sshd_unavailable()
     if reason:
@@ -55,7 +55,7 @@ def own_ssh_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def servers(tmp_path: Path, keys):
     """``servers(name, **options)`` starts a real sshd; all are stopped (and their agents killed) after the test."""
-    from sshd import kill_agents, start_sshd
+    from support.sshd import kill_agents, start_sshd
 
     started: list = []
 

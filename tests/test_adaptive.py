@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from hilbench_agent.main import median_ci_halfwidth
 from scipy.stats import quantile_test
+from support.helpers import missing_in_ci, pyenv_python, run_agent, write_agent
 
 from harness import open_store
 from harness.cli import main
 from harness.config.plan import load_plan
 from harness.errors import ConfigError
-from tests.helpers import missing_in_ci, pyenv_python, run_agent, write_agent
 
 PLAN = """
 name = "adaptive"

@@ -1,6 +1,6 @@
 """The ADB transport, the Android runner driver and phone telemetry, through the REAL adb client and server.
 
-The phone is a stand-in (tests/adbd_standin.py) that speaks the adbd wire protocol on loopback; the
+The phone is a stand-in (tests/support/adbd_standin.py) that speaks the adbd wire protocol on loopback; the
 runner binaries it runs are shell scripts that print recorded outputs. Every test uses its own adb
 server port and kills that server at the end, so a user's adb server is never touched.
 """
@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.adbd_standin import ADBDStandIn, write_fake_tree
+from support.helpers import missing_in_ci
 
 from harness.config.targets import ADBSettings, Target
 from harness.errors import TransportError
 from harness.transport.adb.shell import parse_devices
 from harness.transport.adb.transport import ADBTransport
-from tests.adbd_standin import ADBDStandIn, write_fake_tree
-from tests.helpers import missing_in_ci
 
 pytestmark = pytest.mark.adb
 

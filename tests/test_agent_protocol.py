@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from support.helpers import missing_in_ci, pyenv_python, run_agent, write_agent
 
 from harness.agent.protocol import decode_line
-from tests.helpers import missing_in_ci, pyenv_python, run_agent, write_agent
 
 PYTHONS = {
     "3.7": pyenv_python("3.7"),

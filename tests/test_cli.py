@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ctrl_c_mid_run
+from support.helpers import ctrl_c_mid_run
 
 from harness import open_store
 from harness.cli import main

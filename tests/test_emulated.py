@@ -1,6 +1,6 @@
 """End to end on the emulated Raspberry Pi: Debian bookworm arm64 under qemu-user, over real SSH.
 
-The device (tests/emulated_device.py) is built once and cached; here a session fixture starts it
+The device (tests/support/emulated_device.py) is built once and cached; here a session fixture starts it
 (seconds) and every test reaches it through hilbench's SSH transport, exactly like a board in a lab.
 Without qemu, debootstrap or binfmt support the tests skip with the reason locally and FAIL in CI
 (env CI set): a CI that cannot build the device must not pass quietly.
@@ -23,8 +23,16 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
-from emulated_device import DEVICE_PYTHON, EmulatedDevice, EmulationUnavailable, build, check_host, reap_stale, start
-from helpers import missing_in_ci, write_agent
+from support.emulated_device import (
+    DEVICE_PYTHON,
+    EmulatedDevice,
+    EmulationUnavailable,
+    build,
+    check_host,
+    reap_stale,
+    start,
+)
+from support.helpers import missing_in_ci, write_agent
 
 from harness import open_store
 from harness.cli import main
@@ -169,7 +177,7 @@ def test_stop_kills_agents_and_unmounts(emulated_root: Path, tmp_path: Path):
 
 
 def test_a_device_left_by_a_killed_run_is_cleaned_up_by_the_next_start(emulated_root: Path, tmp_path: Path):
-    code = ("import sys, time; from emulated_device import start; from pathlib import Path; "
+    code = ("import sys, time; from support.emulated_device import start; from pathlib import Path; "
             f"d = start(Path({str(emulated_root)!r})); "
             "print(d.workdir, d.netns, flush=True); time.sleep(600)")
     owner = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parent, stdout=subprocess.PIPE,
@@ -270,7 +278,7 @@ def test_content_cache_second_run_sends_no_bytes(device: EmulatedDevice, ssh_rea
 
 def test_fleet_of_emulated_arm64_and_local_x86_sshd(device: EmulatedDevice, ssh_ready, tmp_path: Path):
     _models_available()
-    import sshd  # the SSH transport's real-sshd fixture: an x86 device on a loopback port
+    from support import sshd  # the SSH transport's real-sshd fixture: an x86 device on a loopback port
 
     reason = sshd.sshd_unavailable()
     if reason:
@@ -397,7 +405,7 @@ def _is_agent(pid: int) -> bool:
 
 
 def test_check_host_names_what_is_missing(monkeypatch: pytest.MonkeyPatch):
-    import emulated_device
+    from support import emulated_device
 
     if os.geteuid() != 0:
         with pytest.raises(EmulationUnavailable, match="needs root"):

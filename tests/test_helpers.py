@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from tests.helpers import missing_in_ci
+from support.helpers import missing_in_ci
 
 
 @pytest.mark.parametrize("ci, outcome", [("", pytest.skip.Exception), ("1", pytest.fail.Exception)])

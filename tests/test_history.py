@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from support import fake_lab
 
 from harness.analysis.history import detect_changes, nightly_points
 from harness.cli import main
-from tests import fake_lab
 
 pytest.importorskip("otava")
 

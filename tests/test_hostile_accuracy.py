@@ -1,7 +1,7 @@
 """A hostile device cannot make the host import a module or call a function (issue 18, item 1), and
 neither can a results store someone else wrote (a CI artefact, a shared bucket).
 
-The device is played for real (tests/hostile.py: a local target whose ``python`` is a script printing chosen
+The device is played for real (tests/support/hostile.py: a local target whose ``python`` is a script printing chosen
 protocol lines through the real local transport). Its ``result`` names scorers to import (``this:x`` prints
 the Zen of Python, ``venv.__main__:x`` creates virtualenvs in the current folder and exits, a payload module
 on the host's path leaves a file behind), a reference, a label array and an evaluation file's sha256.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile import hostile_target, plan_file
+from support.hostile import hostile_target, plan_file
 
 from harness import open_store
 from harness.analysis.accuracy import score_runs

@@ -1,7 +1,7 @@
 """A hostile device cannot drive the user's terminal (issue 18, item 4), crash ``hilbench doctor`` with a
 malformed hello, or make an SVG figure invalid XML.
 
-The device is played for real (tests/hostile.py: a local target whose ``python`` is a script printing chosen
+The device is played for real (tests/support/hostile.py: a local target whose ``python`` is a script printing chosen
 protocol lines through the real local transport). It puts terminal escapes (clear screen, window title with
 BEL, colour), a C1 CSI and a bidirectional override into every text field it can; the commands that print
 device text must show them as visible escapes and never pass the raw bytes on.
@@ -18,7 +18,7 @@ import threading
 import xml.etree.ElementTree as ET
 
 import pytest
-from hostile import hostile_target, plan_file
+from support.hostile import hostile_target, plan_file
 
 from harness import open_store
 from harness.cli import main

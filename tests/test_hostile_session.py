@@ -1,4 +1,4 @@
-"""A hostile device against the host's protocol path, for real: the device is a script (tests/hostile.py)
+"""A hostile device against the host's protocol path, for real: the device is a script (tests/support/hostile.py)
 started through the local transport, whose real pipes the session reads. Every malformed message ends only
 its own job, as an ``agent`` error with a one-line reason naming the field; the other job runs, the session
 row is closed, and a flood or an endless line leaves the host's memory bounded."""
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.hostile import HOSTILE_PLAN, hostile_target, plan_file
 
 from harness import open_store
 from harness.agent.protocol import MAX_LINE_BYTES
@@ -19,7 +20,6 @@ from harness.config.plan import expand_jobs, load_plan
 from harness.config.targets import load_targets
 from harness.run.session import Progress, Runner
 from harness.transport.local import LocalTransport
-from tests.hostile import HOSTILE_PLAN, hostile_target, plan_file
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """A hostile device against the SSH and ADB transports, for real (issue 18, items 2 and 5).
 
-The device is a real OpenSSH server (tests/sshd.py) or the adbd stand-in (tests/adbd_standin.py) driven by the
+The device is a real OpenSSH server (tests/support/sshd.py) or the adbd stand-in (tests/support/adbd_standin.py) driven by the
 real adb client; what is hostile is what runs there: a ``python`` that floods its output, a journal too big to
 read, a runner that prints fake markers, a target env key that is shell code, a pre-planted agent folder. Nothing
 here mocks the session or a transport.
@@ -20,16 +20,14 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from support.hostile import hostile_python
+from support.sshd import SSHServer, keygen
 
 from harness import open_store
 from harness.agent.bundle import agent_bundle
 from harness.cli import main
 from harness.config.targets import Target, load_target
 from harness.errors import ConfigError, HostKeyError, TransportError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from hostile import hostile_python  # noqa: E402
-from sshd import SSHServer, keygen  # noqa: E402
 
 MB = 1024 * 1024
 #: the user's ~/.ssh is never read or written (tests/conftest.py)

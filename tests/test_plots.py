@@ -7,6 +7,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 import pandas as pd
 import pytest
+from support import fake_lab
 
 from harness.cli import main
 from harness.report.plots import (
@@ -19,7 +20,6 @@ from harness.report.plots import (
     trend_figure,
 )
 from harness.store import Store
-from tests import fake_lab
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support import fake_lab
+from support.helpers import missing_in_ci
 
 from harness import open_store
 from harness.cli import main
 from harness.report.html import build_report, ranking_table
-from tests import fake_lab
-from tests.helpers import missing_in_ci
 
 MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,6 +1,6 @@
 """The SSH transport and fleet fault handling against REAL OpenSSH servers on loopback ports.
 
-Each device is ``/usr/sbin/sshd`` (tests/sshd.py) with generated host and user keys; the device's
+Each device is ``/usr/sbin/sshd`` (tests/support/sshd.py) with generated host and user keys; the device's
 Python is this host's (it has onnxruntime) or the pyenv 3.6 interpreter for the too-old case. Most jobs
 use the synthetic stand-in backend (it sleeps; it can fail, crash or hang on request); one runs real
 onnxruntime. Without sshd these tests skip, except under CI (env CI set), where they fail.
@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from support.helpers import ctrl_c_mid_run, missing_in_ci, pyenv_python
+from support.sshd import SSHServer, UserKeys, free_port, keygen
+from support.sshd import agents_of as _agents_of
 
 from harness import open_store
 from harness.cli import main
@@ -26,11 +29,6 @@ from harness.config.targets import LOCAL, load_target, load_targets
 from harness.doctor.checks import doctor, format_checks
 from harness.errors import HostKeyError, TransportError
 from harness.run.session import Progress, run_jobs
-
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import ctrl_c_mid_run, missing_in_ci, pyenv_python  # noqa: E402
-from sshd import SSHServer, UserKeys, free_port, keygen  # noqa: E402
-from sshd import agents_of as _agents_of  # noqa: E402
 
 pytestmark = [pytest.mark.sshd, pytest.mark.usefixtures("own_ssh_dir")]
 MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
@@ -418,7 +416,7 @@ def test_device_python_too_old_is_refused_and_doctor_flags_it(servers, tmp_path:
     checks = {c.name: c for c in doctor(load_target(tdir / "old.toml"))}
     assert checks["login"].ok is True and checks["python"].ok is False and "too old" in checks["python"].detail
     # The agent itself says the same in protocol terms when started by hand with that Python.
-    from helpers import run_agent, write_agent
+    from support.helpers import run_agent, write_agent
 
     code, messages, _ = run_agent(old, write_agent(tmp_path), {"v": 1})
     assert code == 2 and messages[-1]["type"] == "error" and "too old" in messages[-1]["message"]

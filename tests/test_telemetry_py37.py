@@ -10,8 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from tests.helpers import missing_in_ci
+from support.helpers import missing_in_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT_DIR = ROOT / "device_agents"

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from support.helpers import pyenv_python
 
 from harness import open_store
 from harness.analysis.derive import derive_run, format_derived
@@ -31,7 +32,6 @@ from harness.config.plan import expand_jobs, load_plan
 from harness.config.targets import LOCAL
 from harness.errors import ConfigError
 from harness.run.session import Progress, Runner, run_jobs
-from tests.helpers import pyenv_python
 
 S = 1_000_000_000
 

@@ -28,9 +28,9 @@ Missing support (not root, no debootstrap, no qemu-aarch64, no binfmt_misc) rais
 
 Command line (used by ``.ci/emulated-device.sh``)::
 
-    python3 tests/emulated_device.py check    # can this machine build and run it?
-    python3 tests/emulated_device.py build    # build or reuse; prints the root folder and the time
-    python3 tests/emulated_device.py start    # start it, print the target file, wait for Ctrl-C
+    python3 tests/support/emulated_device.py check    # can this machine build and run it?
+    python3 tests/support/emulated_device.py build    # build or reuse; prints the root folder and the time
+    python3 tests/support/emulated_device.py start    # start it, print the target file, wait for Ctrl-C
 """
 
 from __future__ import annotations
