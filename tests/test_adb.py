@@ -310,7 +310,9 @@ def test_charging_makes_battery_power_unavailable(shared_dir: Path) -> None:
 def test_recorded_thermalservice_dumps(shared_dir: Path) -> None:
     from harness.transport.adb.vendor_runner import parse_snapshot
 
-    for path in sorted((shared_dir / "telemetry-samples/android").glob("dumpsys_thermalservice_*.txt")):
+    paths = sorted((shared_dir / "telemetry-samples/android").glob("dumpsys_thermalservice_*.txt"))
+    assert paths, "no recorded thermalservice dumps"
+    for path in paths:
         r = {d["sensor"]: d for d in parse_snapshot("@@thermalservice\n" + path.read_text())}
         if "cached" in path.name:
             assert r["temp.hal"]["value"] is None, path.name
@@ -333,7 +335,9 @@ def test_parser_cases_for_runner_formats(shared_dir: Path) -> None:
     assert rep.samples_ms[0] == pytest.approx(8.1)
     for folder, runner in (("tflite_benchmark_model", "benchmark_model"),
                            ("onnxruntime_perf_test", "onnxruntime_perf_test")):
-        for path in sorted((shared_dir / "runner-outputs" / folder).glob("*.txt")):
+        paths = sorted((shared_dir / "runner-outputs" / folder).glob("*.txt"))
+        assert paths, f"no recorded outputs in runner-outputs/{folder}"
+        for path in paths:
             rep = parse_runner_output(path.read_text(errors="replace"), runner=runner)
             assert rep.timed is not None and not rep.timed.is_empty(), path.name
             assert rep.aggregate_only == (rep.samples_ms is None), path.name

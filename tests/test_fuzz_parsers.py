@@ -228,6 +228,7 @@ def _recorded(shared: Path, folder: str) -> list[tuple[str, str]]:
     for p in sorted((shared / folder).rglob("*")):
         if p.is_file() and p.suffix != ".md":
             out.append((p.parent.name, p.read_text(encoding="utf-8", errors="replace")))
+    assert out, f"no recorded samples under {shared / folder}"
     return out
 
 

@@ -57,6 +57,7 @@ def _modules() -> dict[str, tuple[Path, bool]]:
         if is_pkg:
             parts = parts[:-1]
         out[".".join(parts)] = (path, is_pkg)
+    assert out, f"no modules found under {PACKAGE}"
     return out
 
 

@@ -113,6 +113,7 @@ def _sensors(readings: list[Reading], line: int | None = 0) -> set[str]:
 def test_every_shared_sample_is_covered(shared_dir: Path) -> None:
     on_disk = {p.relative_to(shared_dir / SAMPLES).as_posix()
                for p in (shared_dir / SAMPLES).rglob("*") if p.is_file() and p.suffix != ".md"}
+    assert on_disk, "no recorded telemetry samples"
     assert on_disk == set(SAMPLE_KINDS), "a sample was added or removed: cover it here and in SOURCES.md"
 
 

@@ -130,14 +130,16 @@ def test_readers_and_sampler_run_on_python37(tmp_path: Path) -> None:
     assert j["facts"]["jetson_clocks"]["active"] == 1
     assert j["facts"]["trip_points"] == {"temp.CPU-therm": [{"trip": 0, "temp_c": 97.0, "type": "passive"}]}
     assert {"tegrastats", "cooling"} <= set(j["sources"]) and j["power"] == 900 and j["cooling"] == 1
-    if shared.is_dir():
-        files = [p for p in shared.rglob("*") if p.is_file() and p.suffix != ".md"]
-        assert len(out["samples"]) == len(files)
-        assert all(n > 0 for _, n, _ in out["samples"].values())
+    if not shared.is_dir():
+        missing_in_ci("the recorded-sample half of the Python 3.7 test", f"recorded samples not found at {shared}")
+    files = [p for p in shared.rglob("*") if p.is_file() and p.suffix != ".md"]
+    assert files and len(out["samples"]) == len(files)
+    assert all(n > 0 for _, n, _ in out["samples"].values())
 
 
 def test_agent_telemetry_sources_compile_for_python37() -> None:
     files = sorted(str(p) for p in (AGENT_DIR / "hilbench_agent" / "telemetry").glob("*.py"))
+    assert files, "no telemetry sources found"
     code = "import py_compile, sys\nfor f in sys.argv[1:]:\n    py_compile.compile(f, doraise=True, cfile=f + '.37c')\n"
     proc = subprocess.run([PY37, "-c", code, *files], capture_output=True, text=True, timeout=60)
     for f in files:
