@@ -32,9 +32,10 @@ from harness.agent.bundle import agent_bundle
 from harness.agent.protocol import decode_line
 from harness.agent.validate import ITEM_OUTPUT_VALUES, MAX_OUTPUT_VALUES, Limits, MessageChecker
 from harness.config.plan import Job, Plan
-from harness.errors import HilbenchError, ProtocolError, TransportError
+from harness.config.targets import Target
+from harness.errors import ConfigError, HilbenchError, ProtocolError, TransportError
 from harness.store import Store, new_id
-from harness.transport import LineTimeout, Transport, make_transport
+from harness.transport import LineTimeout, Transport, make_transport, transport_class
 
 __all__ = ["Progress", "SessionResult", "run_jobs", "host_facts", "device_key"]
 
@@ -292,7 +293,8 @@ class _JobRun:
             "device_model": hello.get("device_model"),
             "emulated": bool(hello.get("emulated")) if hello else None,
             "emulation": hello.get("emulated"),
-            "stand_in": job.backend == "synthetic",
+            # A run through the fake transport is a replayed script, not a measurement.
+            "stand_in": job.backend == "synthetic" or job.target.transport == "fake",
             "device": hello or None,
             "host": host_facts(),
             "target_facts": job.target.public_dict(),
@@ -338,25 +340,13 @@ _INTERRUPTED = "the run was interrupted (Ctrl-C)"
 
 def device_key(target: Any) -> tuple[Any, ...]:
     """What one physical device is, whatever the target is called: the transport and its resolved endpoint
-    (host and port after ~/.ssh/config, the adb serial). Two targets with the same key never measure at once."""
-    if target.transport == "ssh":
-        port = target.port
-        host = target.host
-        try:
-            from harness.transport.ssh import resolve_endpoint
-
-            s = target.ssh
-            ep = resolve_endpoint(target.host, user=target.user, port=target.port, identity_file=s.identity_file,
-                                  proxy_jump=s.proxy_jump, known_hosts=s.known_hosts, use_ssh_config=s.use_ssh_config)
-            host, port = ep.host, ep.port
-        except (HilbenchError, ImportError):
-            pass  # connecting will say what is wrong; until then the address as written identifies it
-        return ("ssh", str(host).lower(), port or 22)
-    if target.transport == "adb":
-        return ("adb", target.adb.serial or "")
-    if target.transport == "local":
-        return ("local",)
-    return (target.transport, target.name)
+    (host and port after ~/.ssh/config, the adb serial). Two targets with the same key never measure at once.
+    Each transport says what one device is (:meth:`Transport.device_key`)."""
+    try:
+        cls = transport_class(target)
+    except ConfigError:
+        return (target.transport, target.name)  # running it will say what is wrong
+    return cls.device_key(target)
 
 
 def _take_line(run: _JobRun, line: str | dict[str, Any], where: str, progress: Progress) -> str | None:
@@ -392,11 +382,6 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with status {code}"
 
 
-def _alive(transport: Transport) -> bool:
-    """Whether ``transport``'s connection is up (transports without a connection always are)."""
-    return bool(getattr(transport, "is_alive", True))
-
-
 class _SerialProgress(Progress):
     """Passes events on one at a time: worker threads of several targets never interleave a display."""
 
@@ -424,8 +409,11 @@ class _SerialProgress(Progress):
 class Runner:
     """Runs jobs through transports into a store. Use :func:`run_jobs`."""
 
-    def __init__(self, store: Store, session_id: str, labels: dict[str, str], progress: Progress) -> None:
+    def __init__(self, store: Store, session_id: str, labels: dict[str, str], progress: Progress, *,
+                 transports: Callable[[Target], Transport] | None = None) -> None:
         self.store = store
+        #: builds each target's transport (``make_transport``; tests pass FakeTransports)
+        self.make_transport = transports or make_transport
         self.session_id = session_id
         self.labels = labels
         self.progress = progress if isinstance(progress, _SerialProgress) else _SerialProgress(progress)
@@ -455,11 +443,10 @@ class Runner:
     def _connect(self, transport: Transport) -> None:
         """Open ``transport`` with a few bounded, stop-aware retries, so that a blip at start-up does not fail
         every job of the device. Host key and login refusals are not retried (the SSH transport knows them)."""
-        reconnect = getattr(transport, "reconnect", None)
-        if reconnect is None:
+        if not transport.can_reconnect:
             transport.connect()
             return
-        reconnect(stop=self.stop, attempts=self.connect_attempts, first_delay_s=self.connect_backoff_s)
+        transport.reconnect(stop=self.stop, attempts=self.connect_attempts, first_delay_s=self.connect_backoff_s)
 
     def _probe_facts(self, transport: Transport, target: Any) -> None:
         if not self.probe_devices or target.transport not in ("local", "ssh") or self.stop.is_set():
@@ -478,7 +465,7 @@ class Runner:
         job stored as a ``transport`` error; a connection that drops is re-opened before the next job."""
         transport: Transport | None = None
         try:
-            transport = make_transport(jobs[0].target)
+            transport = self.make_transport(jobs[0].target)
             self._connect(transport)
         except HilbenchError as exc:
             if transport is not None:
@@ -496,7 +483,7 @@ class Runner:
             for job in jobs:
                 if self.stop.is_set():
                     break
-                if unreachable is None and not _alive(transport):
+                if unreachable is None and not transport.is_alive:
                     unreachable = self._reconnect(transport)
                 if unreachable is not None:
                     self._store_failure(job, new_id(), _now(), "transport", unreachable, transport)
@@ -509,7 +496,7 @@ class Runner:
                                               f"on this job (a bug, please report it): {type(exc).__name__}: {detail}",
                                               transport)
                 unreachable = self._unreachable.get(id(transport))
-                if unreachable is None and row["error_category"] == "transport" and not _alive(transport):
+                if unreachable is None and row["error_category"] == "transport" and not transport.is_alive:
                     unreachable = self._reconnect(transport)
         finally:
             transport.close()
@@ -517,13 +504,11 @@ class Runner:
     def _reconnect(self, transport: Transport) -> str | None:
         """Re-open a dropped connection (the transport backs off and retries); None when it is back,
         else the one-line reason."""
-        reconnect = getattr(transport, "reconnect", None)
-        if reconnect is None:
-            return f"{transport.target.name}: the connection dropped and this transport cannot reconnect"
         try:
-            reconnect(stop=self.stop)
+            transport.reconnect(stop=self.stop)
         except TransportError as exc:
-            self._unreachable[id(transport)] = str(exc)
+            if transport.can_reconnect:  # one that cannot says so each time it is asked
+                self._unreachable[id(transport)] = str(exc)
             return str(exc)
         self._unreachable.pop(id(transport), None)
         return None
@@ -661,7 +646,7 @@ class Runner:
         try:
             return transport.prepare(files)
         except TransportError:
-            if _alive(transport) or self._reconnect(transport) is not None:
+            if transport.is_alive or self._reconnect(transport) is not None:
                 raise
         return transport.prepare(files)
 
@@ -672,7 +657,7 @@ class Runner:
         try:
             proc = transport.start_agent(self.payload(job, run.run_id, paths), journal)
         except TransportError as exc:
-            if not _alive(transport):
+            if not transport.is_alive:
                 return "lost", exc.stderr_tail
             run.error = ("transport", str(exc))
             return "done", exc.stderr_tail
@@ -703,7 +688,7 @@ class Runner:
                 try:
                     line = proc.next_line(min(remaining, 0.5))
                 except LineTimeout:
-                    if getattr(proc, "connection_lost", False) and not self.stop.is_set():
+                    if proc.connection_lost and not self.stop.is_set():
                         return "lost", proc.stderr_tail
                     continue
                 except ProtocolError as exc:  # a line over the reader's limit: the stream ends there
@@ -723,7 +708,7 @@ class Runner:
             if run.result is None and run.error is None and self.stop.is_set():
                 # Ctrl-C: interrupt() killed the agent, so its stream ended before the loop saw the stop.
                 run.error = ("interrupted", _INTERRUPTED)
-            if code is None and getattr(proc, "connection_lost", False) and run.error is None:
+            if code is None and proc.connection_lost and run.error is None:
                 return "lost", proc.stderr_tail
             if code is None:
                 proc.kill()
@@ -731,9 +716,7 @@ class Runner:
         finally:
             with self._lock:
                 self._active.discard(proc)
-            close = getattr(proc, "close", None)
-            if close is not None:
-                close()  # drop what is still queued from it, and stop its reader
+            proc.close()  # drop what is still queued from it, and stop its reader
         if run.result is None and run.error is None:
             tail = proc.stderr_tail.strip().splitlines()
             last = f": {tail[-1].strip()}" if tail else ""
@@ -743,12 +726,9 @@ class Runner:
     def _recover(self, job: Job, transport: Transport, journal: str, deadline: float) -> _JobRun | None:
         """After a reconnect: wait for the agent if it still runs on the device, then rebuild the job from
         its journal. None when the journal holds no end (the agent died with the connection): run it again."""
-        alive = getattr(transport, "agent_alive", None)
-        while alive is not None and alive(journal):
+        while transport.agent_alive(journal):
             if self.stop.is_set() or time.monotonic() >= deadline:
-                kill = getattr(transport, "kill_agent", None)
-                if kill is not None:
-                    kill(journal)
+                transport.kill_agent(journal)
                 run = self._replay(job, journal, transport.fetch_journal(journal) or [])
                 run.result = None
                 run.error = self._unless_stopped(
@@ -805,9 +785,11 @@ def run_jobs(
     resume: bool = False,
     argv: list[str] | None = None,
     on_runner: Callable[[Runner], None] | None = None,
+    transports: Callable[[Target], Transport] | None = None,
 ) -> SessionResult:
     """Run ``jobs`` and store every result. Raises StoreError before anything runs
-    when the store is not writable. ``resume`` skips jobs already stored as ok."""
+    when the store is not writable. ``resume`` skips jobs already stored as ok. ``transports`` builds
+    each target's transport (default :func:`make_transport`; tests pass :class:`FakeTransport` ones)."""
     store.ensure_writable()
     progress = progress or Progress()
     labels = dict(labels or {})
@@ -837,7 +819,7 @@ def run_jobs(
     }
     store.write_table("sessions", session_id, [session_row])
     progress.session_started(session_id, jobs, skipped)
-    runner = Runner(store, session_id, labels, progress)
+    runner = Runner(store, session_id, labels, progress, transports=transports)
     if on_runner:
         on_runner(runner)
     by_target: dict[str, list[Job]] = {}

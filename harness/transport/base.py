@@ -8,6 +8,12 @@ A transport is a context manager. Its life cycle::
         for line in proc.lines(timeout): ...
         proc.wait(timeout)
 
+This module is the whole contract the session uses (docs/protocol.md, "Transport contract"). What a
+transport cannot do has a safe default here: a connection that is always up (:attr:`Transport.is_alive`),
+no reconnecting (:attr:`Transport.can_reconnect` False; :meth:`Transport.reconnect` raises), no agent
+left running after a drop (:meth:`Transport.agent_alive` False), no journal to recover from
+(:meth:`Transport.fetch_journal` None). The session calls these methods directly, never probes for them.
+
 Every method raises :class:`harness.errors.TransportError` (with target and step)
 for anything that goes wrong reaching the device; third-party exceptions never
 leave a transport.
@@ -21,7 +27,7 @@ import subprocess
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from harness.agent.protocol import MAX_LINE_BYTES
 from harness.config.targets import Target
@@ -58,7 +64,14 @@ class AgentProcess(ABC):
     def kill(self) -> None: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook
-        """The session is done with this agent's lines (after :meth:`wait`): free what is buffered."""
+        """The session is done with this agent's lines (after :meth:`wait`): free what is buffered.
+        Default: nothing to free."""
+
+    @property
+    def connection_lost(self) -> bool:
+        """The connection to the device dropped before the agent's exit status arrived (the agent may still
+        run there, writing its journal). Default False: a transport without a connection never loses it."""
+        return False
 
     @property
     @abstractmethod
@@ -202,7 +215,17 @@ class SubprocessAgentProcess(PipeAgentProcess):
 
 
 class Transport(ABC):
-    """Reaches one target. Subclasses: LocalTransport, SSHTransport, ADBTransport."""
+    """Reaches one target. Subclasses: LocalTransport, SSHTransport, ADBTransport, FakeTransport (tests)."""
+
+    #: whether :meth:`reconnect` can re-open a dropped connection; when False the session opens the
+    #: transport with one :meth:`connect` and treats a drop as final
+    can_reconnect: ClassVar[bool] = False
+
+    @classmethod
+    def device_key(cls, target: Target) -> tuple[Any, ...]:
+        """What one physical device is, whatever the target is called (two targets with the same key never
+        measure at once). Default: the transport's name and the target's name."""
+        return (target.transport, target.name)
 
     def __init__(self, target: Target) -> None:
         self.target = target
@@ -221,6 +244,28 @@ class Transport(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Close the connection; never raises."""
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the connection is up, as far as this side knows. Default True (nothing to lose)."""
+        return True
+
+    def reconnect(self, *, stop: threading.Event | None = None, attempts: int | None = None,
+                  first_delay_s: float | None = None) -> None:
+        """Open the connection again after a drop: ``attempts`` tries, waiting ``first_delay_s`` and then
+        twice as long before each next one; a set ``stop`` (Ctrl-C) ends the waiting at once. Raises the
+        last TransportError when the device stays away. Only where :attr:`can_reconnect`; the default
+        raises a TransportError saying this transport cannot reconnect."""
+        raise TransportError("the connection dropped and this transport cannot reconnect", target=self.target.name)
+
+    def agent_alive(self, journal: str) -> bool:
+        """Whether the agent that writes ``journal`` still runs on the device (asked after a reconnect).
+        Default False: no agent outlives its connection."""
+        return False
+
+    def kill_agent(self, journal: str) -> None:  # noqa: B027 - optional hook
+        """Kill the agent that writes ``journal`` (and what it started) on the device. Default: nothing
+        to kill (see :meth:`agent_alive`)."""
 
     @abstractmethod
     def prepare(self, files: dict[str, tuple[str, str]]) -> dict[str, str]:

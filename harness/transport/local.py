@@ -31,6 +31,11 @@ class LocalTransport(Transport):
         self.python = target.python or sys.executable
         self.workdir = Path(os.path.expanduser(os.environ.get("HILBENCH_CACHE") or target.workdir))
 
+    @classmethod
+    def device_key(cls, target: Any) -> tuple[Any, ...]:
+        """``("local",)``: every local target is this one machine."""
+        return ("local",)
+
     def prepare(self, files: dict[str, tuple[str, str]]) -> dict[str, str]:
         bundle = agent_bundle()
         agent_path = self.workdir / "agents" / f"{bundle.sha256}.pyz"

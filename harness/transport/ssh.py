@@ -57,7 +57,7 @@ import paramiko
 
 from harness.agent.bundle import MIN_PYTHON, agent_bundle
 from harness.config.targets import Target, shell_env
-from harness.errors import HostKeyError, TransportError
+from harness.errors import HilbenchError, HostKeyError, TransportError
 from harness.transport import base as _base
 from harness.transport.base import PipeAgentProcess, Transport
 
@@ -352,6 +352,23 @@ class SSHTransport(Transport):
     #: reconnect attempts after a drop, waiting ``reconnect_backoff_s`` x 2^n (at most 8 s) between them
     reconnect_attempts = 6
     reconnect_backoff_s = 0.5
+    can_reconnect = True
+
+    @classmethod
+    def device_key(cls, target: Target) -> tuple[Any, ...]:
+        """``("ssh", host, port)`` after ~/.ssh/config; the address as written while it cannot be resolved
+        (connecting will say what is wrong)."""
+        port = target.port
+        host = target.host
+        try:
+            s = target.ssh
+            ep = resolve_endpoint(target.host or "", user=target.user, port=target.port,
+                                  identity_file=s.identity_file, proxy_jump=s.proxy_jump,
+                                  known_hosts=s.known_hosts, use_ssh_config=s.use_ssh_config)
+            host, port = ep.host, ep.port
+        except HilbenchError:
+            pass  # connecting will say what is wrong; until then the address as written identifies it
+        return ("ssh", str(host).lower(), port or 22)
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)

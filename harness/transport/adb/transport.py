@@ -158,6 +158,11 @@ class ADBTransport(Transport):
     recover_timeout_s = 20.0
     unauthorized_grace_s = 2.0
 
+    @classmethod
+    def device_key(cls, target: Target) -> tuple[Any, ...]:
+        """``("adb", serial)``: one phone (the serial is empty when adb picks the only one attached)."""
+        return ("adb", target.adb.serial or "")
+
     def __init__(self, target: Target) -> None:
         super().__init__(target)
         self.adb_path = os.path.expanduser(target.adb.adb_path or "adb")
