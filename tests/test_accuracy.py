@@ -26,6 +26,7 @@ def plan(tmp: Path, body: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 @needs_models
 def test_eval_on_the_device_scores_and_fidelity(tmp_path, capsys):
     (tmp_path / "m").symlink_to(MODELS)
@@ -78,6 +79,7 @@ def scorer_mae(outputs, labels):
     return {"mean_abs_output": float(np.mean(np.abs(outputs))), "items": float(len(labels))}
 
 
+@pytest.mark.slow
 @needs_models
 def test_user_scorer(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
@@ -181,6 +183,7 @@ def scorer_regression(outputs, labels):
     return {"mae": float(np.mean(np.abs(err))), "mse": float(np.mean(err ** 2))}
 
 
+@pytest.mark.slow
 def test_scorer_gets_the_evaluation_files_labels_for_regression_and_boxes(tmp_path, monkeypatch):
     """Float labels in 0.1..0.9 and 4-value box labels reach the scorer as they are in the file,
     end to end on the local target; no top-1 is reported for them."""
@@ -262,6 +265,7 @@ def test_an_older_run_with_float_labels_stored_as_integers_scores_no_top1(tmp_pa
     assert row["metrics"]["mae"] == pytest.approx(np.mean(np.abs(np.array([0.2, 0.4, 0.8, 0.3]) - y)))
 
 
+@pytest.mark.slow
 def test_the_agent_sends_large_outputs_in_batches_that_fit_a_protocol_line(tmp_path):
     """Items with many output values go in smaller batches, so no accuracy line nears the host's 16 MiB limit."""
     import json

@@ -76,6 +76,7 @@ def test_halfwidth_matches_the_exact_order_statistic_ci():
     assert median_ci_halfwidth([1, 2, 3]) is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("python", ["3.7", "host"])
 def test_agent_stops_for_each_reason(tmp_path, python):
     import sys

@@ -41,6 +41,7 @@ def agent(tmp_path):
     return write_agent(tmp_path)
 
 
+@pytest.mark.slow
 def test_agent_unpacks_once_with_bytecode_for_each_python(python, agent, tmp_path):
     code, msgs, err = run_agent(python, agent, SYNTH_JOB)
     assert code == 0 and msgs[-1]["status"] == "ok", err
@@ -150,6 +151,7 @@ def test_warmup_until_stable_and_time_bounds(python, agent):
     assert result["timed"]["duration_ns"] >= 100_000_000
 
 
+@pytest.mark.slow
 def test_timed_max_time_caps_the_run(python, agent):
     job = dict(SYNTH_JOB, settings={"latency_ms": 1.0}, warmup={"count": 0}, timed={"count": 100000, "max_s": 0.2})
     code, msgs, _ = run_agent(python, agent, job)
@@ -159,6 +161,7 @@ def test_timed_max_time_caps_the_run(python, agent):
     assert 50 < timed["count"] < 250
 
 
+@pytest.mark.slow
 def test_paced_mode_counts_deadline_misses(python, agent):
     # 4 ms invokes at 100 fps (10 ms frames) meet every deadline ...
     ok = dict(SYNTH_JOB, settings={"latency_ms": 4}, warmup={"count": 0}, timed={"count": 20, "rate_hz": 100})

@@ -43,6 +43,7 @@ def model_block(path: Path, extra: str = "", name: str | None = None) -> str:
     return f'[[models]]\npath = "{path}"\n' + (f'name = "{name}"\n' if name else "") + extra
 
 
+@pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path):
     """The bundled plan: ORT and LiteRT, FP32 and INT8, every raw sample stored."""
     plan = load_plan(QUICKSTART_PLAN)
@@ -66,6 +67,7 @@ def test_quickstart_end_to_end(tmp_path):
     assert by_model["mobilenet-v2-0.35"] > 5 * by_model["digits-cnn"]
 
 
+@pytest.mark.slow
 def test_litert_without_xnnpack_and_threads(tmp_path):
     plan = small_plan(tmp_path, model_block(MODELS / "digits_cnn_fp32.tflite"),
                       "[backends.litert]\nthreads = 2\nxnnpack = [true, false]\n")
@@ -74,6 +76,7 @@ def test_litert_without_xnnpack_and_threads(tmp_path):
     assert sorted(e["xnnpack"] for e in eff) == [False, True] and {e["threads"] for e in eff} == {2}
 
 
+@pytest.mark.slow
 def test_truncated_model_is_a_stored_model_error(tmp_path):
     data = (MODELS / "digits_cnn_fp32.onnx").read_bytes()
     bad = tmp_path / "truncated.onnx"
@@ -99,6 +102,7 @@ def _dynamic_onnx(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+@pytest.mark.slow
 def test_dynamic_dimension_needs_a_shape(tmp_path):
     model = tmp_path / "dyn.onnx"
     _dynamic_onnx(model)
@@ -113,6 +117,7 @@ def test_dynamic_dimension_needs_a_shape(tmp_path):
     assert result["inputs"][0]["used_shape"] == [8, 4]
 
 
+@pytest.mark.slow
 def test_inputs_from_a_file_and_wrong_shapes(tmp_path):
     model = MODELS / "digits_cnn_fp32.onnx"
     import onnxruntime as ort
@@ -131,6 +136,7 @@ def test_inputs_from_a_file_and_wrong_shapes(tmp_path):
     assert run["error_category"] == "input" and "shape [1, 3, 3]" in run["error_message"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend, settings, model, needle", [
     ("onnxruntime", 'providers = ["TensorrtExecutionProvider"]', "digits_cnn_fp32.onnx", "not available on this device"),
     ("litert", 'delegate = "/nonexistent/libedgetpu.so.1"', "digits_cnn_int8.tflite", "cannot load delegate"),

@@ -39,6 +39,7 @@ telemetry = false
 """
 
 
+@pytest.mark.slow
 def test_run_stores_every_sample_and_prints_the_table(tmp_path, capsys):
     plan = write_plan(tmp_path, SYNTH)
     store_dir = tmp_path / "res"
@@ -63,6 +64,7 @@ def test_run_stores_every_sample_and_prints_the_table(tmp_path, capsys):
     assert sessions.loc[0, "session_id"] in out
 
 
+@pytest.mark.slow
 def test_failing_jobs_are_stored_and_the_rest_go_on(tmp_path, capsys):
     plan = write_plan(tmp_path, SYNTH.replace("latency_ms = [0.2, 0.4]", "latency_ms = 0.2\nfail_at = [3, 100000]"))
     store_dir = tmp_path / "res"
@@ -84,6 +86,7 @@ def test_agent_crash_is_stored_with_exit_status(tmp_path):
     assert open_store(tmp_path / "res").samples().empty  # nothing half-written for a failed run
 
 
+@pytest.mark.slow
 def test_hung_agent_times_out(tmp_path):
     plan = write_plan(tmp_path, SYNTH.replace("latency_ms = [0.2, 0.4]", "latency_ms = 0.2\nhang_at = 2")
                       .replace("telemetry = false", "telemetry = false\ntimeout_s = 2"))
@@ -93,6 +96,7 @@ def test_hung_agent_times_out(tmp_path):
     assert run["error_category"] == "timeout" and "2 s" in run["error_message"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting, timeouts, phase", [
     ("load_ms = 5000", "load_s = 0.5", "load"),
     ("latency_ms = 50", "warmup_s = 0.5", "warmup"),  # 5 warm-ups fit; the 200 below do not
@@ -110,6 +114,7 @@ def test_a_phase_past_its_own_timeout_is_killed_and_stored(tmp_path, setting, ti
     assert (run["finished_at"] - run["started_at"]).total_seconds() < 4
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_jobs(tmp_path, capsys):
     plan = write_plan(tmp_path, SYNTH)
     store_dir = str(tmp_path / "res")
@@ -121,6 +126,7 @@ def test_resume_skips_finished_jobs(tmp_path, capsys):
     assert len(open_store(store_dir).runs()) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body, message", [
     ("[[models]\n", "invalid TOML"),
     ('[[models]]\nname = "x"\nbackends = ["synthetic"]\nwarmup = 3\n', "models[0].warmup: unknown key"),
@@ -148,6 +154,7 @@ def test_unwritable_store_is_a_user_error(tmp_path, capsys):
     assert "not writable" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_results_formats_and_show(tmp_path, capsys):
     plan = write_plan(tmp_path, SYNTH)
     store_dir = str(tmp_path / "res")
@@ -308,6 +315,7 @@ def test_live_and_plain_displays_show_device_text_as_escapes():
 # --- inline targets, bytes, Ctrl-C -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec, message", [
     ("ssh://pi@10.0.0.5:99999", "port must be 1-65535, not 99999"),
     ("ssh://pi@10.0.0.5:0", "port must be 1-65535, not 0"),
@@ -325,6 +333,7 @@ def test_inline_target_with_a_bad_port_is_a_one_line_error(tmp_path, spec, messa
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.slow
 def test_run_summary_and_show_report_the_bytes_sent(tmp_path, capsys):
     plan = write_plan(tmp_path, SYNTH)
     store_dir = str(tmp_path / "res")
@@ -341,6 +350,7 @@ def _committed_and_stray(store_dir: Path) -> tuple[set[str], list[Path]]:
     return runs, stray
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("presses", [1, 2])
 def test_ctrl_c_mid_job_stores_the_job_as_interrupted_and_the_session_as_interrupted(tmp_path, presses):
     plan = write_plan(tmp_path, SYNTH.replace("latency_ms = [0.2, 0.4]", "latency_ms = [0.2, 5.0, 5.1]")

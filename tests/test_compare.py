@@ -65,6 +65,7 @@ class StoreBuilder:
         return run_id
 
 
+@pytest.mark.slow
 def test_no_change_false_positive_rate_and_steps_caught(tmp_path):
     """Many configurations, no change: at most 1% flagged at the 2% threshold (after BH);
     +5% and +10% steps are all caught, +3% mostly."""
@@ -146,6 +147,7 @@ def test_history_raises_the_threshold(tmp_path):
     assert pair.threshold > 0.03 and not pair.regressed
 
 
+@pytest.mark.slow
 def test_sessions_that_shift_as_a_whole_are_not_regressions(tmp_path):
     """Real sessions move as a whole (1% here: another boot, another thermal state), which no test on
     two sessions' samples can see. With the baseline's history the interval includes that variation:
@@ -204,6 +206,7 @@ def test_selections(tmp_path):
         select_runs(runs, "s2026110")
 
 
+@pytest.mark.slow
 def test_formats_and_exit_status(tmp_path, capsys):
     b = StoreBuilder(tmp_path / "res")
     rng = np.random.default_rng(5)
@@ -280,6 +283,7 @@ telemetry = false
 """
 
 
+@pytest.mark.slow
 def test_end_to_end_two_real_sessions(tmp_path, capsys):
     """Two `hilbench run` sessions of the same plan (stand-in spinning 1 ms): compare with no
     arguments takes them, finds no regression and exits 0; a changed setting is another config."""

@@ -208,6 +208,7 @@ def run_telemetry(kind: str, text: str) -> None:
 # --- runner parsers ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runner", RUNNERS)
 @FUZZ
 @given(data=st.data())
@@ -247,6 +248,7 @@ def _cut(data: st.DataObject, text: str) -> str:
     return text[:a] + data.draw(st.sampled_from(HOSTILE) | NUMBERS) + text[a:]
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data())
 def test_runner_parsers_on_truncated_recordings(shared_dir: Path, data: st.DataObject) -> None:
@@ -267,6 +269,7 @@ def test_telemetry_parser_on_token_soup(kind: str, text: str) -> None:
     run_telemetry(kind, text)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(text=_texts(TELEMETRY_TOKENS))
 def test_telemetry_detection_and_host_parse(text: str) -> None:
@@ -279,6 +282,7 @@ def test_telemetry_detection_and_host_parse(text: str) -> None:
     assert all(isinstance(d, dict) and _finite_or_none(d["value"]) for d in out)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data())
 def test_telemetry_parsers_on_truncated_recordings(shared_dir: Path, data: st.DataObject) -> None:

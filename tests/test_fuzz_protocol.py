@@ -127,6 +127,7 @@ def test_decode_line_on_truncated_and_spliced_lines(line, data):
         assert isinstance(msg, dict)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(hostile_message(), min_size=1, max_size=6))
 def test_session_handling_raises_only_protocol_error(messages):

@@ -20,6 +20,7 @@ def build(tmp_path, **kw):
     return fake_lab.build(tmp_path / "res", n=200, eval_items=0, telemetry=False, **kw)
 
 
+@pytest.mark.slow
 def test_one_point_per_night_from_run_summaries(tmp_path):
     store = build(tmp_path, nights=5)
     points = nightly_points(store, ["p50", "p99", "peak_memory"])
@@ -31,6 +32,7 @@ def test_one_point_per_night_from_run_summaries(tmp_path):
     assert p["value"].tolist() == pytest.approx((one.sort_values("started_at")["p50_ns"] / 1e6).tolist())
 
 
+@pytest.mark.slow
 def test_a_persisting_step_is_flagged_on_its_first_night(tmp_path, capsys):
     store = build(tmp_path, nights=20, regress_from=12)
     points = nightly_points(store, ["p50"])
@@ -45,6 +47,7 @@ def test_a_persisting_step_is_flagged_on_its_first_night(tmp_path, capsys):
     assert main(["history", "--store", str(tmp_path / "res"), "--metric", "p50"]) == 0  # no --fail
 
 
+@pytest.mark.slow
 def test_a_fresh_rise_is_unconfirmed_and_noise_is_quiet(tmp_path):
     store = build(tmp_path, nights=16, regress_from=14)
     changes = detect_changes(nightly_points(store, ["p50"]))
@@ -54,6 +57,7 @@ def test_a_fresh_rise_is_unconfirmed_and_noise_is_quiet(tmp_path):
     assert not (detect_changes(nightly_points(quiet, ["p50"]))["status"] == "regression").any()
 
 
+@pytest.mark.slow
 def test_a_flagged_night_names_the_git_refs_to_compare(tmp_path, capsys):
     # Runs labelled by the documented convention: hilbench run --label git=$(git rev-parse --short HEAD)
     store = build(tmp_path, nights=20, regress_from=12, git=True)

@@ -120,6 +120,7 @@ print("READERS-DONE " + json.dumps({"codes": codes, "imported": sorted(
 """
 
 
+@pytest.mark.slow
 def test_scorers_named_by_the_device_are_never_imported(tmp_path):
     """The attack of issue 18: the device's result names ``this:x``, ``venv.__main__:x`` and a payload module
     on the host's path. accuracy, report and plot pareto import none of them, exit 0 and score top-1."""
@@ -203,6 +204,7 @@ def test_a_device_sha256_does_not_pick_an_evaluation_file(tmp_path, monkeypatch,
     assert CALLS == []
 
 
+@pytest.mark.slow
 def test_the_users_scorer_runs_only_when_trusted(tmp_path, capsys):
     """``hilbench run PLAN`` then accuracy/report/plot: without --scorer the plan's scorer is not imported
     (a one-line note with the exact flag, top-1 still shown); with it, it scores."""

@@ -162,6 +162,7 @@ def test_a_failed_job_shows_its_error_and_stderr_as_escapes(tmp_path, capsys):
     _assert_clean(capsys.readouterr().out, shown=False)
 
 
+@pytest.mark.slow
 def test_csv_is_faithful_data_in_a_pipe_and_escaped_on_a_terminal(tmp_path, monkeypatch, capsys):
     code, *_rest, store = _run(tmp_path, OK_JOB, capsys=capsys)
     assert code == 0
@@ -285,6 +286,7 @@ def test_doctor_prints_an_ssh_banner_safely(tmp_path, capsys, banner):
     assert "Evil\\x1b[2J" in out or "\\x1b[2J" in out, out  # the banner shown, its escapes visible
 
 
+@pytest.mark.slow
 def test_plots_of_hostile_runs_are_valid_svg(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     code, *_rest, store = _run(tmp_path, OK_JOB, capsys=capsys)
@@ -322,6 +324,7 @@ def test_doctor_validates_the_probe_hello_like_a_jobs(tmp_path, capsys, fields):
         assert code == 0 and "x" * 300 not in out, out  # cut to 256 characters
 
 
+@pytest.mark.slow
 def test_a_probe_hello_of_the_wrong_shape_is_stored_cleaned_and_report_reads_it(tmp_path, capsys):
     """The session's device probe is stored with every run (device_facts); a later report must not trip on it."""
     body = '''

@@ -21,6 +21,8 @@ from harness.config.targets import load_targets
 from harness.run.session import Progress, Runner
 from harness.transport.local import LocalTransport
 
+pytestmark = pytest.mark.slow  # every test here runs a hostile device in a child process
+
 REPO = Path(__file__).resolve().parents[1]
 
 #: The host's peak resident memory must stay under this (KB) whatever the device sends: it starts at

@@ -339,6 +339,7 @@ def _run_agent(zpath: Path) -> subprocess.CompletedProcess[str]:
                           env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
 def test_agent_does_not_run_an_unpacked_folder_others_can_write_or_own(tmp_path: Path) -> None:
     zpath, folder = _plant(tmp_path / "agents")

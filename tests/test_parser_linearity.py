@@ -24,6 +24,8 @@ from hilbench_agent.telemetry.jetson import parse_tegrastats_line
 from harness.errors import HilbenchError
 from harness.runners import detect_runner, parse_runner_output
 
+pytestmark = pytest.mark.slow  # timing measurements over many input sizes
+
 _SIZES = os.environ.get("HILBENCH_LINEARITY_SIZES", "20000,200000").split(",")
 SMALL, LARGE = int(_SIZES[0]), int(_SIZES[1])
 #: Linear input x10 -> time ~x10; quadratic -> ~x100.

@@ -37,6 +37,7 @@ def test_pareto_front_by_hand():
     assert pareto_front([1, 2, 3], [0.5, 0.6, 0.7]) == [0, 1, 2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["pareto", "distribution", "timeline", "targets", "energy"])
 def test_every_kind_as_png_and_svg(lab, tmp_path, kind, capsys):
     png, svg = tmp_path / f"{kind}.png", tmp_path / f"{kind}.svg"
@@ -81,6 +82,7 @@ def _legend_texts(fig):
     return [t.get_text() for ax in fig.axes for t in (ax.get_legend().get_texts() if ax.get_legend() else [])]
 
 
+@pytest.mark.slow
 def test_timeline_shades_only_throttle_flags_that_are_set_and_every_derived_event(tmp_path):
     # The fake Pi reports throttle.raw and a sticky *_occurred bit > 0 from its first reading (as a Pi that
     # throttled once since boot does); only the soft_temp_limit now-bit, late in the run, is throttling.
@@ -181,6 +183,7 @@ def test_pareto_labels_of_close_points_do_not_overlap():
 _EVIL = "\x1b[2J\x1b]0;T\x07\x1b[31m\u202e\x9b\x00 $\\frac{$"
 
 
+@pytest.mark.slow
 def test_hostile_names_make_valid_svg_with_the_escapes_shown(tmp_path):
     import matplotlib
 

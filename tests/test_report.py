@@ -45,6 +45,7 @@ def test_ranking(lab):
     assert "90 fps" in orin_int8["budgets"] and orin_int8["meets_deadline"]
 
 
+@pytest.mark.slow
 def test_html_is_self_contained(lab):
     text = build_report(open_store(lab), deadline_ms=16.7)
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
@@ -55,6 +56,7 @@ def test_html_is_self_contained(lab):
     assert "STAND-IN" in text and "must not decide a purchase" in text
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (MODELS / "digits_eval.npz").is_file(), reason="sample models not built")
 def test_report_of_the_bundled_models_end_to_end(tmp_path, capsys):
     plan = tmp_path / "plan.toml"
@@ -87,6 +89,7 @@ QUIET = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+@pytest.mark.slow
 def test_report_loads_in_a_headless_browser(lab, tmp_path):
     if CHROMIUM is None:
         missing_in_ci("the headless-browser check of the report", "chromium is not installed (apt-get install chromium)")
@@ -110,6 +113,7 @@ def test_report_loads_in_a_headless_browser(lab, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
 
 
+@pytest.mark.slow
 def test_stability_under_sustained_load_and_the_environment(tmp_path):
     # The Pi and the Orin ran a sustained phase (the Pi slows by a quarter and throttles); the N100 did not.
     store = fake_lab.build(tmp_path / "res", nights=1, n=300, eval_items=0,

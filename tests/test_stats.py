@@ -97,6 +97,7 @@ def test_median_ci_smallest_n() -> None:
     assert quantile_ci(np.array([], dtype=np.int64), 0.5) == pytest.approx((math.nan, math.nan), nan_ok=True)
 
 
+@pytest.mark.slow
 def test_quantile_ci_covers_the_true_median() -> None:
     # Distribution-free: the coverage holds for a skewed distribution too (exponential, median ln 2).
     rng = np.random.default_rng(11)

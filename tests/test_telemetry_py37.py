@@ -111,6 +111,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_readers_and_sampler_run_on_python37(tmp_path: Path) -> None:
     shared = ROOT.parent / "shared" / "telemetry-samples"
     env = dict(os.environ, PYTHONPATH=str(AGENT_DIR), PYTHONDONTWRITEBYTECODE="1")

@@ -453,6 +453,7 @@ def local_jobs(tmp_path: Path, policy: str, root: Path):
     return plan, [replace(j, target=target) for j in expand_jobs(plan, {"local": LOCAL})]
 
 
+@pytest.mark.slow
 def test_local_run_stores_telemetry_and_derived_figures(tmp_path, capsys):
     root = tmp_path / "sysfs"
     policy = ("idle_s = 0.4\nsustained = { duration_s = 1.6, window_s = 0.4 }\n"
@@ -521,6 +522,7 @@ def test_local_run_stores_telemetry_and_derived_figures(tmp_path, capsys):
         assert text in shown, shown
 
 
+@pytest.mark.slow
 def test_cooldown_timeout_is_a_stability_warning_not_an_error(tmp_path, capsys):
     root = tmp_path / "sysfs"
     policy = "idle_s = 0\ncooldown = { max_temp_c = 50, max_wait_s = 0.3, poll_s = 0.05 }"
@@ -537,6 +539,7 @@ def test_cooldown_timeout_is_a_stability_warning_not_an_error(tmp_path, capsys):
     assert "idle" not in row["result"] or row["result"]["idle"] is None
 
 
+@pytest.mark.slow
 def test_cooldown_gate_stopped_above_its_limit_is_a_verdict_warning(tmp_path):
     root = tmp_path / "sysfs"
     policy = "idle_s = 0\ncooldown = { max_temp_c = 50, max_wait_s = 30, settle_s = 0.3, poll_s = 0.05 }"
@@ -550,6 +553,7 @@ def test_cooldown_gate_stopped_above_its_limit_is_a_verdict_warning(tmp_path):
     assert "cooldown_above_limit" in [w["code"] for w in row["verdict"]["warnings"]]
 
 
+@pytest.mark.slow
 def test_a_run_here_says_which_sensors_are_missing(tmp_path):
     """This machine's own sensors (whatever they are): the run records them and lists what is missing."""
     plan = load_plan(write_plan(tmp_path, "idle_s = 0"))

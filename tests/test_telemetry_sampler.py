@@ -113,6 +113,7 @@ def test_a_success_resets_the_failure_count() -> None:
     assert flaky.calls == 10 and flaky.reads == 5 and not s.disabled
 
 
+@pytest.mark.slow
 def test_thread_rate_batches_and_monotonic_timestamps() -> None:
     out = Collector()
     src = CountingSource("a")

@@ -22,6 +22,7 @@ MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
 pytestmark = pytest.mark.skipif(not (MODELS / "digits_calib.npz").is_file(), reason="sample models not built")
 
 
+@pytest.mark.slow
 def test_variants_are_real_and_the_snippet_runs(tmp_path, capsys):
     out = tmp_path / "v"
     assert main(["variants", str(MODELS / "digits_cnn_fp32.onnx"), "--calibration", str(MODELS / "digits_calib.npz"),
