@@ -68,3 +68,12 @@ def test_version_matches_pyproject() -> None:
     assert found, "no version in pyproject.toml's [project] table"
     assert "__version__" in harness.__all__
     assert harness.__version__ == found.group(1)
+
+
+def test_the_readme_lists_exactly_the_public_api() -> None:
+    """The README's one-line list of the public API and ``harness.__all__`` are the same names."""
+    found = re.search(r"^The public Python API is `harness.__all__`: (.*?)\n\(", README.read_text(encoding="utf-8"),
+                      flags=re.M | re.S)
+    assert found, "the README no longer says what the public API is"
+    listed = re.findall(r"`([A-Za-z_]\w*)`", found.group(1))
+    assert sorted(listed) == sorted(harness.__all__)

@@ -411,7 +411,7 @@ def _ns(ms: float | None) -> int | None:
 def _emulation(props: dict[str, str]) -> str | None:
     """Why this "phone" is not real hardware, or None: the Android emulator, or the tests' adbd stand-in."""
     if props.get("ro.hilbench.stand_in"):
-        return "hilbench adbd stand-in (tests/adbd_standin.py): recorded outputs, not a phone"
+        return "hilbench adbd stand-in (tests/support/adbd_standin.py): recorded outputs, not a phone"
     if props.get("ro.kernel.qemu") == "1" or props.get("ro.boot.qemu") == "1":
         return "Android emulator (qemu)"
     return None
