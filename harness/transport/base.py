@@ -25,8 +25,9 @@ import collections
 import re
 import subprocess
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, ClassVar
 
 from harness.agent.protocol import MAX_LINE_BYTES
@@ -257,6 +258,40 @@ class Transport(ABC):
         last TransportError when the device stays away. Only where :attr:`can_reconnect`; the default
         raises a TransportError saying this transport cannot reconnect."""
         raise TransportError("the connection dropped and this transport cannot reconnect", target=self.target.name)
+
+    #: reconnect attempts after a drop, waiting ``reconnect_backoff_s`` x 2^n (at most 8 s) between them
+    reconnect_attempts = 6
+    reconnect_backoff_s = 0.5
+
+    def _connect_with_backoff(self, *, stop: threading.Event | None, attempts: int | None,
+                              first_delay_s: float | None, final: Callable[[TransportError], bool]) -> None:
+        """:meth:`reconnect` for transports that can: :meth:`connect` up to ``attempts`` times with backoff,
+        stop-aware. An error for which ``final(error)`` is true (a refused host key or login) is not retried."""
+        attempts = self.reconnect_attempts if attempts is None else attempts
+        delay = self.reconnect_backoff_s if first_delay_s is None else first_delay_s
+        last: TransportError | None = None
+        for attempt in range(attempts):
+            if attempt:
+                if stop is not None:
+                    stop.wait(delay)
+                else:
+                    time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+            if stop is not None and stop.is_set():
+                raise TransportError("interrupted (Ctrl-C) while reconnecting", target=self.target.name,
+                                     step="reconnect") from last
+            try:
+                self.connect()
+                return
+            except TransportError as exc:
+                if final(exc):
+                    raise
+                last = exc
+        assert last is not None
+        if attempts == 1:
+            raise last
+        raise TransportError(f"no connection after {attempts} attempts: {last}", target=self.target.name,
+                             step="reconnect") from last
 
     def agent_alive(self, journal: str) -> bool:
         """Whether the agent that writes ``journal`` still runs on the device (asked after a reconnect).

@@ -226,28 +226,8 @@ class FakeTransport(Transport):
 
     def reconnect(self, *, stop: threading.Event | None = None, attempts: int | None = None,
                   first_delay_s: float | None = None) -> None:
-        """As :meth:`SSHTransport.reconnect`: ``attempts`` tries with backoff, stop-aware."""
-        attempts = self.reconnect_attempts if attempts is None else attempts
-        delay = self.reconnect_backoff_s if first_delay_s is None else first_delay_s
-        last: TransportError | None = None
-        for attempt in range(attempts):
-            if attempt:
-                if stop is not None:
-                    stop.wait(delay)
-                else:
-                    time.sleep(delay)
-                delay = min(delay * 2, 8.0)
-            if stop is not None and stop.is_set():
-                raise self._err("interrupted (Ctrl-C) while reconnecting", "reconnect") from last
-            try:
-                self.connect()
-                return
-            except TransportError as exc:
-                last = exc
-        assert last is not None
-        if attempts == 1:
-            raise last
-        raise self._err(f"no connection after {attempts} attempts: {last}", "reconnect") from last
+        """The base class's backoff loop, as SSH's (nothing is final here: every refusal is retried)."""
+        self._connect_with_backoff(stop=stop, attempts=attempts, first_delay_s=first_delay_s, final=lambda exc: False)
 
     def prepare(self, files: dict[str, tuple[str, str]]) -> dict[str, str]:
         if not self._up:

@@ -346,12 +346,14 @@ class SSHAgentProcess(PipeAgentProcess):
             self.channel.close()
 
 
+def _refused(exc: TransportError) -> bool:
+    """A refused host key or login: retrying cannot help (reconnect gives up at once)."""
+    return isinstance(exc, HostKeyError) or isinstance(exc.__cause__, paramiko.AuthenticationException)
+
+
 class SSHTransport(Transport):
     """Reaches a device over SSH. See the module docstring for resolution, host keys and the cache."""
 
-    #: reconnect attempts after a drop, waiting ``reconnect_backoff_s`` x 2^n (at most 8 s) between them
-    reconnect_attempts = 6
-    reconnect_backoff_s = 0.5
     can_reconnect = True
 
     @classmethod
@@ -625,31 +627,7 @@ class SSHTransport(Transport):
                   first_delay_s: float | None = None) -> None:
         """Log in again after a drop, with backoff; raises the last TransportError when the device stays away.
         Host key and login refusals are not retried. A set ``stop`` (Ctrl-C) ends the waiting at once."""
-        attempts = self.reconnect_attempts if attempts is None else attempts
-        delay = self.reconnect_backoff_s if first_delay_s is None else first_delay_s
-        last: TransportError | None = None
-        for attempt in range(attempts):
-            if attempt:
-                if stop is not None:
-                    stop.wait(delay)
-                else:
-                    time.sleep(delay)
-                delay = min(delay * 2, 8.0)
-            if stop is not None and stop.is_set():
-                raise self._err("interrupted (Ctrl-C) while reconnecting", "reconnect") from last
-            try:
-                self.connect()
-                return
-            except HostKeyError:
-                raise
-            except TransportError as exc:
-                if exc.__cause__ is not None and isinstance(exc.__cause__, paramiko.AuthenticationException):
-                    raise
-                last = exc
-        assert last is not None
-        if attempts == 1:
-            raise last
-        raise self._err(f"no connection after {attempts} attempts: {last}", "reconnect") from last
+        self._connect_with_backoff(stop=stop, attempts=attempts, first_delay_s=first_delay_s, final=_refused)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
