@@ -404,6 +404,20 @@ def test_debug_is_taken_after_the_subcommand(tmp_path, capsys):
     assert "Traceback" not in err and err.count("\n") == 1
 
 
+def test_an_unexpected_exception_prints_a_safe_traceback(tmp_path, capsys, monkeypatch):
+    """A bug (not a HilbenchError) is reported as one: its traceback, with device text made safe."""
+    from harness.cli import app
+
+    def boom(args):
+        raise ValueError("device said \x1b[2J\x1b]0;TITLE\x07")
+
+    monkeypatch.setattr(app, "cmd_results", boom)
+    assert main(["results", "--store", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hilbench: internal error (a bug, please report it):")
+    assert "ValueError: device said \\x1b[2J" in err and "\x1b" not in err and "\x07" not in err
+
+
 def test_targets_reports_every_bad_file(tmp_path, capsys):
     (tmp_path / "a.toml").write_text('colour = "red"\n')
     (tmp_path / "b.toml").write_text("transport = \n")

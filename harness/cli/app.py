@@ -223,3 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception:  # a bug: its traceback, made safe (the exception's text may quote a device)
+        sys.stderr.write("hilbench: internal error (a bug, please report it):\n"
+                         + safe_lines(traceback.format_exc(), None) + "\n")
+        return EXIT_USER
