@@ -8,6 +8,9 @@ so the evidence is kept while the user sees one line that says what and where::
     HilbenchError
     ├── ConfigError        bad plan or target file: unknown key, wrong type, bad value
     ├── ModelError         missing, truncated or unreadable model file
+    ├── InputError         a file given to a command (a vendor tool's output, a telemetry log) that
+    │                      cannot be read or is not in the format asked for
+    ├── OutputError        a file a command was asked to write (--output) cannot be written
     ├── StoreError         results store not writable, corrupt, or of a newer schema
     ├── ProtocolError      a message from the agent that breaks the protocol
     │   └── MessageError   a well-formed line whose content does not (a field missing, of the wrong type or
@@ -26,6 +29,8 @@ __all__ = [
     "HilbenchError",
     "ConfigError",
     "ModelError",
+    "InputError",
+    "OutputError",
     "StoreError",
     "ProtocolError",
     "MessageError",
@@ -59,6 +64,15 @@ class ConfigError(HilbenchError):
 
 class ModelError(HilbenchError):
     """A model file is missing, truncated or not a model."""
+
+
+class InputError(HilbenchError):
+    """A file given to a command cannot be read or is not what it should be (a vendor tool's output, a
+    telemetry log). The message names the file and says what to pass instead."""
+
+
+class OutputError(HilbenchError):
+    """A file a command was asked to write cannot be written. The message names the file."""
 
 
 class StoreError(HilbenchError):
