@@ -76,6 +76,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         # The evaluation file's sha256 as the host computed it from the plan (never the device's echo); null
         # for runs without an accuracy phase and in older runs.
         ("eval_sha256", pa.string()),
+        # The agent's memory and CPU figures and where each came from (harness/analysis/usage.py); null in older
+        # runs, and where a run lacks a figure usage_missing says why.
+        ("timed_peak_rss_kb", pa.int64()), ("rss_growth_kb", pa.int64()), ("cpu_user_s", pa.float64()),
+        ("cpu_system_s", pa.float64()), ("cpu_busy_cores", pa.float64()), ("footprint_kb", pa.int64()),
+        ("footprint_growth_kb", pa.int64()), ("unified_used_kb", pa.int64()), ("unified_growth_kb", pa.int64()),
+        ("usage_sources", _J), ("usage_missing", _J),
     ]),
     "samples": pa.schema([
         ("run_id", pa.string()), ("phase", pa.string()), ("iteration", pa.int64()),
@@ -94,7 +100,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 _JSON_NAMES = {"labels", "host", "argv", "model_tags", "settings", "effective_settings", "policy", "device",
-               "target_facts", "verdict", "result", "derived", "device_facts"}
+               "target_facts", "verdict", "result", "derived", "device_facts", "usage_sources", "usage_missing"}
 #: Columns that hold JSON text; ``Store.run`` decodes them.
 JSON_COLUMNS = {name: [f.name for f in schema if f.name in _JSON_NAMES] for name, schema in SCHEMAS.items()}
 

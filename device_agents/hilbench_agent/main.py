@@ -21,7 +21,8 @@ import traceback
 from hilbench_agent import PROTOCOL_VERSION
 from hilbench_agent.backends import canonical_name, get_backend_class, probe_all, probe_some, validate_settings
 from hilbench_agent.backends.base import generate_inputs, load_inputs
-from hilbench_agent.probe import hello_fields, process_memory_kb
+from hilbench_agent.memory import JobUsage
+from hilbench_agent.probe import hello_fields
 from hilbench_agent.protocol import AgentError, Channel
 
 SAMPLE_BATCH = 5000
@@ -166,13 +167,14 @@ def _start_telemetry(channel, config):
 def _measure(channel, job, cls, backend_name, settings, sampler=None):
     backend = cls()
     model_path = (job.get("model") or {}).get("path")
-    mem_before = process_memory_kb()
+    usage = JobUsage()
+    usage.before_load()
 
     channel.send("phase", phase="load", event="begin")
     t0 = clock()
     backend.load(model_path, settings)
     load_ns = clock() - t0
-    mem_loaded = process_memory_kb()
+    usage.after_load()
     channel.send("phase", phase="load", event="end", duration_ns=load_ns)
 
     specs = backend.input_specs()
@@ -215,17 +217,19 @@ def _measure(channel, job, cls, backend_name, settings, sampler=None):
         del w_lat, w_start
 
         timed = job.get("timed") or {}
+        usage.timed_begin()
         channel.send("phase", phase="timed", event="begin")
         if timed.get("rate_hz"):
             lat, starts, t_info = paced_loop(invoke, timed)
         else:
             lat, starts, t_info = timed_loop(invoke, timed)
+        usage.timed_end()
         channel.send("phase", phase="timed", event="end", **t_info)
     finally:
         if gc_was_enabled:
             gc.enable()
     _send_samples(channel, "timed", lat, starts)
-    mem_after = process_memory_kb()
+    memory, cpu = usage.figures()
     effective = backend.effective_settings()
     sustained = None
     if job.get("sustained"):
@@ -258,12 +262,8 @@ def _measure(channel, job, cls, backend_name, settings, sampler=None):
         "inputs": input_info,
         "input_source": source,
         "effective_settings": effective,
-        "memory": {
-            "rss_before_load_kb": mem_before.get("VmRSS"),
-            "rss_after_load_kb": mem_loaded.get("VmRSS"),
-            "rss_after_kb": mem_after.get("VmRSS"),
-            "hwm_kb": mem_after.get("VmHWM"),
-        },
+        "memory": memory,
+        "cpu": cpu,
         "gc_disabled": True,
         "idle": idle,
         "cooldown": gates or None,

@@ -142,4 +142,14 @@ def hello_fields(backends):
         "emulated": detect_emulation(machine, cpuinfo),
         "backends": backends,
         "pid": os.getpid(),
+        "usage_sources": usage_sources(),
     }
+
+
+def usage_sources():
+    """Which memory and CPU sources this device offers (hilbench_agent.memory.describe); never fails the hello."""
+    try:
+        from hilbench_agent.memory import describe
+        return describe()
+    except Exception as exc:
+        return {"error": str(exc).splitlines()[0][:200] if str(exc) else repr(exc)}

@@ -503,9 +503,7 @@ class MessageChecker:
             _number(info, "rate_hz", where)
             if "stop_reason" in info:
                 info["stop_reason"] = _str(info, "stop_reason", where, MAX_NAME)
-        memory = _obj(out, "memory", what)
-        for key in ("rss_before_load_kb", "rss_after_load_kb", "hwm_kb"):
-            _int(memory or {}, key, f"{what}: memory")
+        _usage(out, what)
         idle = _obj(out, "idle", what)
         for key in ("t0_ns", "t1_ns"):
             _int(idle or {}, key, f"{what}: idle", minimum=None)
@@ -522,3 +520,47 @@ class MessageChecker:
         return {"type": "error",
                 "category": category if type(category) is str and category in ERROR_CATEGORIES else "agent",
                 "message": message or "unknown error"}
+
+
+#: The result's memory figures (KiB, >= 0) and CPU figures (seconds and cores, >= 0): hilbench_agent.memory.
+MEMORY_KB = ("rss_before_load_kb", "rss_after_load_kb", "rss_after_kb", "hwm_kb", "timed_start_rss_kb",
+             "timed_peak_rss_kb", "footprint_before_load_kb", "footprint_after_load_kb", "footprint_after_kb",
+             "unified_before_load_kb", "unified_after_load_kb", "unified_after_kb")
+CPU_FIGURES = ("user_s", "system_s", "wall_s", "busy_cores")
+
+
+def _names(obj: dict[str, Any], key: str, where: str) -> None:
+    """``obj[key]``: an object of short names to strings or null (sources, and why figures are missing)."""
+    value = _obj(obj, key, where)
+    if value is None:
+        return
+    if len(value) > 32:
+        raise MessageError(f"{where}: {key} has more than 32 entries")
+    for name in list(value):
+        if len(name) > MAX_NAME:
+            raise MessageError(f"{where}: {key} has a name longer than {MAX_NAME} characters")
+        value[name] = _str(value, name, f"{where}: {key}", MAX_TEXT)
+
+
+def _usage(out: dict[str, Any], what: str) -> None:
+    """The result's ``memory`` and ``cpu`` objects, checked in place (types, signs, string lengths)."""
+    memory = _obj(out, "memory", what)
+    if memory is not None:
+        where = f"{what}: memory"
+        for key in MEMORY_KB:
+            _int(memory, key, where)
+        _int(memory, "growth_kb", where, minimum=None)  # the peak may be below the RSS before load
+        if "peak_basis" in memory:
+            memory["peak_basis"] = _str(memory, "peak_basis", where, MAX_TEXT)
+        for key in ("sources", "missing"):
+            _names(memory, key, where)
+    cpu = _obj(out, "cpu", what)
+    if cpu is not None:
+        where = f"{what}: cpu"
+        for key in CPU_FIGURES:
+            v = _number(cpu, key, where)
+            if v is not None and v < 0:
+                raise MessageError(f"{where}: {key} must be >= 0")
+        for key, cap in (("source", MAX_NAME), ("missing", MAX_TEXT)):
+            if key in cpu:
+                cpu[key] = _str(cpu, key, where, cap)

@@ -162,12 +162,18 @@ def _trip_events(tel: pd.DataFrame, trips: Mapping[str, Any], t0: int, t1: int) 
 def _memory(result: Mapping[str, Any], tel: pd.DataFrame, timed: tuple[int, int, int] | None) -> dict[str, Any] | None:
     """Peak RSS during the timed phase and its growth over the RSS before the model was loaded (KB).
 
+    The agent's own figures when it sent them (``result.memory.timed_peak_rss_kb``, on every platform); else,
+    for older agents, from the telemetry:
+
     VmHWM is the process's high-water mark: when it rose during the timed phase, its value at the end is
     that phase's exact peak. Otherwise the peak is the highest sampled VmRSS (a 10 Hz sample can miss a
     spike, but a spike above the earlier high-water mark would have raised VmHWM).
     """
     mem = result.get("memory") or {}
     before = mem.get("rss_before_load_kb")
+    if isinstance(mem.get("timed_peak_rss_kb"), (int, float)):  # the agent measured it (hilbench_agent.memory)
+        return {"rss_before_load_kb": before, "timed_peak_rss_kb": mem["timed_peak_rss_kb"],
+                "peak_basis": mem.get("peak_basis"), "growth_kb": mem.get("growth_kb"), "hwm_kb": mem.get("hwm_kb")}
     if timed is None or tel.empty:
         return None
     t0, t1, _ = timed

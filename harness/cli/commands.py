@@ -255,12 +255,15 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
             if k + "_ns" in stats and stats[k + "_ns"] == stats[k + "_ns"]) + " ms\n")
         out.write(f"  median CI [{stats['p50_ci_low_ns'] / 1e6:.3f}, {stats['p50_ci_high_ns'] / 1e6:.3f}] ms (95%)"
                   f"   cv {stats['cv'] * 100:.2f}%   {stats['throughput_per_s']:.1f} inf/s\n")
-    if row.get("hwm_kb"):
-        out.write(f"  memory    peak RSS {row['hwm_kb'] / 1024:.1f} MiB (before load {(row.get('rss_before_load_kb') or 0) / 1024:.1f} MiB)\n")
+    from harness.analysis.usage import format_usage
+
+    out.writelines(f"  {line}\n" for line in format_usage(row))
     if isinstance(row.get("derived"), dict):
         from harness.analysis.derive import format_derived
 
-        out.writelines(f"  {line}\n" for line in format_derived(row["derived"]))
+        # The memory line of older runs' derived figures; format_usage's lines say it for runs that have them.
+        out.writelines(f"  {line}\n" for line in format_derived(row["derived"])
+                       if not (row.get("usage_sources") and line.startswith("memory")))
     verdict = row.get("verdict") or {}
     out.write(f"  verdict   {'VALID' if row.get('valid') else 'INVALID'}\n")
     for reason in verdict.get("reasons", []):

@@ -292,7 +292,7 @@ def _probe_checks(t: Any, target: Target) -> list[Check]:
 _HELLO_TYPES: dict[str, tuple[type, ...]] = {
     "agent_version": (str,), "os": (str,), "machine": (str,), "python": (str,), "cpu_model": (str,),
     "cpu_count": (int,), "backends": (dict,), "sensors": (dict,), "free_disk_bytes": (int,), "memory_kb": (dict,),
-    "cpu_governor": (str,)}
+    "cpu_governor": (str,), "usage_sources": (dict,)}
 
 
 def _json_type(value: Any) -> str:
@@ -351,6 +351,17 @@ def clean_hello(hello: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             problems.append(f"memory_kb.{key} is {_json_type(mem[key])}, not a number")
             mem[key] = None
     out["memory_kb"] = mem
+    usage = dict(out.get("usage_sources") or {})
+    for key in ("sources", "missing"):
+        items = usage.get(key)
+        if items is not None and (not isinstance(items, dict) or not all(isinstance(v, str) for v in items.values())):
+            problems.append(f"usage_sources.{key} is not an object of strings")
+            usage[key] = {}
+    for key in ("psutil", "psutil_missing", "remedy", "error"):
+        if usage.get(key) is not None and not isinstance(usage[key], str):
+            problems.append(f"usage_sources.{key} is {_json_type(usage[key])}, not a string")
+            usage[key] = None
+    out["usage_sources"] = usage
     return out, problems
 
 
@@ -415,6 +426,7 @@ def hello_checks(hello: dict[str, Any], target: Target) -> list[Check]:
                             "stop other programs on the device: a model that swaps measures the disk" if low else ""))
     else:
         checks.append(Check("memory", "info", "not reported (no /proc/meminfo)"))
+    checks.append(usage_check(hello["usage_sources"]))
     gov = hello.get("cpu_governor")
     if gov is None:
         checks.append(Check("CPU governor", "info", "not exposed (no cpufreq: a VM, or a fixed clock)"))
@@ -427,6 +439,26 @@ def hello_checks(hello: dict[str, Any], target: Target) -> list[Check]:
         checks.append(Check("emulation", "warn", str(hello["emulated"]),
                             "timings are the emulator's, not the board's: use the real device for numbers"))
     return checks
+
+
+def usage_check(usage: dict[str, Any]) -> Check:
+    """Which memory and CPU sources the device offers (the hello's ``usage_sources``, hilbench_agent.memory), with
+    the remedy (psutil on the device) where it would add figures."""
+    if not usage:
+        return Check("memory/CPU sources", "info", "not reported (an agent older than the memory/CPU sources)")
+    if usage.get("error"):
+        return Check("memory/CPU sources", "warn", f"the agent could not tell: {usage['error']}")
+    sources, missing = usage.get("sources") or {}, usage.get("missing") or {}
+    psutil = f"psutil {usage['psutil']}" if usage.get("psutil") else f"no psutil ({usage.get('psutil_missing') or '?'})"
+    detail = ", ".join(f"{k} from {v}" for k, v in sources.items()) or "none"
+    if missing:
+        detail += "; none for " + ", ".join(f"{k} ({v})" for k, v in missing.items())
+    lacking = [k for k in ("rss", "peak", "cpu") if k not in sources]
+    remedy = str(usage.get("remedy") or "")
+    if lacking:
+        return Check("memory/CPU sources", "warn", f"{psutil}: {detail}; runs will lack {', '.join(lacking)}",
+                     remedy or "the device's OS offers no source hilbench reads for these")
+    return Check("memory/CPU sources", "ok", f"{psutil}: {detail}" + (f" (optional: {remedy})" if remedy else ""))
 
 
 def _platform_checks(shell: Shell) -> list[Check]:

@@ -224,6 +224,7 @@ class _JobRun:
     def rows(self, *, session_id: str, labels: dict[str, str], started: dt.datetime, transport: Transport | None,
              stderr_tail: str = "") -> dict[str, Any]:
         from harness.analysis.stability import assess
+        from harness.analysis.usage import usage_columns
 
         job = self.job
         res = self.result or {}
@@ -323,6 +324,7 @@ class _JobRun:
             "derived": derived,
             "device_facts": self.device_facts,
             "eval_sha256": job.model.eval.get("sha256") if job.model.eval else None,
+            **usage_columns(res, failed=status != "ok"),
         }
 
     def _derived(self) -> dict[str, Any] | None:
