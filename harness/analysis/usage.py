@@ -139,6 +139,7 @@ def format_usage(row: Mapping[str, Any]) -> list[str]:
     hwm = _int(row.get("hwm_kb"))
     if hwm is not None:
         lines.append(f"  process high-water mark {_mb(hwm)}")
+    none = []
     for figure, label in (("footprint", "footprint"), ("unified", "unified memory used")):
         value = _int(row.get(figure + "_kb" if figure == "footprint" else "unified_used_kb"))
         if value is not None:
@@ -146,7 +147,9 @@ def format_usage(row: Mapping[str, Any]) -> list[str]:
             lines.append(f"memory    {label} {_mb(value)}" + (f" ({g / 1024:+.1f} MiB over before load)"
                                                               if g is not None else "") + f"  ({where(figure)})")
         elif figure in miss:
-            lines.append(f"memory    {label}: none ({miss[figure]})")
+            none.append(f"no {label.replace(' used', '')} ({miss[figure]})")
+    if none:
+        lines.append("memory    " + ", ".join(none))
     busy = _float(row.get("cpu_busy_cores"))
     user, system = _float(row.get("cpu_user_s")), _float(row.get("cpu_system_s"))
     if busy is not None and user is not None and system is not None:

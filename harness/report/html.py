@@ -6,8 +6,11 @@ p50 and p99 with their 95% confidence intervals, throughput, which latency
 budgets (11/16/33 ms) it meets at p99, energy per inference and inferences per
 joule (where the target has power telemetry), price and inferences/s per dollar
 (from the target file's ``price_usd``), accuracy measured on the device, the
-stability verdict (VALID / INVALID with reasons), and marks for emulated and
-stand-in runs, which are never a real board's numbers. Stability under sustained
+stability verdict (VALID / INVALID with reasons), the peak RSS of the timed phase
+and its growth since before the model was loaded (with the growth of unified memory on
+Jetson and Macs, and a Mac's process footprint), the CPU cores the agent kept busy
+during the timed phase (marked when more than the settings' thread count), and marks
+for emulated and stand-in runs, which are never a real board's numbers. Stability under sustained
 load comes from the run's derived figures (:mod:`harness.analysis.derive`): p50 of
 the last window over the first, time to first throttle and its cause, temperature
 rise; a configuration without a sustained phase says how to add one. The
@@ -30,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from harness import __version__
+from harness.analysis.usage import asked_threads
 from harness.errors import AnalysisError
 from harness.safetext import safe_lines
 from harness.store import Store
@@ -159,6 +163,7 @@ def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms
             "time_to_throttle_s": _num(sustained.get("time_to_throttle_s")),
             "throttle_cause": sustained.get("throttle_cause"),
             "temp_rise_c": _num(sustained.get("temp_rise_c")),
+            **_usage(run),
             "env": {**{k: run.get(k) for k in ("device_model", "cpu_model", "os", "machine", "python",
                                                "agent_version")},
                     "runtime_version": version, "cpu_governor": governor, "labels": _json(run.get("labels"))},
@@ -171,6 +176,45 @@ def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms
     table = table.sort_values(["model", "_key"]).drop(columns="_key")
     table["rank"] = table.groupby("model").cumcount() + 1
     return table.reset_index(drop=True)
+
+
+def _usage(run: Any) -> dict[str, Any]:
+    """The run's memory and CPU figures (harness/analysis/usage.py) for the table: MiB and busy cores."""
+    def num(col: str) -> float:  # numpy integers (an int64 column without nulls) are not int
+        v = run.get(col)
+        return float(v) if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) else math.nan
+
+    def mib(col: str) -> float:
+        return num(col) / 1024
+
+    sources = _json(run.get("usage_sources"))
+    return {"peak_rss_mb": mib("timed_peak_rss_kb"), "rss_growth_mb": mib("rss_growth_kb"),
+            "unified_growth_mb": mib("unified_growth_kb"), "footprint_mb": mib("footprint_kb"),
+            "busy_cores": num("cpu_busy_cores"), "threads": asked_threads(_json(run.get("settings"))),
+            "usage_sources": ", ".join(f"{k}: {v}" for k, v in sources.items() if isinstance(v, str)),
+            "usage_missing": "; ".join(f"{k}: {v}" for k, v in _json(run.get("usage_missing")).items())}
+
+
+def _memory_cell(r: Any) -> str:
+    if not math.isfinite(r["peak_rss_mb"]):
+        return f"<small title='{_esc(r['usage_missing'])}'>–</small>"
+    growth = f"<br><small>{r['rss_growth_mb']:+.1f} since before load</small>" if math.isfinite(r["rss_growth_mb"]) else ""
+    extra = []
+    if math.isfinite(r["unified_growth_mb"]):
+        extra.append(f"unified {r['unified_growth_mb']:+.1f}")
+    if math.isfinite(r["footprint_mb"]):
+        extra.append(f"footprint {r['footprint_mb']:.1f}")
+    more = f"<br><small>{_esc(' · '.join(extra))}</small>" if extra else ""
+    return f"<span title='{_esc(r['usage_sources'])}'>{r['peak_rss_mb']:.1f}</span>{growth}{more}"
+
+
+def _cpu_cell(r: Any) -> str:
+    if not math.isfinite(r["busy_cores"]):
+        return "–"
+    threads = int(r["threads"]) if _num(r["threads"]) == _num(r["threads"]) else None  # NaN: the runtime's default
+    over = threads is not None and r["busy_cores"] > threads + 0.5
+    asked = f"<br><small class='warn'>asked {threads} thread{'s' if threads > 1 else ''}</small>" if over else ""
+    return f"{r['busy_cores']:.2f}{asked}"
 
 
 def _num(v: Any) -> float:
@@ -240,6 +284,7 @@ def _model_section(model: str, t: pd.DataFrame, deadline_ms: float) -> str:
                  + (f"at {best['p99_ms']:.3g} ms." if math.isfinite(best["p99_ms"]) else "at a p99 its runner does not report.")
     head = ["#", "target", "backend", "p50 ms [95% CI]", "p99 ms [95% CI]", "inf/s", f"p99 ≤ {deadline_ms:g} ms",
             "budgets met", "energy mJ/inf", "inf/J", "price $", "inf/s per $", "top-1",
+            "timed peak RSS MiB (growth)", "CPU busy cores",
             "sustained: p50 last/first window", "n", "verdict"]
     lines = [f"<h2>{_esc(model)}</h2>", f'<p class="answer">{answer}</p>', "<table><thead><tr>"]
     left = ("target", "backend", "verdict", "budgets met", "sustained: p50 last/first window")
@@ -261,6 +306,7 @@ def _model_section(model: str, t: pd.DataFrame, deadline_ms: float) -> str:
             f"<td>{_fmt(r['energy_mj'])}</td><td>{_fmt(r['inf_per_j'])}</td><td>{_fmt(r['price_usd'])}</td>"
             f"<td>{_fmt(r['fps_per_usd'])}</td>"
             f"<td>{top1}</td>"
+            f"<td>{_memory_cell(r)}</td><td>{_cpu_cell(r)}</td>"
             f"<td class='l'>{_sustained_cell(r)}</td>"
             f"<td>{r['count']}</td><td class='l'>{_marks(r)}</td></tr>")
     lines.append("</tbody></table>")
