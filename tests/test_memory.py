@@ -442,3 +442,34 @@ def test_hello_names_the_sources():
     fields = hello_fields({})
     json.dumps(fields)
     assert fields["usage_sources"]["sources"]["rss"] in ("psutil", "procfs:VmRSS")
+
+
+@pytest.mark.slow
+def test_a_real_run_stores_shows_and_reports_the_figures(tmp_path, capsys):
+    from harness import open_store
+    from harness.cli import main
+    from harness.report.html import build_report, ranking_table
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text('name = "usage"\n[[models]]\nname = "fake"\nbackends = ["synthetic"]\n'
+                    '[backends.synthetic]\nlatency_ms = 0.3\nspin = true\n'
+                    '[policy]\nwarmup = 5\ntimed = { count = 300 }\ntelemetry = false\n')
+    store_dir = str(tmp_path / "res")
+    assert main(["run", str(plan), "--store", store_dir, "--quiet"]) == 0
+    store = open_store(store_dir)
+    run = store.runs().iloc[-1]
+    assert run["timed_peak_rss_kb"] > 0 and run["cpu_busy_cores"] > 0.2  # a spinning stand-in keeps a core busy
+    row = store.run(run["run_id"])
+    assert row["usage_sources"]["rss"] in ("psutil", "procfs:VmRSS") and row["usage_sources"]["cpu"]
+    assert set(row["usage_missing"]) == {"footprint", "unified"}
+    capsys.readouterr()
+    assert main(["show", run["run_id"], "--store", store_dir]) == 0
+    out = capsys.readouterr().out
+    assert "  memory    RSS before load " in out and "growth " in out and "busy cores during the timed runs" in out
+    assert "no footprint (macOS only (phys_footprint))" in out
+    assert sum(line.startswith("  memory    peak RSS") for line in out.splitlines()) == 0  # not said twice
+    table = ranking_table(store)
+    assert table.iloc[0]["busy_cores"] == pytest.approx(run["cpu_busy_cores"])
+    text = build_report(store, plots=False)
+    assert "timed peak RSS MiB (growth)" in text and f"{run['cpu_busy_cores']:.2f}" in text
+    assert f"{run['timed_peak_rss_kb'] / 1024:.1f}</span>" in text

@@ -211,10 +211,12 @@ def _memory_cell(r: Any) -> str:
 def _cpu_cell(r: Any) -> str:
     if not math.isfinite(r["busy_cores"]):
         return "–"
-    threads = int(r["threads"]) if _num(r["threads"]) == _num(r["threads"]) else None  # NaN: the runtime's default
-    over = threads is not None and r["busy_cores"] > threads + 0.5
-    asked = f"<br><small class='warn'>asked {threads} thread{'s' if threads > 1 else ''}</small>" if over else ""
-    return f"{r['busy_cores']:.2f}{asked}"
+    t = r["threads"]  # an int, numpy's, or NaN where the settings leave it to the runtime
+    threads = int(t) if isinstance(t, (int, float, np.integer, np.floating)) and t == t else None
+    if threads is not None and r["busy_cores"] > threads + 0.5:
+        plural = "s" if threads > 1 else ""
+        return f"{r['busy_cores']:.2f}<br><small class='warn'>asked {threads} thread{plural}</small>"
+    return f"{r['busy_cores']:.2f}"
 
 
 def _num(v: Any) -> float:
