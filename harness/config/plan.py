@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hilbench_agent.backends import MODEL_SUFFIXES, SETTINGS, canonical_name, validate_settings
+from hilbench_agent.backends import DEFAULT_BACKEND, MODEL_SUFFIXES, SETTINGS, canonical_name, validate_settings
 
 from harness.config.targets import Target
 from harness.config.toml import TableReader, load_toml
@@ -457,7 +457,7 @@ def _settings_matrix(backend: str, settings: dict[str, Any]) -> list[dict[str, A
     schema = SETTINGS[backend]
     axes: list[list[tuple[str, Any]]] = []
     for key, value in sorted(settings.items()):
-        native_list = key in schema and list in schema[key][0]
+        native_list = key in schema and list in schema[key].types
         if isinstance(value, list) and (not native_list or (value and all(isinstance(v, list) for v in value))):
             axes.append([(key, v) for v in value])
         else:
@@ -554,11 +554,6 @@ def _matches(rule: dict[str, Any], model: ModelSpec, target: str, backend: str, 
         elif have != want:
             return False
     return True
-
-
-#: The backend a model file runs on when neither the plan nor the model names one.
-DEFAULT_BACKEND = {".onnx": "onnxruntime", ".ort": "onnxruntime", ".tflite": "litert", ".engine": "tensorrt",
-                   ".plan": "tensorrt", ".trt": "tensorrt", ".mlmodel": "coreml", ".mlpackage": "coreml"}
 
 
 def _opens(backend: str, model: ModelSpec) -> bool:

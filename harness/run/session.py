@@ -449,7 +449,7 @@ class Runner:
         transport.reconnect(stop=self.stop, attempts=self.connect_attempts, first_delay_s=self.connect_backoff_s)
 
     def _probe_facts(self, transport: Transport, target: Any) -> None:
-        if not self.probe_devices or target.transport not in ("local", "ssh") or self.stop.is_set():
+        if not self.probe_devices or not transport.probes_device or self.stop.is_set():
             self._facts[id(transport)] = None
             return
         from harness.doctor.checks import device_facts

@@ -354,7 +354,9 @@ def _refused(exc: TransportError) -> bool:
 class SSHTransport(Transport):
     """Reaches a device over SSH. See the module docstring for resolution, host keys and the cache."""
 
+    name = "ssh"
     can_reconnect = True
+    probes_device = True
 
     @classmethod
     def device_key(cls, target: Target) -> tuple[Any, ...]:
@@ -647,6 +649,10 @@ class SSHTransport(Transport):
         if t is None or not t.is_active():
             raise self._err("not connected (the connection dropped)", step)
         return t
+
+    def run_shell(self, command: str, timeout: float = 20.0) -> tuple[int, str]:
+        code, out, _err = self.run("sh -c " + shlex.quote(command), step="doctor", timeout=timeout)
+        return code, out.decode("utf-8", "replace")
 
     def open_channel(self, step: str) -> paramiko.Channel:
         try:
