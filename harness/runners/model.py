@@ -1,4 +1,6 @@
-"""What every runner-output parser returns: :class:`RunnerReport` and :class:`LatencyStats`.
+"""What every runner-output parser returns: :class:`RunnerReport` and :class:`LatencyStats`; and the
+helpers the parsers share: number reading (:data:`NUM`, :func:`to_float`, :func:`to_count`) and line
+rules (:data:`LineRules`, a table of pattern and handler read by :func:`apply_rules`).
 
 Units, one convention for all four runners:
 
@@ -311,14 +313,14 @@ def percent_from_label(digits: str) -> float:
 
 # --- line rules: how the parsers read a line -----------------------------------------------
 
-S = TypeVar("S")
+_S = TypeVar("_S")
 
 #: A parser's line rules, in order of precedence: a compiled pattern and the handler that its match is
 #: given to, with the parser's state object (``handler(state, match)``).
-LineRules = Sequence[tuple[re.Pattern[str], Callable[[S, re.Match[str]], None]]]
+LineRules = Sequence[tuple[re.Pattern[str], Callable[[_S, re.Match[str]], None]]]
 
 
-def apply_rules(rules: LineRules[S], state: S, text: str, *, search: bool = False) -> bool:
+def apply_rules(rules: LineRules[_S], state: _S, text: str, *, search: bool = False) -> bool:
     """Give ``state`` and the match to the handler of the first rule whose pattern matches ``text``.
 
     Patterns are matched at the start of ``text`` (``search=True``: anywhere in it). True when a rule
@@ -338,10 +340,10 @@ class HasExtra(Protocol):
     extra: dict[str, Any]
 
 
-def store_float(key: str, group: int = 1) -> Callable[[HasExtra, re.Match[str]], None]:
-    """A handler that stores the number in ``group`` of the match as ``state.extra[key]`` (None if invalid)."""
+def store_float(key: str) -> Callable[[HasExtra, re.Match[str]], None]:
+    """A handler that stores the number in the match's first group as ``state.extra[key]`` (None if invalid)."""
 
     def handler(state: HasExtra, m: re.Match[str]) -> None:
-        state.extra[key] = to_float(m.group(group))
+        state.extra[key] = to_float(m.group(1))
 
     return handler

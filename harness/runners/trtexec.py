@@ -472,7 +472,8 @@ def _finish_blocks(blocks: dict[str, dict[str, Any]], metrics: dict[str, Latency
 def parse_export_times(text: str, *, source: str = "trtexec --exportTimes JSON") -> RunnerReport:
     """Parse ``trtexec --exportTimes`` JSON into per-query samples (ms).
 
-    A file cut mid-way is read record by record, with a warning.
+    A file cut mid-way is read record by record, with a warning. Raises :class:`InputError` when no
+    record has a ``latencyMs`` value.
     """
     warnings: list[str] = []
     records: list[dict[str, Any]]
