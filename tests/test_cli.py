@@ -386,10 +386,10 @@ def test_ctrl_c_mid_job_stores_the_job_as_interrupted_and_the_session_as_interru
 
 
 @pytest.mark.parametrize("argv", [["results", "--format", "xml"], ["bogus"], ["run", "--bogus"]])
-def test_usage_errors_are_one_line_user_errors(argv, capsys):
+def test_usage_errors_are_one_line_errors_with_status_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
-    assert exc.value.code == 1
+    assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("hilbench") and "--help" in err
 
@@ -405,14 +405,14 @@ def test_debug_is_taken_after_the_subcommand(tmp_path, capsys):
 
 
 def test_an_unexpected_exception_prints_a_safe_traceback(tmp_path, capsys, monkeypatch):
-    """A bug (not a HilbenchError) is reported as one: its traceback, with device text made safe."""
+    """A bug (not a HilbenchError) is reported as one, exit 4: with --debug its traceback, device text made safe."""
     from harness.cli import app
 
     def boom(args):
         raise ValueError("device said \x1b[2J\x1b]0;TITLE\x07")
 
     monkeypatch.setattr(app, "cmd_results", boom)
-    assert main(["results", "--store", str(tmp_path)]) == 1
+    assert main(["results", "--store", str(tmp_path), "--debug"]) == 4
     err = capsys.readouterr().err
     assert err.startswith("hilbench: internal error (a bug, please report it):")
     assert "ValueError: device said \\x1b[2J" in err and "\x1b" not in err and "\x07" not in err

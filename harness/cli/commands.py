@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.exits import EXIT_JOBS_FAILED, EXIT_OK, EXIT_USER
+from harness.cli.exits import EXIT_INTERRUPTED, EXIT_JOBS_FAILED, EXIT_OK, EXIT_REGRESSED, EXIT_USER
 from harness.cli.progress import LINE_LIMIT, NoteHandler, make_progress
 from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
 from harness.config.targets import Target, load_targets, parse_target_spec
-from harness.errors import AnalysisError, ConfigError, HilbenchError
+from harness.errors import AnalysisError, ConfigError, OutputError
 from harness.run.session import run_jobs
 from harness.safetext import safe, safe_lines
 from harness.store import open_store
@@ -95,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{', interrupted' if result.interrupted else ''}; {_fmt_bytes(sent)} sent to devices; "
               f"results in {store.root}\n")
     if result.interrupted:
-        return 130
+        return EXIT_INTERRUPTED
     return EXIT_JOBS_FAILED if failed else EXIT_OK
 
 
@@ -321,7 +321,7 @@ def _write_output(text: str, output: str | None, *, display: bool = False) -> No
         try:
             Path(output).write_text((safe_lines(text, None) if display else text) + "\n", encoding="utf-8")
         except OSError as exc:
-            raise HilbenchError(f"--output {output}: cannot write ({exc.strerror or exc})") from exc
+            raise OutputError(f"--output {output}: cannot write ({exc.strerror or exc})") from exc
     else:
         sys.stdout.write(safe_lines(text, None) + "\n")
 
@@ -348,7 +348,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             _write_output(format_comparison(result, "table"), None)
     else:
         _write_output(format_comparison(result, args.format), None)
-    return 1 if result.regressions else EXIT_OK
+    return EXIT_REGRESSED if result.regressions else EXIT_OK
 
 
 def _session_run_ids(store: Any, session: str | None) -> list[str] | None:
@@ -443,7 +443,7 @@ def cmd_history(args: argparse.Namespace) -> int:
                            if not changes.empty else changes, title="Nightly history")
         save(fig, args.plot)
     regressed = not changes.empty and (changes["status"] == "regression").any()
-    return 1 if regressed and args.fail else EXIT_OK
+    return EXIT_REGRESSED if regressed and args.fail else EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:

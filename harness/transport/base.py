@@ -45,8 +45,12 @@ JOURNAL_MAX_LINES = 200_000
 _NONBLANK = re.compile(rb"[^\r\n]+")
 
 
-class LineTimeout(Exception):
-    """No protocol line arrived within the time asked for."""
+class LineTimeout(TransportError):
+    """No protocol line arrived within the time asked for. Callers of ``next_line`` catch it to poll again;
+    one that escapes reads as a transport error."""
+
+    def __init__(self, message: str = "no protocol line arrived within the time asked for") -> None:
+        super().__init__(message)
 
 
 class AgentProcess(ABC):
