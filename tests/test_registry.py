@@ -11,17 +11,24 @@ import textwrap
 from dataclasses import replace
 from pathlib import Path
 
+import hilbench_agent
 import pytest
+from hilbench_agent.backends import (
+    ALIASES,
+    BACKENDS,
+    DEFAULT_BACKEND,
+    MODEL_SUFFIXES,
+    SETTINGS,
+    canonical_name,
+    validate_settings,
+)
+from hilbench_agent.backends.base import Backend, Setting
 from support.helpers import missing_in_ci, pyenv_python, run_agent, write_agent
 
-import hilbench_agent
 from harness.config.plan import expand_jobs, load_plan
 from harness.config.targets import LOCAL, TRANSPORTS, load_targets
 from harness.errors import ConfigError
 from harness.transport import TRANSPORT_CLASSES, transport_class
-from hilbench_agent.backends import (ALIASES, BACKENDS, DEFAULT_BACKEND, MODEL_SUFFIXES, SETTINGS, canonical_name,
-                                     validate_settings)
-from hilbench_agent.backends.base import Backend, Setting
 
 MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
 
