@@ -171,6 +171,15 @@ def test_results_formats_and_show(tmp_path, capsys):
     shown = capsys.readouterr().out
     assert run_id in shown and "STAND-IN" in shown and "median CI" in shown
     assert main(["show", "nonexistent", "--store", store_dir]) == 1
+    # One session lookup for every command: a typo is an error everywhere, never "every run".
+    session = open_store(store_dir).sessions().loc[0, "session_id"]
+    assert main(["results", "--store", store_dir, "--session", "last", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert main(["results", "--store", store_dir, "--session", session[:10], "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    for command in (["results"], ["report", "--out", str(tmp_path / "r.html")], ["accuracy"]):
+        assert main([*command, "--store", store_dir, "--session", "typo"]) == 1, command
+        assert capsys.readouterr().err == f"hilbench: error: --session typo: no such session in {store_dir}\n"
 
 
 def test_targets_command_validates(tmp_path, capsys):

@@ -53,6 +53,7 @@ from scipy import stats as sps
 from harness.errors import AnalysisError
 from harness.safetext import safe
 from harness.store import Store
+from harness.text import json_object
 
 __all__ = [
     "Selection",
@@ -133,9 +134,11 @@ class PairResult:
 
     @property
     def regressed(self) -> bool:
+        """Whether this pair is a regression (verdict ``slower``)."""
         return self.verdict == "slower"
 
     def config(self) -> str:
+        """The configuration, with its marks, as one line."""
         settings = _fmt_settings(self.settings)
         marks = f" ({self.marks})" if self.marks else ""
         return f"{self.model} on {self.target}{marks} [{self.backend}{' ' + settings if settings else ''}]"
@@ -143,6 +146,7 @@ class PairResult:
 
 @dataclass
 class Comparison:
+    """The result of :func:`compare`: every pair tested, and the configurations only one side has."""
     baseline: Selection
     candidate: Selection
     pairs: list[PairResult] = field(default_factory=list)
@@ -153,9 +157,11 @@ class Comparison:
 
     @property
     def regressions(self) -> list[PairResult]:
+        """The pairs that regressed."""
         return [p for p in self.pairs if p.regressed]
 
     def to_dict(self) -> dict[str, Any]:
+        """The comparison as JSON-ready data (``--format json``)."""
         return {
             "baseline": asdict(self.baseline),
             "candidate": asdict(self.candidate),
@@ -172,14 +178,7 @@ class Comparison:
 # ----------------------------------------------------------------------------- selections
 
 
-def _labels(text: Any) -> dict[str, Any]:
-    if isinstance(text, dict):
-        return text
-    try:
-        value = json.loads(text) if isinstance(text, str) else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+_labels = json_object
 
 
 def select_runs(runs: pd.DataFrame, spec: str) -> Selection:
@@ -202,6 +201,7 @@ def select_runs(runs: pd.DataFrame, spec: str) -> Selection:
 
 
 def _select_one(ok: pd.DataFrame, part: str) -> tuple[pd.DataFrame, str]:
+    """The runs one part of a selection names (date, label, session, run id or label value) and what it is."""
     if _DATE.match(part):
         day = pd.to_datetime(ok["started_at"], utc=True).dt.strftime("%Y-%m-%d")
         return ok[day == part], f"runs of {part}"
@@ -272,6 +272,7 @@ def _bootstrap_ratio(base: npt.NDArray[np.float64], cand: npt.NDArray[np.float64
 
 @dataclass
 class _Test:
+    """One test's figures: raw quantiles or medians, the ratio and its interval, one-sided p values."""
     baseline: float
     candidate: float
     ratio: float
@@ -604,11 +605,13 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
 
 
 def _fmt_settings(text: Any) -> str:
+    """Settings (JSON text or a dict) as ``key=value`` words, sorted."""
     settings = _labels(text)
     return " ".join(f"{k}={v}" for k, v in sorted(settings.items()))
 
 
 def _fmt_key(key: _Key) -> str:
+    """A configuration as ``model on target [backend settings]``."""
     settings = _fmt_settings(key[3])
     return f"{key[0]} on {key[1]} [{key[2]}{' ' + settings if settings else ''}]"
 
@@ -617,10 +620,12 @@ def _fmt_key(key: _Key) -> str:
 
 
 def _num(v: float, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; ``-`` for None, NaN or infinity."""
     return "-" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
 
 
 def _change(p: PairResult) -> str:
+    """The change in percent with its interval, as ``+3.1% [+1.0, +5.2]``."""
     if not math.isfinite(p.ratio):
         return "-"
     ci = "" if not math.isfinite(p.ci_low) else f" [{(p.ci_low - 1) * 100:+.1f}, {(p.ci_high - 1) * 100:+.1f}]"
@@ -628,6 +633,7 @@ def _change(p: PairResult) -> str:
 
 
 def _rows(c: Comparison) -> list[dict[str, str]]:
+    """The table's rows, one per pair, as column -> text."""
     return [{
         "configuration": p.config(),
         "metric": p.metric,
@@ -641,6 +647,7 @@ def _rows(c: Comparison) -> list[dict[str, str]]:
 
 
 def _headline(c: Comparison) -> str:
+    """One line: regressed or not, and how many pairs got each verdict."""
     reg = c.regressions
     counts = {v: sum(1 for p in c.pairs if p.verdict == v) for v in ("slower", "faster", "unchanged", "inconclusive")}
     text = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
@@ -709,6 +716,7 @@ def _finite(v: Any) -> Any:
 
 
 def _json_default(v: Any) -> Any:
+    """JSON for what the encoder does not know: numpy scalars as numbers, anything else as text."""
     if isinstance(v, np.generic):
         return v.item()
     return str(v)

@@ -21,6 +21,7 @@ from harness.config.targets import Target
 from harness.config.toml import TableReader, load_toml
 from harness.errors import ConfigError
 from harness.files import file_sha256
+from harness.text import key_values
 
 __all__ = ["ModelSpec", "Policy", "Job", "Plan", "load_plan", "expand_jobs", "QUICKSTART_PLAN"]
 
@@ -113,7 +114,7 @@ class Job:
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
-        settings = " ".join(f"{k}={v}" for k, v in sorted(self.settings.items()))
+        settings = key_values(self.settings)
         return f"{self.model.name} on {self.target.name} [{self.backend}{' ' + settings if settings else ''}]"
 
 

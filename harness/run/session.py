@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import json
 import platform
 import signal
 import sys
@@ -903,7 +902,3 @@ def _sigint_counted() -> Iterator[list[int]]:
         yield got
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)
