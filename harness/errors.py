@@ -16,11 +16,15 @@ so the evidence is kept while the user sees one line that says what and where::
     │   └── MessageError   a well-formed line whose content does not (a field missing, of the wrong type or
     │                      out of range, over a limit derived from the plan; harness/agent/validate.py)
     ├── TransportError     cannot reach, log into, or talk to a target
-    │   └── HostKeyError   unknown or changed host key
-    ├── JobError           a job failed on the device (category + message from the agent)
+    │   ├── HostKeyError   unknown or changed host key
+    │   └── LineTimeout    no protocol line within the time asked for (harness/transport/base.py; polled)
     └── AnalysisError      compare / history / report / plot / variants cannot do what was asked
 
-Only the CLI prints these and turns them into exit codes.
+A job that fails on the device is not an exception: it is stored as a run with an ``error_category``
+(one of :data:`ERROR_CATEGORIES`) and its message, and ``hilbench run`` exits 3.
+
+Only the CLI prints these and turns them into exit codes (harness/cli/exits.py; an exception outside this
+tree is a bug: exit 4).
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ __all__ = [
     "MessageError",
     "TransportError",
     "HostKeyError",
-    "JobError",
     "AnalysisError",
     "ERROR_CATEGORIES",
 ]
@@ -108,14 +111,6 @@ class TransportError(HilbenchError):
 
 class HostKeyError(TransportError):
     """The target's host key is unknown or has changed."""
-
-
-class JobError(HilbenchError):
-    """A job failed on the device; ``category`` is one of :data:`ERROR_CATEGORIES`."""
-
-    def __init__(self, category: str, message: str) -> None:
-        self.category = category
-        super().__init__(message)
 
 
 class AnalysisError(HilbenchError):

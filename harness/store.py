@@ -328,6 +328,17 @@ class Store:
                              dtype="float64")
         return stats[stats["count"] > 0]
 
+    def session_run_ids(self, session: str) -> list[str]:
+        """The run ids of one session, named by its id, a unique-enough prefix of it, or ``last``. Raises
+        StoreError when no stored run belongs to such a session (a typo is an error, never every run)."""
+        runs = self.runs()
+        sessions = runs["session_id"].dropna().unique().tolist()
+        wanted = sessions[-1] if session == "last" and sessions else session
+        ids = runs.loc[runs["session_id"].astype(str).str.startswith(wanted), "run_id"].astype(str).tolist()
+        if not ids:
+            raise StoreError(f"--session {session}: no such session in {self.root}")
+        return ids
+
     def run(self, run_id: str) -> dict[str, Any]:
         """One run's row as a dict with JSON columns decoded; a unique prefix or suffix
         (the table's ``run`` column) is enough."""

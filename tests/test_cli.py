@@ -171,6 +171,15 @@ def test_results_formats_and_show(tmp_path, capsys):
     shown = capsys.readouterr().out
     assert run_id in shown and "STAND-IN" in shown and "median CI" in shown
     assert main(["show", "nonexistent", "--store", store_dir]) == 1
+    # One session lookup for every command: a typo is an error everywhere, never "every run".
+    session = open_store(store_dir).sessions().loc[0, "session_id"]
+    assert main(["results", "--store", store_dir, "--session", "last", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert main(["results", "--store", store_dir, "--session", session[:10], "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    for command in (["results"], ["report", "--out", str(tmp_path / "r.html")], ["accuracy"]):
+        assert main([*command, "--store", store_dir, "--session", "typo"]) == 1, command
+        assert capsys.readouterr().err == f"hilbench: error: --session typo: no such session in {store_dir}\n"
 
 
 def test_targets_command_validates(tmp_path, capsys):
@@ -386,10 +395,10 @@ def test_ctrl_c_mid_job_stores_the_job_as_interrupted_and_the_session_as_interru
 
 
 @pytest.mark.parametrize("argv", [["results", "--format", "xml"], ["bogus"], ["run", "--bogus"]])
-def test_usage_errors_are_one_line_user_errors(argv, capsys):
+def test_usage_errors_are_one_line_errors_with_status_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
-    assert exc.value.code == 1
+    assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("hilbench") and "--help" in err
 
@@ -405,14 +414,14 @@ def test_debug_is_taken_after_the_subcommand(tmp_path, capsys):
 
 
 def test_an_unexpected_exception_prints_a_safe_traceback(tmp_path, capsys, monkeypatch):
-    """A bug (not a HilbenchError) is reported as one: its traceback, with device text made safe."""
+    """A bug (not a HilbenchError) is reported as one, exit 4: with --debug its traceback, device text made safe."""
     from harness.cli import app
 
     def boom(args):
         raise ValueError("device said \x1b[2J\x1b]0;TITLE\x07")
 
     monkeypatch.setattr(app, "cmd_results", boom)
-    assert main(["results", "--store", str(tmp_path)]) == 1
+    assert main(["results", "--store", str(tmp_path), "--debug"]) == 4
     err = capsys.readouterr().err
     assert err.startswith("hilbench: internal error (a bug, please report it):")
     assert "ValueError: device said \\x1b[2J" in err and "\x1b" not in err and "\x07" not in err

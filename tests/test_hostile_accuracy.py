@@ -236,7 +236,7 @@ def test_the_users_scorer_runs_only_when_trusted(tmp_path, capsys):
 def test_a_malformed_scorer_flag_is_a_usage_error(tmp_path, capsys, spec):
     with pytest.raises(SystemExit) as exit_:
         main(["accuracy", "--store", str(tmp_path / "res"), "--scorer", spec])
-    assert exit_.value.code == 1
+    assert exit_.value.code == 2  # a usage error
     err = capsys.readouterr().err
     assert "--scorer" in err and "module:function" in err and len(err.strip().splitlines()) == 1
 

@@ -42,7 +42,7 @@ def evil_hello():
                  backends={{"synthetic": {{"available": True, "version": "0.1" + E, "stand_in": True}},
                            "onnxruntime": {{"available": True, "version": "1.17" + E,
                                            "providers": ["CPUExecutionProvider" + E]}},
-                           "tflite": {{"available": False, "reason": "missing" + E}}}})
+                           "litert": {{"available": False, "reason": "missing" + E}}}})
 """
 
 #: A job that succeeds, with escapes in the hello, the stop reasons, the runner, settings and sensor names.
@@ -211,7 +211,7 @@ def test_doctor_shows_hello_fields_as_escapes(tmp_path, capsys):
     targets = hostile_target(tmp_path, VERSION, probe=PROBE, extra='runtimes = ["tflite"]\n')
     code = main(["doctor", "evil", "--targets-dir", str(targets)])
     out, err = capsys.readouterr()
-    assert code == 1, out  # tflite is declared but missing
+    assert code == 1, out  # tflite (an alias: litert) is declared but missing
     _assert_clean(out)
     _assert_clean(err, shown=False)
     for field in ("cpu", "Linux", "x86_64", "1.17", "CPUExecutionProvider", "ondemand", "missing", "qemu",

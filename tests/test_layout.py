@@ -24,6 +24,7 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
     ("harness.errors", ("harness.",), "the error tree is the bottom layer"),
     ("harness.safetext", ("harness.",), "text made safe to print needs nothing else"),
     ("harness.files", ("harness.",), "file hashing needs nothing else"),
+    ("harness.text", ("harness.",), "the shared text helpers need nothing else"),
     ("harness.agent", ("harness.config", "harness.run", "harness.transport", "harness.doctor", "harness.analysis",
                        "harness.report", "harness.cli", "harness.store"),
      "the agent's wire protocol and bundle sit below everything that talks to a device"),

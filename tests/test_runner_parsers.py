@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from harness.errors import HilbenchError
+from harness.errors import HilbenchError, InputError
 from harness.runners import (
     RUNNERS,
     LatencyStats,
@@ -929,6 +929,46 @@ def test_unknown_runner_name_is_an_error() -> None:
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(HilbenchError, match="cannot read"):
         parse_runner_file(tmp_path / "absent.txt")
+
+
+@pytest.mark.parametrize(
+    "text,runner,message",
+    [
+        ("  \n", None, "empty output"),
+        ("hello\n", None, "not recognised"),
+        ("count=1 curr=5\n", "snpe", "unknown runner 'snpe'"),
+        ("INFO: STARTING!\n", "tflite", "no timed results in LiteRT benchmark_model output"),
+        ("Session creation time cost: 0.1 s\n", "ort", "no inference timings in onnxruntime_perf_test output"),
+        ("[I] Throughput: 10 qps\n", "trtexec", "no performance summary in trtexec output"),
+        ('[{"startEnqMs": 1}]', "trtexec", "no per-query 'latencyMs' records"),
+        ("[ INFO ] Count: 10 iterations\n", "openvino", "no latency or throughput in OpenVINO benchmark_app output"),
+    ],
+)
+def test_every_parser_error_is_an_input_error(text: str, runner: str | None, message: str) -> None:
+    """Unrecognisable or timing-less runner output is a file in the wrong format: :class:`InputError`."""
+    with pytest.raises(InputError, match=message) as info:
+        parse_runner_output(text, runner, source="out.txt")
+    assert str(info.value).startswith("out.txt: ")
+
+
+def test_unreadable_file_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot read runner output"):
+        parse_runner_file(tmp_path)  # a directory
+
+
+def test_line_rules_first_match_wins_and_search_finds_anywhere() -> None:
+    import re
+
+    from harness.runners.model import apply_rules
+
+    seen: list[str] = []
+    rules = (
+        (re.compile(r"a(\d)"), lambda st, m: st.append("first " + m.group(1))),
+        (re.compile(r"a"), lambda st, m: st.append("second")),
+    )
+    assert apply_rules(rules, seen, "a1 b") and seen == ["first 1"]
+    assert not apply_rules(rules, seen, "b a2") and seen == ["first 1"]
+    assert apply_rules(rules, seen, "b a2", search=True) and seen == ["first 1", "first 2"]
 
 
 def test_report_refuses_samples_marked_aggregate_only() -> None:

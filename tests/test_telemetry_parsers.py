@@ -15,7 +15,7 @@ from hilbench_agent.telemetry import KINDS, Reading, detect_kind, parse_text
 from hilbench_agent.telemetry.fs import memfs_from_dump, memfs_from_ttar
 
 from harness.analysis.telemetry import parse_file
-from harness.errors import HilbenchError
+from harness.errors import InputError
 
 SAMPLES = "telemetry-samples"
 
@@ -803,19 +803,19 @@ def test_cli_telemetry_parse_prints_readings_and_fails_without_any(tmp_path: Pat
 def test_parse_file_errors(tmp_path: Path) -> None:
     junk = tmp_path / "junk.txt"
     junk.write_text("hello world\n")
-    with pytest.raises(HilbenchError, match=r"junk\.txt: cannot recognise the format; pass --kind"):
+    with pytest.raises(InputError, match=r"junk\.txt: cannot recognise the format; pass --kind"):
         parse_file(junk)
-    with pytest.raises(HilbenchError, match="unknown telemetry kind 'nope'"):
+    with pytest.raises(InputError, match="unknown telemetry kind 'nope'"):
         parse_file(junk, "nope")
-    with pytest.raises(HilbenchError, match="cannot read"):
+    with pytest.raises(InputError, match="cannot read"):
         parse_file(tmp_path / "missing.txt")
     number = tmp_path / "temp"
     number.write_text("62300\n")
-    with pytest.raises(HilbenchError):
+    with pytest.raises(InputError):
         parse_file(number)  # a bare number is never guessed
     (reading,) = parse_file(number, "sysfs-temp")
     assert (reading["value"], reading["unit"]) == (62.3, "C")
-    with pytest.raises(HilbenchError, match=r"junk\.txt: no tegrastats readings"):
+    with pytest.raises(InputError, match=r"junk\.txt: no tegrastats readings"):
         parse_file(junk, "tegrastats")  # a named format that is not there: an error, not an empty success
 
 

@@ -15,7 +15,7 @@ import pytest
 from harness import open_store
 from harness.analysis.accuracy import score_runs
 from harness.cli import main
-from harness.errors import AnalysisError
+from harness.errors import AnalysisError, ModelError
 from harness.prep.variants import make_variants
 
 MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
@@ -58,6 +58,27 @@ def test_variant_errors(tmp_path):
     with pytest.raises(AnalysisError, match="does not fit input"):
         make_variants(MODELS / "digits_cnn_fp32.onnx", calibration=tmp_path / "bad.npz", out_dir=tmp_path,
                       kinds=("int8",))
+
+
+@pytest.mark.parametrize("content", [b"hello, I am text\n", None])
+def test_a_file_that_is_not_an_onnx_model_is_a_model_error_and_writes_nothing(tmp_path, capsys, content):
+    model = tmp_path / "m.onnx"
+    real = (MODELS / "digits_cnn_fp32.onnx").read_bytes()
+    model.write_bytes(content if content is not None else real[: len(real) // 3])  # text, or a truncated copy
+    out = tmp_path / "out"
+    with pytest.raises(ModelError, match=r"m.onnx: not a readable ONNX model \("):
+        make_variants(model, out_dir=out, kinds=("fp16",))
+    assert main(["variants", str(model), "--only", "fp16", "--out", str(out)]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_bad_calibration_data_fails_before_any_variant_is_written(tmp_path):
+    (tmp_path / "cal.npz").write_bytes(b"not numpy")
+    out = tmp_path / "out"
+    with pytest.raises(AnalysisError, match="cannot read the calibration data"):
+        make_variants(MODELS / "digits_cnn_fp32.onnx", calibration=tmp_path / "cal.npz", out_dir=out)
+    assert not out.exists() or not list(out.iterdir())
 
 
 def test_existing_variants_are_not_overwritten_and_files_get_normal_permissions(tmp_path):

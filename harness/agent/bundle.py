@@ -121,10 +121,6 @@ class AgentBundle:
     data: bytes
     sha256: str
 
-    @property
-    def filename(self) -> str:
-        return f"hilbench-agent-{self.sha256[:16]}.pyz"
-
 
 @lru_cache(maxsize=1)
 def agent_bundle() -> AgentBundle:

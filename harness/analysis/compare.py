@@ -53,6 +53,7 @@ from scipy import stats as sps
 from harness.errors import AnalysisError
 from harness.safetext import safe
 from harness.store import Store
+from harness.text import json_object
 
 __all__ = [
     "Selection",
@@ -133,9 +134,11 @@ class PairResult:
 
     @property
     def regressed(self) -> bool:
+        """Whether this pair is a regression (verdict ``slower``)."""
         return self.verdict == "slower"
 
     def config(self) -> str:
+        """The configuration, with its marks, as one line."""
         settings = _fmt_settings(self.settings)
         marks = f" ({self.marks})" if self.marks else ""
         return f"{self.model} on {self.target}{marks} [{self.backend}{' ' + settings if settings else ''}]"
@@ -143,6 +146,7 @@ class PairResult:
 
 @dataclass
 class Comparison:
+    """The result of :func:`compare`: every pair tested, and the configurations only one side has."""
     baseline: Selection
     candidate: Selection
     pairs: list[PairResult] = field(default_factory=list)
@@ -153,9 +157,11 @@ class Comparison:
 
     @property
     def regressions(self) -> list[PairResult]:
+        """The pairs that regressed."""
         return [p for p in self.pairs if p.regressed]
 
     def to_dict(self) -> dict[str, Any]:
+        """The comparison as JSON-ready data (``--format json``)."""
         return {
             "baseline": asdict(self.baseline),
             "candidate": asdict(self.candidate),
@@ -172,14 +178,7 @@ class Comparison:
 # ----------------------------------------------------------------------------- selections
 
 
-def _labels(text: Any) -> dict[str, Any]:
-    if isinstance(text, dict):
-        return text
-    try:
-        value = json.loads(text) if isinstance(text, str) else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+_labels = json_object
 
 
 def select_runs(runs: pd.DataFrame, spec: str) -> Selection:
@@ -202,6 +201,7 @@ def select_runs(runs: pd.DataFrame, spec: str) -> Selection:
 
 
 def _select_one(ok: pd.DataFrame, part: str) -> tuple[pd.DataFrame, str]:
+    """The runs one part of a selection names (date, label, session, run id or label value) and what it is."""
     if _DATE.match(part):
         day = pd.to_datetime(ok["started_at"], utc=True).dt.strftime("%Y-%m-%d")
         return ok[day == part], f"runs of {part}"
@@ -272,6 +272,7 @@ def _bootstrap_ratio(base: npt.NDArray[np.float64], cand: npt.NDArray[np.float64
 
 @dataclass
 class _Test:
+    """One test's figures: raw quantiles or medians, the ratio and its interval, one-sided p values."""
     baseline: float
     candidate: float
     ratio: float
@@ -398,25 +399,196 @@ def _history_cv(same: pd.DataFrame, values: pd.Series, before: pd.Timestamp,
     return (float(per_session.std(ddof=1) / mean), len(per_session)) if mean > 0 else None
 
 
-def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: float = DEFAULT_ALPHA,
-            min_change: float = DEFAULT_MIN_CHANGE, metrics: Sequence[str] = tuple(METRICS),
-            seed: int = SEED, resamples: int = RESAMPLES, runs: pd.DataFrame | None = None) -> Comparison:
-    """Compare two selections of the store, configuration by configuration (see the module docstring).
-    ``runs`` is ``store.runs()`` when the caller has it already."""
-    from harness.analysis.metrics import energy_per_inference
+_Key = tuple[str, str, str, str]
 
+
+@dataclass
+class _Inputs:
+    """What the pair tests read, loaded once for the whole comparison."""
+
+    #: configuration -> every successful run of it in the store
+    by_key: dict[_Key, pd.DataFrame]
+    #: run id -> timed latencies in the order measured (the two selections' runs only)
+    latencies: dict[str, npt.NDArray[Any]]
+    #: metric -> run id -> value, for the session-to-session variation of each metric
+    history: dict[str, pd.Series]
+    #: run id -> energy per inference (mJ)
+    energy: pd.Series
+    #: the baseline's latest start: the history ends there
+    base_latest: pd.Timestamp
+    #: the candidate's run ids, never part of the history
+    exclude: set[str]
+
+
+def _check_metrics(metrics: Sequence[str]) -> None:
+    """AnalysisError naming the first metric that is not in :data:`METRICS`."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise AnalysisError(f"unknown metric {unknown[0]!r} (known: {', '.join(METRICS)})")
-    runs = store.runs() if runs is None else runs
+
+
+def _ok_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The successful runs, each with its configuration (:data:`CONFIG_COLUMNS`) as ``_key``."""
     runs = runs[runs["status"] == "ok"].copy()
-    runs["_key"] = list(zip(runs["model"].astype(str), runs["target"].astype(str), runs["backend"].astype(str),
-                            runs["settings"].fillna("{}").astype(str), strict=True))
+    columns = [runs[c].fillna("{}") if c == "settings" else runs[c] for c in CONFIG_COLUMNS]
+    runs["_key"] = list(zip(*(col.astype(str) for col in columns), strict=True))
+    return runs
+
+
+def _sides(runs: pd.DataFrame, baseline: Selection, candidate: Selection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The baseline's and the candidate's runs; AnalysisError when the selections share runs."""
     base_runs = runs[runs["run_id"].isin(baseline.run_ids)]
     cand_runs = runs[runs["run_id"].isin(candidate.run_ids)]
     overlap = set(base_runs["run_id"]) & set(cand_runs["run_id"])
     if overlap:
         raise AnalysisError(f"baseline and candidate share {len(overlap)} runs: name two different selections")
+    return base_runs, cand_runs
+
+
+def _latency_inputs(store: Store, runs: pd.DataFrame, base_runs: pd.DataFrame, cand_runs: pd.DataFrame,
+                    common: list[_Key]) -> tuple[dict[str, pd.Series], dict[str, npt.NDArray[Any]]]:
+    """The p50 and p99 history (metric -> run id -> ns) and the two selections' raw latencies.
+
+    History needs only each run's median (the summary reads the store a file at a time); raw samples
+    are read for the two selections alone."""
+    base_time = pd.to_datetime(base_runs["started_at"]).max()
+    past = runs[runs["_key"].isin(set(common)) & (runs["started_at"] <= base_time)
+                & ~runs["run_id"].isin(set(cand_runs["run_id"]))]
+    recent = past.groupby("session_id")["started_at"].max().sort_values().index[-HISTORY_SESSIONS:]
+    summary = store.summary(past.loc[past["session_id"].isin(set(recent)), "run_id"]).set_index("run_id")
+    history = {"p50": summary["p50_ns"].dropna(), "p99": summary["p99_ns"].dropna()}
+    wanted_ids = set(base_runs["run_id"]) | set(cand_runs["run_id"])
+    samples = store.samples(wanted_ids, phase="timed", columns=["run_id", "phase", "iteration", "latency_ns"])
+    samples = samples.sort_values(["run_id", "iteration"], kind="stable")
+    latencies = {rid: g["latency_ns"].to_numpy() for rid, g in samples.groupby("run_id", sort=False)}
+    return history, latencies
+
+
+def _energy(store: Store, runs: pd.DataFrame, run_ids: set[str]) -> pd.Series:
+    """Energy per inference (mJ) of the runs ``run_ids``, by run id (empty when none has it)."""
+    from harness.analysis.metrics import energy_per_inference
+
+    e = energy_per_inference(store, runs[runs["run_id"].isin(run_ids)])
+    return e.set_index("run_id")["energy_mj"] if not e.empty else pd.Series(dtype=float)
+
+
+def _load_inputs(store: Store, runs: pd.DataFrame, base_runs: pd.DataFrame, cand_runs: pd.DataFrame,
+                 common: list[_Key], metrics: Sequence[str]) -> _Inputs:
+    """Read what the metrics asked for need: latencies and their history, energy, peak memory."""
+    history: dict[str, pd.Series] = {"peak_memory": runs.set_index("run_id")["hwm_kb"].dropna().astype(float)}
+    latencies: dict[str, npt.NDArray[Any]] = {}
+    if any(METRICS[m][1] == "samples" for m in metrics):
+        lat_history, latencies = _latency_inputs(store, runs, base_runs, cand_runs, common)
+        history.update(lat_history)
+    wanted_ids = set(base_runs["run_id"]) | set(cand_runs["run_id"])
+    energy = _energy(store, runs, wanted_ids) if "energy_per_inference" in metrics else pd.Series(dtype=float)
+    return _Inputs(
+        by_key={k: g for k, g in runs.groupby("_key", sort=False) if k in set(common)},
+        latencies=latencies, history=history, energy=energy,
+        base_latest=pd.to_datetime(base_runs["started_at"]).max(), exclude=set(cand_runs["run_id"]))
+
+
+def _marks(b: pd.DataFrame, c: pd.DataFrame) -> str:
+    """The marks of one configuration's runs: "emulated" and/or "stand-in" when any run on either side was."""
+    both = pd.concat([b, c])
+    return ", ".join(name for name, col in (("emulated", "emulated"), ("stand-in", "stand_in"))
+                     if col in both and both[col].fillna(False).astype(bool).any())
+
+
+def _threshold(inputs: _Inputs, key: _Key, metric: str, min_change: float) -> tuple[float, float | None, int]:
+    """(threshold, session-to-session CV or None, sessions it came from) of one configuration's metric."""
+    found = None
+    if metric in inputs.history:
+        found = _history_cv(inputs.by_key[key], inputs.history[metric], inputs.base_latest, inputs.exclude)
+    hist, sessions = found if found is not None else (None, 0)
+    threshold = max(min_change, 2.0 * hist) if hist is not None else min_change
+    return threshold, hist, sessions
+
+
+def _test_metric(metric: str, b: pd.DataFrame, c: pd.DataFrame, inputs: _Inputs, seed: int,
+                 resamples: int) -> tuple[_Test, float] | None:
+    """The test of ``metric`` between one configuration's baseline runs ``b`` and candidate runs ``c``, and
+    the factor from the test's unit to the metric's; None when either side lacks the data."""
+    if METRICS[metric][1] == "samples":
+        bl = [inputs.latencies[r] for r in b["run_id"] if r in inputs.latencies]
+        cl = [inputs.latencies[r] for r in c["run_id"] if r in inputs.latencies]
+        if not bl or not cl:
+            return None
+        return compare_series(np.concatenate(bl), np.concatenate(cl), 0.5 if metric == "p50" else 0.99,
+                              seed=seed, resamples=resamples), 1e-6
+    if metric == "peak_memory":
+        if b["hwm_kb"].isna().all() or c["hwm_kb"].isna().all():
+            return None
+        return compare_values(b["hwm_kb"].to_numpy(dtype=float), c["hwm_kb"].to_numpy(dtype=float),
+                              seed=seed, resamples=resamples), 1 / 1024
+    bv = b["run_id"].map(inputs.energy).dropna()
+    cv = c["run_id"].map(inputs.energy).dropna()
+    if bv.empty or cv.empty:
+        return None
+    return compare_values(bv.to_numpy(dtype=float), cv.to_numpy(dtype=float), seed=seed, resamples=resamples), 1.0
+
+
+def _test_pairs(base_runs: pd.DataFrame, cand_runs: pd.DataFrame, common: list[_Key], inputs: _Inputs,
+                metrics: Sequence[str], min_change: float, seed: int,
+                resamples: int) -> list[tuple[PairResult, _Test]]:
+    """Every configuration in common and metric with data on both sides, tested (raw p values)."""
+    tests: list[tuple[PairResult, _Test]] = []
+    for key in common:
+        b = base_runs[base_runs["_key"] == key]
+        c = cand_runs[cand_runs["_key"] == key]
+        marks = _marks(b, c)
+        for metric in metrics:
+            threshold, hist, sessions = _threshold(inputs, key, metric, min_change)
+            tested = _test_metric(metric, b, c, inputs, seed, resamples)
+            if tested is None:
+                continue
+            t, scale = tested
+            pair = PairResult(model=key[0], target=key[1], backend=key[2], settings=key[3], metric=metric,
+                              unit=METRICS[metric][0], baseline=t.baseline * scale, candidate=t.candidate * scale,
+                              ratio=t.ratio, ci_low=t.ci_low, ci_high=t.ci_high, p_value=t.p_slower,
+                              q_value=math.nan, threshold=threshold, history_cv=hist, history_sessions=sessions,
+                              n_baseline=t.n_baseline, n_candidate=t.n_candidate, note=t.note, marks=marks)
+            tests.append((pair, t))
+    return tests
+
+
+def _bh_adjust(tests: list[tuple[PairResult, _Test]]) -> list[tuple[float, float]]:
+    """Benjamini-Hochberg adjusted (q_slower, q_faster) of every test, each direction on its own over
+    every tested pair; NaN where the raw p value is."""
+    adjusted = [[math.nan, math.nan] for _ in tests]
+    for side, attr in enumerate(("p_slower", "p_faster")):
+        idx = [i for i, (_, t) in enumerate(tests) if math.isfinite(getattr(t, attr))]
+        if idx:
+            qs = sps.false_discovery_control([getattr(tests[i][1], attr) for i in idx], method="bh")
+            for i, qv in zip(idx, qs, strict=True):
+                adjusted[i][side] = float(qv)
+    return [(q_slower, q_faster) for q_slower, q_faster in adjusted]
+
+
+def _conclude(pair: PairResult, t: _Test, q_slower: float, q_faster: float, alpha: float) -> None:
+    """Fill in ``pair``'s q value, its interval widened by the session history, its note and its verdict."""
+    pair.q_value = q_slower
+    if pair.history_cv is not None:
+        t.ci_low, t.ci_high = _with_session_noise(t, pair.history_cv, pair.history_sessions)
+        pair.ci_low, pair.ci_high = t.ci_low, t.ci_high
+        extra = (f"interval includes {pair.history_cv:.1%} session-to-session variation "
+                 f"({pair.history_sessions} sessions)")
+    else:
+        extra = "no session history (< 3 earlier sessions): the bound must clear the threshold"
+    pair.note = "; ".join(x for x in (pair.note, extra) if x)
+    pair.verdict = _verdict(t, q_slower if math.isfinite(q_slower) else 1.0,
+                            q_faster if math.isfinite(q_faster) else 1.0, pair.threshold, alpha,
+                            with_history=pair.history_cv is not None)
+
+
+def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: float = DEFAULT_ALPHA,
+            min_change: float = DEFAULT_MIN_CHANGE, metrics: Sequence[str] = tuple(METRICS),
+            seed: int = SEED, resamples: int = RESAMPLES, runs: pd.DataFrame | None = None) -> Comparison:
+    """Compare two selections of the store, configuration by configuration (see the module docstring).
+    ``runs`` is ``store.runs()`` when the caller has it already."""
+    _check_metrics(metrics)
+    runs = _ok_runs(store.runs() if runs is None else runs)
+    base_runs, cand_runs = _sides(runs, baseline, candidate)
     base_keys, cand_keys = set(base_runs["_key"]), set(cand_runs["_key"])
     common = sorted(base_keys & cand_keys)
     out = Comparison(baseline, candidate, alpha=alpha, min_change=min_change,
@@ -424,106 +596,22 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
                      only_candidate=[_fmt_key(k) for k in sorted(cand_keys - base_keys)])
     if not common:
         raise AnalysisError("baseline and candidate have no configuration (model, target, backend, settings) in common")
-
-    wanted_ids = set(base_runs["run_id"]) | set(cand_runs["run_id"])
-    need_samples = any(METRICS[m][1] == "samples" for m in metrics)
-    per_run_lat: dict[str, npt.NDArray[Any]] = {}
-    #: metric -> run id -> value, for the session-to-session variation of each metric
-    history: dict[str, pd.Series] = {"peak_memory": runs.set_index("run_id")["hwm_kb"].dropna().astype(float)}
-    if need_samples:
-        # History needs only each run's median (the summary reads the store a file at a time);
-        # raw samples are read for the two selections alone.
-        base_time = pd.to_datetime(base_runs["started_at"]).max()
-        past = runs[runs["_key"].isin(set(common)) & (runs["started_at"] <= base_time)
-                    & ~runs["run_id"].isin(set(cand_runs["run_id"]))]
-        recent = past.groupby("session_id")["started_at"].max().sort_values().index[-HISTORY_SESSIONS:]
-        summary = store.summary(past.loc[past["session_id"].isin(set(recent)), "run_id"]).set_index("run_id")
-        history["p50"] = summary["p50_ns"].dropna()
-        history["p99"] = summary["p99_ns"].dropna()
-        samples = store.samples(wanted_ids, phase="timed", columns=["run_id", "phase", "iteration", "latency_ns"])
-        samples = samples.sort_values(["run_id", "iteration"], kind="stable")
-        per_run_lat = {rid: g["latency_ns"].to_numpy() for rid, g in samples.groupby("run_id", sort=False)}
-    energy = pd.Series(dtype=float)
-    if "energy_per_inference" in metrics:
-        e = energy_per_inference(store, runs[runs["run_id"].isin(wanted_ids)])
-        energy = e.set_index("run_id")["energy_mj"] if not e.empty else energy
-    base_latest = pd.to_datetime(base_runs["started_at"]).max()
-    exclude = set(cand_runs["run_id"])
-
-    by_key = {k: g for k, g in runs.groupby("_key", sort=False) if k in set(common)}
-    tests: list[tuple[PairResult, _Test]] = []
-    for key in common:
-        b = base_runs[base_runs["_key"] == key]
-        c = cand_runs[cand_runs["_key"] == key]
-        both = pd.concat([b, c])
-        marks = ", ".join(name for name, col in (("emulated", "emulated"), ("stand-in", "stand_in"))
-                          if col in both and both[col].fillna(False).astype(bool).any())
-        for metric in metrics:
-            unit, kind = METRICS[metric]
-            found = _history_cv(by_key[key], history[metric], base_latest, exclude) if metric in history else None
-            hist, sessions = found if found is not None else (None, 0)
-            threshold = max(min_change, 2.0 * hist) if hist is not None else min_change
-            if kind == "samples":
-                bl = [per_run_lat[r] for r in b["run_id"] if r in per_run_lat]
-                cl = [per_run_lat[r] for r in c["run_id"] if r in per_run_lat]
-                if not bl or not cl:
-                    continue
-                t = compare_series(np.concatenate(bl), np.concatenate(cl), 0.5 if metric == "p50" else 0.99,
-                                   seed=seed, resamples=resamples)
-                scale = 1e-6
-            elif metric == "peak_memory":
-                if b["hwm_kb"].isna().all() or c["hwm_kb"].isna().all():
-                    continue
-                t = compare_values(b["hwm_kb"].to_numpy(dtype=float), c["hwm_kb"].to_numpy(dtype=float),
-                                   seed=seed, resamples=resamples)
-                scale = 1 / 1024
-            else:
-                bv = b["run_id"].map(energy).dropna()
-                cv = c["run_id"].map(energy).dropna()
-                if bv.empty or cv.empty:
-                    continue
-                t = compare_values(bv.to_numpy(dtype=float), cv.to_numpy(dtype=float), seed=seed, resamples=resamples)
-                scale = 1.0
-            pair = PairResult(model=key[0], target=key[1], backend=key[2], settings=key[3], metric=metric, unit=unit,
-                              baseline=t.baseline * scale, candidate=t.candidate * scale, ratio=t.ratio,
-                              ci_low=t.ci_low, ci_high=t.ci_high, p_value=t.p_slower, q_value=math.nan,
-                              threshold=threshold, history_cv=hist, history_sessions=sessions,
-                              n_baseline=t.n_baseline,
-                              n_candidate=t.n_candidate, note=t.note, marks=marks)
-            tests.append((pair, t))
-
-    # Benjamini-Hochberg over every tested pair, each direction on its own.
-    for attr in ("p_slower", "p_faster"):
-        idx = [i for i, (_, t) in enumerate(tests) if math.isfinite(getattr(t, attr))]
-        if idx:
-            adjusted = sps.false_discovery_control([getattr(tests[i][1], attr) for i in idx], method="bh")
-            for i, qv in zip(idx, adjusted, strict=True):
-                setattr(tests[i][1], attr + "_q", float(qv))
-    for pair, t in tests:
-        q_slower = getattr(t, "p_slower_q", math.nan)
-        q_faster = getattr(t, "p_faster_q", math.nan)
-        pair.q_value = q_slower
-        if pair.history_cv is not None:
-            t.ci_low, t.ci_high = _with_session_noise(t, pair.history_cv, pair.history_sessions)
-            pair.ci_low, pair.ci_high = t.ci_low, t.ci_high
-            extra = (f"interval includes {pair.history_cv:.1%} session-to-session variation "
-                     f"({pair.history_sessions} sessions)")
-        else:
-            extra = "no session history (< 3 earlier sessions): the bound must clear the threshold"
-        pair.note = "; ".join(x for x in (pair.note, extra) if x)
-        pair.verdict = _verdict(t, q_slower if math.isfinite(q_slower) else 1.0,
-                                q_faster if math.isfinite(q_faster) else 1.0, pair.threshold, alpha,
-                                with_history=pair.history_cv is not None)
+    inputs = _load_inputs(store, runs, base_runs, cand_runs, common, metrics)
+    tests = _test_pairs(base_runs, cand_runs, common, inputs, metrics, min_change, seed, resamples)
+    for (pair, t), (q_slower, q_faster) in zip(tests, _bh_adjust(tests), strict=True):
+        _conclude(pair, t, q_slower, q_faster, alpha)
         out.pairs.append(pair)
     return out
 
 
 def _fmt_settings(text: Any) -> str:
+    """Settings (JSON text or a dict) as ``key=value`` words, sorted."""
     settings = _labels(text)
     return " ".join(f"{k}={v}" for k, v in sorted(settings.items()))
 
 
-def _fmt_key(key: tuple[str, str, str, str]) -> str:
+def _fmt_key(key: _Key) -> str:
+    """A configuration as ``model on target [backend settings]``."""
     settings = _fmt_settings(key[3])
     return f"{key[0]} on {key[1]} [{key[2]}{' ' + settings if settings else ''}]"
 
@@ -532,10 +620,12 @@ def _fmt_key(key: tuple[str, str, str, str]) -> str:
 
 
 def _num(v: float, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; ``-`` for None, NaN or infinity."""
     return "-" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
 
 
 def _change(p: PairResult) -> str:
+    """The change in percent with its interval, as ``+3.1% [+1.0, +5.2]``."""
     if not math.isfinite(p.ratio):
         return "-"
     ci = "" if not math.isfinite(p.ci_low) else f" [{(p.ci_low - 1) * 100:+.1f}, {(p.ci_high - 1) * 100:+.1f}]"
@@ -543,6 +633,7 @@ def _change(p: PairResult) -> str:
 
 
 def _rows(c: Comparison) -> list[dict[str, str]]:
+    """The table's rows, one per pair, as column -> text."""
     return [{
         "configuration": p.config(),
         "metric": p.metric,
@@ -556,6 +647,7 @@ def _rows(c: Comparison) -> list[dict[str, str]]:
 
 
 def _headline(c: Comparison) -> str:
+    """One line: regressed or not, and how many pairs got each verdict."""
     reg = c.regressions
     counts = {v: sum(1 for p in c.pairs if p.verdict == v) for v in ("slower", "faster", "unchanged", "inconclusive")}
     text = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
@@ -624,6 +716,7 @@ def _finite(v: Any) -> Any:
 
 
 def _json_default(v: Any) -> Any:
+    """JSON for what the encoder does not know: numpy scalars as numbers, anything else as text."""
     if isinstance(v, np.generic):
         return v.item()
     return str(v)

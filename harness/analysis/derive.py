@@ -222,19 +222,21 @@ def _warning(code: str, message: str, remedy: str) -> dict[str, str]:
     return {"code": code, "message": message, "remedy": remedy}
 
 
-def derive_run(result: Mapping[str, Any] | None, hello: Mapping[str, Any] | None,
-               samples: Mapping[str, Sequence[Any]], telemetry: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
-    """The derived figures of one run (see the module docstring). Never raises on missing data."""
-    result = result or {}
-    hello = hello or {}
+def _frames(samples: Mapping[str, Sequence[Any]],
+            telemetry: Mapping[str, Sequence[Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The samples (phase, latency_ns, t_ns) and the telemetry (t_ns, sensor, value, unit) as tables; the
+    telemetry's values numeric (NaN where not a number), its rows without a time dropped."""
     sdf = pd.DataFrame({k: samples.get(k, []) for k in ("phase", "latency_ns", "t_ns")})
     tel = pd.DataFrame({k: telemetry.get(k, []) for k in ("t_ns", "sensor", "value", "unit")})
     if not tel.empty:
         tel["value"] = pd.to_numeric(tel["value"], errors="coerce")
         tel = tel[tel["t_ns"].notna()].astype({"t_ns": "int64"})
-    out: dict[str, Any] = {"version": DERIVED_VERSION}
-    warnings: list[dict[str, str]] = []
+    return sdf, tel
 
+
+def _sensors(result: Mapping[str, Any], hello: Mapping[str, Any], tel: pd.DataFrame) -> dict[str, Any]:
+    """The agent's sensor report, with the readings recorded per sensor family and the sensors that never
+    gave a value (or a note that telemetry was off)."""
     sensors = dict((result.get("telemetry") or {}).get("sensors") or hello.get("sensors") or {})
     if not tel.empty:
         have = tel[tel["value"].notna()]
@@ -245,6 +247,97 @@ def derive_run(result: Mapping[str, Any] | None, hello: Mapping[str, Any] | None
     elif result and not result.get("telemetry"):
         sensors["recorded"] = {}
         sensors["note"] = "telemetry was off for this job"
+    return sensors
+
+
+def _thermal(tel: pd.DataFrame, timed: tuple[int, int, int] | None, idle: Mapping[str, Any],
+             temp: tuple[str | None, np.ndarray, np.ndarray],
+             clock: tuple[np.ndarray, np.ndarray]) -> dict[str, Any] | None:
+    """Temperatures (idle, timed mean and peak) and the fastest core's clock against its max during the
+    timed phase; None without a timed phase or without temperature and clock readings."""
+    temp_name, tt, tv = temp
+    ct, cv = clock
+    if not (timed and (temp_name or len(ct))):
+        return None
+    thermal: dict[str, Any] = {"sensor": temp_name}
+    if temp_name:
+        m = (tt >= timed[0]) & (tt <= timed[1])
+        thermal["timed_mean_c"] = float(np.mean(tv[m])) if m.any() else None
+        thermal["timed_peak_c"] = float(np.max(tv[m])) if m.any() else None
+        if "t0_ns" in idle:
+            thermal["idle_c"] = _window_mean(tt, tv, int(idle["t0_ns"]), int(idle["t1_ns"]) + 1)
+    if len(ct):
+        s = tel["sensor"].astype(str)
+        mx = tel[s.str.match(r"^freq\.cpu\d+\.max$") & tel["value"].notna()]["value"]
+        m = (ct >= timed[0]) & (ct <= timed[1])
+        if m.any() and len(mx):
+            thermal["cpu_clock_ratio"] = float(np.mean(cv[m]) / mx.max())
+    return thermal
+
+
+def _phase_of(windows: Mapping[str, tuple[int, int, int]], t: int) -> str:
+    """The phase (timed or sustained) a time under load falls in."""
+    return "sustained" if "sustained" in windows and t >= windows["sustained"][0] else "timed"
+
+
+def _throttle_events(tel: pd.DataFrame, windows: Mapping[str, tuple[int, int, int]],
+                     trips: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Flag, clock and trip events over the timed and sustained phases, in time order, ``t_s`` from the
+    timed phase's start (see the module docstring)."""
+    timed = windows.get("timed")
+    if not timed or tel.empty:
+        return []
+    end = windows.get("sustained", timed)[1]
+    events: list[dict[str, Any]] = [
+        {"t_s": (t - timed[0]) / 1e9, "kind": "flag", "sensor": name, "phase": _phase_of(windows, t)}
+        for t, name in _flag_events(tel, timed[0], end)]
+    found = [dict(e, phase=ph) for ph in ("timed", "sustained") if ph in windows
+             for e in _clock_events(tel, windows[ph][0], windows[ph][1])]
+    found += [dict(e, phase=_phase_of(windows, e["t_ns"])) for e in _trip_events(tel, trips, timed[0], end)]
+    for e in found:
+        t = e.pop("t_ns")
+        events.append({"t_s": (t - timed[0]) / 1e9, **e})
+    events.sort(key=lambda e: e["t_s"])
+    return events
+
+
+def _cooldown_gate(g: Mapping[str, Any]) -> dict[str, Any]:
+    """One cool-down gate as stored: before which phase, its status, how long it waited, its temperatures."""
+    return {"before": g.get("before"), "status": g.get("status"), "waited_s": (g.get("waited_ns") or 0) / 1e9,
+            "start_temp_c": g.get("start_temp_c"), "end_temp_c": g.get("end_temp_c"),
+            "max_temp_c": g.get("max_temp_c")}
+
+
+def _cooldown_warning(gate: Mapping[str, Any]) -> dict[str, str] | None:
+    """The warning of a cool-down gate that let the device start warm or could not wait; None otherwise."""
+    if gate["status"] == "timeout":
+        return _warning(
+            "cooldown_timeout",
+            f"the cool-down gate before the {gate['before']} phase timed out after {gate['waited_s']:.0f} s at "
+            f"{_c(gate['end_temp_c'])} (limit {_c(gate['max_temp_c'])}): the device started warm",
+            "raise policy.cooldown.max_wait_s or max_temp_c, or improve the device's cooling")
+    if gate["status"] == "stopped_falling":
+        return _warning(
+            "cooldown_above_limit",
+            f"the cool-down gate before the {gate['before']} phase stopped waiting after {gate['waited_s']:.0f} s "
+            f"at {_c(gate['end_temp_c'])}, above its limit {_c(gate['max_temp_c'])}: the temperature had "
+            "stopped falling, so the device started warm",
+            "set policy.cooldown.max_temp_c above the device's idle temperature, or improve its cooling")
+    if gate["status"] == "no_sensor":
+        return _warning(
+            "cooldown_no_sensor", f"the cool-down gate before the {gate['before']} phase found no temperature "
+            "sensor and did not wait", "remove policy.cooldown for this target, or give it a thermal sensor")
+    return None
+
+
+def derive_run(result: Mapping[str, Any] | None, hello: Mapping[str, Any] | None,
+               samples: Mapping[str, Sequence[Any]], telemetry: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """The derived figures of one run (see the module docstring). Never raises on missing data."""
+    result = result or {}
+    hello = hello or {}
+    sdf, tel = _frames(samples, telemetry)
+    out: dict[str, Any] = {"version": DERIVED_VERSION}
+    sensors = _sensors(result, hello, tel)
     out["sensors"] = sensors or None
 
     windows = _phase_windows(result, sdf) if not sdf.empty else {}
@@ -256,74 +349,21 @@ def derive_run(result: Mapping[str, Any] | None, hello: Mapping[str, Any] | None
     if idle.get("skipped"):
         out["idle_skipped"] = idle["skipped"]
 
-    temp_name, tt, tv = device_temperature(tel) if not tel.empty else (None, np.array([]), np.array([]))
-    ct, cv = _cpu_clock(tel) if not tel.empty else (np.array([]), np.array([]))
-    if timed and (temp_name or len(ct)):
-        thermal: dict[str, Any] = {"sensor": temp_name}
-        if temp_name:
-            m = (tt >= timed[0]) & (tt <= timed[1])
-            thermal["timed_mean_c"] = float(np.mean(tv[m])) if m.any() else None
-            thermal["timed_peak_c"] = float(np.max(tv[m])) if m.any() else None
-            if "t0_ns" in idle:
-                thermal["idle_c"] = _window_mean(tt, tv, int(idle["t0_ns"]), int(idle["t1_ns"]) + 1)
-        if len(ct):
-            s = tel["sensor"].astype(str)
-            mx = tel[s.str.match(r"^freq\.cpu\d+\.max$") & tel["value"].notna()]["value"]
-            m = (ct >= timed[0]) & (ct <= timed[1])
-            if m.any() and len(mx):
-                thermal["cpu_clock_ratio"] = float(np.mean(cv[m]) / mx.max())
+    temp = device_temperature(tel) if not tel.empty else (None, np.array([]), np.array([]))
+    clock = _cpu_clock(tel) if not tel.empty else (np.array([]), np.array([]))
+    thermal = _thermal(tel, timed, idle, temp, clock)
+    if thermal is not None:
         out["thermal"] = thermal
-
     out["memory"] = _memory(result, tel, timed)
+    out["throttle_events"] = _throttle_events(tel, windows, (sensors.get("facts") or {}).get("trip_points") or {})
 
-    events: list[dict[str, Any]] = []
-    if timed and not tel.empty:
-        end = windows.get("sustained", timed)[1]
-
-        def phase_of(t: int) -> str:
-            return "sustained" if "sustained" in windows and t >= windows["sustained"][0] else "timed"
-
-        for t, name in _flag_events(tel, timed[0], end):
-            events.append({"t_s": (t - timed[0]) / 1e9, "kind": "flag", "sensor": name, "phase": phase_of(t)})
-        found = [dict(e, phase=ph) for ph in ("timed", "sustained") if ph in windows
-                 for e in _clock_events(tel, windows[ph][0], windows[ph][1])]
-        found += [dict(e, phase=phase_of(e["t_ns"]))
-                  for e in _trip_events(tel, (sensors.get("facts") or {}).get("trip_points") or {}, timed[0], end)]
-        for e in found:
-            t = e.pop("t_ns")
-            events.append({"t_s": (t - timed[0]) / 1e9, **e})
-        events.sort(key=lambda e: e["t_s"])
-    out["throttle_events"] = events
-
-    gates = []
-    for g in result.get("cooldown") or []:
-        gate = {"before": g.get("before"), "status": g.get("status"), "waited_s": (g.get("waited_ns") or 0) / 1e9,
-                "start_temp_c": g.get("start_temp_c"), "end_temp_c": g.get("end_temp_c"),
-                "max_temp_c": g.get("max_temp_c")}
-        gates.append(gate)
-        if g.get("status") == "timeout":
-            warnings.append(_warning(
-                "cooldown_timeout",
-                f"the cool-down gate before the {gate['before']} phase timed out after {gate['waited_s']:.0f} s at "
-                f"{_c(gate['end_temp_c'])} (limit {_c(gate['max_temp_c'])}): the device started warm",
-                "raise policy.cooldown.max_wait_s or max_temp_c, or improve the device's cooling"))
-        elif g.get("status") == "stopped_falling":
-            warnings.append(_warning(
-                "cooldown_above_limit",
-                f"the cool-down gate before the {gate['before']} phase stopped waiting after {gate['waited_s']:.0f} s "
-                f"at {_c(gate['end_temp_c'])}, above its limit {_c(gate['max_temp_c'])}: the temperature had "
-                "stopped falling, so the device started warm",
-                "set policy.cooldown.max_temp_c above the device's idle temperature, or improve its cooling"))
-        elif g.get("status") == "no_sensor":
-            warnings.append(_warning(
-                "cooldown_no_sensor", f"the cool-down gate before the {gate['before']} phase found no temperature "
-                "sensor and did not wait", "remove policy.cooldown for this target, or give it a thermal sensor"))
+    gates = [_cooldown_gate(g) for g in result.get("cooldown") or []]
+    warnings = [w for w in (_cooldown_warning(g) for g in gates) if w is not None]
     out["cooldown"] = gates or None
-
     sus = windows.get("sustained")
     if sus:
         out["sustained"] = _sustained(result.get("sustained") or {}, sdf[sdf["phase"] == "sustained"], sus, tel,
-                                      (temp_name, tt, tv), (ct, cv), warnings)
+                                      temp, clock, warnings)
     out["warnings"] = warnings
     return out
 
@@ -332,17 +372,15 @@ def _c(value: Any) -> str:
     return f"{value:.1f} C" if isinstance(value, (int, float)) else "unknown temperature"
 
 
-def _sustained(info: Mapping[str, Any], rows: pd.DataFrame, span: tuple[int, int, int], tel: pd.DataFrame,
-               temp: tuple[str | None, np.ndarray, np.ndarray], clock: tuple[np.ndarray, np.ndarray],
-               warnings: list[dict[str, str]]) -> dict[str, Any]:
-    t0, t1, count = span
-    window_ns = int(float(info.get("window_s") or 5.0) * 1e9)
-    lat = rows["latency_ns"].to_numpy(dtype=np.int64)
-    st = rows["t_ns"].to_numpy(dtype=np.int64)
+def _sustained_windows(lat: np.ndarray, st: np.ndarray, span: tuple[int, int, int], window_ns: int,
+                       temp: tuple[str | None, np.ndarray, np.ndarray],
+                       clock: tuple[np.ndarray, np.ndarray]) -> list[dict[str, Any]]:
+    """Per window of the sustained phase: its start, inference count, p50, mean temperature and CPU clock.
+    Whole windows, plus a last partial one only when it covers at least half a window."""
+    t0, t1, _ = span
     _, tt, tv = temp
     ct, cv = clock
     windows = []
-    # Whole windows, plus a last partial one only when it covers at least half a window.
     full, rest = divmod(max(0, t1 - t0), window_ns)
     n_windows = max(1, full + (1 if rest >= window_ns // 2 else 0))
     for k in range(n_windows):
@@ -351,12 +389,16 @@ def _sustained(info: Mapping[str, Any], rows: pd.DataFrame, span: tuple[int, int
         windows.append({"t_s": k * window_ns / 1e9, "count": int(m.sum()),
                         "p50_ms": float(np.median(lat[m])) / 1e6 if m.any() else None,
                         "temp_c": _window_mean(tt, tv, a, b), "cpu_mhz": _window_mean(ct, cv, a, b)})
-    first = lat[st < t0 + window_ns]
-    last = lat[st >= t1 - window_ns]
-    p50_first = float(np.median(first)) if len(first) else None
-    p50_last = float(np.median(last)) if len(last) else None
-    stability = p50_last / p50_first if p50_first and p50_last is not None else None
+    return windows
 
+
+def _throttle_times(tel: pd.DataFrame, span: tuple[int, int, int], window_ns: int,
+                    clock: tuple[np.ndarray, np.ndarray], windows: list[dict[str, Any]],
+                    p50_first: float | None) -> dict[str, float | None]:
+    """Seconds into the sustained phase of the first throttle flag, of the fastest core's clock below
+    :data:`CLOCK_DROP` of its first-window peak, and of a window's p50 over :data:`P50_RISE` above the first's."""
+    t0, t1, _ = span
+    ct, cv = clock
     throttle: dict[str, float | None] = {"flag_s": None, "clock_s": None, "latency_s": None}
     flags = _flag_events(tel, t0, t1) if not tel.empty else []
     if flags:
@@ -373,43 +415,79 @@ def _sustained(info: Mapping[str, Any], rows: pd.DataFrame, span: tuple[int, int
             if w["p50_ms"] is not None and w["p50_ms"] * 1e6 > (1 + P50_RISE) * p50_first:
                 throttle["latency_s"] = w["t_s"]
                 break
-    hits = [(v, k) for k, v in throttle.items() if v is not None]
-    ttt, cause = min(hits) if hits else (None, None)
+    return throttle
 
+
+def _temp_span(tt: np.ndarray, tv: np.ndarray, t0: int, t1: int) -> tuple[float | None, float | None]:
+    """The temperature at the sustained phase's start (the last reading before it, else its first) and end."""
     before = tt < t0
     inside = (tt >= t0) & (tt <= t1)
     start_c = float(tv[before][-1]) if before.any() else (float(tv[inside][0]) if inside.any() else None)
     end_c = float(tv[inside][-1]) if inside.any() else None
-    out = {"duration_s": (t1 - t0) / 1e9, "count": count, "window_s": window_ns / 1e9, "windows": windows,
-           "p50_first_ms": p50_first / 1e6 if p50_first else None,
-           "p50_last_ms": p50_last / 1e6 if p50_last is not None else None,
-           "stability": stability, "time_to_throttle_s": ttt,
-           "throttle_cause": {"flag_s": "flag", "clock_s": "clock", "latency_s": "latency"}.get(cause or ""),
-           "throttle": throttle, "temp_start_c": start_c, "temp_end_c": end_c,
-           "temp_rise_c": end_c - start_c if start_c is not None and end_c is not None else None}
+    return start_c, end_c
+
+
+def _throttled_warning(ttt: float, cause: str | None, stability: float | None) -> dict[str, str]:
+    """The warning of a sustained phase that throttled ``ttt`` seconds in."""
+    message = f"throttled {ttt:.1f} s into the sustained phase ({cause})"
+    if stability:
+        message += f"; p50 last/first window = {stability:.3f}"
+    return _warning("throttled", message,
+                    "quote the sustained figures for long-running use, or improve cooling (heatsink, fan, case)")
+
+
+def _sustained(info: Mapping[str, Any], rows: pd.DataFrame, span: tuple[int, int, int], tel: pd.DataFrame,
+               temp: tuple[str | None, np.ndarray, np.ndarray], clock: tuple[np.ndarray, np.ndarray],
+               warnings: list[dict[str, str]]) -> dict[str, Any]:
+    """The sustained phase's figures (see the module docstring); a ``throttled`` warning is appended to
+    ``warnings`` when it throttled."""
+    t0, t1, count = span
+    window_ns = int(float(info.get("window_s") or 5.0) * 1e9)
+    lat = rows["latency_ns"].to_numpy(dtype=np.int64)
+    st = rows["t_ns"].to_numpy(dtype=np.int64)
+    windows = _sustained_windows(lat, st, span, window_ns, temp, clock)
+    first = lat[st < t0 + window_ns]
+    last = lat[st >= t1 - window_ns]
+    p50_first = float(np.median(first)) if len(first) else None
+    p50_last = float(np.median(last)) if len(last) else None
+    stability = p50_last / p50_first if p50_first and p50_last is not None else None
+
+    throttle = _throttle_times(tel, span, window_ns, clock, windows, p50_first)
+    hits = [(v, k) for k, v in throttle.items() if v is not None]
+    ttt, cause = min(hits) if hits else (None, None)
+    throttle_cause = {"flag_s": "flag", "clock_s": "clock", "latency_s": "latency"}.get(cause or "")
+    start_c, end_c = _temp_span(temp[1], temp[2], t0, t1)
+    out: dict[str, Any] = {
+        "duration_s": (t1 - t0) / 1e9, "count": count, "window_s": window_ns / 1e9, "windows": windows,
+        "p50_first_ms": p50_first / 1e6 if p50_first else None,
+        "p50_last_ms": p50_last / 1e6 if p50_last is not None else None,
+        "stability": stability, "time_to_throttle_s": ttt, "throttle_cause": throttle_cause,
+        "throttle": throttle, "temp_start_c": start_c, "temp_end_c": end_c,
+        "temp_rise_c": end_c - start_c if start_c is not None and end_c is not None else None}
     if ttt is not None:
-        warnings.append(_warning(
-            "throttled", f"throttled {ttt:.1f} s into the sustained phase ({out['throttle_cause']}); "
-            f"p50 last/first window = {stability:.3f}" if stability else f"throttled {ttt:.1f} s into the "
-            f"sustained phase ({out['throttle_cause']})",
-            "quote the sustained figures for long-running use, or improve cooling (heatsink, fan, case)"))
+        warnings.append(_throttled_warning(ttt, throttle_cause, stability))
     return out
 
 
-def format_derived(derived: Mapping[str, Any]) -> list[str]:
-    """Lines for ``hilbench show`` (each without its leading indent)."""
-    lines: list[str] = []
+def _sensor_lines(derived: Mapping[str, Any]) -> list[str]:
+    """The readings recorded per sensor family, the sensors missing, and the jetson_clocks state."""
     sensors = derived.get("sensors") or {}
-    if sensors:
-        rec = sensors.get("recorded") or {}
-        lines.append("sensors   " + (", ".join(f"{k} {v}" for k, v in rec.items()) or "none recorded")
-                     + (f" ({sensors['note']})" if sensors.get("note") else ""))
-        for m in sensors.get("missing") or []:
-            lines.append(f"  missing {m}")
-        jc = (sensors.get("facts") or {}).get("jetson_clocks")
-        if isinstance(jc, Mapping):
-            detail = "; ".join(jc.get("unpinned") or [])
-            lines.append(f"jetson_clocks {jc.get('text') or 'unknown'}" + (f" ({detail})" if detail else ""))
+    if not sensors:
+        return []
+    rec = sensors.get("recorded") or {}
+    lines = ["sensors   " + (", ".join(f"{k} {v}" for k, v in rec.items()) or "none recorded")
+             + (f" ({sensors['note']})" if sensors.get("note") else "")]
+    lines += [f"  missing {m}" for m in sensors.get("missing") or []]
+    jc = (sensors.get("facts") or {}).get("jetson_clocks")
+    if isinstance(jc, Mapping):
+        detail = "; ".join(jc.get("unpinned") or [])
+        lines.append(f"jetson_clocks {jc.get('text') or 'unknown'}" + (f" ({detail})" if detail else ""))
+    return lines
+
+
+def _power_lines(derived: Mapping[str, Any]) -> list[str]:
+    """Power and energy per inference, or that there was no power sensor; a skipped idle baseline."""
+    lines = []
     p = derived.get("power")
     if p:
         idle = f", idle {p['idle_mw']:.0f} mW" if p.get("idle_mw") is not None else ""
@@ -422,6 +500,12 @@ def format_derived(derived: Mapping[str, Any]) -> list[str]:
         lines.append("power     no power sensor: no energy figures")
     if derived.get("idle_skipped"):
         lines.append(f"idle      skipped: {derived['idle_skipped']}")
+    return lines
+
+
+def _thermal_lines(derived: Mapping[str, Any]) -> list[str]:
+    """Temperatures of the timed phase and the fastest core's clock against its max."""
+    lines = []
     th = derived.get("thermal")
     if th and th.get("sensor"):
         parts = [f"{k[:-2].replace('_', ' ')} {th[k]:.1f} C" for k in ("idle_c", "timed_mean_c", "timed_peak_c")
@@ -429,32 +513,55 @@ def format_derived(derived: Mapping[str, Any]) -> list[str]:
         lines.append(f"thermal   {th['sensor']}: " + ", ".join(parts))
     if th and th.get("cpu_clock_ratio") is not None:
         lines.append(f"clock     fastest CPU core at {th['cpu_clock_ratio'] * 100:.0f}% of its max during the timed runs")
-    for g in derived.get("cooldown") or []:
-        lines.append(f"cool-down before {g['before']}: {g['status']} after {g['waited_s']:.1f} s "
-                     f"({_c(g['start_temp_c'])} -> {_c(g['end_temp_c'])}, limit {_c(g['max_temp_c'])})")
-    mem = derived.get("memory")
-    if mem and mem.get("timed_peak_rss_kb") is None:
-        lines.append(f"memory    peak RSS unknown: {mem.get('peak_basis')}")
-    elif mem:
-        growth = (f", {mem['growth_kb'] / 1024:+.1f} MB over the RSS before load "
-                  f"({mem['rss_before_load_kb'] / 1024:.1f} MB)" if mem.get("growth_kb") is not None else "")
-        lines.append(f"memory    peak RSS {mem['timed_peak_rss_kb'] / 1024:.1f} MB during the timed runs{growth}")
-    for e in derived.get("throttle_events") or []:
-        when = f"{e['t_s']:.1f} s after the timed start ({e['phase']})"
-        if e.get("kind") == "clock":
-            lines.append(f"throttle  clock: {e['sensor']} at {e['mhz']:.0f} of {e['max_mhz']:.0f} MHz (down to "
-                         f"{e['ratio'] * 100:.0f}% of its max) for {e['duration_s']:.1f} s from {when}")
-        elif e.get("kind") == "trip":
-            lines.append(f"throttle  {e['sensor']} reached its {e.get('trip_type') or ''} trip point "
-                         f"{e['trip_c']:.1f} C ({e['temp_c']:.1f} C) {when}")
-        else:
-            lines.append(f"throttle  {e['sensor']} set {when}")
-    s = derived.get("sustained")
-    if s:
-        stab = f"{s['stability']:.3f}" if s.get("stability") is not None else "n/a"
-        ttt = (f"{s['time_to_throttle_s']:.1f} s ({s['throttle_cause']})" if s.get("time_to_throttle_s") is not None
-               else "none")
-        rise = f", temperature {s['temp_rise_c']:+.1f} C" if s.get("temp_rise_c") is not None else ""
-        lines.append(f"sustained {s['count']} runs in {s['duration_s']:.1f} s: stability (p50 last/first "
-                     f"{s['window_s']:g} s window) {stab}, time to throttle {ttt}{rise}")
     return lines
+
+
+def _cooldown_lines(derived: Mapping[str, Any]) -> list[str]:
+    """One line per cool-down gate."""
+    return [f"cool-down before {g['before']}: {g['status']} after {g['waited_s']:.1f} s "
+            f"({_c(g['start_temp_c'])} -> {_c(g['end_temp_c'])}, limit {_c(g['max_temp_c'])})"
+            for g in derived.get("cooldown") or []]
+
+
+def _memory_lines(derived: Mapping[str, Any]) -> list[str]:
+    """The timed phase's peak RSS and its growth over the RSS before load, or why it is unknown."""
+    mem = derived.get("memory")
+    if not mem:
+        return []
+    if mem.get("timed_peak_rss_kb") is None:
+        return [f"memory    peak RSS unknown: {mem.get('peak_basis')}"]
+    growth = (f", {mem['growth_kb'] / 1024:+.1f} MB over the RSS before load "
+              f"({mem['rss_before_load_kb'] / 1024:.1f} MB)" if mem.get("growth_kb") is not None else "")
+    return [f"memory    peak RSS {mem['timed_peak_rss_kb'] / 1024:.1f} MB during the timed runs{growth}"]
+
+
+def _throttle_line(e: Mapping[str, Any]) -> str:
+    """One throttle event (clock, trip or flag)."""
+    when = f"{e['t_s']:.1f} s after the timed start ({e['phase']})"
+    if e.get("kind") == "clock":
+        return (f"throttle  clock: {e['sensor']} at {e['mhz']:.0f} of {e['max_mhz']:.0f} MHz (down to "
+                f"{e['ratio'] * 100:.0f}% of its max) for {e['duration_s']:.1f} s from {when}")
+    if e.get("kind") == "trip":
+        return (f"throttle  {e['sensor']} reached its {e.get('trip_type') or ''} trip point "
+                f"{e['trip_c']:.1f} C ({e['temp_c']:.1f} C) {when}")
+    return f"throttle  {e['sensor']} set {when}"
+
+
+def _sustained_lines(derived: Mapping[str, Any]) -> list[str]:
+    """The sustained phase: stability, time to throttle, temperature rise."""
+    s = derived.get("sustained")
+    if not s:
+        return []
+    stab = f"{s['stability']:.3f}" if s.get("stability") is not None else "n/a"
+    ttt = (f"{s['time_to_throttle_s']:.1f} s ({s['throttle_cause']})" if s.get("time_to_throttle_s") is not None
+           else "none")
+    rise = f", temperature {s['temp_rise_c']:+.1f} C" if s.get("temp_rise_c") is not None else ""
+    return [f"sustained {s['count']} runs in {s['duration_s']:.1f} s: stability (p50 last/first "
+            f"{s['window_s']:g} s window) {stab}, time to throttle {ttt}{rise}"]
+
+
+def format_derived(derived: Mapping[str, Any]) -> list[str]:
+    """Lines for ``hilbench show`` (each without its leading indent)."""
+    return [*_sensor_lines(derived), *_power_lines(derived), *_thermal_lines(derived), *_cooldown_lines(derived),
+            *_memory_lines(derived), *[_throttle_line(e) for e in derived.get("throttle_events") or []],
+            *_sustained_lines(derived)]

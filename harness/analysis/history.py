@@ -28,6 +28,7 @@ import pandas as pd
 
 from harness.errors import AnalysisError
 from harness.store import Store
+from harness.text import json_object, key_values
 
 __all__ = ["HISTORY_METRICS", "nightly_points", "detect_changes", "history", "format_history"]
 
@@ -44,20 +45,12 @@ GIT_LABEL = "git"
 
 
 def _git_refs(labels: Any) -> str:
-    try:
-        d = json.loads(labels) if isinstance(labels, str) else (labels or {})
-    except ValueError:
-        return ""
-    value = d.get(GIT_LABEL) if isinstance(d, dict) else None
+    value = json_object(labels).get(GIT_LABEL)
     return str(value) if value is not None else ""
 
 
 def _series_label(row: Any) -> str:
-    try:
-        s = json.loads(row["settings"]) if isinstance(row["settings"], str) else (row["settings"] or {})
-    except ValueError:
-        s = {}
-    settings = " ".join(f"{k}={v}" for k, v in sorted(s.items()))
+    settings = key_values(json_object(row["settings"]))
     return f"{row['model']} @ {row['target']} [{row['backend']}{' ' + settings if settings else ''}] {row['metric']}"
 
 

@@ -14,8 +14,9 @@ pure functions of the raw latencies; nothing here measures, prints or exits.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -81,10 +82,6 @@ class Verdict:
     valid: bool
     reasons: list[str] = field(default_factory=list)
     warnings: list[StabilityWarning] = field(default_factory=list)
-
-    @property
-    def warning_codes(self) -> list[str]:
-        return [w.code for w in self.warnings]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -236,6 +233,241 @@ def _ms(ns: float) -> str:
     return f"{ns / 1e6:.3g} ms"
 
 
+# --- the checks -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """The thresholds :func:`assess` was given (its keyword arguments)."""
+
+    cv_threshold: float
+    first_run_factor: float
+    outlier_fence: float
+    outlier_fraction_threshold: float
+    drift_threshold: float
+    drift_window: float
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One run's finite, non-empty timed latencies with the figures every check reads."""
+
+    x: npt.NDArray[np.float64]
+    settings: Mapping[str, Any]
+    limits: _Limits
+    percentiles: tuple[float, ...]
+    first_inference_ns: int | None
+
+    @property
+    def n(self) -> int:
+        return int(self.x.size)
+
+    @cached_property
+    def quartiles(self) -> tuple[float, float, float]:
+        """(Q1, median, Q3)."""
+        q1, median, q3 = (float(v) for v in np.quantile(self.x, [0.25, 0.5, 0.75]))
+        return q1, median, q3
+
+    @property
+    def median(self) -> float:
+        return self.quartiles[1]
+
+    @cached_property
+    def mean(self) -> float:
+        return float(np.mean(self.x))
+
+
+def _unusable(x: npt.NDArray[Any]) -> Verdict | None:
+    """The INVALID verdict of a run with no samples or with non-finite ones; None when the samples are usable."""
+    if x.size == 0:
+        return Verdict(
+            valid=False,
+            reasons=["no timed samples: the timed phase recorded nothing (check timed.count and timed.min_s)"],
+        )
+    if not np.all(np.isfinite(x.astype(np.float64, copy=False))):
+        return Verdict(valid=False, reasons=["timed samples contain NaN or infinity: the samples are corrupt"])
+    return None
+
+
+def _nonpositive_samples(run: _Run) -> list[str]:
+    """INVALID: samples of zero or less (the clock did not advance)."""
+    nonpos = int(np.count_nonzero(run.x <= 0))
+    if not nonpos:
+        return []
+    return [
+        f"{nonpos} of {run.n} timed samples are zero or negative: the clock did not advance across the "
+        "invoke (a timer too coarse for this model, or a backend that did no work)"
+    ]
+
+
+def _too_few_for_percentiles(run: _Run) -> list[str]:
+    """INVALID: fewer samples than a requested percentile needs, one reason per percentile."""
+    reasons = []
+    for p in run.percentiles:
+        need = min_samples_for_percentile(p)
+        if run.n < need:
+            source = "MLPerf LoadGen's minimum" if p in LOADGEN_MIN_SAMPLES else "hilbench's minimum"
+            reasons.append(
+                f"{run.n} timed samples are too few for {_pct_label(p)}: it needs at least {need} ({source}); "
+                f"raise timed.count to {need} or more, or drop {_pct_label(p)} from percentiles"
+            )
+    return reasons
+
+
+def _high_cv(run: _Run) -> StabilityWarning | None:
+    """``high_cv``: the standard deviation above ``cv_threshold`` of the mean (pyperf)."""
+    mean = run.mean
+    if run.n < 2 or mean <= 0:
+        return None
+    cv = float(np.std(run.x, ddof=1)) / mean
+    threshold = run.limits.cv_threshold
+    if cv <= threshold:
+        return None
+    remedies = _jitter_remedies(run.settings)
+    rate = _rate_hz(run.settings)
+    if rate is not None:
+        remedies.append(
+            f"at a fixed rate ({rate:g} Hz) the CPU may clock down between frames: "
+            "compare with an unpaced run to tell pacing from noise"
+        )
+    return StabilityWarning(
+        code="high_cv",
+        message=(
+            f"the standard deviation is {cv:.1%} of the mean ({_ms(mean)}), above {threshold:.0%}: "
+            "the run is unstable"
+        ),
+        remedy="; ".join(remedies),
+    )
+
+
+def _slow_first_run(run: _Run) -> StabilityWarning | None:
+    """``slow_first_run``: the first inference over ``first_run_factor`` x the median (hyperfine)."""
+    first, median = run.first_inference_ns, run.median
+    if first is None or median <= 0 or first <= run.limits.first_run_factor * median:
+        return None
+    kind, _ = _warmup(run.settings)
+    if kind == "stable":
+        remedy = (
+            "no action needed for steady-state numbers: the first inference is reported apart and the "
+            "warm-up ran until stable; quote it as cold-start latency where that matters"
+        )
+    else:
+        remedy = "the first inference is kept out of the timed samples, but " + _warmup_remedy(run.settings, seen=False)
+    return StabilityWarning(
+        code="slow_first_run",
+        message=(
+            f"the first inference took {_ms(first)}, {first / median:.0f}x the "
+            f"median ({_ms(median)}): one-time initialisation (allocation, kernel compilation, caches)"
+        ),
+        remedy=remedy,
+    )
+
+
+def _outlier_fences(run: _Run) -> tuple[float, float]:
+    """Tukey's far-out fences (low, high), the IQR floored at 1% of the median."""
+    q1, median, q3 = run.quartiles
+    iqr = max(q3 - q1, 0.01 * median)
+    fence = run.limits.outlier_fence
+    return q1 - fence * iqr, q3 + fence * iqr
+
+
+def _outlier_remedy(run: _Run, is_out: npt.NDArray[np.bool_], n_out: int) -> str:
+    """A short warm-up when most outliers come in the run's first ``drift_window``, else interference."""
+    window = run.limits.drift_window
+    head = max(1, math.ceil(window * run.n))
+    in_head = int(np.count_nonzero(is_out[:head]))
+    if in_head * 2 > n_out:
+        return (
+            f"{in_head} of them came in the first {window:.0%} of the run: the warm-up was too short; "
+            + _warmup_remedy(run.settings)
+        )
+    remedy = "re-run on a quiet device; " + "; ".join(_jitter_remedies(run.settings))
+    if run.settings.get("telemetry", True) is not False:
+        remedy += "; if they persist, compare with telemetry = false (the sampler runs on the device too)"
+    return remedy
+
+
+def _outliers(run: _Run) -> StabilityWarning | None:
+    """``outliers``: more than ``outlier_fraction_threshold`` of the samples beyond Tukey's far-out fences."""
+    n = run.n
+    if n < 4 or run.median <= 0:
+        return None
+    low_fence, high_fence = _outlier_fences(run)
+    is_out = (run.x < low_fence) | (run.x > high_fence)
+    n_out = int(np.count_nonzero(is_out))
+    if not n_out or n_out / n <= run.limits.outlier_fraction_threshold:
+        return None
+    n_high = int(np.count_nonzero(run.x > high_fence))
+    return StabilityWarning(
+        code="outliers",
+        message=(
+            f"{n_out} of {n} samples ({n_out / n:.1%}) are outliers ({n_high} slow, {n_out - n_high} fast) "
+            f"beyond Q3 + {run.limits.outlier_fence:g} x IQR = {_ms(high_fence)}: the tail percentiles are "
+            "set by interference, not by the model"
+        ),
+        remedy=_outlier_remedy(run, is_out, n_out),
+    )
+
+
+def _window_medians(run: _Run) -> tuple[float, float] | None:
+    """Medians of the first and the last ``drift_window`` of the run when they differ by more than
+    ``drift_threshold`` and their 95% confidence intervals do not overlap (noise alone moves window
+    medians too); None otherwise or with fewer than 10 samples a window."""
+    w = int(math.floor(run.limits.drift_window * run.n))
+    if w < 10:
+        return None
+    first_part, last_part = run.x[:w], run.x[-w:]
+    first_med = float(np.median(first_part))
+    last_med = float(np.median(last_part))
+    if first_med <= 0:
+        return None
+    head_lo, head_hi = quantile_ci(first_part, 0.5)
+    tail_lo, tail_hi = quantile_ci(last_part, 0.5)
+    separated = tail_lo > head_hi or tail_hi < head_lo
+    if abs((last_med - first_med) / first_med) > run.limits.drift_threshold and separated:
+        return first_med, last_med
+    return None
+
+
+def _slowdown_remedy(settings: Mapping[str, Any]) -> str:
+    """What to do about latency that rose during the run (throttling or load)."""
+    parts = [
+        "check the telemetry for throttle flags, rising temperatures and falling clocks",
+        "add cooling or a cool-down between jobs, or measure throttled behaviour on purpose (sustained mode)",
+    ]
+    gov = _governor(settings)
+    if gov is not None and gov != "performance":
+        parts.append(f"set the CPU governor to 'performance' (it was {gov!r})")
+    return "; ".join(parts)
+
+
+def _drift(run: _Run) -> StabilityWarning | None:
+    """``drift``: the median of the last ``drift_window`` moved from the first's (sustained-mode stability)."""
+    medians = _window_medians(run)
+    if medians is None:
+        return None
+    first_med, last_med = medians
+    drift = (last_med - first_med) / first_med
+    seen = (
+        f"latency drifted by {drift:+.1%} during the run (median of the last {run.limits.drift_window:.0%} "
+        f"{_ms(last_med)} vs the first {_ms(first_med)}): "
+    )
+    if drift > 0:
+        message = seen + "thermal throttling or background load"
+        remedy = _slowdown_remedy(run.settings)
+    else:
+        message = seen + "the device was still warming up (caches, clocks) when timing began"
+        remedy = _warmup_remedy(run.settings)
+    return StabilityWarning(code="drift", message=message, remedy=remedy)
+
+
+#: The checks that make a run INVALID, in the order their reasons are listed.
+_REASON_CHECKS: tuple[Callable[[_Run], list[str]], ...] = (_nonpositive_samples, _too_few_for_percentiles)
+
+#: The checks that warn about a valid run, in the order their warnings are listed.
+_WARNING_CHECKS: tuple[Callable[[_Run], StabilityWarning | None], ...] = (_high_cv, _slow_first_run, _outliers, _drift)
+
+
 # --- the verdict -------------------------------------------------------------------
 
 
@@ -275,150 +507,20 @@ def assess(
     settings: ``warmup``, ``timed``, ``affinity``, ``threads`` ...; ``governor``
     where known); it only shapes the remedies, never the verdict.
     """
-    s: Mapping[str, Any] = settings or {}
     x = np.asarray(latency_ns)
     if x.ndim != 1:
         raise ValueError(f"latencies must be a 1-D array, got shape {x.shape}")
-    n = int(x.size)
-    reasons: list[str] = []
-    warnings: list[StabilityWarning] = []
-    if n == 0:
-        return Verdict(
-            valid=False,
-            reasons=["no timed samples: the timed phase recorded nothing (check timed.count and timed.min_s)"],
-        )
-    xf = x.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(xf)):
-        return Verdict(valid=False, reasons=["timed samples contain NaN or infinity: the samples are corrupt"])
-
-    nonpos = int(np.count_nonzero(xf <= 0))
-    if nonpos:
-        reasons.append(
-            f"{nonpos} of {n} timed samples are zero or negative: the clock did not advance across the "
-            "invoke (a timer too coarse for this model, or a backend that did no work)"
-        )
-
-    for p in sorted({float(p) for p in requested_percentiles}):
-        need = min_samples_for_percentile(p)
-        if n < need:
-            source = "MLPerf LoadGen's minimum" if p in LOADGEN_MIN_SAMPLES else "hilbench's minimum"
-            reasons.append(
-                f"{n} timed samples are too few for {_pct_label(p)}: it needs at least {need} ({source}); "
-                f"raise timed.count to {need} or more, or drop {_pct_label(p)} from percentiles"
-            )
-
-    q1, median, q3 = (float(v) for v in np.quantile(xf, [0.25, 0.5, 0.75]))
-    mean = float(np.mean(xf))
-
-    # high variation (pyperf: std > 10% of the mean)
-    if n >= 2 and mean > 0:
-        cv = float(np.std(xf, ddof=1)) / mean
-        if cv > cv_threshold:
-            remedies = _jitter_remedies(s)
-            rate = _rate_hz(s)
-            if rate is not None:
-                remedies.append(
-                    f"at a fixed rate ({rate:g} Hz) the CPU may clock down between frames: "
-                    "compare with an unpaced run to tell pacing from noise"
-                )
-            warnings.append(
-                StabilityWarning(
-                    code="high_cv",
-                    message=(
-                        f"the standard deviation is {cv:.1%} of the mean ({_ms(mean)}), above {cv_threshold:.0%}: "
-                        "the run is unstable"
-                    ),
-                    remedy="; ".join(remedies),
-                )
-            )
-
-    # slow first run (hyperfine)
-    if first_inference_ns is not None and median > 0 and first_inference_ns > first_run_factor * median:
-        kind, _ = _warmup(s)
-        if kind == "stable":
-            remedy = (
-                "no action needed for steady-state numbers: the first inference is reported apart and the "
-                "warm-up ran until stable; quote it as cold-start latency where that matters"
-            )
-        else:
-            remedy = "the first inference is kept out of the timed samples, but " + _warmup_remedy(s, seen=False)
-        warnings.append(
-            StabilityWarning(
-                code="slow_first_run",
-                message=(
-                    f"the first inference took {_ms(first_inference_ns)}, {first_inference_ns / median:.0f}x the "
-                    f"median ({_ms(median)}): one-time initialisation (allocation, kernel compilation, caches)"
-                ),
-                remedy=remedy,
-            )
-        )
-
-    # outliers (Tukey's far-out fences)
-    if n >= 4 and median > 0:
-        iqr = max(q3 - q1, 0.01 * median)
-        low_fence = q1 - outlier_fence * iqr
-        high_fence = q3 + outlier_fence * iqr
-        is_out = (xf < low_fence) | (xf > high_fence)
-        n_out = int(np.count_nonzero(is_out))
-        if n_out and n_out / n > outlier_fraction_threshold:
-            n_high = int(np.count_nonzero(xf > high_fence))
-            head = max(1, math.ceil(drift_window * n))
-            in_head = int(np.count_nonzero(is_out[:head]))
-            if in_head * 2 > n_out:
-                remedy = (
-                    f"{in_head} of them came in the first {drift_window:.0%} of the run: the warm-up was too short; "
-                    + _warmup_remedy(s)
-                )
-            else:
-                remedy = "re-run on a quiet device; " + "; ".join(_jitter_remedies(s))
-                if s.get("telemetry", True) is not False:
-                    remedy += "; if they persist, compare with telemetry = false (the sampler runs on the device too)"
-            warnings.append(
-                StabilityWarning(
-                    code="outliers",
-                    message=(
-                        f"{n_out} of {n} samples ({n_out / n:.1%}) are outliers ({n_high} slow, {n_out - n_high} fast) "
-                        f"beyond Q3 + {outlier_fence:g} x IQR = {_ms(high_fence)}: the tail percentiles are "
-                        "set by interference, not by the model"
-                    ),
-                    remedy=remedy,
-                )
-            )
-
-    # drift (sustained-mode stability: p50 of the last window / p50 of the first)
-    w = int(math.floor(drift_window * n))
-    if w >= 10:
-        first_part, last_part = xf[:w], xf[-w:]
-        first_med = float(np.median(first_part))
-        last_med = float(np.median(last_part))
-        if first_med > 0:
-            drift = (last_med - first_med) / first_med
-            # Noise alone moves window medians too: require the two medians' 95% CIs not to overlap.
-            head_lo, head_hi = quantile_ci(first_part, 0.5)
-            tail_lo, tail_hi = quantile_ci(last_part, 0.5)
-            separated = tail_lo > head_hi or tail_hi < head_lo
-            if abs(drift) > drift_threshold and separated:
-                if drift > 0:
-                    message = (
-                        f"latency drifted by {drift:+.1%} during the run (median of the last {drift_window:.0%} "
-                        f"{_ms(last_med)} vs the first {_ms(first_med)}): thermal throttling or background load"
-                    )
-                    parts = [
-                        "check the telemetry for throttle flags, rising temperatures and falling clocks",
-                        "add cooling or a cool-down between jobs, or measure throttled behaviour on purpose "
-                        "(sustained mode)",
-                    ]
-                    gov = _governor(s)
-                    if gov is not None and gov != "performance":
-                        parts.append(f"set the CPU governor to 'performance' (it was {gov!r})")
-                    remedy = "; ".join(parts)
-                else:
-                    message = (
-                        f"latency drifted by {drift:+.1%} during the run (median of the last {drift_window:.0%} "
-                        f"{_ms(last_med)} vs the first {_ms(first_med)}): the device was still warming up "
-                        "(caches, clocks) when timing began"
-                    )
-                    remedy = _warmup_remedy(s)
-                warnings.append(StabilityWarning(code="drift", message=message, remedy=remedy))
-
+    unusable = _unusable(x)
+    if unusable is not None:
+        return unusable
+    run = _Run(
+        x=x.astype(np.float64, copy=False),
+        settings=settings or {},
+        limits=_Limits(cv_threshold, first_run_factor, outlier_fence, outlier_fraction_threshold,
+                       drift_threshold, drift_window),
+        percentiles=tuple(sorted({float(p) for p in requested_percentiles})),
+        first_inference_ns=first_inference_ns,
+    )
+    reasons = [reason for check in _REASON_CHECKS for reason in check(run)]
+    warnings = [w for w in (check(run) for check in _WARNING_CHECKS) if w is not None]
     return Verdict(valid=not reasons, reasons=reasons, warnings=warnings)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -278,6 +279,133 @@ def _sort_within_groups(
     return values[order].astype(np.float64), codes[order]
 
 
+@dataclass(frozen=True)
+class _Groups:
+    """Latencies sorted by (group, value): ``x`` the values, ``codes`` their group, and per group its
+    ``counts`` and the ``starts`` of its stretch of ``x``."""
+
+    x: npt.NDArray[np.float64]
+    codes: npt.NDArray[np.int64]
+    counts: npt.NDArray[np.int64]
+    starts: npt.NDArray[np.int64]
+
+    @property
+    def size(self) -> int:
+        """The number of groups (empty ones included)."""
+        return int(self.counts.size)
+
+    def quantile(self, q: float, values: npt.NDArray[np.float64] | None = None) -> npt.NDArray[np.float64]:
+        """Type-7 ``q`` quantile of every group, of ``x`` or of ``values`` sorted the same way."""
+        return _group_quantile(self.x if values is None else values, self.starts, self.counts, q)
+
+
+def _timed_rows(samples_df: pd.DataFrame, by: str) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64], pd.Index]:
+    """The timed latencies, their group codes and every group id (sorted), from a samples table."""
+    for col in (by, "latency_ns"):
+        if col not in samples_df.columns:
+            raise ValueError(f"samples table has no {col!r} column (columns: {list(samples_df.columns)})")
+    codes_all, uniques = pd.factorize(samples_df[by], sort=True)
+    keep = codes_all >= 0  # rows whose run id is missing belong to no run
+    if "phase" in samples_df.columns:
+        keep &= (samples_df["phase"] == "timed").to_numpy(dtype=bool, na_value=False)
+    lat = _as_latencies(samples_df["latency_ns"].to_numpy()[keep])
+    return lat, codes_all[keep].astype(np.int64), pd.Index(uniques)
+
+
+def _group(lat: npt.NDArray[Any], codes: npt.NDArray[np.int64], n_groups: int) -> _Groups:
+    """Sort the latencies within their groups and locate each group."""
+    x, c = _sort_within_groups(lat, codes, n_groups)
+    counts = np.bincount(c, minlength=n_groups).astype(np.int64)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    return _Groups(x, c, counts, starts)
+
+
+def _group_mean_std(gr: _Groups) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Mean and sample standard deviation of every group (NaN std below 2 samples)."""
+    g = gr.size
+    sums = np.bincount(gr.codes, weights=gr.x, minlength=g)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / gr.counts
+        dev = gr.x - mean[gr.codes]
+        ss = np.bincount(gr.codes, weights=dev * dev, minlength=g)
+        std = np.where(gr.counts > 1, np.sqrt(ss / np.maximum(gr.counts - 1, 1)), np.nan)
+    return mean, std
+
+
+def _group_mad(gr: _Groups, p50: npt.NDArray[np.float64]) -> npt.NDArray[np.floating[Any]]:
+    """MAD of every group: the median of ``|x - median|`` needs a second sort within groups."""
+    absdev = np.abs(gr.x - p50[gr.codes])
+    twice = 2.0 * absdev
+    if np.array_equal(twice, np.rint(twice)) and twice.size and twice.max() < 2.0**52:
+        # Integer latencies: 2 * |x - median| is an exact integer, so the fast integer sort applies.
+        dev_sorted, _ = _sort_within_groups(twice.astype(np.int64), gr.codes, gr.size)
+        return gr.quantile(0.5, dev_sorted) / 2.0
+    dev_sorted, _ = _sort_within_groups(absdev, gr.codes, gr.size)
+    return gr.quantile(0.5, dev_sorted)
+
+
+def _group_min_max(gr: _Groups) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Smallest and largest value of every group (NaN for an empty one)."""
+    nonempty = gr.counts > 0
+    minv = np.full(gr.size, np.nan)
+    maxv = np.full(gr.size, np.nan)
+    minv[nonempty] = gr.x[gr.starts[nonempty]]
+    maxv[nonempty] = gr.x[gr.starts[nonempty] + gr.counts[nonempty] - 1]
+    return minv, maxv
+
+
+def _group_durations(
+    durations_ns: Mapping[Any, int | float | None] | pd.Series | None, ids: pd.Index
+) -> npt.NDArray[np.float64]:
+    """Each group's timed-phase wall time (ns); NaN where unknown (None, NaN) or impossible (<= 0)."""
+    if durations_ns is None:
+        return np.full(len(ids), np.nan)
+    dmap = pd.to_numeric(pd.Series(durations_ns, dtype="object"), errors="coerce").astype("float64")
+    dur = dmap.reindex(ids).to_numpy(dtype=np.float64, copy=True)
+    dur[~(dur > 0)] = np.nan
+    return dur
+
+
+def _group_throughput(
+    counts: npt.NDArray[np.int64], mean: npt.NDArray[np.float64], dur: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """``count / duration`` where the duration is known, else ``1e9 / mean``; NaN for an empty group."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        thr = np.where(np.isnan(dur), np.where(mean > 0, 1e9 / mean, np.nan), counts / (dur / 1e9))
+    return np.where(counts > 0, thr, np.nan)
+
+
+def _group_columns(
+    gr: _Groups, durations_ns: Mapping[Any, int | float | None] | pd.Series | None, ids: pd.Index
+) -> dict[str, npt.NDArray[Any]]:
+    """Every column of :data:`SUMMARY_COLUMNS` for every group."""
+    mean, std = _group_mean_std(gr)
+    qv = {key: gr.quantile(q) for key, q in PERCENTILES}
+    p50 = qv["p50_ns"]
+    minv, maxv = _group_min_max(gr)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cv = np.where(mean != 0, std / mean, np.nan)
+    p50_lo, p50_hi = _group_ci(gr.x, gr.starts, gr.counts, 0.5)
+    p99_lo, p99_hi = _group_ci(gr.x, gr.starts, gr.counts, 0.99)
+    return {
+        "count": gr.counts.astype(np.float64),
+        "mean_ns": mean,
+        "std_ns": std,
+        "min_ns": minv,
+        **qv,
+        "max_ns": maxv,
+        "iqr_ns": gr.quantile(0.75) - gr.quantile(0.25),
+        "mad_ns": _group_mad(gr, p50),
+        "cv": cv,
+        "jitter_ns": qv["p99_ns"] - p50,
+        "throughput_per_s": _group_throughput(gr.counts, mean, _group_durations(durations_ns, ids)),
+        "p50_ci_low_ns": p50_lo,
+        "p50_ci_high_ns": p50_hi,
+        "p99_ci_low_ns": p99_lo,
+        "p99_ci_high_ns": p99_hi,
+    }
+
+
 def summarize_frame(
     samples_df: pd.DataFrame,
     by: str = "run_id",
@@ -295,83 +423,9 @@ def summarize_frame(
     non-positive value, get throughput ``1e9 / mean`` instead.
     The numbers equal :func:`summarize`'s for each run (to float rounding).
     """
-    for col in (by, "latency_ns"):
-        if col not in samples_df.columns:
-            raise ValueError(f"samples table has no {col!r} column (columns: {list(samples_df.columns)})")
-    codes_all, uniques = pd.factorize(samples_df[by], sort=True)
-    all_ids = pd.Index(uniques)
-    g = len(all_ids)
-    keep = codes_all >= 0  # rows whose run id is missing belong to no run
-    if "phase" in samples_df.columns:
-        keep &= (samples_df["phase"] == "timed").to_numpy(dtype=bool, na_value=False)
-    lat = _as_latencies(samples_df["latency_ns"].to_numpy()[keep])
-    codes = codes_all[keep].astype(np.int64)
-
-    x, c = _sort_within_groups(lat, codes, g)
-    counts = np.bincount(c, minlength=g).astype(np.int64)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-    nonempty = counts > 0
-
-    sums = np.bincount(c, weights=x, minlength=g)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / counts
-        dev = x - mean[c]
-        ss = np.bincount(c, weights=dev * dev, minlength=g)
-        std = np.where(counts > 1, np.sqrt(ss / np.maximum(counts - 1, 1)), np.nan)
-
-    qv = {key: _group_quantile(x, starts, counts, q) for key, q in PERCENTILES}
-    p25 = _group_quantile(x, starts, counts, 0.25)
-    p75 = _group_quantile(x, starts, counts, 0.75)
-    p50 = qv["p50_ns"]
-
-    # MAD: the median of |x - median| per group needs a second sort within groups.
-    absdev = np.abs(x - p50[c])
-    twice = 2.0 * absdev
-    if np.array_equal(twice, np.rint(twice)) and twice.size and twice.max() < 2.0**52:
-        # Integer latencies: 2 * |x - median| is an exact integer, so the fast integer sort applies.
-        dev_sorted, _ = _sort_within_groups(twice.astype(np.int64), c, g)
-        mad = _group_quantile(dev_sorted, starts, counts, 0.5) / 2.0
-    else:
-        dev_sorted, _ = _sort_within_groups(absdev, c, g)
-        mad = _group_quantile(dev_sorted, starts, counts, 0.5)
-
-    minv = np.full(g, np.nan)
-    maxv = np.full(g, np.nan)
-    minv[nonempty] = x[starts[nonempty]]
-    maxv[nonempty] = x[starts[nonempty] + counts[nonempty] - 1]
-
-    dur = np.full(g, np.nan)
-    if durations_ns is not None:
-        dmap = pd.to_numeric(pd.Series(durations_ns, dtype="object"), errors="coerce").astype("float64")
-        dur = dmap.reindex(all_ids).to_numpy(dtype=np.float64, copy=True)
-        # An unknown (None, NaN) or impossible (<= 0) duration falls back to 1e9 / mean.
-        dur[~(dur > 0)] = np.nan
-    with np.errstate(invalid="ignore", divide="ignore"):
-        thr = np.where(np.isnan(dur), np.where(mean > 0, 1e9 / mean, np.nan), counts / (dur / 1e9))
-        cv = np.where(mean != 0, std / mean, np.nan)
-    thr = np.where(nonempty, thr, np.nan)
-
-    p50_lo, p50_hi = _group_ci(x, starts, counts, 0.5)
-    p99_lo, p99_hi = _group_ci(x, starts, counts, 0.99)
-
-    cols: dict[str, npt.NDArray[Any]] = {
-        "count": counts.astype(np.float64),
-        "mean_ns": mean,
-        "std_ns": std,
-        "min_ns": minv,
-        **qv,
-        "max_ns": maxv,
-        "iqr_ns": p75 - p25,
-        "mad_ns": mad,
-        "cv": cv,
-        "jitter_ns": qv["p99_ns"] - p50,
-        "throughput_per_s": thr,
-        "p50_ci_low_ns": p50_lo,
-        "p50_ci_high_ns": p50_hi,
-        "p99_ci_low_ns": p99_lo,
-        "p99_ci_high_ns": p99_hi,
-    }
-    out = pd.DataFrame({k: cols[k] for k in SUMMARY_COLUMNS}, index=all_ids)
+    lat, codes, ids = _timed_rows(samples_df, by)
+    cols = _group_columns(_group(lat, codes, len(ids)), durations_ns, ids)
+    out = pd.DataFrame({k: cols[k] for k in SUMMARY_COLUMNS}, index=ids)
     out.index.name = by
     return out
 

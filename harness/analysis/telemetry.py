@@ -13,7 +13,7 @@ from typing import Any
 
 from hilbench_agent.telemetry import KINDS, detect_kind, parse_text
 
-from harness.errors import HilbenchError
+from harness.errors import InputError
 
 __all__ = ["KINDS", "parse_file", "parse_string"]
 
@@ -21,19 +21,19 @@ __all__ = ["KINDS", "parse_file", "parse_string"]
 def parse_string(text: str, kind: str | None = None, *, where: str = "<text>") -> list[dict[str, Any]]:
     """Readings of ``text`` as dicts: sensor, value (float or None), unit, source, reason (when None), extra."""
     if kind is not None and kind not in KINDS:
-        raise HilbenchError(f"{where}: unknown telemetry kind {kind!r}; use one of {', '.join(KINDS)}")
+        raise InputError(f"{where}: unknown telemetry kind {kind!r}; use one of {', '.join(KINDS)}")
     if kind is None:
         kind = detect_kind(text)
         if kind is None:
-            raise HilbenchError(f"{where}: cannot recognise the format; pass --kind (one of {', '.join(KINDS)})")
+            raise InputError(f"{where}: cannot recognise the format; pass --kind (one of {', '.join(KINDS)})")
     try:
         readings = parse_text(kind, text)
     except ValueError as exc:
-        raise HilbenchError(f"{where}: {exc}") from exc
+        raise InputError(f"{where}: {exc}") from exc
     if not readings:
         # A format that was named but not found (a wrong --kind, an empty or cut-off file) is an error, not
         # an empty success a script would take for "no sensors".
-        raise HilbenchError(f"{where}: no {kind} readings in this file; check --kind (one of {', '.join(KINDS)}) "
+        raise InputError(f"{where}: no {kind} readings in this file; check --kind (one of {', '.join(KINDS)}) "
                             "or whether the file is complete")
     out = []
     for r in readings:
@@ -46,7 +46,7 @@ def parse_string(text: str, kind: str | None = None, *, where: str = "<text>") -
 def parse_file(path: Path, kind: str | None = None) -> list[dict[str, Any]]:
     """Readings of a recorded output file; ``kind`` None recognises the format.
 
-    Raises :class:`HilbenchError` (one line, naming the file) when the file
+    Raises :class:`InputError` (one line, naming the file) when the file
     cannot be read, the kind is unknown, the format is not recognised, or it
     gives no reading at all. A bare number (a sysfs temp file) is not
     recognised: pass ``kind="sysfs-temp"``.
@@ -55,6 +55,6 @@ def parse_file(path: Path, kind: str | None = None) -> list[dict[str, Any]]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise HilbenchError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     text = data.decode("utf-8", errors="replace")
     return parse_string(text, kind, where=str(path))

@@ -26,7 +26,7 @@ from harness.cli.commands import (
     cmd_telemetry_parse,
     cmd_variants,
 )
-from harness.cli.exits import EXIT_OK, EXIT_USER
+from harness.cli.exits import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_USER
 from harness.cli.progress import LINE_LIMIT
 from harness.errors import HilbenchError
 from harness.safetext import safe, safe_lines
@@ -103,11 +103,11 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """A usage error is a user error like any other: one line, exit status 1."""
+    """A usage error: one line naming the option, exit status 2 (EXIT_USAGE)."""
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-        sys.exit(EXIT_USER)
+        sys.exit(EXIT_USAGE)
 
 
 def _debug_everywhere(parser: argparse.ArgumentParser) -> None:
@@ -220,10 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER
     except KeyboardInterrupt:
         sys.stderr.write("hilbench: interrupted\n")
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
-    except Exception:  # a bug: its traceback, made safe (the exception's text may quote a device)
-        sys.stderr.write("hilbench: internal error (a bug, please report it):\n"
-                         + safe_lines(traceback.format_exc(), None) + "\n")
-        return EXIT_USER
+    except Exception as exc:  # a bug: one line (made safe: its text may quote a device), the traceback on --debug
+        if args.debug:
+            sys.stderr.write("hilbench: internal error (a bug, please report it):\n"
+                             + safe_lines(traceback.format_exc(), None) + "\n")
+        else:
+            sys.stderr.write(f"hilbench: internal error (a bug, please report it): {exc.__class__.__name__}: "
+                             f"{safe(exc, LINE_LIMIT)}; rerun with --debug for the traceback\n")
+        return EXIT_INTERNAL

@@ -12,14 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.exits import EXIT_JOBS_FAILED, EXIT_OK, EXIT_USER
+from harness.cli.exits import EXIT_INTERRUPTED, EXIT_JOBS_FAILED, EXIT_OK, EXIT_REGRESSED, EXIT_USER
 from harness.cli.progress import LINE_LIMIT, NoteHandler, make_progress
 from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
 from harness.config.targets import Target, load_targets, parse_target_spec
-from harness.errors import AnalysisError, ConfigError, HilbenchError
+from harness.errors import AnalysisError, ConfigError, OutputError
 from harness.run.session import run_jobs
 from harness.safetext import safe, safe_lines
 from harness.store import open_store
+from harness.text import key_values
 
 __all__ = ["cmd_run", "cmd_results", "cmd_show", "cmd_targets", "cmd_telemetry_parse", "cmd_compare", "cmd_accuracy",
            "cmd_variants", "cmd_plot", "cmd_history", "cmd_report", "cmd_doctor", "format_summary"]
@@ -95,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{', interrupted' if result.interrupted else ''}; {_fmt_bytes(sent)} sent to devices; "
               f"results in {store.root}\n")
     if result.interrupted:
-        return 130
+        return EXIT_INTERRUPTED
     return EXIT_JOBS_FAILED if failed else EXIT_OK
 
 
@@ -108,12 +109,7 @@ def _fmt_bytes(n: Any) -> str:
     return f"{n / 1e3:.1f} kB" if n < 1_000_000 else f"{n / 1e6:.1f} MB"
 
 
-def _fmt_settings(text: Any) -> str:
-    try:
-        settings = json.loads(text) if isinstance(text, str) else (text or {})
-    except ValueError:
-        return str(text)
-    return " ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+_fmt_settings = key_values
 
 
 def format_summary(summary: Any, fmt: str) -> str:
@@ -165,13 +161,7 @@ def _safe_frame(frame: Any, limit: int = 200) -> Any:
 
 def cmd_results(args: argparse.Namespace) -> int:
     store = open_store(args.store)
-    runs = store.runs()
-    run_ids = None
-    if args.session:
-        sessions = runs["session_id"].dropna().unique().tolist()
-        wanted = sessions[-1] if args.session == "last" and sessions else args.session
-        run_ids = runs.loc[runs["session_id"].astype(str).str.startswith(wanted), "run_id"]
-    summary = store.summary(run_ids)
+    summary = store.summary(_session_run_ids(store, args.session))
     text = format_summary(summary, args.format)
     if args.format == "csv" and sys.stdout.isatty():
         # CSV is data: into a file or a pipe it goes as stored. On a terminal its cells are shown safe.
@@ -272,7 +262,7 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
         out.lines += [f"    warning: {w.get('message')}", f"      remedy: {w.get('remedy')}"]
     labels = row.get("labels") or {}
     if labels:
-        out.write("  labels    " + " ".join(f"{k}={v}" for k, v in sorted(labels.items())) + "\n")
+        out.write("  labels    " + key_values(labels) + "\n")
 
 
 def _missing(v: Any) -> bool:
@@ -324,7 +314,7 @@ def _write_output(text: str, output: str | None, *, display: bool = False) -> No
         try:
             Path(output).write_text((safe_lines(text, None) if display else text) + "\n", encoding="utf-8")
         except OSError as exc:
-            raise HilbenchError(f"--output {output}: cannot write ({exc.strerror or exc})") from exc
+            raise OutputError(f"--output {output}: cannot write ({exc.strerror or exc})") from exc
     else:
         sys.stdout.write(safe_lines(text, None) + "\n")
 
@@ -351,20 +341,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
             _write_output(format_comparison(result, "table"), None)
     else:
         _write_output(format_comparison(result, args.format), None)
-    return 1 if result.regressions else EXIT_OK
+    return EXIT_REGRESSED if result.regressions else EXIT_OK
 
 
 def _session_run_ids(store: Any, session: str | None) -> list[str] | None:
     """Run ids of ``--session`` (id, prefix or 'last'); None for every run."""
-    if not session:
-        return None
-    runs = store.runs()
-    sessions = runs["session_id"].dropna().unique().tolist()
-    wanted = sessions[-1] if session == "last" and sessions else session
-    ids = runs.loc[runs["session_id"].astype(str).str.startswith(wanted), "run_id"].tolist()
-    if not ids:
-        raise ConfigError(f"--session {session}: no such session in {store.root}")
-    return ids
+    return store.session_run_ids(session) if session else None
 
 
 def _scorer_arg(text: str) -> str:
@@ -446,7 +428,7 @@ def cmd_history(args: argparse.Namespace) -> int:
                            if not changes.empty else changes, title="Nightly history")
         save(fig, args.plot)
     regressed = not changes.empty and (changes["status"] == "regression").any()
-    return 1 if regressed and args.fail else EXIT_OK
+    return EXIT_REGRESSED if regressed and args.fail else EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -1,12 +1,38 @@
-"""The exit statuses ``hilbench`` chooses: 0 everything ran, 1 user error (one line, no traceback without
---debug), 3 some jobs failed (their errors are stored), 130 interrupted.
+"""The exit statuses ``hilbench`` chooses (docs/reference.md, "Exit statuses"; tests/test_exits.py runs each).
 
-A command-line usage error exits 1 like any other user error (``app._Parser.error``): ``EXIT_USAGE`` is
-not returned anywhere yet (issue 16, step 4, settles the documented table).
+======  =================  ==================================================================================
+status  name               when
+======  =================  ==================================================================================
+0       EXIT_OK            everything asked for was done (every job ran, nothing regressed)
+1       EXIT_USER          a user error (a bad plan, target, store, file or device: one line, no traceback
+                           without --debug); also ``compare`` finding a regression and ``history --fail``
+                           finding a change (EXIT_REGRESSED)
+2       EXIT_USAGE         the command line itself is wrong (an unknown option or command, a bad choice)
+3       EXIT_JOBS_FAILED   ``run``: some jobs failed; their errors are stored with the session
+4       EXIT_INTERNAL      a bug in hilbench: one line naming the exception, ``--debug`` for its traceback
+130     EXIT_INTERRUPTED   Ctrl-C (SIGINT): what finished is stored, the session is marked interrupted
+======  =================  ==================================================================================
 """
 
 from __future__ import annotations
 
-__all__ = ["EXIT_OK", "EXIT_USER", "EXIT_USAGE", "EXIT_JOBS_FAILED"]
+__all__ = ["EXIT_OK", "EXIT_USER", "EXIT_REGRESSED", "EXIT_USAGE", "EXIT_JOBS_FAILED", "EXIT_INTERNAL",
+           "EXIT_INTERRUPTED", "EXIT_STATUSES"]
 
-EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_JOBS_FAILED = 0, 1, 2, 3
+EXIT_OK = 0
+EXIT_USER = 1
+EXIT_REGRESSED = 1
+EXIT_USAGE = 2
+EXIT_JOBS_FAILED = 3
+EXIT_INTERNAL = 4
+EXIT_INTERRUPTED = 130
+
+#: every status and what it means, as the docs' table says it
+EXIT_STATUSES = {
+    EXIT_OK: "ok",
+    EXIT_USER: "user error, or a regression found (compare, history --fail)",
+    EXIT_USAGE: "usage error (the command line)",
+    EXIT_JOBS_FAILED: "some jobs failed (stored)",
+    EXIT_INTERNAL: "internal error (a bug): rerun with --debug for the traceback",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from harness.config.plan import Job
 from harness.run.session import Progress
 from harness.safetext import safe
+from harness.text import key_values
 
 __all__ = ["LineProgress", "LiveProgress", "NoteHandler", "make_progress", "LINE_LIMIT"]
 
@@ -155,7 +156,7 @@ class LiveProgress(Progress):
         head = f"{name:<{width}}  "
         job = d["job"]
         if job is not None:
-            settings = " ".join(f"{k}={v}" for k, v in sorted(job.settings.items()))
+            settings = key_values(job.settings)
             elapsed = self.clock() - d["since"]
             return (f"{head}{d['done'] + 1}/{d['total']}  {job.model.name}/{job.backend}"
                     f"{' ' + settings if settings else ''}  {d['phase']}  {elapsed:.1f} s")

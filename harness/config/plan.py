@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hilbench_agent.backends import MODEL_SUFFIXES, SETTINGS, canonical_name, validate_settings
+from hilbench_agent.backends import DEFAULT_BACKEND, MODEL_SUFFIXES, SETTINGS, canonical_name, validate_settings
 
 from harness.config.targets import Target
 from harness.config.toml import TableReader, load_toml
 from harness.errors import ConfigError
 from harness.files import file_sha256
+from harness.text import key_values
 
 __all__ = ["ModelSpec", "Policy", "Job", "Plan", "load_plan", "expand_jobs", "QUICKSTART_PLAN"]
 
@@ -113,7 +114,7 @@ class Job:
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
-        settings = " ".join(f"{k}={v}" for k, v in sorted(self.settings.items()))
+        settings = key_values(self.settings)
         return f"{self.model.name} on {self.target.name} [{self.backend}{' ' + settings if settings else ''}]"
 
 
@@ -457,7 +458,7 @@ def _settings_matrix(backend: str, settings: dict[str, Any]) -> list[dict[str, A
     schema = SETTINGS[backend]
     axes: list[list[tuple[str, Any]]] = []
     for key, value in sorted(settings.items()):
-        native_list = key in schema and list in schema[key][0]
+        native_list = key in schema and list in schema[key].types
         if isinstance(value, list) and (not native_list or (value and all(isinstance(v, list) for v in value))):
             axes.append([(key, v) for v in value])
         else:
@@ -554,11 +555,6 @@ def _matches(rule: dict[str, Any], model: ModelSpec, target: str, backend: str, 
         elif have != want:
             return False
     return True
-
-
-#: The backend a model file runs on when neither the plan nor the model names one.
-DEFAULT_BACKEND = {".onnx": "onnxruntime", ".ort": "onnxruntime", ".tflite": "litert", ".engine": "tensorrt",
-                   ".plan": "tensorrt", ".trt": "tensorrt", ".mlmodel": "coreml", ".mlpackage": "coreml"}
 
 
 def _opens(backend: str, model: ModelSpec) -> bool:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hilbench_agent.backends import BACKENDS, canonical_name
+
 from harness.config.toml import TableReader, load_toml
 from harness.errors import ConfigError
 
@@ -195,7 +197,7 @@ def load_target(path: Path) -> Target:
         python=python,
         workdir=r.get("workdir", str, "~/.cache/hilbench"),
         description=r.get("description", str, ""),
-        runtimes=tuple(r.str_list("runtimes", [])),
+        runtimes=_runtimes(r),
         tags=tuple(r.str_list("tags", [])),
         env=dict(env),
         facts={k: v for k, v in facts.items() if v is not None},
@@ -215,6 +217,15 @@ def shell_env(env: dict[str, str]) -> str:
         if not isinstance(key, str) or not ENV_KEY.fullmatch(key):
             raise ValueError(f"env key {key!r} is not a shell variable name")
     return " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
+
+
+def _runtimes(r: TableReader) -> tuple[str, ...]:
+    """The target's ``runtimes``, each a backend's name (aliases such as ``tflite`` read as their backend)."""
+    names = tuple(canonical_name(n) for n in r.str_list("runtimes", []))
+    for name in names:
+        if name not in BACKENDS:
+            raise r.error("runtimes", f"unknown runtime {name!r} (known: {', '.join(sorted(BACKENDS))})")
+    return names
 
 
 def _adb_settings(a: TableReader) -> ADBSettings:

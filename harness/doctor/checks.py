@@ -21,15 +21,19 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
+
+from hilbench_agent.backends import BACKENDS, canonical_name
 
 from harness.config.targets import Target
 from harness.doctor.android import doctor_android
 from harness.doctor.base import STATUSES, Check, Shell
 from harness.errors import HilbenchError, HostKeyError, TransportError
 from harness.safetext import safe
+from harness.transport.base import Transport
 
-__all__ = ["Check", "doctor", "format_checks", "device_facts", "hello_checks", "clean_hello", "STATUSES"]
+__all__ = ["Check", "doctor", "format_checks", "device_facts", "hello_checks", "clean_hello", "STATUSES", "DOCTORS"]
 
 _MIN_FREE_DISK = 200 * 1024 * 1024
 _LOW_FREE_DISK = 1024 * 1024 * 1024
@@ -41,11 +45,7 @@ _THROTTLE_BITS = {0x1: "under-voltage", 0x2: "ARM frequency capped", 0x4: "throt
 
 def doctor(target: Target) -> list[Check]:
     """The checks for ``target`` (local, ssh or adb), in order."""
-    if target.transport == "adb":
-        return doctor_android(target)
-    if target.transport == "ssh":
-        return _doctor_ssh(target)
-    return _doctor_local(target)
+    return DOCTORS[target.transport](target)
 
 
 def format_checks(target: Target, checks: list[Check]) -> str:
@@ -120,7 +120,7 @@ def _doctor_ssh(target: Target) -> list[Check]:
             return checks
         checks.append(Check("python", "ok", f"Python {'.'.join(map(str, version))} ({t.python})"))
         checks += _probe_checks(t, target)
-        checks += _platform_checks(lambda cmd: _ssh_shell(t, cmd))
+        checks += _platform_checks(t.run_shell)
         if t.bytes_sent:
             checks.append(Check("agent upload", "info", f"{t.bytes_sent} bytes sent to {t.workdir}/agents"))
     finally:
@@ -172,17 +172,6 @@ def _login_fix(target: Target, ep: Any, exc: TransportError) -> str:
     return f"{keys}: ssh-copy-id -i {first}.pub {port}{ep.user}@{ep.host}, or name the key the device accepts with {where}"
 
 
-def _ssh_shell(t: Any, command: str) -> tuple[int, str]:
-    code, out, _err = t.run("sh -c " + _quote(command), step="doctor", timeout=20.0)
-    return code, out.decode("utf-8", "replace")
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
-
-
 # -------------------------------------------------------------------------------------------- local
 
 
@@ -204,16 +193,8 @@ def _doctor_local(target: Target) -> list[Check]:
         return checks
     checks.append(Check("python", "ok", f"Python {out.stdout.strip()} ({t.python})"))
     checks += _probe_checks(t, target)
-    checks += _platform_checks(_local_shell)
+    checks += _platform_checks(t.run_shell)
     return checks
-
-
-def _local_shell(command: str) -> tuple[int, str]:
-    try:
-        proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return 127, ""
-    return proc.returncode, proc.stdout
 
 
 # ------------------------------------------------------------------------------------- shared checks
@@ -260,7 +241,7 @@ def _probe(t: Any, timeout_s: float = 120.0, folder: str | None = None) -> dict[
     return hello
 
 
-def device_facts(t: Any, target: Target, timeout_s: float = 60.0) -> dict[str, Any]:
+def device_facts(t: Transport, target: Target, timeout_s: float = 60.0) -> dict[str, Any]:
     """What doctor shows about a connected device, as data stored with every run of a session: the full
     ``--probe`` hello (every runtime with its version, providers and delegates, sensors, disk, memory,
     governor) and the checks doctor derives from it plus the platform states (Jetson power mode,
@@ -268,10 +249,7 @@ def device_facts(t: Any, target: Target, timeout_s: float = 60.0) -> dict[str, A
     # Its journal and pid file go to <workdir>/probe/, apart from the jobs' (which recovery and tests read).
     hello = _probe(t, timeout_s=timeout_s, folder="probe")
     checks = hello_checks(hello, target)
-    if target.transport == "ssh":
-        checks += _platform_checks(lambda cmd: _ssh_shell(t, cmd))
-    elif target.transport == "local":
-        checks += _platform_checks(_local_shell)
+    checks += _platform_checks(t.run_shell)
     return {
         "version": 1,
         # Stored cleaned (each field of the type readers expect), so a later reader of the store never trips on it.
@@ -365,6 +343,12 @@ def clean_hello(hello: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return out, problems
 
 
+def _install_hints(names: Any) -> str:
+    """What to install on a device for the backends ``names``, from each backend's own declaration."""
+    hints = [BACKENDS[canonical_name(n)].install_hint for n in names if canonical_name(n) in BACKENDS]
+    return "; ".join(h for h in hints if h) or "see docs/reference.md, backends"
+
+
 def hello_checks(hello: dict[str, Any], target: Target) -> list[Check]:
     """The checks that the agent's hello answers (pure: tested on recorded hellos). Fields of the wrong type
     are ignored and named in one ``hello`` warning (:func:`clean_hello`)."""
@@ -385,13 +369,13 @@ def hello_checks(hello: dict[str, Any], target: Target) -> list[Check]:
         reasons = "; ".join(f"{r}: {(backends.get(r) or {}).get('reason', 'not found')}" for r in declared)
         checks.append(Check("runtimes", "fail", f"the target lists {', '.join(declared)} but the device lacks it "
                             f"({reasons}); found: {found or 'none'}",
-                            f"install it for {hello.get('python')} on the device or drop it from runtimes"))
+                            f"install it for {hello.get('python')} on the device ({_install_hints(declared)}) "
+                            "or drop it from runtimes"))
     elif real:
         checks.append(Check("runtimes", "ok", found))
     else:
         checks.append(Check("runtimes", "warn", "no inference runtime found (only the synthetic stand-in)",
-                            "install one for the device's Python: pip install onnxruntime (or tflite-runtime, "
-                            "ai-edge-litert)"))
+                            "install one for the device's Python: " + _install_hints(("onnxruntime", "litert"))))
     providers = []
     for name, b in sorted(real.items()):
         for key in ("providers", "delegates", "execution_providers"):
@@ -497,3 +481,9 @@ def throttle_check(text: str) -> Check:
         return Check("throttling", "warn", f"since boot: {', '.join(past)} ({hex(value)})",
                      "check the power supply and cooling; reboot to clear the flags")
     return Check("throttling", "ok", f"none ({hex(value)})")
+
+
+#: transport name -> the checks ``hilbench doctor`` runs for a target of that transport (one per name a
+#: target file may give, :data:`harness.config.targets.TRANSPORTS`; tests/test_registry.py checks it)
+DOCTORS: dict[str, Callable[[Target], list[Check]]] = {"local": _doctor_local, "ssh": _doctor_ssh,
+                                                       "adb": doctor_android}

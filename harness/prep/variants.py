@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import AnalysisError
+from harness.errors import AnalysisError, ModelError
 
 __all__ = ["Variant", "make_variants", "plan_snippet", "VARIANT_KINDS"]
 
@@ -53,6 +53,19 @@ def _imports() -> tuple[Any, Any]:
         raise AnalysisError(f"variants need onnx and onnxruntime on the host ({exc}): "
                             "pip install onnx onnxruntime") from exc
     return onnx, onnxruntime
+
+
+def _check_model(model_path: Path) -> None:
+    """Raise ModelError when ``model_path`` is not an ONNX model onnx and ONNX Runtime can read (a truncated
+    download, a text file named .onnx), before any variant is written."""
+    onnx, ort = _imports()
+    try:
+        onnx.checker.check_model(onnx.load(str(model_path), load_external_data=False))
+        ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - protobuf, checker and runtime errors alike: not a usable model
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+        raise ModelError(f"{model_path}: not a readable ONNX model ({exc.__class__.__name__}: {first}): "
+                         "give the .onnx file the model was exported to") from exc
 
 
 def _fp16(model_path: Path, out: Path) -> str:
@@ -118,12 +131,12 @@ def _calibration_arrays(model_path: Path, calibration: Path, limit: int | None) 
     return name, x.astype(np.float32), shape
 
 
-def _int8(model_path: Path, out: Path, calibration: Path, limit: int | None) -> str:
+def _int8(model_path: Path, out: Path, calibration: Path, arrays: tuple[str, np.ndarray, list[Any]]) -> str:
     _imports()
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    name, x, shape = _calibration_arrays(model_path, calibration, limit)
+    name, x, shape = arrays
     batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else 1
 
     class Reader(CalibrationDataReader):
@@ -171,6 +184,9 @@ def make_variants(model: Path, *, calibration: Path | None = None, out_dir: Path
         raise AnalysisError(f"unknown variant {unknown[0]!r} (known: {', '.join(VARIANT_KINDS)})")
     if "int8" in kinds and calibration is None:
         raise AnalysisError("INT8 needs calibration data: --calibration DATA.npz (a few hundred real inputs)")
+    # Everything that can be wrong with the inputs fails here, before the first variant is written.
+    _check_model(model)
+    arrays = _calibration_arrays(model, calibration, calibration_limit) if calibration and "int8" in kinds else None
     out_dir = out_dir or model.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = model.stem.removesuffix("_fp32")
@@ -187,8 +203,8 @@ def make_variants(model: Path, *, calibration: Path | None = None, out_dir: Path
         if kind == "fp16":
             note = _fp16(model, path)
         else:
-            assert calibration is not None
-            note = _int8(model, path, calibration, calibration_limit)
+            assert calibration is not None and arrays is not None
+            note = _int8(model, path, calibration, arrays)
         made.append(Variant(name=f"{stem}-{kind}".replace("_", "-"), path=path, precision=kind,
                             size_bytes=path.stat().st_size, note=note))
     return made

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import json
 import math
 from typing import Any
 
@@ -37,6 +36,7 @@ from harness.analysis.usage import asked_threads
 from harness.errors import AnalysisError
 from harness.safetext import safe_lines
 from harness.store import Store
+from harness.text import json_object, key_values
 
 __all__ = ["build_report", "ranking_table"]
 
@@ -74,14 +74,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return _esc(str(v))
 
 
-def _json(v: Any) -> dict[str, Any]:
-    if isinstance(v, dict):
-        return v
-    try:
-        d = json.loads(v) if isinstance(v, str) else {}
-    except ValueError:
-        return {}
-    return d if isinstance(d, dict) else {}
+_json = json_object
 
 
 def _runtime(run: Any) -> tuple[Any, Any]:
@@ -255,8 +248,7 @@ def _marks(r: Any) -> str:
 
 
 def _settings(text: Any) -> str:
-    d = _json(text)
-    return " ".join(f"{k}={v}" for k, v in sorted(d.items()))
+    return key_values(_json(text))
 
 
 def _model_section(model: str, t: pd.DataFrame, deadline_ms: float) -> str:
@@ -330,7 +322,7 @@ def _env_section(table: pd.DataFrame) -> str:
     for _, r in table.iterrows():
         e = r["env"]
         runtime = f"{r['backend']} {e.get('runtime_version')}" if e.get("runtime_version") else None
-        labels = " ".join(f"{k}={v}" for k, v in sorted((e.get("labels") or {}).items())) or None
+        labels = key_values(e.get("labels")) or None
         cells = [r["run_id"], r["model"], r["target"], e.get("device_model"), e.get("cpu_model"), e.get("os"),
                  e.get("machine"), e.get("python"), e.get("agent_version"), runtime, e.get("cpu_governor"), labels,
                  r["timed_stop"]]

@@ -37,6 +37,7 @@ import pandas as pd
 from harness.errors import AnalysisError
 from harness.safetext import safe
 from harness.store import Store
+from harness.text import key_values
 
 __all__ = ["KINDS", "BUDGETS_MS", "plot", "save", "label", "pareto_front", "pareto_figure", "distribution_figure",
            "timeline_figure", "targets_figure", "energy_figure", "trend_figure", "to_bytes"]
@@ -70,12 +71,7 @@ def _colors(n: int) -> list[Any]:
     return [cmap(i % 10) for i in range(n)]
 
 
-def _settings(text: Any) -> str:
-    try:
-        d = json.loads(text) if isinstance(text, str) else (text or {})
-    except ValueError:
-        return str(text)
-    return " ".join(f"{k}={v}" for k, v in sorted(d.items()))
+_settings = key_values
 
 
 def label(value: Any, limit: int = 120) -> str:

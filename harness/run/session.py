@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import json
 import platform
 import signal
 import sys
@@ -451,7 +450,7 @@ class Runner:
         transport.reconnect(stop=self.stop, attempts=self.connect_attempts, first_delay_s=self.connect_backoff_s)
 
     def _probe_facts(self, transport: Transport, target: Any) -> None:
-        if not self.probe_devices or target.transport not in ("local", "ssh") or self.stop.is_set():
+        if not self.probe_devices or not transport.probes_device or self.stop.is_set():
             self._facts[id(transport)] = None
             return
         from harness.doctor.checks import device_facts
@@ -905,7 +904,3 @@ def _sigint_counted() -> Iterator[list[int]]:
         yield got
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)

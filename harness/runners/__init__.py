@@ -8,8 +8,8 @@ Runners (canonical names in :data:`RUNNERS`):
 * ``openvino_benchmark_app``: OpenVINO ``benchmark_app`` (:mod:`.openvino`).
 
 Every parser returns a :class:`RunnerReport` with all durations in milliseconds
-(see :mod:`.model` for the unit conventions) and raises
-:class:`harness.errors.HilbenchError` with a one-line message when the text is not
+(see :mod:`.model` for the unit conventions) and raises :class:`harness.errors.InputError`
+(a :class:`~harness.errors.HilbenchError`) with a one-line message when the text is not
 recognisable or holds no timings. Samples are never invented: a report has
 ``samples_ms`` only when the runner wrote per-iteration times.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.errors import HilbenchError
+from harness.errors import InputError
 from harness.runners.model import RUNNERS, LatencyStats, RunnerReport, canonical_runner
 from harness.runners.onnxruntime_perf import parse_onnxruntime_perf, score_onnxruntime_perf
 from harness.runners.openvino import parse_openvino, score_openvino
@@ -75,31 +75,34 @@ def parse_runner_output(text: str, runner: str | None = None, *, source: str | N
 
     ``runner`` is a name from :data:`RUNNERS` or an alias (``tflite``, ``ort``,
     ``openvino``…); ``None`` detects it with :func:`detect_runner`. ``source`` names the
-    text in error messages (a file name, a job). Raises :class:`HilbenchError` (one line)
+    text in error messages (a file name, a job). Raises :class:`InputError` (one line)
     for an unknown runner name, unrecognisable text, or output without timings.
     """
     where = source or "runner output"
     if runner is None:
         if not text.strip():
-            raise HilbenchError(f"{where}: empty output, nothing to parse")
+            raise InputError(f"{where}: empty output, nothing to parse")
         name = detect_runner(text)
         if name is None:
-            raise HilbenchError(
+            raise InputError(
                 f"{where}: not recognised as output of {', '.join(RUNNERS)}; pass runner= to choose a parser"
             )
     else:
         found = canonical_runner(runner)
         if found is None:
-            raise HilbenchError(f"{where}: unknown runner {runner!r}; expected one of {', '.join(RUNNERS)}")
+            raise InputError(f"{where}: unknown runner {runner!r}; expected one of {', '.join(RUNNERS)}")
         name = found
     return _PARSERS[name](text, source=where)
 
 
 def parse_runner_file(path: str | Path, runner: str | None = None) -> RunnerReport:
-    """Read ``path`` (UTF-8, undecodable bytes replaced) and parse it with :func:`parse_runner_output`."""
+    """Read ``path`` (UTF-8, undecodable bytes replaced) and parse it with :func:`parse_runner_output`.
+
+    Raises :class:`InputError` when the file cannot be read, as well as :func:`parse_runner_output` does.
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        raise HilbenchError(f"{p}: cannot read runner output ({exc.strerror or exc})") from exc
+        raise InputError(f"{p}: cannot read runner output ({exc.strerror or exc})") from exc
     return parse_runner_output(text, runner, source=str(p))

@@ -1,4 +1,6 @@
-"""What every runner-output parser returns: :class:`RunnerReport` and :class:`LatencyStats`.
+"""What every runner-output parser returns: :class:`RunnerReport` and :class:`LatencyStats`; and the
+helpers the parsers share: number reading (:data:`NUM`, :func:`to_float`, :func:`to_count`) and line
+rules (:data:`LineRules`, a table of pattern and handler read by :func:`apply_rules`).
 
 Units, one convention for all four runners:
 
@@ -17,9 +19,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "RUNNERS",
@@ -309,6 +311,39 @@ def percent_from_label(digits: str) -> float:
     return float(f"{digits[:2]}.{digits[2:]}")
 
 
-def scaled(value: float | None, factor: float) -> float | None:
-    """``value * factor``, keeping ``None``."""
-    return None if value is None else value * factor
+# --- line rules: how the parsers read a line -----------------------------------------------
+
+_S = TypeVar("_S")
+
+#: A parser's line rules, in order of precedence: a compiled pattern and the handler that its match is
+#: given to, with the parser's state object (``handler(state, match)``).
+LineRules = Sequence[tuple[re.Pattern[str], Callable[[_S, re.Match[str]], None]]]
+
+
+def apply_rules(rules: LineRules[_S], state: _S, text: str, *, search: bool = False) -> bool:
+    """Give ``state`` and the match to the handler of the first rule whose pattern matches ``text``.
+
+    Patterns are matched at the start of ``text`` (``search=True``: anywhere in it). True when a rule
+    matched; the rules after it are not tried.
+    """
+    for pattern, handler in rules:
+        m = pattern.search(text) if search else pattern.match(text)
+        if m is not None:
+            handler(state, m)
+            return True
+    return False
+
+
+class HasExtra(Protocol):
+    """A parser state with an ``extra`` dict (the report's ``extra``)."""
+
+    extra: dict[str, Any]
+
+
+def store_float(key: str) -> Callable[[HasExtra, re.Match[str]], None]:
+    """A handler that stores the number in the match's first group as ``state.extra[key]`` (None if invalid)."""
+
+    def handler(state: HasExtra, m: re.Match[str]) -> None:
+        state.extra[key] = to_float(m.group(1))
+
+    return handler

@@ -24,10 +24,22 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import HilbenchError
-from harness.runners.model import NUM, LatencyStats, RunnerReport, percent_from_label, to_count, to_float
+from harness.errors import InputError
+from harness.runners.model import (
+    NUM,
+    LatencyStats,
+    LineRules,
+    RunnerReport,
+    apply_rules,
+    percent_from_label,
+    store_float,
+    to_count,
+    to_float,
+)
 
 __all__ = ["parse_onnxruntime_perf", "score_onnxruntime_perf"]
 
@@ -133,13 +145,15 @@ def _command_settings(args: str) -> dict[str, Any]:
     return settings
 
 
-def parse_onnxruntime_perf(text: str, *, source: str = "onnxruntime_perf_test output") -> RunnerReport:
-    """Parse onnxruntime_perf_test stdout and/or its result file; raise :class:`HilbenchError` without timings."""
-    settings: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    memory: dict[str, float] = {}
-    warnings: list[str] = []
-    percentiles: dict[float, float] = {}
+@dataclass
+class _OrtState:
+    """What the lines of one onnxruntime_perf_test output said, as they are read."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    percentiles: dict[float, float] = field(default_factory=dict)
     low: float | None = None
     high: float | None = None
     count: int | None = None
@@ -147,160 +161,191 @@ def parse_onnxruntime_perf(text: str, *, source: str = "onnxruntime_perf_test ou
     qps: float | None = None
     init_ms: float | None = None
     first_ms: float | None = None
-    verbose_samples: list[float] = []
-    file_samples: list[float] = []
-    echoes: dict[str, int] = {}
+    verbose_samples: list[float] = field(default_factory=list)
+    file_samples: list[float] = field(default_factory=list)
+    echoes: dict[str, int] = field(default_factory=dict)
 
-    for raw in text.splitlines():
+    def feed(self, raw: str) -> None:
+        """Read one line: an ORT log line, the command line, or one of :data:`_LINES`."""
         line = raw.strip()
         if not line:
-            continue
+            return
         log = _ort_log(line)
         if log is not None:
-            warnings.append(f"{'warning' if log[0] == 'W' else 'error'}: {log[1].strip()}")
-            continue
+            self.warnings.append(f"{'warning' if log[0] == 'W' else 'error'}: {log[1].strip()}")
+            return
         m = _COMMAND.search(line)
         if m:
-            settings.update(_command_settings(m.group(1)))
-            continue
-        m = _SESSION.match(line)
-        if m:
-            value = to_float(m.group(1))
-            extra["session_creation_s"] = value
-            init_ms = None if value is None else value * 1000.0
-            continue
-        m = _FIRST.match(line)
-        if m:
-            first_ms = to_float(m.group(1))
-            continue
-        m = _REQUESTS.match(line)
-        if m:
-            count = to_count(m.group(1))
-            continue
-        m = _AVERAGE.match(line)
-        if m:
-            mean_ms = to_float(m.group(1))
-            continue
-        m = _RUN_TIME.match(line)
-        if m:
-            extra["total_run_time_s"] = to_float(m.group(1))
-            continue
-        m = _TOTAL_TIME.match(line)
-        if m:
-            extra["total_inference_time_s"] = to_float(m.group(1))
-            continue
-        m = _QPS.match(line)
-        if m:
-            qps = to_float(m.group(1))
-            continue
-        m = _CPU.match(line)
-        if m:
-            extra["cpu_usage_pct"] = to_float(m.group(1))
-            continue
-        m = _PEAK.match(line)
-        if m:
-            peak = to_float(m.group(1))
-            if peak is not None:
-                memory["peak_working_set_bytes"] = peak
-            continue
-        for name, pattern in (("cpu_usage_pct", _CPU_ECHO), ("peak_working_set_bytes", _PEAK_ECHO), ("runs", _RUNS_ECHO)):
-            m = pattern.match(line)
-            if m:
-                echo = to_count(m.group(1))
-                if echo is not None:
-                    echoes[name] = echo
-                break
-        if m:
-            continue
-        m = _LATENCY.match(line)
-        if m:
-            value = to_float(m.group(3))
-            if value is None:
-                continue
-            # Percentiles are printed in seconds; only an explicit "ms" is taken as ms.
-            value_ms = value if m.group(4) == "ms" else value * 1000.0
-            if m.group(1) == "Min":
-                low = value_ms
-            elif m.group(1) == "Max":
-                high = value_ms
-            else:
-                percentiles[percent_from_label(m.group(2))] = value_ms
-            continue
-        m = _VERBOSE_ITER.match(line)
-        if m:
-            value = to_float(m.group(2))
-            if value is not None and math.isfinite(value * 1000.0):  # 1e308 s is no longer finite in ms
-                verbose_samples.append(value * 1000.0)
-            continue
-        m = _RESULT_ROW.match(line)
-        if m:
-            value = to_float(m.group(2))
-            if value is not None and math.isfinite(value * 1000.0):
-                file_samples.append(value * 1000.0)
-                extra.setdefault("result_file_model", m.group(1))
-                peak = to_float(m.group(3))
-                if peak is not None:
-                    memory.setdefault("peak_working_set_bytes", peak)
-                if m.group(4) is not None:
-                    extra.setdefault("cpu_usage_pct", to_float(m.group(4)))
-            continue
-        m = _THREADS.match(line)
-        if m:
-            settings["threads"] = to_count(m.group(1))
-            continue
-        m = _USING_EP.match(line)
-        if m:
-            settings.setdefault("execution_provider", m.group(1))
-            continue
-        if _SPINNING.match(line):
-            settings["intra_op_spinning"] = False
-            continue
+            self.settings.update(_command_settings(m.group(1)))
+            return
+        apply_rules(_LINES, self, line)
 
-    _cross_check(echoes, extra, memory, count, warnings)
-    if "peak_working_set_bytes" in memory:
-        memory["peak_working_set_mb"] = memory["peak_working_set_bytes"] / 1e6
 
-    samples = file_samples or verbose_samples or None
-    if file_samples and verbose_samples and len(file_samples) != len(verbose_samples):
-        warnings.append(
-            f"result file has {len(file_samples)} runs but -v printed {len(verbose_samples)}: using the result file"
-        )
-    if samples is not None and count is not None and len(samples) != count:
-        warnings.append(f"{len(samples)} per-run times for {count} inference requests: some runs are missing")
-    if count is None and "runs" in echoes:
-        count = echoes["runs"]
+def _session(st: _OrtState, m: re.Match[str]) -> None:
+    value = to_float(m.group(1))
+    st.extra["session_creation_s"] = value
+    st.init_ms = None if value is None else value * 1000.0
 
-    timed = LatencyStats.build(
-        count=count,
-        mean_ms=mean_ms,
-        min_ms=low,
-        max_ms=high,
-        percentiles_ms=percentiles,
-        throughput_per_s=qps,
-    )
-    if samples is not None:
-        timed = _fill_from_samples(timed, samples, extra)
+
+def _first(st: _OrtState, m: re.Match[str]) -> None:
+    st.first_ms = to_float(m.group(1))
+
+
+def _requests(st: _OrtState, m: re.Match[str]) -> None:
+    st.count = to_count(m.group(1))
+
+
+def _average(st: _OrtState, m: re.Match[str]) -> None:
+    st.mean_ms = to_float(m.group(1))
+
+
+def _qps(st: _OrtState, m: re.Match[str]) -> None:
+    st.qps = to_float(m.group(1))
+
+
+def _peak(st: _OrtState, m: re.Match[str]) -> None:
+    peak = to_float(m.group(1))
+    if peak is not None:
+        st.memory["peak_working_set_bytes"] = peak
+
+
+def _echo(name: str) -> Callable[[_OrtState, re.Match[str]], None]:
+    """A handler for one machine-readable echo line (``Runs:10``), kept for :func:`_cross_check`."""
+
+    def handler(st: _OrtState, m: re.Match[str]) -> None:
+        echo = to_count(m.group(1))
+        if echo is not None:
+            st.echoes[name] = echo
+
+    return handler
+
+
+def _latency(st: _OrtState, m: re.Match[str]) -> None:
+    value = to_float(m.group(3))
+    if value is None:
+        return
+    # Percentiles are printed in seconds; only an explicit "ms" is taken as ms.
+    value_ms = value if m.group(4) == "ms" else value * 1000.0
+    if m.group(1) == "Min":
+        st.low = value_ms
+    elif m.group(1) == "Max":
+        st.high = value_ms
+    else:
+        st.percentiles[percent_from_label(m.group(2))] = value_ms
+
+
+def _verbose_iteration(st: _OrtState, m: re.Match[str]) -> None:
+    value = to_float(m.group(2))
+    if value is not None and math.isfinite(value * 1000.0):  # 1e308 s is no longer finite in ms
+        st.verbose_samples.append(value * 1000.0)
+
+
+def _result_row(st: _OrtState, m: re.Match[str]) -> None:
+    value = to_float(m.group(2))
+    if value is None or not math.isfinite(value * 1000.0):
+        return
+    st.file_samples.append(value * 1000.0)
+    st.extra.setdefault("result_file_model", m.group(1))
+    peak = to_float(m.group(3))
+    if peak is not None:
+        st.memory.setdefault("peak_working_set_bytes", peak)
+    if m.group(4) is not None:
+        st.extra.setdefault("cpu_usage_pct", to_float(m.group(4)))
+
+
+def _threads(st: _OrtState, m: re.Match[str]) -> None:
+    st.settings["threads"] = to_count(m.group(1))
+
+
+def _using_ep(st: _OrtState, m: re.Match[str]) -> None:
+    st.settings.setdefault("execution_provider", m.group(1))
+
+
+def _spinning(st: _OrtState, m: re.Match[str]) -> None:
+    st.settings["intra_op_spinning"] = False
+
+
+#: The lines read after the log and command lines, first match wins.
+_LINES: LineRules[_OrtState] = (
+    (_SESSION, _session),
+    (_FIRST, _first),
+    (_REQUESTS, _requests),
+    (_AVERAGE, _average),
+    (_RUN_TIME, store_float("total_run_time_s")),
+    (_TOTAL_TIME, store_float("total_inference_time_s")),
+    (_QPS, _qps),
+    (_CPU, store_float("cpu_usage_pct")),
+    (_PEAK, _peak),
+    (_CPU_ECHO, _echo("cpu_usage_pct")),
+    (_PEAK_ECHO, _echo("peak_working_set_bytes")),
+    (_RUNS_ECHO, _echo("runs")),
+    (_LATENCY, _latency),
+    (_VERBOSE_ITER, _verbose_iteration),
+    (_RESULT_ROW, _result_row),
+    (_THREADS, _threads),
+    (_USING_EP, _using_ep),
+    (_SPINNING, _spinning),
+)
+
+
+def parse_onnxruntime_perf(text: str, *, source: str = "onnxruntime_perf_test output") -> RunnerReport:
+    """Parse onnxruntime_perf_test stdout and/or its result file; raise :class:`InputError` without timings."""
+    st = _OrtState()
+    for raw in text.splitlines():
+        st.feed(raw)
+    _cross_check(st.echoes, st.extra, st.memory, st.count, st.warnings)
+    if "peak_working_set_bytes" in st.memory:
+        st.memory["peak_working_set_mb"] = st.memory["peak_working_set_bytes"] / 1e6
+    samples = _samples(st)
+    count = st.count if st.count is not None else st.echoes.get("runs")
+    timed = _timed(st, count, samples)
     if timed.mean_ms is None and timed.p50_ms is None and timed.min_ms is None:
-        raise HilbenchError(
+        raise InputError(
             f"{source}: no inference timings in onnxruntime_perf_test output "
             "(the run failed or the output is cut before the summary)"
         )
-    if count is not None and extra.get("total_run_time_s"):
-        extra["throughput_derived_per_s"] = count / extra["total_run_time_s"]
+    if count is not None and st.extra.get("total_run_time_s"):
+        st.extra["throughput_derived_per_s"] = count / st.extra["total_run_time_s"]
     return RunnerReport(
         runner=RUNNER,
         version=None,
-        settings=settings,
-        init_ms=init_ms,
-        first_inference_ms=first_ms,
+        settings=st.settings,
+        init_ms=st.init_ms,
+        first_inference_ms=st.first_ms,
         warmup=None,
         timed=timed,
         samples_ms=samples,
         aggregate_only=samples is None,
-        memory=memory,
-        warnings=warnings,
-        extra=extra,
+        memory=st.memory,
+        warnings=st.warnings,
+        extra=st.extra,
     )
+
+
+def _samples(st: _OrtState) -> list[float] | None:
+    """The per-run times (ms): the result file's, else the ``-v`` lines', else None; warns when they disagree."""
+    samples = st.file_samples or st.verbose_samples or None
+    if st.file_samples and st.verbose_samples and len(st.file_samples) != len(st.verbose_samples):
+        st.warnings.append(
+            f"result file has {len(st.file_samples)} runs but -v printed {len(st.verbose_samples)}: "
+            "using the result file"
+        )
+    if samples is not None and st.count is not None and len(samples) != st.count:
+        st.warnings.append(f"{len(samples)} per-run times for {st.count} inference requests: some runs are missing")
+    return samples
+
+
+def _timed(st: _OrtState, count: int | None, samples: list[float] | None) -> LatencyStats:
+    """The timed statistics as printed, the ones not printed filled from ``samples``."""
+    timed = LatencyStats.build(
+        count=count,
+        mean_ms=st.mean_ms,
+        min_ms=st.low,
+        max_ms=st.high,
+        percentiles_ms=st.percentiles,
+        throughput_per_s=st.qps,
+    )
+    return timed if samples is None else _fill_from_samples(timed, samples, st.extra)
 
 
 def _cross_check(
@@ -310,6 +355,7 @@ def _cross_check(
     count: int | None,
     warnings: list[str],
 ) -> None:
+    """Compare the machine-readable echo with the printed values: fill what was not printed, warn on a mismatch."""
     checks: tuple[tuple[str, float | None], ...] = (
         ("cpu_usage_pct", extra.get("cpu_usage_pct")),
         ("peak_working_set_bytes", memory.get("peak_working_set_bytes")),

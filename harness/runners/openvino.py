@@ -22,10 +22,20 @@ What it reads: the ``[Step N/11]`` log with ``[ INFO ]`` / ``[ WARNING ]`` prefi
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import HilbenchError
-from harness.runners.model import NUM, LatencyStats, RunnerReport, to_count, to_float
+from harness.errors import InputError
+from harness.runners.model import (
+    NUM,
+    LatencyStats,
+    LineRules,
+    RunnerReport,
+    apply_rules,
+    store_float,
+    to_count,
+    to_float,
+)
 
 __all__ = ["parse_openvino", "score_openvino"]
 
@@ -39,6 +49,7 @@ _COUNT = re.compile(r"^Count:\s*(\d+)\s*iterations")
 _DURATION = re.compile(rf"^Duration:\s*({NUM})\s*ms")
 # Trailing spaces read once (``\s*(...)?\s*$`` tried every split of a run of spaces: quadratic).
 _LATENCY_HEAD = re.compile(rf"^Latency:\s*(?:({NUM})\s*ms\s*)?$")
+_LATENCY_GROUPS = re.compile(r"^Latency for each")
 _LATENCY_ITEM = re.compile(rf"^(Median|Average|AVG|Min|Max|(\d+(?:\.\d+)?) percentile):\s*({NUM})\s*ms")
 _THROUGHPUT = re.compile(rf"^Throughput:\s*({NUM})\s*FPS")
 _EXEC_DEVICES = re.compile(r"^Execution Devices:\s*(.*)$")
@@ -48,6 +59,9 @@ _HINT_WARNING = re.compile(r"performance hint will be set to (?:PerformanceMode\
 _BATCH = re.compile(r"^Model batch size:\s*(\d+)")
 _COMMAND = re.compile(r"benchmark_app(?:\.exe|\.py)?\s+(.*)$")
 _NUM_TOKEN = re.compile(rf"^{NUM}$")
+_DEVICE_NAME = re.compile(r"^[A-Z][\w.]*$")
+_VERSION = re.compile(r"^(\d+\.\d+(?:\.\d+)?)")
+_QUOTED_WORD = re.compile(r"'(\w+)'")
 # ``(?<!\d)``: a number starts at the start of a digit run (the same matches; without it every digit of
 # a long run started a scan to its end).
 _INFER_REQUESTS = re.compile(r"(?<!\d)(\d+) inference requests?")
@@ -98,172 +112,220 @@ def _command_settings(args: str) -> dict[str, Any]:
     return settings
 
 
-def parse_openvino(text: str, *, source: str = "benchmark_app output") -> RunnerReport:
-    """Parse OpenVINO ``benchmark_app`` output; raise :class:`HilbenchError` when it has no timings."""
-    settings: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    warnings: list[str] = []
-    properties: dict[str, str] = {}
+@dataclass
+class _OpenVinoState:
+    """What the lines of one benchmark_app output said, as they are read."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    properties: dict[str, str] = field(default_factory=dict)
     version: str | None = None
     init_ms: float | None = None
     first_ms: float | None = None
     count: int | None = None
     throughput: float | None = None
-    latency: dict[str, float] = {}
-    percentiles: dict[float, float] = {}
-    in_latency = False
-    step = 0
-    device_info_next = False
+    latency: dict[str, float] = field(default_factory=dict)
+    percentiles: dict[float, float] = field(default_factory=dict)
+    in_latency: bool = False
+    step: int = 0
+    device_info_next: bool = False
 
-    for raw in text.splitlines():
+    def feed(self, raw: str) -> None:
+        """Read one line: the command line, a ``[Step N/11]`` header, a warning or error, or a log line."""
         line = raw.rstrip()
         m = _COMMAND.search(line)
         if m and not line.lstrip().startswith("["):
-            settings.update(_command_settings(m.group(1)))
-            continue
+            self.settings.update(_command_settings(m.group(1)))
+            return
         m = _STEP.match(line.strip())
         if m:
-            step = to_count(m.group(1)) or 0
-            in_latency = False
-            measuring = _measuring_text(m.group(3))
-            if measuring is not None:
-                _measuring(measuring, settings)
-            continue
+            self.step_header(m)
+            return
         m = _PREFIX.match(line)
         level = m.group(1) if m else ""
         body = line[m.end() :] if m else line
         stripped = body.strip()
         if level in ("WARNING", "WARN"):
-            warnings.append(stripped)
-            mm = _HINT_WARNING.search(stripped)
-            if mm:
-                settings.setdefault("performance_hint", mm.group(1).upper())
-            continue
-        if level == "ERROR":
-            warnings.append(f"error: {stripped}")
-            continue
-        if not stripped:
-            continue
-        if stripped == "Device info:":
-            device_info_next = True
-            continue
-        if device_info_next:
-            device_info_next = False
-            if re.match(r"^[A-Z][\w.]*$", stripped):
-                extra.setdefault("device_info", stripped)
-                continue
-        m = _BUILD.match(stripped)
-        if m:
-            if version is None:
-                build = m.group(1)
-                extra["build"] = build
-                mv = re.match(r"^(\d+\.\d+(?:\.\d+)?)", build)
-                version = mv.group(1) if mv else build
-            continue
-        m = _TOOK.match(stripped)
-        if m:
-            value = to_float(m.group(2))
-            what = m.group(1)
-            if what == "First inference":
-                first_ms = value
-            elif what in ("Compile model", "Load network", "Load model"):
-                init_ms = value
-                extra["compile_model_ms"] = value
-            else:
-                extra["read_model_ms" if what == "Read model" else "reshape_model_ms"] = value
-            continue
-        if step == 8 or (step == 0 and _PROPERTY.match(body)):
+            self.warnings.append(stripped)
+            m = _HINT_WARNING.search(stripped)
+            if m:
+                self.settings.setdefault("performance_hint", m.group(1).upper())
+        elif level == "ERROR":
+            self.warnings.append(f"error: {stripped}")
+        elif stripped:
+            self.log_line(body, stripped)
+
+    def step_header(self, m: re.Match[str]) -> None:
+        """``[Step 11/11] Measuring performance (…)``: a new step; step 11 tells how the run was asked."""
+        self.step = to_count(m.group(1)) or 0
+        self.in_latency = False
+        measuring = _measuring_text(m.group(3))
+        if measuring is not None:
+            _measuring(measuring, self.settings)
+
+    def log_line(self, body: str, stripped: str) -> None:
+        """An ``[ INFO ]`` (or unprefixed) line that is not blank; ``body`` keeps its indentation."""
+        if self.device_info(stripped) or apply_rules(_HEAD_LINES, self, stripped):
+            return
+        if self.step in (0, 8):  # step 8 lists the compiled model's properties; step 0: a pasted excerpt
             m = _PROPERTY.match(body)
             if m:
-                properties[m.group(1)] = m.group(2).strip()
-                continue
-        m = _BATCH.match(stripped)
-        if m:
-            settings["batch"] = to_count(m.group(1))
-            continue
-        m = _EXEC_DEVICES.match(stripped)
-        if m:
-            settings["execution_devices"] = _devices(m.group(1))
-            continue
-        m = _COUNT.match(stripped)
-        if m:
-            count = to_count(m.group(1))
-            continue
-        m = _DURATION.match(stripped)
-        if m:
-            extra["duration_ms"] = to_float(m.group(1))
-            continue
-        if stripped.startswith("Latency for each"):
-            in_latency = False
-            extra["latency_groups"] = True
-            continue
-        m = _LATENCY_HEAD.match(stripped)
-        if m:
-            in_latency = m.group(1) is None
-            if m.group(1) is not None and "median" not in latency:
-                value = to_float(m.group(1))
-                if value is not None:
-                    latency["median"] = value
-            continue
-        if in_latency:
-            m = _LATENCY_ITEM.match(stripped)
-            if m:
-                value = to_float(m.group(3))
-                if value is not None:
-                    if m.group(2):
-                        percentiles[float(m.group(2))] = value
-                    else:
-                        latency.setdefault(m.group(1).lower().replace("avg", "average"), value)
-                continue
-            in_latency = False
+                self.properties[m.group(1)] = m.group(2).strip()
+                return
+        if apply_rules(_BODY_LINES, self, stripped) or self.latency_item(stripped):
+            return
         m = _THROUGHPUT.match(stripped)
         if m:
-            throughput = to_float(m.group(1))
-            continue
+            self.throughput = to_float(m.group(1))
 
-    if properties:
-        extra["device_properties"] = properties
-        if "execution_devices" not in settings and "EXECUTION_DEVICES" in properties:
-            settings["execution_devices"] = _devices(properties["EXECUTION_DEVICES"])
-        if "PERFORMANCE_HINT" in properties:
-            settings.setdefault("performance_hint", properties["PERFORMANCE_HINT"].split(".")[-1].upper())
-        for key, name in (("NUM_STREAMS", "streams"), ("INFERENCE_NUM_THREADS", "threads")):
-            if properties.get(key, "").isdigit():
-                settings[name] = int(properties[key])
-        if "INFERENCE_PRECISION_HINT" in properties:
-            mp = re.search(r"'(\w+)'", properties["INFERENCE_PRECISION_HINT"])
-            settings["precision"] = mp.group(1) if mp else properties["INFERENCE_PRECISION_HINT"]
-    if "device" not in settings:
-        settings["device"] = extra.get("device_info", "CPU" if "flags" in settings else None)
-    if "median" in latency:
-        percentiles.setdefault(50.0, latency["median"])
+    def device_info(self, stripped: str) -> bool:
+        """``Device info:`` and the device name on the next line; True when ``stripped`` was one of them."""
+        if stripped == "Device info:":
+            self.device_info_next = True
+            return True
+        if self.device_info_next:
+            self.device_info_next = False
+            if _DEVICE_NAME.match(stripped):
+                self.extra.setdefault("device_info", stripped)
+                return True
+        return False
+
+    def latency_item(self, stripped: str) -> bool:
+        """A ``Median: X ms`` line of the latency block; any other line ends the block. True when one."""
+        if not self.in_latency:
+            return False
+        m = _LATENCY_ITEM.match(stripped)
+        if m is None:
+            self.in_latency = False
+            return False
+        value = to_float(m.group(3))
+        if value is not None:
+            if m.group(2):
+                self.percentiles[float(m.group(2))] = value
+            else:
+                self.latency.setdefault(m.group(1).lower().replace("avg", "average"), value)
+        return True
+
+
+def _build(st: _OpenVinoState, m: re.Match[str]) -> None:
+    """``Build ................. 2024.1.0-15008-…``: the first one gives the version."""
+    if st.version is None:
+        build = m.group(1)
+        st.extra["build"] = build
+        mv = _VERSION.match(build)
+        st.version = mv.group(1) if mv else build
+
+
+def _took(st: _OpenVinoState, m: re.Match[str]) -> None:
+    """``Compile model took 123.4 ms`` and the other ``… took`` lines."""
+    value = to_float(m.group(2))
+    what = m.group(1)
+    if what == "First inference":
+        st.first_ms = value
+    elif what in ("Compile model", "Load network", "Load model"):
+        st.init_ms = value
+        st.extra["compile_model_ms"] = value
+    else:
+        st.extra["read_model_ms" if what == "Read model" else "reshape_model_ms"] = value
+
+
+def _batch(st: _OpenVinoState, m: re.Match[str]) -> None:
+    st.settings["batch"] = to_count(m.group(1))
+
+
+def _execution_devices(st: _OpenVinoState, m: re.Match[str]) -> None:
+    st.settings["execution_devices"] = _devices(m.group(1))
+
+
+def _count(st: _OpenVinoState, m: re.Match[str]) -> None:
+    st.count = to_count(m.group(1))
+
+
+def _latency_groups(st: _OpenVinoState, m: re.Match[str]) -> None:
+    """``Latency for each data shape group:``: the per-group blocks that follow are not read."""
+    st.in_latency = False
+    st.extra["latency_groups"] = True
+
+
+def _latency_head(st: _OpenVinoState, m: re.Match[str]) -> None:
+    """``Latency:`` opens the latency block; the older ``Latency: X ms`` is the median."""
+    st.in_latency = m.group(1) is None
+    if m.group(1) is not None and "median" not in st.latency:
+        value = to_float(m.group(1))
+        if value is not None:
+            st.latency["median"] = value
+
+
+#: Lines read before the compiled-model properties, first match wins.
+_HEAD_LINES: LineRules[_OpenVinoState] = (
+    (_BUILD, _build),
+    (_TOOK, _took),
+)
+#: Lines read after the compiled-model properties and before the latency block's items.
+_BODY_LINES: LineRules[_OpenVinoState] = (
+    (_BATCH, _batch),
+    (_EXEC_DEVICES, _execution_devices),
+    (_COUNT, _count),
+    (_DURATION, store_float("duration_ms")),
+    (_LATENCY_GROUPS, _latency_groups),
+    (_LATENCY_HEAD, _latency_head),
+)
+
+
+def parse_openvino(text: str, *, source: str = "benchmark_app output") -> RunnerReport:
+    """Parse OpenVINO ``benchmark_app`` output; raise :class:`InputError` when it has no timings."""
+    st = _OpenVinoState()
+    for raw in text.splitlines():
+        st.feed(raw)
+    if st.properties:
+        st.extra["device_properties"] = st.properties
+        _settings_from_properties(st.properties, st.settings)
+    if "device" not in st.settings:
+        st.settings["device"] = st.extra.get("device_info", "CPU" if "flags" in st.settings else None)
+    if "median" in st.latency:
+        st.percentiles.setdefault(50.0, st.latency["median"])
     timed = LatencyStats.build(
-        count=count,
-        mean_ms=latency.get("average"),
-        min_ms=latency.get("min"),
-        max_ms=latency.get("max"),
-        percentiles_ms=percentiles,
-        throughput_per_s=throughput,
+        count=st.count,
+        mean_ms=st.latency.get("average"),
+        min_ms=st.latency.get("min"),
+        max_ms=st.latency.get("max"),
+        percentiles_ms=st.percentiles,
+        throughput_per_s=st.throughput,
     )
-    if timed.mean_ms is None and timed.p50_ms is None and throughput is None:
-        raise HilbenchError(
+    if timed.mean_ms is None and timed.p50_ms is None and st.throughput is None:
+        raise InputError(
             f"{source}: no latency or throughput in OpenVINO benchmark_app output "
             "(the run failed or the output is cut before step 11)"
         )
     return RunnerReport(
         runner=RUNNER,
-        version=version,
-        settings=settings,
-        init_ms=init_ms,
-        first_inference_ms=first_ms,
+        version=st.version,
+        settings=st.settings,
+        init_ms=st.init_ms,
+        first_inference_ms=st.first_ms,
         warmup=None,
         timed=timed,
         samples_ms=None,
         aggregate_only=True,
         memory={},
-        warnings=warnings,
-        extra=extra,
+        warnings=st.warnings,
+        extra=st.extra,
     )
+
+
+def _settings_from_properties(properties: dict[str, str], settings: dict[str, Any]) -> None:
+    """Settings the compiled-model properties tell (execution devices, hint, streams, threads, precision)."""
+    if "execution_devices" not in settings and "EXECUTION_DEVICES" in properties:
+        settings["execution_devices"] = _devices(properties["EXECUTION_DEVICES"])
+    if "PERFORMANCE_HINT" in properties:
+        settings.setdefault("performance_hint", properties["PERFORMANCE_HINT"].split(".")[-1].upper())
+    for key, name in (("NUM_STREAMS", "streams"), ("INFERENCE_NUM_THREADS", "threads")):
+        if properties.get(key, "").isdigit():
+            settings[name] = int(properties[key])
+    if "INFERENCE_PRECISION_HINT" in properties:
+        mp = _QUOTED_WORD.search(properties["INFERENCE_PRECISION_HINT"])
+        settings["precision"] = mp.group(1) if mp else properties["INFERENCE_PRECISION_HINT"]
 
 
 def _measuring_text(text: str) -> str | None:

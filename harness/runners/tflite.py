@@ -30,10 +30,21 @@ per-iteration times, so reports are always ``aggregate_only``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import HilbenchError
-from harness.runners.model import NUM, LatencyStats, RunnerReport, to_count, to_float
+from harness.errors import InputError
+from harness.runners.model import (
+    NUM,
+    LatencyStats,
+    LineRules,
+    RunnerReport,
+    apply_rules,
+    store_float,
+    to_count,
+    to_float,
+)
 
 __all__ = ["parse_tflite", "score_tflite"]
 
@@ -75,6 +86,17 @@ _CREATED = re.compile(r"Created TensorFlow Lite (?:(\w+) )?delegate for (\w+)")
 _GPU_KERNELS = re.compile(r"Created (\d+) GPU delegate kernels")
 _GOING_TO_APPLY = re.compile(r"Going to apply (\d+) delegates")
 _OPENCL = re.compile(r"Initialized (OpenCL|OpenGL)[- ]based API")
+
+#: Summary-line labels (lower case) -> key in ``extra["summary_ms"]``.
+_SUMMARY_KEYS = {
+    "warmup": "warmup_avg",
+    "warmup (avg)": "warmup_avg",
+    "init": "init",
+    "no stats": "inference_avg",
+    "inference": "inference_avg",
+    "inference (avg)": "inference_avg",
+    "first inference": "first_inference",
+}
 
 _PROFILE_SECTION = {
     "Profiling Info for Benchmark Initialization:": "init",
@@ -305,22 +327,7 @@ class _Profile:
         if self.table is not None and "[node type]" in stripped.lower():
             self.columns = [c.strip() for c in re.findall(r"\[([^\]]*)\]", stripped)]
             return True
-        m = _TIMINGS.match(stripped)
-        if m:
-            self.current()["timings"] = count_line_stats(m.group(1))
-            self.table, self.columns = None, []
-            return True
-        m = _NODES_EXECUTED.match(stripped)
-        if m:
-            self.current()["nodes_executed"] = to_count(m.group(1))
-            return True
-        m = _NODES_OBSERVED.match(stripped)
-        if m:
-            self.current()["nodes_observed"] = to_count(m.group(1))
-            return True
-        m = _MEMORY_BYTES.match(stripped)
-        if m:
-            self.current()["memory_bytes_count"] = to_count(m.group(1))
+        if apply_rules(_PROFILE_LINES, self, stripped):
             return True
         if self.table is not None and self.columns:
             row = _table_row(text, self.columns)
@@ -328,6 +335,30 @@ class _Profile:
                 self.current()[self.table].append(row)
                 return True
         return False
+
+
+def _profile_timings(profile: _Profile, m: re.Match[str]) -> None:
+    """``Timings (microseconds): count=… avg=…``: the section's timings; it ends the table."""
+    profile.current()["timings"] = count_line_stats(m.group(1))
+    profile.table, profile.columns = None, []
+
+
+def _profile_count(key: str) -> Callable[[_Profile, re.Match[str]], None]:
+    """A handler that stores the count in the match as the section's ``key``."""
+
+    def handler(profile: _Profile, m: re.Match[str]) -> None:
+        profile.current()[key] = to_count(m.group(1))
+
+    return handler
+
+
+#: The profiling lines read after the section, table and column headings, first match wins.
+_PROFILE_LINES: LineRules[_Profile] = (
+    (_TIMINGS, _profile_timings),
+    (_NODES_EXECUTED, _profile_count("nodes_executed")),
+    (_NODES_OBSERVED, _profile_count("nodes_observed")),
+    (_MEMORY_BYTES, _profile_count("memory_bytes_count")),
+)
 
 
 def _table_row(text: str, columns: list[str]) -> dict[str, Any] | None:
@@ -365,189 +396,229 @@ def _table_row(text: str, columns: list[str]) -> dict[str, Any] | None:
     return None
 
 
-def parse_tflite(text: str, *, source: str = "benchmark_model output") -> RunnerReport:
-    """Parse LiteRT/TFLite ``benchmark_model`` output; raise :class:`HilbenchError` when it has no timings."""
-    settings: dict[str, Any] = {}
-    echo: dict[str, str] = {}
-    extra: dict[str, Any] = {}
-    memory: dict[str, float] = {}
-    warnings: list[str] = []
-    errors: list[str] = []
-    delegation: dict[str, Any] = {}
+@dataclass
+class _TfliteState:
+    """What the lines of one benchmark_model output said, as they are read."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    echo: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    delegation: dict[str, Any] = field(default_factory=dict)
     version: str | None = None
     init_ms: float | None = None
-    headers = 0
-    runs: list[LatencyStats | None] = []
-    summary: dict[str, float] = {}
-    profile = _Profile()
+    headers: int = 0
+    runs: list[LatencyStats | None] = field(default_factory=list)
+    summary: dict[str, float] = field(default_factory=dict)
+    profile: _Profile = field(default_factory=_Profile)
 
-    for raw in text.splitlines():
+    def feed(self, raw: str) -> None:
+        """Read one line (log prefixes removed): profiling output, the version, one of :data:`_LINES`
+        or a delegate line. Warnings and errors are also kept as they are."""
         level, line = _strip(raw)
         body = line.strip()
         if not body:
-            continue
+            return
         if level == "WARNING":
-            warnings.append(body)
+            self.warnings.append(body)
         elif level == "ERROR":
-            errors.append(body)
-        if profile.feed(line):
-            continue
-        m = _VERSION.search(body)
-        if m and version is None:
-            version = m.group(1)
-            continue
-        m = _ECHO.match(body)
-        if m:
-            key = re.sub(r"\s+", " ", m.group("key").strip()).lower()
-            echo[m.group("key").strip()] = m.group("val")
-            name = _SETTING_KEYS.get(key)
-            if name is not None:
-                value = _setting(name, m.group("val"))
-                if value is not None:
-                    settings[name] = value
-            continue
-        m = _INIT.match(body)
-        if m:
-            init_ms = to_float(m.group(1))
-            continue
-        m = _MODEL_SIZE.match(body)
-        if m:
-            extra["model_size_mb"] = to_float(m.group(1))
-            continue
-        m = _RUN_HEADER.match(body)
-        if m:
-            headers += 1
-            continue
-        if _COUNT_LINE.match(body):
-            # The n-th "Running benchmark" header owns the n-th count= line; without
-            # headers (pasted excerpts) the order decides: warm-up first, then timed.
-            index = headers - 1 if headers > 0 else len(runs)
-            if index < len(runs) and runs[index] is not None:
-                index = len(runs)
-            while len(runs) <= index:
-                runs.append(None)
-            runs[index] = count_line_stats(body)
-            continue
-        m = _SUMMARY.match(body)
-        if m:
-            for label, value in _summary_items(m.group(1)):
-                summary_key = {
-                    "warmup": "warmup_avg",
-                    "warmup (avg)": "warmup_avg",
-                    "init": "init",
-                    "no stats": "inference_avg",
-                    "inference": "inference_avg",
-                    "inference (avg)": "inference_avg",
-                    "first inference": "first_inference",
-                }.get(label.strip().lower())
-                number = to_float(value)
-                if summary_key is not None and number is not None:
-                    summary[summary_key] = number / 1000.0
-            continue
-        m = _MEM_PEAK.match(body) or _MEM_DELTA.match(body)
-        if m:
-            extra["memory_kind"] = "peak" if body.startswith("Peak") else "delta"
-            for key, value in (("init_mb", m.group(1)), ("overall_mb", m.group(2))):
-                number = to_float(value)
-                if number is not None:
-                    memory[key] = number
-            continue
-        m = _MEM_MONITOR.match(body)
-        if m:
-            number = to_float(m.group(1))
+            self.errors.append(body)
+        if self.profile.feed(line):
+            return
+        if self.version is None:
+            m = _VERSION.search(body)
+            if m:
+                self.version = m.group(1)
+                return
+        if not apply_rules(_LINES, self, body):
+            apply_rules(_DELEGATE_LINES, self.delegation, body, search=True)
+
+
+def _echo(st: _TfliteState, m: re.Match[str]) -> None:
+    """A parameter echo ``Num threads: [4]``: raw in ``echo``, normalised in ``settings`` when known."""
+    key = re.sub(r"\s+", " ", m.group("key").strip()).lower()
+    st.echo[m.group("key").strip()] = m.group("val")
+    name = _SETTING_KEYS.get(key)
+    if name is not None:
+        value = _setting(name, m.group("val"))
+        if value is not None:
+            st.settings[name] = value
+
+
+def _init(st: _TfliteState, m: re.Match[str]) -> None:
+    st.init_ms = to_float(m.group(1))
+
+
+def _run_header(st: _TfliteState, m: re.Match[str]) -> None:
+    st.headers += 1
+
+
+def _count_line(st: _TfliteState, m: re.Match[str]) -> None:
+    """A ``count=`` line. The n-th "Running benchmark" header owns the n-th one; without headers (pasted
+    excerpts) the order decides: warm-up first, then timed."""
+    index = st.headers - 1 if st.headers > 0 else len(st.runs)
+    if index < len(st.runs) and st.runs[index] is not None:
+        index = len(st.runs)
+    while len(st.runs) <= index:
+        st.runs.append(None)
+    st.runs[index] = count_line_stats(m.string)
+
+
+def _summary(st: _TfliteState, m: re.Match[str]) -> None:
+    """``Inference timings in us: Init: …, First inference: …, …`` (µs) into ``summary`` (ms)."""
+    for label, value in _summary_items(m.group(1)):
+        summary_key = _SUMMARY_KEYS.get(label.strip().lower())
+        number = to_float(value)
+        if summary_key is not None and number is not None:
+            st.summary[summary_key] = number / 1000.0
+
+
+def _memory_footprint(kind: str) -> Callable[[_TfliteState, re.Match[str]], None]:
+    """A handler for the ``init=… overall=…`` memory line worded as ``kind`` (``"peak"`` or ``"delta"``)."""
+
+    def handler(st: _TfliteState, m: re.Match[str]) -> None:
+        st.extra["memory_kind"] = kind
+        for key, value in (("init_mb", m.group(1)), ("overall_mb", m.group(2))):
+            number = to_float(value)
             if number is not None:
-                memory["peak_mb"] = number
-            continue
-        _delegate_line(body, delegation)
+                st.memory[key] = number
 
-    if echo:
-        settings["echo"] = echo
-    delegate: str | None = delegation.get("delegate")
-    if delegate is None:
-        for flag, name in _FLAG_DELEGATES:
-            if settings.get(flag) is True:
-                delegate = name
-                break
-    settings["delegate"] = delegate
-    if delegation:
-        extra["delegation"] = delegation
-    if profile.sections:
-        extra["op_profile"] = profile.sections
-    if summary:
-        extra["summary_ms"] = summary
+    return handler
 
-    warmup = runs[0] if len(runs) > 0 else None
-    timed = runs[1] if len(runs) > 1 else None
-    if len(runs) > 2:
-        extra["additional_runs"] = [r for r in runs[2:] if r is not None]
-    if timed is None and "inference_avg" in summary:
-        timed = LatencyStats.build(mean_ms=summary["inference_avg"])
-        extra["timed_source"] = "summary"
-        warnings.append("no timed count= line: timed mean taken from the 'Inference timings' summary line")
-    if warmup is None and "warmup_avg" in summary:
-        warmup = LatencyStats.build(mean_ms=summary["warmup_avg"])
+
+def _memory_monitor(st: _TfliteState, m: re.Match[str]) -> None:
+    number = to_float(m.group(1))
+    if number is not None:
+        st.memory["peak_mb"] = number
+
+
+#: The lines read after the profiling output and the version, first match wins.
+_LINES: LineRules[_TfliteState] = (
+    (_ECHO, _echo),
+    (_INIT, _init),
+    (_MODEL_SIZE, store_float("model_size_mb")),
+    (_RUN_HEADER, _run_header),
+    (_COUNT_LINE, _count_line),
+    (_SUMMARY, _summary),
+    (_MEM_PEAK, _memory_footprint("peak")),
+    (_MEM_DELTA, _memory_footprint("delta")),
+    (_MEM_MONITOR, _memory_monitor),
+)
+
+
+def parse_tflite(text: str, *, source: str = "benchmark_model output") -> RunnerReport:
+    """Parse LiteRT/TFLite ``benchmark_model`` output; raise :class:`InputError` when it has no timings."""
+    st = _TfliteState()
+    for raw in text.splitlines():
+        st.feed(raw)
+    _collect_extra(st)
+    warmup, timed = _phases(st)
     if timed is None:
-        hint = f"; last error: {errors[-1]}" if errors else ""
-        raise HilbenchError(
+        hint = f"; last error: {st.errors[-1]}" if st.errors else ""
+        raise InputError(
             f"{source}: no timed results in LiteRT benchmark_model output "
             f"(the run failed or the output is cut before the timed run){hint}"
         )
-    if not summary:
-        warnings.append("no 'Inference timings in us' summary line: the output may be truncated")
-    if init_ms is None and "init" in summary:
-        init_ms = summary["init"]
+    if not st.summary:
+        st.warnings.append("no 'Inference timings in us' summary line: the output may be truncated")
+    init_ms = st.init_ms if st.init_ms is not None else st.summary.get("init")
     return RunnerReport(
         runner=RUNNER,
-        version=version,
-        settings=settings,
+        version=st.version,
+        settings=st.settings,
         init_ms=init_ms,
-        first_inference_ms=summary.get("first_inference"),
+        first_inference_ms=st.summary.get("first_inference"),
         warmup=warmup,
         timed=timed,
         samples_ms=None,
         aggregate_only=True,
-        memory=memory,
-        warnings=warnings + [f"error: {e}" for e in errors],
-        extra=extra,
+        memory=st.memory,
+        warnings=st.warnings + [f"error: {e}" for e in st.errors],
+        extra=st.extra,
     )
 
 
-def _delegate_line(body: str, delegation: dict[str, Any]) -> None:
-    m = _APPLIED.search(body)
-    if m:
-        delegation["delegate"] = m.group(1).upper()
-        delegation["fully_delegated"] = m.group(2) == "completely"
-        if m.group(3) is not None:
-            delegation["kernels"] = to_count(m.group(3))
-        return
-    m = _NOT_APPLIED.search(body)
-    if m:
-        delegation["delegate"] = m.group(1).upper()
-        delegation["fully_delegated"] = False
-        delegation["kernels"] = 0
-        return
-    m = _REPLACING.search(body)
-    if m:
-        delegation["nodes_replaced"] = to_count(m.group(1))
-        delegation["nodes_total"] = to_count(m.group(2))
-        delegation["delegate_node"] = m.group(3)
-        delegation["partitions"] = to_count(m.group(4))
-        return
-    m = _CREATED.search(body)
-    if m:
-        # "XNNPACK delegate for CPU" names the delegate first; "delegate for GPU" names the target.
-        created = (m.group(1) or m.group(2)).upper()
-        delegation.setdefault("created", []).append(created)
-        delegation.setdefault("delegate", created)
-        return
-    m = _GPU_KERNELS.search(body)
-    if m:
-        delegation["kernels"] = to_count(m.group(1))
-        return
-    m = _GOING_TO_APPLY.search(body)
-    if m:
-        delegation["delegates_to_apply"] = to_count(m.group(1))
-        return
-    m = _OPENCL.search(body)
-    if m:
-        delegation["gpu_api"] = m.group(1)
+def _collect_extra(st: _TfliteState) -> None:
+    """The settings and extras gathered over the whole output: echo, delegate, delegation, profile, summary."""
+    if st.echo:
+        st.settings["echo"] = st.echo
+    delegate: str | None = st.delegation.get("delegate")
+    if delegate is None:
+        delegate = next((name for flag, name in _FLAG_DELEGATES if st.settings.get(flag) is True), None)
+    st.settings["delegate"] = delegate
+    if st.delegation:
+        st.extra["delegation"] = st.delegation
+    if st.profile.sections:
+        st.extra["op_profile"] = st.profile.sections
+    if st.summary:
+        st.extra["summary_ms"] = st.summary
+
+
+def _phases(st: _TfliteState) -> tuple[LatencyStats | None, LatencyStats | None]:
+    """``(warmup, timed)``: the first two ``count=`` lines, else the summary line's averages (with a warning)."""
+    runs = st.runs
+    warmup = runs[0] if len(runs) > 0 else None
+    timed = runs[1] if len(runs) > 1 else None
+    if len(runs) > 2:
+        st.extra["additional_runs"] = [r for r in runs[2:] if r is not None]
+    if timed is None and "inference_avg" in st.summary:
+        timed = LatencyStats.build(mean_ms=st.summary["inference_avg"])
+        st.extra["timed_source"] = "summary"
+        st.warnings.append("no timed count= line: timed mean taken from the 'Inference timings' summary line")
+    if warmup is None and "warmup_avg" in st.summary:
+        warmup = LatencyStats.build(mean_ms=st.summary["warmup_avg"])
+    return warmup, timed
+
+
+def _applied(delegation: dict[str, Any], m: re.Match[str]) -> None:
+    """``Explicitly applied GPU delegate, and the model graph will be completely executed…``."""
+    delegation["delegate"] = m.group(1).upper()
+    delegation["fully_delegated"] = m.group(2) == "completely"
+    if m.group(3) is not None:
+        delegation["kernels"] = to_count(m.group(3))
+
+
+def _not_applied(delegation: dict[str, Any], m: re.Match[str]) -> None:
+    """``Though GPU delegate is explicitly applied, the model graph will not be executed…``."""
+    delegation["delegate"] = m.group(1).upper()
+    delegation["fully_delegated"] = False
+    delegation["kernels"] = 0
+
+
+def _replacing(delegation: dict[str, Any], m: re.Match[str]) -> None:
+    """``Replacing 60 out of 66 node(s) with delegate (TfLiteXNNPackDelegate) node, yielding 3 partitions``."""
+    delegation["nodes_replaced"] = to_count(m.group(1))
+    delegation["nodes_total"] = to_count(m.group(2))
+    delegation["delegate_node"] = m.group(3)
+    delegation["partitions"] = to_count(m.group(4))
+
+
+def _created(delegation: dict[str, Any], m: re.Match[str]) -> None:
+    """``Created TensorFlow Lite XNNPACK delegate for CPU`` or ``… delegate for GPU``."""
+    # "XNNPACK delegate for CPU" names the delegate first; "delegate for GPU" names the target.
+    created = (m.group(1) or m.group(2)).upper()
+    delegation.setdefault("created", []).append(created)
+    delegation.setdefault("delegate", created)
+
+
+def _delegation_value(key: str, convert: Callable[[str], Any]) -> Callable[[dict[str, Any], re.Match[str]], None]:
+    """A handler that stores ``convert`` of the match's first group as ``delegation[key]``."""
+
+    def handler(delegation: dict[str, Any], m: re.Match[str]) -> None:
+        delegation[key] = convert(m.group(1))
+
+    return handler
+
+
+#: Delegate lines, searched anywhere in a line that no other rule took; first match wins.
+_DELEGATE_LINES: LineRules[dict[str, Any]] = (
+    (_APPLIED, _applied),
+    (_NOT_APPLIED, _not_applied),
+    (_REPLACING, _replacing),
+    (_CREATED, _created),
+    (_GPU_KERNELS, _delegation_value("kernels", to_count)),
+    (_GOING_TO_APPLY, _delegation_value("delegates_to_apply", to_count)),
+    (_OPENCL, _delegation_value("gpu_api", str)),
+)

@@ -32,10 +32,20 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import HilbenchError
-from harness.runners.model import NUM, LatencyStats, RunnerReport, to_count, to_float
+from harness.errors import InputError
+from harness.runners.model import (
+    NUM,
+    LatencyStats,
+    LineRules,
+    RunnerReport,
+    apply_rules,
+    store_float,
+    to_count,
+    to_float,
+)
 
 __all__ = ["parse_trtexec", "parse_export_times", "score_trtexec", "tensorrt_version"]
 
@@ -190,176 +200,242 @@ def _command_settings(command: str) -> dict[str, Any]:
     return settings
 
 
-def parse_trtexec(text: str, *, source: str = "trtexec output") -> RunnerReport:
-    """Parse a trtexec log (or ``--exportTimes`` JSON); raise :class:`HilbenchError` when it has no timings."""
-    if _looks_like_export_times(text):
-        return parse_export_times(text, source=source)
-    settings: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    warnings: list[str] = []
-    metrics: dict[str, LatencyStats] = {}
+@dataclass
+class _Trt7Block:
+    """The TRT 7 summary block being read: its values (``min``, ``percentiles``, ``end_to_end``…) and
+    the report's ``extra`` (the block's throughput, walltime and total compute time go there)."""
+
+    values: dict[str, Any]
+    extra: dict[str, Any]
+
+
+def _block_stat(block: _Trt7Block, m: re.Match[str]) -> None:
+    """``min: X ms (end to end Y ms)``."""
+    block.values[m.group(1)] = to_float(m.group(2))
+    if m.group(3) is not None:
+        block.values.setdefault("end_to_end", {})[m.group(1)] = to_float(m.group(3))
+
+
+def _block_percentile(block: _Trt7Block, m: re.Match[str]) -> None:
+    """``percentile: X ms at 99% (end to end Y ms at 99%)``."""
+    percent = float(m.group(2))
+    block.values.setdefault("percentiles", {})[percent] = to_float(m.group(1))
+    if m.group(3) is not None:
+        block.values.setdefault("end_to_end", {}).setdefault("percentiles", {})[percent] = to_float(m.group(3))
+
+
+#: The lines inside a TRT 7 summary block.
+_BLOCK_LINES: LineRules[_Trt7Block] = (
+    (_BLOCK_STAT, _block_stat),
+    (_BLOCK_PCT, _block_percentile),
+    (_BLOCK_QPS, store_float("throughput_qps")),
+    (_BLOCK_WALL, store_float("total_host_walltime_s")),
+    (_BLOCK_TOTAL, store_float("total_gpu_compute_s")),
+)
+
+
+@dataclass
+class _TrtState:
+    """What the lines of one trtexec log said, as they are read."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    metrics: dict[str, LatencyStats] = field(default_factory=dict)
     version: str | None = None
     init_ms: float | None = None
     throughput: float | None = None
     trace_count: int | None = None
     warmup: LatencyStats | None = None
-    block: str | None = None
-    block_values: dict[str, dict[str, Any]] = {}
-    pending_warning: list[str] = []
+    block: _Trt7Block | None = None
+    block_values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pending_warning: list[str] = field(default_factory=list)
 
-    def flush_warning() -> None:
-        if pending_warning:
-            message = " ".join(pending_warning)
-            warnings.append(message)
-            pending_warning.clear()
-
-    for raw in text.splitlines():
+    def feed(self, raw: str) -> None:
+        """Read one line (timestamps removed): the ``&&&&`` banner, a ``[W]``/``[E]`` line or an ``[I]`` line."""
         line = _TIMESTAMP.sub("", raw.rstrip())
         m = _BANNER.match(line.strip())
         if m:
-            flush_warning()
-            extra["result"] = m.group(1)
-            if m.group(2):
-                version = tensorrt_version(m.group(2))
-            if m.group(3):
-                extra["build_tag"] = m.group(3)
-            if m.group(4) and "command" not in settings:
-                settings.update(_command_settings(m.group(4)))
-            continue
+            self.flush_warning()
+            self.banner(m)
+            return
         m = _SEVERITY.match(line)
         severity = m.group(1) if m else "I"
         body = line[m.end() :] if m else line
         if severity == "V":
-            continue
+            return
         if severity == "W":
-            # A [W] line indented under the previous one continues that advisory.
-            if pending_warning and body.startswith(" "):
-                pending_warning.append(body.strip())
-            else:
-                flush_warning()
-                pending_warning.append(_TRT_TAG.sub("", body.strip()).lstrip("* ").strip())
-            m = _COV.search(body)
-            if m:
-                extra["gpu_compute_cov_pct"] = to_float(m.group(1))
-            continue
-        flush_warning()
+            self.warning_line(body)
+            return
+        self.flush_warning()
         body = body.strip()
         if severity in ("E", "F"):
-            warnings.append(f"error: {_TRT_TAG.sub('', body)}")
-            continue
-        if not body or _AVERAGE_ON.match(body) or body.startswith("[TRT]"):
-            continue
-        m = _VERSION_LINE.match(body)
+            self.warnings.append(f"error: {_TRT_TAG.sub('', body)}")
+        elif body and not _AVERAGE_ON.match(body) and not body.startswith("[TRT]"):
+            self.info_line(body)
+
+    def banner(self, m: re.Match[str]) -> None:
+        """``&&&& PASSED TensorRT.trtexec [TensorRT v8502] # command``."""
+        self.extra["result"] = m.group(1)
+        if m.group(2):
+            self.version = tensorrt_version(m.group(2))
+        if m.group(3):
+            self.extra["build_tag"] = m.group(3)
+        if m.group(4) and "command" not in self.settings:
+            self.settings.update(_command_settings(m.group(4)))
+
+    def warning_line(self, body: str) -> None:
+        """A ``[W]`` line: a new advisory, or (indented) the continuation of the previous one."""
+        if self.pending_warning and body.startswith(" "):
+            self.pending_warning.append(body.strip())
+        else:
+            self.flush_warning()
+            self.pending_warning.append(_TRT_TAG.sub("", body.strip()).lstrip("* ").strip())
+        m = _COV.search(body)
         if m:
-            version = tensorrt_version(m.group(1))
-            continue
-        m = _METRIC_LINE.match(body)
-        if m:
-            metrics[_METRIC_NAMES[m.group(1)]] = _stats_from_items(m.group(2))
-            block = None
-            continue
-        m = _THROUGHPUT.match(body)
-        if m:
-            throughput = to_float(m.group(1))
-            continue
-        m = _WALLTIME.match(body)
-        if m:
-            extra["total_host_walltime_s"] = to_float(m.group(1))
-            continue
-        m = _TOTAL_GPU.match(body)
-        if m:
-            extra["total_gpu_compute_s"] = to_float(m.group(1))
-            continue
-        m = _TRACE.match(body)
-        if m:
-            trace_count = to_count(m.group(1))
-            extra["trace_queries"] = trace_count
-            extra["trace_walltime_s"] = to_float(m.group(2))
-            continue
-        m = _WARMUP.match(body)
-        if m:
-            extra["warmup_queries"] = to_count(m.group(1))
-            extra["warmup_duration_ms"] = to_float(m.group(2))
-            queries = to_count(m.group(1))
-            if queries is not None and queries > 0:
-                warmup = LatencyStats.build(count=queries)
-            continue
-        m = _ENGINE_LOADED.match(body)
-        if m:
-            value = to_float(m.group(1))
-            init_ms = None if value is None else value * 1000.0
-            continue
-        m = _ENGINE_BUILT.match(body)
-        if m:
-            extra["engine_build_s"] = to_float(m.group(1))
-            continue
+            self.extra["gpu_compute_cov_pct"] = to_float(m.group(1))
+
+    def flush_warning(self) -> None:
+        """The advisory read so far becomes one warning."""
+        if self.pending_warning:
+            self.warnings.append(" ".join(self.pending_warning))
+            self.pending_warning.clear()
+
+    def info_line(self, body: str) -> None:
+        """An ``[I]`` line (stripped, not empty): a summary line, a TRT 7 block line or an option echo."""
+        if apply_rules(_INFO_LINES, self, body):
+            return
         if body in _BLOCK_HEAD:
-            block = _BLOCK_HEAD[body]
-            block_values.setdefault(block, {})
-            continue
-        if block is not None and _block_line(body, block, block_values[block], extra):
-            continue
+            self.block = _Trt7Block(self.block_values.setdefault(_BLOCK_HEAD[body], {}), self.extra)
+            return
+        if self.block is not None and apply_rules(_BLOCK_LINES, self.block, body):
+            return
         m = _OPTION.match(body)
         if m and m.group(1) in _OPTION_LINES:
-            _option(settings, _OPTION_LINES[m.group(1)], m.group(2).strip())
-            continue
-    flush_warning()
+            _option(self.settings, _OPTION_LINES[m.group(1)], m.group(2).strip())
 
-    if block_values:
-        extra["summary_format"] = "trt7"
-        _finish_blocks(block_values, metrics, extra)
-        if throughput is None and "throughput_qps" in extra:
-            throughput = extra.pop("throughput_qps")
-    if throughput is not None and throughput <= 0:
-        extra["throughput_invalid"] = True
-        extra["throughput_printed_qps"] = throughput
-        warnings.append(
-            f"trtexec printed a throughput of {throughput:g} qps, a known TensorRT 7 printing bug: "
-            "throughput treated as missing"
-        )
-        throughput = None
-    if trace_count == 0:
-        warnings.append("trtexec reported 0 timed queries (TensorRT 7 printing bug): query count treated as missing")
-        trace_count = None
-    if extra.get("warmup_queries") == 0:
-        warnings.append("trtexec reported 0 warm-up queries: warm-up count treated as missing")
 
-    latency = metrics.pop("latency", None)
+def _version_line(st: _TrtState, m: re.Match[str]) -> None:
+    st.version = tensorrt_version(m.group(1))
+
+
+def _metric_line(st: _TrtState, m: re.Match[str]) -> None:
+    """A TRT >= 8 ``Name: min = a ms, …`` line; it ends any TRT 7 block."""
+    st.metrics[_METRIC_NAMES[m.group(1)]] = _stats_from_items(m.group(2))
+    st.block = None
+
+
+def _throughput(st: _TrtState, m: re.Match[str]) -> None:
+    st.throughput = to_float(m.group(1))
+
+
+def _trace(st: _TrtState, m: re.Match[str]) -> None:
+    st.trace_count = to_count(m.group(1))
+    st.extra["trace_queries"] = st.trace_count
+    st.extra["trace_walltime_s"] = to_float(m.group(2))
+
+
+def _warmup(st: _TrtState, m: re.Match[str]) -> None:
+    queries = to_count(m.group(1))
+    st.extra["warmup_queries"] = queries
+    st.extra["warmup_duration_ms"] = to_float(m.group(2))
+    if queries is not None and queries > 0:
+        st.warmup = LatencyStats.build(count=queries)
+
+
+def _engine_loaded(st: _TrtState, m: re.Match[str]) -> None:
+    value = to_float(m.group(1))
+    st.init_ms = None if value is None else value * 1000.0
+
+
+#: The ``[I]`` lines read before the TRT 7 blocks and the option echo, first match wins.
+_INFO_LINES: LineRules[_TrtState] = (
+    (_VERSION_LINE, _version_line),
+    (_METRIC_LINE, _metric_line),
+    (_THROUGHPUT, _throughput),
+    (_WALLTIME, store_float("total_host_walltime_s")),
+    (_TOTAL_GPU, store_float("total_gpu_compute_s")),
+    (_TRACE, _trace),
+    (_WARMUP, _warmup),
+    (_ENGINE_LOADED, _engine_loaded),
+    (_ENGINE_BUILT, store_float("engine_build_s")),
+)
+
+
+def parse_trtexec(text: str, *, source: str = "trtexec output") -> RunnerReport:
+    """Parse a trtexec log (or ``--exportTimes`` JSON); raise :class:`InputError` when it has no timings."""
+    if _looks_like_export_times(text):
+        return parse_export_times(text, source=source)
+    st = _TrtState()
+    for raw in text.splitlines():
+        st.feed(raw)
+    st.flush_warning()
+    if st.block_values:
+        st.extra["summary_format"] = "trt7"
+        _finish_blocks(st.block_values, st.metrics, st.extra)
+        if st.throughput is None and "throughput_qps" in st.extra:
+            st.throughput = st.extra.pop("throughput_qps")
+    _drop_printing_bugs(st)
+    latency = st.metrics.pop("latency", None)
     if latency is None:
-        status = extra.get("result")
-        hint = " (trtexec reported FAILED)" if status == "FAILED" else " (the run failed or the output is truncated)"
-        raise HilbenchError(f"{source}: no performance summary in trtexec output{hint}")
-    timed = LatencyStats.build(
-        count=trace_count,
-        mean_ms=latency.mean_ms,
-        std_ms=latency.std_ms,
-        min_ms=latency.min_ms,
-        max_ms=latency.max_ms,
-        percentiles_ms=latency.percentiles_ms,
-        throughput_per_s=throughput,
-    )
-    if extra.get("result") not in ("PASSED", None):
-        warnings.append(f"trtexec result: {extra['result']}")
-    elif "result" not in extra or extra["result"] == "RUNNING":
-        warnings.append("no '&&&& PASSED' line: the output may be truncated")
+        failed = st.extra.get("result") == "FAILED"
+        hint = " (trtexec reported FAILED)" if failed else " (the run failed or the output is truncated)"
+        raise InputError(f"{source}: no performance summary in trtexec output{hint}")
+    _result_warning(st)
     return RunnerReport(
         runner=RUNNER,
-        version=version,
-        settings=settings,
-        init_ms=init_ms,
+        version=st.version,
+        settings=st.settings,
+        init_ms=st.init_ms,
         first_inference_ms=None,
-        warmup=warmup,
-        timed=timed,
-        metrics=metrics,
+        warmup=st.warmup,
+        timed=LatencyStats.build(
+            count=st.trace_count,
+            mean_ms=latency.mean_ms,
+            std_ms=latency.std_ms,
+            min_ms=latency.min_ms,
+            max_ms=latency.max_ms,
+            percentiles_ms=latency.percentiles_ms,
+            throughput_per_s=st.throughput,
+        ),
+        metrics=st.metrics,
         samples_ms=None,
         aggregate_only=True,
         memory={},
-        warnings=warnings,
-        extra=extra,
+        warnings=st.warnings,
+        extra=st.extra,
     )
 
 
+def _drop_printing_bugs(st: _TrtState) -> None:
+    """A printed throughput <= 0 or 0 timed queries (TensorRT 7 bugs) become missing, with a warning."""
+    if st.throughput is not None and st.throughput <= 0:
+        st.extra["throughput_invalid"] = True
+        st.extra["throughput_printed_qps"] = st.throughput
+        st.warnings.append(
+            f"trtexec printed a throughput of {st.throughput:g} qps, a known TensorRT 7 printing bug: "
+            "throughput treated as missing"
+        )
+        st.throughput = None
+    if st.trace_count == 0:
+        st.warnings.append(
+            "trtexec reported 0 timed queries (TensorRT 7 printing bug): query count treated as missing"
+        )
+        st.trace_count = None
+    if st.extra.get("warmup_queries") == 0:
+        st.warnings.append("trtexec reported 0 warm-up queries: warm-up count treated as missing")
+
+
+def _result_warning(st: _TrtState) -> None:
+    """Warn unless the banner said PASSED: another result, or no final banner (a truncated log)."""
+    if st.extra.get("result") not in ("PASSED", None):
+        st.warnings.append(f"trtexec result: {st.extra['result']}")
+    elif "result" not in st.extra or st.extra["result"] == "RUNNING":
+        st.warnings.append("no '&&&& PASSED' line: the output may be truncated")
+
+
 def _option(settings: dict[str, Any], name: str, value: str) -> None:
+    """An ``[I]`` option echo (``Iterations: 10``) as the setting ``name``; empty values are ignored."""
     if not value:
         return
     if name == "duration":
@@ -375,36 +451,6 @@ def _option(settings: dict[str, Any], name: str, value: str) -> None:
         settings[name] = to_count(value)
         return
     settings.setdefault(name, value)
-
-
-def _block_line(body: str, block: str, values: dict[str, Any], extra: dict[str, Any]) -> bool:
-    """One line inside a TRT 7 summary block; True when consumed."""
-    m = _BLOCK_STAT.match(body)
-    if m:
-        values[m.group(1)] = to_float(m.group(2))
-        if m.group(3) is not None:
-            values.setdefault("end_to_end", {})[m.group(1)] = to_float(m.group(3))
-        return True
-    m = _BLOCK_PCT.match(body)
-    if m:
-        percent = float(m.group(2))
-        values.setdefault("percentiles", {})[percent] = to_float(m.group(1))
-        if m.group(3) is not None:
-            values.setdefault("end_to_end", {}).setdefault("percentiles", {})[percent] = to_float(m.group(3))
-        return True
-    m = _BLOCK_QPS.match(body)
-    if m:
-        extra["throughput_qps"] = to_float(m.group(1))
-        return True
-    m = _BLOCK_WALL.match(body)
-    if m:
-        extra["total_host_walltime_s"] = to_float(m.group(1))
-        return True
-    m = _BLOCK_TOTAL.match(body)
-    if m:
-        extra["total_gpu_compute_s"] = to_float(m.group(1))
-        return True
-    return False
 
 
 def _block_stats(values: dict[str, Any]) -> LatencyStats:
@@ -426,7 +472,8 @@ def _finish_blocks(blocks: dict[str, dict[str, Any]], metrics: dict[str, Latency
 def parse_export_times(text: str, *, source: str = "trtexec --exportTimes JSON") -> RunnerReport:
     """Parse ``trtexec --exportTimes`` JSON into per-query samples (ms).
 
-    A file cut mid-way is read record by record, with a warning.
+    A file cut mid-way is read record by record, with a warning. Raises :class:`InputError` when no
+    record has a ``latencyMs`` value.
     """
     warnings: list[str] = []
     records: list[dict[str, Any]]
@@ -448,7 +495,7 @@ def parse_export_times(text: str, *, source: str = "trtexec --exportTimes JSON")
     latency = [to_float(str(r.get("latencyMs"))) for r in records]
     samples = [v for v in latency if v is not None]
     if not samples:
-        raise HilbenchError(f"{source}: no per-query 'latencyMs' records in trtexec --exportTimes JSON")
+        raise InputError(f"{source}: no per-query 'latencyMs' records in trtexec --exportTimes JSON")
     if len(samples) != len(records):
         warnings.append(f"{len(records) - len(samples)} records without a latencyMs value were skipped")
     # The records as written (all values in ms), for timelines; summaries use the series below.

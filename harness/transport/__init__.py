@@ -1,9 +1,15 @@
 """Transports: how the host reaches a target (local subprocess, SSH, ADB; FakeTransport for tests).
 
 The contract every transport keeps is :mod:`harness.transport.base` (docs/protocol.md, "Transport contract").
+Each transport class declares its ``name`` and what it can do (``can_reconnect``, ``probes_device``,
+``run_shell``, ``device_key``); :data:`TRANSPORT_CLASSES` is the one place that maps a name to its class, so
+adding a transport is one module plus one line here (and the ``[its-name]`` table of a target file in
+:mod:`harness.config.targets`, with its ``doctor`` in :mod:`harness.doctor.checks`).
 """
 
 from __future__ import annotations
+
+import importlib
 
 from harness.config.targets import Target
 from harness.errors import ConfigError
@@ -12,29 +18,27 @@ from harness.transport.fake import FakeAgentProcess, FakeScript, FakeTransport
 from harness.transport.local import LocalTransport
 
 __all__ = ["Transport", "AgentProcess", "PipeAgentProcess", "LineTimeout", "LocalTransport", "FakeTransport",
-           "FakeAgentProcess", "FakeScript", "make_transport", "transport_class"]
+           "FakeAgentProcess", "FakeScript", "TRANSPORT_CLASSES", "make_transport", "transport_class"]
+
+#: transport name -> "module:Class"; imported on first use (paramiko takes a while to import)
+TRANSPORT_CLASSES = {
+    "local": "harness.transport.local:LocalTransport",
+    "ssh": "harness.transport.ssh:SSHTransport",
+    "adb": "harness.transport.adb.transport:ADBTransport",
+    "fake": "harness.transport.fake:FakeTransport",
+}
 
 
 def transport_class(target: Target) -> type[Transport]:
     """The transport class for ``target``'s kind (``local``, ``ssh``, ``adb``, or ``fake``, which is built
     in Python with its script: see :class:`FakeTransport`). Raises ConfigError for an unknown kind."""
-    if target.transport == "local":
-        return LocalTransport
-    if target.transport == "fake":
-        return FakeTransport
-    if target.transport == "ssh":
-        try:
-            from harness.transport.ssh import SSHTransport  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            raise ConfigError(f"{target.source}: transport: ssh is not available in this hilbench build") from None
-        return SSHTransport  # type: ignore[no-any-return,unused-ignore]
-    if target.transport == "adb":
-        try:
-            from harness.transport.adb.transport import ADBTransport  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            raise ConfigError(f"{target.source}: transport: adb is not available in this hilbench build") from None
-        return ADBTransport  # type: ignore[no-any-return,unused-ignore]
-    raise ConfigError(f"{target.source}: transport: unknown transport {target.transport!r}")
+    where = TRANSPORT_CLASSES.get(target.transport)
+    if where is None:
+        raise ConfigError(f"{target.source}: transport: unknown transport {target.transport!r} "
+                          f"(known: {', '.join(sorted(TRANSPORT_CLASSES))})")
+    module, _, name = where.partition(":")
+    cls: type[Transport] = getattr(importlib.import_module(module), name)
+    return cls
 
 
 def make_transport(target: Target) -> Transport:

@@ -45,8 +45,12 @@ JOURNAL_MAX_LINES = 200_000
 _NONBLANK = re.compile(rb"[^\r\n]+")
 
 
-class LineTimeout(Exception):
-    """No protocol line arrived within the time asked for."""
+class LineTimeout(TransportError):
+    """No protocol line arrived within the time asked for. Callers of ``next_line`` catch it to poll again;
+    one that escapes reads as a transport error."""
+
+    def __init__(self, message: str = "no protocol line arrived within the time asked for") -> None:
+        super().__init__(message)
 
 
 class AgentProcess(ABC):
@@ -218,9 +222,15 @@ class SubprocessAgentProcess(PipeAgentProcess):
 class Transport(ABC):
     """Reaches one target. Subclasses: LocalTransport, SSHTransport, ADBTransport, FakeTransport (tests)."""
 
+    #: the name target files and stored runs use (``transport = "ssh"``); the registry
+    #: (:data:`harness.transport.TRANSPORT_CLASSES`) maps it back to the class
+    name: ClassVar[str] = ""
     #: whether :meth:`reconnect` can re-open a dropped connection; when False the session opens the
     #: transport with one :meth:`connect` and treats a drop as final
     can_reconnect: ClassVar[bool] = False
+    #: whether a session probes the device through this transport before its first job (the agent's
+    #: ``--probe`` hello and :meth:`run_shell` platform checks, stored with every run)
+    probes_device: ClassVar[bool] = False
 
     @classmethod
     def device_key(cls, target: Target) -> tuple[Any, ...]:
@@ -292,6 +302,11 @@ class Transport(ABC):
             raise last
         raise TransportError(f"no connection after {attempts} attempts: {last}", target=self.target.name,
                              step="reconnect") from last
+
+    def run_shell(self, command: str, timeout: float = 20.0) -> tuple[int, str]:
+        """Run a short ``sh`` command on the device for doctor's platform checks (power mode, throttling):
+        (exit status, stdout). Default: status 127 and no output, as a device without a shell would answer."""
+        return 127, ""
 
     def agent_alive(self, journal: str) -> bool:
         """Whether the agent that writes ``journal`` still runs on the device (asked after a reconnect).

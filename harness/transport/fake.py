@@ -188,6 +188,7 @@ class FakeTransport(Transport):
     What happened is kept for assertions: :attr:`started` (the payloads), :attr:`journals` (journal path ->
     lines on the "device"), :attr:`killed` (journals whose agent was killed after a drop), :attr:`connects`."""
 
+    name = "fake"
     can_reconnect = True
     #: attempts per :meth:`reconnect`, waiting ``reconnect_backoff_s`` x 2^n between them (no waiting: fast tests)
     reconnect_attempts = 3

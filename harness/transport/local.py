@@ -26,6 +26,9 @@ class LocalTransport(Transport):
 
     Models are used where they are: nothing is copied, so ``bytes_sent`` stays 0."""
 
+    name = "local"
+    probes_device = True
+
     def __init__(self, target: Any) -> None:
         super().__init__(target)
         self.python = target.python or sys.executable
@@ -53,6 +56,13 @@ class LocalTransport(Transport):
         out = {role: host_path for role, (host_path, _sha) in files.items()}
         out["agent"] = str(agent_path)
         return out
+
+    def run_shell(self, command: str, timeout: float = 20.0) -> tuple[int, str]:
+        try:
+            proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            return 127, ""
+        return proc.returncode, proc.stdout
 
     def journal_path(self, run_id: str) -> str:
         return str(self.workdir / "journal" / f"{run_id}.jsonl")

@@ -49,6 +49,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -354,7 +355,9 @@ def _refused(exc: TransportError) -> bool:
 class SSHTransport(Transport):
     """Reaches a device over SSH. See the module docstring for resolution, host keys and the cache."""
 
+    name = "ssh"
     can_reconnect = True
+    probes_device = True
 
     @classmethod
     def device_key(cls, target: Target) -> tuple[Any, ...]:
@@ -391,6 +394,17 @@ class SSHTransport(Transport):
     # ------------------------------------------------------------------ errors
     def _err(self, message: str, step: str, stderr_tail: str = "") -> TransportError:
         return TransportError(message, target=self.target.name, step=step, stderr_tail=stderr_tail)
+
+    @contextlib.contextmanager
+    def _translating(self, step: str, endpoint: Endpoint | None = None) -> Iterator[None]:
+        """The one boundary between paramiko/sockets and hilbench: a TransportError passes through as it is,
+        any other exception leaves as :meth:`_translate`'s one line, ``from`` the original."""
+        try:
+            yield
+        except TransportError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated
+            raise self._translate(exc, step, endpoint) from exc
 
     def _translate(self, exc: BaseException, step: str, endpoint: Endpoint | None = None) -> TransportError:
         """A paramiko or socket exception as one line that says what to do."""
@@ -648,13 +662,13 @@ class SSHTransport(Transport):
             raise self._err("not connected (the connection dropped)", step)
         return t
 
+    def run_shell(self, command: str, timeout: float = 20.0) -> tuple[int, str]:
+        code, out, _err = self.run("sh -c " + shlex.quote(command), step="doctor", timeout=timeout)
+        return code, out.decode("utf-8", "replace")
+
     def open_channel(self, step: str) -> paramiko.Channel:
-        try:
+        with self._translating(step):
             return self._transport(step).open_session(timeout=self.settings.connect_timeout_s)
-        except TransportError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - translated
-            raise self._translate(exc, step) from exc
 
     def run(self, command: str, *, step: str, timeout: float | None = None,
             stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
@@ -663,27 +677,25 @@ class SSHTransport(Transport):
         timeout = self.settings.command_timeout_s if timeout is None else timeout
         chan = self.open_channel(step)
         try:
-            chan.settimeout(timeout)
-            chan.exec_command(command)
-            if stdin is not None:
-                chan.sendall(stdin)
-            chan.shutdown_write()
-            end = time.monotonic() + timeout
-            out, err = self._drain(chan, command, step, end)
-            while not chan.status_event.wait(0.02):
-                t = self._client.get_transport() if self._client else None
-                if t is None or not t.is_active() or chan.closed:
-                    raise EOFError()
-                if time.monotonic() > end:
-                    raise TimeoutError()
-            return chan.recv_exit_status(), out, err
-        except TimeoutError as exc:
-            raise self._err(f"`{command.split(' -c ')[0][:60]}` did not finish within {timeout:g} s "
-                            "(ssh.command_timeout_s)", step) from exc
-        except TransportError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - translated
-            raise self._translate(exc, step) from exc
+            with self._translating(step):
+                try:
+                    chan.settimeout(timeout)
+                    chan.exec_command(command)
+                    if stdin is not None:
+                        chan.sendall(stdin)
+                    chan.shutdown_write()
+                    end = time.monotonic() + timeout
+                    out, err = self._drain(chan, command, step, end)
+                    while not chan.status_event.wait(0.02):
+                        t = self._client.get_transport() if self._client else None
+                        if t is None or not t.is_active() or chan.closed:
+                            raise EOFError()
+                        if time.monotonic() > end:
+                            raise TimeoutError()
+                    return chan.recv_exit_status(), out, err
+                except TimeoutError as exc:
+                    raise self._err(f"`{command.split(' -c ')[0][:60]}` did not finish within {timeout:g} s "
+                                    "(ssh.command_timeout_s)", step) from exc
         finally:
             with contextlib.suppress(Exception):
                 chan.close()
@@ -863,7 +875,7 @@ class SSHTransport(Transport):
         try:
             sftp.putfo(f, remote, file_size=size, callback=count, confirm=True)
         except TimeoutError:
-            raise
+            raise  # _send says which file stalled
         except OSError as exc:
             if exc.errno == 28:
                 raise self._err("the device's disk filled up during the upload: free space or move workdir",

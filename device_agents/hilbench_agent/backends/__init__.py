@@ -1,65 +1,55 @@
-"""Inference backends the agent can drive.
+"""Inference backends the agent can drive, found by a registry.
 
 A backend is a small contract (see :class:`base.Backend`): ``probe()`` says
 whether it can run here, ``load()`` opens a model, ``input_specs()`` describes
 the inputs, ``set_inputs()`` binds arrays, ``invoke`` is the one call the timed
 loop measures, ``outputs()`` returns the last results, ``close()`` frees it.
 
-``SETTINGS`` is the single schema of every backend's job settings; the host
-imports it to validate plans before anything is started.
+Each backend declares its name, aliases, model suffixes, the suffixes it runs by
+default, its settings schema and its install hint in its own class. The registry
+imports every module of this package and keeps each ``Backend`` subclass it finds,
+so adding a backend is one new file here (plus its tests): the host's plan defaults,
+its validation of settings and ``hilbench doctor``'s remedies all derive from it.
+Backend modules import their runtime inside ``probe``/``load``, never at the top,
+so the registry loads on a bare Python.
 """
 
+import importlib
+import pkgutil
+
+from hilbench_agent.backends.base import Backend
 from hilbench_agent.protocol import AgentError
 
-#: backend name -> {setting: (accepted python types, description)}
-SETTINGS = {
-    "onnxruntime": {
-        "providers": ((list,), "execution providers in priority order, e.g. ['CUDAExecutionProvider', 'CPUExecutionProvider']"),
-        "provider_options": ((list,), "one table of options per provider"),
-        "intra_op_threads": ((int,), "threads inside one operator (0 = runtime default)"),
-        "inter_op_threads": ((int,), "threads across operators (0 = runtime default)"),
-        "graph_optimization": ((str,), "disable | basic | extended | all"),
-        "execution_mode": ((str,), "sequential | parallel"),
-    },
-    "litert": {
-        "threads": ((int,), "interpreter threads (-1 = runtime default)"),
-        "xnnpack": ((bool,), "use the XNNPACK CPU delegate (default true)"),
-        "delegate": ((str,), "path of an external delegate library, e.g. libedgetpu.so.1"),
-        "delegate_options": ((dict,), "options passed to the external delegate"),
-    },
-    "tensorrt": {
-        "fp16": ((bool,), "allow FP16 kernels when building from ONNX"),
-        "int8": ((bool,), "allow INT8 kernels when building from ONNX (needs a calibrated/QDQ model)"),
-        "workspace_mb": ((int,), "builder workspace limit in MiB"),
-        "device": ((int,), "CUDA device index"),
-    },
-    "coreml": {
-        "compute_units": ((str,), "ALL | CPU_ONLY | CPU_AND_GPU | CPU_AND_NE"),
-    },
-    "synthetic": {
-        "latency_ms": ((int, float), "mean latency of one stand-in invoke"),
-        "jitter_ms": ((int, float), "standard deviation of the stand-in latency"),
-        "first_ms": ((int, float), "latency of the first invoke"),
-        "load_ms": ((int, float), "time the stand-in model load takes"),
-        "spin": ((bool,), "busy-wait instead of sleeping (exact, burns a core)"),
-        "seed": ((int,), "seed of the latency noise"),
-        "fail_at": ((int,), "raise a backend error at this invoke (for testing)"),
-        "crash_at": ((int,), "kill the agent process at this invoke (for testing)"),
-        "hang_at": ((int,), "hang at this invoke (for testing)"),
-    },
-}
+
+def _discover():
+    """{name: Backend subclass} for every backend module of this package, by name."""
+    found = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name == "base" or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(__name__ + "." + info.name)
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, Backend) and obj.__module__ == module.__name__:
+                if obj.name in found:
+                    raise RuntimeError("two backends are named %r: %s and %s" % (obj.name, found[obj.name], obj))
+                found[obj.name] = obj
+    return found
+
+
+#: backend name -> its class
+BACKENDS = _discover()
+
+#: backend name -> {setting: Setting}: the single schema of every backend's job settings
+SETTINGS = dict((name, cls.settings) for name, cls in BACKENDS.items())
 
 #: Aliases users may write in plans.
-ALIASES = {"ort": "onnxruntime", "tflite": "litert", "trt": "tensorrt"}
+ALIASES = dict((alias, name) for name, cls in BACKENDS.items() for alias in cls.aliases)
 
 #: Which model file suffixes each backend accepts (None: no model file needed).
-MODEL_SUFFIXES = {
-    "onnxruntime": (".onnx", ".ort"),
-    "litert": (".tflite",),
-    "tensorrt": (".onnx", ".engine", ".plan", ".trt"),
-    "coreml": (".mlmodel", ".mlpackage"),
-    "synthetic": None,
-}
+MODEL_SUFFIXES = dict((name, cls.model_suffixes) for name, cls in BACKENDS.items())
+
+#: The backend a model file runs on when neither the plan nor the model names one.
+DEFAULT_BACKEND = dict((suffix, name) for name, cls in BACKENDS.items() for suffix in cls.default_for)
 
 
 def canonical_name(name):
@@ -67,23 +57,10 @@ def canonical_name(name):
 
 
 def get_backend_class(name):
-    name = canonical_name(name)
-    if name == "onnxruntime":
-        from hilbench_agent.backends.onnxruntime import OnnxRuntimeBackend
-        return OnnxRuntimeBackend
-    if name == "litert":
-        from hilbench_agent.backends.litert import LiteRTBackend
-        return LiteRTBackend
-    if name == "synthetic":
-        from hilbench_agent.backends.synthetic import SyntheticBackend
-        return SyntheticBackend
-    if name == "tensorrt":
-        from hilbench_agent.backends.tensorrt import TensorRTBackend
-        return TensorRTBackend
-    if name == "coreml":
-        from hilbench_agent.backends.coreml import CoreMLBackend
-        return CoreMLBackend
-    raise AgentError("backend", "unknown backend %r (known: %s)" % (name, ", ".join(sorted(SETTINGS))))
+    cls = BACKENDS.get(canonical_name(name))
+    if cls is None:
+        raise AgentError("backend", "unknown backend %r (known: %s)" % (name, ", ".join(sorted(BACKENDS))))
+    return cls
 
 
 def validate_settings(name, settings):
@@ -97,11 +74,9 @@ def validate_settings(name, settings):
         if key not in schema:
             problems.append("unknown setting %r for backend %s (known: %s)" % (key, name, ", ".join(sorted(schema))))
             continue
-        types = schema[key][0]
-        if isinstance(value, bool) and bool not in types:
-            problems.append("setting %r must be %s, not a boolean" % (key, "/".join(t.__name__ for t in types)))
-        elif not isinstance(value, types):
-            problems.append("setting %r must be %s, not %s" % (key, "/".join(t.__name__ for t in types), type(value).__name__))
+        problem = schema[key].problem(key, value)
+        if problem:
+            problems.append(problem)
     return problems
 
 

@@ -25,13 +25,53 @@ class InputSpec(object):
         return out
 
 
+class Setting(object):
+    """One job setting a backend accepts: the Python types a plan may give, a description, and where the
+    value is bounded, the values it may take (``choices``) or its smallest value (``minimum``). The host
+    checks plans against these before anything starts; the agent checks jobs against the same."""
+
+    def __init__(self, types, description, choices=None, minimum=None):
+        self.types = tuple(types)
+        self.description = description
+        self.choices = tuple(choices) if choices is not None else None
+        self.minimum = minimum
+
+    def problem(self, key, value):
+        """One line saying what is wrong with ``value`` for this setting, or None."""
+        names = "/".join(t.__name__ for t in self.types)
+        if isinstance(value, bool) and bool not in self.types:
+            return "setting %r must be %s, not a boolean" % (key, names)
+        if not isinstance(value, self.types):
+            return "setting %r must be %s, not %s" % (key, names, type(value).__name__)
+        if self.choices is not None and value not in self.choices:
+            return "setting %r must be one of %s, not %r" % (key, ", ".join(map(str, self.choices)), value)
+        if self.minimum is not None and not isinstance(value, bool) and value < self.minimum:
+            return "setting %r must be at least %s, not %r" % (key, self.minimum, value)
+        return None
+
+
 class Backend(object):
     """Life cycle: ``probe()`` (class method, never raises) -> ``load(model, settings)``
     -> ``input_specs()`` -> ``set_inputs({name: array})`` -> ``invoke()`` many times
     -> ``outputs()`` -> ``close()``. Failures raise ``AgentError`` with category
-    ``backend``, ``model`` or ``input``."""
+    ``backend``, ``model`` or ``input``.
 
+    A backend declares itself in its class, and nowhere else: the agent's registry
+    (:mod:`hilbench_agent.backends`) finds every ``Backend`` subclass in this package, and the
+    host derives plan defaults and the validation of settings from these attributes."""
+
+    #: the name plans and stored runs use
     name = "base"
+    #: other names a plan may write (``ort`` for ``onnxruntime``)
+    aliases = ()
+    #: model file suffixes it opens; ``None`` when it needs no model file (the synthetic stand-in)
+    model_suffixes = ()
+    #: the suffixes it runs by default when a plan names no backend for a model
+    default_for = ()
+    #: {setting: Setting}: every job setting it accepts
+    settings = {}
+    #: what to install on the device when ``probe`` finds it missing (doctor's remedy)
+    install_hint = ""
     needs_model = True
 
     @classmethod

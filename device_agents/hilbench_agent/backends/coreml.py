@@ -2,7 +2,7 @@
 
 import sys
 
-from hilbench_agent.backends.base import Backend, InputSpec, check_model_file
+from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file
 from hilbench_agent.protocol import AgentError
 
 _UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
@@ -11,6 +11,12 @@ _FEATURE_DTYPES = {65568: "float32", 65552: "float16", 65600: "float64", 131104:
 
 class CoreMLBackend(Backend):
     name = "coreml"
+    model_suffixes = (".mlmodel", ".mlpackage")
+    default_for = (".mlmodel", ".mlpackage")
+    install_hint = "pip install coremltools (macOS)"
+    settings = {
+        "compute_units": Setting((str,), "ALL | CPU_ONLY | CPU_AND_GPU | CPU_AND_NE", choices=_UNITS),
+    }
 
     @classmethod
     def probe(cls):

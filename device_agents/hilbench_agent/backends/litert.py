@@ -1,6 +1,6 @@
 """LiteRT backend (ai-edge-litert), falling back to tflite-runtime or TensorFlow Lite."""
 
-from hilbench_agent.backends.base import Backend, InputSpec, check_model_file
+from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file
 from hilbench_agent.protocol import AgentError
 
 
@@ -42,6 +42,16 @@ def _dist_version(name):
 
 class LiteRTBackend(Backend):
     name = "litert"
+    aliases = ("tflite",)
+    model_suffixes = (".tflite",)
+    default_for = (".tflite",)
+    install_hint = "pip install ai-edge-litert (or tflite-runtime)"
+    settings = {
+        "threads": Setting((int,), "interpreter threads (-1 = runtime default)", minimum=-1),
+        "xnnpack": Setting((bool,), "use the XNNPACK CPU delegate (default true)"),
+        "delegate": Setting((str,), "path of an external delegate library, e.g. libedgetpu.so.1"),
+        "delegate_options": Setting((dict,), "options passed to the external delegate"),
+    }
 
     @classmethod
     def probe(cls):

@@ -1,6 +1,6 @@
 """ONNX Runtime backend: any execution provider, thread and optimisation settings."""
 
-from hilbench_agent.backends.base import Backend, InputSpec, check_model_file
+from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file
 from hilbench_agent.protocol import AgentError
 
 # ONNX tensor type strings -> numpy dtype names.
@@ -15,6 +15,19 @@ _OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    aliases = ("ort",)
+    model_suffixes = (".onnx", ".ort")
+    default_for = (".onnx", ".ort")
+    install_hint = "pip install onnxruntime"
+    settings = {
+        "providers": Setting((list,), "execution providers in priority order, e.g. "
+                             "['CUDAExecutionProvider', 'CPUExecutionProvider']"),
+        "provider_options": Setting((list,), "one table of options per provider"),
+        "intra_op_threads": Setting((int,), "threads inside one operator (0 = runtime default)", minimum=0),
+        "inter_op_threads": Setting((int,), "threads across operators (0 = runtime default)", minimum=0),
+        "graph_optimization": Setting((str,), "disable | basic | extended | all", choices=_OPT_LEVELS),
+        "execution_mode": Setting((str,), "sequential | parallel", choices=("sequential", "parallel")),
+    }
 
     @classmethod
     def probe(cls):

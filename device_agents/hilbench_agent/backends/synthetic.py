@@ -9,13 +9,25 @@ import os
 import random
 import time
 
-from hilbench_agent.backends.base import Backend, InputSpec
+from hilbench_agent.backends.base import Backend, InputSpec, Setting
 from hilbench_agent.protocol import AgentError
 
 
 class SyntheticBackend(Backend):
     name = "synthetic"
+    model_suffixes = None
     needs_model = False
+    settings = {
+        "latency_ms": Setting((int, float), "mean latency of one stand-in invoke", minimum=0),
+        "jitter_ms": Setting((int, float), "standard deviation of the stand-in latency", minimum=0),
+        "first_ms": Setting((int, float), "latency of the first invoke", minimum=0),
+        "load_ms": Setting((int, float), "time the stand-in model load takes", minimum=0),
+        "spin": Setting((bool,), "busy-wait instead of sleeping (exact, burns a core)"),
+        "seed": Setting((int,), "seed of the latency noise"),
+        "fail_at": Setting((int,), "raise a backend error at this invoke (for testing)"),
+        "crash_at": Setting((int,), "kill the agent process at this invoke (for testing)"),
+        "hang_at": Setting((int,), "hang at this invoke (for testing)"),
+    }
 
     @classmethod
     def probe(cls):

@@ -6,7 +6,7 @@ flags). The timed call is one ``execute_async_v3`` (TensorRT >= 8.5) or
 ``set_inputs`` and ``outputs`` and are not part of the timed invoke.
 """
 
-from hilbench_agent.backends.base import Backend, InputSpec, check_model_file
+from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file
 from hilbench_agent.protocol import AgentError
 
 
@@ -22,6 +22,16 @@ def _import():
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    aliases = ("trt",)
+    model_suffixes = (".onnx", ".engine", ".plan", ".trt")
+    default_for = (".engine", ".plan", ".trt")
+    install_hint = "TensorRT comes with JetPack (python3-libnvinfer); pycuda: pip install pycuda"
+    settings = {
+        "fp16": Setting((bool,), "allow FP16 kernels when building from ONNX"),
+        "int8": Setting((bool,), "allow INT8 kernels when building from ONNX (needs a calibrated/QDQ model)"),
+        "workspace_mb": Setting((int,), "builder workspace limit in MiB", minimum=1),
+        "device": Setting((int,), "CUDA device index", minimum=0),
+    }
 
     @classmethod
     def probe(cls):

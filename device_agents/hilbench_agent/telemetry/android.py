@@ -124,6 +124,72 @@ def _classify(name, mtype):
     return TEMPERATURE_TYPES.get(mtype, "UNKNOWN")
 
 
+#: Block headings of ``dumpsys thermalservice`` -> the section their lines belong to.
+_THERMAL_SECTIONS = (("Cached temperatures", "cached"), ("Current temperatures from HAL", "live"),
+                     ("Current cooling devices from HAL", "cooling"))
+
+
+class _ThermalDump(object):
+    """What ``dumpsys thermalservice`` printed: status, HAL readiness, and the raw HAL tuples per block."""
+
+    def __init__(self):
+        self.status = None
+        self.hal_ready = None
+        self.live, self.cached, self.cooling = [], [], []
+
+
+def _read_thermal_dump(text):
+    """One pass over the dump: the ``Thermal Status``, ``HAL Ready`` and the regex groups of every
+    ``Temperature{..}`` (live or cached block) and ``CoolingDevice{..}`` (cooling block)."""
+    dump = _ThermalDump()
+    section = None
+    for raw in text.splitlines():
+        section = _thermal_line(dump, raw.strip(), section)
+    return dump
+
+
+def _thermal_line(dump, line, section):
+    """Read one stripped line into ``dump``; returns the section the next line is in."""
+    if line.startswith("Thermal Status:"):
+        try:
+            dump.status = int(line.split(":", 1)[1].strip())
+        except ValueError:
+            pass
+        return None
+    if line.startswith("HAL Ready:"):
+        dump.hal_ready = line.split(":", 1)[1].strip() == "true"
+        return None
+    for heading, name in _THERMAL_SECTIONS:
+        if line.startswith(heading):
+            return name
+    if line.endswith(":") and not line.startswith(("Temperature{", "CoolingDevice{")):
+        return None
+    m = _TEMP_RE.search(line)
+    if m and section in ("live", "cached"):
+        (dump.live if section == "live" else dump.cached).append(m.groups())
+        return section
+    m = _COOL_RE.search(line)
+    if m and section == "cooling":
+        dump.cooling.append(m.groups())
+    return section
+
+
+def _hal_temperature(value, mtype, name, mstatus, source):
+    """``temp.<mName>`` (C; NaN and the HAL sentinel: None), or ``bcl.<mName>`` for the battery-limit types."""
+    mtype = int(mtype)
+    kind = _classify(name, mtype)
+    v = _float_or_none(value)
+    extra = {"type": kind, "mType": mtype, "status": int(mstatus)}
+    if kind in _BCL_UNITS:
+        return Reading("bcl." + name, v, _BCL_UNITS[kind], source, None if v is not None else "not a number", extra)
+    reason = None
+    if v is None or v != v:
+        v, reason = None, "not a number: %r" % value
+    elif round(v, 1) in HAL_SENTINELS:
+        v, reason = None, "HAL sentinel %s: not available" % value
+    return Reading("temp." + name, v, "C", source, reason, extra)
+
+
 def parse_dumpsys_thermalservice(text, source="dumpsys-thermalservice"):
     """``dumpsys thermalservice``: the live ``Current temperatures from HAL`` block, never the cached one.
 
@@ -132,74 +198,20 @@ def parse_dumpsys_thermalservice(text, source="dumpsys-thermalservice"):
     truncated dump) a ``temp.hal`` reading says so; the cached values are kept
     in its ``extra["cached"]`` for the record only.
     """
+    dump = _read_thermal_dump(text)
     out = []
-    section = None
-    live, cached, cooling = [], [], []
-    hal_ready = None
-    status = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("Thermal Status:"):
-            try:
-                status = int(line.split(":", 1)[1].strip())
-            except ValueError:
-                pass
-            section = None
-            continue
-        if line.startswith("HAL Ready:"):
-            hal_ready = line.split(":", 1)[1].strip() == "true"
-            section = None
-            continue
-        if line.startswith("Cached temperatures"):
-            section = "cached"
-            continue
-        if line.startswith("Current temperatures from HAL"):
-            section = "live"
-            continue
-        if line.startswith("Current cooling devices from HAL"):
-            section = "cooling"
-            continue
-        if line.endswith(":") and not line.startswith(("Temperature{", "CoolingDevice{")):
-            section = None
-            continue
-        m = _TEMP_RE.search(line)
-        if m and section in ("live", "cached"):
-            (live if section == "live" else cached).append(m.groups())
-            continue
-        m = _COOL_RE.search(line)
-        if m and section == "cooling":
-            cooling.append(m.groups())
-    if status is not None:
-        out.append(Reading("thermal.status", status, "", source, None, {"text": THERMAL_STATUS.get(status, "?")}))
-    for value, mtype, name, mstatus in live:
-        mtype = int(mtype)
-        kind = _classify(name, mtype)
-        try:
-            v = float(value)
-        except ValueError:
-            v = None
-        extra = {"type": kind, "mType": mtype, "status": int(mstatus)}
-        if kind in _BCL_UNITS:
-            out.append(Reading("bcl." + name, v, _BCL_UNITS[kind], source, None if v is not None else "not a number",
-                               extra))
-            continue
-        reason = None
-        if v is None or v != v:
-            v, reason = None, "not a number: %r" % value
-        elif round(v, 1) in HAL_SENTINELS:
-            v, reason = None, "HAL sentinel %s: not available" % value
-        out.append(Reading("temp." + name, v, "C", source, reason, extra))
-    if not live:
-        why = "HAL not ready" if hal_ready is False else "no 'Current temperatures from HAL' block"
+    if dump.status is not None:
+        out.append(Reading("thermal.status", dump.status, "", source, None,
+                           {"text": THERMAL_STATUS.get(dump.status, "?")}))
+    for value, mtype, name, mstatus in dump.live:
+        out.append(_hal_temperature(value, mtype, name, mstatus, source))
+    if not dump.live:
+        why = "HAL not ready" if dump.hal_ready is False else "no 'Current temperatures from HAL' block"
         out.append(Reading("temp.hal", None, "C", source,
                            why + "; cached temperatures are stale and not reported",
-                           {"cached": {name: _float_or_none(value) for value, _, name, _ in cached}}))
-    for value, mtype, name in cooling:
-        try:
-            v = float(value)
-        except ValueError:
-            v = None
-        out.append(Reading("cooling." + name.strip(), v, "", source, None, {"mType": int(mtype)}))
+                           {"cached": {name: _float_or_none(value) for value, _, name, _ in dump.cached}}))
+    for value, mtype, name in dump.cooling:
+        out.append(Reading("cooling." + name.strip(), _float_or_none(value), "", source, None, {"mType": int(mtype)}))
     return out
 
 

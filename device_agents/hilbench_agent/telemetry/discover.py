@@ -229,6 +229,18 @@ class PowerSupplySource(Source):
         return linux.read_power_supplies(self.fs, self.supplies)
 
 
+def _board_rail_total(out, board_rail):
+    """``out`` with ``power.total`` replaced by the ``board_rail`` reading (the target file's choice), if any."""
+    if board_rail:
+        for r in out:
+            if r.sensor == "power." + board_rail:
+                out = [x for x in out if x.sensor != "power.total"]
+                out.append(Reading("power.total", r.value, "mW", r.source, r.reason,
+                                   {"method": "board_rail %s (target file)" % board_rail}))
+                break
+    return out
+
+
 class InaRailsSource(Source):
     name = "jetson_rails"
 
@@ -241,15 +253,7 @@ class InaRailsSource(Source):
         return "jetson rails (%s): %s" % (self.rails[0]["kind"], ", ".join(r["rail"] for r in self.rails))
 
     def read(self):
-        out = jetson.read_ina_rails(self.fs, self.rails)
-        if self.board_rail:
-            for r in out:
-                if r.sensor == "power." + self.board_rail:
-                    out = [x for x in out if x.sensor != "power.total"]
-                    out.append(Reading("power.total", r.value, "mW", r.source, r.reason,
-                                       {"method": "board_rail %s (target file)" % self.board_rail}))
-                    break
-        return out
+        return _board_rail_total(jetson.read_ina_rails(self.fs, self.rails), self.board_rail)
 
 
 class JetsonGpuSource(Source):
@@ -438,20 +442,13 @@ class TegrastatsSource(StreamCommandSource):
             " ".join(self.argv))
 
     def _parse(self, line):
-        out = jetson.parse_tegrastats_line(line)
-        if self.board_rail:
-            for r in out:
-                if r.sensor == "power." + self.board_rail:
-                    out = [x for x in out if x.sensor != "power.total"]
-                    out.append(Reading("power.total", r.value, "mW", r.source, r.reason,
-                                       {"method": "board_rail %s (target file)" % self.board_rail}))
-                    break
-        return out
+        return _board_rail_total(jetson.parse_tegrastats_line(line), self.board_rail)
 
 
 # --- discovery ----------------------------------------------------------------------------------
 
 def _is_root():
+    """True when this process runs as root (powermetrics needs it)."""
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
@@ -469,111 +466,171 @@ def discover(root="/", pid=None, meter_command=None, board_rail=None, path=None,
     """
     fs = as_fs(root)
     live = commands if commands is not None else (isinstance(root, str) and os.path.abspath(root) == "/")
-    platform = platform or sys.platform
-    sources, missing, facts = [], [], {}
+    found = Discovered()
+    zones = _find_thermal(fs, found)
+    _find_cooling(fs, found)
+    _find_cpufreq(fs, found)
+    rails = _find_ina_rails(fs, found, board_rail)
+    _find_hwmon(fs, found, skip_ina=rails.present)
+    _find_rapl(fs, found)
+    _find_power_supplies(fs, found)
+    _find_memory(fs, found, pid)
+    _find_jetson(fs, found, rails, live, path, board_rail, tegrastats_interval_ms)
+    _find_coral(fs, found)
+    if live:
+        _command_sources(found, path, platform or sys.platform, have_thermal=bool(zones))
+    if meter_command:
+        found.append(ExternalMeterSource(meter_command))
+    _unique_names(found)
+    return found
 
+
+# --- discovery steps: each probes one kind of source and appends to ``found`` (sources),
+# ``found.missing`` and ``found.facts``, in the order ``hello`` reports them.
+
+def _find_thermal(fs, found):
+    """Thermal zones and their throttling trip points (a fact); returns the zones."""
     zones = linux.find_thermal_zones(fs)
     if zones:
-        sources.append(ThermalSource(fs, zones))
+        found.append(ThermalSource(fs, zones))
         trips = linux.trip_points_c(fs, zones)
         if trips:
-            facts["trip_points"] = trips
+            found.facts["trip_points"] = trips
     else:
-        missing.append(("thermal", "no /sys/class/thermal/thermal_zone*/type"))
+        found.missing.append(("thermal", "no /sys/class/thermal/thermal_zone*/type"))
+    return zones
+
+
+def _find_cooling(fs, found):
+    """Cooling devices (not reported missing: many machines have none)."""
     cooling = linux.find_cooling_devices(fs)
     if cooling:
-        sources.append(CoolingSource(fs, cooling))
+        found.append(CoolingSource(fs, cooling))
 
+
+def _find_cpufreq(fs, found):
+    """cpufreq of every CPU that has it (none in most VMs)."""
     cpus = linux.find_cpufreq(fs)
     if cpus:
-        sources.append(CpufreqSource(fs, cpus))
+        found.append(CpufreqSource(fs, cpus))
     else:
-        missing.append(("cpufreq", "no /sys/devices/system/cpu/cpu*/cpufreq (VM or no driver)"))
+        found.missing.append(("cpufreq", "no /sys/devices/system/cpu/cpu*/cpufreq (VM or no driver)"))
 
+
+class _InaRails(object):
+    """What the INA probe found: ``present`` (a chip is bound, readable or not), ``readable``
+    (the rails, empty when none reads) and ``missing`` (why there is no rails source)."""
+
+    def __init__(self, present, readable, missing):
+        self.present = present
+        self.readable = readable
+        self.missing = missing
+
+
+def _find_ina_rails(fs, found, board_rail):
+    """Jetson INA3221/INA238 rails: a source when one rail reads a power, else the reason (reported
+    by :func:`_find_jetson`, which may fall back to tegrastats)."""
     rails = jetson.find_ina_rails(fs)
-    ina_names = ("ina3221", "ina238")
-    ina_found = bool(rails)
-    rails_missing = "no INA3221/INA238 in /sys/bus/i2c/drivers (container without /sys?)"
-    if rails:
-        probe = jetson.read_ina_rails(fs, rails, with_total=False)
-        readable = [r for r in probe if r.sensor.startswith("power.") and r.value is not None]
-        if readable:
-            sources.append(InaRailsSource(fs, rails, board_rail))
-        else:
-            why = [r.reason for r in probe if r.reason][:1] or ["no value"]
-            rails_missing = "INA rails %s found but not readable (%s)" % (
-                ", ".join(r["rail"] for r in rails), why[0])
-            rails = []
+    if not rails:
+        return _InaRails(False, [], "no INA3221/INA238 in /sys/bus/i2c/drivers (container without /sys?)")
+    probe = jetson.read_ina_rails(fs, rails, with_total=False)
+    if any(r.sensor.startswith("power.") and r.value is not None for r in probe):
+        found.append(InaRailsSource(fs, rails, board_rail))
+        return _InaRails(True, rails, None)
+    why = [r.reason for r in probe if r.reason][:1] or ["no value"]
+    return _InaRails(True, [], "INA rails %s found but not readable (%s)" % (
+        ", ".join(r["rail"] for r in rails), why[0]))
+
+
+def _find_hwmon(fs, found, skip_ina):
+    """hwmon chips with readable channels; INA chips are left to the rails source when one is bound."""
     hwmons = [(n, d, linux.hwmon_channels(fs, d))
-              for n, d in linux.find_hwmon(fs, skip_names=ina_names if ina_found else ())]
+              for n, d in linux.find_hwmon(fs, skip_names=("ina3221", "ina238") if skip_ina else ())]
     hwmons = [h for h in hwmons if h[2]]
     if hwmons:
-        sources.append(HwmonSource(fs, hwmons))
+        found.append(HwmonSource(fs, hwmons))
     else:
-        missing.append(("hwmon", "no /sys/class/hwmon chip with readable channels"))
+        found.missing.append(("hwmon", "no /sys/class/hwmon chip with readable channels"))
 
+
+def _find_rapl(fs, found):
+    """RAPL zones, when the first zone's counter reads (root-only since Linux 5.10)."""
     rapl = linux.find_rapl_zones(fs)
-    if rapl:
-        raw, reason = read_int(fs, rapl[0][1] + "/energy_uj")
-        if raw is None:
-            missing.append(("rapl", "energy_uj unreadable (%s); root-only since Linux 5.10 (CVE-2020-8694)" % reason))
-        else:
-            sources.append(RaplSource(fs, rapl))
+    if not rapl:
+        found.missing.append(("rapl", "no /sys/class/powercap/intel-rapl:* (not x86, VM, or no driver)"))
+        return
+    raw, reason = read_int(fs, rapl[0][1] + "/energy_uj")
+    if raw is None:
+        found.missing.append(("rapl", "energy_uj unreadable (%s); root-only since Linux 5.10 (CVE-2020-8694)" % reason))
     else:
-        missing.append(("rapl", "no /sys/class/powercap/intel-rapl:* (not x86, VM, or no driver)"))
+        found.append(RaplSource(fs, rapl))
 
+
+def _find_power_supplies(fs, found):
+    """Batteries and supplies that measure something (UCSI ports are skipped by the finder)."""
     supplies = linux.find_power_supplies(fs)
     if supplies:
-        sources.append(PowerSupplySource(fs, supplies))
+        found.append(PowerSupplySource(fs, supplies))
     else:
-        missing.append(("power_supply", "no battery or supply in /sys/class/power_supply"))
+        found.missing.append(("power_supply", "no battery or supply in /sys/class/power_supply"))
 
+
+def _find_memory(fs, found, pid):
+    """``/proc/meminfo``, and ``/proc/<pid>/status`` when a ``pid`` is given."""
     if fs.exists("/proc/meminfo"):
-        sources.append(MeminfoSource(fs))
+        found.append(MeminfoSource(fs))
     else:
-        missing.append(("meminfo", "no /proc/meminfo"))
+        found.missing.append(("meminfo", "no /proc/meminfo"))
     if pid is not None:
         if fs.exists("/proc/%s/status" % pid):
-            sources.append(ProcessMemorySource(fs, pid))
+            found.append(ProcessMemorySource(fs, pid))
         else:
-            missing.append(("process", "no /proc/%s/status" % pid))
+            found.missing.append(("process", "no /proc/%s/status" % pid))
 
-    # Jetson
+
+def _find_jetson(fs, found, rails, live, path, board_rail, interval_ms):
+    """On a Jetson (or a machine with INA rails or a GPU load file): the jetson_clocks fact, the GPU
+    source, and tegrastats (looked for on ``path`` when ``live``) when no INA rail is readable."""
     is_jetson = bool(jetson.jetson_evidence(fs))
     if is_jetson:
         state = jetson.read_jetson_clocks_state(fs)
-        facts["jetson_clocks"] = dict(state.extra, active=state.value) if state.value is not None else {
+        found.facts["jetson_clocks"] = dict(state.extra, active=state.value) if state.value is not None else {
             "active": None, "text": state.reason}
     load_path, devfreq = jetson.find_gpu(fs)
-    if is_jetson or ina_found or load_path:
-        if load_path or devfreq:
-            sources.append(JetsonGpuSource(fs, load_path, devfreq))
-        else:
-            missing.append(("jetson_gpu", "no gpu load file or gpu devfreq node"))
-        if not rails:
-            tegrastats = which("tegrastats", path) if live and is_jetson else None
-            if tegrastats:
-                sources.append(TegrastatsSource(tegrastats, tegrastats_interval_ms, board_rail))
-                missing.append(("jetson_rails", rails_missing + "; power from tegrastats instead"))
-            elif live and is_jetson:
-                missing.append(("jetson_rails", rails_missing + "; no tegrastats on PATH either"))
-            else:
-                missing.append(("jetson_rails", rails_missing))
+    if not (is_jetson or rails.present or load_path):
+        return
+    if load_path or devfreq:
+        found.append(JetsonGpuSource(fs, load_path, devfreq))
+    else:
+        found.missing.append(("jetson_gpu", "no gpu load file or gpu devfreq node"))
+    if not rails.readable:
+        _tegrastats_fallback(found, rails.missing, live and is_jetson, path, board_rail, interval_ms)
 
-    # Coral
+
+def _tegrastats_fallback(found, rails_missing, look, path, board_rail, interval_ms):
+    """No readable INA rails: power from tegrastats when ``look`` (a live Jetson) finds it on ``path``;
+    the ``jetson_rails`` reason says which case it was."""
+    tegrastats = which("tegrastats", path) if look else None
+    if tegrastats:
+        found.append(TegrastatsSource(tegrastats, interval_ms, board_rail))
+        found.missing.append(("jetson_rails", rails_missing + "; power from tegrastats instead"))
+    elif look:
+        found.missing.append(("jetson_rails", rails_missing + "; no tegrastats on PATH either"))
+    else:
+        found.missing.append(("jetson_rails", rails_missing))
+
+
+def _find_coral(fs, found):
+    """Edge TPU apex devices (a temperature each); a USB Accelerator has no sensor: reported missing."""
     apex = coral.find_apex(fs)
     if apex:
-        sources.append(ApexSource(fs, apex))
-    usb = coral.find_usb_accelerators(fs)
-    if usb:
-        missing.append(("edgetpu_temp", coral.NO_SENSOR_USB))
+        found.append(ApexSource(fs, apex))
+    if coral.find_usb_accelerators(fs):
+        found.missing.append(("edgetpu_temp", coral.NO_SENSOR_USB))
 
-    if live:
-        _command_sources(sources, missing, path, platform, have_thermal=bool(zones))
 
-    if meter_command:
-        sources.append(ExternalMeterSource(meter_command))
-
+def _unique_names(sources):
+    """Suffix ``2``, ``3``... to a source name already taken, so every name is unique."""
     names = set()
     for s in sources:
         base, k = s.name, 2
@@ -581,47 +638,59 @@ def discover(root="/", pid=None, meter_command=None, board_rail=None, path=None,
             s.name = "%s%d" % (base, k)
             k += 1
         names.add(s.name)
-    return Discovered(sources, missing, facts)
 
 
-def _command_sources(sources, missing, path, platform, have_thermal):
+def _command_sources(found, path, platform, have_thermal):
+    """Sources that run a command: vcgencmd (Raspberry Pi), nvpmodel (Jetson), pmset and
+    powermetrics (macOS), dumpsys (Android); each only where its command is on ``path``."""
     vcgencmd = which("vcgencmd", path)
     if vcgencmd:
-        if not have_thermal:
-            # thermal_zone0 (cpu-thermal) reads the same sensor without a process spawn.
-            sources.append(CommandSource("vcgencmd_temp", [vcgencmd, "measure_temp"], raspberrypi.parse_vcgencmd, 1.0))
-        # measure_clock shows the firmware's real clock; scaling_cur_freq does not show throttling.
-        sources.append(CommandSource("vcgencmd_clock", [vcgencmd, "measure_clock", "arm"],
-                                     raspberrypi.parse_vcgencmd, 1.0))
-        # Never pass an argument to get_throttled: it would clear the sticky bits.
-        sources.append(CommandSource("vcgencmd_throttled", [vcgencmd, "get_throttled"],
-                                     raspberrypi.parse_vcgencmd, 2.0))
-        pmic = CommandSource("pmic", [vcgencmd, "pmic_read_adc"], raspberrypi.parse_pmic_read_adc, 0.5)
-        try:
-            probe = pmic.read()
-        except Exception as exc:
-            probe = [Reading("power.pmic_rails", None, "mW", "pmic_read_adc", str(exc))]
-        if any(r.sensor == "power.pmic_rails" and r.value is not None for r in probe):
-            sources.append(pmic)
-        else:
-            missing.append(("pmic", "vcgencmd pmic_read_adc unsupported (not a Pi 5)"))
+        _vcgencmd_sources(found, vcgencmd, have_thermal)
     nvpmodel = which("nvpmodel", path)
     if nvpmodel:
         # The power mode changes only when someone changes it: read it rarely.
-        sources.append(CommandSource("nvpmodel", [nvpmodel, "-q"], jetson.parse_nvpmodel, 30.0))
+        found.append(CommandSource("nvpmodel", [nvpmodel, "-q"], jetson.parse_nvpmodel, 30.0))
     if platform == "darwin":
-        pmset = which("pmset", path)
-        if pmset:
-            sources.append(CommandSource("pmset", [pmset, "-g", "therm"], macos.parse_pmset_therm, 5.0))
-        if _is_root() and which("powermetrics", path):
-            sources.append(StreamCommandSource(
-                "powermetrics", ["powermetrics", "-i", "1000", "-f", "plist",
-                                 "--samplers", "cpu_power,gpu_power,ane_power,thermal"],
-                macos.parse_powermetrics_plist, separator=b"\x00"))
-        else:
-            missing.append(("powermetrics", "needs root (sudo) and /usr/bin/powermetrics"))
+        _macos_sources(found, path)
     dumpsys = which("dumpsys", path)
     if dumpsys:
-        sources.append(CommandSource("dumpsys_thermal", [dumpsys, "thermalservice"],
-                                     android.parse_dumpsys_thermalservice, 2.0))
-        sources.append(CommandSource("dumpsys_battery", [dumpsys, "battery"], android.parse_dumpsys_battery, 2.0))
+        found.append(CommandSource("dumpsys_thermal", [dumpsys, "thermalservice"],
+                                   android.parse_dumpsys_thermalservice, 2.0))
+        found.append(CommandSource("dumpsys_battery", [dumpsys, "battery"], android.parse_dumpsys_battery, 2.0))
+
+
+def _vcgencmd_sources(found, vcgencmd, have_thermal):
+    """Raspberry Pi firmware: temperature (without a thermal zone), ARM clock, throttled bits, and the
+    PMIC rails where ``pmic_read_adc`` answers (a Pi 5)."""
+    if not have_thermal:
+        # thermal_zone0 (cpu-thermal) reads the same sensor without a process spawn.
+        found.append(CommandSource("vcgencmd_temp", [vcgencmd, "measure_temp"], raspberrypi.parse_vcgencmd, 1.0))
+    # measure_clock shows the firmware's real clock; scaling_cur_freq does not show throttling.
+    found.append(CommandSource("vcgencmd_clock", [vcgencmd, "measure_clock", "arm"],
+                               raspberrypi.parse_vcgencmd, 1.0))
+    # Never pass an argument to get_throttled: it would clear the sticky bits.
+    found.append(CommandSource("vcgencmd_throttled", [vcgencmd, "get_throttled"],
+                               raspberrypi.parse_vcgencmd, 2.0))
+    pmic = CommandSource("pmic", [vcgencmd, "pmic_read_adc"], raspberrypi.parse_pmic_read_adc, 0.5)
+    try:
+        probe = pmic.read()
+    except Exception as exc:
+        probe = [Reading("power.pmic_rails", None, "mW", "pmic_read_adc", str(exc))]
+    if any(r.sensor == "power.pmic_rails" and r.value is not None for r in probe):
+        found.append(pmic)
+    else:
+        found.missing.append(("pmic", "vcgencmd pmic_read_adc unsupported (not a Pi 5)"))
+
+
+def _macos_sources(found, path):
+    """``pmset -g therm`` (thermal pressure), and ``powermetrics`` when running as root."""
+    pmset = which("pmset", path)
+    if pmset:
+        found.append(CommandSource("pmset", [pmset, "-g", "therm"], macos.parse_pmset_therm, 5.0))
+    if _is_root() and which("powermetrics", path):
+        found.append(StreamCommandSource(
+            "powermetrics", ["powermetrics", "-i", "1000", "-f", "plist",
+                             "--samplers", "cpu_power,gpu_power,ane_power,thermal"],
+            macos.parse_powermetrics_plist, separator=b"\x00"))
+    else:
+        found.missing.append(("powermetrics", "needs root (sudo) and /usr/bin/powermetrics"))

@@ -46,9 +46,16 @@ _TS_RE = re.compile(r"^\s*(\d\d-\d\d-\d{4} \d\d:\d\d:\d\d)\s+")
 _RAIL_VALUE_RE = re.compile(r"^(-?\d+)(?:mW)?/(-?\d+)(?:mW)?(?:/(-?\d+)(?:mW)?)?$")
 _TEMP_RE = re.compile(r"^([A-Za-z][\w-]*)@(-?\d+(?:\.\d+)?)C(?:/(-?\d+(?:\.\d+)?)C)?$")
 _USED_TOTAL_RE = re.compile(r"^(\d+)/(\d+)(MB|kB)(\(lfb)?$")
+_IRAM_LFB_RE = re.compile(r"^(\d+)kB\)$")
+_MEM_NOTE_RE = re.compile(r"^(\d+)(?:x(\d+))?(MB|kB)\)$")
 _LOAD_FREQ_RE = re.compile(r"^(?:(\d+)%)?(?:@(\d+|\[[\d,\s]*\]))?$")
 _ENGINE_RE = re.compile(r"^(?:(\d+)%@)?(\d+)$")
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+#: Memory pools: ``RAM a/bMB``, ``SWAP a/bMB``, ``IRAM a/bkB``.
+_MEM_TOKENS = ("RAM", "SWAP", "IRAM")
+#: Tokens followed by a ``load%@freq`` value: the memory controller and the GPU.
+_CLOCK_TOKENS = ("EMC_FREQ", "EMC", "GR3D_FREQ", "GR3D", "GR3D2_FREQ")
 
 #: tegrastats prints a constant for the PMIC die, not a measurement (100 on JP4, 50 later).
 PMIC_NAMES = ("PMIC",)
@@ -80,10 +87,6 @@ def board_total(rails):
     return sum(rails[n] for n in used), "sum of module rails (no board-input rail on this module)", used
 
 
-def _add(out, sensor, value, unit, reason=None, extra=None):
-    out.append(Reading(sensor, value, unit, SOURCE, reason, extra))
-
-
 def _parse_load_freq(value):
     """``12%@204`` / ``0%`` / ``@0`` / ``39%@[305,0]`` -> (load or None, freq or None, gpcs or None)."""
     m = _LOAD_FREQ_RE.match(value)
@@ -101,162 +104,250 @@ def _parse_load_freq(value):
     return load, freq, gpcs
 
 
+class _Line(object):
+    """The tokens of one tegrastats line and what has been read from them so far.
+
+    ``out``: the readings in line order; ``rails``: rail name -> current mW (for
+    :func:`board_total`); ``seen``: the units whose load was printed (``gpu``...).
+    """
+
+    __slots__ = ("toks", "n", "out", "rails", "seen")
+
+    def __init__(self, toks):
+        self.toks = toks
+        self.n = len(toks)
+        self.out = []
+        self.rails = {}
+        self.seen = set()
+
+    def add(self, sensor, value, unit, reason=None, extra=None):
+        """Append one tegrastats reading."""
+        self.out.append(Reading(sensor, value, unit, SOURCE, reason, extra))
+
+
+# --- one handler per token kind: ``handler(line, i, tok, nxt)`` -> the index after what it read, or None
+# when ``toks[i]`` is not its kind. The handlers are tried in _TOKEN_HANDLERS order; the first that
+# answers wins (the order matters: ``RAM``/``CPU``/``GPU`` also fit the later, looser kinds).
+
+def _mem_token(line, i, tok, nxt):
+    """``RAM a/bMB``, ``SWAP a/bMB``, ``IRAM a/bkB`` and the ``(lfb ..)``/``(cached ..)`` note after them."""
+    if tok not in _MEM_TOKENS:
+        return None
+    mm = _USED_TOTAL_RE.match(nxt)
+    if not mm:
+        return None
+    key = tok.lower()
+    unit = "KB" if mm.group(3) == "kB" else "MB"
+    line.add("mem.%s_used" % key, float(mm.group(1)), unit)
+    line.add("mem.%s_total" % key, float(mm.group(2)), unit)
+    if mm.group(4):
+        return _iram_lfb(line, i + 2, key)
+    return _mem_note(line, i + 2, key)
+
+
+def _iram_lfb(line, i, key):
+    """``IRAM 0/252kB(lfb 252kB)``: the bracket is glued to the value; ``toks[i]`` is ``252kB)``."""
+    ml = _IRAM_LFB_RE.match(line.toks[i]) if i < line.n else None
+    if not ml:
+        return i
+    line.add("mem.%s_lfb" % key, float(ml.group(1)), "KB", None, {"note": "largest free block"})
+    return i + 1
+
+
+def _mem_note(line, i, key):
+    """``(lfb NxSMB)`` (RAM's largest free block) or ``(cached NMB)`` (swap) at ``toks[i]``, if there."""
+    toks = line.toks
+    if not (i + 1 < line.n and toks[i] in ("(lfb", "(cached")):
+        return i
+    mv = _MEM_NOTE_RE.match(toks[i + 1])
+    if not mv:
+        return i
+    if toks[i] == "(cached":
+        line.add("mem.%s_cached" % key, float(mv.group(1)), "MB")
+    elif mv.group(2):
+        line.add("mem.lfb_blocks", float(mv.group(1)), "count", None, {"block_size_mb": int(mv.group(2))})
+    return i + 2
+
+
+def _cpu_token(line, i, tok, nxt):
+    """``CPU [12%@204,off,..]`` (per-core clocks) or the old ``cpu [a%,b%]@F`` (one shared clock)."""
+    if tok not in ("CPU", "cpu") or not nxt.startswith("["):
+        return None
+    j, body = _cpu_bracket(line, i + 1)
+    inner, _, tail = body[1:].partition("]")
+    shared = float(tail[1:]) if tail.startswith("@") and _is_int(tail[1:]) else None
+    loads = _cpu_cores(line, inner.split(","), shared)
+    if loads:
+        line.add("load.cpu", sum(loads) / len(loads), "%", None, {"online_cores": len(loads)})
+    line.seen.add("CPU")
+    return j + 1
+
+
+def _cpu_bracket(line, j):
+    """``(index of the last token, text)`` of the bracket that starts at ``toks[j]``, spaces dropped."""
+    toks = line.toks
+    parts = [toks[j]]
+    # Test each new token, not the growing body (that was quadratic on a '[' never closed).
+    while "]" not in parts[-1] and j + 1 < line.n:
+        j += 1
+        parts.append(toks[j])
+    return j, "".join(parts)
+
+
+def _cpu_cores(line, entries, shared):
+    """``load.cpuN``/``freq.cpuN`` per bracket entry; returns the loads of the online cores."""
+    loads = []
+    for k, entry in enumerate(entries):
+        entry = entry.strip()
+        if entry == "off":
+            line.add("load.cpu%d" % k, None, "%", "core offline")
+            line.add("freq.cpu%d" % k, None, "MHz", "core offline")
+            continue
+        lf = _parse_load_freq(entry)
+        if lf is None:
+            line.add("load.cpu%d" % k, None, "%", "unparsed %r" % entry)
+            continue
+        load, freq, _ = lf
+        if freq is None:
+            freq = shared
+        line.add("load.cpu%d" % k, load, "%", None if load is not None else "load not printed")
+        line.add("freq.cpu%d" % k, freq, "MHz", None if freq is not None else "frequency not printed")
+        if load is not None:
+            loads.append(load)
+    return loads
+
+
+def _clock_token(line, i, tok, nxt):
+    """``EMC_FREQ``/``GR3D_FREQ`` (and the old ``EMC``/``GR3D``) ``load%@MHz``; ``GR3D2_FREQ``: its clock only."""
+    if tok not in _CLOCK_TOKENS:
+        return None
+    lf = _parse_load_freq(nxt)
+    if tok == "GR3D2_FREQ":
+        # Same load figure as GR3D_FREQ for the second GPC: keep only its clock.
+        if lf is not None and lf[1] is not None:
+            line.add("freq.gpu.gpc1", lf[1], "MHz")
+        return i + 2
+    if lf is None:
+        return i + 1
+    unit_name = "emc" if tok.startswith("EMC") else "gpu"
+    load, freq, gpcs = lf
+    line.seen.add(unit_name)
+    line.add("load." + unit_name, load, "%", None if load is not None else "no load printed (GPU rail-gated)")
+    line.add("freq." + unit_name, freq, "MHz", None if freq is not None else "frequency not printed (needs root)",
+             {"gpcs_mhz": gpcs} if gpcs else None)
+    return i + 2
+
+
+def _mts_token(line, i, tok, nxt):
+    """``MTS fg 0% bg 0%``."""
+    if not (tok == "MTS" and nxt == "fg" and i + 4 < line.n + 1):
+        return None
+    toks = line.toks
+    try:
+        line.add("load.mts_fg", float(toks[i + 2].rstrip("%")), "%")
+        line.add("load.mts_bg", float(toks[i + 4].rstrip("%")), "%")
+    except (ValueError, IndexError):
+        pass
+    return i + 5
+
+
+def _temp_token(line, i, tok, nxt):
+    """``NAME@42.5C`` (``/43C``: a second figure, in extra); -256 (offline) and PMIC (a constant) are None."""
+    mt = _TEMP_RE.match(tok)
+    if not mt:
+        return None
+    name, v1, v2 = mt.group(1), float(mt.group(2)), mt.group(3)
+    extra = {"temp_aux": float(v2)} if v2 is not None else None
+    if v1 == -256:
+        line.add("temp." + name, None, "C", "sensor offline (-256 C)", extra)
+    elif name in PMIC_NAMES:
+        extra = dict(extra or {}, raw=v1)
+        line.add("temp." + name, None, "C", "PMIC@%gC is a constant placeholder, not a measurement" % v1, extra)
+    else:
+        line.add("temp." + name, v1, "C", None, extra)
+    return i + 1
+
+
+def _rail_token(line, i, tok, nxt):
+    """``RAIL cur/avg`` or ``RAIL cur/avg/max`` (mW, the ``mW`` suffix optional); ``NC`` rails are skipped."""
+    mr = _RAIL_VALUE_RE.match(nxt) if nxt else None
+    if not (mr and _NAME_RE.match(tok) and tok not in _MEM_TOKENS):
+        return None
+    cur, avg, mx = float(mr.group(1)), float(mr.group(2)), mr.group(3)
+    if tok != "NC":
+        line.add("power." + tok, cur, "mW", None, {"negative": True} if cur < 0 else None)
+        line.add("power.%s.avg" % tok, avg, "mW", None, {"note": "average since tegrastats started"})
+        if mx is not None:
+            line.add("power.%s.max" % tok, float(mx), "mW")
+        line.rails[tok] = cur
+    return i + 2
+
+
+def _engine_token(line, i, tok, nxt):
+    """``APE 150``, ``NVENC 1036``, ``VIC_FREQ 12%@115`` (clock, maybe load) or ``NVDEC off``."""
+    if not (_NAME_RE.match(tok) and tok.isupper() and nxt):
+        return None
+    engine = tok.replace("_FREQ", "")
+    if nxt == "off":
+        line.add("freq." + engine, None, "MHz", "off (engine idle or clock-gated)")
+        return i + 2
+    me = _ENGINE_RE.match(nxt)
+    if not me:
+        return None
+    line.add("freq." + engine, float(me.group(2)), "MHz")
+    if me.group(1) is not None:
+        line.add("load." + engine, float(me.group(1)), "%")
+    return i + 2
+
+
+#: Tried in this order on every token; see the comment above :func:`_mem_token`.
+_TOKEN_HANDLERS = (_mem_token, _cpu_token, _clock_token, _mts_token, _temp_token, _rail_token, _engine_token)
+
+
+def _read_token(line, i):
+    """Read ``toks[i]`` (and what belongs to it) with the first handler that takes it; the next index."""
+    tok = line.toks[i]
+    nxt = line.toks[i + 1] if i + 1 < line.n else ""
+    for handler in _TOKEN_HANDLERS:
+        j = handler(line, i, tok, nxt)
+        if j is not None:
+            return j
+    return i + 1
+
+
+def _add_line_summary(line):
+    """``load.gpu`` None when no GR3D token was printed, and ``power.total`` from the rails."""
+    if "gpu" not in line.seen:
+        line.add("load.gpu", None, "%", "GR3D_FREQ not printed (needs root, or absent on this JetPack)")
+    total, how, used = board_total(line.rails)
+    if total is None:
+        line.add("power.total", None, "mW", "no power rails in this tegrastats line")
+    else:
+        line.add("power.total", total, "mW", None, {"method": how, "rails": used})
+
+
 def parse_tegrastats_line(line):
-    """Readings of one tegrastats line; ``[]`` for a line that is not tegrastats (a prompt, a blank line)."""
-    extra_ts = None
+    """Readings of one tegrastats line; ``[]`` for a line that is not tegrastats (a prompt, a blank line).
+
+    A leading ``MM-DD-YYYY HH:MM:SS`` stamp goes to every reading's ``extra["timestamp"]``.
+    """
+    stamp = None
     m = _TS_RE.match(line)
     if m:
-        extra_ts = m.group(1)
+        stamp = m.group(1)
         line = line[m.end():]
     toks = line.split()
     if "RAM" not in toks and "cpu" not in toks and "CPU" not in toks:
         return []
-    out = []
-    rails = {}
-    seen = set()
+    parsed = _Line(toks)
     i = 0
-    n = len(toks)
-    while i < n:
-        tok = toks[i]
-        nxt = toks[i + 1] if i + 1 < n else ""
-        if tok in ("RAM", "SWAP", "IRAM"):
-            mm = _USED_TOTAL_RE.match(nxt)
-            if mm:
-                key = tok.lower()
-                unit = "KB" if mm.group(3) == "kB" else "MB"
-                _add(out, "mem.%s_used" % key, float(mm.group(1)), unit)
-                _add(out, "mem.%s_total" % key, float(mm.group(2)), unit)
-                i += 2
-                if mm.group(4):
-                    # IRAM 0/252kB(lfb 252kB): the bracket is glued to the value.
-                    ml = re.match(r"^(\d+)kB\)$", toks[i]) if i < n else None
-                    if ml:
-                        _add(out, "mem.%s_lfb" % key, float(ml.group(1)), "KB", None,
-                             {"note": "largest free block"})
-                        i += 1
-                    continue
-                if i + 1 < n and toks[i] in ("(lfb", "(cached"):
-                    mv = re.match(r"^(\d+)(?:x(\d+))?(MB|kB)\)$", toks[i + 1])
-                    if mv:
-                        if toks[i] == "(cached":
-                            _add(out, "mem.%s_cached" % key, float(mv.group(1)), "MB")
-                        elif mv.group(2):
-                            _add(out, "mem.lfb_blocks", float(mv.group(1)), "count", None,
-                                 {"block_size_mb": int(mv.group(2))})
-                        i += 2
-                continue
-        if tok in ("CPU", "cpu") and nxt.startswith("["):
-            j = i + 1
-            parts = [nxt]
-            # Test each new token, not the growing body (that was quadratic on a '[' never closed).
-            while "]" not in parts[-1] and j + 1 < n:
-                j += 1
-                parts.append(toks[j])
-            body = "".join(parts)
-            inner, _, tail = body[1:].partition("]")
-            shared = float(tail[1:]) if tail.startswith("@") and _is_int(tail[1:]) else None
-            loads = []
-            for k, entry in enumerate(inner.split(",")):
-                entry = entry.strip()
-                if entry == "off":
-                    _add(out, "load.cpu%d" % k, None, "%", "core offline")
-                    _add(out, "freq.cpu%d" % k, None, "MHz", "core offline")
-                    continue
-                lf = _parse_load_freq(entry)
-                if lf is None:
-                    _add(out, "load.cpu%d" % k, None, "%", "unparsed %r" % entry)
-                    continue
-                load, freq, _ = lf
-                if freq is None:
-                    freq = shared
-                _add(out, "load.cpu%d" % k, load, "%", None if load is not None else "load not printed")
-                _add(out, "freq.cpu%d" % k, freq, "MHz", None if freq is not None else "frequency not printed")
-                if load is not None:
-                    loads.append(load)
-            if loads:
-                _add(out, "load.cpu", sum(loads) / len(loads), "%", None, {"online_cores": len(loads)})
-            seen.add("CPU")
-            i = j + 1
-            continue
-        if tok in ("EMC_FREQ", "EMC", "GR3D_FREQ", "GR3D", "GR3D2_FREQ"):
-            lf = _parse_load_freq(nxt)
-            unit_name = "emc" if tok.startswith("EMC") else "gpu"
-            if tok == "GR3D2_FREQ":
-                # Same load figure as GR3D_FREQ for the second GPC: keep only its clock.
-                if lf is not None and lf[1] is not None:
-                    _add(out, "freq.gpu.gpc1", lf[1], "MHz")
-                i += 2
-                continue
-            if lf is None:
-                i += 1
-                continue
-            load, freq, gpcs = lf
-            seen.add(unit_name)
-            _add(out, "load." + unit_name, load, "%",
-                 None if load is not None else "no load printed (GPU rail-gated)")
-            _add(out, "freq." + unit_name, freq, "MHz",
-                 None if freq is not None else "frequency not printed (needs root)",
-                 {"gpcs_mhz": gpcs} if gpcs else None)
-            i += 2
-            continue
-        if tok == "MTS" and nxt == "fg" and i + 4 < n + 1:
-            try:
-                _add(out, "load.mts_fg", float(toks[i + 2].rstrip("%")), "%")
-                _add(out, "load.mts_bg", float(toks[i + 4].rstrip("%")), "%")
-            except (ValueError, IndexError):
-                pass
-            i += 5
-            continue
-        mt = _TEMP_RE.match(tok)
-        if mt:
-            name, v1, v2 = mt.group(1), float(mt.group(2)), mt.group(3)
-            extra = {"temp_aux": float(v2)} if v2 is not None else None
-            if v1 == -256:
-                _add(out, "temp." + name, None, "C", "sensor offline (-256 C)", extra)
-            elif name in PMIC_NAMES:
-                extra = dict(extra or {}, raw=v1)
-                _add(out, "temp." + name, None, "C", "PMIC@%gC is a constant placeholder, not a measurement" % v1,
-                     extra)
-            else:
-                _add(out, "temp." + name, v1, "C", None, extra)
-            i += 1
-            continue
-        mr = _RAIL_VALUE_RE.match(nxt) if nxt else None
-        if mr and _NAME_RE.match(tok) and tok not in ("RAM", "SWAP", "IRAM"):
-            cur, avg, mx = float(mr.group(1)), float(mr.group(2)), mr.group(3)
-            if tok != "NC":
-                extra = {"negative": True} if cur < 0 else None
-                _add(out, "power." + tok, cur, "mW", None, extra)
-                _add(out, "power.%s.avg" % tok, avg, "mW", None, {"note": "average since tegrastats started"})
-                if mx is not None:
-                    _add(out, "power.%s.max" % tok, float(mx), "mW")
-                rails[tok] = cur
-            i += 2
-            continue
-        if _NAME_RE.match(tok) and tok.isupper() and nxt:
-            if nxt == "off":
-                _add(out, "freq." + tok.replace("_FREQ", ""), None, "MHz", "off (engine idle or clock-gated)")
-                i += 2
-                continue
-            me = _ENGINE_RE.match(nxt)
-            if me:
-                _add(out, "freq." + tok.replace("_FREQ", ""), float(me.group(2)), "MHz")
-                if me.group(1) is not None:
-                    _add(out, "load." + tok.replace("_FREQ", ""), float(me.group(1)), "%")
-                i += 2
-                continue
-        i += 1
-    if "gpu" not in seen:
-        _add(out, "load.gpu", None, "%", "GR3D_FREQ not printed (needs root, or absent on this JetPack)")
-    total, how, used = board_total(rails)
-    if total is None:
-        _add(out, "power.total", None, "mW", "no power rails in this tegrastats line")
-    else:
-        _add(out, "power.total", total, "mW", None, {"method": how, "rails": used})
-    if extra_ts:
-        for r in out:
-            r.extra = dict(r.extra, timestamp=extra_ts)
-    return out
+    while i < parsed.n:
+        i = _read_token(parsed, i)
+    _add_line_summary(parsed)
+    if stamp:
+        for r in parsed.out:
+            r.extra = dict(r.extra, timestamp=stamp)
+    return parsed.out
 
 
 def parse_tegrastats(text):

@@ -429,6 +429,131 @@ class RaplMeter(object):
 _STATUS_CODES = {"unknown": 1, "charging": 2, "discharging": 3, "not charging": 4, "full": 5}
 
 
+def _uevent_fields(text):
+    """``{KEY: value}`` of a uevent's ``KEY=value`` lines, without the ``POWER_SUPPLY_`` prefix."""
+    kv = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        if key.startswith("POWER_SUPPLY_"):
+            key = key[len("POWER_SUPPLY_"):]
+        kv[key] = value.strip()
+    return kv
+
+
+class _Supply(object):
+    """One supply's uevent fields, its calibration, and the readings made from them so far."""
+
+    def __init__(self, kv, source, current_unit, current_sign):
+        self.kv = kv
+        self.source = source
+        self.current_unit = current_unit
+        self.current_sign = current_sign
+        self.prefix = "supply.%s." % (kv.get("NAME") or "battery")
+        self.out = []
+
+    def num(self, key):
+        """The field as a float; None when it is absent or not a number."""
+        try:
+            return float(self.kv[key])
+        except (KeyError, ValueError):
+            return None
+
+    def add(self, field, value, unit, reason=None, **extra):
+        """Append ``supply.<NAME>.<field>``."""
+        self.out.append(Reading(self.prefix + field, value, unit, self.source, reason, extra or None))
+
+
+# --- one handler per uevent field: ``handler(supply, key)`` adds its readings when the field is there.
+
+def _supply_status(supply, key):
+    """``.status``: a code (see :data:`_STATUS_CODES`), the text in extra; other text: None."""
+    status = supply.kv.get(key)
+    if status is None:
+        return
+    code = _STATUS_CODES.get(status.lower())
+    supply.add("status", code, "", None if status.lower() in _STATUS_CODES else "unknown status text", text=status)
+
+
+def _supply_online(supply, key):
+    """``.online`` (0/1) of a mains or USB input, with its ``TYPE``/``USB_TYPE`` in extra."""
+    online = supply.num(key)
+    if online is not None:
+        extra = {k.lower(): supply.kv[k] for k in ("TYPE", "USB_TYPE") if supply.kv.get(k)}
+        supply.add("online", online, "", **extra)
+
+
+def _scaled(field, unit, divisor=None, raw=None):
+    """A handler for a field reported as its value / ``divisor`` (as is: None), the raw value as ``extra[raw]``."""
+    def handler(supply, key):
+        value = supply.num(key)
+        if value is None:
+            return
+        extra = {raw: value} if raw else {}
+        supply.add(field, value / divisor if divisor is not None else value, unit, **extra)
+    handler.__doc__ = "``.%s`` (%s)." % (field, unit)
+    return handler
+
+
+def _supply_voltage(supply, key):
+    """``.voltage`` (mV, raw µV in extra); 0 is a placeholder (emulator, no fuel gauge): None."""
+    v = supply.num(key)
+    if v is None:
+        return
+    if v == 0:
+        supply.add("voltage", None, "mV", "voltage 0 is a placeholder (emulator or no fuel gauge)")
+    else:
+        supply.add("voltage", v / 1000.0, "mV", raw_uv=v)
+
+
+def _supply_current(supply, key):
+    """``.current`` (mA, positive = into the battery) in the calibrated unit and sign (see the caller)."""
+    c = supply.num(key)
+    if c is None:
+        return
+    unit = supply.current_unit or "uA"
+    ma = c / 1000.0 if unit == "uA" else c
+    extra = {"raw": c, "raw_unit": unit}
+    sign = supply.current_sign
+    if sign is None:
+        sign = _current_sign_from_status(supply.kv, ma)
+        if sign < 0:
+            extra["sign_flipped"] = True
+    supply.add("current", ma * sign, "mA", **extra)
+
+
+def _current_sign_from_status(kv, ma):
+    """-1 when a battery's current contradicts its ``Charging``/``Discharging`` status, else 1.
+
+    A USB or mains input's current is what it delivers: never flipped.
+    """
+    s = (kv.get("STATUS") or "").lower()
+    is_input = (kv.get("TYPE") or "").lower() not in ("", "battery")
+    if not is_input and ((s == "charging" and ma < 0) or (s == "discharging" and ma > 0)):
+        return -1
+    return 1
+
+
+#: ``(uevent key, handler)`` in the order the readings are reported.
+_SUPPLY_FIELDS = (
+    ("STATUS", _supply_status),
+    ("ONLINE", _supply_online),
+    ("VOLTAGE_MAX", _scaled("voltage_max", "mV", 1000.0)),
+    ("VOLTAGE_MIN", _scaled("voltage_min", "mV", 1000.0)),
+    ("CURRENT_MAX", _scaled("current_max", "mA", 1000.0)),
+    ("INPUT_CURRENT_LIMIT", _scaled("input_current_limit", "mA", 1000.0)),
+    ("VOLTAGE_NOW", _supply_voltage),
+    ("CURRENT_NOW", _supply_current),
+    ("POWER_NOW", _scaled("power", "mW", 1000.0, raw="raw_uw")),
+    ("ENERGY_NOW", _scaled("energy", "mWh", 1000.0)),
+    ("CHARGE_NOW", _scaled("charge", "mAh", 1000.0)),
+    ("CAPACITY", _scaled("capacity", "%")),
+    ("TEMP", _scaled("temp", "C", 10.0)),
+)
+
+
 def parse_power_supply_uevent(text, source="power_supply", current_unit=None, current_sign=None):
     """Readings from a ``power_supply`` uevent (``POWER_SUPPLY_`` prefix optional).
 
@@ -448,80 +573,10 @@ def parse_power_supply_uevent(text, source="power_supply", current_unit=None, cu
     contradicts ``Charging``/``Discharging`` is flipped (Qualcomm reports
     negative while charging), and the unit is µA (what Pixels report).
     """
-    kv = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        if key.startswith("POWER_SUPPLY_"):
-            key = key[len("POWER_SUPPLY_"):]
-        kv[key] = value.strip()
-    name = kv.get("NAME") or "battery"
-    prefix = "supply.%s." % name
-    out = []
-    status = kv.get("STATUS")
-
-    def num(key):
-        try:
-            return float(kv[key])
-        except (KeyError, ValueError):
-            return None
-
-    def add(field, value, unit, reason=None, **extra):
-        out.append(Reading(prefix + field, value, unit, source, reason, extra or None))
-
-    if status is not None:
-        add("status", _STATUS_CODES.get(status.lower()), "", None if status.lower() in _STATUS_CODES
-            else "unknown status text", text=status)
-    online = num("ONLINE")
-    if online is not None:
-        extra = {k.lower(): kv[k] for k in ("TYPE", "USB_TYPE") if kv.get(k)}
-        add("online", online, "", **extra)
-    for key, field in (("VOLTAGE_MAX", "voltage_max"), ("VOLTAGE_MIN", "voltage_min")):
-        v = num(key)
-        if v is not None:
-            add(field, v / 1000.0, "mV")
-    for key, field in (("CURRENT_MAX", "current_max"), ("INPUT_CURRENT_LIMIT", "input_current_limit")):
-        c = num(key)
-        if c is not None:
-            add(field, c / 1000.0, "mA")
-    v = num("VOLTAGE_NOW")
-    if v is not None:
-        if v == 0:
-            add("voltage", None, "mV", "voltage 0 is a placeholder (emulator or no fuel gauge)")
-        else:
-            add("voltage", v / 1000.0, "mV", raw_uv=v)
-    c = num("CURRENT_NOW")
-    if c is not None:
-        unit = current_unit or "uA"
-        ma = c / 1000.0 if unit == "uA" else c
-        extra = {"raw": c, "raw_unit": unit}
-        sign = current_sign
-        if sign is None:
-            sign = 1
-            s = (status or "").lower()
-            is_input = (kv.get("TYPE") or "").lower() not in ("", "battery")
-            if not is_input and ((s == "charging" and ma < 0) or (s == "discharging" and ma > 0)):
-                sign = -1
-                extra["sign_flipped"] = True
-        add("current", ma * sign, "mA", **extra)
-    p = num("POWER_NOW")
-    if p is not None:
-        add("power", p / 1000.0, "mW", raw_uw=p)
-    e = num("ENERGY_NOW")
-    if e is not None:
-        add("energy", e / 1000.0, "mWh")
-    q = num("CHARGE_NOW")
-    if q is not None:
-        add("charge", q / 1000.0, "mAh")
-    cap = num("CAPACITY")
-    if cap is not None:
-        add("capacity", cap, "%")
-    t = num("TEMP")
-    if t is not None:
-        add("temp", t / 10.0, "C")
-    return out
+    supply = _Supply(_uevent_fields(text), source, current_unit, current_sign)
+    for key, handler in _SUPPLY_FIELDS:
+        handler(supply, key)
+    return supply.out
 
 
 def find_power_supplies(root="/"):

@@ -153,6 +153,7 @@ class ADBTransport(Transport):
     """Reaches an Android phone through ``adb``. ``target.adb`` holds the serial, the adb path and the host
     paths of the runner binaries; :mod:`harness.transport.adb.vendor_runner` drives those runners on the phone."""
 
+    name = "adb"
     connect_timeout_s = 15.0
     command_timeout_s = 60.0
     recover_timeout_s = 20.0

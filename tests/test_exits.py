@@ -1,0 +1,75 @@
+"""Each documented exit status, made to happen, and the docs' table against harness/cli/exits.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from harness.cli import app
+from harness.cli.app import main
+from harness.cli.exits import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_JOBS_FAILED,
+    EXIT_OK,
+    EXIT_STATUSES,
+    EXIT_USAGE,
+    EXIT_USER,
+)
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "reference.md"
+
+
+def test_the_docs_table_lists_every_status_once():
+    text = DOCS.read_text(encoding="utf-8").split("## Exit statuses", 1)[1].split("\n## ", 1)[0]
+    documented = [int(m) for m in re.findall(r"^\| (\d+) \|", text, re.M)]
+    assert documented == sorted(EXIT_STATUSES)
+    assert len(set(EXIT_STATUSES)) == len(EXIT_STATUSES) == 6
+
+
+def test_ok_and_user_error(tmp_path, capsys):
+    assert main(["results", "--store", str(tmp_path)]) == EXIT_OK
+    assert main(["show", "no-such-run", "--store", str(tmp_path)]) == EXIT_USER
+    err = capsys.readouterr().err
+    assert err.startswith("hilbench: error: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["bogus"], ["results", "--format", "xml"], ["run", "--bogus"]])
+def test_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--help" in err
+
+
+def test_jobs_failed(tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    plan.write_text('models = [{ name = "m", backends = ["synthetic"] }]\n[backends.synthetic]\nfail_at = 2\n'
+                    '[policy]\nwarmup = 1\ntimed = { count = 5 }\ntelemetry = false\n', encoding="utf-8")
+    assert main(["run", str(plan), "--store", str(tmp_path / "res"), "--quiet"]) == EXIT_JOBS_FAILED
+
+
+def test_internal_error_is_one_line_with_a_hint_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    def boom(args):
+        raise ValueError("device said \x1b[2J")
+
+    monkeypatch.setattr(app, "cmd_results", boom)
+    assert main(["results", "--store", str(tmp_path)]) == EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error" in err and "ValueError: device said \\x1b[2J" in err
+    assert "--debug" in err and "\x1b" not in err
+    assert main(["results", "--store", str(tmp_path), "--debug"]) == EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "\x1b" not in err
+
+
+def test_interrupted(tmp_path, capsys, monkeypatch):
+    def interrupt(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app, "cmd_results", interrupt)
+    assert main(["results", "--store", str(tmp_path)]) == EXIT_INTERRUPTED
+    assert "interrupted" in capsys.readouterr().err
