@@ -191,7 +191,7 @@ def _usage(run: Any) -> dict[str, Any]:
 def _memory_cell(r: Any) -> str:
     if not math.isfinite(r["peak_rss_mb"]):
         return f"<small title='{_esc(r['usage_missing'])}'>–</small>"
-    growth = f"<br><small>{r['rss_growth_mb']:+.1f} since before load</small>" if math.isfinite(r["rss_growth_mb"]) else ""
+    growth = f"<br><small>growth {r['rss_growth_mb']:+.1f}</small>" if math.isfinite(r["rss_growth_mb"]) else ""
     extra = []
     if math.isfinite(r["unified_growth_mb"]):
         extra.append(f"unified {r['unified_growth_mb']:+.1f}")
