@@ -48,6 +48,22 @@ def test_steady_run_is_valid_without_warnings() -> None:
     assert v.valid and v.reasons == [] and v.warnings == []
 
 
+def test_every_check_reports_in_a_fixed_order() -> None:
+    """A run that fails every check: reasons then warnings, each in the order the checks are listed."""
+    rng = np.random.default_rng(0)
+    n = 400
+    x = np.rint(rng.normal(10 * MS, 0.1 * MS, n) * np.linspace(1.0, 1.3, n)).astype(np.int64)
+    x[rng.choice(n, 20, replace=False)] *= 4
+    x[5] = 0
+    v = assess(x, first_inference_ns=500 * MS, requested_percentiles=(99, 50, 95), settings={"warmup": 10})
+    assert not v.valid
+    assert [r.split(":")[0] for r in v.reasons] == [
+        "1 of 400 timed samples are zero or negative",
+        "400 timed samples are too few for p99",
+    ]
+    assert codes(v) == ["high_cv", "slow_first_run", "outliers", "drift"]
+
+
 def test_no_warning_class_shadows_the_builtin() -> None:
     assert "Warning" not in stability.__all__
     assert "Warning" not in vars(stability)

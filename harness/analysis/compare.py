@@ -48,7 +48,6 @@ from xml.etree import ElementTree as ET
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats as sps
 
 from harness.errors import AnalysisError
 from harness.safetext import safe
@@ -264,6 +263,7 @@ def _bootstrap_ratio(base: npt.NDArray[np.float64], cand: npt.NDArray[np.float64
     """Percentile CI of median(cand blocks) / median(base blocks), each side's block statistics
     resampled independently (a block bootstrap: the correlation inside a block is kept).
     Works on one number per block, so its cost does not grow with the samples per block."""
+    from scipy import stats as sps  # imported here: scipy takes ~1 s, and the CLI starts without it
     res = sps.bootstrap((base, cand), lambda b, c, axis: np.median(c, axis=axis) / np.median(b, axis=axis),
                         confidence_level=CONFIDENCE, n_resamples=resamples, method="percentile",
                         vectorized=True, rng=np.random.default_rng(seed))
@@ -293,6 +293,7 @@ def compare_series(base_ns: npt.ArrayLike, cand_ns: npt.ArrayLike, q: float = 0.
     block statistics, the ratio of the median block statistics and its block-bootstrap CI
     (``baseline``/``candidate`` stay the raw quantiles of all samples, for display).
     """
+    from scipy import stats as sps  # imported here: scipy takes ~1 s, and the CLI starts without it
     base = np.asarray(base_ns, dtype=np.float64)
     cand = np.asarray(cand_ns, dtype=np.float64)
     size = max(block_size(base), math.ceil(base.size / MAX_BLOCKS))
@@ -325,6 +326,7 @@ def compare_values(base: npt.ArrayLike, cand: npt.ArrayLike, *, seed: int = SEED
                    resamples: int = RESAMPLES) -> _Test:
     """Compare per-run values (peak memory, energy): medians, Mann-Whitney across runs,
     bootstrap CI of the ratio of medians (``scipy.stats.bootstrap``) when each side has >= 2 runs."""
+    from scipy import stats as sps  # imported here: scipy takes ~1 s, and the CLI starts without it
     b = np.asarray(base, dtype=np.float64)
     c = np.asarray(cand, dtype=np.float64)
     b, c = b[np.isfinite(b)], c[np.isfinite(c)]
@@ -354,6 +356,7 @@ def _with_session_noise(t: _Test, session_cv: float, sessions: int) -> tuple[flo
     sqrt(side^2 + (t * sqrt(2) * cv)^2), both sessions varying, with Student's t for the ``sessions``
     the variation was estimated from (a CV from five sessions is itself uncertain); the bootstrap's
     asymmetry is kept."""
+    from scipy import stats as sps  # imported here: scipy takes ~1 s, and the CLI starts without it
     if not (math.isfinite(t.ci_low) and t.ci_low > 0 and t.ratio > 0):
         return t.ci_low, t.ci_high
     q = float(sps.t.ppf(0.5 + CONFIDENCE / 2, df=max(1, sessions - 1)))
@@ -555,6 +558,7 @@ def _test_pairs(base_runs: pd.DataFrame, cand_runs: pd.DataFrame, common: list[_
 def _bh_adjust(tests: list[tuple[PairResult, _Test]]) -> list[tuple[float, float]]:
     """Benjamini-Hochberg adjusted (q_slower, q_faster) of every test, each direction on its own over
     every tested pair; NaN where the raw p value is."""
+    from scipy import stats as sps  # imported here: scipy takes ~1 s, and the CLI starts without it
     adjusted = [[math.nan, math.nan] for _ in tests]
     for side, attr in enumerate(("p_slower", "p_faster")):
         idx = [i for i, (_, t) in enumerate(tests) if math.isfinite(getattr(t, attr))]

@@ -57,7 +57,8 @@ CPU_COOLING_PATTERN = r"(?i)^cooling\.(?:[^/]*cpufreq[^/]*|processor|intel_power
 
 
 def _usable_temp(sensor: str) -> bool:
-    # Jetson's PMIC zone is a constant (100/50 C), never a measurement (SEMANTICS.md 1.1).
+    """Whether a sensor is a temperature worth reading: ``temp.*`` but not Jetson's PMIC zone, a constant
+    (100/50 C), never a measurement (SEMANTICS.md 1.1)."""
     return sensor.startswith("temp.") and "pmic" not in sensor.lower()
 
 
@@ -200,6 +201,7 @@ def _memory(result: Mapping[str, Any], tel: pd.DataFrame, timed: tuple[int, int,
 
 
 def _window_mean(t: np.ndarray, v: np.ndarray, a: int, b: int) -> float | None:
+    """Mean of the values ``v`` read at times ``t`` in [a, b); None when there are none."""
     m = (t >= a) & (t < b)
     return float(np.mean(v[m])) if m.any() else None
 
@@ -219,6 +221,7 @@ def _phase_windows(result: Mapping[str, Any], samples: pd.DataFrame) -> dict[str
 
 
 def _warning(code: str, message: str, remedy: str) -> dict[str, str]:
+    """A warning in the stored form (as :class:`harness.analysis.stability.StabilityWarning` stores one)."""
     return {"code": code, "message": message, "remedy": remedy}
 
 
@@ -369,6 +372,7 @@ def derive_run(result: Mapping[str, Any] | None, hello: Mapping[str, Any] | None
 
 
 def _c(value: Any) -> str:
+    """A temperature as ``61.2 C``, or ``unknown temperature``."""
     return f"{value:.1f} C" if isinstance(value, (int, float)) else "unknown temperature"
 
 
@@ -512,7 +516,8 @@ def _thermal_lines(derived: Mapping[str, Any]) -> list[str]:
                  if th.get(k) is not None]
         lines.append(f"thermal   {th['sensor']}: " + ", ".join(parts))
     if th and th.get("cpu_clock_ratio") is not None:
-        lines.append(f"clock     fastest CPU core at {th['cpu_clock_ratio'] * 100:.0f}% of its max during the timed runs")
+        lines.append(f"clock     fastest CPU core at {th['cpu_clock_ratio'] * 100:.0f}% of its max "
+                     "during the timed runs")
     return lines
 
 

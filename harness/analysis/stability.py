@@ -57,10 +57,12 @@ class StabilityWarning:
     remedy: str
 
     def to_dict(self) -> dict[str, str]:
+        """The warning as stored."""
         return {"code": self.code, "message": self.message, "remedy": self.remedy}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StabilityWarning:
+        """Read a stored warning; :class:`StoreError` when it has no code or message."""
         try:
             return cls(code=str(data["code"]), message=str(data["message"]), remedy=str(data.get("remedy", "")))
         except (KeyError, TypeError) as exc:
@@ -84,6 +86,7 @@ class Verdict:
     warnings: list[StabilityWarning] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as stored (see the class docstring)."""
         return {
             "version": VERDICT_VERSION,
             "valid": self.valid,
@@ -170,15 +173,18 @@ def _threads(settings: Mapping[str, Any]) -> int | None:
 
 
 def _pinned(settings: Mapping[str, Any]) -> bool:
+    """Whether the run was pinned to fixed cores."""
     return bool(settings.get("affinity") or settings.get("cpu_affinity_pinned"))
 
 
 def _governor(settings: Mapping[str, Any]) -> str | None:
+    """The CPU governor the run reported, or None where unknown."""
     gov = settings.get("governor") or settings.get("cpu_governor")
     return str(gov) if gov else None
 
 
 def _rate_hz(settings: Mapping[str, Any]) -> float | None:
+    """The fixed rate the timed phase was paced at (Hz), or None when it ran back to back."""
     timed = settings.get("timed")
     rate = timed.get("rate_hz") if isinstance(timed, Mapping) else None
     rate = rate if rate is not None else settings.get("rate_hz")
@@ -206,6 +212,7 @@ def _warmup_remedy(settings: Mapping[str, Any], *, seen: bool = True) -> str:
 
 
 def _jitter_remedies(settings: Mapping[str, Any]) -> list[str]:
+    """What to change against run-to-run jitter, given the run's pinning, governor and threads."""
     out: list[str] = []
     if not _pinned(settings):
         out.append("pin the agent to fixed cores (affinity = [...] in the plan; on big.LITTLE, the big cores)")
@@ -226,10 +233,12 @@ def _jitter_remedies(settings: Mapping[str, Any]) -> list[str]:
 
 
 def _pct_label(p: float) -> str:
+    """A percentile as written in a plan: ``p99``, ``p99.9``."""
     return f"p{p:g}"
 
 
 def _ms(ns: float) -> str:
+    """Nanoseconds as milliseconds, three significant digits."""
     return f"{ns / 1e6:.3g} ms"
 
 
@@ -260,6 +269,7 @@ class _Run:
 
     @property
     def n(self) -> int:
+        """The number of timed samples."""
         return int(self.x.size)
 
     @cached_property
@@ -270,10 +280,12 @@ class _Run:
 
     @property
     def median(self) -> float:
+        """The median latency."""
         return self.quartiles[1]
 
     @cached_property
     def mean(self) -> float:
+        """The mean latency."""
         return float(np.mean(self.x))
 
 

@@ -84,6 +84,7 @@ _NAN = float("nan")
 
 
 def _as_latencies(latency_ns: npt.ArrayLike) -> npt.NDArray[Any]:
+    """The latencies as a 1-D numeric array; ValueError when not 1-D, not numbers, or not finite."""
     arr = np.asarray(latency_ns)
     if arr.ndim != 1:
         raise ValueError(f"latencies must be a 1-D array, got shape {arr.shape}")
@@ -150,12 +151,14 @@ def quantile_ci(latency_ns: npt.ArrayLike, q: float, confidence: float = _CI_CON
 
 
 def _empty_summary() -> dict[str, float]:
+    """The summary of an empty sample: count 0, NaN everywhere else."""
     out = dict.fromkeys(SUMMARY_COLUMNS, _NAN)
     out["count"] = 0.0
     return out
 
 
 def _throughput(count: int, mean_ns: float, duration_ns: int | float | None) -> float:
+    """Inferences per second: ``count / duration`` when known, else ``1e9 / mean``."""
     if duration_ns is not None:
         return count / (duration_ns / 1e9)
     # All-zero latencies (a clock too coarse for the model) have no meaningful rate.
@@ -163,6 +166,7 @@ def _throughput(count: int, mean_ns: float, duration_ns: int | float | None) -> 
 
 
 def _check_duration(duration_ns: int | float | None) -> None:
+    """ValueError unless ``duration_ns`` is None or positive."""
     if duration_ns is not None and not (duration_ns > 0):
         raise ValueError(f"duration_ns must be > 0, got {duration_ns}")
 
@@ -242,6 +246,8 @@ def _group_ci(
     q: float,
     confidence: float = _CI_CONFIDENCE,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Distribution-free CI bounds of the ``q`` quantile of every group (as :func:`quantile_ci_ranks`); NaN
+    where a group is too small."""
     low = np.full(counts.shape, np.nan)
     high = np.full(counts.shape, np.nan)
     ok = counts > 0
@@ -435,6 +441,7 @@ def summarize_frame(
 
 @functools.lru_cache(maxsize=8192)
 def _cached_ranks(n: int, q: float) -> tuple[int, int] | None:
+    """:func:`quantile_ci_ranks` at the default confidence, cached per sample size."""
     return quantile_ci_ranks(n, q)
 
 
@@ -465,6 +472,7 @@ def _order_stat_indices(n: int) -> list[int]:
 
 
 def _median_abs_dev(x: npt.NDArray[Any], center: float) -> float:
+    """The unscaled MAD of ``x`` about ``center`` (its median), by partition rather than a sort."""
     n = x.size
     mid = n // 2
     twice = 2.0 * center

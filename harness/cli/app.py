@@ -11,6 +11,8 @@ import traceback
 from typing import Any, NoReturn
 
 from harness import __version__
+from harness.analysis.compare import METRICS
+from harness.analysis.history import HISTORY_METRICS
 from harness.cli.commands import (
     _scorer_arg,
     cmd_accuracy,
@@ -29,6 +31,8 @@ from harness.cli.commands import (
 from harness.cli.exits import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_USER
 from harness.cli.progress import LINE_LIMIT
 from harness.errors import HilbenchError
+from harness.prep.variants import VARIANT_KINDS
+from harness.report.plots import KINDS as PLOT_KINDS
 from harness.safetext import safe, safe_lines
 
 __all__ = ["main", "build_parser"]
@@ -44,7 +48,7 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     c.add_argument("--output", help="write the report in --format to this file (the table still goes to stdout)")
     c.add_argument("--alpha", type=float, default=0.01, help="significance after Benjamini-Hochberg (default 0.01)")
     c.add_argument("--min-change", type=float, default=2.0, help="smallest slowdown that counts, in %% (default 2)")
-    c.add_argument("--metric", action="append", choices=("p50", "p99", "peak_memory", "energy_per_inference"),
+    c.add_argument("--metric", action="append", choices=tuple(METRICS),
                    help="only these metrics (repeatable; default all that are stored)")
     store_arg(c)
     c.set_defaults(func=cmd_compare)
@@ -64,12 +68,12 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     v.add_argument("--calibration", help="calibration inputs (.npz, samples on the first axis) for INT8")
     v.add_argument("--out", help="output folder (default: beside the model)")
     v.add_argument("--eval", help="evaluation set (.npz with x, y) to put in the plan snippet")
-    v.add_argument("--only", action="append", choices=("fp16", "int8"), help="only this variant (repeatable)")
+    v.add_argument("--only", action="append", choices=VARIANT_KINDS, help="only this variant (repeatable)")
     v.add_argument("--force", action="store_true", help="overwrite variants (and variants.toml) that exist")
     v.set_defaults(func=cmd_variants)
 
-    pl = sub.add_parser("plot", help="a figure (PNG or SVG): pareto, distribution, timeline, targets, energy, trend")
-    pl.add_argument("kind", choices=("pareto", "distribution", "timeline", "targets", "energy", "trend"))
+    pl = sub.add_parser("plot", help=f"a figure (PNG or SVG): {', '.join(PLOT_KINDS)}")
+    pl.add_argument("kind", choices=PLOT_KINDS)
     pl.add_argument("--output", required=True, help="the file to write (.png or .svg)")
     pl.add_argument("--session", help="only this session id (or prefix, or 'last'; default: every run)")
     pl.add_argument("--run", help="the run of a timeline (default: the latest)")
@@ -78,7 +82,7 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     pl.set_defaults(func=cmd_plot)
 
     h = sub.add_parser("history", help="nightly points and change points (Apache Otava); flags persisting rises")
-    h.add_argument("--metric", action="append", choices=("p50", "p99", "peak_memory", "energy_per_inference"),
+    h.add_argument("--metric", action="append", choices=tuple(HISTORY_METRICS),
                    help="metrics to follow (repeatable; default p50 and p99)")
     h.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     h.add_argument("--output", help="write the report to this file instead of stdout")

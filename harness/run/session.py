@@ -220,11 +220,46 @@ class _JobRun:
         elif kind == "error":
             self.error = (msg["category"], msg["message"])
 
-    def rows(self, *, session_id: str, labels: dict[str, str], started: dt.datetime, transport: Transport | None,
-             stderr_tail: str = "") -> dict[str, Any]:
+    def _verdict(self, res: dict[str, Any], derived: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The stability verdict of an ok run with samples (harness/analysis/stability.py), with the warnings
+        of its telemetry and of output vectors not kept; None for a failed or aggregate-only run."""
         from harness.analysis.stability import assess
         from harness.analysis.usage import usage_columns
 
+        job = self.job
+        if self.result is None or self.error is not None or res.get("aggregate_only"):
+            return None  # a vendor runner that prints only aggregates (LiteRT benchmark_model): nothing to assess
+        verdict = assess(self.samples.latencies("timed"), first_inference_ns=res.get("first_ns"),
+                         requested_percentiles=job.policy.percentiles,
+                         settings={"warmup": job.policy.warmup, "timed": job.policy.timed,
+                                   "affinity": list(job.policy.affinity), "backend": job.backend,
+                                   **job.settings}).to_dict()
+        extra = list((derived or {}).get("warnings") or []) + self._outputs_warning(res)
+        if extra:
+            verdict["warnings"] = list(verdict.get("warnings") or []) + extra
+        return verdict
+
+    def _outputs_warning(self, res: dict[str, Any]) -> list[dict[str, Any]]:
+        """A warning when output vectors were not kept: past the host's cap on a job's values, or (the agent's
+        count) one item's too large for a protocol line."""
+        checker = self._checker
+        accuracy = res.get("accuracy")
+        agent_dropped = accuracy.get("outputs_not_kept") if isinstance(accuracy, dict) else 0
+        dropped = (checker.outputs_dropped if checker is not None else 0) + (
+            agent_dropped if type(agent_dropped) is int and agent_dropped > 0 else 0)
+        if not dropped:
+            return []
+        cap = checker.limits.output_values if checker else MAX_OUTPUT_VALUES
+        return [{"code": "outputs_not_kept",
+                 "message": f"the output vectors of {dropped} evaluation items were not kept (too large: a job's "
+                            f"outputs are kept up to {cap:,} values, one item's up to {ITEM_OUTPUT_VALUES:,}); "
+                            "their top-k and scores were",
+                 "remedy": "set keep_outputs = false, or a smaller limit in [models.eval], unless a scorer or "
+                           "fidelity needs every output"}]
+
+    def rows(self, *, session_id: str, labels: dict[str, str], started: dt.datetime, transport: Transport | None,
+             stderr_tail: str = "") -> dict[str, Any]:
+        """The run's row of the runs table (harness/store.py has its schema)."""
         job = self.job
         res = self.result or {}
         hello = {k: v for k, v in self.hello.items() if k not in ("v", "type", "t_ns")}
@@ -232,35 +267,8 @@ class _JobRun:
         timed = res.get("timed") or {}
         mem = res.get("memory") or {}
         status = "ok" if self.result is not None and self.error is None else "error"
-        verdict = None
-        valid = None
-        # A vendor runner that prints only aggregates (LiteRT benchmark_model): no samples to assess.
-        aggregate_only = bool(res.get("aggregate_only")) if self.result is not None else None
-        if status == "ok" and not aggregate_only:
-            v = assess(self.samples.latencies("timed"), first_inference_ns=res.get("first_ns"),
-                       requested_percentiles=job.policy.percentiles,
-                       settings={"warmup": job.policy.warmup, "timed": job.policy.timed,
-                                 "affinity": list(job.policy.affinity), "backend": job.backend, **job.settings})
-            verdict = v.to_dict()
-            valid = bool(v.valid)
         derived = self._derived()
-        if verdict is not None and derived and derived.get("warnings"):
-            verdict["warnings"] = list(verdict.get("warnings") or []) + derived["warnings"]
-        checker = self._checker
-        # Output vectors not kept: past the host's cap on a job's values, or (the agent's count) one item's too
-        # large for a protocol line.
-        agent_dropped = (res.get("accuracy") or {}).get("outputs_not_kept") if isinstance(res.get("accuracy"), dict) else 0
-        dropped = (checker.outputs_dropped if checker is not None else 0) + (
-            agent_dropped if type(agent_dropped) is int and agent_dropped > 0 else 0)
-        if verdict is not None and dropped:
-            verdict["warnings"] = list(verdict.get("warnings") or []) + [{
-                "code": "outputs_not_kept",
-                "message": f"the output vectors of {dropped} evaluation items were not kept (too large: a job's "
-                           f"outputs are kept up to {checker.limits.output_values if checker else MAX_OUTPUT_VALUES:,} values, "
-                           f"one item's up to "
-                           f"{ITEM_OUTPUT_VALUES:,}); their top-k and scores were",
-                "remedy": "set keep_outputs = false, or a smaller limit in [models.eval], unless a scorer or "
-                          "fidelity needs every output"}]
+        verdict = self._verdict(res, derived)
         category, message = self.error if self.error else (None, None)
         return {
             "run_id": self.run_id,
@@ -313,11 +321,11 @@ class _JobRun:
             "rss_before_load_kb": mem.get("rss_before_load_kb"),
             "rss_after_load_kb": mem.get("rss_after_load_kb"),
             "hwm_kb": mem.get("hwm_kb"),
-            "valid": valid,
+            "valid": bool(verdict["valid"]) if verdict is not None else None,
             "verdict": verdict,
             "result": {k: v for k, v in res.items() if k not in ("v", "type", "t_ns")} or None,
             "bytes_sent": self.bytes_sent,
-            "aggregate_only": aggregate_only,
+            "aggregate_only": bool(res.get("aggregate_only")) if self.result is not None else None,
             "runner": res.get("runner"),
             "stderr_tail": stderr_tail[-4000:] if status != "ok" and stderr_tail else None,
             "derived": derived,

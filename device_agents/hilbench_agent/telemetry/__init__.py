@@ -22,9 +22,9 @@ Runs on Python 3.7 with the standard library alone.
 
 import re
 
-from hilbench_agent.telemetry.reading import Reading, unavailable
+from hilbench_agent.telemetry.reading import Reading
 
-__all__ = ["Reading", "unavailable", "KINDS", "detect_kind", "parse_text"]
+__all__ = ["Reading", "KINDS", "detect_kind", "parse_text"]
 
 #: Every text format :func:`parse_text` accepts.
 KINDS = (
@@ -50,10 +50,6 @@ KINDS = (
     "sysfs-grep",
     "sysfs-dump",
 )
-
-
-def _lines(text, limit=200):
-    return [ln for ln in text.splitlines()[:limit]]
 
 
 def detect_kind(text):

@@ -434,7 +434,6 @@ class TegrastatsSource(StreamCommandSource):
     def __init__(self, command, interval_ms=100, board_rail=None, clock=None):
         StreamCommandSource.__init__(self, "tegrastats", [command, "--interval", str(int(interval_ms))],
                                      self._parse, clock=clock or time.monotonic_ns)
-        self.interval_ms = int(interval_ms)
         self.board_rail = board_rail
 
     def describe(self):

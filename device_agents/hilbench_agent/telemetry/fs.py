@@ -14,7 +14,7 @@ import os
 import posixpath
 import re
 
-__all__ = ["DiskFS", "MemFS", "as_fs", "read_text", "read_int", "read_float",
+__all__ = ["DiskFS", "MemFS", "as_fs", "read_text", "read_int",
            "memfs_from_ttar", "memfs_from_grep", "memfs_from_dump"]
 
 
@@ -206,16 +206,6 @@ def read_int(fs, path):
     try:
         return int(text.split()[0]), None
     except ValueError:
-        return None, "not a number: %r" % text[:40]
-
-
-def read_float(fs, path):
-    text, reason = read_text(fs, path)
-    if text is None:
-        return None, reason
-    try:
-        return float(text.split()[0]), None
-    except (ValueError, IndexError):
         return None, "not a number: %r" % text[:40]
 
 

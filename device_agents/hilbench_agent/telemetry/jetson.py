@@ -392,65 +392,110 @@ def parse_jetson_clocks(text):
     in ``extra["text"]``), and ``jetson_clocks.active`` (see :func:`clocks_pinned`).
     L4T 28's ``Gonvernor=`` typo is accepted.
     """
-    src = "jetson_clocks"
-    out = []
-    cpus, gpu, override = [], None, None
+    show = _ClocksShow()
     for line in text.splitlines():
         line = line.strip()
-        m = re.match(r"^SOC family:\s*(\S+)(?:\s+Machine:\s*(\S+))?", line)
-        if m:
-            for sensor, name in (("jetson.soc_family", m.group(1)), ("jetson.machine", m.group(2))):
-                if name:
-                    out.append(Reading(sensor, None, "", src, "a name, not a number (extra.text)", {"text": name}))
-            continue
-        m = re.match(r"^(cpu\d+):\s*(.*)$", line)
-        if m:
-            cpu, body = m.group(1), m.group(2)
-            body, _, idle = body.partition("IdleStates:")
-            kv = dict(_KV_RE.findall(body))
-            gov = kv.get("Governor") or kv.get("Gonvernor")
-            extra = {}
-            if gov:
-                extra["governor"] = gov
-            if idle.strip():
-                extra["idle_states"] = {k: int(v) if _is_int(v) else v for k, v in _KV_RE.findall(idle)}
-            if "Online" in kv and _is_int(kv["Online"]):
-                out.append(Reading("online." + cpu, int(kv["Online"]), "", src))
-            for key, suffix in (("CurrentFreq", ""), ("MinFreq", ".min"), ("MaxFreq", ".max")):
-                if key in kv and _is_int(kv[key]):
-                    out.append(Reading("freq.%s%s" % (cpu, suffix), int(kv[key]) / 1000.0, "MHz", src, None,
-                                       extra or None if not suffix else None))
-            if kv.get("Online", "1") != "0" and _is_int(kv.get("MinFreq", "")) and _is_int(kv.get("MaxFreq", "")):
-                cpus.append((cpu, int(kv["MinFreq"]), int(kv["MaxFreq"])))
-            continue
-        m = re.match(r"^(GPU|EMC|DLA\d+_\w+|PVA\d+_\w+):?\s+(.*)$", line)
-        if m and "Freq" in m.group(2):
-            unit, kv = m.group(1).lower(), dict(_KV_RE.findall(m.group(2)))
-            for key, suffix in (("CurrentFreq", ""), ("MinFreq", ".min"), ("MaxFreq", ".max")):
-                if key in kv and _is_int(kv[key]):
-                    out.append(Reading("freq.%s%s" % (unit, suffix), int(kv[key]) / 1e6, "MHz", src))
-            if "FreqOverride" in kv and _is_int(kv["FreqOverride"]):
-                out.append(Reading("jetson_clocks.%s_freq_override" % unit, int(kv["FreqOverride"]), "", src))
-                if unit == "emc":
-                    override = int(kv["FreqOverride"])
-            if unit == "gpu" and _is_int(kv.get("MinFreq", "")) and _is_int(kv.get("MaxFreq", "")):
-                gpu = (int(kv["MinFreq"]), int(kv["MaxFreq"]))
-            continue
-        m = re.match(r"^Fan:.*?speed=(\d+)", line)
-        if m:
-            out.append(Reading("fan.speed", int(m.group(1)), "PWM", src))
-            continue
-        m = re.match(r"^NV Power Mode:\s*(\S+)", line)
-        if m:
-            out.append(Reading("nvpmodel.mode", None, "", src, "mode id not printed; name in extra", {"text": m.group(1)}))
-            continue
-        m = re.match(r"^Online CPUs:\s*(\S+)", line)
-        if m:
-            online = _expand_cpu_list(m.group(1))
-            out.append(Reading("online.cpus", len(online), "count", src, None, {"text": m.group(1), "cpus": online}))
-    if cpus:
-        out.append(clocks_pinned(cpus, gpu, override, src, "jetson_clocks --show"))
-    return out
+        for pattern, handler in _CLOCKS_LINES:
+            m = pattern.match(line)
+            if m and handler(show, m) is not False:
+                break
+    if show.cpus:
+        show.out.append(clocks_pinned(show.cpus, show.gpu, show.override, _CLOCKS_SRC, "jetson_clocks --show"))
+    return show.out
+
+
+_CLOCKS_SRC = "jetson_clocks"
+#: ``(key, sensor suffix)`` of the frequencies on a ``jetson_clocks --show`` line.
+_CLOCKS_FREQS = (("CurrentFreq", ""), ("MinFreq", ".min"), ("MaxFreq", ".max"))
+
+
+class _ClocksShow(object):
+    """What ``jetson_clocks --show`` said so far: the readings, and what :func:`clocks_pinned` compares
+    (``cpus``: ``[(cpu, min, max)]`` of the online cores, ``gpu``: ``(min, max)``, the EMC override)."""
+
+    def __init__(self):
+        self.out = []
+        self.cpus = []
+        self.gpu = None
+        self.override = None
+
+    def add(self, sensor, value, unit="", reason=None, extra=None):
+        """Append one jetson_clocks reading."""
+        self.out.append(Reading(sensor, value, unit, _CLOCKS_SRC, reason, extra))
+
+
+# --- one handler per kind of line: ``handler(show, match)``; False: not its line after all (try the next).
+
+def _clocks_soc(show, m):
+    """``SOC family:tegra210  Machine:jetson_tx1``: names, not numbers."""
+    for sensor, name in (("jetson.soc_family", m.group(1)), ("jetson.machine", m.group(2))):
+        if name:
+            show.add(sensor, None, "", "a name, not a number (extra.text)", {"text": name})
+
+
+def _clocks_cpu(show, m):
+    """``cpu0: Online=1 Governor=schedutil MinFreq=.. MaxFreq=.. CurrentFreq=.. IdleStates: C1=1 ..`` (kHz)."""
+    cpu, body = m.group(1), m.group(2)
+    body, _, idle = body.partition("IdleStates:")
+    kv = dict(_KV_RE.findall(body))
+    gov = kv.get("Governor") or kv.get("Gonvernor")
+    extra = {}
+    if gov:
+        extra["governor"] = gov
+    if idle.strip():
+        extra["idle_states"] = {k: int(v) if _is_int(v) else v for k, v in _KV_RE.findall(idle)}
+    if "Online" in kv and _is_int(kv["Online"]):
+        show.add("online." + cpu, int(kv["Online"]))
+    for key, suffix in _CLOCKS_FREQS:
+        if key in kv and _is_int(kv[key]):
+            show.add("freq.%s%s" % (cpu, suffix), int(kv[key]) / 1000.0, "MHz", None,
+                     extra or None if not suffix else None)
+    if kv.get("Online", "1") != "0" and _is_int(kv.get("MinFreq", "")) and _is_int(kv.get("MaxFreq", "")):
+        show.cpus.append((cpu, int(kv["MinFreq"]), int(kv["MaxFreq"])))
+
+
+def _clocks_unit(show, m):
+    """``GPU MinFreq=.. MaxFreq=.. CurrentFreq=..`` (Hz), ``EMC .. FreqOverride=1``, DLA/PVA engines."""
+    if "Freq" not in m.group(2):
+        return False
+    unit, kv = m.group(1).lower(), dict(_KV_RE.findall(m.group(2)))
+    for key, suffix in _CLOCKS_FREQS:
+        if key in kv and _is_int(kv[key]):
+            show.add("freq.%s%s" % (unit, suffix), int(kv[key]) / 1e6, "MHz")
+    if "FreqOverride" in kv and _is_int(kv["FreqOverride"]):
+        show.add("jetson_clocks.%s_freq_override" % unit, int(kv["FreqOverride"]))
+        if unit == "emc":
+            show.override = int(kv["FreqOverride"])
+    if unit == "gpu" and _is_int(kv.get("MinFreq", "")) and _is_int(kv.get("MaxFreq", "")):
+        show.gpu = (int(kv["MinFreq"]), int(kv["MaxFreq"]))
+    return None
+
+
+def _clocks_fan(show, m):
+    """``Fan: PWM=0 speed=255``."""
+    show.add("fan.speed", int(m.group(1)), "PWM")
+
+
+def _clocks_mode(show, m):
+    """``NV Power Mode: MAXN`` (the name only; nvpmodel -q prints the id)."""
+    show.add("nvpmodel.mode", None, "", "mode id not printed; name in extra", {"text": m.group(1)})
+
+
+def _clocks_online(show, m):
+    """``Online CPUs: 0-3``: how many, and which in extra."""
+    online = _expand_cpu_list(m.group(1))
+    show.add("online.cpus", len(online), "count", None, {"text": m.group(1), "cpus": online})
+
+
+#: ``(pattern, handler)`` tried in order on every stripped line; the first match whose handler takes it wins.
+_CLOCKS_LINES = (
+    (re.compile(r"^SOC family:\s*(\S+)(?:\s+Machine:\s*(\S+))?"), _clocks_soc),
+    (re.compile(r"^(cpu\d+):\s*(.*)$"), _clocks_cpu),
+    (re.compile(r"^(GPU|EMC|DLA\d+_\w+|PVA\d+_\w+):?\s+(.*)$"), _clocks_unit),
+    (re.compile(r"^Fan:.*?speed=(\d+)"), _clocks_fan),
+    (re.compile(r"^NV Power Mode:\s*(\S+)"), _clocks_mode),
+    (re.compile(r"^Online CPUs:\s*(\S+)"), _clocks_online),
+)
 
 
 def clocks_pinned(cpus, gpu=None, emc_override=None, source="sysfs:cpufreq", method=""):

@@ -3,7 +3,7 @@
 Runs on the device's Python 3.7 with the standard library alone.
 """
 
-__all__ = ["Reading", "unavailable"]
+__all__ = ["Reading"]
 
 _INF = float("inf")
 
@@ -41,11 +41,6 @@ class Reading(object):
         self.reason = reason
         self.extra = extra if extra is not None else {}
 
-    @property
-    def available(self):
-        """True when the reading carries a value."""
-        return self.value is not None
-
     def to_dict(self, t_ns=None, extra=False):
         """The protocol form: ``{"t_ns", "sensor", "value", "unit", "source"}`` (+ ``reason``)."""
         d = {}
@@ -77,8 +72,3 @@ class Reading(object):
         if self.value is None:
             return "Reading(%r, None, %r, reason=%r)" % (self.sensor, self.unit, self.reason)
         return "Reading(%r, %r, %r)" % (self.sensor, self.value, self.unit)
-
-
-def unavailable(sensor, unit, source, reason, **extra):
-    """A reading for a sensor that exists in principle but has no value."""
-    return Reading(sensor, None, unit, source, reason=reason, extra=extra or None)
