@@ -224,7 +224,6 @@ class _JobRun:
         """The stability verdict of an ok run with samples (harness/analysis/stability.py), with the warnings
         of its telemetry and of output vectors not kept; None for a failed or aggregate-only run."""
         from harness.analysis.stability import assess
-        from harness.analysis.usage import usage_columns
 
         job = self.job
         if self.result is None or self.error is not None or res.get("aggregate_only"):
@@ -260,6 +259,8 @@ class _JobRun:
     def rows(self, *, session_id: str, labels: dict[str, str], started: dt.datetime, transport: Transport | None,
              stderr_tail: str = "") -> dict[str, Any]:
         """The run's row of the runs table (harness/store.py has its schema)."""
+        from harness.analysis.usage import usage_columns
+
         job = self.job
         res = self.result or {}
         hello = {k: v for k, v in self.hello.items() if k not in ("v", "type", "t_ns")}
