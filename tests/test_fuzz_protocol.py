@@ -1,5 +1,5 @@
 """Property-based fuzzing of the host's protocol path with hostile and truncated input: the decoder
-(harness/agent/protocol.py) and the session's message handling (_JobRun.handle through the validation step,
+(harness/agent/protocol.py) and the session's message handling (JobRun.handle through the validation step,
 then rows()). Only ProtocolError (MessageError is one) may come out; each example is time-bounded
 (hypothesis deadline) and the whole run memory-bounded (tracemalloc peak)."""
 
@@ -19,7 +19,8 @@ from harness.agent.protocol import decode_line
 from harness.config.plan import Job, ModelSpec, Policy
 from harness.config.targets import Target
 from harness.errors import ProtocolError
-from harness.run.session import Progress, _JobRun
+from harness.run.jobrun import JobRun
+from harness.run.session import Progress
 
 FUZZ = settings(max_examples=100, deadline=1000, suppress_health_check=[HealthCheck.too_slow], database=None)
 
@@ -97,7 +98,7 @@ def _warm() -> None:
     from harness.agent.bundle import agent_bundle
 
     agent_bundle()
-    run = _JobRun(_job(), "r-warm")
+    run = JobRun(_job(), "r-warm")
     for msg in LEGIT:
         run.handle(json.loads(json.dumps(msg)), Progress())
     run.rows(session_id="s", labels={}, started=dt.datetime.now(dt.timezone.utc), transport=None)
@@ -131,7 +132,7 @@ def test_decode_line_on_truncated_and_spliced_lines(line, data):
 @FUZZ
 @given(st.lists(hostile_message(), min_size=1, max_size=6))
 def test_session_handling_raises_only_protocol_error(messages):
-    run = _JobRun(_job(), "r-fuzz")
+    run = JobRun(_job(), "r-fuzz")
     lines = [json.dumps(m) for m in LEGIT[:2] + messages + LEGIT[2:]]
     with memory_bound():
         for line in lines:
@@ -152,7 +153,7 @@ def test_session_handling_raises_only_protocol_error(messages):
 def test_sample_batches_reject_or_store_exactly(latencies, data):
     offsets = data.draw(st.lists(st.integers(min_value=-(2 ** 64), max_value=2 ** 64), min_size=len(latencies),
                                  max_size=len(latencies) + 1))
-    run = _JobRun(_job(), "r-fuzz")
+    run = JobRun(_job(), "r-fuzz")
     msg = {"v": 1, "type": "sample", "phase": "timed", "start": 0, "t0_ns": 0, "latency_ns": latencies,
            "offset_ns": offsets}
     with memory_bound():

@@ -156,14 +156,14 @@ def test_a_failure_inside_the_session_costs_one_job(tmp_path, capsys, monkeypatc
     error; the session goes on to the next job and its row is closed."""
     from harness.run import session as session_mod
 
-    real = session_mod._JobRun.handle
+    real = session_mod.JobRun.handle
 
     def handle(self, msg, progress):
         if self.job.target.name == "evil" and msg.get("type") == "phase":
             raise KeyError("boom")
         return real(self, msg, progress)
 
-    monkeypatch.setattr(session_mod._JobRun, "handle", handle)
+    monkeypatch.setattr(session_mod.JobRun, "handle", handle)
     code, output = _run(tmp_path, _START + _FINISH, capsys)
     assert code == 3 and "Traceback" not in output
     store = open_store(tmp_path / "res")

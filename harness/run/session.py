@@ -1,4 +1,5 @@
-"""Running a plan: jobs to agents to the store, one session per `hilbench run`.
+"""Running a plan: jobs to agents to the store, one session per `hilbench run` (each job's messages become
+its row in :mod:`harness.run.jobrun`).
 
 Jobs on different targets run in parallel (one worker thread per target); jobs
 on one target run one at a time, so two measurements never share a device.
@@ -11,48 +12,25 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import platform
 import signal
 import sys
 import threading
 import time
-from array import array
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-
 from harness import __version__
-from harness.agent.bundle import agent_bundle
 from harness.agent.protocol import decode_line
-from harness.agent.validate import ITEM_OUTPUT_VALUES, MAX_OUTPUT_VALUES, Limits, MessageChecker
 from harness.config.plan import Job, Plan
 from harness.config.targets import Target
 from harness.errors import ConfigError, HilbenchError, ProtocolError, TransportError
+from harness.run.jobrun import JobRun, Progress, host_facts, now_utc, take_line
 from harness.store import Store, new_id
 from harness.transport import LineTimeout, Transport, make_transport, transport_class
 
 __all__ = ["Progress", "SessionResult", "run_jobs", "host_facts", "device_key"]
-
-
-class Progress:
-    """Receives progress events; the CLI draws them. Methods may be called from worker threads.
-
-    ``job_started`` comes before the job's files are shipped (its first ``phase`` event comes once the
-    agent runs), ``job_finished`` after its row is stored; a job stored as a failure without running
-    gets both."""
-
-    def session_started(self, session_id: str, jobs: list[Job], skipped: int) -> None: ...
-
-    def job_started(self, job: Job, run_id: str) -> None: ...
-
-    def phase(self, job: Job, phase: str, event: str, info: dict[str, Any]) -> None: ...
-
-    def job_finished(self, job: Job, row: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -67,284 +45,6 @@ class SessionResult:
         return [r for r in self.runs if r["status"] != "ok"]
 
 
-def host_facts() -> dict[str, Any]:
-    return {
-        "hilbench_version": __version__,
-        "python": platform.python_version(),
-        "os": platform.system(),
-        "os_release": platform.release(),
-        "machine": platform.machine(),
-        "hostname": platform.node(),
-    }
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-class _Samples:
-    """One job's samples: per phase (in the order the phases came), int64 chunks as validated, 16 bytes a
-    sample; the iteration is the index within the phase (the checker makes batches arrive in order)."""
-
-    def __init__(self) -> None:
-        self._lat: dict[str, list[np.ndarray]] = {}
-        self._t: dict[str, list[np.ndarray]] = {}
-
-    def add(self, phase: str, latency_ns: np.ndarray, t_ns: np.ndarray) -> None:
-        self._lat.setdefault(phase, []).append(latency_ns)
-        self._t.setdefault(phase, []).append(t_ns)
-
-    def __len__(self) -> int:
-        return sum(len(c) for chunks in self._lat.values() for c in chunks)
-
-    def latencies(self, phase: str) -> np.ndarray:
-        chunks = self._lat.get(phase)
-        return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
-
-    def columns(self) -> dict[str, Any]:
-        """phase, latency_ns and t_ns as columns (the phase a list of shared strings, 8 bytes a row)."""
-        phase: list[str] = []
-        for name, chunks in self._lat.items():
-            phase.extend([name] * sum(len(c) for c in chunks))
-        if not phase:
-            return {"phase": [], "latency_ns": [], "t_ns": []}
-        return {"phase": phase, "latency_ns": np.concatenate([c for cs in self._lat.values() for c in cs]),
-                "t_ns": np.concatenate([c for cs in self._t.values() for c in cs])}
-
-    def table(self, run_id: str, first: tuple[int, int] | None = None) -> pa.Table | None:
-        """The samples table of ``run_id`` (None when empty), built in Arrow: no Python object per row.
-        ``first`` (latency, start) leads as phase "first"."""
-        names = [(name, sum(len(c) for c in chunks)) for name, chunks in self._lat.items()]
-        lat = [c for chunks in self._lat.values() for c in chunks]
-        t_ns = [c for chunks in self._t.values() for c in chunks]
-        if first is not None:
-            names.insert(0, ("first", 1))
-            lat.insert(0, np.array([first[0]], dtype=np.int64))
-            t_ns.insert(0, np.array([first[1]], dtype=np.int64))
-        n = sum(k for _, k in names)
-        if not n:
-            return None
-        return pa.table({
-            "run_id": pa.repeat(run_id, n),
-            "phase": pa.concat_arrays([pa.repeat(name, k) for name, k in names]),
-            "iteration": np.concatenate([np.arange(k, dtype=np.int64) for _, k in names]),
-            "latency_ns": np.concatenate(lat),
-            "t_ns": np.concatenate(t_ns),
-        })
-
-
-class _Telemetry:
-    """One job's telemetry readings: times and values in arrays, names shared (the checker interns them)."""
-
-    def __init__(self) -> None:
-        self.t_ns = array("q")
-        self.value = array("d")  # NaN where the reading had none (the agent never sends NaN)
-        self.sensor: list[str | None] = []
-        self.unit: list[str | None] = []
-        self.source: list[str | None] = []
-
-    def add(self, msg: dict[str, Any]) -> None:
-        self.t_ns.extend(msg["t_ns"])
-        self.value.extend(msg["value"])
-        self.sensor.extend(msg["sensor"])
-        self.unit.extend(msg["unit"])
-        self.source.extend(msg["source"])
-
-    def __len__(self) -> int:
-        return len(self.t_ns)
-
-    def columns(self) -> dict[str, Any]:
-        """The telemetry table's columns (without run_id); ``value`` a float Series whose NaN are nulls."""
-        return {"t_ns": np.frombuffer(self.t_ns, dtype=np.int64).copy(),
-                "sensor": self.sensor, "unit": self.unit, "source": self.source,
-                "value": pd.Series(np.frombuffer(self.value, dtype=np.float64).copy(), dtype="float64")}
-
-
-class _JobRun:
-    """Collects one job's protocol messages into store rows. Every message passes the job's
-    :class:`~harness.agent.validate.MessageChecker` first; :meth:`handle` raises MessageError for an invalid one."""
-
-    def __init__(self, job: Job, run_id: str) -> None:
-        self.job = job
-        self.run_id = run_id
-        self.hello: dict[str, Any] = {}
-        self.result: dict[str, Any] | None = None
-        self.error: tuple[str, str] | None = None
-        self.samples = _Samples()
-        self.telemetry = _Telemetry()
-        self.first: tuple[int, int] | None = None
-        self.phase_begin_t: dict[str, int] = {}
-        #: the phase the agent is in and when (host monotonic clock) it began, for per-phase timeouts
-        self.current: tuple[str, float] | None = None
-        self.accuracy: dict[str, list[Any]] = {"index": [], "label": [], "prediction": [], "top5": [], "score": [],
-                                               "output": []}
-        #: bytes this job shipped to the device (its prepare and uploads); None when it never reached one
-        self.bytes_sent: int | None = None
-        #: the device's doctor facts, probed once per session (harness.doctor.checks.device_facts)
-        self.device_facts: dict[str, Any] | None = None
-        self._checker: MessageChecker | None = None  # made at the first message (it may read the eval file)
-
-    def handle(self, msg: dict[str, Any], progress: Progress) -> None:
-        if self._checker is None:
-            self._checker = MessageChecker(Limits.for_job(self.job))
-        msg = self._checker.check(msg)
-        kind = msg["type"]
-        if kind == "sample":
-            self.samples.add(msg["phase"], msg["latency_ns"], msg["t_ns_each"])
-        elif kind == "telemetry":
-            self.telemetry.add(msg)
-        elif kind == "phase":
-            phase = msg["phase"]
-            t_ns = msg.get("t_ns") or 0
-            if msg["event"] == "begin":
-                self.phase_begin_t[phase] = t_ns
-                self.current = (phase, time.monotonic())
-            else:
-                self.current = None
-                if phase == "first":
-                    self.first = (msg["duration_ns"], self.phase_begin_t.get("first", t_ns))
-            progress.phase(self.job, phase, msg["event"], msg)
-        elif kind == "accuracy":
-            a = self.accuracy
-            tops = msg["top"]
-            a["index"].extend(msg["index"])
-            a["label"].extend(msg["label"])
-            a["top5"].extend(tops)
-            a["prediction"].extend(t[0] if t else None for t in tops)
-            a["score"].extend(msg["score"])
-            a["output"].extend(msg["output"])
-        elif kind == "hello":
-            self.hello = msg
-        elif kind == "result":
-            self.result = msg
-        elif kind == "error":
-            self.error = (msg["category"], msg["message"])
-
-    def _verdict(self, res: dict[str, Any], derived: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The stability verdict of an ok run with samples (harness/analysis/stability.py), with the warnings
-        of its telemetry and of output vectors not kept; None for a failed or aggregate-only run."""
-        from harness.analysis.stability import assess
-
-        job = self.job
-        if self.result is None or self.error is not None or res.get("aggregate_only"):
-            return None  # a vendor runner that prints only aggregates (LiteRT benchmark_model): nothing to assess
-        verdict = assess(self.samples.latencies("timed"), first_inference_ns=res.get("first_ns"),
-                         requested_percentiles=job.policy.percentiles,
-                         settings={"warmup": job.policy.warmup, "timed": job.policy.timed,
-                                   "affinity": list(job.policy.affinity), "backend": job.backend,
-                                   **job.settings}).to_dict()
-        extra = list((derived or {}).get("warnings") or []) + self._outputs_warning(res)
-        if extra:
-            verdict["warnings"] = list(verdict.get("warnings") or []) + extra
-        return verdict
-
-    def _outputs_warning(self, res: dict[str, Any]) -> list[dict[str, Any]]:
-        """A warning when output vectors were not kept: past the host's cap on a job's values, or (the agent's
-        count) one item's too large for a protocol line."""
-        checker = self._checker
-        accuracy = res.get("accuracy")
-        agent_dropped = accuracy.get("outputs_not_kept") if isinstance(accuracy, dict) else 0
-        dropped = (checker.outputs_dropped if checker is not None else 0) + (
-            agent_dropped if type(agent_dropped) is int and agent_dropped > 0 else 0)
-        if not dropped:
-            return []
-        cap = checker.limits.output_values if checker else MAX_OUTPUT_VALUES
-        return [{"code": "outputs_not_kept",
-                 "message": f"the output vectors of {dropped} evaluation items were not kept (too large: a job's "
-                            f"outputs are kept up to {cap:,} values, one item's up to {ITEM_OUTPUT_VALUES:,}); "
-                            "their top-k and scores were",
-                 "remedy": "set keep_outputs = false, or a smaller limit in [models.eval], unless a scorer or "
-                           "fidelity needs every output"}]
-
-    def rows(self, *, session_id: str, labels: dict[str, str], started: dt.datetime, transport: Transport | None,
-             stderr_tail: str = "") -> dict[str, Any]:
-        """The run's row of the runs table (harness/store.py has its schema)."""
-        from harness.analysis.usage import usage_columns
-
-        job = self.job
-        res = self.result or {}
-        hello = {k: v for k, v in self.hello.items() if k not in ("v", "type", "t_ns")}
-        warm = res.get("warmup") or {}
-        timed = res.get("timed") or {}
-        mem = res.get("memory") or {}
-        status = "ok" if self.result is not None and self.error is None else "error"
-        derived = self._derived()
-        verdict = self._verdict(res, derived)
-        category, message = self.error if self.error else (None, None)
-        return {
-            "run_id": self.run_id,
-            "session_id": session_id,
-            "job_key": job.key,
-            "plan": job.plan,
-            "model": job.model.name,
-            "model_path": str(job.model.path) if job.model.path else None,
-            "model_sha256": job.model.sha256,
-            "model_format": job.model.format,
-            "model_tags": job.model.tags,
-            "target": job.target.name,
-            "transport": job.target.transport,
-            "backend": job.backend,
-            "settings": job.settings,
-            "effective_settings": res.get("effective_settings"),
-            "policy": job.policy.to_dict(),
-            "status": status,
-            "error_category": category,
-            "error_message": message,
-            "started_at": started,
-            "finished_at": _now(),
-            "hilbench_version": __version__,
-            "agent_version": hello.get("agent_version"),
-            "agent_sha256": agent_bundle().sha256,
-            "python": hello.get("python"),
-            "os": f"{hello.get('os', '')} {hello.get('os_release', '')}".strip() or None,
-            "machine": hello.get("machine"),
-            "cpu_model": hello.get("cpu_model"),
-            "device_model": hello.get("device_model"),
-            "emulated": bool(hello.get("emulated")) if hello else None,
-            "emulation": hello.get("emulated"),
-            # A run through the fake transport is a replayed script, not a measurement.
-            "stand_in": job.backend == "synthetic" or job.target.transport == "fake",
-            "device": hello or None,
-            "host": host_facts(),
-            "target_facts": job.target.public_dict(),
-            "labels": labels,
-            "load_ns": res.get("load_ns"),
-            "first_ns": res.get("first_ns"),
-            "warmup_count": warm.get("count"),
-            "warmup_ns": warm.get("duration_ns"),
-            "warmup_stop": warm.get("stop_reason"),
-            "timed_count": timed.get("count"),
-            "timed_ns": timed.get("duration_ns"),
-            "timed_stop": timed.get("stop_reason"),
-            "rate_hz": timed.get("rate_hz"),
-            "deadline_misses": timed.get("deadline_misses"),
-            "dropped_frames": timed.get("dropped_frames"),
-            "rss_before_load_kb": mem.get("rss_before_load_kb"),
-            "rss_after_load_kb": mem.get("rss_after_load_kb"),
-            "hwm_kb": mem.get("hwm_kb"),
-            "valid": bool(verdict["valid"]) if verdict is not None else None,
-            "verdict": verdict,
-            "result": {k: v for k, v in res.items() if k not in ("v", "type", "t_ns")} or None,
-            "bytes_sent": self.bytes_sent,
-            "aggregate_only": bool(res.get("aggregate_only")) if self.result is not None else None,
-            "runner": res.get("runner"),
-            "stderr_tail": stderr_tail[-4000:] if status != "ok" and stderr_tail else None,
-            "derived": derived,
-            "device_facts": self.device_facts,
-            "eval_sha256": job.model.eval.get("sha256") if job.model.eval else None,
-            **usage_columns(res, failed=status != "ok"),
-        }
-
-    def _derived(self) -> dict[str, Any] | None:
-        """Telemetry-derived figures (harness/analysis/derive.py); a bug there never loses the run."""
-        from harness.analysis.derive import derive_run
-
-        try:
-            return derive_run(self.result, self.hello, self.samples.columns(), self.telemetry.columns())
-        except Exception as exc:  # noqa: BLE001 - the run's own data is stored either way
-            return {"version": 1, "error": f"{type(exc).__name__}: {exc}"}
-
-
 _INTERRUPTED = "the run was interrupted (Ctrl-C)"
 
 
@@ -357,24 +57,6 @@ def device_key(target: Any) -> tuple[Any, ...]:
     except ConfigError:
         return (target.transport, target.name)  # running it will say what is wrong
     return cls.device_key(target)
-
-
-def _take_line(run: _JobRun, line: str | dict[str, Any], where: str, progress: Progress) -> str | None:
-    """Decode (unless already decoded), validate and collect one protocol line into ``run``. Returns None,
-    or the one-line reason the job ends as an ``agent`` error: the line breaks the protocol, or (a hilbench
-    bug) handling it raised; neither escapes, so one job's bad message never ends the session."""
-    kind = "?"
-    try:
-        msg = decode_line(line, where=where) if isinstance(line, str) else line
-        kind = str(msg.get("type"))
-        run.handle(msg, progress)
-    except ProtocolError as exc:
-        text = str(exc)
-        return text if text.startswith(where) else f"{where}: {text}"
-    except Exception as exc:  # noqa: BLE001 - a bug here must cost one job, not the session
-        detail = " ".join(str(exc).split())[:500]
-        return f"{where}: hilbench failed on a {kind[:40]} message (a bug, please report it): {type(exc).__name__}: {detail}"
-    return None
 
 
 def _describe_exit(code: int | None) -> str:
@@ -483,7 +165,7 @@ class Runner:
             for job in jobs:
                 if self.stop.is_set():
                     break
-                self._store_failure(job, new_id(), _now(), "transport", str(exc), None)
+                self._store_failure(job, new_id(), now_utc(), "transport", str(exc), None)
             return
         unreachable: str | None = None
         try:
@@ -496,13 +178,13 @@ class Runner:
                 if unreachable is None and not transport.is_alive:
                     unreachable = self._reconnect(transport)
                 if unreachable is not None:
-                    self._store_failure(job, new_id(), _now(), "transport", unreachable, transport)
+                    self._store_failure(job, new_id(), now_utc(), "transport", unreachable, transport)
                     continue
                 try:
                     row = self.run_one(job, transport)
                 except Exception as exc:  # noqa: BLE001 - a bug costs this job, not the device's other jobs
                     detail = " ".join(str(exc).split())[:500]
-                    row = self._store_failure(job, new_id(), _now(), "agent", f"{job.target.name}: hilbench failed "
+                    row = self._store_failure(job, new_id(), now_utc(), "agent", f"{job.target.name}: hilbench failed "
                                               f"on this job (a bug, please report it): {type(exc).__name__}: {detail}",
                                               transport)
                 unreachable = self._unreachable.get(id(transport))
@@ -525,14 +207,14 @@ class Runner:
 
     def _store_failure(self, job: Job, run_id: str, started: dt.datetime, category: str, message: str,
                        transport: Transport | None, stderr_tail: str = "") -> dict[str, Any]:
-        run = _JobRun(job, run_id)
+        run = JobRun(job, run_id)
         run.error = (category, message)
         if transport is not None:
             run.bytes_sent = 0
         self.progress.job_started(job, run_id)
         return self._commit(run, started, transport, stderr_tail)
 
-    def _commit(self, run: _JobRun, started: dt.datetime, transport: Transport | None, stderr_tail: str,
+    def _commit(self, run: JobRun, started: dt.datetime, transport: Transport | None, stderr_tail: str,
                 sent_before: int | None = None) -> dict[str, Any]:
         if transport is not None:
             if sent_before is not None:
@@ -593,7 +275,7 @@ class Runner:
         taken from the agent's journal on the device when it finished there, else the job runs again
         (at most :attr:`max_reruns` times). Ends with a stored result or a stored error, never nothing."""
         run_id = new_id()
-        started = _now()
+        started = now_utc()
         files: dict[str, tuple[str, str]] = {}
         if job.model.path is not None and job.model.sha256:
             files["model"] = (str(job.model.path), job.model.sha256)
@@ -607,13 +289,13 @@ class Runner:
         try:
             paths = self._prepare(transport, files)
         except TransportError as exc:
-            run = _JobRun(job, run_id)
+            run = JobRun(job, run_id)
             run.error = self._unless_stopped("transport", str(exc))
             return self._commit(run, started, transport, exc.stderr_tail, sent0)
         deadline = time.monotonic() + job.policy.timeout_s
         drops = 0
         while True:
-            run = _JobRun(job, run_id)
+            run = JobRun(job, run_id)
             journal = transport.journal_path(run_id)
             outcome, tail = self._attempt(job, run, transport, paths, journal, deadline)
             if outcome != "lost":
@@ -660,7 +342,7 @@ class Runner:
                 raise
         return transport.prepare(files)
 
-    def _attempt(self, job: Job, run: _JobRun, transport: Transport, paths: dict[str, str], journal: str,
+    def _attempt(self, job: Job, run: JobRun, transport: Transport, paths: dict[str, str], journal: str,
                  deadline: float) -> tuple[str, str]:
         """Start the agent and read its lines into ``run``. Returns ("done" | "lost", stderr tail); "lost"
         when the connection dropped before the agent's end (the agent may still be running on the device)."""
@@ -709,7 +391,7 @@ class Runner:
                     break
                 if not line.strip():
                     continue
-                problem = _take_line(run, line, f"{job.target.name}: agent", self.progress)
+                problem = take_line(run, line, f"{job.target.name}: agent", self.progress)
                 if problem is not None:
                     proc.kill()
                     run.error = ("agent", problem)
@@ -733,7 +415,7 @@ class Runner:
             run.error = ("agent", f"the agent {_describe_exit(code)} before reporting a result{last}")
         return "done", proc.stderr_tail
 
-    def _recover(self, job: Job, transport: Transport, journal: str, deadline: float) -> _JobRun | None:
+    def _recover(self, job: Job, transport: Transport, journal: str, deadline: float) -> JobRun | None:
         """After a reconnect: wait for the agent if it still runs on the device, then rebuild the job from
         its journal. None when the journal holds no end (the agent died with the connection): run it again."""
         while transport.agent_alive(journal):
@@ -753,9 +435,9 @@ class Runner:
             return None
         return run
 
-    def _replay(self, job: Job, journal: str, lines: list[str]) -> _JobRun:
+    def _replay(self, job: Job, journal: str, lines: list[str]) -> JobRun:
         run_id = journal.rsplit("/", 1)[-1].removesuffix(".jsonl")
-        run = _JobRun(job, run_id)
+        run = JobRun(job, run_id)
         quiet = Progress()
         where = f"{job.target.name}: journal"
         last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
@@ -768,7 +450,7 @@ class Runner:
                 if i != last:  # only the last line can be cut short by a drop; one before it is broken
                     run.error = ("agent", str(exc))
                 break  # a line cut short by the drop: what came before it stands
-            problem = _take_line(run, msg, where, quiet)
+            problem = take_line(run, msg, where, quiet)
             if problem is not None:
                 run.error = ("agent", problem)
                 break
@@ -811,7 +493,7 @@ def run_jobs(
         kept = [j for j in jobs if j.key not in done]
         skipped = len(jobs) - len(kept)
         jobs = kept
-    started = _now()
+    started = now_utc()
     plan_text = plan.raw_text if plan else ""
     session_row: dict[str, Any] = {
         "session_id": session_id,
@@ -888,7 +570,7 @@ def run_jobs(
 def _finish_session(store: Store, session_row: dict[str, Any], result: SessionResult, runner: Runner) -> None:
     result.runs = list(runner.rows)
     session_row.update(
-        finished_at=_now(),
+        finished_at=now_utc(),
         jobs_ok=sum(1 for r in result.runs if r["status"] == "ok"),
         jobs_failed=sum(1 for r in result.runs if r["status"] != "ok"),
         status="interrupted" if result.interrupted else "finished",
