@@ -10,6 +10,7 @@ why, 3 the agent itself broke (a bug: the traceback is on stderr).
 """
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -164,19 +165,20 @@ def _start_telemetry(channel, config):
     return sampler
 
 
-def _measure(channel, job, cls, backend_name, settings, sampler=None):
-    backend = cls()
-    model_path = (job.get("model") or {}).get("path")
-    usage = JobUsage()
-    usage.before_load()
+@contextlib.contextmanager
+def _gc_paused():
+    """The garbage collector off for a measured loop (a collection inside it would be timed), back on after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
-    channel.send("phase", phase="load", event="begin")
-    t0 = clock()
-    backend.load(model_path, settings)
-    load_ns = clock() - t0
-    usage.after_load()
-    channel.send("phase", phase="load", event="end", duration_ns=load_ns)
 
+def _bind_inputs(backend, job):
+    """Generate or load the job's inputs and bind them; (input specs, what was bound, where it came from)."""
     specs = backend.input_specs()
     spec_inputs = job.get("inputs") or {}
     if not backend.needs_model:
@@ -190,6 +192,61 @@ def _measure(channel, job, cls, backend_name, settings, sampler=None):
     backend.set_inputs(arrays)
     input_info = [dict(s.to_dict(), used_shape=list(arrays[s.name].shape) if s.name in arrays else None)
                   for s in specs]
+    return specs, input_info, source
+
+
+def _timed_phase(channel, invoke, timed, usage):
+    """The warm-up and the timed loop, garbage collector paused, with their samples sent; (warm-up info,
+    timed info). The usage window spans the timed loop only."""
+    with _gc_paused():
+        channel.send("phase", phase="warmup", event="begin")
+        w_lat, w_start, w_info = warmup_loop(invoke, timed["warmup"])
+        channel.send("phase", phase="warmup", event="end", **w_info)
+        _send_samples(channel, "warmup", w_lat, w_start)
+        del w_lat, w_start
+        usage.timed_begin()
+        channel.send("phase", phase="timed", event="begin")
+        if timed["timed"].get("rate_hz"):
+            lat, starts, t_info = paced_loop(invoke, timed["timed"])
+        else:
+            lat, starts, t_info = timed_loop(invoke, timed["timed"])
+        usage.timed_end()
+        channel.send("phase", phase="timed", event="end", **t_info)
+    _send_samples(channel, "timed", lat, starts)
+    return w_info, t_info
+
+
+def _sustained_phase(channel, invoke, job, temps, gates):
+    """The sustained loop after the timed one (after its own cool-down gate, when the job has one); its info,
+    or None when the job asks for none."""
+    if not job.get("sustained"):
+        return None
+    if job.get("cooldown"):
+        gates.append(cooldown_phase(channel, job["cooldown"], temps, "sustained"))
+    with _gc_paused():
+        channel.send("phase", phase="sustained", event="begin")
+        s_lat, s_starts, sustained = sustained_loop(invoke, job["sustained"])
+        channel.send("phase", phase="sustained", event="end", **sustained)
+    _send_samples(channel, "sustained", s_lat, s_starts)
+    return sustained
+
+
+def _measure(channel, job, cls, backend_name, settings, sampler=None):
+    """Load, first inference, cool-down and idle baseline, warm-up and timed loop, sustained loop, accuracy:
+    one job on ``backend_name``, every phase announced on ``channel``; the result message's fields."""
+    backend = cls()
+    model_path = (job.get("model") or {}).get("path")
+    usage = JobUsage()
+    usage.before_load()
+
+    channel.send("phase", phase="load", event="begin")
+    t0 = clock()
+    backend.load(model_path, settings)
+    load_ns = clock() - t0
+    usage.after_load()
+    channel.send("phase", phase="load", event="end", duration_ns=load_ns)
+
+    specs, input_info, source = _bind_inputs(backend, job)
     invoke = backend.invoke
 
     channel.send("phase", phase="first", event="begin")
@@ -207,45 +264,11 @@ def _measure(channel, job, cls, backend_name, settings, sampler=None):
         gates.append(cooldown_phase(channel, job["cooldown"], temps, "timed"))
     idle = idle_phase(channel, job.get("idle_s"), sampler)
 
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        channel.send("phase", phase="warmup", event="begin")
-        w_lat, w_start, w_info = warmup_loop(invoke, job.get("warmup") or {})
-        channel.send("phase", phase="warmup", event="end", **w_info)
-        _send_samples(channel, "warmup", w_lat, w_start)
-        del w_lat, w_start
-
-        timed = job.get("timed") or {}
-        usage.timed_begin()
-        channel.send("phase", phase="timed", event="begin")
-        if timed.get("rate_hz"):
-            lat, starts, t_info = paced_loop(invoke, timed)
-        else:
-            lat, starts, t_info = timed_loop(invoke, timed)
-        usage.timed_end()
-        channel.send("phase", phase="timed", event="end", **t_info)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    _send_samples(channel, "timed", lat, starts)
+    w_info, t_info = _timed_phase(channel, invoke, {"warmup": job.get("warmup") or {},
+                                                    "timed": job.get("timed") or {}}, usage)
     memory, cpu = usage.figures()
     effective = backend.effective_settings()
-    sustained = None
-    if job.get("sustained"):
-        if job.get("cooldown"):
-            gates.append(cooldown_phase(channel, job["cooldown"], temps, "sustained"))
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            channel.send("phase", phase="sustained", event="begin")
-            s_lat, s_starts, sustained = sustained_loop(invoke, job["sustained"])
-            channel.send("phase", phase="sustained", event="end", **sustained)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        _send_samples(channel, "sustained", s_lat, s_starts)
-        del s_lat, s_starts
+    sustained = _sustained_phase(channel, invoke, job, temps, gates)
     accuracy = None
     if job.get("eval") and backend.needs_model:
         # After the timed runs and the memory reading, so neither sees the evaluation set.
