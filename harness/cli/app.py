@@ -4,6 +4,8 @@ returns or raises into the exit status (:mod:`harness.cli.exits`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -106,6 +108,16 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     rp.set_defaults(func=cmd_report)
 
 
+class _Given(argparse.Action):
+    """Stores the value and notes that the option was given (``args.store_given``): a message then names the
+    option, else the environment variable its default came from."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
 class _Parser(argparse.ArgumentParser):
     """A usage error: one line naming the option, exit status 2 (EXIT_USAGE)."""
 
@@ -130,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def store_arg(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--store", default=os.environ.get("HILBENCH_STORE", "results"), help="results folder (default: results)")
+        sp.add_argument("--store", default=os.environ.get("HILBENCH_STORE", "results"), action=_Given,
+                        help="results folder (default: $HILBENCH_STORE, else results)")
 
     def targets_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--targets-dir", action="append", help="folder of target files (default: ./targets)")
@@ -210,12 +223,50 @@ def _configure_logging(debug: bool) -> None:
             quiet.addHandler(logging.NullHandler())
 
 
+def _output_ready() -> bool:
+    """Standard output and error set up so that printing never raises: a character the terminal's encoding
+    lacks (``PYTHONIOENCODING=ascii`` and a non-ASCII path) is shown as an escape. False when standard output is
+    closed (``hilbench ... >&-``): nothing could be printed, so nothing is done (said on stderr where it is open)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+    if sys.stdout is None:
+        if sys.stderr is not None:
+            sys.stderr.write("hilbench: error: standard output is closed, so nothing can be printed: redirect it "
+                             "(> file, or > /dev/null) instead of closing it\n")
+        return False
+    return True
+
+
+def _stdout_failed() -> OSError | None:
+    """The error writing standard output raises (a full disk, a closed pipe), or None when it writes. After one,
+    standard output goes to /dev/null, so that Python's own flush at exit does not print a traceback."""
+    try:
+        sys.stdout.flush()
+        return None
+    except OSError as exc:
+        with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return exc
+
+
 def main(argv: list[str] | None = None) -> int:
+    if not _output_ready():
+        return EXIT_USER
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.debug)
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        failed = _stdout_failed()
+        if failed is not None and not isinstance(failed, BrokenPipeError):
+            sys.stderr.write(f"hilbench: error: cannot write to standard output: {failed.strerror or failed}\n")
+            return EXIT_USER
+        return status
     except HilbenchError as exc:
         if args.debug:  # the traceback, made safe like every other line (its message may quote a device)
             sys.stderr.write(safe_lines(traceback.format_exc(), None) + "\n")
@@ -225,9 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("hilbench: interrupted\n")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader went away (| head): what it wanted was printed
+        _stdout_failed()
         return EXIT_OK
     except Exception as exc:  # a bug: one line (made safe: its text may quote a device), the traceback on --debug
+        failed = _stdout_failed() if isinstance(exc, OSError) else None
+        if failed is not None:  # writing standard output failed (a full disk): not a bug
+            sys.stderr.write(f"hilbench: error: cannot write to standard output: {failed.strerror or failed}\n")
+            return EXIT_USER
         if args.debug:
             sys.stderr.write("hilbench: internal error (a bug, please report it):\n"
                              + safe_lines(traceback.format_exc(), None) + "\n")

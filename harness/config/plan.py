@@ -347,8 +347,14 @@ def _model(data: Any, file: Path, index: int, base: Path) -> ModelSpec:
     shapes = inputs_r.get("shapes", dict, None)
     if shapes is not None:
         for key, shape in shapes.items():
-            if not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape):
+            if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                                      for d in shape):
                 raise inputs_r.error(f"shapes.{key}", "expected a list of positive integers")
+        names = _onnx_input_names(path) if path is not None and shapes else None
+        unknown = sorted(k for k in shapes if names is not None and k not in names)
+        if unknown:
+            raise inputs_r.error(f"shapes.{unknown[0]}", f"the model {path.name if path else ''} has no input "
+                                 f"{unknown[0]!r} (its inputs: {', '.join(names or ()) or 'none'})")
         inputs["shapes"] = shapes
     file_text = inputs_r.get("file", str, None)
     if file_text is not None:
@@ -462,6 +468,24 @@ def _eval(e: TableReader, base: Path) -> dict[str, Any]:
     if reference is not None:
         out["reference"] = reference
     return out
+
+
+def _onnx_input_names(path: Path) -> list[str] | None:
+    """The input names of an ONNX model (its graph's inputs that are not initializers), read with the ``onnx``
+    package where it is installed; None for another format, without ``onnx``, or for a file it cannot parse
+    (the agent checks the names on the device either way: hilbench_agent.backends.base.check_shape_names)."""
+    if path.suffix.lower() != ".onnx":
+        return None
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - not parsed here: the device says what is wrong with it
+        return None
+    initializers = {i.name for i in graph.initializer}
+    return [i.name for i in graph.input if i.name not in initializers]
 
 
 def _check_model_file(path: Path, r: TableReader) -> None:
