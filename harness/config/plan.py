@@ -363,6 +363,9 @@ def _model(data: Any, file: Path, index: int, base: Path) -> ModelSpec:
             raise inputs_r.error("file", f"inputs file not found: {ipath}")
         if ipath.suffix not in (".npy", ".npz"):
             raise inputs_r.error("file", f"inputs file must be .npy or .npz: {ipath}")
+        problem = _array_file_problem(ipath)
+        if problem:
+            raise inputs_r.error("file", f"{ipath}: {problem}")
         inputs["file"] = str(ipath)
         inputs["file_sha256"] = file_sha256(ipath)
     inputs_r.done()
@@ -432,6 +435,9 @@ def _eval(e: TableReader, base: Path) -> dict[str, Any]:
         if given or labels_text is not None:
             raise e.error(given[0] if given else "labels", "preprocessing and labels apply to images = ...; "
                           "an .npz holds the model's input already")
+        problem = _array_file_problem(dpath, (x_name, y_name))
+        if problem:
+            raise e.error("data", f"{dpath}: {problem}")
         out["path"] = str(dpath)
     else:
         if labels_text is None:
@@ -452,8 +458,8 @@ def _eval(e: TableReader, base: Path) -> dict[str, Any]:
 
         try:
             packed = pack_images(folder, labels, pre, limit=limit)
-        except ValueError as exc:
-            raise e.error("images", str(exc)) from exc
+        except ValueError as exc:  # its message names the file: the labels file, an image or the folder
+            raise e.error("labels" if str(exc).startswith(f"{labels}:") else "images", str(exc)) from exc
         out["path"] = str(packed)
         out["images"] = str(folder)
         out["preprocess"] = {k: v for k, v in pre.items() if v is not None}
@@ -468,6 +474,34 @@ def _eval(e: TableReader, base: Path) -> dict[str, Any]:
     if reference is not None:
         out["reference"] = reference
     return out
+
+
+def _array_file_problem(path: Path, arrays: tuple[str, ...] = ()) -> str | None:
+    """Why ``path`` is not the NumPy file its suffix says (``.npy``: an array; ``.npz``: an archive holding
+    ``arrays``), read from its header and index, not its data; None when it is."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with path.open("rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if path.suffix.lower() == ".npy":
+        return None if head == b"\x93NUMPY" else "not a NumPy .npy file (no NUMPY header)"
+    if head == b"\x93NUMPY":
+        return "not an .npz archive (a single .npy array)"
+    if not head.startswith(b"PK"):
+        return "not an .npz archive (not a zip file)"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [a for a in arrays if a not in data.files]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        return f"not an .npz archive ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    if missing:
+        return f"has no array {missing[0]!r} (its arrays: {', '.join(data.files) or 'none'})"
+    return None
 
 
 def _onnx_input_names(path: Path) -> list[str] | None:
