@@ -152,6 +152,23 @@ def test_an_unreachable_device_stores_every_job_as_a_transport_error(tmp_path: P
     assert not fake.started
 
 
+def test_a_bug_while_connecting_stores_every_job_and_closes_the_session(tmp_path: Path) -> None:
+    """A non-hilbench exception from connecting (as a UnicodeDecodeError from a known_hosts file was, issue 14
+    item 8) no longer dies in the worker thread unrecorded: each job is stored with it, the session is closed."""
+    plan, jobs, store, target = _setup(tmp_path, models=2)
+
+    class Broken(FakeTransport):
+        def connect(self) -> None:
+            raise UnicodeDecodeError("utf-8", b"\xe9", 0, 1, "invalid continuation byte")
+
+    run_jobs(jobs, store, plan=plan, transports=lambda t: Broken(target, [FakeScript(agent_run())]))
+    rows = _rows(store)
+    assert [r["error_category"] for r in rows] == ["transport"] * 2
+    assert rows[0]["error_message"].startswith("bench: hilbench failed to connect (a bug, please report it): "
+                                               "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe9")
+    assert list(store.sessions()["status"]) == ["finished"]
+
+
 def _interrupt_when(store: Store, plan: Plan, jobs: list[Job], fake: FakeTransport,
                     ready: Any) -> list[dict[str, Any]]:
     runners: list[Runner] = []
