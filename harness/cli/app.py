@@ -240,18 +240,45 @@ def _output_ready() -> bool:
     return True
 
 
-def _stdout_failed() -> OSError | None:
-    """The error writing standard output raises (a full disk, a closed pipe), or None when it writes. After one,
-    standard output goes to /dev/null, so that Python's own flush at exit does not print a traceback."""
-    try:
-        sys.stdout.flush()
-        return None
-    except OSError as exc:
-        with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-        return exc
+class _StdoutError(OSError):
+    """Writing standard output failed (a full disk, an I/O error): the user's redirection, not a bug."""
+
+
+class _Stdout:
+    """Standard output whose write errors say they are standard output's (:class:`_StdoutError`); a closed pipe
+    stays a BrokenPipeError. Everything else is the stream's own."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._inner.write(text))
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _StdoutError(exc.errno, exc.strerror) from exc
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _StdoutError(exc.errno, exc.strerror) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _silence_stdout(stream: Any) -> None:
+    """After ``stream`` (standard output) failed: its file descriptor goes to /dev/null, so that Python's own flush
+    at exit prints no traceback (the fix the Python docs give for a closed pipe). A stream without one is left."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,13 +287,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.debug)
+    stdout = sys.stdout
+    sys.stdout = _Stdout(stdout)
+    try:
+        return _dispatch(args, stdout)
+    finally:
+        sys.stdout = stdout
+
+
+def _dispatch(args: argparse.Namespace, stdout: Any) -> int:
+    """The command's exit status, or the one what it raised maps to (harness/cli/exits.py)."""
     try:
         status = int(args.func(args))
-        failed = _stdout_failed()
-        if failed is not None and not isinstance(failed, BrokenPipeError):
-            sys.stderr.write(f"hilbench: error: cannot write to standard output: {failed.strerror or failed}\n")
-            return EXIT_USER
+        sys.stdout.flush()
         return status
+    except _StdoutError as exc:  # hilbench ... > /dev/full
+        _silence_stdout(stdout)
+        sys.stderr.write(f"hilbench: error: cannot write to standard output: {exc.strerror or exc}\n")
+        return EXIT_USER
     except HilbenchError as exc:
         if args.debug:  # the traceback, made safe like every other line (its message may quote a device)
             sys.stderr.write(safe_lines(traceback.format_exc(), None) + "\n")
@@ -277,13 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("hilbench: interrupted\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader went away (| head): what it wanted was printed
-        _stdout_failed()
+        _silence_stdout(stdout)
         return EXIT_OK
     except Exception as exc:  # a bug: one line (made safe: its text may quote a device), the traceback on --debug
-        failed = _stdout_failed() if isinstance(exc, OSError) else None
-        if failed is not None:  # writing standard output failed (a full disk): not a bug
-            sys.stderr.write(f"hilbench: error: cannot write to standard output: {failed.strerror or failed}\n")
-            return EXIT_USER
         if args.debug:
             sys.stderr.write("hilbench: internal error (a bug, please report it):\n"
                              + safe_lines(traceback.format_exc(), None) + "\n")

@@ -254,7 +254,10 @@ def _print_lines(lines: list[str]) -> None:
 
 def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> None:
     out.write(f"run {row['run_id']} (session {row['session_id']})\n")
-    out.write(f"  model     {row['model']}  {row['model_path']}  sha256 {str(row['model_sha256'])[:16]}\n")
+    model = [str(row["model"])] + [str(v) for v in (row.get("model_path"),) if not _missing(v) and v]
+    if not _missing(row.get("model_sha256")) and row.get("model_sha256"):
+        model.append(f"sha256 {str(row['model_sha256'])[:16]}")
+    out.write(f"  model     {'  '.join(model)}\n")  # a stand-in without a model file has no path or hash
     out.write(f"  target    {row['target']} ({row['transport']})  {row.get('device_model') or ''} {row.get('cpu_model') or ''}\n")
     out.write(f"  backend   {row['backend']}  {_fmt_settings(row['settings'])}\n")
     if row.get("effective_settings"):

@@ -17,9 +17,9 @@ from typing import Any
 
 from hilbench_agent.backends import DEFAULT_BACKEND, MODEL_SUFFIXES, SETTINGS, canonical_name, validate_settings
 
-from harness.config.targets import Target
 from harness.agent.validate import MAX_PHASE_SAMPLES
-from harness.config.toml import TableReader, fmt_number, load_toml
+from harness.config.targets import Target
+from harness.config.toml import TableReader, load_toml
 from harness.errors import ConfigError
 from harness.files import file_sha256
 from harness.text import key_values

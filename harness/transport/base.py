@@ -239,9 +239,10 @@ class Transport(ABC):
         return (target.transport, target.name)
 
     @classmethod
-    def preflight(cls, target: Target) -> None:  # noqa: B027 - optional hook
+    def preflight(cls, target: Target) -> None:
         """Check what this host can before anything runs (files the target names: an SSH identity, known_hosts);
         raises ConfigError naming the file and where it was named. Default: nothing to check."""
+        return None
 
     def __init__(self, target: Target) -> None:
         self.target = target
