@@ -1045,3 +1045,24 @@ def test_show_of_a_run_that_never_reached_its_device_prints_only_what_is_known(t
     out = capsys.readouterr().out
     assert "None" not in out and "  python" not in out
     assert "status    ERROR (transport): bench: connect: no connection after 3 attempts" in out
+
+
+@pytest.mark.slow
+def test_output_a_terminal_cannot_encode_is_escaped_and_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    """Issue 14, item 15: under ``PYTHONIOENCODING=ascii`` a target named ``été`` in a folder ``été`` is printed
+    with escapes (was: UnicodeEncodeError); a reader that closes the pipe early ends nothing in a traceback."""
+    d = tmp_path / "case"
+    (d / "été").mkdir(parents=True)
+    (tmp_path / "home").mkdir()
+    (d / "été" / "t.toml").write_text('name = "été"\n', encoding="utf-8")
+    env = _env(d, (("PYTHONIOENCODING", "ascii"),))
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "targets", "--targets-dir", str(d / "été")],
+                          capture_output=True, env=env, cwd=d, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    assert b"\\xe9t\\xe9" in proc.stdout and b"2 targets valid" in proc.stdout
+    reader = subprocess.Popen([sys.executable, "-m", "harness.cli", "targets", "--targets-dir", str(d / "été")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(d, ()), cwd=d)
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()  # as `| head -0` does
+    assert reader.wait(timeout=120) == 0
+    assert reader.stderr.read() == b""
