@@ -18,14 +18,15 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def utf8_problem(data: bytes) -> str | None:
-    """Why ``data`` is not UTF-8 text, with the first bad byte and its line (``not UTF-8 text (byte 0xe9 on
-    line 3)``); None when it is."""
+def utf8_problem(data: bytes, encoding: str = "utf-8") -> str | None:
+    """Why ``data`` is not UTF-8 text (or text in ``encoding``), with the first bad byte and its line (``not UTF-8
+    text (byte 0xe9 on line 3)``); None when it is."""
     try:
-        data.decode("utf-8")
+        data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        return f"not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line})"
+        name = "UTF-8" if encoding.replace("_", "-").lower() in ("utf-8", "utf8") else encoding
+        return f"not {name} text (byte 0x{data[exc.start]:02x} on line {line})"
     return None
 
 

@@ -36,11 +36,13 @@ dropped (the agent keeps running and journaling on the device).
 from __future__ import annotations
 
 import base64
+import codecs
 import contextlib
 import getpass
 import hashlib
 import io
 import json
+import locale
 import logging
 import os
 import select
@@ -141,10 +143,12 @@ def known_hosts_problem(path: str) -> str | None:
         data = Path(path).read_bytes()
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
-    problem = utf8_problem(data)
+    # paramiko opens it as text in the locale's encoding (UTF-8 here, and in Python's UTF-8 mode)
+    encoding = codecs.lookup(locale.getpreferredencoding(False)).name
+    problem = utf8_problem(data, encoding)
     if problem:
-        return (f"is {problem}: paramiko reads known_hosts as UTF-8; remove or re-encode that line "
-                "(an accented comment is enough)")
+        return (f"is {problem}: paramiko reads known_hosts as {'UTF-8' if encoding == 'utf-8' else encoding}; "
+                "remove or re-encode that line (an accented comment is enough)")
     try:
         paramiko.HostKeys(path)
     except (OSError, ValueError, paramiko.SSHException) as exc:
