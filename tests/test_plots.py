@@ -63,6 +63,7 @@ def test_figures_hold_the_data(lab):
 
 def test_empty_store_and_bad_output(tmp_path, capsys):
     empty = tmp_path / "empty"
+    empty.mkdir()  # a store folder that holds nothing yet (one that does not exist is an error: test_bad_inputs.py)
     assert main(["plot", "pareto", "--store", str(empty), "--output", str(tmp_path / "p.png")]) == 0
     assert main(["plot", "distribution", "--store", str(empty), "--output", str(tmp_path / "p.pdf")]) == 1
     assert ".png or .svg" in capsys.readouterr().err
