@@ -90,6 +90,8 @@ def assert_no_session_running(store_dir: Path) -> None:
 def test_a_second_ctrl_c_still_counts_the_job_in_flight_as_failed(tmp_path: Path) -> None:
     """The second press stops the waiting: the session row is written while the worker still stores its job.
     The row counts that job as failed then, and again once the job's interrupted row is stored."""
+    from harness.run import session
+
     plan, jobs, store, target = _fake_setup(tmp_path, models=2)
     lines = agent_run()
     fake = FakeTransport(target, [FakeScript([*lines[:6], Delay(60.0), *lines[6:]])])
@@ -102,9 +104,10 @@ def test_a_second_ctrl_c_still_counts_the_job_in_flight_as_failed(tmp_path: Path
             if phase != "warmup" or event != "begin":
                 return
             os.kill(os.getpid(), signal.SIGINT)
-            _wait(lambda: signal.getsignal(signal.SIGINT) is not signal.default_int_handler)
+            _wait(lambda: not session._handler.armed)  # the first press is being handled (two pending would be one)
             os.kill(os.getpid(), signal.SIGINT)
-            _wait(lambda: any(p.stat().st_mtime_ns > self.opened for p in (tmp_path / "store" / "sessions").iterdir()))
+            _wait(lambda: any(p.stat().st_mtime_ns > self.opened
+                              for p in (tmp_path / "store" / "sessions").glob("*.parquet")))
 
         def session_started(self, session_id: str, jobs: list[Job], skipped: int) -> None:
             self.opened = time.time_ns()
@@ -447,7 +450,8 @@ def test_sigkill_of_hilbench_then_resume(tmp_path: Path) -> None:
     # What finished is stored; the job in flight is not, and left nothing half-written.
     runs = open_store(store_dir).runs()
     assert list(runs["status"]) == ["ok"]
-    assert_nothing_half_written(store_dir)
+    # Only the room the session reserved in the store is left (a SIGKILL gives nothing a chance to run).
+    assert_nothing_half_written(store_dir, reserves=True)
     # The orphaned local agent (its own session, so SIGKILL of hilbench never reached it) ends its job.
     _wait(lambda: not local_agents(cache), timeout=60)
     proc2 = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(plan), "--store", str(store_dir),
@@ -582,3 +586,87 @@ def test_a_store_that_takes_no_more_writes_stops_the_run_with_one_line(
         assert_plan_complete(store_dir, 3)
         if fault == "full":
             assert_no_session_running(store_dir)
+
+
+# ---------------------------------------------------------------- over a real OpenSSH server (marked sshd)
+
+
+def _ssh_setup(tmp_path: Path, dev: Any, latencies: list[float], count: int) -> tuple[Path, Path]:
+    tdir = tmp_path / "targets"
+    tdir.mkdir(exist_ok=True)
+    (tdir / "dev.toml").write_text(dev.target_toml("dev", python=sys.executable))
+    plan = _plan(tmp_path, latencies, count)
+    plan.write_text('targets = ["dev"]\n' + plan.read_text())
+    return plan, tdir
+
+
+def _device_pidfiles(dev: Any) -> list[Path]:
+    return sorted((dev.folder / "device-cache" / "journal").glob("*.pid"))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("own_ssh_dir")
+def test_sigterm_over_ssh_kills_the_agent_on_the_device_and_resume_completes(servers: Any, tmp_path: Path) -> None:
+    from support.sshd import agents_of
+
+    dev = servers("dev")
+    plan, tdir = _ssh_setup(tmp_path, dev, [0.3, 5.0, 0.4], 500)
+    store_dir = tmp_path / "res"
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(CHILD_ENV, HOME=str(home))  # the child never reads the user's ~/.ssh
+
+    def agent_in_flight() -> int | None:
+        pidfiles = _device_pidfiles(dev)
+        if len(list((store_dir / "runs").glob("*.parquet"))) != 1 or len(pidfiles) != 1:
+            return None
+        fields = pidfiles[0].read_text().split()
+        return int(fields[1]) if len(fields) > 1 else None
+
+    with hilbench_run([str(plan), "--targets-dir", str(tdir), "--store", str(store_dir), "--quiet"], env) as proc:
+        agent = _wait_proc(proc, agent_in_flight)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert len(err.splitlines()) == 1 and err.startswith("hilbench: stopped by SIGTERM: ")
+    runs = open_store(store_dir).runs().sort_values("started_at")
+    assert list(runs["status"]) == ["ok", "error"]
+    assert runs["error_message"].iloc[1] == "the run was interrupted (SIGTERM)"
+    assert list(open_store(store_dir).sessions()["status"]) == ["interrupted"]
+    # The agent is gone from the device (its process group killed there), not left measuring beside --resume.
+    _wait(lambda: not os.path.exists(f"/proc/{agent}")
+          or Path(f"/proc/{agent}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", timeout=10)
+    assert not agents_of(dev) and not _device_pidfiles(dev)
+    assert_nothing_half_written(store_dir)
+    assert main(["run", str(plan), "--targets-dir", str(tdir), "--store", str(store_dir), "--quiet", "--resume"]) == 0
+    assert_plan_complete(store_dir, 3)
+    assert_no_session_running(store_dir)
+    assert not agents_of(dev)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("own_ssh_dir")
+def test_a_connection_dropped_and_restored_over_ssh_is_said_in_the_run(servers: Any, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    dev = servers("dev")
+    plan, tdir = _ssh_setup(tmp_path, dev, [2.0], 700)
+    store_dir = tmp_path / "res"
+    out: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: out.setdefault("code", main(
+        ["run", str(plan), "--targets-dir", str(tdir), "--store", str(store_dir)])))
+    thread.start()
+    _wait(lambda: _device_pidfiles(dev))
+    time.sleep(0.3)
+    assert dev.kill_connections() >= 1  # the network drops; the agent runs on on the device
+    thread.join(90)
+    assert not thread.is_alive() and out["code"] == 0
+    err = capsys.readouterr().err
+    assert "dev: the connection dropped and was restored (1 time this session)" in err
+    (row,) = _rows(open_store(store_dir))
+    assert row["status"] == "ok" and row["timed_count"] == 700 and row["reconnects"] == 1
+    (said,) = [w for w in json.loads(row["verdict"])["warnings"] if w["code"] == "reconnected"]
+    assert "read back from the agent's journal on the device" in said["message"]
+    assert main(["show", row["run_id"], "--store", str(store_dir)]) == 0
+    assert "network   the connection dropped 1 time during this run and was restored" in capsys.readouterr().out
+    assert_no_session_running(store_dir)

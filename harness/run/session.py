@@ -798,52 +798,69 @@ def _store_stopped(store: Store, session_row: dict[str, Any], result: SessionRes
             "folder's permissions), then `hilbench run --resume` runs what is missing")
 
 
+class _StopHandler:
+    """The handler of the stop signals during a run: the first one raises :class:`Stopped` (in the main
+    thread, between two bytecodes, as Ctrl-C raises KeyboardInterrupt); from then on, and while it is disarmed
+    (:func:`_signals_counted`), each is only counted, so no second signal can cut the stopping short."""
+
+    def __init__(self) -> None:
+        self.armed = True
+        self.counted: list[int] = []
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.armed:
+            self.armed = False
+            self.counted = []
+            raise Stopped(signum)
+        self.counted.append(signum)
+
+
+_handler: _StopHandler | None = None  # the main thread's, while run_jobs runs there
+
+
 @contextlib.contextmanager
 def _stop_on_signals() -> Iterator[None]:
-    """Within the block (main thread only), SIGTERM and SIGHUP raise :class:`Stopped` as Ctrl-C raises
-    KeyboardInterrupt, where their handler is the default one (which would end the process mid-write, its
-    agents left running); a handler someone else installed, or an ignored signal, is left alone."""
+    """Within the block (main thread only), Ctrl-C, SIGTERM and SIGHUP raise :class:`Stopped` once, then are
+    counted (:class:`_StopHandler`). Only a signal whose handler is Python's default is taken over (SIGTERM and
+    SIGHUP would end the process mid-write, its agents left running); a handler someone else installed, or
+    an ignored signal, is left alone."""
+    global _handler
+    if threading.current_thread() is not threading.main_thread() or _handler is not None:
+        yield
+        return
+    handler = _StopHandler()
     installed: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in STOP_SIGNALS:
-            if signum == signal.SIGINT:
-                continue
-            try:
-                if signal.getsignal(signum) is signal.SIG_DFL:
-                    installed[signum] = signal.signal(signum, _raise_stopped)
-            except (ValueError, OSError):  # not the main interpreter, or a platform without it
-                continue
+    for signum in STOP_SIGNALS:
+        default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        try:
+            if signal.getsignal(signum) is default:
+                installed[signum] = signal.signal(signum, handler)
+        except (ValueError, OSError):  # not the main interpreter, or a platform without it
+            continue
+    _handler = handler
     try:
         yield
     finally:
+        _handler = None
         for num, previous in installed.items():
             signal.signal(num, previous)
 
 
-def _raise_stopped(signum: int, frame: Any) -> None:
-    raise Stopped(signum)
-
-
 @contextlib.contextmanager
 def _signals_counted() -> Iterator[list[int]]:
-    """Within the block, a stop signal (Ctrl-C, SIGTERM, SIGHUP; in the main thread) is appended to the
-    yielded list instead of raising. Off the main thread they are left alone (an empty list)."""
-    got: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield got
+    """Within the block, a stop signal (one :func:`_stop_on_signals` took over) is appended to the yielded list
+    instead of raising; so is one that came since the first signal of the run was raised. Off the main thread,
+    or where no handler was taken over, an empty list."""
+    handler = _handler
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        yield []
         return
-    previous: dict[signal.Signals, Any] = {}
+    rearm = handler.armed
+    if rearm:
+        handler.armed = False
+        handler.counted = []
     try:
-        for signum in STOP_SIGNALS:
-            handler = signal.getsignal(signum)
-            if handler is signal.SIG_IGN or (signum != signal.SIGINT and handler not in (signal.SIG_DFL,
-                                                                                       _raise_stopped)):
-                continue  # ignored, or someone else's: left alone
-            previous[signum] = signal.signal(signum, lambda n, frame: got.append(n))
-    except ValueError:
-        pass
-    try:
-        yield got
+        yield handler.counted
     finally:
-        for num, handler in previous.items():
-            signal.signal(num, handler)
+        if rearm:
+            handler.armed = True
