@@ -203,6 +203,22 @@ def test_run_jobs_off_the_main_thread_installs_no_handler_and_stops_through_the_
     assert store.sessions().iloc[0]["status"] == "finished"
 
 
+def test_a_display_that_cannot_be_written_costs_no_job(tmp_path: Path) -> None:
+    """After SIGHUP the terminal is gone: writing the progress raises EIO. The display goes quiet; every job is
+    stored once (never a second row for the job whose display failed)."""
+    plan, jobs, store, target = _fake_setup(tmp_path, models=3)
+
+    class Hungup(Progress):
+        def job_finished(self, job: Job, row: dict[str, Any]) -> None:
+            raise OSError(5, "Input/output error")
+
+    result = run_jobs(jobs, store, plan=plan, progress=Hungup(),
+                      transports=lambda t: FakeTransport(target, [FakeScript(agent_run())]))
+    rows = _rows(store)
+    assert [r["status"] for r in rows] == ["ok"] * 3 and len(result.runs) == 3
+    assert len({r["job_key"] for r in rows}) == 3
+
+
 # ---------------------------------------------------------------- item 7: a restored connection is said
 
 
@@ -246,7 +262,6 @@ def test_a_job_failing_after_drops_counts_its_reconnects(tmp_path: Path) -> None
 
 
 def test_a_store_written_before_the_reconnects_column_still_reads(tmp_path: Path) -> None:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     plan, jobs, store, target = _fake_setup(tmp_path, models=1)

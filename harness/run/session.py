@@ -171,6 +171,7 @@ class Runner:
         self.store_error: StoreError | None = None
         self.lost: list[str] = []
         self._open: dict[int, Job] = {}  # id(job) -> job, for jobs started and not yet stored
+        self._busy = 0  # workers in run_device
         self._session: tuple[Store, dict[str, Any]] | None = None  # the session row once closed (late jobs update it)
         #: room kept in the store (Store.reserve) so that a disk that fills up mid-run still takes the job's
         #: error row and the closed session row
@@ -198,10 +199,21 @@ class Runner:
 
     def run_device(self, groups: list[list[Job]]) -> None:
         """Run the job lists of targets that are one device (one endpoint), one target after another."""
-        for jobs in groups:
-            if self.stop.is_set():
-                return
-            self.run_target(jobs)
+        with self._lock:
+            self._busy += 1
+        try:
+            for jobs in groups:
+                if self.stop.is_set():
+                    return
+                self.run_target(jobs)
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    def busy(self) -> bool:
+        """Whether a worker is in :meth:`run_device` (one that has not begun yet sees :attr:`stop` first)."""
+        with self._lock:
+            return self._busy > 0
 
     def _connect(self, transport: Transport) -> None:
         """Open ``transport`` with a few bounded, stop-aware retries, so that a blip at start-up does not fail
@@ -451,7 +463,8 @@ class Runner:
                 return commit(run, tail, "rerun" if drops else None)
             if self.stop.is_set():
                 run.result = None
-                run.error = ("interrupted", _interrupted_message(self.stop_reason))
+                run.error = ("interrupted", _interrupted_message(self.stop_reason) + "; the connection to the device "
+                             "was down, so its agent may run on there until its job ends")
                 return commit(run, tail)
             drops += 1
             why = self._reconnect(transport)
@@ -511,7 +524,9 @@ class Runner:
             while True:
                 if self.stop.is_set():
                     proc.kill()
-                    run.error = ("interrupted", _interrupted_message(self.stop_reason))
+                    left = f"; the agent could not be stopped on the device ({proc.kill_failed}): it may run on " \
+                        "there until its job ends" if proc.kill_failed else ""
+                    run.error = ("interrupted", _interrupted_message(self.stop_reason) + left)
                     break
                 now = time.monotonic()
                 remaining = deadline - now
@@ -732,7 +747,8 @@ def _run_workers(jobs: list[Job], store: Store, session_row: dict[str, Any], run
         # leave the session row unwritten (marked running).
         with _signals_counted() as presses:
             runner.interrupt(signal_name(signum))
-            while not all(f.done() for f in futures) and not presses:
+            # The workers, not the futures: the signal may have come while they were being submitted.
+            while runner.busy() and not presses:
                 time.sleep(0.05)
             if pool is not None:
                 pool.shutdown(wait=not presses, cancel_futures=True)
