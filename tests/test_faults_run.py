@@ -467,7 +467,8 @@ def test_sigkill_of_hilbench_then_resume(tmp_path: Path) -> None:
     assert list(runs["status"]) == ["ok"]
     # Only the room the session reserved in the store is left (a SIGKILL gives nothing a chance to run).
     assert_nothing_half_written(store_dir, reserves=True)
-    # The orphaned local agent (its own session, so SIGKILL of hilbench never reached it) ends its job.
+    # The orphaned local agent (its own session, so SIGKILL of hilbench never reached it) ends its job; the
+    # device lock (issue 14, item 2) is what keeps a --resume from measuring beside it.
     _wait(lambda: not local_agents(cache), timeout=60)
     proc2 = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(plan), "--store", str(store_dir),
                             "--quiet", "--resume"], env=env, capture_output=True, text=True, timeout=120)
@@ -476,6 +477,7 @@ def test_sigkill_of_hilbench_then_resume(tmp_path: Path) -> None:
     assert not local_agents(cache)
     sessions = open_store(store_dir).sessions()
     assert sessions["status"].iloc[-1] == "finished"
+    # The killed session's own row cannot have been closed by it: issue 14, item 4 shows it as abandoned.
 
 
 @pytest.mark.slow
@@ -596,6 +598,7 @@ def test_a_store_that_takes_no_more_writes_stops_the_run_with_one_line(
             assert "the session row could not be closed either" in line
             assert list(runs["status"]) == ["ok"]
             _remount(disk, "rw")
+            # The session row stays `running` (nothing could be written): issue 14, item 4 shows it as abandoned.
         assert_nothing_half_written(store_dir, reserves=fault != "full")
         assert main(["run", str(plan), "--store", str(store_dir), "--quiet", "--resume"]) == 0
         assert_plan_complete(store_dir, 3)
