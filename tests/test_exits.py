@@ -12,8 +12,8 @@ import pytest
 from harness.cli import app
 from harness.cli.app import main
 from harness.cli.exits import (
-    EXIT_INTERNAL,
     EXIT_HANGUP,
+    EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_JOBS_FAILED,
     EXIT_OK,
