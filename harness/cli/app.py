@@ -8,6 +8,7 @@ import contextlib
 import io
 import logging
 import os
+import signal
 import sys
 import traceback
 from typing import Any, NoReturn
@@ -30,7 +31,7 @@ from harness.cli.commands import (
     cmd_telemetry_parse,
     cmd_variants,
 )
-from harness.cli.exits import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_USER
+from harness.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, EXIT_USER, exit_for_signal
 from harness.cli.progress import LINE_LIMIT
 from harness.errors import HilbenchError
 from harness.prep.variants import VARIANT_KINDS
@@ -311,9 +312,12 @@ def _dispatch(args: argparse.Namespace, stdout: Any) -> int:
             return EXIT_USER
         sys.stderr.write(f"hilbench: error: {safe(exc, LINE_LIMIT)}\n")  # it may quote a device
         return EXIT_USER
-    except KeyboardInterrupt:
-        sys.stderr.write("hilbench: interrupted\n")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP during a run (Stopped says which)
+        signum = getattr(exc, "signum", None)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            sys.stderr.write("hilbench: interrupted\n" if signum in (None, signal.SIGINT)
+                             else f"hilbench: stopped by {signal.Signals(signum).name}\n")
+        return exit_for_signal(signum)
     except BrokenPipeError:  # the reader went away (| head): what it wanted was printed
         _silence_stdout(stdout)
         return EXIT_OK
