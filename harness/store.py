@@ -6,7 +6,7 @@ Layout (schema version 1)::
       hilbench-store.json          {"schema_version": 1}
       sessions/<session_id>.parquet one row per `hilbench run` invocation
       runs/<run_id>.parquet         one row per job (status ok or error)
-      samples/<run_id>.parquet      every iteration: run_id, phase, iteration, latency_ns, t_ns
+      samples/<run_id>.parquet      every iteration: run_id, phase, iteration, latency_ns, t_ns, gpu_ns
       telemetry/<run_id>.parquet    run_id, t_ns, sensor, value, unit, source
       accuracy/<run_id>.parquet     run_id, index, label, prediction, ...
 
@@ -86,6 +86,9 @@ SCHEMAS: dict[str, pa.Schema] = {
     "samples": pa.schema([
         ("run_id", pa.string()), ("phase", pa.string()), ("iteration", pa.int64()),
         ("latency_ns", pa.int64()), ("t_ns", pa.int64()),
+        # GPU time of the same invoke (CUDA events), never above latency_ns; null where the backend times
+        # nothing on a GPU, and in stores written before it existed (read as null).
+        ("gpu_ns", pa.int64()),
     ]),
     "telemetry": pa.schema([
         ("run_id", pa.string()), ("t_ns", pa.int64()), ("sensor", pa.string()), ("value", pa.float64()),
@@ -226,7 +229,8 @@ class Store:
 
     def samples(self, run_ids: Iterable[str] | None = None, phase: str | None = None,
                 columns: list[str] | None = None) -> pd.DataFrame:
-        """Every iteration: run_id, phase (first/warmup/timed), iteration, latency_ns, t_ns."""
+        """Every iteration: run_id, phase (first/warmup/timed), iteration, latency_ns, t_ns, gpu_ns (null without
+        GPU timing, and in runs stored before the column existed)."""
         if run_ids is not None:
             run_ids = set(run_ids)
         df = self._read("samples", columns, only=run_ids)

@@ -78,6 +78,13 @@ class Backend(object):
     def probe(cls):
         raise NotImplementedError
 
+    def prepare(self, model_path, settings):
+        """Build or compile the model ahead of ``load`` where the runtime does (a TensorRT engine, a compiled
+        Core ML model), using the backend's cache on the device. The agent times it apart from ``load``.
+        Returns None (nothing to build) or ``{"cache": "hit" | "miss" | "off", ...}``: what was built and
+        whether the cache had it. The default builds nothing."""
+        return None
+
     def load(self, model_path, settings):
         raise NotImplementedError
 
@@ -96,6 +103,12 @@ class Backend(object):
     def effective_settings(self):
         """Settings as the runtime applied them (threads, providers, delegates)."""
         return {}
+
+    def take_gpu_ns(self):
+        """The accelerator time (ns, CUDA events) of every ``invoke`` since the last call, in order, and forget
+        them; None for a backend that times nothing on an accelerator (the default). The agent calls it after
+        each loop and sends the times beside the host latencies (``gpu_ns``)."""
+        return None
 
     def close(self):
         pass
