@@ -276,7 +276,7 @@ def _measure(channel, job, cls, backend_name, settings, sampler=None):
     # A backend that compiles or builds the model (a TensorRT engine, a compiled Core ML model) does it in
     # ``prepare``, timed apart: load_ns is the load of what it built (or found in its cache).
     t0 = clock()
-    build = backend.prepare(model_path, settings)
+    build = backend.prepare(model_path, settings, (job.get("inputs") or {}).get("shapes"))
     t1 = clock()
     backend.load(model_path, settings)
     load_ns = clock() - t1

@@ -79,9 +79,10 @@ class Backend(object):
     def probe(cls):
         raise NotImplementedError
 
-    def prepare(self, model_path, settings):
+    def prepare(self, model_path, settings, shapes=None):
         """Build or compile the model ahead of ``load`` where the runtime does (a TensorRT engine, a compiled
         Core ML model), using the backend's cache on the device. The agent times it apart from ``load``.
+        ``shapes``: the job's input shapes ({name: [dims]}, or None), which a build may specialise for.
         Returns None (nothing to build) or ``{"cache": "hit" | "miss" | "off", ...}``: what was built and
         whether the cache had it. The default builds nothing."""
         return None
