@@ -37,6 +37,7 @@ def test_pytorch_files_run_on_the_pytorch_backend_by_default():
     assert canonical_name("torch") == "pytorch"
 
 
+@pytest.mark.slow  # importing torch takes seconds on 2 cores
 @pytest.mark.parametrize("name", ["digits_cnn_fp32.pt", "digits_cnn_fp32.pt2"])
 def test_both_formats_load_and_match_the_onnx_model_on_the_cpu(name):
     _torch()
@@ -56,6 +57,7 @@ def test_both_formats_load_and_match_the_onnx_model_on_the_cpu(name):
     assert eff["format"] == ("exported_program" if name.endswith(".pt2") else "torchscript")
     backend.close()
 
+@pytest.mark.slow  # importing torch takes seconds on 2 cores
 
 def test_torchscript_without_its_shape_file_takes_the_plan_shape(tmp_path):
     torch = _torch()
@@ -75,6 +77,7 @@ def test_torchscript_without_its_shape_file_takes_the_plan_shape(tmp_path):
     assert backend.outputs()[0].shape == (2, 10)
 
 
+@pytest.mark.slow  # importing torch takes seconds on 2 cores
 @pytest.mark.parametrize("settings, needle", [
     ({"device": "cuda"}, "has no CUDA"),
     ({"device": "tpu"}, "not a torch device"),
@@ -89,6 +92,7 @@ def test_cuda_settings_without_cuda_are_one_line_errors(settings, needle):
         PyTorchBackend().load(str(MODELS / "digits_cnn_fp32.pt"), settings)
     assert info.value.category == "backend" and "\n" not in info.value.message
 
+@pytest.mark.slow  # importing torch takes seconds on 2 cores
 
 def test_a_file_that_is_not_a_torch_archive_is_a_model_error(tmp_path):
     _torch()
