@@ -262,3 +262,61 @@ def test_real_core_ml_compiles_caches_and_plans(converted, tmp_path):
         assert backend.outputs()[0].shape == (1, 2)
         plan = backend.effective_settings()["compute_plan"]
         assert plan["available"] is False or plan["operations"] > 0
+
+
+# ---------------------------------------------------------------------- hilbench variants: PyTorch -> ML program
+@pytest.mark.slow
+def test_variants_convert_a_pytorch_model_to_ml_programs(tmp_path, capsys):
+    """`hilbench variants model.pt` on the host (Linux here): an FP16 ML program by default, FP32 on request, from
+    TorchScript (its hilbench.json says the inputs) and from an exported program; the plan snippet runs the .pt
+    on pytorch and the packages on coreml; an existing package is not replaced."""
+    ct = _ct()
+    from harness.cli import main
+
+    out = tmp_path / "out"
+    assert main(["variants", str(MODELS / "digits_cnn_fp32.pt"), "--out", str(out)]) == 0
+    package = out / "digits_cnn_fp16.mlpackage"
+    spec = ct.utils.load_spec(str(package))
+    assert spec.WhichOneof("Type") == "mlProgram"
+    specs, _ = spec_inputs(spec)
+    assert [(s.name, s.shape) for s in specs] == [("input", [1, 8, 8, 1])] and spec.description.output[0].name == "logits"
+    plan = (out / "variants.toml").read_text()
+    assert 'name = "digits-cnn-fp16-coreml"' in plan and "digits_cnn_fp16.mlpackage" in plan
+    assert 'tags = { precision = "fp16", family = "digits-cnn" }' in plan
+    assert "fp16  " in capsys.readouterr().out
+
+    assert main(["variants", str(MODELS / "digits_cnn_fp32.pt2"), "--out", str(tmp_path / "ep"), "--only",
+                 "coreml-fp32"]) == 0
+    specs, _ = spec_inputs(ct.utils.load_spec(str(tmp_path / "ep" / "digits_cnn_fp32.mlpackage")))
+    assert [(s.name, s.shape, s.dtype) for s in specs] == [("input", [1, 8, 8, 1], "float32")]
+
+    before = sorted(p.name for p in out.iterdir())
+    (out / "variants.toml").unlink()
+    assert main(["variants", str(MODELS / "digits_cnn_fp32.pt"), "--out", str(out)]) == 1
+    assert "already exists, not overwriting it" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [n for n in before if n != "variants.toml"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--only", "int8"], "a PyTorch model makes Core ML variants (coreml, coreml-fp32), not 'int8'"),
+])
+def test_variants_refuse_kinds_a_pytorch_model_cannot_make(tmp_path, capsys, args, needle):
+    from harness.cli import main
+
+    assert main(["variants", str(MODELS / "digits_cnn_fp32.pt"), "--out", str(tmp_path), *args]) == 1
+    assert needle in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_torchscript_without_its_shape_file_cannot_be_converted(tmp_path, capsys):
+    _ct()
+    import torch
+
+    from harness.cli import main
+
+    bare = tmp_path / "bare.pt"
+    torch.jit.save(torch.jit.load(str(MODELS / "digits_cnn_fp32.pt")), str(bare))
+    assert main(["variants", str(bare), "--out", str(tmp_path / "o")]) != 0
+    err = capsys.readouterr().err
+    assert "does not say its inputs' shapes" in err and "torch.export (.pt2)" in err
+    assert not any((tmp_path / "o").glob("*.mlpackage"))

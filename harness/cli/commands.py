@@ -383,11 +383,11 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
 
 
 def cmd_variants(args: argparse.Namespace) -> int:
-    from harness.prep.variants import make_variants, plan_snippet
+    from harness.prep.variants import default_kinds, make_variants, plan_snippet
 
     model = Path(args.model)
     out_dir = Path(args.out) if args.out else model.parent
-    kinds = tuple(args.only) if args.only else ("fp16", "int8")
+    kinds = tuple(args.only) if args.only else default_kinds(model)
     plan_path = out_dir / "variants.toml"
     if plan_path.exists() and not args.force:
         raise AnalysisError(f"{plan_path}: already exists: remove it, write elsewhere with --out DIR, or use --force")
