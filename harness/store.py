@@ -57,6 +57,7 @@ from harness.liveness import (
     pid_alive,
     this_process,
 )
+from harness.safetext import safe
 
 __all__ = ["Store", "open_store", "SCHEMA_VERSION", "new_id", "SCHEMAS", "KEY_COLUMNS", "file_problem",
            "schema_problem", "REPAIR_HINT"]
@@ -164,9 +165,13 @@ class Store:
         marker = self.root / MARKER
         if marker.is_file():
             try:
-                meta = json.loads(marker.read_text())
+                text = marker.read_text()
+            except OSError as exc:
+                raise StoreError(f"{marker}: cannot read ({exc.strerror or exc})") from exc
+            try:
+                meta = json.loads(text)
                 version = int(meta["schema_version"])
-            except (ValueError, KeyError, TypeError, OSError) as exc:
+            except (ValueError, KeyError, TypeError) as exc:
                 if not check_marker:
                     version = SCHEMA_VERSION
                 else:
@@ -386,7 +391,9 @@ class Store:
             if str(path) in self.skipped:
                 return
             self.skipped[str(path)] = problem
-        _LOG.warning("hilbench: warning: skipped %s: %s (fix: %s)", path, problem, REPAIR_HINT.format(root=self.root))
+        # One line, whatever the file's name holds (a shared store's names are not trusted).
+        _LOG.warning("%s", safe(f"hilbench: warning: skipped {path}: {problem} (fix: "
+                                f"{REPAIR_HINT.format(root=self.root)})", None))
 
     def sessions(self, judge: bool = True) -> pd.DataFrame:
         """One row per ``hilbench run``. A session whose row says ``running`` but whose process is gone (killed,
@@ -494,7 +501,10 @@ class Store:
             if str(files[run_id]) in self.skipped:
                 return None
             try:
-                pf = pq.ParquetFile(files[run_id], read_dictionary=["phase"])
+                try:
+                    pf = pq.ParquetFile(files[run_id], read_dictionary=["phase"])
+                except KeyError:  # no phase column: the file says what it is instead
+                    pf = pq.ParquetFile(files[run_id])
                 problem = schema_problem("samples", pf.schema_arrow)
                 if problem is not None:
                     self._skip(files[run_id], problem)
@@ -509,7 +519,7 @@ class Store:
                     codes = phase.indices.to_numpy(zero_copy_only=False)
                     lat = lat[codes == names.index("timed")] if "timed" in names else lat[:0]
             except (pa.ArrowException, OSError) as exc:
-                self._skip(files[run_id], _unreadable(exc))
+                self._skip(files[run_id], file_problem("samples", files[run_id]) or _unreadable(exc))
                 return None
             duration = durations.get(run_id)
             duration = duration if isinstance(duration, (int, float)) and duration == duration and duration > 0 \
@@ -706,11 +716,11 @@ def _temp_for(path: Path) -> tuple[int, str]:
 
 def _write_failure(path: Path, exc: OSError) -> str:
     """One line: which folder could not take which file, why, and what is kept."""
-    why = " ".join(str(exc.strerror or exc).split())
     code = exc.errno
-    if code is None:  # pyarrow's own OSError names the errno in its text only
+    if code is None:  # pyarrow's own OSError may name the errno in its text only
         m = re.search(r"errno (\d+)", str(exc), re.I)
         code = int(m.group(1)) if m else None
+    why = os.strerror(code) if code else " ".join(str(exc.strerror or exc).split())
     hint = {28: ": free space on that disk", 122: ": the disk quota is used up", 13: ": check the folder's permissions",
             1: ": check the folder's permissions", 30: ": the file system is read-only"}.get(code or 0, "")
     return (f"{path.parent}: cannot write {path.name} ({why}){hint}; nothing of it was written, and every file "
