@@ -268,6 +268,7 @@ class Store:
                 os.replace(tmp, path)
             finally:
                 os.close(fd)
+            self.skipped.pop(str(path), None)  # a new file under a name a reader skipped
         except OSError as exc:
             if tmp is not None:
                 _unlink_quiet(tmp)

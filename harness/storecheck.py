@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,31 +78,36 @@ def check_store(store: Store) -> list[Finding]:
     for path, why in store.stale_temps():
         found.append(Finding("stale-temp", path, why))
     corrupt: set[str] = set()
-    stems: dict[str, dict[str, Path]] = {}  # table -> run id (file name) -> file, for files that read
-    for table in TABLES:
-        folder = root / table
-        stems[table] = {}
-        for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
-            problem = file_problem(table, path, read=True, verify_checksums=True)
-            if problem is not None:
-                corrupt.add(str(path))
-                found.append(Finding("corrupt", path, problem, table=table))
-            else:
-                stems[table][path.stem] = path
+    stems: dict[str, dict[str, Path]] = {t: {} for t in TABLES}  # table -> file name (run id) -> file that reads
+    listed = [(table, path) for table in TABLES if (root / table).is_dir()
+              for path in sorted((root / table).glob("*.parquet"))]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # pyarrow decodes without the GIL
+        problems = list(pool.map(lambda tp: file_problem(tp[0], tp[1], read=True, verify_checksums=True), listed))
+    for (table, path), problem in zip(listed, problems, strict=True):
+        if problem is not None:
+            corrupt.add(str(path))
+            found.append(Finding("corrupt", path, problem, table=table))
+        else:
+            stems[table][path.stem] = path
     # The readers below skip the corrupt files quietly: each is a finding already.
     store.skipped.update({p: "corrupt" for p in corrupt})
+    # Paths come from the folder listing, never from what a row says (a shared store's rows are not trusted).
+    session_file: dict[str, Path] = {}
+    for path in stems["sessions"].values():
+        for sid in pq.read_table(path, columns=["session_id"]).column("session_id").to_pylist():
+            session_file.setdefault(str(sid), path)
     sessions = store.sessions()
     raw = store.sessions(judge=False)
     stored = dict(zip(raw["session_id"], raw["status"], strict=True))
     live_since: list[pd.Timestamp] = []
     for row in sessions.to_dict("records"):
-        path = root / "sessions" / f"{row['session_id']}.parquet"
+        sid = str(row["session_id"])
+        path = session_file.get(sid, root / "sessions")
         if row["status"] == "abandoned" and stored[row["session_id"]] == "running":
-            found.append(Finding("abandoned", path, f"session {row['session_id']} says running, but "
-                                 f"{row['status_detail']}", table="sessions", session=row))
+            found.append(Finding("abandoned", path, f"session {sid} says running, but {row['status_detail']}",
+                                 table="sessions", session=row))
         elif row["status"] == "running":
-            found.append(Finding("running", path, f"session {row['session_id']}: {row['status_detail']}",
-                                 table="sessions"))
+            found.append(Finding("running", path, f"session {sid}: {row['status_detail']}", table="sessions"))
             live_since.append(pd.Timestamp(row["started_at"]))
     runs = store.runs()
     committed = set(runs["run_id"].astype(str))
@@ -128,11 +134,11 @@ def check_store(store: Store) -> list[Finding]:
         if row.get("status") != "ok" or (not _missing(aggregate) and bool(aggregate)) or _missing(timed) or not timed:
             continue
         run_id = str(row["run_id"])
-        if run_id in held["samples"]:
+        path = stems["runs"].get(run_id)
+        if run_id in held["samples"] or path is None:  # None: a row in a file named for no run (not ours to move)
             continue
-        path = root / "runs" / f"{run_id}.parquet"
-        bad = root / "samples" / f"{run_id}.parquet"
-        why = "its samples file is corrupt" if str(bad) in corrupt else "its samples file is missing"
+        bad = any(Path(c).parent.name == "samples" and Path(c).stem == run_id for c in corrupt)
+        why = "its samples file is corrupt" if bad else "its samples file is missing"
         found.append(Finding("missing-samples", path, f"run {run_id} is stored as ok with {int(timed)} timed "
                              f"runs, but {why}", table="runs", run_id=run_id))
     order = {k: i for i, k in enumerate((*PROBLEMS, "running", "pending"))}
@@ -168,8 +174,10 @@ def repair_store(store: Store, findings: list[Finding]) -> list[str]:
             move(f.path, f.table, f.kind, f.detail)
         elif f.kind == "missing-samples" and f.run_id is not None:
             move(f.path, "runs", f.kind, f.detail)
-            for table in _PER_RUN:  # what is left of the run goes with its row
-                move(root / table / f"{f.run_id}.parquet", table, f.kind, f"set aside with run {f.run_id}: {f.detail}")
+            for table in _PER_RUN:  # what is left of the run goes with its row: files listed in its folder only
+                for path in (root / table).glob("*.parquet") if (root / table).is_dir() else []:
+                    if path.stem == f.run_id:
+                        move(path, table, f.kind, f"set aside with run {f.run_id}: {f.detail}")
         elif f.kind == "stale-temp":
             if any(path == f.path for path, _ in store.stale_temps()):  # still stale: no writer took it since
                 try:
@@ -209,7 +217,7 @@ def _close_abandoned(store: Store, f: Finding) -> bool:
                + [t.to_pydatetime() for t in mine["finished_at"].dropna()], default=None)
     row.update(status="abandoned", finished_at=last, jobs_ok=int((mine["status"] == "ok").sum()),
                jobs_failed=int((mine["status"] != "ok").sum()))
-    store._write_file("sessions", session_id, pa.Table.from_pylist([row], schema=SCHEMAS["sessions"]))
+    store._write_file("sessions", f.path.stem, pa.Table.from_pylist([row], schema=SCHEMAS["sessions"]))
     return True
 
 

@@ -595,3 +595,25 @@ def test_quarantined_files_are_parquet_a_user_can_still_read(store_dir, capsys):
     assert pq.read_table(box / "samples" / samples_file.name).equals(before)
     with pytest.raises(StoreError):
         open_checked(store_dir / "nope")
+
+
+def test_repair_moves_and_writes_only_files_it_listed_whatever_the_rows_say(tmp_path, capsys):
+    """A shared store's rows are not trusted: ids that look like paths never choose what --repair touches."""
+    root = tmp_path / "store" / "res"
+    store = Store(root)
+    store.ensure_writable()
+    outside = tmp_path / "store" / "victim.parquet"
+    outside.write_bytes(b"not the store's")
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    hostile = "../../victim"
+    store.write_table("runs", "r1", [{"run_id": hostile, "session_id": hostile, "status": "ok", "timed_count": 10,
+                                      "started_at": now, "finished_at": now}])
+    _session(store, "s1", session_id=hostile, owner_host=None, owner_pid=None, heartbeat_at=None, started_at=now)
+    assert main(["store", "check", "--repair", "--store", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "closed session ../../victim as abandoned" in out
+    assert outside.read_bytes() == b"not the store's"
+    assert sorted(p.name for p in (root / "sessions").iterdir()) == ["s1.parquet"]
+    assert Store(root).sessions(judge=False).loc[0, "status"] == "abandoned"
+    assert not list(tmp_path.glob("store/*.parquet"))[1:]  # nothing new beside the victim
+    assert (root / "runs" / "r1.parquet").is_file()  # its samples "missing", but its file is named for no run
