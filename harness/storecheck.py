@@ -134,12 +134,12 @@ def check_store(store: Store) -> list[Finding]:
         if row.get("status") != "ok" or (not _missing(aggregate) and bool(aggregate)) or _missing(timed) or not timed:
             continue
         run_id = str(row["run_id"])
-        path = stems["runs"].get(run_id)
-        if run_id in held["samples"] or path is None:  # None: a row in a file named for no run (not ours to move)
+        runs_file = stems["runs"].get(run_id)
+        if run_id in held["samples"] or runs_file is None:  # None: a row in a file named for no run: not moved
             continue
         bad = any(Path(c).parent.name == "samples" and Path(c).stem == run_id for c in corrupt)
         why = "its samples file is corrupt" if bad else "its samples file is missing"
-        found.append(Finding("missing-samples", path, f"run {run_id} is stored as ok with {int(timed)} timed "
+        found.append(Finding("missing-samples", runs_file, f"run {run_id} is stored as ok with {int(timed)} timed "
                              f"runs, but {why}", table="runs", run_id=run_id))
     order = {k: i for i, k in enumerate((*PROBLEMS, "running", "pending"))}
     return sorted(found, key=lambda f: (order[f.kind], str(f.path)))
