@@ -61,7 +61,7 @@ def open_checked(root: Path | str) -> Store:
     folders); a marker that does not read is a finding, not an error."""
     root = Path(root)
     if not root.is_dir():
-        raise StoreError(f"--store {root}: no such folder")
+        raise StoreError(f"--store {root}: {'not a folder' if root.exists() else 'no such folder'}")
     if not (root / MARKER).exists() and not any((root / t).is_dir() for t in TABLES):
         raise StoreError(f"--store {root}: not a hilbench results store (no {MARKER}, no {', '.join(TABLES)} folders)")
     return Store(root, check_marker=False)

@@ -567,6 +567,9 @@ def test_store_check_of_a_clean_store_and_of_no_store(tmp_path, capsys):
     assert capsys.readouterr().out == f"store {tmp_path / 'res'}: no problems found\n"
     proc = cli("store", "check", "--store", str(tmp_path / "nowhere"))
     assert proc.returncode == 1 and proc.stderr == f"hilbench: error: --store {tmp_path / 'nowhere'}: no such folder\n"
+    (tmp_path / "afile").write_text("x")
+    proc = cli("store", "check", "--store", str(tmp_path / "afile"))
+    assert proc.returncode == 1 and proc.stderr == f"hilbench: error: --store {tmp_path / 'afile'}: not a folder\n"
     (tmp_path / "notastore").mkdir()
     proc = cli("store", "check", "--store", str(tmp_path / "notastore"))
     assert proc.returncode == 1 and "not a hilbench results store" in proc.stderr and proc.stdout == ""
