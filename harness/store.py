@@ -245,7 +245,11 @@ class Store:
             return self._write_file(table, name, arrow)
         arrow = _with_owner(arrow)
         with self._session_lock:
-            path = self._write_file(table, name, arrow)
+            try:
+                path = self._write_file(table, name, arrow)
+            except StoreError:
+                self._beating.pop(name, None)  # its row is not what this process says any more: no beat for it
+                raise
             if "running" in arrow.column("status").to_pylist():
                 self._beating[name] = arrow
                 if self._beat_thread is None:
