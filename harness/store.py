@@ -112,6 +112,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("cpu_system_s", pa.float64()), ("cpu_busy_cores", pa.float64()), ("footprint_kb", pa.int64()),
         ("footprint_growth_kb", pa.int64()), ("unified_used_kb", pa.int64()), ("unified_growth_kb", pa.int64()),
         ("usage_sources", _J), ("usage_missing", _J),
+        # Connections to the device restored after a drop during the run (its verdict warns "reconnected");
+        # null in older runs.
+        ("reconnects", pa.int64()),
     ]),
     "samples": pa.schema([
         ("run_id", pa.string()), ("phase", pa.string()), ("iteration", pa.int64()),
@@ -142,7 +145,9 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
 #: What a reader's warning about a skipped file tells the user to run.
 REPAIR_HINT = "hilbench store check --repair --store {root}"
 #: Temporary files: ``.<file name>.<machine tag>-<pid>.<random>.tmp`` (older versions: no tag and pid).
-_TEMP_RE = re.compile(r"^\.(?P<target>.+?)\.(?P<tag>[0-9a-f]{8})-(?P<pid>[0-9]+)\.[^.]*\.tmp$")
+_TEMP_RE = re.compile(r"^\.(?P<target>.+?)\.(?P<tag>[0-9a-f]{8})-(?P<pid>[0-9]+)\.[^.]*(\.reserve)?\.tmp$")
+#: The room a running session keeps (:meth:`Store.reserve`): ``.<session>.parquet....reserve.tmp``.
+_RESERVE_RE = re.compile(r"^\.(?P<session>.+?)\.parquet.*\.reserve\.tmp$")
 
 
 def new_id(prefix: str = "") -> str:
@@ -212,6 +217,31 @@ class Store:
         for path, why in self.stale_temps():
             if _unlink_quiet(path):
                 _LOG.info("hilbench: removed %s (%s)", path, why)
+
+    def reserve(self, table: str, name: str, size: int) -> Path:
+        """Keep ``size`` bytes of room in the store for the later write of ``table``/``name``: a hidden file
+        named as that write's temporary (``.<name>.parquet....tmp``), of bytes no file system compresses away.
+        Unlinking it makes room for that write when the disk has filled up meanwhile (a run closes its
+        session row so). Raises StoreError when there is not that much room now."""
+        folder = self.root / table
+        try:
+            # Named for this machine and process, as every temporary file (stale_temps); held by no lock, as
+            # unlinking it must free its room at once.
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.parquet.{machine_tag()}-{os.getpid()}.",
+                                       suffix=".reserve.tmp")
+        except OSError as exc:
+            raise StoreError(f"{folder}: cannot write ({exc.strerror or exc})") from exc
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(size))
+        except OSError as exc:
+            _unlink_quiet(tmp)
+            raise StoreError(f"{self.root}: the results store has no room left ({exc.strerror or exc}): make room "
+                             "before running") from exc
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+        return Path(tmp)
 
     def _atomic_write_bytes(self, path: Path, data: bytes) -> None:
         fd, tmp = _temp_for(path)
@@ -316,6 +346,7 @@ class Store:
         another machine, or from an older hilbench, only once no one holds it and it is
         :data:`~harness.liveness.TEMP_GRACE_S` old."""
         out = []
+        statuses: dict[str, str] | None = None
         for path in self.temp_files():
             try:
                 age = time.time() - path.stat().st_mtime
@@ -324,8 +355,19 @@ class Store:
             if not lock_free(path):
                 continue
             m = _TEMP_RE.match(path.name)
+            reserve = _RESERVE_RE.match(path.name) if path.parent.name == "sessions" else None
             if m and m["tag"] == machine_tag() and not pid_alive(int(m["pid"])):
                 out.append((path, f"left by process {m['pid']}, which is gone"))
+            elif reserve:  # a running session's room (no lock): its session says whether it still runs
+                if statuses is None:
+                    sessions = self.sessions()
+                    statuses = dict(zip(sessions["session_id"].astype(str), sessions["status"], strict=True))
+                status = statuses.get(reserve["session"])
+                if status is not None and status != "running":
+                    out.append((path, f"room kept by session {reserve['session']}, which is {status}"))
+                elif status is None and age > TEMP_GRACE_S:
+                    out.append((path, f"room kept by session {reserve['session']}, which has no row, "
+                                      f"{age / 60:.0f} min old"))
             elif age > TEMP_GRACE_S:
                 out.append((path, f"no writer holds it and it is {age / 60:.0f} min old"))
         return out

@@ -75,8 +75,6 @@ def check_store(store: Store) -> list[Finding]:
     marker_why = _marker_problem(marker)
     if marker_why:
         found.append(Finding("bad-marker", marker, marker_why))
-    for path, why in store.stale_temps():
-        found.append(Finding("stale-temp", path, why))
     corrupt: set[str] = set()
     stems: dict[str, dict[str, Path]] = {t: {} for t in TABLES}  # table -> file name (run id) -> file that reads
     listed = [(table, path) for table in TABLES if (root / table).is_dir()
@@ -91,6 +89,8 @@ def check_store(store: Store) -> list[Finding]:
             stems[table][path.stem] = path
     # The readers below skip the corrupt files quietly: each is a finding already.
     store.skipped.update({p: "corrupt" for p in corrupt})
+    for path, why in store.stale_temps():
+        found.append(Finding("stale-temp", path, why))
     # Paths come from the folder listing, never from what a row says (a shared store's rows are not trusted).
     session_file: dict[str, Path] = {}
     for path in stems["sessions"].values():

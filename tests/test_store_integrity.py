@@ -626,3 +626,56 @@ def test_repair_moves_and_writes_only_files_it_listed_whatever_the_rows_say(tmp_
     assert Store(root).sessions(judge=False).loc[0, "status"] == "abandoned"
     assert not list(tmp_path.glob("store/*.parquet"))[1:]  # nothing new beside the victim
     assert (root / "runs" / "r1.parquet").is_file()  # its samples "missing", but its file is named for no run
+
+
+def test_the_room_a_session_keeps_goes_with_its_session(tmp_path):
+    """Store.reserve's file holds no lock (unlinking it must free the room): its session says whether it is
+    still needed, whatever its age; a killed run's is removed by the next writer."""
+    store = Store(tmp_path)
+    store.ensure_writable()
+    now = dt.datetime.now(dt.timezone.utc)
+    mine = store.reserve("sessions", "s-live", 4096)
+    store.write_table("sessions", "s-live", [{"session_id": "s-live", "started_at": now, "status": "running"}])
+    remote = tmp_path / "sessions" / ".s-remote.parquet.00000000-1.abcdefgh.reserve.tmp"
+    remote.write_bytes(b"x" * 4096)
+    _session(store, "s-remote", owner_process="linux:other-boot:1:1", heartbeat_at=now)
+    old = time.time() - 86400
+    for path in (mine, remote):
+        os.utime(path, (old, old))  # a day old: only their sessions say they are needed
+    assert store.stale_temps() == []
+    _session(store, "s-remote", owner_process="linux:other-boot:1:1", heartbeat_at=now - dt.timedelta(hours=1))
+    assert store.stale_temps() == [(remote, "room kept by session s-remote, which is abandoned")]
+    store.ensure_writable()
+    assert not remote.exists() and mine.exists()
+    store.write_table("sessions", "s-live", [{"session_id": "s-live", "started_at": now, "status": "finished"}])
+    assert store.stale_temps() == [(mine, "room kept by session s-live, which is finished")]
+    mine.unlink()
+
+
+@pytest.mark.slow
+def test_a_killed_runs_reserve_is_removed_by_the_next_run(tmp_path):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(SYNTH.replace("latency_ms = [0.2, 0.4]", "latency_ms = [0.2, 20]"))
+    store_dir = tmp_path / "res"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(plan), "--store", str(store_dir),
+                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    children: list[int] = []
+    try:
+        end = time.monotonic() + 120
+        while not list((store_dir / "runs").glob("*.parquet")):
+            assert proc.poll() is None and time.monotonic() < end
+            time.sleep(0.05)
+        children = _descendants(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        for pid in [proc.pid, *children]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    (reserve,) = (store_dir / "sessions").glob(".*.reserve.tmp")
+    assert main(["run", str(plan), "--store", str(store_dir), "--resume", "--quiet"]) == 0
+    assert not reserve.exists()
+    assert [p for p in store_dir.rglob("*") if p.name.endswith(".tmp")] == []
+    assert sorted(open_store(store_dir).sessions()["status"]) == ["abandoned", "finished"]
