@@ -264,6 +264,10 @@ class Store:
         A ``sessions`` row gets its owner (this process) and a heartbeat while its status is ``running``."""
         schema = SCHEMAS[table]
         if isinstance(rows, pa.Table):
+            # A column the table lacks (a nullable one added since its writer was written: gpu_ns) is null.
+            for f in schema:
+                if f.name not in rows.column_names and f.nullable:
+                    rows = rows.append_column(f.name, pa.nulls(rows.num_rows, type=f.type))
             arrow = rows.select(schema.names).cast(schema)
         elif isinstance(rows, dict):
             arrow = pa.table({f.name: pa.array(rows.get(f.name, [None] * _len(rows)), type=f.type) for f in schema},
