@@ -95,6 +95,7 @@ def test_a_rise_that_returns_is_a_regression_while_it_lasts_then_an_excursion():
     assert [f.kind for f in find_changes(x) if abs(f.index - 300) <= 1] == ["excursion"]
 
 
+@pytest.mark.slow
 def test_a_drift_is_one_finding():
     for seed in range(5):
         x = ns.drift(np.random.default_rng(seed), 365, 150, 100, 0.20)

@@ -47,7 +47,9 @@ __all__ = ["Settings", "Finding", "KINDS", "LISTED", "find_changes", "noise_scal
 KINDS = ("regression", "improvement", "drift", "small", "unconfirmed", "excursion")
 LISTED = ("regression", "improvement", "drift")
 _WINSOR = 4.0  # differences beyond this many robust SDs count as this many (steps, spikes)
+_WINSOR_R = 3.0  # the same for the autocorrelation, which one outlying difference sways more
 _PHI_MAX = 0.8
+_PHI_NIGHTS = 30  # the autocorrelation is estimated from this many nights on
 
 
 @dataclass(frozen=True)
@@ -102,19 +104,23 @@ def gates(f: Finding, higher_is_better: bool = False) -> bool:
 def noise_scale(y: np.ndarray) -> tuple[float, float]:
     """``(sigma, phi)`` of a log-scale series: the night-to-night SD and the lag-1 autocorrelation, from the
     first differences (for AR(1) noise, var(d) = 2σ²(1-φ) and corr(d_t, d_t-1) = -(1-φ)/2), winsorised
-    at 4 robust SDs so a few steps and spikes do not count; φ is shrunk by one standard error towards 0."""
+    at 4 robust SDs (3 for the correlation) so a few steps and spikes do not count; φ is shrunk by one
+    standard error towards 0, and taken as 0 below 30 nights."""
     from scipy.stats import median_abs_deviation
 
     d = np.diff(y)
     if len(d) < 3:
         return 0.0, 0.0
     mad = float(median_abs_deviation(d, scale="normal"))
-    c = np.clip(d - np.median(d), -_WINSOR * mad, _WINSOR * mad)
-    rms = float(np.sqrt(np.mean(c**2)))
+    centred = d - np.median(d)
+    rms = float(np.sqrt(np.mean(np.clip(centred, -_WINSOR * mad, _WINSOR * mad) ** 2)))
     if rms <= 0:
         return 0.0, 0.0
-    r = float(np.corrcoef(c[1:], c[:-1])[0, 1]) if c[1:].std() > 0 and c[:-1].std() > 0 else -0.5
-    phi = float(np.clip(1 + 2 * r - 1 / math.sqrt(len(d)), 0.0, _PHI_MAX))
+    phi = 0.0
+    if len(d) >= _PHI_NIGHTS:  # fewer: one step among the differences would read as autocorrelation
+        c = np.clip(centred, -_WINSOR_R * mad, _WINSOR_R * mad)
+        r = float(np.corrcoef(c[1:], c[:-1])[0, 1]) if c[1:].std() > 0 and c[:-1].std() > 0 else -0.5
+        phi = float(np.clip(1 + 2 * r - 1 / math.sqrt(len(d)), 0.0, _PHI_MAX))
     return rms / math.sqrt(2 * (1 - phi)), phi
 
 
@@ -181,10 +187,9 @@ class _Detector:
         except ImportError as exc:
             raise AnalysisError("change-point detection needs ruptures: pip install 'hilbench[analysis]'") from exc
 
-        y, n, s = self.y, self.n, self.s
-        z = ((y - np.median(y)) / self.scale).reshape(-1, 1)
-        cps = [int(b) for b in ruptures.KernelCPD(kernel="linear", min_size=1).fit(z).predict(pen=self.beta_fresh)
-               [:-1]]
+        z = ((self.y - np.median(self.y)) / self.scale).reshape(-1, 1)
+        segmenter = ruptures.KernelCPD(kernel="linear", min_size=1).fit(z)
+        cps = [int(b) for b in segmenter.predict(pen=self.beta_fresh)[:-1]]
         cps, small = self._merge_small(cps)
         segs, excluded = self._excursions(cps)
         groups = self._groups(segs, excluded)

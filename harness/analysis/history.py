@@ -151,8 +151,9 @@ def _not_listed(changes: pd.DataFrame) -> str:
     if left.empty:
         return ""
     plural = {"small": "small", "unconfirmed": "unconfirmed", "excursion": "excursions"}
+    total = int(left.sum())
     return "; " + ", ".join(f"{v} {plural.get(str(k), k) if v > 1 else k}" for k, v in left.items()) + \
-        " (--all lists them)"
+        f" (--all lists {'them' if total > 1 else 'it'})"
 
 
 def _regressions(n: int) -> str:
@@ -250,9 +251,10 @@ def read_csv_points(path: str | Path) -> pd.DataFrame:
     rows: list[tuple[str, str, Any, float]] = []
     kind_seen: tuple[str, int] | None = None
     line = 1
+    reader: Any = None
     try:
         with handle:
-            reader = csv.reader(handle)
+            reader = csv.reader(handle, strict=True)
             header = next(reader, None)
             if header is None:
                 raise InputError(f"{path}:1: empty file (expected a header: night,config,value)")
@@ -294,7 +296,7 @@ def read_csv_points(path: str | Path) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start} after line {line})") from exc
     except csv.Error as exc:
-        raise InputError(f"{path}:{line}: not CSV ({exc})") from exc
+        raise InputError(f"{path}:{reader.line_num}: not CSV ({exc})") from exc
     if not rows:
         raise InputError(f"{path}: no rows under the header")
     frame = pd.DataFrame(rows, columns=["series", "night", "order", "value"])
