@@ -47,9 +47,9 @@ __all__ = ["Settings", "Finding", "KINDS", "LISTED", "find_changes", "noise_scal
 KINDS = ("regression", "improvement", "drift", "small", "unconfirmed", "excursion")
 LISTED = ("regression", "improvement", "drift")
 _WINSOR = 4.0  # differences beyond this many robust SDs count as this many (steps, spikes)
-_WINSOR_R = 3.0  # the same for the autocorrelation, which one outlying difference sways more
+_TRIM_R = 3.0  # differences beyond this many robust SDs are left out of the autocorrelation
 _PHI_MAX = 0.8
-_PHI_NIGHTS = 30  # the autocorrelation is estimated from this many nights on
+_PHI_NIGHTS = 12  # the autocorrelation is estimated from this many nights on
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,8 @@ def gates(f: Finding, higher_is_better: bool = False) -> bool:
 def noise_scale(y: np.ndarray) -> tuple[float, float]:
     """``(sigma, phi)`` of a log-scale series: the night-to-night SD and the lag-1 autocorrelation, from the
     first differences (for AR(1) noise, var(d) = 2σ²(1-φ) and corr(d_t, d_t-1) = -(1-φ)/2), winsorised
-    at 4 robust SDs (3 for the correlation) so a few steps and spikes do not count; φ is shrunk by one
-    standard error towards 0, and taken as 0 below 30 nights."""
+    at 4 robust SDs (for φ, pairs with a difference beyond 3 are left out) so a few steps and spikes do
+    not count; φ is taken as 0 below 12 nights."""
     from scipy.stats import median_abs_deviation
 
     d = np.diff(y)
@@ -118,9 +118,11 @@ def noise_scale(y: np.ndarray) -> tuple[float, float]:
         return 0.0, 0.0
     phi = 0.0
     if len(d) >= _PHI_NIGHTS:  # fewer: one step among the differences would read as autocorrelation
-        c = np.clip(centred, -_WINSOR_R * mad, _WINSOR_R * mad)
-        r = float(np.corrcoef(c[1:], c[:-1])[0, 1]) if c[1:].std() > 0 and c[:-1].std() > 0 else -0.5
-        phi = float(np.clip(1 + 2 * r - 1 / math.sqrt(len(d)), 0.0, _PHI_MAX))
+        inside = np.abs(centred) <= _TRIM_R * mad  # a step or a spike: its differences left out, with their pairs
+        pair = inside[1:] & inside[:-1]
+        a, b = centred[1:][pair], centred[:-1][pair]
+        r = float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 and a.std() > 0 and b.std() > 0 else -0.5
+        phi = float(np.clip(1 + 2 * r, 0.0, _PHI_MAX))
     return rms / math.sqrt(2 * (1 - phi)), phi
 
 
