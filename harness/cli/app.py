@@ -4,8 +4,10 @@ returns or raises into the exit status (:mod:`harness.cli.exits`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
 import traceback
 from typing import Any, NoReturn
@@ -28,10 +30,11 @@ from harness.cli.commands import (
     cmd_telemetry_parse,
     cmd_variants,
 )
-from harness.cli.exits import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_REGRESSED, EXIT_USAGE, EXIT_USER
+from harness.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REGRESSED, EXIT_USAGE, EXIT_USER, exit_for_signal
 from harness.cli.progress import LINE_LIMIT
+from harness.cli.store_cmd import add_store_parser
 from harness.errors import HilbenchError
-from harness.prep.variants import VARIANT_KINDS
+from harness.prep.variants import COREML_VARIANT_KINDS, VARIANT_KINDS
 from harness.report.plots import KINDS as PLOT_KINDS
 from harness.safetext import safe, safe_lines
 
@@ -63,12 +66,14 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     store_arg(a)
     a.set_defaults(func=cmd_accuracy)
 
-    v = sub.add_parser("variants", help="write FP16 and INT8 (static, calibrated) variants of an ONNX model")
-    v.add_argument("model", help="the FP32 model (.onnx)")
+    v = sub.add_parser("variants", help="write FP16 and INT8 (static, calibrated) variants of an ONNX model, or "
+                                        "Core ML ML programs of a PyTorch model (.pt, .pt2)")
+    v.add_argument("model", help="the FP32 model (.onnx; or .pt/.pt2 for Core ML variants)")
     v.add_argument("--calibration", help="calibration inputs (.npz, samples on the first axis) for INT8")
     v.add_argument("--out", help="output folder (default: beside the model)")
     v.add_argument("--eval", help="evaluation set (.npz with x, y) to put in the plan snippet")
-    v.add_argument("--only", action="append", choices=VARIANT_KINDS, help="only this variant (repeatable)")
+    v.add_argument("--only", action="append", choices=VARIANT_KINDS + COREML_VARIANT_KINDS,
+                   help="only this variant (repeatable); coreml and coreml-fp32 are made from a PyTorch model")
     v.add_argument("--force", action="store_true", help="overwrite variants (and variants.toml) that exist")
     v.set_defaults(func=cmd_variants)
 
@@ -194,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("file")
     tp.set_defaults(func=cmd_telemetry_parse)
     _analysis_parsers(sub, store_arg)
+    add_store_parser(sub, store_arg)
     _debug_everywhere(p)
     return p
 
@@ -236,9 +242,12 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USER
         sys.stderr.write(f"hilbench: error: {safe(exc, LINE_LIMIT)}\n")  # it may quote a device
         return EXIT_USER
-    except KeyboardInterrupt:
-        sys.stderr.write("hilbench: interrupted\n")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP during a run (Stopped says which)
+        signum = getattr(exc, "signum", None)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            sys.stderr.write("hilbench: interrupted\n" if signum in (None, signal.SIGINT)
+                             else f"hilbench: stopped by {signal.Signals(signum).name}\n")
+        return exit_for_signal(signum)
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # a bug: one line (made safe: its text may quote a device), the traceback on --debug

@@ -8,12 +8,14 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.exits import EXIT_INTERRUPTED, EXIT_JOBS_FAILED, EXIT_OK, EXIT_REGRESSED, EXIT_USER
+from harness.cli.exits import EXIT_JOBS_FAILED, EXIT_OK, EXIT_REGRESSED, EXIT_USER, exit_for_signal
 from harness.cli.progress import LINE_LIMIT, NoteHandler, make_progress
+from harness.cli.store_cmd import session_notes
 from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
 from harness.config.targets import Target, load_targets, parse_target_spec
 from harness.errors import AnalysisError, ConfigError, OutputError
@@ -86,17 +88,27 @@ def cmd_run(args: argparse.Namespace) -> int:
             notes.removeHandler(handler)
             notes.propagate = True
         progress.close()
-    out = sys.stdout
-    if result.runs:
-        summary = store.summary([r["run_id"] for r in result.runs])
-        out.write(format_summary(summary, "table") + "\n")
     failed = result.failed
-    sent = sum(int(r.get("bytes_sent") or 0) for r in result.runs)
-    out.write(f"session {result.session_id}: {len(result.runs) - len(failed)} ok, {len(failed)} failed"
-              f"{', interrupted' if result.interrupted else ''}; {_fmt_bytes(sent)} sent to devices; "
-              f"results in {store.root}\n")
+    try:
+        out = sys.stdout
+        if result.runs:
+            summary = store.summary([r["run_id"] for r in result.runs])
+            out.write(format_summary(summary, "table") + "\n")
+        sent = sum(int(r.get("bytes_sent") or 0) for r in result.runs)
+        # A job a second Ctrl-C did not wait for is being stored as interrupted: it counts as failed.
+        out.write(f"session {result.session_id}: {len(result.runs) - len(failed)} ok, "
+                  f"{len(failed) + result.unfinished} failed{', interrupted' if result.interrupted else ''}; "
+                  f"{_fmt_bytes(sent)} sent to devices; results in {store.root}\n")
+        if result.signal not in (None, signal.SIGINT):
+            sys.stderr.write(f"hilbench: stopped by {signal.Signals(result.signal).name}: the jobs in flight are "
+                             "stored as interrupted and their agents stopped; `hilbench run --resume` runs what "
+                             "is missing\n")
+    except OSError:
+        if not result.interrupted:
+            raise
+        # SIGHUP: the terminal is gone; what the run did is stored, and the exit status says why it stopped.
     if result.interrupted:
-        return EXIT_INTERRUPTED
+        return exit_for_signal(result.signal)
     return EXIT_JOBS_FAILED if failed else EXIT_OK
 
 
@@ -167,6 +179,8 @@ def cmd_results(args: argparse.Namespace) -> int:
         # CSV is data: into a file or a pipe it goes as stored. On a terminal its cells are shown safe.
         text = safe_lines(text, None)
     sys.stdout.write(text + "\n")
+    for note in session_notes(store, summary["session_id"].unique()):  # running or abandoned: on stderr
+        sys.stderr.write(note + "\n")
     return EXIT_OK
 
 
@@ -179,8 +193,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     # stop reasons) is shown with its control characters as visible escapes, each line one line.
     lines: list[str] = []
     out = _LineWriter(lines)
+    sessions = store.sessions()
+    session = sessions[sessions["session_id"] == row["session_id"]].to_dict("records")
     try:
         _show_run(out, row, stats)
+        if session and session[0]["status"] in ("running", "abandoned", "interrupted"):
+            detail = session[0]["status_detail"]
+            lines.insert(1, f"  session   {session[0]['status']}" + (f": {detail}" if isinstance(detail, str) else ""))
     finally:
         _print_lines(lines)
     return EXIT_OK
@@ -217,6 +236,10 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
     if not _missing(row.get("bytes_sent")):
         out.write(f"  shipped   {_fmt_bytes(row['bytes_sent'])} ({int(row['bytes_sent'])} bytes) sent for this run "
                   "(0: the device's cache had the agent and files)\n")
+    if not _missing(row.get("reconnects")) and int(row["reconnects"]) > 0:
+        n = int(row["reconnects"])
+        out.write(f"  network   the connection dropped {n} time{'s' if n != 1 else ''} during this run and was "
+                  "restored\n")
     if row.get("emulated"):
         out.write(f"  EMULATED  {row.get('emulation')}: latencies are not a real board's\n")
     if row.get("stand_in"):
@@ -383,11 +406,11 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
 
 
 def cmd_variants(args: argparse.Namespace) -> int:
-    from harness.prep.variants import make_variants, plan_snippet
+    from harness.prep.variants import default_kinds, make_variants, plan_snippet
 
     model = Path(args.model)
     out_dir = Path(args.out) if args.out else model.parent
-    kinds = tuple(args.only) if args.only else ("fp16", "int8")
+    kinds = tuple(args.only) if args.only else default_kinds(model)
     plan_path = out_dir / "variants.toml"
     if plan_path.exists() and not args.force:
         raise AnalysisError(f"{plan_path}: already exists: remove it, write elsewhere with --out DIR, or use --force")

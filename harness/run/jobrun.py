@@ -64,10 +64,20 @@ class _Samples:
     def __init__(self) -> None:
         self._lat: dict[str, list[np.ndarray]] = {}
         self._t: dict[str, list[np.ndarray]] = {}
+        #: per chunk, its GPU times (CUDA events) or None where the batch carried none
+        self._gpu: dict[str, list[np.ndarray | None]] = {}
 
-    def add(self, phase: str, latency_ns: np.ndarray, t_ns: np.ndarray) -> None:
+    def add(self, phase: str, latency_ns: np.ndarray, t_ns: np.ndarray, gpu_ns: np.ndarray | None = None) -> None:
         self._lat.setdefault(phase, []).append(latency_ns)
         self._t.setdefault(phase, []).append(t_ns)
+        self._gpu.setdefault(phase, []).append(gpu_ns)
+
+    def _gpu_column(self, lat: list[np.ndarray], gpu: list[np.ndarray | None]) -> pa.Array:
+        """The optional gpu_ns column: the chunks' GPU times, null where a chunk had none."""
+        if all(g is None for g in gpu):
+            return pa.nulls(sum(len(c) for c in lat), pa.int64())
+        return pa.concat_arrays([pa.array(g, pa.int64()) if g is not None else pa.nulls(len(c), pa.int64())
+                                 for c, g in zip(lat, gpu, strict=True)])
 
     def __len__(self) -> int:
         return sum(len(c) for chunks in self._lat.values() for c in chunks)
@@ -86,16 +96,18 @@ class _Samples:
         return {"phase": phase, "latency_ns": np.concatenate([c for cs in self._lat.values() for c in cs]),
                 "t_ns": np.concatenate([c for cs in self._t.values() for c in cs])}
 
-    def table(self, run_id: str, first: tuple[int, int] | None = None) -> pa.Table | None:
+    def table(self, run_id: str, first: tuple[int, int, int | None] | None = None) -> pa.Table | None:
         """The samples table of ``run_id`` (None when empty), built in Arrow: no Python object per row.
-        ``first`` (latency, start) leads as phase "first"."""
+        ``first`` (latency, start, GPU time or None) leads as phase "first"."""
         names = [(name, sum(len(c) for c in chunks)) for name, chunks in self._lat.items()]
         lat = [c for chunks in self._lat.values() for c in chunks]
         t_ns = [c for chunks in self._t.values() for c in chunks]
+        gpu = [g for chunks in self._gpu.values() for g in chunks]
         if first is not None:
             names.insert(0, ("first", 1))
             lat.insert(0, np.array([first[0]], dtype=np.int64))
             t_ns.insert(0, np.array([first[1]], dtype=np.int64))
+            gpu.insert(0, np.array([first[2]], dtype=np.int64) if first[2] is not None else None)
         n = sum(k for _, k in names)
         if not n:
             return None
@@ -105,6 +117,7 @@ class _Samples:
             "iteration": np.concatenate([np.arange(k, dtype=np.int64) for _, k in names]),
             "latency_ns": np.concatenate(lat),
             "t_ns": np.concatenate(t_ns),
+            "gpu_ns": self._gpu_column(lat, gpu),
         })
 
 
@@ -147,7 +160,8 @@ class JobRun:
         self.error: tuple[str, str] | None = None
         self.samples = _Samples()
         self.telemetry = _Telemetry()
-        self.first: tuple[int, int] | None = None
+        #: the first inference: (latency, start, GPU time or None)
+        self.first: tuple[int, int, int | None] | None = None
         self.phase_begin_t: dict[str, int] = {}
         #: the phase the agent is in and when (host monotonic clock) it began, for per-phase timeouts
         self.current: tuple[str, float] | None = None
@@ -157,6 +171,10 @@ class JobRun:
         self.bytes_sent: int | None = None
         #: the device's doctor facts, probed once per session (harness.doctor.checks.device_facts)
         self.device_facts: dict[str, Any] | None = None
+        #: connections restored after a drop during this job, and how its result came back after one:
+        #: "journal" (read from the agent's journal on the device) or "rerun" (the job ran again)
+        self.reconnects = 0
+        self.recovery: str | None = None
         self._checker: MessageChecker | None = None  # made at the first message (it may read the eval file)
 
     def handle(self, msg: dict[str, Any], progress: Progress) -> None:
@@ -165,7 +183,7 @@ class JobRun:
         msg = self._checker.check(msg)
         kind = msg["type"]
         if kind == "sample":
-            self.samples.add(msg["phase"], msg["latency_ns"], msg["t_ns_each"])
+            self.samples.add(msg["phase"], msg["latency_ns"], msg["t_ns_each"], msg.get("gpu_ns"))
         elif kind == "telemetry":
             self.telemetry.add(msg)
         elif kind == "phase":
@@ -177,7 +195,7 @@ class JobRun:
             else:
                 self.current = None
                 if phase == "first":
-                    self.first = (msg["duration_ns"], self.phase_begin_t.get("first", t_ns))
+                    self.first = (msg["duration_ns"], self.phase_begin_t.get("first", t_ns), msg.get("gpu_ns"))
             progress.phase(self.job, phase, msg["event"], msg)
         elif kind == "accuracy":
             a = self.accuracy
@@ -208,10 +226,23 @@ class JobRun:
                          settings={"warmup": job.policy.warmup, "timed": job.policy.timed,
                                    "affinity": list(job.policy.affinity), "backend": job.backend,
                                    **job.settings}).to_dict()
-        extra = list((derived or {}).get("warnings") or []) + self._outputs_warning(res)
+        extra = list((derived or {}).get("warnings") or []) + self._outputs_warning(res) + self._reconnect_warning()
         if extra:
             verdict["warnings"] = list(verdict.get("warnings") or []) + extra
         return verdict
+
+    def _reconnect_warning(self) -> list[dict[str, Any]]:
+        """A warning when the connection dropped during the job and was restored: the run says so."""
+        n = self.reconnects
+        if not n:
+            return []
+        how = {"journal": "the result was read back from the agent's journal on the device, where the job ran on",
+               "rerun": "the agent did not finish on the device, so the job ran again from the start"}
+        return [{"code": "reconnected",
+                 "message": f"the connection to the device dropped {n} time{'s' if n != 1 else ''} during this run "
+                            f"and was restored; {how.get(self.recovery or '', 'the job went on')}",
+                 "remedy": "check the device's network and power (cable, Wi-Fi power saving); rerun the job if "
+                           "what dropped the connection may also have disturbed the device"}]
 
     def _outputs_warning(self, res: dict[str, Any]) -> list[dict[str, Any]]:
         """A warning when output vectors were not kept: past the host's cap on a job's values, or (the agent's
@@ -307,6 +338,7 @@ class JobRun:
             "derived": derived,
             "device_facts": self.device_facts,
             "eval_sha256": job.model.eval.get("sha256") if job.model.eval else None,
+            "reconnects": self.reconnects,
             **usage_columns(res, failed=status != "ok"),
         }
 
