@@ -309,8 +309,30 @@ class _Detector:
         reach = max(last - first, self.s.max_excursion) + self.s.max_excursion
         k1s = np.arange(max(int(idx[0]) + self.s.persist, first - reach), first + 1)
         k2s = np.arange(last, min(int(idx[-1]) + 1, last + reach) + 1)
+        # A coarse grid of at most 40 x 40 knot pairs, then every pair around the best of them.
+        stride = max(1, math.ceil(max(len(k1s), len(k2s)) / 40))
+        best = self._ramp(idx, y, k1s[::stride], k2s[::stride])
+        if best is None:
+            return None
+        if stride > 1:
+            k1, k2 = best[1], best[2]
+            fine = self._ramp(idx, y, k1s[np.abs(k1s - k1) < stride], k2s[np.abs(k2s - k2) < stride])
+            best = fine if fine is not None and fine[0] <= best[0] else best
+        sse, k1, k2, lo, hi = best
+        steps_sse = sum(float(((self.y[x.idx] - x.level) ** 2).sum()) for x in g[a:b + 1])
+        ramp_cost = sse / self.scale**2 + 2 * self.beta
+        steps_cost = steps_sse / self.scale**2 + (b - a) * self.beta
+        if not ramp_cost < steps_cost or abs(hi - lo) < self.thr:
+            return None
+        return Finding(k1, "drift", math.exp(lo), math.exp(hi), g[a].n, g[b].n, k2 - k1)
+
+    def _ramp(self, idx: np.ndarray, y: np.ndarray, k1s: np.ndarray, k2s: np.ndarray
+              ) -> tuple[float, int, int, float, float] | None:
+        """The best flat-straight-flat fit of ``y`` (at positions ``idx``) with knots from ``k1s`` x ``k2s``:
+        (squared error, k1, k2, level before, level after); a change over more than max_excursion nights only
+        (faster is a step)."""
         k1, k2 = (m.ravel() for m in np.meshgrid(k1s, k2s, indexing="ij"))
-        keep = k2 - k1 > self.s.max_excursion  # a change over more than max_excursion nights: faster is a step
+        keep = k2 - k1 > self.s.max_excursion
         if not keep.any():
             return None
         k1, k2 = k1[keep], k2[keep]
@@ -324,12 +346,9 @@ class _Detector:
             sse = ((y[None, :] - lo[:, None] * u - hi[:, None] * w) ** 2).sum(1)
         sse[~np.isfinite(sse)] = np.inf
         j = int(np.argmin(sse))
-        steps_sse = sum(float(((self.y[x.idx] - x.level) ** 2).sum()) for x in g[a:b + 1])
-        ramp_cost = sse[j] / self.scale**2 + 2 * self.beta
-        steps_cost = steps_sse / self.scale**2 + (b - a) * self.beta
-        if not ramp_cost < steps_cost or abs(hi[j] - lo[j]) < self.thr:
+        if not np.isfinite(sse[j]):
             return None
-        return Finding(int(k1[j]), "drift", math.exp(lo[j]), math.exp(hi[j]), g[a].n, g[b].n, int(k2[j] - k1[j]))
+        return float(sse[j]), int(k1[j]), int(k2[j]), float(lo[j]), float(hi[j])
 
     def _small(self, removed: list[int], groups: list[_Group]) -> list[Finding]:
         """Change points the minimum change merged away, measured inside the level that holds them."""
