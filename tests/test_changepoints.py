@@ -107,6 +107,16 @@ def test_a_drift_is_one_finding():
     assert f.kind == "drift" and not gates(f)  # faster: not a regression
 
 
+@pytest.mark.slow
+def test_a_drift_and_a_later_step_the_same_way_are_two_findings():
+    for seed in range(3):
+        x = ns.drift(np.random.default_rng(seed), 240, 40, 50, 0.15)
+        x[180:] *= 1.08
+        found = listed(find_changes(x))
+        assert [(f.kind, abs(f.index - at) <= 10) for f, at in zip(found, (40, 180), strict=True)] == \
+            [("drift", True), ("regression", True)], found
+
+
 def test_the_minimum_change_is_applied_inside_the_detector():
     """A well-measured 1% step below a 6% one: it does not cut the 6% step's level into pieces."""
     rng = np.random.default_rng(11)

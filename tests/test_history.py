@@ -127,7 +127,7 @@ def test_csv_without_config_with_integer_nights_out_of_order(tmp_path, capsys):
     assert points["order"].tolist() == list(range(40))  # 10 after 9, not after 1
     assert main(["history", "--csv", str(csv), "--format", "json"]) == EXIT_OK
     data = json.loads(capsys.readouterr().out)
-    assert list(data) == [""] and [(f["index"], f["night"], f["kind"]) for f in data[""]] == [(30, "30", "regression")]
+    assert list(data) == [""] and [(f["index"], f["night"], f["kind"]) for f in data[""]] == [(30, 30, "regression")]
 
 
 def test_csv_higher_is_better_and_repeated_nights(tmp_path, capsys):

@@ -276,10 +276,7 @@ class _Detector:
             r = q
             while r + 1 < len(signs) and signs[r + 1] == signs[q]:
                 r += 1
-            drift = self._drift(g, q, r + 1)
-            if drift is not None:
-                out.append(drift)
-                in_drift.update(range(q, r + 1))
+            self._drifts(g, q, r, out, in_drift)
             q = r + 1
         for q in range(len(signs)):
             if q in in_drift:
@@ -290,6 +287,21 @@ class _Detector:
                 kind = "unconfirmed"
             out.append(Finding(int(b.idx[0]), kind, math.exp(a.level), math.exp(b.level), a.n, b.n))
         return out
+
+    def _drifts(self, g: list[_Group], q: int, r: int, out: list[Finding], in_drift: set[int]) -> None:
+        """Drifts among steps ``q..r`` (all the same way): the longest run of them that one ramp explains, then
+        the same on each side of it."""
+        for length in range(r - q + 1, 0, -1):
+            for first in range(q, r - length + 2):
+                drift = self._drift(g, first, first + length)
+                if drift is not None:
+                    out.append(drift)
+                    in_drift.update(range(first, first + length))
+                    if first > q:
+                        self._drifts(g, q, first - 1, out, in_drift)
+                    if first + length <= r:
+                        self._drifts(g, first + length, r, out, in_drift)
+                    return
 
     def _held(self, a: _Group, b: _Group) -> bool:
         """Has the newest level held: ``persist`` nights nearer it than the old level, the last night among them?"""

@@ -241,8 +241,8 @@ def read_csv_points(path: str | Path) -> pd.DataFrame:
     """Points from a CSV file with a header naming ``night`` (a date YYYY-MM-DD or an integer order),
     ``value`` (a positive number) and optionally ``config`` (one series per value; ``""`` without the
     column); other columns are ignored. Several rows for one night of a config are one point, their
-    median. Returns series (the config), night, order, value, sorted. Bad input: InputError naming the
-    file and line."""
+    median. Returns series (the config), night (the date's text, or the integer), order, value, sorted. Bad
+    input: InputError naming the file and line."""
     path = Path(path)
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
@@ -301,7 +301,10 @@ def read_csv_points(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path}: no rows under the header")
     frame = pd.DataFrame(rows, columns=["series", "night", "order", "value"])
     frame = frame.groupby(["series", "order"], sort=True).agg(night=("night", "first"), value=("value", "median"))
-    return frame.reset_index()[["series", "night", "order", "value"]]
+    frame = frame.reset_index()[["series", "night", "order", "value"]]
+    if kind_seen is not None and kind_seen[0] == "int":  # an integer night is shown (and in JSON) as a number
+        frame["night"] = frame["order"].astype(int)
+    return frame
 
 
 def format_csv_history(points: pd.DataFrame, changes: pd.DataFrame, fmt: str = "table", *,

@@ -555,7 +555,7 @@ _KIND_COLORS = {"regression": "#c62828", "improvement": "#2e7d32", "drift": "#ef
 def _night_axis(nights: pd.Series) -> Any:
     """Dates on a date axis; anything else (the position) as it is."""
     try:
-        return pd.to_datetime(nights, format="%Y-%m-%d")
+        return pd.DatetimeIndex(pd.to_datetime(nights.astype(str), format="%Y-%m-%d"))
     except (ValueError, TypeError):
         return np.arange(len(nights))
 
