@@ -268,7 +268,8 @@ class _Detector:
         return [_Group(p, float(self.y[p].mean())) for p in parts]
 
     def _steps(self, g: list[_Group]) -> list[Finding]:
-        s, out = self.s, []
+        s = self.s
+        out: list[Finding] = []
         signs = [np.sign(g[q + 1].level - g[q].level) for q in range(len(g) - 1)]
         in_drift: set[int] = set()
         q = 0
