@@ -23,7 +23,7 @@ benchmarks/history_alarms.py measures them).
    days); weaker ones are merged, weakest first.
 6. **Drifts.** Consecutive steps the same way are compared with one ramp (flat, straight, flat, knots
    searched on a grid): when the ramp's squared error plus two penalties is lower than the steps' with one
-   penalty each, they are one *drift*.
+   penalty each, they are one *drift* (the longest such run first, then each side of it).
 7. **Persistence.** The newest level counts once ``persist`` of its nights sit nearer it than the old
    level, the last night among them; before that the step is *unconfirmed*. A one-night spike never
    flags.
