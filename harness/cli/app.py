@@ -31,7 +31,7 @@ from harness.cli.commands import (
     cmd_telemetry_parse,
     cmd_variants,
 )
-from harness.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, EXIT_USER, exit_for_signal
+from harness.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REGRESSED, EXIT_USAGE, EXIT_USER, exit_for_signal
 from harness.cli.progress import LINE_LIMIT
 from harness.cli.store_cmd import add_store_parser
 from harness.errors import HilbenchError
@@ -44,7 +44,7 @@ __all__ = ["main", "build_parser"]
 
 def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     """Subcommands that read the store: compare, history, plot, report, variants."""
-    c = sub.add_parser("compare", help="did the candidate get slower? (exit status 1 on a regression)")
+    c = sub.add_parser("compare", help=f"did the candidate get slower? (exit status {EXIT_REGRESSED} on a regression)")
     c.add_argument("selection", nargs="*", metavar="BASELINE CANDIDATE",
                    help="session id or prefix, run ids (a,b), a date YYYY-MM-DD, KEY=VALUE label or label value; "
                         "none: the last two sessions of the same plan")
@@ -87,26 +87,40 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     store_arg(pl)
     pl.set_defaults(func=cmd_plot)
 
-    h = sub.add_parser("history", help="nightly points and change points (Apache Otava); flags persisting rises")
+    h = sub.add_parser("history", help="nightly trends: regressions that persist, drifts, improvements "
+                                       f"(exit status {EXIT_REGRESSED} with --fail)")
     h.add_argument("--metric", action="append", choices=tuple(HISTORY_METRICS),
                    help="metrics to follow (repeatable; default p50 and p99)")
+    h.add_argument("--csv", metavar="FILE", help="your own numbers instead of the store: columns night (date or "
+                                                 "integer), config (optional), value")
+    h.add_argument("--higher-is-better", action="store_true",
+                   help="with --csv: a fall is the regression (throughput, accuracy)")
     h.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     h.add_argument("--output", help="write the report to this file instead of stdout")
-    h.add_argument("--all", action="store_true", help="list every change point, not only rises")
+    h.add_argument("--all", action="store_true", help="also list small changes, unconfirmed steps and excursions")
     h.add_argument("--min-change", type=float, default=2.0, help="smallest change that counts, in %% (default 2)")
-    h.add_argument("--persist", type=int, default=3, help="nights a rise must hold to be a regression (default 3)")
-    h.add_argument("--max-pvalue", type=float, default=0.001, help="detector significance (default 0.001)")
+    h.add_argument("--persist", type=int, default=2, help="nights a new level must hold (default 2)")
+    h.add_argument("--penalty", type=float, default=3.0,
+                   help="evidence a change needs, x ln(nights) (default 3; docs/analysis.md)")
+    h.add_argument("--fresh-penalty", type=float, default=2.5,
+                   help="the same for the newest level in its first 14 nights (default 2.5; 3: fewer false "
+                        "alarms a year, 5%% steps seen a night later)")
     h.add_argument("--plot", help="also draw the flagged series (PNG or SVG)")
-    h.add_argument("--fail", action="store_true", help="exit status 1 when a regression is flagged")
+    h.add_argument("--fail", action="store_true",
+                   help=f"exit status {EXIT_REGRESSED} when a regression (or a drift the worse way) is found")
     store_arg(h)
     h.set_defaults(func=cmd_history)
 
     rp = sub.add_parser("report", help="one self-contained HTML file that ranks the targets for each model")
-    rp.add_argument("--output", default="report.html", help="the HTML file to write (default report.html)")
+    rp.add_argument("--output", help="the HTML file to write (default report.html; history.html with --history)")
+    rp.add_argument("--history", action="store_true",
+                    help="the nightly team's page instead: each configuration's trend, findings and git refs")
+    rp.add_argument("--metric", action="append", choices=tuple(HISTORY_METRICS),
+                    help="with --history: metrics to show (repeatable; default p50 and p99)")
     rp.add_argument("--session", help="only this session id (or prefix, or 'last'; default: the latest run of each "
                                       "configuration)")
     rp.add_argument("--deadline-ms", type=float, default=33.3, help="the p99 deadline (default 33.3 ms = 30 fps)")
-    rp.add_argument("--title", default="Which device?")
+    rp.add_argument("--title", help="the page's title (default: Which device? / Nightly history)")
     rp.add_argument("--no-plots", action="store_true", help="tables only")
     store_arg(rp)
     rp.set_defaults(func=cmd_report)

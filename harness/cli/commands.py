@@ -487,33 +487,63 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from harness.analysis.history import format_history, history
+    from harness.analysis.history import (
+        Settings,
+        detect_changes,
+        format_csv_history,
+        format_history,
+        history,
+        read_csv_points,
+    )
 
-    store = _read_store(args)
-    points, changes = history(store, tuple(args.metric or ("p50", "p99")), min_magnitude=args.min_change / 100.0,
-                              min_persist=args.persist, max_pvalue=args.max_pvalue)
-    _write_output(format_history(points, changes, args.format, show_all=args.all), args.output,
-                  display=args.format in ("table", "markdown"))
+    if args.csv and (args.metric or args.plot):
+        raise ConfigError(f"history --csv: {'--metric' if args.metric else '--plot'} applies to the store's series")
+    if args.higher_is_better and not args.csv:
+        raise ConfigError("history: --higher-is-better applies to --csv (the store's metrics are lower-is-better)")
+    settings = Settings(min_change=args.min_change / 100.0, persist=args.persist, penalty=args.penalty,
+                        fresh_penalty=args.fresh_penalty, higher_is_better=args.higher_is_better)
+    if args.csv:
+        points = read_csv_points(args.csv)
+        changes = detect_changes(points, settings)
+        text = format_csv_history(points, changes, args.format, show_all=args.all)
+    else:
+        store = _read_store(args)
+        points, changes = history(store, tuple(args.metric or ("p50", "p99")), settings)
+        text = format_history(points, changes, args.format, show_all=args.all)
+    _write_output(text, args.output, display=args.format in ("table", "markdown"))
     if args.plot:
         from harness.report.plots import save, trend_figure
 
-        flagged = changes[changes["status"] == "regression"] if not changes.empty else changes
+        listed = changes[changes["kind"].isin(("regression", "improvement", "drift"))] if not changes.empty else changes
+        flagged = listed[listed["gates"]] if not listed.empty else listed
         series = set(flagged["series"]) if not flagged.empty else set(points["series"].unique()[:6])
-        fig = trend_figure(points[points["series"].isin(series)], changes[changes["series"].isin(series)]
-                           if not changes.empty else changes, title="Nightly history")
+        fig = trend_figure(points[points["series"].isin(series)], listed[listed["series"].isin(series)]
+                           if not listed.empty else listed, title="Nightly history")
         save(fig, args.plot)
-    regressed = not changes.empty and (changes["status"] == "regression").any()
+    regressed = not changes.empty and bool(changes["gates"].any())
     return EXIT_REGRESSED if regressed and args.fail else EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report.html import build_report
-
     store = _read_store(args)
-    text = build_report(store, _session_run_ids(store, args.session), deadline_ms=args.deadline_ms,
-                        title=args.title, plots=not args.no_plots)
-    _write_output(text, args.output)
-    sys.stdout.write(f"{args.output}\n")
+    if args.history:
+        from harness.report.history_html import build_history_report
+
+        if args.session:
+            raise ConfigError("report --history shows every night: --session applies to the buyer's report")
+        output = args.output or "history.html"
+        text = build_history_report(store, tuple(args.metric or ("p50", "p99")), title=args.title or "Nightly history",
+                                    plots=not args.no_plots)
+    else:
+        from harness.report.html import build_report
+
+        if args.metric:
+            raise ConfigError("report: --metric applies to --history")
+        output = args.output or "report.html"
+        text = build_report(store, _session_run_ids(store, args.session), deadline_ms=args.deadline_ms,
+                            title=args.title or "Which device?", plots=not args.no_plots)
+    _write_output(text, output)
+    sys.stdout.write(f"{output}\n")
     return EXIT_OK
 
 
