@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import os
+import platform
 import signal
 import sys
 import threading
@@ -46,6 +48,8 @@ class SessionResult:
 
 
 _INTERRUPTED = "the run was interrupted (Ctrl-C)"
+#: Beyond a job's lock wait the host gives the agent this long to say it gave up, then stops it itself.
+LOCK_GRACE_S = 30.0
 
 
 def device_key(target: Any) -> tuple[Any, ...]:
@@ -93,6 +97,10 @@ class _SerialProgress(Progress):
         with self._lock:
             self.inner.phase(job, phase, event, info)
 
+    def device_lock(self, job: Job, event: str, info: dict[str, Any]) -> None:
+        with self._lock:
+            self.inner.device_lock(job, event, info)
+
     def job_finished(self, job: Job, row: dict[str, Any]) -> None:
         with self._lock:
             self.inner.job_finished(job, row)
@@ -102,8 +110,12 @@ class Runner:
     """Runs jobs through transports into a store. Use :func:`run_jobs`."""
 
     def __init__(self, store: Store, session_id: str, labels: dict[str, str], progress: Progress, *,
-                 transports: Callable[[Target], Transport] | None = None) -> None:
+                 transports: Callable[[Target], Transport] | None = None, no_wait: bool = False) -> None:
         self.store = store
+        #: ``--no-wait``: a job whose device is busy (another run holds its lock) fails at once, and the
+        #: device's later jobs are stored as busy without starting
+        self.no_wait = no_wait
+        self._busy: dict[tuple[Any, ...], str] = {}  # device key -> why its jobs are not started (--no-wait)
         #: builds each target's transport (``make_transport``; tests pass FakeTransports)
         self.make_transport = transports or make_transport
         self.session_id = session_id
@@ -172,6 +184,7 @@ class Runner:
             self._probe_facts(transport, jobs[0].target)
             # The probe shipped the agent; those bytes are counted with the device's first job.
             self._carry[id(transport)] = transport.bytes_sent
+            device = device_key(jobs[0].target)
             for job in jobs:
                 if self.stop.is_set():
                     break
@@ -180,6 +193,10 @@ class Runner:
                 if unreachable is not None:
                     self._store_failure(job, new_id(), now_utc(), "transport", unreachable, transport)
                     continue
+                if device in self._busy:
+                    self._store_failure(job, new_id(), now_utc(), "busy", f"not started: {self._busy[device]}",
+                                        transport)
+                    continue
                 try:
                     row = self.run_one(job, transport)
                 except Exception as exc:  # noqa: BLE001 - a bug costs this job, not the device's other jobs
@@ -187,6 +204,8 @@ class Runner:
                     row = self._store_failure(job, new_id(), now_utc(), "agent", f"{job.target.name}: hilbench failed "
                                               f"on this job (a bug, please report it): {type(exc).__name__}: {detail}",
                                               transport)
+                if self.no_wait and row["error_category"] == "busy":
+                    self._busy[device] = str(row["error_message"])
                 unreachable = self._unreachable.get(id(transport))
                 if unreachable is None and row["error_category"] == "transport" and not transport.is_alive:
                     unreachable = self._reconnect(transport)
@@ -268,7 +287,18 @@ class Runner:
             "sustained": job.policy.sustained,
             "cooldown": dict(job.policy.cooldown, root=job.target.telemetry.get("root")) if job.policy.cooldown else None,
             **({"eval": dict(job.model.eval, path=paths.get("eval"))} if job.model.eval else {}),
+            "lock": {"wait_s": self.lock_wait_s(job), "setting": "--no-wait" if self.no_wait else "policy.lock_wait_s",
+                     "owner": {"host": platform.node(), "host_pid": os.getpid(), "session": self.session_id,
+                               "target": job.target.name}},
         }
+
+    def lock_wait_s(self, job: Job) -> float:
+        """How long ``job`` waits for its device's lock: 0 with ``--no-wait``, else ``policy.lock_wait_s``
+        (default: the job's ``timeout_s``)."""
+        if self.no_wait:
+            return 0.0
+        wait = job.policy.lock_wait_s
+        return float(job.policy.timeout_s if wait is None else wait)
 
     def run_one(self, job: Job, transport: Transport) -> dict[str, Any]:
         """Run one job and store it. A connection that drops mid-job is re-opened; the job's result is then
@@ -298,6 +328,7 @@ class Runner:
             run = JobRun(job, run_id)
             journal = transport.journal_path(run_id)
             outcome, tail = self._attempt(job, run, transport, paths, journal, deadline)
+            deadline += run.lock_paused_s(time.monotonic())  # the timeout runs while the device is held
             if outcome != "lost":
                 return self._commit(run, started, transport, tail, sent0)
             if self.stop.is_set():
@@ -362,7 +393,18 @@ class Runner:
                     run.error = ("interrupted", _INTERRUPTED)
                     break
                 now = time.monotonic()
-                remaining = deadline - now
+                if run.lock_waiting and run.lock_wait_began is not None:
+                    # The agent waits for the device lock and gives up itself at its wait; past that (and a
+                    # grace) it is stopped here. The job's timeout does not run while it waits.
+                    wait_left = run.lock_wait_began + self.lock_wait_s(job) + LOCK_GRACE_S - now
+                    if wait_left <= 0:
+                        proc.kill()
+                        run.error = ("busy", f"{job.target.name}: the agent went on waiting for the device lock past "
+                                     f"the job's wait of {self.lock_wait_s(job):g} s (policy.lock_wait_s): stopped")
+                        break
+                    remaining = min(wait_left, 0.5)
+                else:
+                    remaining = deadline + run.lock_paused_s(now) - now
                 if remaining <= 0:
                     proc.kill()
                     run.error = ("timeout", f"the job exceeded its timeout of {job.policy.timeout_s:g} s "
@@ -478,10 +520,12 @@ def run_jobs(
     argv: list[str] | None = None,
     on_runner: Callable[[Runner], None] | None = None,
     transports: Callable[[Target], Transport] | None = None,
+    no_wait: bool = False,
 ) -> SessionResult:
     """Run ``jobs`` and store every result. Raises StoreError before anything runs
     when the store is not writable. ``resume`` skips jobs already stored as ok. ``transports`` builds
-    each target's transport (default :func:`make_transport`; tests pass :class:`FakeTransport` ones)."""
+    each target's transport (default :func:`make_transport`; tests pass :class:`FakeTransport` ones).
+    ``no_wait``: a job whose device another run holds fails at once (``busy``) instead of waiting."""
     store.ensure_writable()
     progress = progress or Progress()
     labels = dict(labels or {})
@@ -511,7 +555,7 @@ def run_jobs(
     }
     store.write_table("sessions", session_id, [session_row])
     progress.session_started(session_id, jobs, skipped)
-    runner = Runner(store, session_id, labels, progress, transports=transports)
+    runner = Runner(store, session_id, labels, progress, transports=transports, no_wait=no_wait)
     if on_runner:
         on_runner(runner)
     by_target: dict[str, list[Job]] = {}
