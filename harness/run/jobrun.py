@@ -238,6 +238,9 @@ class JobRun:
             lock["waited_s"] = round(now - self.lock_wait_began, 3)
         else:
             lock["acquired"] = True
+            # When the measurement could begin: the device's clock (that of the samples) and the host's.
+            lock["acquired_t_ns"] = msg.get("t_ns")
+            lock["acquired_at"] = now_utc().isoformat()
             lock["waited_s"] = round(msg["waited_ns"] / 1e9, 3)
             lock["waited_for"] = msg.get("waited_for") if msg["waited_ns"] else None
             if self.lock_wait_began is not None:
