@@ -28,10 +28,11 @@ from hilbench_agent import devicelock
 from support.helpers import ctrl_c_mid_run, missing_in_ci, pyenv_python, write_agent
 
 from harness import open_store
+from harness.agent.lock import describe_holder
 from harness.agent.validate import MAX_LOCK_RECORD_VALUES, Limits, MessageChecker
 from harness.config.plan import expand_jobs, load_plan
 from harness.errors import ConfigError, MessageError
-from harness.run.jobrun import JobRun, Progress, describe_holder
+from harness.run.jobrun import JobRun, Progress
 from harness.run.session import run_jobs
 from harness.transport.fake import Delay, FakeScript, FakeTransport, agent_run, fake_target
 

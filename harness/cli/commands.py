@@ -210,7 +210,7 @@ def _lock_text(lock: Any) -> str | None:
     """``show``'s line about the device lock: held (after how long a wait, for whom) or not got."""
     if not isinstance(lock, dict):
         return None
-    from harness.run.jobrun import describe_holder
+    from harness.agent.lock import describe_holder
 
     where = f" ({lock['path']})" if lock.get("path") else ""
     waited = lock.get("waited_s") or 0

@@ -8,8 +8,8 @@ import os
 import threading
 from typing import Any, TextIO
 
+from harness.agent.lock import describe_holder
 from harness.config.plan import Job
-from harness.run.jobrun import describe_holder
 from harness.run.session import Progress
 from harness.safetext import safe
 from harness.text import key_values

@@ -23,7 +23,7 @@ from harness.config.plan import Job
 from harness.errors import ProtocolError
 from harness.transport import Transport
 
-__all__ = ["Progress", "JobRun", "take_line", "host_facts", "now_utc", "describe_holder"]
+__all__ = ["Progress", "JobRun", "take_line", "host_facts", "now_utc"]
 
 
 class Progress:
@@ -60,23 +60,6 @@ def host_facts() -> dict[str, Any]:
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
-
-def describe_holder(holder: dict[str, Any] | None, held_s: float | None = None) -> str:
-    """Who holds a device's lock, on one line, from the owner record a ``lock`` message carries (device text:
-    the caller makes it safe to print): ``session S (host H, hilbench pid P, run R; agent pid A as U)``, and
-    ``for N s`` (by the device's clock) when known."""
-    if not holder:
-        return "another process (its owner record was not written yet)"
-    if holder.get("unreadable"):
-        return f"another process (its owner record is unreadable: {str(holder['unreadable'])[:80]})"
-    host_side = [f"{label} {holder[key]}" for key, label in (("host", "host"), ("host_pid", "hilbench pid"),
-                                                              ("run_id", "run")) if holder.get(key) not in (None, "")]
-    agent = f"agent pid {holder.get('pid', '?')}" + (f" as {holder['user']}" if holder.get("user") else "")
-    text = f"session {holder['session']}" if holder.get("session") else "a hilbench agent"
-    text += f" ({'; '.join([', '.join(host_side), agent] if host_side else [agent])})"
-    if isinstance(held_s, (int, float)) and held_s >= 0:
-        text += f" for {held_s:.0f} s"
-    return text
 
 
 class _Samples:

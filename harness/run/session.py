@@ -129,6 +129,8 @@ class Runner:
         self._carry: dict[int, int] = {}  # id(transport) -> bytes sent before its first job (the probe's agent)
         self.rows: list[dict[str, Any]] = []
 
+    #: ``--no-wait`` (see __init__)
+    no_wait = False
     #: how often a job whose connection dropped (and whose agent did not finish) is run again
     max_reruns = 2
     #: connection attempts at the start of a target's jobs, waiting ``connect_backoff_s`` x 2^n between them
@@ -288,7 +290,7 @@ class Runner:
             "cooldown": dict(job.policy.cooldown, root=job.target.telemetry.get("root")) if job.policy.cooldown else None,
             **({"eval": dict(job.model.eval, path=paths.get("eval"))} if job.model.eval else {}),
             "lock": {"wait_s": self.lock_wait_s(job), "setting": "--no-wait" if self.no_wait else "policy.lock_wait_s",
-                     "owner": {"host": platform.node(), "host_pid": os.getpid(), "session": self.session_id,
+                     "owner": {"host": platform.node(), "host_pid": os.getpid(), "session": getattr(self, "session_id", None),
                                "target": job.target.name}},
         }
 
