@@ -300,6 +300,20 @@ def test_the_lock_folder_is_chosen_in_order() -> None:
     found = devicelock.lock_dirs({})
     assert found == [d for d in ("/data/local/tmp", "/tmp") if os.path.isdir(d)]
     assert found[-1] == "/tmp"  # this Linux host
+    # Termux: its own $TMPDIR last (a /data/local/tmp it cannot open is passed over)
+    assert devicelock.lock_dirs({"TMPDIR": str(Path(__file__).parent)}) == [*found, str(Path(__file__).parent)]
+    assert devicelock.lock_dirs({"TMPDIR": "/tmp/"}) == found
+
+
+def test_a_lock_folder_that_cannot_be_used_is_passed_over(tmp_path: Path) -> None:
+    unusable = tmp_path / "not-a-folder"
+    unusable.write_text("")
+    lock = devicelock.DeviceLock({"session": "s"}, directories=[str(unusable), str(tmp_path)])
+    got = lock.acquire(0)
+    try:
+        assert got["path"] == str(tmp_path / LOCK) and got["waited_ns"] == 0
+    finally:
+        lock.release()
 
 
 def test_a_missing_lock_folder_is_one_line_naming_it(agent: Path, tmp_path: Path) -> None:

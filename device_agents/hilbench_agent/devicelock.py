@@ -5,6 +5,7 @@ The lock is an OS advisory lock (``flock``) on one file that every user of the d
     $HILBENCH_LOCK_DIR/hilbench-device.lock     when the target's env sets it
     /data/local/tmp/hilbench-device.lock        Android (adb's shell user; no /tmp there)
     /tmp/hilbench-device.lock                   everywhere else
+    $TMPDIR/hilbench-device.lock                where neither can be used (Termux)
 
 A folder of one user's workdir would not do: two hosts may log in as different users, with different
 workdirs, to one device. ``/tmp`` is the one folder every user of a POSIX device shares (macOS's per-user
@@ -65,12 +66,17 @@ class _Tick(Exception):
 
 
 def lock_dirs(environ=None):
-    """The folders to try, in order."""
+    """The folders to try, in order: HILBENCH_LOCK_DIR alone when set; else those of SHARED_DIRS that exist, then
+    $TMPDIR (Termux on Android has neither /tmp nor access to /data/local/tmp)."""
     environ = os.environ if environ is None else environ
     chosen = environ.get("HILBENCH_LOCK_DIR")
     if chosen:
         return [chosen]
-    return [d for d in SHARED_DIRS if os.path.isdir(d)]
+    found = [d for d in SHARED_DIRS if os.path.isdir(d)]
+    tmpdir = environ.get("TMPDIR")
+    if tmpdir and os.path.isdir(tmpdir) and tmpdir.rstrip("/") not in found:
+        found.append(tmpdir.rstrip("/") or "/")
+    return found
 
 
 def _why(exc):
