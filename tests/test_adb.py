@@ -796,7 +796,9 @@ def test_meter_on_the_host_gives_energy_to_report_and_compare(phone: ADBDStandIn
     meter.write_text(f'#!/bin/sh\nif [ -e "{phone.root}/running" ]; then echo "4.0 W"; else echo "1.0 W"; fi\n')
     meter.chmod(0o755)
     plan, tdir = _phone_plan(tmp_path, phone, telemetry=f'rate_hz = 4\nmeter_command = ["{meter}"]',
-                             runner_extra=('touch "$HILBENCH_STANDIN_ROOT/running"',),
+                             # 0.5 s of 1 W between the idle baseline and the 4 W: a meter reading is stamped at
+                             # the middle of its command's run, which a loaded host can stretch past the boundary
+                             runner_extra=("sleep 0.5", 'touch "$HILBENCH_STANDIN_ROOT/running"'),
                              runner_after=("sleep 0.5", 'rm -f "$HILBENCH_STANDIN_ROOT/running"'))
     store_dir = tmp_path / "results"
     for _ in range(2):
