@@ -97,10 +97,8 @@ def take_device_lock(channel, job):
     owner = dict(config.get("owner") or {}) if isinstance(config.get("owner"), dict) else {}
     owner["run_id"] = job.get("job_id")
     lock = DeviceLock(owner)
-    last = {}
 
     def on_wait(holder, waited_ns):
-        last["holder"] = holder
         channel.send("lock", event="wait", path=lock.path, holder=holder, held_s=held_s(holder), waited_ns=waited_ns,
                      wait_s=wait_s)
 

@@ -129,8 +129,9 @@ class Runner:
         self._carry: dict[int, int] = {}  # id(transport) -> bytes sent before its first job (the probe's agent)
         self.rows: list[dict[str, Any]] = []
 
-    #: ``--no-wait`` (see __init__)
+    #: ``--no-wait`` and the session's id (see __init__)
     no_wait = False
+    session_id = ""
     #: how often a job whose connection dropped (and whose agent did not finish) is run again
     max_reruns = 2
     #: connection attempts at the start of a target's jobs, waiting ``connect_backoff_s`` x 2^n between them
@@ -290,7 +291,7 @@ class Runner:
             "cooldown": dict(job.policy.cooldown, root=job.target.telemetry.get("root")) if job.policy.cooldown else None,
             **({"eval": dict(job.model.eval, path=paths.get("eval"))} if job.model.eval else {}),
             "lock": {"wait_s": self.lock_wait_s(job), "setting": "--no-wait" if self.no_wait else "policy.lock_wait_s",
-                     "owner": {"host": platform.node(), "host_pid": os.getpid(), "session": getattr(self, "session_id", None),
+                     "owner": {"host": platform.node(), "host_pid": os.getpid(), "session": self.session_id,
                                "target": job.target.name}},
         }
 
@@ -330,7 +331,7 @@ class Runner:
             run = JobRun(job, run_id)
             journal = transport.journal_path(run_id)
             outcome, tail = self._attempt(job, run, transport, paths, journal, deadline)
-            deadline += run.lock_paused_s(time.monotonic())  # the timeout runs while the device is held
+            deadline += run.lock_paused_s(time.monotonic())  # the timeout runs only while the device is held
             if outcome != "lost":
                 return self._commit(run, started, transport, tail, sent0)
             if self.stop.is_set():
@@ -401,8 +402,9 @@ class Runner:
                     wait_left = run.lock_wait_began + self.lock_wait_s(job) + LOCK_GRACE_S - now
                     if wait_left <= 0:
                         proc.kill()
+                        setting = "--no-wait" if self.no_wait else "policy.lock_wait_s"
                         run.error = ("busy", f"{job.target.name}: the agent went on waiting for the device lock past "
-                                     f"the job's wait of {self.lock_wait_s(job):g} s (policy.lock_wait_s): stopped")
+                                     f"the job's wait of {self.lock_wait_s(job):g} s ({setting}): stopped")
                         break
                     remaining = min(wait_left, 0.5)
                 else:
