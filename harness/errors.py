@@ -21,7 +21,8 @@ so the evidence is kept while the user sees one line that says what and where::
     └── AnalysisError      compare / history / report / plot / variants cannot do what was asked
 
 A job that fails on the device is not an exception: it is stored as a run with an ``error_category``
-(one of :data:`ERROR_CATEGORIES`) and its message, and ``hilbench run`` exits 3.
+(one of :data:`ERROR_CATEGORIES`, which an agent may send, or ``store``, which only the host writes: the
+results store refused the job's files) and its message, and ``hilbench run`` exits 3.
 
 Only the CLI prints these and turns them into exit codes (harness/cli/exits.py; an exception outside this
 tree is a bug: exit 4).

@@ -85,6 +85,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         # The device's lock (docs/reliability.md): path, acquired, waited_s and waited_for (the owner record of the
         # run it waited for); null in older runs and where the device has no lock (a phone without flock).
         ("device_lock", _J),
+        # Connections to the device restored after a drop during the run (its verdict warns "reconnected");
+        # null in older runs.
+        ("reconnects", pa.int64()),
     ]),
     "samples": pa.schema([
         ("run_id", pa.string()), ("phase", pa.string()), ("iteration", pa.int64()),
@@ -152,6 +155,28 @@ class Store:
         except OSError as exc:
             raise StoreError(f"{self.root}: results store is not writable ({exc.strerror or exc})") from exc
 
+    def reserve(self, table: str, name: str, size: int) -> Path:
+        """Keep ``size`` bytes of room in the store for the later write of ``table``/``name``: a hidden file
+        named as that write's temporary (``.<name>.parquet....tmp``), of bytes no file system compresses away.
+        Unlinking it makes room for that write when the disk has filled up meanwhile (a run closes its
+        session row so). Raises StoreError when there is not that much room now."""
+        folder = self.root / table
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.parquet", suffix=".reserve.tmp")
+        except OSError as exc:
+            raise StoreError(f"{folder}: cannot write ({exc.strerror or exc})") from exc
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(size))
+        except OSError as exc:
+            _unlink_quiet(tmp)
+            raise StoreError(f"{self.root}: the results store has no room left ({exc.strerror or exc}): make room "
+                             "before running") from exc
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+        return Path(tmp)
+
     def _atomic_write_bytes(self, path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
         try:
@@ -180,7 +205,10 @@ class Store:
             arrow = pa.table({k: pa.array(v, type=schema.field(k).type) for k, v in cols.items()}, schema=schema)
         arrow = arrow.replace_schema_metadata({"hilbench.schema_version": str(SCHEMA_VERSION), "hilbench.table": table})
         path = self.root / table / f"{name}.parquet"
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+        except OSError as exc:  # a folder that became read-only (or vanished) mid-run: one line, as any write
+            raise StoreError(f"{path}: cannot write ({exc.strerror or exc})") from exc
         os.close(fd)
         try:
             pq.write_table(arrow, tmp, compression="zstd")

@@ -386,6 +386,8 @@ def test_ctrl_c_mid_job_stores_the_job_as_interrupted_and_the_session_as_interru
     assert "SIGKILL" not in mine["error_message"].iloc[1]
     sessions = store.sessions().set_index("session_id")
     assert sessions.loc[mine["session_id"].iloc[0], "status"] == "interrupted"
+    # The interrupted job counts as failed, with a second press too (issue 14, item 6).
+    assert sessions.loc[mine["session_id"].iloc[0], ["jobs_ok", "jobs_failed"]].tolist() == [1, 1]
     assert list(sessions["status"]).count("running") == 0
     # Nothing half-written: no temporary files, and every samples file belongs to a stored run.
     committed, stray = _committed_and_stray(store_dir)

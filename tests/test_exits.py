@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,13 @@ import pytest
 from harness.cli import app
 from harness.cli.app import main
 from harness.cli.exits import (
+    EXIT_HANGUP,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_JOBS_FAILED,
     EXIT_OK,
     EXIT_STATUSES,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     EXIT_USER,
 )
@@ -26,7 +30,7 @@ def test_the_docs_table_lists_every_status_once():
     text = DOCS.read_text(encoding="utf-8").split("## Exit statuses", 1)[1].split("\n## ", 1)[0]
     documented = [int(m) for m in re.findall(r"^\| (\d+) \|", text, re.M)]
     assert documented == sorted(EXIT_STATUSES)
-    assert len(set(EXIT_STATUSES)) == len(EXIT_STATUSES) == 6
+    assert len(set(EXIT_STATUSES)) == len(EXIT_STATUSES) == 8
 
 
 def test_ok_and_user_error(tmp_path, capsys):
@@ -64,6 +68,35 @@ def test_internal_error_is_one_line_with_a_hint_and_debug_shows_the_traceback(tm
     assert main(["results", "--store", str(tmp_path), "--debug"]) == EXIT_INTERNAL
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "\x1b" not in err
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, EXIT_TERMINATED), (signal.SIGHUP, EXIT_HANGUP)])
+def test_a_run_stopped_by_sigterm_or_sighup_exits_128_plus_the_signal(tmp_path, capsys, monkeypatch, signum, status):
+    """A real run (local, synthetic) that gets the signal while its first job runs: the job is stored as
+    interrupted, and main says so in one line with 128 + N (tests/test_faults_run.py sends it to a real process)."""
+    from harness.run.session import Runner
+
+    real = Runner.run_one
+
+    def run_one(self, job, transport):
+        os.kill(os.getpid(), signum)  # handled in the main thread, which waits for this worker
+        return real(self, job, transport)
+
+    monkeypatch.setattr(Runner, "run_one", run_one)
+    monkeypatch.setenv("HILBENCH_CACHE", str(tmp_path / "cache"))
+    before = signal.signal(signum, signal.SIG_DFL)  # as hilbench gets it (pytest may run under nohup)
+    try:
+        plan = tmp_path / "plan.toml"
+        plan.write_text('models = [{ name = "m", backends = ["synthetic"] }]\n[policy]\nwarmup = 1\n'
+                        'timed = { count = 5 }\ntelemetry = false\n', encoding="utf-8")
+        assert main(["run", str(plan), "--store", str(tmp_path / "res"), "--quiet"]) == status
+        assert signal.getsignal(signum) is signal.SIG_DFL
+    finally:
+        signal.signal(signum, before)
+    name = signal.Signals(signum).name
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"hilbench: stopped by {name}: ")
+    assert EXIT_STATUSES[status] == f"stopped by {name} (as for Ctrl-C)"
 
 
 def test_interrupted(tmp_path, capsys, monkeypatch):

@@ -7,11 +7,14 @@ What a device sends is not trusted: a line is at most :data:`MAX_LINE_BYTES` lon
 harness/transport/base.py, refuses longer ones without holding them), nested at most
 :data:`MAX_DEPTH` deep, with no ``NaN``/``Infinity``; :func:`decode_line` raises :class:`ProtocolError`
 for anything else, never another exception. What the fields hold is checked by harness/agent/validate.py.
+A lone surrogate (``"\\udcff"``: Python's ``json`` writes one for a file name that is not UTF-8) is not text any
+store or terminal can take: it is decoded as U+FFFD.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from harness.errors import ProtocolError
@@ -40,6 +43,22 @@ def _no_constant(name: str) -> Any:
 # NaN, Infinity and -Infinity are refused (the agent writes with allow_nan=False); the C scanner stays in use.
 _DECODER = json.JSONDecoder(parse_constant=_no_constant)
 _CONTAINERS = (dict, list)
+#: A JSON escape of a UTF-16 surrogate, and a surrogate left unpaired once decoded.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogates(value: Any) -> Any:
+    """``value`` (decoded JSON, nested at most :data:`MAX_DEPTH` deep) with every unpaired surrogate, in keys
+    and strings, replaced by U+FFFD."""
+    kind = type(value)
+    if kind is str:
+        return _SURROGATE.sub("\ufffd", value)
+    if kind is list:
+        return [_no_surrogates(v) for v in value]
+    if kind is dict:
+        return {_no_surrogates(k): _no_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def too_deep(obj: Any, limit: int = MAX_DEPTH) -> bool:
@@ -78,6 +97,8 @@ def decode_line(line: str | bytes, *, where: str = "agent") -> dict[str, Any]:
     # Fewer brackets than the limit cannot nest deeper (a sample batch has three): no walk needed.
     if brackets > MAX_DEPTH and too_deep(message):
         raise ProtocolError(f"{where}: a protocol line nested more than {MAX_DEPTH} deep")
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        message = _no_surrogates(message)
     version = message.get("v")
     if not isinstance(version, int) or isinstance(version, bool):
         raise ProtocolError(f"{where}: protocol line without a version: {text[:80]!r}")

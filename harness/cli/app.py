@@ -4,8 +4,10 @@ returns or raises into the exit status (:mod:`harness.cli.exits`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
 import traceback
 from typing import Any, NoReturn
@@ -28,7 +30,7 @@ from harness.cli.commands import (
     cmd_telemetry_parse,
     cmd_variants,
 )
-from harness.cli.exits import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_USER
+from harness.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, EXIT_USER, exit_for_signal
 from harness.cli.progress import LINE_LIMIT
 from harness.errors import HilbenchError
 from harness.prep.variants import VARIANT_KINDS
@@ -225,9 +227,12 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USER
         sys.stderr.write(f"hilbench: error: {safe(exc, LINE_LIMIT)}\n")  # it may quote a device
         return EXIT_USER
-    except KeyboardInterrupt:
-        sys.stderr.write("hilbench: interrupted\n")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP during a run (Stopped says which)
+        signum = getattr(exc, "signum", None)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            sys.stderr.write("hilbench: interrupted\n" if signum in (None, signal.SIGINT)
+                             else f"hilbench: stopped by {signal.Signals(signum).name}\n")
+        return exit_for_signal(signum)
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # a bug: one line (made safe: its text may quote a device), the traceback on --debug

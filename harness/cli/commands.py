@@ -8,11 +8,12 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.exits import EXIT_INTERRUPTED, EXIT_JOBS_FAILED, EXIT_OK, EXIT_REGRESSED, EXIT_USER
+from harness.cli.exits import EXIT_JOBS_FAILED, EXIT_OK, EXIT_REGRESSED, EXIT_USER, exit_for_signal
 from harness.cli.progress import LINE_LIMIT, NoteHandler, make_progress
 from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
 from harness.config.targets import Target, load_targets, parse_target_spec
@@ -86,17 +87,27 @@ def cmd_run(args: argparse.Namespace) -> int:
             notes.removeHandler(handler)
             notes.propagate = True
         progress.close()
-    out = sys.stdout
-    if result.runs:
-        summary = store.summary([r["run_id"] for r in result.runs])
-        out.write(format_summary(summary, "table") + "\n")
     failed = result.failed
-    sent = sum(int(r.get("bytes_sent") or 0) for r in result.runs)
-    out.write(f"session {result.session_id}: {len(result.runs) - len(failed)} ok, {len(failed)} failed"
-              f"{', interrupted' if result.interrupted else ''}; {_fmt_bytes(sent)} sent to devices; "
-              f"results in {store.root}\n")
+    try:
+        out = sys.stdout
+        if result.runs:
+            summary = store.summary([r["run_id"] for r in result.runs])
+            out.write(format_summary(summary, "table") + "\n")
+        sent = sum(int(r.get("bytes_sent") or 0) for r in result.runs)
+        # A job a second Ctrl-C did not wait for is being stored as interrupted: it counts as failed.
+        out.write(f"session {result.session_id}: {len(result.runs) - len(failed)} ok, "
+                  f"{len(failed) + result.unfinished} failed{', interrupted' if result.interrupted else ''}; "
+                  f"{_fmt_bytes(sent)} sent to devices; results in {store.root}\n")
+        if result.signal not in (None, signal.SIGINT):
+            sys.stderr.write(f"hilbench: stopped by {signal.Signals(result.signal).name}: the jobs in flight are "
+                             "stored as interrupted and their agents stopped; `hilbench run --resume` runs what "
+                             "is missing\n")
+    except OSError:
+        if not result.interrupted:
+            raise
+        # SIGHUP: the terminal is gone; what the run did is stored, and the exit status says why it stopped.
     if result.interrupted:
-        return EXIT_INTERRUPTED
+        return exit_for_signal(result.signal)
     return EXIT_JOBS_FAILED if failed else EXIT_OK
 
 
@@ -233,6 +244,10 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
     if not _missing(row.get("bytes_sent")):
         out.write(f"  shipped   {_fmt_bytes(row['bytes_sent'])} ({int(row['bytes_sent'])} bytes) sent for this run "
                   "(0: the device's cache had the agent and files)\n")
+    if not _missing(row.get("reconnects")) and int(row["reconnects"]) > 0:
+        n = int(row["reconnects"])
+        out.write(f"  network   the connection dropped {n} time{'s' if n != 1 else ''} during this run and was "
+                  "restored\n")
     if row.get("emulated"):
         out.write(f"  EMULATED  {row.get('emulation')}: latencies are not a real board's\n")
     if row.get("stand_in"):

@@ -10,14 +10,18 @@ status  name               when
 2       EXIT_USAGE         the command line itself is wrong (an unknown option or command, a bad choice)
 3       EXIT_JOBS_FAILED   ``run``: some jobs failed; their errors are stored with the session
 4       EXIT_INTERNAL      a bug in hilbench: one line naming the exception, ``--debug`` for its traceback
+129     EXIT_HANGUP        ``run`` got SIGHUP (its terminal closed): stopped as for Ctrl-C
 130     EXIT_INTERRUPTED   Ctrl-C (SIGINT): what finished is stored, the session is marked interrupted
+143     EXIT_TERMINATED    ``run`` got SIGTERM (``timeout``, a CI runner, systemd): stopped as for Ctrl-C
 ======  =================  ==================================================================================
+
+A run stopped by a signal exits 128 + the signal's number, as a shell reports a process the signal killed.
 """
 
 from __future__ import annotations
 
 __all__ = ["EXIT_OK", "EXIT_USER", "EXIT_REGRESSED", "EXIT_USAGE", "EXIT_JOBS_FAILED", "EXIT_INTERNAL",
-           "EXIT_INTERRUPTED", "EXIT_STATUSES"]
+           "EXIT_INTERRUPTED", "EXIT_HANGUP", "EXIT_TERMINATED", "EXIT_STATUSES", "exit_for_signal"]
 
 EXIT_OK = 0
 EXIT_USER = 1
@@ -25,7 +29,9 @@ EXIT_REGRESSED = 1
 EXIT_USAGE = 2
 EXIT_JOBS_FAILED = 3
 EXIT_INTERNAL = 4
-EXIT_INTERRUPTED = 130
+EXIT_HANGUP = 129  # 128 + SIGHUP
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 #: every status and what it means, as the docs' table says it
 EXIT_STATUSES = {
@@ -34,5 +40,12 @@ EXIT_STATUSES = {
     EXIT_USAGE: "usage error (the command line)",
     EXIT_JOBS_FAILED: "some jobs failed (stored)",
     EXIT_INTERNAL: "internal error (a bug): rerun with --debug for the traceback",
+    EXIT_HANGUP: "stopped by SIGHUP (as for Ctrl-C)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_TERMINATED: "stopped by SIGTERM (as for Ctrl-C)",
 }
+
+
+def exit_for_signal(signum: int | None) -> int:
+    """The exit status of a run stopped by ``signum``: 128 + its number (Ctrl-C, None: 130)."""
+    return 128 + int(signum) if signum else EXIT_INTERRUPTED

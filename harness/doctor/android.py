@@ -55,8 +55,9 @@ def runner_failure(code: int, output: str) -> str | None:
 
 
 def _digits(text: str) -> bool:
-    """``text`` is a decimal number ``int()`` reads: ASCII digits only (``"²".isdigit()`` is true too)."""
-    return text.isascii() and text.isdigit()
+    """``text`` is a decimal number ``int()`` reads: ASCII digits only (``"²".isdigit()`` is true too), and not
+    thousands of them (``int()`` refuses over 4,300)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def big_little(max_khz: dict[int, int]) -> tuple[list[int], list[int]]:

@@ -162,6 +162,10 @@ class JobRun:
         self.bytes_sent: int | None = None
         #: the device's doctor facts, probed once per session (harness.doctor.checks.device_facts)
         self.device_facts: dict[str, Any] | None = None
+        #: connections restored after a drop during this job, and how its result came back after one:
+        #: "journal" (read from the agent's journal on the device) or "rerun" (the job ran again)
+        self.reconnects = 0
+        self.recovery: str | None = None
         self._checker: MessageChecker | None = None  # made at the first message (it may read the eval file)
         #: the device lock as the agent reported it: path, acquired, waited_s, waited_for (the runs column)
         self.lock: dict[str, Any] | None = None
@@ -254,10 +258,23 @@ class JobRun:
                          settings={"warmup": job.policy.warmup, "timed": job.policy.timed,
                                    "affinity": list(job.policy.affinity), "backend": job.backend,
                                    **job.settings}).to_dict()
-        extra = list((derived or {}).get("warnings") or []) + self._outputs_warning(res)
+        extra = list((derived or {}).get("warnings") or []) + self._outputs_warning(res) + self._reconnect_warning()
         if extra:
             verdict["warnings"] = list(verdict.get("warnings") or []) + extra
         return verdict
+
+    def _reconnect_warning(self) -> list[dict[str, Any]]:
+        """A warning when the connection dropped during the job and was restored: the run says so."""
+        n = self.reconnects
+        if not n:
+            return []
+        how = {"journal": "the result was read back from the agent's journal on the device, where the job ran on",
+               "rerun": "the agent did not finish on the device, so the job ran again from the start"}
+        return [{"code": "reconnected",
+                 "message": f"the connection to the device dropped {n} time{'s' if n != 1 else ''} during this run "
+                            f"and was restored; {how.get(self.recovery or '', 'the job went on')}",
+                 "remedy": "check the device's network and power (cable, Wi-Fi power saving); rerun the job if "
+                           "what dropped the connection may also have disturbed the device"}]
 
     def _outputs_warning(self, res: dict[str, Any]) -> list[dict[str, Any]]:
         """A warning when output vectors were not kept: past the host's cap on a job's values, or (the agent's
@@ -354,6 +371,7 @@ class JobRun:
             "device_facts": self.device_facts,
             "eval_sha256": job.model.eval.get("sha256") if job.model.eval else None,
             "device_lock": self._lock_column(),
+            "reconnects": self.reconnects,
             **usage_columns(res, failed=status != "ok"),
         }
 

@@ -5,6 +5,15 @@ Jobs on different targets run in parallel (one worker thread per target); jobs
 on one target run one at a time, so two measurements never share a device.
 Each job's results are written to the store as soon as it ends, so stopping at
 any moment keeps every finished job.
+
+Stopping (docs/reliability.md, "Signals and faults during a run"): Ctrl-C (SIGINT), SIGTERM and SIGHUP
+end a run alike when :func:`run_jobs` runs in the main thread: the agents in flight are killed (their
+process groups), their jobs stored as ``interrupted``, the session row closed as ``interrupted``, and
+:class:`Stopped` (a KeyboardInterrupt) tells the caller which signal it was. Off the main thread no
+handler is installed (Python allows none there): stop such a run with :meth:`Runner.interrupt` (the
+``on_runner`` callback hands the runner over). A store that stops taking writes mid-run ends the job it
+was writing as a stored ``store`` error where anything can still be written, stops the run, and
+:func:`run_jobs` raises a one-line StoreError saying what was kept.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import logging
 import os
 import platform
 import signal
@@ -21,18 +31,43 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness import __version__
 from harness.agent.protocol import decode_line
 from harness.config.plan import Job, Plan
 from harness.config.targets import Target
-from harness.errors import ConfigError, HilbenchError, ProtocolError, TransportError
+from harness.errors import ConfigError, HilbenchError, ProtocolError, StoreError, TransportError
 from harness.run.jobrun import JobRun, Progress, host_facts, now_utc, take_line
 from harness.store import Store, new_id
 from harness.transport import LineTimeout, Transport, make_transport, transport_class
 
-__all__ = ["Progress", "SessionResult", "run_jobs", "host_facts", "device_key"]
+__all__ = ["Progress", "SessionResult", "Stopped", "run_jobs", "host_facts", "device_key", "STOP_SIGNALS"]
+
+_log = logging.getLogger("hilbench")
+
+#: The signals that end a run like Ctrl-C (in the main thread): the exit status is 128 + the signal's number.
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(KeyboardInterrupt):
+    """A run was stopped by ``signum`` (SIGTERM, SIGHUP; a plain KeyboardInterrupt is Ctrl-C). It is a
+    KeyboardInterrupt, so whatever stops on Ctrl-C stops on it too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def signal_name(signum: int) -> str:
+    """``Ctrl-C`` for SIGINT, else the signal's name (``SIGTERM``)."""
+    if signum == signal.SIGINT:
+        return "Ctrl-C"
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 @dataclass
@@ -41,13 +76,20 @@ class SessionResult:
     runs: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0
     interrupted: bool = False
+    #: the signal that stopped the run (SIGINT for Ctrl-C), None when nothing did
+    signal: int | None = None
+    #: jobs still being stored (as interrupted) when the session closed: a second Ctrl-C stopped the waiting
+    unfinished: int = 0
 
     @property
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.runs if r["status"] != "ok"]
 
 
-_INTERRUPTED = "the run was interrupted (Ctrl-C)"
+def _interrupted_message(why: str) -> str:
+    return f"the run was interrupted ({why})"
+
+
 #: Beyond a job's lock wait the host gives the agent this long to say it gave up, then stops it itself.
 LOCK_GRACE_S = 30.0
 
@@ -79,31 +121,37 @@ def _describe_exit(code: int | None) -> str:
 
 
 class _SerialProgress(Progress):
-    """Passes events on one at a time: worker threads of several targets never interleave a display."""
+    """Passes events on one at a time: worker threads of several targets never interleave a display. A
+    display that can no longer be written (its terminal closed: SIGHUP) goes quiet; it never costs a job."""
 
     def __init__(self, inner: Progress) -> None:
         self.inner = inner
         self._lock = threading.RLock()
+        self._gone = False
+
+    def _show(self, event: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if self._gone:
+                return
+            try:
+                event(*args)
+            except OSError:
+                self._gone = True
 
     def session_started(self, session_id: str, jobs: list[Job], skipped: int) -> None:
-        with self._lock:
-            self.inner.session_started(session_id, jobs, skipped)
+        self._show(self.inner.session_started, session_id, jobs, skipped)
 
     def job_started(self, job: Job, run_id: str) -> None:
-        with self._lock:
-            self.inner.job_started(job, run_id)
+        self._show(self.inner.job_started, job, run_id)
 
     def phase(self, job: Job, phase: str, event: str, info: dict[str, Any]) -> None:
-        with self._lock:
-            self.inner.phase(job, phase, event, info)
+        self._show(self.inner.phase, job, phase, event, info)
 
     def device_lock(self, job: Job, event: str, info: dict[str, Any]) -> None:
-        with self._lock:
-            self.inner.device_lock(job, event, info)
+        self._show(self.inner.device_lock, job, event, info)
 
     def job_finished(self, job: Job, row: dict[str, Any]) -> None:
-        with self._lock:
-            self.inner.job_finished(job, row)
+        self._show(self.inner.job_finished, job, row)
 
 
 class Runner:
@@ -115,19 +163,31 @@ class Runner:
         #: ``--no-wait``: a job whose device is busy (another run holds its lock) fails at once, and the
         #: device's later jobs are stored as busy without starting
         self.no_wait = no_wait
-        self._busy: dict[tuple[Any, ...], str] = {}  # device key -> why its jobs are not started (--no-wait)
+        self._busy_devices: dict[tuple[Any, ...], str] = {}  # device key -> why its jobs are not started (--no-wait)
         #: builds each target's transport (``make_transport``; tests pass FakeTransports)
         self.make_transport = transports or make_transport
         self.session_id = session_id
         self.labels = labels
         self.progress = progress if isinstance(progress, _SerialProgress) else _SerialProgress(progress)
         self.stop = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._active: set[Any] = set()
         self._unreachable: dict[int, str] = {}  # id(transport) -> why it did not come back
         self._facts: dict[int, dict[str, Any] | None] = {}  # id(transport) -> its device facts
         self._carry: dict[int, int] = {}  # id(transport) -> bytes sent before its first job (the probe's agent)
+        self._reconnects: dict[int, int] = {}  # id(transport) -> connections restored after a drop
         self.rows: list[dict[str, Any]] = []
+        #: why the run stopped, as stored with its interrupted jobs ("Ctrl-C", "SIGTERM", ...)
+        self.stop_reason = "Ctrl-C"
+        #: the first write the store refused (the run stops there), and the jobs whose results it lost
+        self.store_error: StoreError | None = None
+        self.lost: list[str] = []
+        self._open: dict[int, Job] = {}  # id(job) -> job, for jobs started and not yet stored
+        self._busy = 0  # workers in run_device
+        self._session: tuple[Store, dict[str, Any]] | None = None  # the session row once closed (late jobs update it)
+        #: room kept in the store (Store.reserve) so that a disk that fills up mid-run still takes the job's
+        #: error row and the closed session row
+        self.reserve: Path | None = None
 
     #: ``--no-wait`` and the session's id (see __init__)
     no_wait = False
@@ -139,13 +199,36 @@ class Runner:
     connect_backoff_s = 0.5
     #: probe each target once per session for the facts doctor shows (stored with every run)
     probe_devices = True
+    #: bytes kept free in the store for the session's last rows: a job's error row (~60 kB) and the session row
+    reserve_bytes = 256 * 1024
+
+    def release_reserve(self) -> bool:
+        """Give the store's reserved room back; True when there was some to give."""
+        with self._lock:
+            path, self.reserve = self.reserve, None
+        if path is None:
+            return False
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return True
 
     def run_device(self, groups: list[list[Job]]) -> None:
         """Run the job lists of targets that are one device (one endpoint), one target after another."""
-        for jobs in groups:
-            if self.stop.is_set():
-                return
-            self.run_target(jobs)
+        with self._lock:
+            self._busy += 1
+        try:
+            for jobs in groups:
+                if self.stop.is_set():
+                    return
+                self.run_target(jobs)
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    def busy(self) -> bool:
+        """Whether a worker is in :meth:`run_device` (one that has not begun yet sees :attr:`stop` first)."""
+        with self._lock:
+            return self._busy > 0
 
     def _connect(self, transport: Transport) -> None:
         """Open ``transport`` with a few bounded, stop-aware retries, so that a blip at start-up does not fail
@@ -196,8 +279,8 @@ class Runner:
                 if unreachable is not None:
                     self._store_failure(job, new_id(), now_utc(), "transport", unreachable, transport)
                     continue
-                if device in self._busy:
-                    self._store_failure(job, new_id(), now_utc(), "busy", f"not started: {self._busy[device]}",
+                if device in self._busy_devices:
+                    self._store_failure(job, new_id(), now_utc(), "busy", f"not started: {self._busy_devices[device]}",
                                         transport)
                     continue
                 try:
@@ -208,7 +291,7 @@ class Runner:
                                               f"on this job (a bug, please report it): {type(exc).__name__}: {detail}",
                                               transport)
                 if self.no_wait and row["error_category"] == "busy":
-                    self._busy[device] = str(row["error_message"])
+                    self._busy_devices[device] = str(row["error_message"])
                 unreachable = self._unreachable.get(id(transport))
                 if unreachable is None and row["error_category"] == "transport" and not transport.is_alive:
                     unreachable = self._reconnect(transport)
@@ -225,7 +308,17 @@ class Runner:
                 self._unreachable[id(transport)] = str(exc)
             return str(exc)
         self._unreachable.pop(id(transport), None)
+        with self._lock:
+            n = self._reconnects[id(transport)] = self._reconnects.get(id(transport), 0) + 1
+        # Never silent: the run says so now, and the job's row counts it (JobRun.reconnects).
+        _log.warning("%s: the connection dropped and was restored (%d time%s this session)",
+                     transport.target.name, n, "" if n == 1 else "s")
         return None
+
+    def reconnects(self, transport: Transport) -> int:
+        """How often ``transport``'s connection was restored after a drop, this session."""
+        with self._lock:
+            return self._reconnects.get(id(transport), 0)
 
     def _store_failure(self, job: Job, run_id: str, started: dt.datetime, category: str, message: str,
                        transport: Transport | None, stderr_tail: str = "") -> dict[str, Any]:
@@ -233,8 +326,13 @@ class Runner:
         run.error = (category, message)
         if transport is not None:
             run.bytes_sent = 0
+        self._opened(job)
         self.progress.job_started(job, run_id)
         return self._commit(run, started, transport, stderr_tail)
+
+    def _opened(self, job: Job) -> None:
+        with self._lock:
+            self._open[id(job)] = job
 
     def _commit(self, run: JobRun, started: dt.datetime, transport: Transport | None, stderr_tail: str,
                 sent_before: int | None = None) -> dict[str, Any]:
@@ -244,21 +342,75 @@ class Runner:
             run.device_facts = self._facts.get(id(transport))
         row = run.rows(session_id=self.session_id, labels=self.labels, started=started, transport=transport,
                        stderr_tail=stderr_tail)
-        samples = run.samples.table(run.run_id, run.first if row["status"] == "ok" else None)
-        if samples is not None:
-            self.store.write_table("samples", run.run_id, samples)
-        k = len(run.accuracy["index"])
-        if k and row["status"] == "ok":
-            self.store.write_table("accuracy", run.run_id, dict(run.accuracy, run_id=[run.run_id] * k))
-        m = len(run.telemetry)
-        if m:
-            self.store.write_table("telemetry", run.run_id, dict(run.telemetry.columns(), run_id=[run.run_id] * m))
-        # The runs row goes last: it commits the run.
-        self.store.write_table("runs", run.run_id, [row])
-        with self._lock:
-            self.rows.append(row)
+        written: list[Path] = []
+        try:
+            samples = run.samples.table(run.run_id, run.first if row["status"] == "ok" else None)
+            if samples is not None:
+                written.append(self.store.write_table("samples", run.run_id, samples))
+            k = len(run.accuracy["index"])
+            if k and row["status"] == "ok":
+                written.append(self.store.write_table("accuracy", run.run_id,
+                                                      dict(run.accuracy, run_id=[run.run_id] * k)))
+            m = len(run.telemetry)
+            if m:
+                written.append(self.store.write_table("telemetry", run.run_id,
+                                                      dict(run.telemetry.columns(), run_id=[run.run_id] * m)))
+            # The runs row goes last: it commits the run.
+            self.store.write_table("runs", run.run_id, [row])
+        except StoreError as exc:
+            stored = self._store_refused(run, exc, written, started, transport, stderr_tail)
+            self._closed(run.job, stored)
+            row = stored or dict(row, status="error", error_category="store",
+                                 error_message=f"not stored: {exc}")
+        else:
+            self._closed(run.job, row)
         self.progress.job_finished(run.job, row)
         return row
+
+    def _store_refused(self, run: JobRun, exc: StoreError, written: list[Path], started: dt.datetime,
+                       transport: Transport | None, stderr_tail: str) -> dict[str, Any] | None:
+        """The store refused a write of ``run``: its files written so far go (a samples file without its runs
+        row would be an orphan), the run stops, and the job is stored as a ``store`` error when the store still
+        takes its small runs row. Returns that row, or None when nothing of the job could be kept."""
+        for path in written:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        with self._lock:
+            first = self.store_error is None
+            if first:
+                self.store_error = exc
+        if first:
+            self.interrupt("the results store stopped taking writes")
+        self.release_reserve()  # a full disk: the room kept for the rows that say so
+        kept = "its measurements are lost" if run.result is not None else "it had no result to keep"
+        run.error = ("store", f"the results store could not keep this job ({exc}): {kept}; the run stopped here")
+        row = run.rows(session_id=self.session_id, labels=self.labels, started=started, transport=transport,
+                       stderr_tail=stderr_tail)
+        try:
+            self.store.write_table("runs", run.run_id, [row])
+        except StoreError:
+            with self._lock:
+                self.lost.append(run.job.describe())
+            return None
+        return row
+
+    def _closed(self, job: Job, row: dict[str, Any] | None) -> None:
+        """``job`` is done (``row`` stored, or None: lost); a session already closed (a second Ctrl-C did not
+        wait for this job) has its row written again with the counts that now hold."""
+        with self._lock:
+            self._open.pop(id(job), None)
+            if row is not None:
+                self.rows.append(row)
+            if self._session is not None:
+                store, session_row = self._session
+                session_row.update(self.counts())
+                with contextlib.suppress(StoreError):
+                    store.write_table("sessions", session_row["session_id"], [session_row])
+
+    def counts(self) -> dict[str, int]:
+        """The session row's job counts: a job still being stored counts as failed (it ends interrupted)."""
+        return {"jobs_ok": sum(1 for r in self.rows if r["status"] == "ok"),
+                "jobs_failed": sum(1 for r in self.rows if r["status"] != "ok") + len(self._open)}
 
     def payload(self, job: Job, run_id: str, paths: dict[str, str]) -> dict[str, Any]:
         inputs = dict(job.model.inputs)
@@ -318,13 +470,22 @@ class Runner:
             files["inputs"] = (job.model.inputs["file"], job.model.inputs["file_sha256"])
         # Bytes are counted per job: what this job's prepare and uploads sent (the transport's count runs on).
         sent0 = transport.bytes_sent - self._carry.pop(id(transport), 0)
+        reconnects0 = self.reconnects(transport)
+        self._opened(job)
         self.progress.job_started(job, run_id)
+
+        def commit(run: JobRun, tail: str, recovery: str | None = None) -> dict[str, Any]:
+            # A connection restored during the job is said in its row (reconnects, and a verdict warning).
+            run.reconnects = self.reconnects(transport) - reconnects0
+            run.recovery = recovery
+            return self._commit(run, started, transport, tail, sent0)
+
         try:
             paths = self._prepare(transport, files)
         except TransportError as exc:
             run = JobRun(job, run_id)
             run.error = self._unless_stopped("transport", str(exc))
-            return self._commit(run, started, transport, exc.stderr_tail, sent0)
+            return commit(run, exc.stderr_tail)
         deadline = time.monotonic() + job.policy.timeout_s
         drops = 0
         while True:
@@ -333,39 +494,40 @@ class Runner:
             outcome, tail = self._attempt(job, run, transport, paths, journal, deadline)
             deadline += run.lock_paused_s(time.monotonic())  # the timeout runs only while the device is held
             if outcome != "lost":
-                return self._commit(run, started, transport, tail, sent0)
+                return commit(run, tail, "rerun" if drops else None)
             if self.stop.is_set():
                 run.result = None
-                run.error = ("interrupted", _INTERRUPTED)
-                return self._commit(run, started, transport, tail, sent0)
+                run.error = ("interrupted", _interrupted_message(self.stop_reason) + "; the connection to the device "
+                             "was down, so its agent may run on there until its job ends")
+                return commit(run, tail)
             drops += 1
             why = self._reconnect(transport)
             if why is not None:
                 run.error = self._unless_stopped(
                     "transport", f"the connection dropped during the job and did not come back: {why}")
-                return self._commit(run, started, transport, tail, sent0)
+                return commit(run, tail)
             try:
                 recovered = self._recover(job, transport, journal, deadline)
             except TransportError as exc:
                 run.error = ("transport", f"the connection dropped during the job; recovering it failed: {exc}")
-                return self._commit(run, started, transport, tail, sent0)
+                return commit(run, tail)
             if recovered is not None:
-                return self._commit(recovered, started, transport, tail, sent0)
+                return commit(recovered, tail, "journal")
             if drops > self.max_reruns:
                 run.error = ("transport", f"the connection dropped during the job {drops} times (the agent's journal "
                              "held no result): check the device's network and power")
-                return self._commit(run, started, transport, tail, sent0)
+                return commit(run, tail)
             # The agent did not finish on the device: the job runs again, as a new run with its own journal.
             run_id = new_id()
             try:
                 paths = self._prepare(transport, files)
             except TransportError as exc:
                 run.error = ("transport", str(exc))
-                return self._commit(run, started, transport, exc.stderr_tail, sent0)
+                return commit(run, exc.stderr_tail)
 
     def _unless_stopped(self, category: str, message: str) -> tuple[str, str]:
-        """The error ``(category, message)``, or "interrupted" when Ctrl-C caused it."""
-        return ("interrupted", _INTERRUPTED) if self.stop.is_set() else (category, message)
+        """The error ``(category, message)``, or "interrupted" when a stop (Ctrl-C, SIGTERM) caused it."""
+        return ("interrupted", _interrupted_message(self.stop_reason)) if self.stop.is_set() else (category, message)
 
     def _prepare(self, transport: Transport, files: dict[str, tuple[str, str]]) -> dict[str, str]:
         """``transport.prepare`` with one reconnect when the connection dropped during it."""
@@ -380,6 +542,9 @@ class Runner:
                  deadline: float) -> tuple[str, str]:
         """Start the agent and read its lines into ``run``. Returns ("done" | "lost", stderr tail); "lost"
         when the connection dropped before the agent's end (the agent may still be running on the device)."""
+        if self.stop.is_set():  # stopped while the files were shipped: no agent is started
+            run.error = ("interrupted", _interrupted_message(self.stop_reason))
+            return "done", ""
         try:
             proc = transport.start_agent(self.payload(job, run.run_id, paths), journal)
         except TransportError as exc:
@@ -393,7 +558,9 @@ class Runner:
             while True:
                 if self.stop.is_set():
                     proc.kill()
-                    run.error = ("interrupted", _INTERRUPTED)
+                    left = f"; the agent could not be stopped on the device ({proc.kill_failed}): it may run on " \
+                        "there until its job ends" if proc.kill_failed else ""
+                    run.error = ("interrupted", _interrupted_message(self.stop_reason) + left)
                     break
                 now = time.monotonic()
                 if run.lock_waiting and run.lock_wait_began is not None:
@@ -445,7 +612,7 @@ class Runner:
             code = proc.wait(5.0)
             if run.result is None and run.error is None and self.stop.is_set():
                 # Ctrl-C: interrupt() killed the agent, so its stream ended before the loop saw the stop.
-                run.error = ("interrupted", _INTERRUPTED)
+                run.error = ("interrupted", _interrupted_message(self.stop_reason))
             if code is None and proc.connection_lost and run.error is None:
                 return "lost", proc.stderr_tail
             if code is None:
@@ -502,9 +669,14 @@ class Runner:
                 break
         return run
 
-    def interrupt(self) -> None:
-        self.stop.set()
+    def interrupt(self, reason: str = "Ctrl-C") -> None:
+        """Stop the run: no job starts, the agents in flight are killed (on the device, their process group)
+        and their jobs stored as ``interrupted`` with ``reason`` ("Ctrl-C", "SIGTERM", ...). Any thread may
+        call it; the first reason given is the one stored."""
         with self._lock:
+            if not self.stop.is_set():
+                self.stop_reason = reason
+            self.stop.set()
             active = list(self._active)
         for proc in active:
             try:
@@ -527,10 +699,25 @@ def run_jobs(
     no_wait: bool = False,
 ) -> SessionResult:
     """Run ``jobs`` and store every result. Raises StoreError before anything runs
-    when the store is not writable. ``resume`` skips jobs already stored as ok. ``transports`` builds
+    when the store is not writable, and (one line saying what was kept) when it stops taking writes mid-run.
+    ``resume`` skips jobs already stored as ok. ``transports`` builds
     each target's transport (default :func:`make_transport`; tests pass :class:`FakeTransport` ones).
-    ``no_wait``: a job whose device another run holds fails at once (``busy``) instead of waiting."""
+    ``no_wait``: a job whose device another run holds fails at once (``busy``) instead of waiting.
+
+    In the main thread, SIGTERM and SIGHUP (where their handler is the default one) stop the run as Ctrl-C
+    does; the result's ``signal`` says which. A second signal while the run stops ends the waiting for the
+    agents to be killed. Called from another thread no handler is installed: stop the run with
+    :meth:`Runner.interrupt` (``on_runner`` hands the runner over)."""
     store.ensure_writable()
+    with _stop_on_signals():
+        return _run_session(jobs, store, plan=plan, labels=labels, progress=progress, resume=resume, argv=argv,
+                            on_runner=on_runner, transports=transports, no_wait=no_wait)
+
+
+def _run_session(jobs: list[Job], store: Store, *, plan: Plan | None, labels: dict[str, str] | None,
+                 progress: Progress | None, resume: bool, argv: list[str] | None,
+                 on_runner: Callable[[Runner], None] | None,
+                 transports: Callable[[Target], Transport] | None, no_wait: bool = False) -> SessionResult:
     progress = progress or Progress()
     labels = dict(labels or {})
     session_id = new_id("s")
@@ -557,24 +744,38 @@ def run_jobs(
         "jobs": len(jobs),
         "status": "running",
     }
-    store.write_table("sessions", session_id, [session_row])
-    progress.session_started(session_id, jobs, skipped)
     runner = Runner(store, session_id, labels, progress, transports=transports, no_wait=no_wait)
-    if on_runner:
-        on_runner(runner)
-    by_target: dict[str, list[Job]] = {}
-    for job in jobs:
-        by_target.setdefault(job.target.name, []).append(job)
-    # One worker per device, not per target name: two target files (or a file and an ssh:// spec) for
-    # the same board still measure one at a time.
-    by_device: dict[tuple[Any, ...], list[list[Job]]] = {}
-    for target_jobs in by_target.values():
-        by_device.setdefault(device_key(target_jobs[0].target), []).append(target_jobs)
-    result = SessionResult(session_id=session_id, skipped=skipped)
-    pool = ThreadPoolExecutor(max_workers=max(1, len(by_device)), thread_name_prefix="hilbench-device")
-    futures = [pool.submit(runner.run_device, groups) for groups in by_device.values()]
-    failures: list[BaseException] = []  # what a worker raised (a store that stopped taking writes): after the row
+    runner.reserve = store.reserve("sessions", session_id, runner.reserve_bytes)  # StoreError: no room to start
     try:
+        return _run_workers(jobs, store, session_row, runner, progress, skipped, on_runner)
+    finally:
+        runner.release_reserve()
+
+
+def _run_workers(jobs: list[Job], store: Store, session_row: dict[str, Any], runner: Runner, progress: Progress,
+                 skipped: int, on_runner: Callable[[Runner], None] | None) -> SessionResult:
+    """The session proper: its row, one worker per device, and the row closed on every way out."""
+    session_id = session_row["session_id"]
+    result = SessionResult(session_id=session_id, skipped=skipped)
+    pool: ThreadPoolExecutor | None = None
+    futures: list[Any] = []
+    failures: list[BaseException] = []  # what a worker raised (a bug): re-raised once the session row is written
+    try:
+        # Inside the try: a signal from here on leaves a closed session row, never a running one.
+        store.write_table("sessions", session_id, [session_row])
+        progress.session_started(session_id, jobs, skipped)
+        if on_runner:
+            on_runner(runner)
+        by_target: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_target.setdefault(job.target.name, []).append(job)
+        # One worker per device, not per target name: two target files (or a file and an ssh:// spec) for
+        # the same board still measure one at a time.
+        by_device: dict[tuple[Any, ...], list[list[Job]]] = {}
+        for target_jobs in by_target.values():
+            by_device.setdefault(device_key(target_jobs[0].target), []).append(target_jobs)
+        pool = ThreadPoolExecutor(max_workers=max(1, len(by_device)), thread_name_prefix="hilbench-device")
+        futures = [pool.submit(runner.run_device, groups) for groups in by_device.values()]
         for fut in futures:
             while True:
                 try:
@@ -585,61 +786,145 @@ def run_jobs(
                 except Exception as exc:  # noqa: BLE001 - re-raised once the session row is written
                     failures.append(exc)
                     break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Stopped) else int(signal.SIGINT)
         result.interrupted = True
-        # From here on Ctrl-C is counted, not raised: a second press stops the waiting for the workers (they
-        # kill their agents and store their jobs as interrupted, which takes a moment), and no press can
+        result.signal = signum
+        # From here on a stop signal is counted, not raised: a second one stops the waiting for the workers
+        # (they kill their agents and store their jobs as interrupted, which takes a moment), and none can
         # leave the session row unwritten (marked running).
-        with _sigint_counted() as presses:
-            runner.interrupt()
-            while not all(f.done() for f in futures) and not presses:
+        with _signals_counted() as presses:
+            runner.interrupt(signal_name(signum))
+            # The workers, not the futures: the signal may have come while they were being submitted.
+            while runner.busy() and not presses:
                 time.sleep(0.05)
-            pool.shutdown(wait=not presses, cancel_futures=True)
+            if pool is not None:
+                pool.shutdown(wait=not presses, cancel_futures=True)
             _finish_session(store, session_row, result, runner)
         return result
     except BaseException:
         # Anything else on the way out (SystemExit, a bug here): the session row is still closed.
         result.interrupted = True
-        runner.interrupt()
-        pool.shutdown(wait=True, cancel_futures=True)
-        with _sigint_counted():
+        runner.interrupt("hilbench stopped")
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        with _signals_counted():
             _finish_session(store, session_row, result, runner)
         raise
     pool.shutdown(wait=True)
-    with _sigint_counted() as presses:
+    if runner.store_error is not None:
+        with _signals_counted():
+            raise StoreError(_store_stopped(store, session_row, result, runner))
+    with _signals_counted() as presses:
         _finish_session(store, session_row, result, runner)
     if presses:
-        raise KeyboardInterrupt()
+        raise Stopped(presses[0])
     if failures:
         raise failures[0]
     return result
 
 
-def _finish_session(store: Store, session_row: dict[str, Any], result: SessionResult, runner: Runner) -> None:
-    result.runs = list(runner.rows)
-    session_row.update(
-        finished_at=now_utc(),
-        jobs_ok=sum(1 for r in result.runs if r["status"] == "ok"),
-        jobs_failed=sum(1 for r in result.runs if r["status"] != "ok"),
-        status="interrupted" if result.interrupted else "finished",
-    )
-    store.write_table("sessions", session_row["session_id"], [session_row])
+def _finish_session(store: Store, session_row: dict[str, Any], result: SessionResult, runner: Runner,
+                    status: str | None = None) -> None:
+    """Close the session row. Jobs still being stored (a second Ctrl-C did not wait for them) count as failed;
+    each one stored later writes the row again (:meth:`Runner._closed`)."""
+    with runner._lock:
+        result.runs = list(runner.rows)
+        result.unfinished = len(runner._open)
+        session_row.update(finished_at=now_utc(), status=status or ("interrupted" if result.interrupted else "finished"),
+                           **runner.counts())
+        runner._session = (store, session_row)
+        try:
+            store.write_table("sessions", session_row["session_id"], [session_row])
+        except StoreError:
+            if not runner.release_reserve():  # the disk filled up since the last job: the room kept for this row
+                raise
+            store.write_table("sessions", session_row["session_id"], [session_row])
+
+
+def _store_stopped(store: Store, session_row: dict[str, Any], result: SessionResult, runner: Runner) -> str:
+    """The session closed as ``failed`` where the store still takes it, and the one line that says what the
+    store kept, what it lost and how to complete the plan."""
+    try:
+        _finish_session(store, session_row, result, runner, status="failed")
+        closed = "the session is closed as failed"
+    except StoreError:
+        result.runs = list(runner.rows)
+        closed = "the session row could not be closed either"
+    ok = sum(1 for r in result.runs if r["status"] == "ok")
+    errors = len(result.runs) - ok
+    not_run = int(session_row["jobs"]) - len(result.runs) - len(runner.lost)
+    kept = f"kept {ok} finished job{'s' if ok != 1 else ''}" + (
+        f" and {errors} stored as errors" if errors else "")
+    lost = f"; lost the results of {', '.join(runner.lost)}" if runner.lost else ""
+    return (f"{store.root}: the results store stopped taking writes during the run ({runner.store_error}): {kept}"
+            f"{lost}; {not_run} job{'s' if not_run != 1 else ''} not run; {closed}; make room (or fix the "
+            "folder's permissions), then `hilbench run --resume` runs what is missing")
+
+
+class _StopHandler:
+    """The handler of the stop signals during a run: the first one raises :class:`Stopped` (in the main
+    thread, between two bytecodes, as Ctrl-C raises KeyboardInterrupt); from then on, and while it is disarmed
+    (:func:`_signals_counted`), each is only counted, so no second signal can cut the stopping short."""
+
+    def __init__(self) -> None:
+        self.armed = True
+        self.counted: list[int] = []
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.armed:
+            self.armed = False
+            self.counted = []
+            raise Stopped(signum)
+        self.counted.append(signum)
+
+
+_handler: _StopHandler | None = None  # the main thread's, while run_jobs runs there
 
 
 @contextlib.contextmanager
-def _sigint_counted() -> Iterator[list[int]]:
-    """Within the block, Ctrl-C (SIGINT, in the main thread) is appended to the yielded list instead of
-    raising KeyboardInterrupt. Off the main thread it is left alone (an empty list)."""
-    got: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield got
+def _stop_on_signals() -> Iterator[None]:
+    """Within the block (main thread only), Ctrl-C, SIGTERM and SIGHUP raise :class:`Stopped` once, then are
+    counted (:class:`_StopHandler`). Only a signal whose handler is Python's default is taken over (SIGTERM and
+    SIGHUP would end the process mid-write, its agents left running); a handler someone else installed, or
+    an ignored signal, is left alone."""
+    global _handler
+    if threading.current_thread() is not threading.main_thread() or _handler is not None:
+        yield
         return
+    handler = _StopHandler()
+    installed: dict[signal.Signals, Any] = {}
+    for signum in STOP_SIGNALS:
+        default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        try:
+            if signal.getsignal(signum) is default:
+                installed[signum] = signal.signal(signum, handler)
+        except (ValueError, OSError):  # not the main interpreter, or a platform without it
+            continue
+    _handler = handler
     try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
-    except ValueError:
-        yield got
-        return
-    try:
-        yield got
+        yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _handler = None
+        for num, previous in installed.items():
+            signal.signal(num, previous)
+
+
+@contextlib.contextmanager
+def _signals_counted() -> Iterator[list[int]]:
+    """Within the block, a stop signal (one :func:`_stop_on_signals` took over) is appended to the yielded list
+    instead of raising; so is one that came since the first signal of the run was raised. Off the main thread,
+    or where no handler was taken over, an empty list."""
+    handler = _handler
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    rearm = handler.armed
+    if rearm:
+        handler.armed = False
+        handler.counted = []
+    try:
+        yield handler.counted
+    finally:
+        if rearm:
+            handler.armed = True

@@ -68,6 +68,10 @@ class AgentProcess(ABC):
     @abstractmethod
     def kill(self) -> None: ...
 
+    #: why :meth:`kill` could not reach the agent (the connection was down), None when it did or was not asked:
+    #: the agent may then still run on the device, and the job's stored error says so
+    kill_failed: str | None = None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """The session is done with this agent's lines (after :meth:`wait`): free what is buffered.
         Default: nothing to free."""

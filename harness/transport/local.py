@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,8 +19,17 @@ from harness.transport.base import JOURNAL_MAX, SubprocessAgentProcess, Transpor
 __all__ = ["LocalTransport", "LocalAgentProcess"]
 
 
-#: The local agent is a plain child process.
-LocalAgentProcess = SubprocessAgentProcess
+class LocalAgentProcess(SubprocessAgentProcess):
+    """The local agent: a child process in a session (and process group) of its own, so that a Ctrl-C or
+    SIGTERM meant for hilbench never reaches it, and :meth:`kill` stops it with whatever it started."""
+
+    def kill(self) -> None:
+        """SIGKILL to the agent's process group (a runner, a meter command it started go with it)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                if os.getpgid(self.proc.pid) == self.proc.pid:  # its own group, as start_agent made it
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+        super().kill()
 
 
 class LocalTransport(Transport):

@@ -341,8 +341,10 @@ class SSHAgentProcess(PipeAgentProcess):
             return
         self._killed = True
         if not self.channel.exit_status_ready():
-            with contextlib.suppress(TransportError):
+            try:
                 self.transport.kill_agent_pidfile(self.pidfile)
+            except TransportError as exc:
+                self.kill_failed = str(exc)
         with contextlib.suppress(Exception):
             self.channel.close()
 

@@ -323,7 +323,7 @@ class ADBTransport(Transport):
         first line can be the process group, only the last the exit status."""
         nonce = new_nonce()
         pg_re = re.compile(re.escape(f"{PG_MARK}{nonce}:") + r"(\d+)\r?\n")
-        rc_re = re.compile(re.escape(f"{RC_MARK}{nonce}:") + r"(\d+)\r?\n?$")
+        rc_re = re.compile(re.escape(f"{RC_MARK}{nonce}:") + r"([0-9]{1,9})\r?\n?$")  # an exit status int() reads
         wrapped = f"echo \"{PG_MARK}{nonce}:$$\"; ( {command}\n); echo \"{RC_MARK}{nonce}:$?\""
         proc = self._run(["shell", wrapped], step=step, timeout=timeout, input_bytes=input_bytes,
                          what=what or f"`{_brief(command)}`", limit=limit,

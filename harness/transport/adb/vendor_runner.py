@@ -50,6 +50,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import math
 import queue
 import re
 import shlex
@@ -68,7 +69,7 @@ from hilbench_agent.telemetry.android import (
 
 from harness import __version__
 from harness.agent.lock import ANDROID_LOCK_DIR, LOCK_NAME, describe_holder
-from harness.errors import HilbenchError, TransportError
+from harness.errors import HilbenchError, InputError, TransportError
 from harness.transport.adb.shell import explain_adb_error, new_nonce, valid_pgid
 from harness.transport.base import AgentProcess, LineTimeout
 
@@ -367,7 +368,9 @@ def _power_readings(cur: Any, volt: Any, charging: bool) -> list[dict[str, Any]]
                 "power.battery", None, "mW", "sysfs:power_supply",
                 "charging: battery power is not the phone's consumption (unplug, or use a meter command)"))
         elif cur.value is not None and volt.value is not None:
-            readings.append(_reading("power.battery", -cur.value * volt.value / 1000.0, "mW", "sysfs:power_supply"))
+            mw = -cur.value * volt.value / 1000.0
+            readings.append(_reading("power.battery", mw if math.isfinite(mw) else None, "mW", "sysfs:power_supply",
+                                     f"current x voltage ({cur.value:g} mA x {volt.value:g} mV) is out of range"))
     return readings
 
 
@@ -377,7 +380,7 @@ def _thermal_readings(sec: dict[str, str]) -> list[dict[str, Any]]:
                 if r.sensor.startswith(("temp.", "thermal.status"))]
     for line in sec.get("zones", "").splitlines():
         parts = line.split()
-        if len(parts) == 2 and re.fullmatch(r"-?\d+", parts[1]):
+        if len(parts) == 2 and re.fullmatch(r"-?[0-9]{1,12}", parts[1]):  # ASCII digits int() reads, a float holds
             raw = int(parts[1])
             # Most zones are millidegrees; a few vendors write whole degrees.
             readings.append(_reading(f"zone.{parts[0]}", raw / 1000.0 if abs(raw) > 500 else float(raw), "C",
@@ -390,9 +393,10 @@ def _cpufreq_readings(text: str) -> list[dict[str, Any]]:
     clusters: dict[int, list[tuple[int, float]]] = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) >= 2 and parts[0].startswith("cpu") and parts[1].isdigit():
+        # ASCII digits only ("²".isdigit() is true too, and int() refuses it) and few enough for int()
+        if len(parts) >= 2 and re.fullmatch(r"cpu[0-9]{1,6}", parts[0]) and re.fullmatch(r"[0-9]{1,12}", parts[1]):
             cpu = int(parts[0][3:])
-            max_khz = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0
+            max_khz = int(parts[2]) if len(parts) > 2 and re.fullmatch(r"[0-9]{1,12}", parts[2]) else 0
             clusters.setdefault(max_khz, []).append((cpu, int(parts[1]) / 1000.0))
     readings = []
     for i, max_khz in enumerate(sorted(clusters)):
@@ -687,9 +691,18 @@ def _line(kind: str, **fields: Any) -> str:
     return json.dumps({"v": 1, "type": kind, "t_ns": time.monotonic_ns(), **fields})
 
 
-def _ns(ms: float | None) -> int | None:
-    """Milliseconds as whole nanoseconds (None stays None)."""
-    return int(round(ms * 1e6)) if ms is not None else None
+def _whole_ns(ms: float, what: str) -> int:
+    """Milliseconds as whole nanoseconds; :class:`InputError` naming ``what`` when no int64 clock holds them (a
+    runner that prints 1e307 us printed garbage, not a time)."""
+    ns = ms * 1e6
+    if not math.isfinite(ns) or abs(ns) >= 2**63:
+        raise InputError(f"{what} ({ms:g} ms) is beyond any clock")
+    return int(round(ns))
+
+
+def _ns(ms: float | None, what: str = "a time it reports") -> int | None:
+    """Milliseconds as whole nanoseconds (None stays None); :class:`InputError` beyond any clock."""
+    return _whole_ns(ms, what) if ms is not None else None
 
 
 def _emulation(props: dict[str, str]) -> str | None:
@@ -705,12 +718,14 @@ def _timed_duration_ns(report: Any) -> tuple[int | None, str | None]:
     """The timed phase's duration by the runner's own figures, and how it was found."""
     total_s = (report.extra or {}).get("total_run_time_s")
     if isinstance(total_s, (int, float)) and total_s > 0:
-        return int(round(total_s * 1e9)), "the runner's total run time"
+        return _whole_ns(total_s * 1e3, "its total run time"), "the runner's total run time"
     if report.samples_ms:
-        return int(round(sum(report.samples_ms) * 1e6)), "the sum of the runner's per-run times"
+        return _whole_ns(sum(report.samples_ms), "the sum of its per-run times"), \
+            "the sum of the runner's per-run times"
     timed = report.timed
     if timed is not None and timed.count and timed.mean_ms:
-        return int(round(timed.count * timed.mean_ms * 1e6)), "the runner's count x mean"
+        # (a count of 400 digits is no float: beyond 2**63 it is beyond any clock anyway)
+        return _whole_ns(min(timed.count, 2**63) * timed.mean_ms, "its count x mean"), "the runner's count x mean"
     return None, None
 
 
@@ -747,7 +762,7 @@ def _timed_window(report: Any, out: _Output) -> _TimedWindow:
 
 def _sample_messages(samples_ms: list[float], base: int, chunk: int = 5000) -> list[dict[str, Any]]:
     """The ``sample`` lines' fields for the runner's per-run times, placed back to back from ``base``."""
-    lat = [int(round(v * 1e6)) for v in samples_ms]
+    lat = [_whole_ns(v, "a per-run time") for v in samples_ms]
     offsets, acc = [], 0
     for v in lat:
         offsets.append(acc)
@@ -1184,7 +1199,11 @@ class RunnerProcess(AgentProcess):
         report = self._parse_output(launch, "\n".join(lines))
         if report is None:
             return 2
-        self._emit_report(report, launch, samplers, out)
+        try:
+            self._emit_report(report, launch, samplers, out)
+        except InputError as exc:  # a time no clock holds: its output is garbage
+            self._put("error", category="backend", message=f"cannot read {launch.runner}'s output: {exc}")
+            return 2
         return 0
 
     def _lost_connection(self, runner: str, err: str) -> int:
@@ -1251,11 +1270,11 @@ class RunnerProcess(AgentProcess):
 
     def _emit_setup_phases(self, report: Any) -> tuple[int | None, int | None]:
         """The ``load``, ``first`` and ``warmup`` phases by the runner's own durations; (load_ns, first_ns)."""
-        load_ns = _ns(report.init_ms)
+        load_ns = _ns(report.init_ms, "its load time")
         if load_ns is not None:
             self._put("phase", phase="load", event="begin")
             self._put("phase", phase="load", event="end", duration_ns=load_ns)
-        first_ns = _ns(report.first_inference_ms)
+        first_ns = _ns(report.first_inference_ms, "its first inference")
         if first_ns is not None:
             self._put("phase", phase="first", event="begin")
             self._put("phase", phase="first", event="end", duration_ns=first_ns)
