@@ -692,3 +692,34 @@ def test_two_runs_over_ssh_with_two_stores_and_workdirs_take_turns(servers, tmp_
     assert any(lk["waited_s"] > 0 and lk["waited_for"]["target"] == "labA" for lk in locks)
     assert {lk["path"] for lk in locks} == {str(dev.lock_dir / LOCK)}
     assert record(dev.lock_dir) is None
+
+
+@pytest.mark.slow
+def test_a_resume_right_after_hilbench_is_killed_waits_for_its_orphaned_agent(tmp_path: Path, lock_dir: Path) -> None:
+    """SIGKILL of hilbench leaves its local agent running (a session of its own) to the end of its job; a
+    ``--resume`` at once waits for that agent, says so, and measures after it."""
+    plan = run_plan(tmp_path, "plan", latency=(1.0, 1.5), min_s=4)
+    cache = tmp_path / "cache"
+    env_cache = {"HILBENCH_CACHE": str(cache)}
+    store_dir = tmp_path / "res"
+    first = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(plan), "--store", str(store_dir),
+                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, **env_cache, "HILBENCH_LOCK_DIR": str(lock_dir)})
+    orphan = wait_for(lambda: (r := record(lock_dir)) and r.get("session") and r, "the first run to hold the device")
+    first.kill()
+    first.communicate(timeout=60)
+    os.kill(orphan["pid"], 0)  # its agent runs on, holding the device
+    resumed = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(plan), "--store", str(store_dir),
+                                "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, **env_cache, "HILBENCH_LOCK_DIR": str(lock_dir)})
+    _, err = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0, err
+    assert f"waiting for the device, in use by session {orphan['session']}" in err
+    runs = open_store(store_dir).runs()
+    assert list(runs["status"]) == ["ok", "ok"]
+    locks = [json.loads(x) for x in runs.sort_values("started_at")["device_lock"]]
+    assert locks[0]["waited_for"]["pid"] == orphan["pid"]
+    # The orphan's journal on the "device" ends with its result: the resumed run got the device after it.
+    journal = cache / "journal" / f"{orphan['run_id']}.jsonl"
+    last = json.loads(journal.read_text().splitlines()[-1])
+    assert last["type"] == "result" and locks[0]["acquired_t_ns"] >= last["t_ns"]
