@@ -48,6 +48,7 @@ which runs the steps and emits the lines. The energy figure itself is
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 import math
@@ -1064,7 +1065,7 @@ class RunnerProcess(AgentProcess):
 
     def _start_shell(self, launch: _Launch) -> None:
         """Start the job's shell on the phone (it takes the device lock, waits out the idle baseline, then runs
-        the runner) and read its first line, the process group it runs in."""
+        the runner) and read its first line, the process group it runs in (any other first line is output)."""
         #: on the host clock, the earliest the runner can have started: the shell's start; after a wait for the
         #: device lock, when the lock was got; after an idle baseline, when the runner's pid arrives
         self._runner_from = time.monotonic_ns()
@@ -1073,26 +1074,28 @@ class RunnerProcess(AgentProcess):
         self._err_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._err_thread = threading.Thread(target=_drain_lines, args=(self.proc.stderr, self._err_tail), daemon=True)
         self._err_thread.start()
-        self._lines = _bounded_lines(self.proc.stdout)
+        lines = _bounded_lines(self.proc.stdout)
         #: the shell sleeps out the idle baseline after taking the lock (the runner starts after it)
         self._slept = launch.sleep_s > 0
-        for line, _whole in self._lines:
-            if line.startswith(launch.markers.pg):
-                self.remote_pg = valid_pgid(line[len(launch.markers.pg):])
-            else:
-                self._tail.append(line)
-            break
+        first = next(lines, None)
+        if first is not None and first[0].startswith(launch.markers.pg):
+            self.remote_pg = valid_pgid(first[0][len(launch.markers.pg):])
+            first = None
+        self._lines: Any = itertools.chain([first] if first is not None else [], lines)
 
     def _take_lock(self, launch: _Launch) -> bool:
         """Read the shell's device-lock lines as ``lock`` messages: ``wait`` (with the holder's owner record) while
         another run holds the phone, ``acquired`` once it is this job's. The host ends a wait at ``wait_s``
-        (the shell's flock has no timeout: its process group is killed). False after an ``error`` line (busy,
-        or a shell that ended) or when killed; True once the runner may start (also on a phone without flock,
-        which is said once in the log and leaves the run without a ``device_lock``)."""
+        (the shell's flock has no timeout: its process group is killed). False after a ``busy`` error line or
+        when killed; True once the runner may start: after ``LOCKED``, after ``NOLOCK`` (a phone without flock,
+        said once in the log; the run has no ``device_lock``), or when the shell goes on without a word of the
+        lock (its lines then go to the runner's output, as they come)."""
         m = launch.markers.lock
         began = time.monotonic_ns()
         holder: dict[str, Any] | None = None
         waited = False
+        busy = False
+        seen: list[tuple[str, bool]] = []  # lines that are not the lock's, handed on to the runner's output
         gave_up = threading.Event()
 
         def give_up() -> None:
@@ -1103,13 +1106,14 @@ class RunnerProcess(AgentProcess):
             if self.proc is not None and self.proc.poll() is None:
                 self.proc.kill()
 
-        timer = threading.Timer(max(launch.wait_s, 0.0) + 1.0, give_up)  # +1 s: the shell's own flock -n first
-        timer.daemon = True
-        timer.start()
+        timer: threading.Timer | None = None
         try:
-            for line, _whole in self._lines:
+            for item in self._lines:
+                line = item[0]
                 if not line.startswith(m):
-                    self._tail.append(line)  # the shell's own complaints, kept for the error
+                    seen.append(item)
+                    if line.startswith((launch.markers.pid, launch.markers.rc)) or len(seen) >= OUTPUT_HEAD_LINES:
+                        break  # the shell is past the lock step without a word of it
                     continue
                 state, _, rest = line[len(m):].partition(" ")
                 if state == "WAIT":
@@ -1119,31 +1123,39 @@ class RunnerProcess(AgentProcess):
                     self._put("lock", event="wait", path=launch.lock_path, holder=holder, wait_s=launch.wait_s,
                               waited_ns=time.monotonic_ns() - began,
                               held_s=max(0.0, time.time() - since) if isinstance(since, (int, float)) else None)
+                    if timer is None and launch.wait_s > 0:
+                        timer = threading.Timer(launch.wait_s, give_up)
+                        timer.daemon = True
+                        timer.start()
                 elif state == "LOCKED":
                     if waited:
                         self._runner_from = time.monotonic_ns()
                     self._put("lock", event="acquired", path=launch.lock_path,
                               waited_ns=time.monotonic_ns() - began if waited else 0, waited_for=holder if waited else None)
-                    return True
+                    break
                 elif state == "NOLOCK":
                     _LOG.warning("hilbench: notice: %s: no device lock on the phone (%s): a run from another host "
                                  "may measure there at the same time", self.transport.target.name, rest[:200])
-                    return True
-                elif state == "BUSY":
                     break
+                elif state == "BUSY":
+                    busy = True
+                    break
+            else:
+                busy = waited  # the stream ended during a wait: given up (or killed)
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
+        self._lines = itertools.chain(seen, self._lines)
         if self.killed.is_set():
             return False
-        if waited or gave_up.is_set():
+        if busy or gave_up.is_set():
+            for line, _whole in seen:
+                self._tail.append(line)
             tail = (f"gave up after {launch.wait_s:g} s ({launch.wait_setting})" if launch.wait_s > 0
                     else f"not waiting ({launch.wait_setting})")
             self._put("error", category="busy", message=f"the device is in use by {describe_holder(holder)}: {tail}")
-        else:
-            last = next((ln.strip() for ln in reversed(self._tail) if ln.strip()), "no output")
-            self._put("error", category="transport", message=f"the runner's shell on the phone ended before it "
-                                                             f"started the runner: {last}")
-        return False
+            return False
+        return True
 
     def _execute(self, launch: _Launch) -> _Output:
         """Let the runner run (phase ``runner``) and read its output until it exits."""
