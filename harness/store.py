@@ -6,7 +6,7 @@ Layout (schema version 1)::
       hilbench-store.json          {"schema_version": 1}
       sessions/<session_id>.parquet one row per `hilbench run` invocation
       runs/<run_id>.parquet         one row per job (status ok or error)
-      samples/<run_id>.parquet      every iteration: run_id, phase, iteration, latency_ns, t_ns
+      samples/<run_id>.parquet      every iteration: run_id, phase, iteration, latency_ns, t_ns, gpu_ns
       telemetry/<run_id>.parquet    run_id, t_ns, sensor, value, unit, source
       accuracy/<run_id>.parquet     run_id, index, label, prediction, ...
 
@@ -14,14 +14,26 @@ Every file is written to a temporary name and renamed, so a crash or two
 concurrent writers never leave a half-written file. A run's ``runs`` row is
 written last: samples whose run has no row (a crash in between) are ignored by
 every reader. DuckDB, Polars or Spark read the same files directly.
+
+A file that cannot be read (truncated, empty, another table's) is skipped by every
+reader with a one-line warning naming it; ``hilbench store check --repair``
+(harness/storecheck.py) moves it into ``quarantine/``. A session row says who runs it
+(host, pid, process identity; harness/liveness.py) and is rewritten with a heartbeat
+while it runs, so :meth:`Store.sessions` shows a session whose process is gone as
+``abandoned``. Temporary files left by a killed writer are removed by the next
+``ensure_writable`` (every ``hilbench run``) and by ``store check --repair``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
 import os
+import re
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,8 +46,23 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from harness.errors import StoreError
+from harness.liveness import (
+    HEARTBEAT_S,
+    STALE_AFTER_S,
+    TEMP_GRACE_S,
+    hold_lock,
+    lock_free,
+    machine_tag,
+    owner_state,
+    pid_alive,
+    this_process,
+)
+from harness.safetext import safe
 
-__all__ = ["Store", "open_store", "SCHEMA_VERSION", "new_id", "SCHEMAS"]
+__all__ = ["Store", "open_store", "SCHEMA_VERSION", "new_id", "SCHEMAS", "KEY_COLUMNS", "file_problem",
+           "schema_problem", "REPAIR_HINT"]
+
+_LOG = logging.getLogger("hilbench.store")
 
 SCHEMA_VERSION = 1
 MARKER = "hilbench-store.json"
@@ -49,6 +76,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("plan_sha256", pa.string()), ("plan_text", pa.string()), ("labels", _J), ("hilbench_version", pa.string()),
         ("host", _J), ("argv", _J), ("jobs", pa.int64()), ("jobs_ok", pa.int64()), ("jobs_failed", pa.int64()),
         ("status", pa.string()),
+        # Who runs the session (harness/liveness.py) and when it last said so; null in older sessions.
+        ("owner_host", pa.string()), ("owner_pid", pa.int64()), ("owner_process", pa.string()),
+        ("heartbeat_at", pa.timestamp("us", tz="UTC")),
     ]),
     "runs": pa.schema([
         ("run_id", pa.string()), ("session_id", pa.string()), ("job_key", pa.string()), ("plan", pa.string()),
@@ -92,6 +122,9 @@ SCHEMAS: dict[str, pa.Schema] = {
     "samples": pa.schema([
         ("run_id", pa.string()), ("phase", pa.string()), ("iteration", pa.int64()),
         ("latency_ns", pa.int64()), ("t_ns", pa.int64()),
+        # GPU time of the same invoke (CUDA events), never above latency_ns; null where the backend times
+        # nothing on a GPU, and in stores written before it existed (read as null).
+        ("gpu_ns", pa.int64()),
     ]),
     "telemetry": pa.schema([
         ("run_id", pa.string()), ("t_ns", pa.int64()), ("sensor", pa.string()), ("value", pa.float64()),
@@ -109,6 +142,18 @@ _JSON_NAMES = {"labels", "host", "argv", "model_tags", "settings", "effective_se
                "target_facts", "verdict", "result", "derived", "device_facts", "usage_sources", "usage_missing", "device_lock"}
 #: Columns that hold JSON text; ``Store.run`` decodes them.
 JSON_COLUMNS = {name: [f.name for f in schema if f.name in _JSON_NAMES] for name, schema in SCHEMAS.items()}
+#: Columns every row of a table has: a file without one is not of that table (another table's, or foreign).
+KEY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "sessions": ("session_id", "started_at"), "runs": ("run_id", "status"),
+    "samples": ("run_id", "phase", "latency_ns"), "telemetry": ("run_id", "t_ns", "sensor"),
+    "accuracy": ("run_id", "index"),
+}
+#: What a reader's warning about a skipped file tells the user to run.
+REPAIR_HINT = "hilbench store check --repair --store {root}"
+#: Temporary files: ``.<file name>.<machine tag>-<pid>.<random>.tmp`` (older versions: no tag and pid).
+_TEMP_RE = re.compile(r"^\.(?P<target>.+?)\.(?P<tag>[0-9a-f]{8})-(?P<pid>[0-9]+)\.[^.]*(\.reserve)?\.tmp$")
+#: The room a running session keeps (:meth:`Store.reserve`): ``.<session>.parquet....reserve.tmp``.
+_RESERVE_RE = re.compile(r"^\.(?P<session>.+?)\.parquet.*\.reserve\.tmp$")
 
 
 def new_id(prefix: str = "") -> str:
@@ -125,24 +170,44 @@ def _dumps(value: Any) -> str | None:
 class Store:
     """A results folder. Writers append whole files; readers return pandas DataFrames."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, check_marker: bool = True) -> None:
+        """``check_marker=False`` (``store check``): open a store whose marker file is unreadable."""
         self.root = Path(root)
         marker = self.root / MARKER
         if marker.is_file():
             try:
-                meta = json.loads(marker.read_text())
+                text = marker.read_text()
+            except OSError as exc:
+                raise StoreError(f"{marker}: cannot read ({exc.strerror or exc})") from exc
+            try:
+                meta = json.loads(text)
                 version = int(meta["schema_version"])
-            except (ValueError, KeyError, TypeError, OSError) as exc:
-                raise StoreError(f"{marker}: not a hilbench store marker ({exc})") from exc
+            except (ValueError, KeyError, TypeError) as exc:
+                if not check_marker:
+                    version = SCHEMA_VERSION
+                else:
+                    raise StoreError(f"{marker}: not a hilbench store marker ({exc}); "
+                                     f"`{REPAIR_HINT.format(root=self.root)}` writes a new one") from exc
             if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.root}: store schema v{version} is newer than this hilbench (v{SCHEMA_VERSION}): upgrade hilbench"
                 )
             self.schema_version = version
+        #: files a reader skipped (path -> why), each warned about once
+        self.skipped: dict[str, str] = {}
+        self._checked: dict[str, tuple[tuple[int, int], str | None]] = {}  # path -> ((size, mtime), problem)
+        self._warn_lock = threading.Lock()
+        self._session_lock = threading.RLock()
+        self._beating: dict[str, pa.Table] = {}  # running sessions written here: name -> their row
+        self._beat_thread: threading.Thread | None = None
+
+    #: seconds between the heartbeats of a running session's row (harness/liveness.py)
+    heartbeat_s = HEARTBEAT_S
 
     # ---------------------------------------------------------------- writing
     def ensure_writable(self) -> None:
-        """Create the store if needed and prove it is writable, before any job runs."""
+        """Create the store if needed and prove it is writable, before any job runs; remove the temporary
+        files that killed writers left (:meth:`stale_temps`)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             for table in TABLES:
@@ -150,10 +215,14 @@ class Store:
             marker = self.root / MARKER
             if not marker.exists():
                 self._atomic_write_bytes(marker, json.dumps({"schema_version": SCHEMA_VERSION}).encode() + b"\n")
-            probe = tempfile.NamedTemporaryFile(dir=self.root / "runs", prefix=".probe-", delete=True)
-            probe.close()
+            fd, probe = _temp_for(self.root / "runs" / "probe")
+            os.close(fd)
+            os.unlink(probe)
         except OSError as exc:
             raise StoreError(f"{self.root}: results store is not writable ({exc.strerror or exc})") from exc
+        for path, why in self.stale_temps():
+            if _unlink_quiet(path):
+                _LOG.info("hilbench: removed %s (%s)", path, why)
 
     def reserve(self, table: str, name: str, size: int) -> Path:
         """Keep ``size`` bytes of room in the store for the later write of ``table``/``name``: a hidden file
@@ -162,7 +231,10 @@ class Store:
         session row so). Raises StoreError when there is not that much room now."""
         folder = self.root / table
         try:
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.parquet", suffix=".reserve.tmp")
+            # Named for this machine and process, as every temporary file (stale_temps); held by no lock, as
+            # unlinking it must free its room at once.
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.parquet.{machine_tag()}-{os.getpid()}.",
+                                       suffix=".reserve.tmp")
         except OSError as exc:
             raise StoreError(f"{folder}: cannot write ({exc.strerror or exc})") from exc
         try:
@@ -178,7 +250,7 @@ class Store:
         return Path(tmp)
 
     def _atomic_write_bytes(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+        fd, tmp = _temp_for(path)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -190,9 +262,15 @@ class Store:
             raise
 
     def write_table(self, table: str, name: str, rows: pa.Table | Iterable[dict[str, Any]] | dict[str, list[Any]]) -> Path:
-        """Write one file of ``table`` atomically; ``rows`` are dicts, columns or an Arrow table."""
+        """Write one file of ``table`` atomically; ``rows`` are dicts, columns or an Arrow table. Raises
+        StoreError (naming the folder; nothing of the file written) when the disk is full or not writable.
+        A ``sessions`` row gets its owner (this process) and a heartbeat while its status is ``running``."""
         schema = SCHEMAS[table]
         if isinstance(rows, pa.Table):
+            # A column the table lacks (a nullable one added since its writer was written: gpu_ns) is null.
+            for f in schema:
+                if f.name not in rows.column_names and f.nullable:
+                    rows = rows.append_column(f.name, pa.nulls(rows.num_rows, type=f.type))
             arrow = rows.select(schema.names).cast(schema)
         elif isinstance(rows, dict):
             arrow = pa.table({f.name: pa.array(rows.get(f.name, [None] * _len(rows)), type=f.type) for f in schema},
@@ -203,24 +281,106 @@ class Store:
             cols = {f.name: [(_dumps(r.get(f.name)) if f.name in json_cols else r.get(f.name)) for r in rows]
                     for f in schema}
             arrow = pa.table({k: pa.array(v, type=schema.field(k).type) for k, v in cols.items()}, schema=schema)
+        if table != "sessions":
+            return self._write_file(table, name, arrow)
+        arrow = _with_owner(arrow)
+        with self._session_lock:
+            try:
+                path = self._write_file(table, name, arrow)
+            except StoreError:
+                self._beating.pop(name, None)  # its row is not what this process says any more: no beat for it
+                raise
+            if "running" in arrow.column("status").to_pylist():
+                self._beating[name] = arrow
+                if self._beat_thread is None:
+                    self._beat_thread = threading.Thread(target=self._heartbeats, name="hilbench-heartbeat",
+                                                         daemon=True)
+                    self._beat_thread.start()
+            else:
+                self._beating.pop(name, None)
+        return path
+
+    def _write_file(self, table: str, name: str, arrow: pa.Table) -> Path:
         arrow = arrow.replace_schema_metadata({"hilbench.schema_version": str(SCHEMA_VERSION), "hilbench.table": table})
         path = self.root / table / f"{name}.parquet"
+        tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-        except OSError as exc:  # a folder that became read-only (or vanished) mid-run: one line, as any write
-            raise StoreError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-        os.close(fd)
-        try:
-            pq.write_table(arrow, tmp, compression="zstd")
-            _fsync(tmp)  # the data is on disk before its name is: a crash leaves the old state or the new
-            os.replace(tmp, path)
+            fd, tmp = _temp_for(path)
+            try:  # held (flock) until renamed: `store check` never takes a file being written for a stale one
+                pq.write_table(arrow, tmp, compression="zstd", write_page_checksum=True)
+                _fsync(tmp)  # the data is on disk before its name is: a crash leaves the old state or the new
+                os.replace(tmp, path)
+            finally:
+                os.close(fd)
+            self.skipped.pop(str(path), None)  # a new file under a name a reader skipped
         except OSError as exc:
-            _unlink_quiet(tmp)
-            raise StoreError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+            if tmp is not None:
+                _unlink_quiet(tmp)
+            raise StoreError(_write_failure(path, exc)) from exc
         except BaseException:
-            _unlink_quiet(tmp)
+            if tmp is not None:
+                _unlink_quiet(tmp)
             raise
         return path
+
+    def _heartbeats(self) -> None:
+        """Rewrite each running session's row with a fresh ``heartbeat_at`` every :attr:`heartbeat_s`, until
+        none is left (the last write of each says it finished). A failed beat is skipped: the owner's
+        pid still says it is alive on its own machine, and elsewhere the beat is late."""
+        while True:
+            time.sleep(self.heartbeat_s)
+            with self._session_lock:
+                if not self._beating:
+                    self._beat_thread = None
+                    return
+                for name, arrow in list(self._beating.items()):
+                    beat = pa.array([_now()] * arrow.num_rows, type=SCHEMAS["sessions"].field("heartbeat_at").type)
+                    arrow = arrow.set_column(arrow.schema.get_field_index("heartbeat_at"), "heartbeat_at", beat)
+                    try:
+                        self._write_file("sessions", name, arrow)
+                    except StoreError as exc:
+                        _LOG.debug("heartbeat of session %s not written: %s", name, exc)
+                        continue
+                    self._beating[name] = arrow
+
+    def temp_files(self) -> list[Path]:
+        """Every temporary file in the store: the writers' ``.*.tmp`` (and older versions' ``.probe-*``)."""
+        folders = [self.root] + [self.root / t for t in TABLES]
+        return sorted(p for d in folders if d.is_dir() for p in d.iterdir()
+                      if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.startswith(".probe-"))
+                      and p.is_file())
+
+    def stale_temps(self) -> list[tuple[Path, str]]:
+        """Temporary files whose writer is gone, each with why it is taken for gone. A file a live writer
+        holds (its ``flock``), or one just made by a live process here, is never among them; one from
+        another machine, or from an older hilbench, only once no one holds it and it is
+        :data:`~harness.liveness.TEMP_GRACE_S` old."""
+        out = []
+        statuses: dict[str, str] | None = None
+        for path in self.temp_files():
+            try:
+                age = time.time() - path.stat().st_mtime
+            except OSError:
+                continue
+            if not lock_free(path):
+                continue
+            m = _TEMP_RE.match(path.name)
+            reserve = _RESERVE_RE.match(path.name) if path.parent.name == "sessions" else None
+            if m and m["tag"] == machine_tag() and not pid_alive(int(m["pid"])):
+                out.append((path, f"left by process {m['pid']}, which is gone"))
+            elif reserve:  # a running session's room (no lock): its session says whether it still runs
+                if statuses is None:
+                    sessions = self.sessions()
+                    statuses = dict(zip(sessions["session_id"].astype(str), sessions["status"], strict=True))
+                status = statuses.get(reserve["session"])
+                if status is not None and status != "running":
+                    out.append((path, f"room kept by session {reserve['session']}, which is {status}"))
+                elif status is None and age > TEMP_GRACE_S:
+                    out.append((path, f"room kept by session {reserve['session']}, which has no row, "
+                                      f"{age / 60:.0f} min old"))
+            elif age > TEMP_GRACE_S:
+                out.append((path, f"no writer holds it and it is {age / 60:.0f} min old"))
+        return out
 
     # ---------------------------------------------------------------- reading
     def _read(self, table: str, columns: list[str] | None = None, filter_runs: bool = True,
@@ -228,6 +388,7 @@ class Store:
         folder = self.root / table
         schema = SCHEMAS[table]
         files = sorted(str(p) for p in folder.glob("*.parquet")) if folder.is_dir() else []
+        files = [f for f in files if f not in self.skipped]
         known: set[str] | None = None
         if only is not None and files and table not in ("runs", "sessions"):
             # One file per run (<run_id>.parquet): read just the runs asked for, unless a file
@@ -235,21 +396,81 @@ class Store:
             known = set(self._read("runs", ["run_id"])["run_id"])
             if all(Path(f).stem in known for f in files):
                 files = [f for f in files if Path(f).stem in only]
+        if table == "sessions":  # few files, and a runs file among them would pass the key check below
+            files = [f for f in files if self._usable(table, f, None)]
+        keys = KEY_COLUMNS[table]
+        wanted = None if columns is None else list(dict.fromkeys([*columns, *keys]))
         if not files:
-            return schema.empty_table().to_pandas() if columns is None else schema.empty_table().select(columns).to_pandas()
+            empty = schema.empty_table()
+            return (empty if columns is None else empty.select(columns)).to_pandas()
         try:
-            dataset = ds.dataset(files, schema=schema, format="parquet")
-            arrow = dataset.to_table(columns=columns)
-        except (pa.ArrowException, OSError) as exc:
-            raise StoreError(f"{folder}: cannot read ({exc})") from exc
+            arrow = ds.dataset(files, schema=schema, format="parquet").to_table(columns=wanted)
+            whole = all(arrow.column(k).null_count == 0 for k in keys)
+        except (pa.ArrowException, OSError):
+            whole = False
+        if not whole:
+            # A file that does not read, or rows without their keys (another table's file): find it, file by
+            # file, and read the rest (each skipped file is named in a warning).
+            files = [f for f in files if self._usable(table, f, wanted or schema.names)]
+            try:
+                arrow = (ds.dataset(files, schema=schema, format="parquet").to_table(columns=wanted) if files
+                         else (schema.empty_table() if wanted is None else schema.empty_table().select(wanted)))
+            except (pa.ArrowException, OSError) as exc:
+                raise StoreError(f"{folder}: cannot read ({exc})") from exc
+        if columns is not None:
+            arrow = arrow.select(columns)
         df = arrow.to_pandas()
         if filter_runs and table not in ("runs", "sessions") and "run_id" in df.columns:
             committed = known if known is not None else set(self._read("runs", ["run_id"])["run_id"])
             df = df[df["run_id"].isin(committed)].reset_index(drop=True)
         return df
 
-    def sessions(self) -> pd.DataFrame:
-        return self._read("sessions").sort_values("started_at", kind="stable").reset_index(drop=True)
+    def _usable(self, table: str, path: str, columns: list[str] | None) -> bool:
+        """Whether ``path`` reads as a file of ``table`` (its footer, schema and, given ``columns``, their
+        data); one that does not is skipped from then on, with a warning."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False  # gone since the listing (quarantined by a `store check --repair`)
+        stamp = (st.st_size, st.st_mtime_ns)
+        cached = self._checked.get(path)
+        if cached is not None and cached[0] == stamp and (cached[1] is not None or columns is None):
+            problem = cached[1]
+        else:
+            problem = file_problem(table, path, read=columns)
+            self._checked[path] = (stamp, problem)
+        if problem is not None:
+            self._skip(path, problem)
+        return problem is None
+
+    def _skip(self, path: str | Path, problem: str) -> None:
+        with self._warn_lock:
+            if str(path) in self.skipped:
+                return
+            self.skipped[str(path)] = problem
+        # One line, whatever the file's name holds (a shared store's names are not trusted).
+        _LOG.warning("%s", safe(f"hilbench: warning: skipped {path}: {problem} (fix: "
+                                f"{REPAIR_HINT.format(root=self.root)})", None))
+
+    def sessions(self, judge: bool = True) -> pd.DataFrame:
+        """One row per ``hilbench run``. A session whose row says ``running`` but whose process is gone (killed,
+        its machine rebooted) reads as ``abandoned``; ``status_detail`` says why (or who runs it).
+        ``judge=False``: the statuses as stored."""
+        df = self._read("sessions").sort_values("started_at", kind="stable").reset_index(drop=True)
+        df["status_detail"] = pd.Series([None] * len(df), dtype="object")
+        df.loc[df["status"] == "abandoned", "status_detail"] = "closed by `hilbench store check --repair`: its " \
+                                                               "process was gone"
+        running = df.index[df["status"] == "running"] if judge else pd.Index([])
+        if len(running):
+            last_runs: dict[str, Any] = {}
+            if df.loc[running, "heartbeat_at"].isna().any():  # older sessions: their last stored run is the beat
+                runs = self._read("runs", ["session_id", "finished_at"])
+                last_runs = runs.groupby("session_id")["finished_at"].max().to_dict() if not runs.empty else {}
+            for i in running:
+                status, detail = _judge_session(df.loc[i], last_runs)
+                df.loc[i, "status"] = status
+                df.loc[i, "status_detail"] = detail
+        return df
 
     def runs(self) -> pd.DataFrame:
         """One row per job run, ok or error, oldest first."""
@@ -257,7 +478,8 @@ class Store:
 
     def samples(self, run_ids: Iterable[str] | None = None, phase: str | None = None,
                 columns: list[str] | None = None) -> pd.DataFrame:
-        """Every iteration: run_id, phase (first/warmup/timed), iteration, latency_ns, t_ns."""
+        """Every iteration: run_id, phase (first/warmup/timed), iteration, latency_ns, t_ns, gpu_ns (null without
+        GPU timing, and in runs stored before the column existed)."""
         if run_ids is not None:
             run_ids = set(run_ids)
         df = self._read("samples", columns, only=run_ids)
@@ -333,9 +555,18 @@ class Store:
             return None  # a file named for no run: it may hold any run's samples
         wanted = [r for r in durations if r in files]
 
-        def one(run_id: str) -> list[float]:
+        def one(run_id: str) -> list[float] | None:
+            if str(files[run_id]) in self.skipped:
+                return None
             try:
-                pf = pq.ParquetFile(files[run_id], read_dictionary=["phase"])
+                try:
+                    pf = pq.ParquetFile(files[run_id], read_dictionary=["phase"])
+                except KeyError:  # no phase column: the file says what it is instead
+                    pf = pq.ParquetFile(files[run_id])
+                problem = schema_problem("samples", pf.schema_arrow)
+                if problem is not None:
+                    self._skip(files[run_id], problem)
+                    return None
                 if _all_timed(pf):  # the column statistics say so: no need to read the phases
                     lat = pf.read(columns=["latency_ns"], use_threads=False).column("latency_ns").to_numpy()
                 else:
@@ -346,7 +577,8 @@ class Store:
                     codes = phase.indices.to_numpy(zero_copy_only=False)
                     lat = lat[codes == names.index("timed")] if "timed" in names else lat[:0]
             except (pa.ArrowException, OSError) as exc:
-                raise StoreError(f"{files[run_id]}: cannot read ({exc})") from exc
+                self._skip(files[run_id], file_problem("samples", files[run_id]) or _unreadable(exc))
+                return None
             duration = durations.get(run_id)
             duration = duration if isinstance(duration, (int, float)) and duration == duration and duration > 0 \
                 else None
@@ -354,9 +586,9 @@ class Store:
             return [summary[c] for c in SUMMARY_COLUMNS]
 
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            values = list(pool.map(one, wanted))
-        stats = pd.DataFrame(values, columns=list(SUMMARY_COLUMNS), index=pd.Index(wanted, name="run_id"),
-                             dtype="float64")
+            found = [(r, v) for r, v in zip(wanted, pool.map(one, wanted), strict=True) if v is not None]
+        stats = pd.DataFrame([v for _, v in found], columns=list(SUMMARY_COLUMNS),
+                             index=pd.Index([r for r, _ in found], name="run_id"), dtype="float64")
         return stats[stats["count"] > 0]
 
     def session_run_ids(self, session: str) -> list[str]:
@@ -386,6 +618,99 @@ class Store:
             if isinstance(value, str):
                 row[col] = json.loads(value)
         return row
+
+
+def file_problem(table: str, path: str | Path, *, read: list[str] | None | bool = None,
+                 verify_checksums: bool = False) -> str | None:
+    """What is wrong with ``path`` as a file of ``table`` (None: nothing). Its footer and schema always;
+    ``read``: a list of columns to read too, or True for every page (``verify_checksums``: and their CRCs)."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        return f"cannot be opened ({exc.strerror or exc})"
+    if size == 0:
+        return "empty (0 bytes)"
+    try:
+        pf = pq.ParquetFile(path, page_checksum_verification=verify_checksums)
+    except (pa.ArrowException, OSError) as exc:
+        return f"not a readable Parquet file ({_short(exc)})"
+    try:
+        problem = schema_problem(table, pf.schema_arrow)
+        if problem is not None or not read:
+            return problem
+        if read is True:
+            for _ in pf.iter_batches(batch_size=65536, use_threads=False):
+                pass
+        else:
+            pf.read(columns=[c for c in read if c in pf.schema_arrow.names], use_threads=False)
+    except (pa.ArrowException, OSError) as exc:
+        return _unreadable(exc)
+    finally:
+        pf.close()
+    return None
+
+
+def schema_problem(table: str, schema: pa.Schema) -> str | None:
+    """Why a file of ``schema`` is not a file of ``table`` (another table's, a key column missing, a column
+    of another type), or None."""
+    meta = schema.metadata or {}
+    other = meta.get(b"hilbench.table", b"").decode("utf-8", "replace")
+    if other and other != table:
+        return f"a {other} file, not {table} (wrong schema)"
+    missing = [k for k in KEY_COLUMNS[table] if k not in schema.names]
+    if missing:
+        return f"wrong schema for {table}: no column {', '.join(missing)}"
+    want = SCHEMAS[table]
+    for field in schema:
+        if field.name in want.names and not _compatible(field.type, want.field(field.name).type):
+            return f"wrong schema for {table}: column {field.name} is {field.type}, not {want.field(field.name).type}"
+    return None
+
+
+def _compatible(got: pa.DataType, want: pa.DataType) -> bool:
+    """Whether a column of type ``got`` reads as ``want`` (the same kind: any integer width, a dictionary of
+    strings as strings, any timestamp unit)."""
+    if pa.types.is_dictionary(got):
+        got = got.value_type
+    if got == want or pa.types.is_null(got):
+        return True
+    kinds = (pa.types.is_integer, pa.types.is_floating, pa.types.is_timestamp, pa.types.is_boolean,
+             lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+             lambda t: pa.types.is_list(t) or pa.types.is_large_list(t))
+    return any(kind(got) and kind(want) for kind in kinds)
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _unreadable(exc: BaseException) -> str:
+    return f"unreadable data ({_short(exc)})"
+
+
+def _judge_session(row: pd.Series, last_runs: dict[str, Any]) -> tuple[str, str]:
+    """(status, detail) of a session whose row says running: ``abandoned`` when its process is gone (certain
+    on its own machine) or, seen from elsewhere, its heartbeat is :data:`STALE_AFTER_S` old."""
+    host = row.get("owner_host") if isinstance(row.get("owner_host"), str) else None
+    pid = int(row["owner_pid"]) if not _is_missing(row.get("owner_pid")) else None
+    process = row.get("owner_process") if isinstance(row.get("owner_process"), str) else None
+    who = f"hilbench (pid {pid} on {host})" if pid is not None else "an older hilbench"
+    state = owner_state(host, pid, process)
+    if state == "gone":
+        return "abandoned", f"its process, {who}, is gone"
+    if state == "alive":
+        return "running", f"{who} is running it"
+    beats = [v for v in (row.get("heartbeat_at"), last_runs.get(row["session_id"]), row.get("started_at"))
+             if not _is_missing(v)]
+    last = max(pd.Timestamp(v) for v in beats) if beats else None
+    if last is None:
+        return "abandoned", f"{who} never said it was alive"
+    age = (pd.Timestamp(_now()) - last).total_seconds()
+    since = f"{last:%Y-%m-%d %H:%M} UTC"
+    if age > STALE_AFTER_S:
+        return "abandoned", f"no heartbeat from {who} since {since} ({age / 60:.0f} min)"
+    return "running", f"{who} last said it was alive at {since}"
 
 
 def _all_timed(pf: pq.ParquetFile) -> bool:
@@ -427,8 +752,47 @@ def _fsync(path: str | Path) -> None:
         os.close(fd)
 
 
-def _unlink_quiet(path: str | Path) -> None:
+def _unlink_quiet(path: str | Path) -> bool:
     try:
         os.unlink(path)
     except OSError:
-        pass
+        return False
+    return True
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _temp_for(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path``, named for this machine and process and held (``flock``) through
+    the returned descriptor until it is closed: while held, no ``store check`` takes it for a stale one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{machine_tag()}-{os.getpid()}.", suffix=".tmp")
+    hold_lock(fd)
+    return fd, tmp
+
+
+def _write_failure(path: Path, exc: OSError) -> str:
+    """One line: which folder could not take which file, why, and what is kept."""
+    code = exc.errno
+    if code is None:  # pyarrow's own OSError may name the errno in its text only
+        m = re.search(r"errno (\d+)", str(exc), re.I)
+        code = int(m.group(1)) if m else None
+    why = os.strerror(code) if code else " ".join(str(exc.strerror or exc).split())
+    hint = {28: ": free space on that disk", 122: ": the disk quota is used up", 13: ": check the folder's permissions",
+            1: ": check the folder's permissions", 30: ": the file system is read-only"}.get(code or 0, "")
+    return (f"{path.parent}: cannot write {path.name} ({why}){hint}; nothing of it was written, and every file "
+            "stored before is kept")
+
+
+def _with_owner(arrow: pa.Table) -> pa.Table:
+    """A sessions table whose rows name an owner (this process where none is named) and beat now."""
+    me = this_process()
+    n = arrow.num_rows
+    for col, value in (("owner_host", me["host"]), ("owner_pid", me["pid"]), ("owner_process", me["process"])):
+        current = arrow.column(col)
+        if current.null_count:
+            filled = [v if v is not None else value for v in current.to_pylist()]
+            arrow = arrow.set_column(arrow.schema.get_field_index(col), col, pa.array(filled, type=current.type))
+    beat = pa.array([_now()] * n, type=arrow.schema.field("heartbeat_at").type)
+    return arrow.set_column(arrow.schema.get_field_index("heartbeat_at"), "heartbeat_at", beat)

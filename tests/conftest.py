@@ -90,9 +90,40 @@ def servers(tmp_path: Path, keys):
         kill_agents(server)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+#: The kinds of hardware a ``hardware(kind)`` test may ask for (docs/hardware.md says how a lab runs each).
+HARDWARE_KINDS = ("cuda", "tensorrt", "jetson", "dla", "coreml", "edgetpu")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--hardware", action="append", default=[], metavar="KIND",
+        help="run the hardware(KIND) tests: this machine has that hardware (repeat it or give a comma list; "
+             f"kinds: {', '.join(HARDWARE_KINDS)}). Without it those tests skip, saying which option runs them.")
+
+
+def hardware_kinds(config: pytest.Config) -> set[str]:
+    """The kinds named by ``--hardware`` (an unknown kind is a usage error, not a silent skip)."""
+    kinds = {k.strip() for value in config.getoption("--hardware") for k in value.split(",") if k.strip()}
+    unknown = kinds - set(HARDWARE_KINDS)
+    if unknown:
+        raise pytest.UsageError(f"--hardware: unknown kind {', '.join(sorted(unknown))} "
+                                f"(known: {', '.join(HARDWARE_KINDS)})")
+    return kinds
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test that starts a real sshd (through ``keys``/``servers``) carries the ``sshd`` marker, so
-    ``-m "not sshd"`` leaves it out wherever it is written."""
+    ``-m "not sshd"`` leaves it out wherever it is written. A ``hardware(kind)`` test runs only where
+    ``--hardware kind`` says the hardware is here (and then a missing part fails it); elsewhere it skips
+    with the reason."""
+    kinds = hardware_kinds(config)
     for item in items:
         if {"keys", "servers"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.sshd)
+        for mark in item.iter_markers("hardware"):
+            if not mark.args or mark.args[0] not in HARDWARE_KINDS:
+                raise pytest.UsageError(f"{item.nodeid}: hardware() needs one of {', '.join(HARDWARE_KINDS)}")
+            if mark.args[0] not in kinds:
+                item.add_marker(pytest.mark.skip(
+                    reason=f"needs {mark.args[0]} hardware: run with --hardware {mark.args[0]} where it is "
+                           "(docs/hardware.md)"))

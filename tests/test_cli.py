@@ -368,7 +368,9 @@ def test_ctrl_c_mid_job_stores_the_job_as_interrupted_and_the_session_as_interru
     first = write_plan(tmp_path, SYNTH.replace("count = 80", "count = 20"), name="first.toml")
     store_dir = tmp_path / "res"
     cache = tmp_path / "cache"
-    env = dict(os.environ, HILBENCH_CACHE=str(cache), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    root = Path(__file__).resolve().parents[1]
+    # this checkout's harness and agent, not an installed copy's
+    env = dict(os.environ, HILBENCH_CACHE=str(cache), PYTHONPATH=os.pathsep.join([str(root), str(root / "device_agents")]))
     # Two short jobs, then the 3-job plan in the same store: the first of those (0.2 ms x 3000) ends, the
     # second (5 ms x 3000, 15 s) is in flight when Ctrl-C comes.
     assert main(["run", str(first), "--store", str(store_dir), "--quiet"]) == 0

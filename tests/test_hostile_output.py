@@ -206,6 +206,11 @@ class _Summary:
     def summary(self, run_ids=None):
         return self._summary
 
+    def sessions(self):
+        import pandas as pd
+
+        return pd.DataFrame({"session_id": [], "status": [], "status_detail": []})
+
 
 def test_doctor_shows_hello_fields_as_escapes(tmp_path, capsys):
     targets = hostile_target(tmp_path, VERSION, probe=PROBE, extra='runtimes = ["tflite"]\n')

@@ -125,9 +125,11 @@ def test_non_model_files_are_refused_before_running(models):
     (models / "empty.onnx").write_bytes(b"")
     (models / "text.tflite").write_text("this is not a flatbuffer at all")
     (models / "html.onnx").write_text("<html>404</html>")
-    (models / "model.pt").write_bytes(b"PK\x03\x04")
+    (models / "model.pth").write_bytes(b"PK\x03\x04")
+    (models / "pickle.pt").write_bytes(b"\x80\x02}q\x00.")  # a torch.save pickle, not an archive
     for name, why in [("empty.onnx", "empty"), ("text.tflite", "not a TFLite model"),
-                      ("html.onnx", "does not look like an ONNX model"), ("model.pt", "unknown model format")]:
+                      ("html.onnx", "does not look like an ONNX model"), ("model.pth", "unknown model format"),
+                      ("pickle.pt", "not a PyTorch archive")]:
         path = write(models, "plan.toml", f'[[models]]\npath = "{name}"\n')
         with pytest.raises(ConfigError, match=why):
             load_plan(path)

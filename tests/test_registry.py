@@ -42,7 +42,7 @@ def test_every_backend_module_is_registered_under_its_own_name():
         assert all(isinstance(s, Setting) for s in cls.settings.values()), name
         assert set(cls.default_for) <= set(cls.model_suffixes or ()), name
         assert SETTINGS[name] is cls.settings and MODEL_SUFFIXES[name] == cls.model_suffixes
-    assert ALIASES == {"ort": "onnxruntime", "tflite": "litert", "trt": "tensorrt"}
+    assert ALIASES == {"ort": "onnxruntime", "tflite": "litert", "trt": "tensorrt", "torch": "pytorch"}
     assert canonical_name("trt") == "tensorrt" and canonical_name("litert") == "litert"
 
 

@@ -241,15 +241,18 @@ def _bind_inputs(backend, job):
     return specs, input_info, source
 
 
-def _timed_phase(channel, invoke, timed, usage):
+def _timed_phase(channel, invoke, timed, usage, gpu_times=None):
     """The warm-up and the timed loop, garbage collector paused, with their samples sent; (warm-up info,
-    timed info). The usage window spans the timed loop only."""
+    timed info). The usage window spans the timed loop only. ``gpu_times`` (the backend's
+    ``take_gpu_ns``) gives each loop's accelerator times, sent beside the host latencies."""
+    take = gpu_times or _no_gpu_times
     with _gc_paused():
         channel.send("phase", phase="warmup", event="begin")
         w_lat, w_start, w_info = warmup_loop(invoke, timed["warmup"])
+        w_gpu = _gpu_beside(take(), w_lat, w_info)
         channel.send("phase", phase="warmup", event="end", **w_info)
-        _send_samples(channel, "warmup", w_lat, w_start)
-        del w_lat, w_start
+        _send_samples(channel, "warmup", w_lat, w_start, w_gpu)
+        del w_lat, w_start, w_gpu
         usage.timed_begin()
         channel.send("phase", phase="timed", event="begin")
         if timed["timed"].get("rate_hz"):
@@ -257,24 +260,54 @@ def _timed_phase(channel, invoke, timed, usage):
         else:
             lat, starts, t_info = timed_loop(invoke, timed["timed"])
         usage.timed_end()
+        gpu = _gpu_beside(take(), lat, t_info)
         channel.send("phase", phase="timed", event="end", **t_info)
-    _send_samples(channel, "timed", lat, starts)
+    _send_samples(channel, "timed", lat, starts, gpu)
     return w_info, t_info
 
 
-def _sustained_phase(channel, invoke, job, temps, gates):
+def _sustained_phase(channel, invoke, job, temps, gates, gpu_times=None):
     """The sustained loop after the timed one (after its own cool-down gate, when the job has one); its info,
     or None when the job asks for none."""
     if not job.get("sustained"):
         return None
+    take = gpu_times or _no_gpu_times
     if job.get("cooldown"):
         gates.append(cooldown_phase(channel, job["cooldown"], temps, "sustained"))
+    take()  # nothing the cool-down gate did belongs to the sustained loop
     with _gc_paused():
         channel.send("phase", phase="sustained", event="begin")
         s_lat, s_starts, sustained = sustained_loop(invoke, job["sustained"])
+        s_gpu = _gpu_beside(take(), s_lat, sustained)
         channel.send("phase", phase="sustained", event="end", **sustained)
-    _send_samples(channel, "sustained", s_lat, s_starts)
+    _send_samples(channel, "sustained", s_lat, s_starts, s_gpu)
     return sustained
+
+
+def _no_gpu_times():
+    return None
+
+
+def _gpu_beside(gpu, latencies, info):
+    """The accelerator times of one loop, one per host latency, each at most its host latency; None when the
+    backend has none, or not one per invoke. Clamps in place and counts them in ``info["gpu_clamped"]``:
+    a GPU interval measured between two events inside the host's timed call cannot be longer than it, so a
+    longer one is clock skew between the two clocks, never GPU time to keep."""
+    if gpu is None:
+        return None
+    if len(gpu) != len(latencies):
+        info["gpu_ns_missing"] = "%d GPU times for %d invokes" % (len(gpu), len(latencies))
+        return None
+    clamped = 0
+    for i, (g, lat) in enumerate(zip(gpu, latencies)):
+        if g > lat:
+            gpu[i] = lat
+            clamped += 1
+        elif g < 0:
+            gpu[i] = 0
+            clamped += 1
+    info["gpu_clamped"] = clamped
+    return gpu
 
 
 def _measure(channel, job, cls, backend_name, settings, sampler=None):
@@ -286,11 +319,18 @@ def _measure(channel, job, cls, backend_name, settings, sampler=None):
     usage.before_load()
 
     channel.send("phase", phase="load", event="begin")
+    # A backend that compiles or builds the model (a TensorRT engine, a compiled Core ML model) does it in
+    # ``prepare``, timed apart: load_ns is the load of what it built (or found in its cache).
     t0 = clock()
+    build = backend.prepare(model_path, settings, (job.get("inputs") or {}).get("shapes"))
+    t1 = clock()
     backend.load(model_path, settings)
-    load_ns = clock() - t0
+    load_ns = clock() - t1
+    if build is not None:
+        build = dict(build, duration_ns=t1 - t0)
     usage.after_load()
-    channel.send("phase", phase="load", event="end", duration_ns=load_ns)
+    channel.send("phase", phase="load", event="end", duration_ns=load_ns,
+                 **({"build_ns": build["duration_ns"], "build_cache": build.get("cache")} if build else {}))
 
     specs, input_info, source = _bind_inputs(backend, job)
     invoke = backend.invoke
@@ -299,7 +339,10 @@ def _measure(channel, job, cls, backend_name, settings, sampler=None):
     t0 = clock()
     _invoke_checked(invoke)
     first_ns = clock() - t0
-    channel.send("phase", phase="first", event="end", duration_ns=first_ns)
+    first_gpu = backend.take_gpu_ns()
+    first_gpu = min(first_gpu[0], first_ns) if first_gpu and len(first_gpu) == 1 else None
+    channel.send("phase", phase="first", event="end", duration_ns=first_ns,
+                 **({"gpu_ns": first_gpu} if first_gpu is not None else {}))
 
     # Before the timed runs: wait for the device to cool (between jobs too: each job passes here
     # before its timed phase), then an idle baseline. Both precede the warm-up, which re-primes
@@ -310,11 +353,12 @@ def _measure(channel, job, cls, backend_name, settings, sampler=None):
         gates.append(cooldown_phase(channel, job["cooldown"], temps, "timed"))
     idle = idle_phase(channel, job.get("idle_s"), sampler)
 
+    backend.take_gpu_ns()  # the cool-down and idle phases ran nothing, but start each loop clean
     w_info, t_info = _timed_phase(channel, invoke, {"warmup": job.get("warmup") or {},
-                                                    "timed": job.get("timed") or {}}, usage)
+                                                    "timed": job.get("timed") or {}}, usage, backend.take_gpu_ns)
     memory, cpu = usage.figures()
     effective = backend.effective_settings()
-    sustained = _sustained_phase(channel, invoke, job, temps, gates)
+    sustained = _sustained_phase(channel, invoke, job, temps, gates, backend.take_gpu_ns)
     accuracy = None
     if job.get("eval") and backend.needs_model:
         # After the timed runs and the memory reading, so neither sees the evaluation set.
@@ -325,7 +369,9 @@ def _measure(channel, job, cls, backend_name, settings, sampler=None):
         "accuracy": accuracy,
         "backend": backend_name,
         "load_ns": load_ns,
+        "build": build,
         "first_ns": first_ns,
+        "first_gpu_ns": first_gpu,
         "warmup": w_info,
         "timed": t_info,
         "inputs": input_info,
@@ -351,13 +397,14 @@ def _invoke_checked(invoke):
         raise AgentError("backend", "inference failed: %s" % (text[0] if text else exc.__class__.__name__))
 
 
-def _send_samples(channel, phase, latencies, starts):
+def _send_samples(channel, phase, latencies, starts, gpu=None):
     for i in range(0, len(latencies), SAMPLE_BATCH):
         chunk = starts[i:i + SAMPLE_BATCH]
         base = chunk[0]
+        extra = {"gpu_ns": gpu[i:i + SAMPLE_BATCH]} if gpu is not None else {}
         channel.send("sample", phase=phase, start=i, t0_ns=base,
                      latency_ns=latencies[i:i + SAMPLE_BATCH],
-                     offset_ns=[s - base for s in chunk])
+                     offset_ns=[s - base for s in chunk], **extra)
 
 
 def _seconds_ns(value, default=None):

@@ -366,13 +366,28 @@ class MessageChecker:
         cap = self.limits.samples.get(phase, 0)
         if had + n > cap:
             raise MessageError(f"{what}: more {phase} samples than the plan allows ({cap})")
+        gpu = None
+        if msg.get("gpu_ns") is not None:
+            gpu = _ints(msg["gpu_ns"], "gpu_ns", what)
+            if len(gpu) != n:
+                raise MessageError(f"{what}: gpu_ns has {len(gpu)} values, latency_ns {n}")
         if n:
             if int(lat.min()) < 0:
                 raise MessageError(f"{what}: latency_ns holds a negative latency")
             if t0 + int(offsets.min()) < INT64_MIN or t0 + int(offsets.max()) > INT64_MAX:
                 raise MessageError(f"{what}: t0_ns + offset_ns is beyond int64")
+            if gpu is not None:
+                # The agent clamps each GPU time to its host latency (the events lie inside the timed call):
+                # one that is negative or longer than its latency is a broken agent, and the batch is refused.
+                if int(gpu.min()) < 0:
+                    raise MessageError(f"{what}: gpu_ns holds a negative time")
+                if bool((gpu > lat).any()):
+                    raise MessageError(f"{what}: gpu_ns holds a GPU time longer than its host latency")
         self.samples[phase] = had + n
-        return {"type": "sample", "phase": phase, "start": start, "latency_ns": lat, "t_ns_each": offsets + t0}
+        out = {"type": "sample", "phase": phase, "start": start, "latency_ns": lat, "t_ns_each": offsets + t0}
+        if gpu is not None:
+            out["gpu_ns"] = gpu
+        return out
 
     def _name(self, reading: Mapping[str, Any], key: str, what: str, *, required: bool = False) -> str | None:
         value = reading.get(key)
@@ -524,7 +539,13 @@ class MessageChecker:
             raise MessageError(f"{what}: event must be begin or end, not {str(event)[:40]!r}")
         _int(out, "t_ns", what, minimum=None)
         _int(out, "duration_ns", what, required=phase == "first" and event == "end")
+        _int(out, "build_ns", what)
+        gpu = _int(out, "gpu_ns", what)
+        if gpu is not None and gpu > (out.get("duration_ns") or 0):
+            raise MessageError(f"{what}: gpu_ns is longer than duration_ns")
         _int(out, "count", what)
+        if "build_cache" in out:
+            out["build_cache"] = _str(out, "build_cache", what, MAX_NAME)
         if "stop_reason" in out:
             out["stop_reason"] = _str(out, "stop_reason", what, MAX_NAME)
         return out
@@ -542,8 +563,13 @@ class MessageChecker:
     def _result(self, msg: dict[str, Any]) -> dict[str, Any]:
         what = "result message"
         out = _Walk(what).copy(msg, "")
-        for key in ("load_ns", "first_ns"):
+        for key in ("load_ns", "first_ns", "first_gpu_ns"):
             _int(out, key, what)
+        build = _obj(out, "build", what)
+        if build is not None:
+            _int(build, "duration_ns", f"{what}: build")
+            if "cache" in build:
+                build["cache"] = _str(build, "cache", f"{what}: build", MAX_NAME)
         for loop in ("warmup", "timed", "sustained"):
             info = _obj(out, loop, what)
             if info is None:

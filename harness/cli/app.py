@@ -32,8 +32,9 @@ from harness.cli.commands import (
 )
 from harness.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, EXIT_USER, exit_for_signal
 from harness.cli.progress import LINE_LIMIT
+from harness.cli.store_cmd import add_store_parser
 from harness.errors import HilbenchError
-from harness.prep.variants import VARIANT_KINDS
+from harness.prep.variants import COREML_VARIANT_KINDS, VARIANT_KINDS
 from harness.report.plots import KINDS as PLOT_KINDS
 from harness.safetext import safe, safe_lines
 
@@ -65,12 +66,14 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     store_arg(a)
     a.set_defaults(func=cmd_accuracy)
 
-    v = sub.add_parser("variants", help="write FP16 and INT8 (static, calibrated) variants of an ONNX model")
-    v.add_argument("model", help="the FP32 model (.onnx)")
+    v = sub.add_parser("variants", help="write FP16 and INT8 (static, calibrated) variants of an ONNX model, or "
+                                        "Core ML ML programs of a PyTorch model (.pt, .pt2)")
+    v.add_argument("model", help="the FP32 model (.onnx; or .pt/.pt2 for Core ML variants)")
     v.add_argument("--calibration", help="calibration inputs (.npz, samples on the first axis) for INT8")
     v.add_argument("--out", help="output folder (default: beside the model)")
     v.add_argument("--eval", help="evaluation set (.npz with x, y) to put in the plan snippet")
-    v.add_argument("--only", action="append", choices=VARIANT_KINDS, help="only this variant (repeatable)")
+    v.add_argument("--only", action="append", choices=VARIANT_KINDS + COREML_VARIANT_KINDS,
+                   help="only this variant (repeatable); coreml and coreml-fp32 are made from a PyTorch model")
     v.add_argument("--force", action="store_true", help="overwrite variants (and variants.toml) that exist")
     v.set_defaults(func=cmd_variants)
 
@@ -185,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("file")
     tp.set_defaults(func=cmd_telemetry_parse)
     _analysis_parsers(sub, store_arg)
+    add_store_parser(sub, store_arg)
     _debug_everywhere(p)
     return p
 

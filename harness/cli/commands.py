@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.cli.exits import EXIT_JOBS_FAILED, EXIT_OK, EXIT_REGRESSED, EXIT_USER, exit_for_signal
 from harness.cli.progress import LINE_LIMIT, NoteHandler, make_progress
+from harness.cli.store_cmd import session_notes
 from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
 from harness.config.targets import Target, load_targets, parse_target_spec
 from harness.errors import AnalysisError, ConfigError, OutputError
@@ -178,6 +179,8 @@ def cmd_results(args: argparse.Namespace) -> int:
         # CSV is data: into a file or a pipe it goes as stored. On a terminal its cells are shown safe.
         text = safe_lines(text, None)
     sys.stdout.write(text + "\n")
+    for note in session_notes(store, summary["session_id"].unique()):  # running or abandoned: on stderr
+        sys.stderr.write(note + "\n")
     return EXIT_OK
 
 
@@ -190,8 +193,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     # stop reasons) is shown with its control characters as visible escapes, each line one line.
     lines: list[str] = []
     out = _LineWriter(lines)
+    sessions = store.sessions()
+    session = sessions[sessions["session_id"] == row["session_id"]].to_dict("records")
     try:
         _show_run(out, row, stats)
+        if session and session[0]["status"] in ("running", "abandoned", "interrupted"):
+            detail = session[0]["status_detail"]
+            lines.insert(1, f"  session   {session[0]['status']}" + (f": {detail}" if isinstance(detail, str) else ""))
     finally:
         _print_lines(lines)
     return EXIT_OK
@@ -417,11 +425,11 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
 
 
 def cmd_variants(args: argparse.Namespace) -> int:
-    from harness.prep.variants import make_variants, plan_snippet
+    from harness.prep.variants import default_kinds, make_variants, plan_snippet
 
     model = Path(args.model)
     out_dir = Path(args.out) if args.out else model.parent
-    kinds = tuple(args.only) if args.only else ("fp16", "int8")
+    kinds = tuple(args.only) if args.only else default_kinds(model)
     plan_path = out_dir / "variants.toml"
     if plan_path.exists() and not args.force:
         raise AnalysisError(f"{plan_path}: already exists: remove it, write elsewhere with --out DIR, or use --force")

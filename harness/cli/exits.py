@@ -5,8 +5,8 @@ status  name               when
 ======  =================  ==================================================================================
 0       EXIT_OK            everything asked for was done (every job ran, nothing regressed)
 1       EXIT_USER          a user error (a bad plan, target, store, file or device: one line, no traceback
-                           without --debug); also ``compare`` finding a regression and ``history --fail``
-                           finding a change (EXIT_REGRESSED)
+                           without --debug); also ``compare`` finding a regression, ``history --fail``
+                           finding a change (EXIT_REGRESSED) and ``store check`` finding a problem
 2       EXIT_USAGE         the command line itself is wrong (an unknown option or command, a bad choice)
 3       EXIT_JOBS_FAILED   ``run``: some jobs failed; their errors are stored with the session
 4       EXIT_INTERNAL      a bug in hilbench: one line naming the exception, ``--debug`` for its traceback
@@ -36,7 +36,7 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 #: every status and what it means, as the docs' table says it
 EXIT_STATUSES = {
     EXIT_OK: "ok",
-    EXIT_USER: "user error, or a regression found (compare, history --fail)",
+    EXIT_USER: "user error, or a regression found (compare, history --fail), or a store problem (store check)",
     EXIT_USAGE: "usage error (the command line)",
     EXIT_JOBS_FAILED: "some jobs failed (stored)",
     EXIT_INTERNAL: "internal error (a bug): rerun with --debug for the traceback",

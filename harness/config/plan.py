@@ -464,6 +464,9 @@ def _check_model_file(path: Path, r: TableReader) -> None:
         head = f.read(8)
     if suffix == ".tflite" and (len(head) < 8 or head[4:8] != b"TFL3"):
         raise r.error("path", f"{path}: not a TFLite model (no TFL3 flatbuffer identifier)")
+    if suffix in (".pt", ".pt2") and head[:4] != b"PK\x03\x04":
+        # torch.jit.save and torch.export.save both write zip archives.
+        raise r.error("path", f"{path}: not a PyTorch archive (a TorchScript or exported-program file is a zip)")
     if suffix == ".onnx" and head[:1] != b"\x08":
         # ONNX ModelProto files start with field 1 (ir_version) as a varint.
         raise r.error("path", f"{path}: does not look like an ONNX model (no ir_version at the start)")
@@ -635,4 +638,29 @@ def expand_jobs(plan: Plan, targets: dict[str, Target], only_targets: list[Targe
                 add(Job(plan.name, model, target, backend, settings, plan.policy))
     if not jobs:
         raise ConfigError(f"{plan.path}: the plan expands to no jobs (check backends, model formats and exclude rules)")
+    _check_models_backends_refuse(plan, jobs)
     return jobs
+
+
+def _check_models_backends_refuse(plan: Plan, jobs: list[Job]) -> None:
+    """A model a job's backend is known to refuse is an error before anything runs: asymmetric INT8 (a Q/DQ zero
+    point other than 0) for TensorRT, which takes symmetric quantization only. Read with ``onnx`` where the host
+    has it; else the device's TensorRT says it, as a stored model error."""
+    from hilbench_agent.backends.tensorrt import asymmetric_zero_points
+
+    checked: set[Path] = set()
+    for job in jobs:
+        path = job.model.path
+        if job.backend != "tensorrt" or path is None or path.suffix.lower() != ".onnx" or path in checked:
+            continue
+        checked.add(path)
+        try:
+            bad = asymmetric_zero_points(str(path))
+        except Exception:  # onnx cannot read it: the device's parser says why
+            continue
+        if bad:
+            raise ConfigError(
+                f"{plan.path}: model {job.model.name!r} ({path.name}) has asymmetric INT8 quantization ({len(bad)} "
+                f"Q/DQ node(s) with a zero point other than 0, e.g. {bad[0]!r}), which TensorRT refuses: quantize it "
+                "symmetrically (onnxruntime quantize_static with extra_options={'ActivationSymmetric': True}), or "
+                "leave tensorrt out for it (backends = [...] in its [[models]] table)")

@@ -31,9 +31,11 @@ import numpy as np
 
 from harness.errors import AnalysisError, ModelError
 
-__all__ = ["Variant", "make_variants", "plan_snippet", "VARIANT_KINDS"]
+__all__ = ["Variant", "make_variants", "plan_snippet", "default_kinds", "VARIANT_KINDS", "COREML_VARIANT_KINDS"]
 
 VARIANT_KINDS = ("fp16", "int8")
+#: Core ML variants of a PyTorch model (harness/prep/coreml.py)
+COREML_VARIANT_KINDS = ("coreml", "coreml-fp32")
 
 
 @dataclass(frozen=True)
@@ -174,14 +176,19 @@ def make_variants(model: Path, *, calibration: Path | None = None, out_dir: Path
                   force: bool = False) -> list[Variant]:
     """Write the requested variants of ``model`` (an .onnx) to ``out_dir`` (default: beside it).
 
-    Raises AnalysisError naming the first output that already exists unless ``force``."""
+    Raises AnalysisError naming the first output that already exists unless ``force``. A PyTorch model
+    (.pt/.pt2) makes Core ML variants instead (:mod:`harness.prep.coreml`; kinds ``coreml``, ``coreml-fp32``)."""
+    if model.suffix.lower() in (".pt", ".pt2"):
+        return _coreml_variants(model, out_dir, kinds, force)
     if model.suffix.lower() != ".onnx":
-        raise AnalysisError(f"{model}: variants are made from an ONNX model (.onnx)")
+        raise AnalysisError(f"{model}: variants are made from an ONNX model (.onnx), or Core ML ones from a "
+                            "PyTorch model (.pt, .pt2)")
     if not model.is_file():
         raise AnalysisError(f"{model}: model file not found")
     unknown = [k for k in kinds if k not in VARIANT_KINDS]
     if unknown:
-        raise AnalysisError(f"unknown variant {unknown[0]!r} (known: {', '.join(VARIANT_KINDS)})")
+        hint = " (Core ML variants are made from a PyTorch model: .pt, .pt2)" if unknown[0] in COREML_VARIANT_KINDS else ""
+        raise AnalysisError(f"unknown variant {unknown[0]!r} for an ONNX model (known: {', '.join(VARIANT_KINDS)}){hint}")
     if "int8" in kinds and calibration is None:
         raise AnalysisError("INT8 needs calibration data: --calibration DATA.npz (a few hundred real inputs)")
     # Everything that can be wrong with the inputs fails here, before the first variant is written.
@@ -208,6 +215,28 @@ def make_variants(model: Path, *, calibration: Path | None = None, out_dir: Path
         made.append(Variant(name=f"{stem}-{kind}".replace("_", "-"), path=path, precision=kind,
                             size_bytes=path.stat().st_size, note=note))
     return made
+
+
+def default_kinds(model: Path) -> tuple[str, ...]:
+    """The variants ``hilbench variants`` makes of ``model`` when told none."""
+    return ("coreml",) if model.suffix.lower() in (".pt", ".pt2") else VARIANT_KINDS
+
+
+def _coreml_variants(model: Path, out_dir: Path | None, kinds: tuple[str, ...], force: bool) -> list[Variant]:
+    from harness.prep.coreml import COREML_KINDS, convert_variants, package_size
+
+    if not model.is_file():
+        raise AnalysisError(f"{model}: model file not found")
+    wrong = [k for k in kinds if k not in COREML_KINDS]
+    if wrong:
+        raise AnalysisError(f"{model.name}: a PyTorch model makes Core ML variants ({', '.join(COREML_KINDS)}), not "
+                            f"{wrong[0]!r}: export it to ONNX for FP16/INT8 ONNX variants")
+    out_dir = out_dir or model.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = model.stem.removesuffix("_fp32")
+    return [Variant(name=f"{stem}-{precision}-coreml".replace("_", "-"), path=path, precision=precision,
+                    size_bytes=package_size(path), note=note)
+            for _, path, precision, note in convert_variants(model, out_dir, kinds, force)]
 
 
 def plan_snippet(model: Path, variants: list[Variant], *, relative_to: Path | None = None,

@@ -357,6 +357,12 @@ def build_report(store: Store, run_ids: list[str] | None = None, *, deadline_ms:
         "p99 first, then by p99 latency, then energy. Intervals are distribution-free 95% confidence intervals. "
         "Energy needs power telemetry on the target; price comes from the target file (<code>price_usd</code>).</p>",
     ]
+    states = store.sessions() if sessions else None
+    for row in [] if states is None else states[states["session_id"].isin(sessions)].to_dict("records"):
+        if row["status"] in ("abandoned", "running"):  # its runs are what it stored before it stopped (or so far)
+            parts.append(f'<p class="answer warn">Session {_esc(row["session_id"])} '
+                         f'{"was abandoned" if row["status"] == "abandoned" else "is still running"} '
+                         f'({_esc(row["status_detail"])}): this report holds only the runs it stored.</p>')
     if (table["emulated"] | table["stand_in"]).any():
         parts.append('<p class="answer warn">Some runs are EMULATED or STAND-INs: their latencies are not a real '
                      "board's and must not decide a purchase.</p>")

@@ -69,10 +69,20 @@ class _Samples:
     def __init__(self) -> None:
         self._lat: dict[str, list[np.ndarray]] = {}
         self._t: dict[str, list[np.ndarray]] = {}
+        #: per chunk, its GPU times (CUDA events) or None where the batch carried none
+        self._gpu: dict[str, list[np.ndarray | None]] = {}
 
-    def add(self, phase: str, latency_ns: np.ndarray, t_ns: np.ndarray) -> None:
+    def add(self, phase: str, latency_ns: np.ndarray, t_ns: np.ndarray, gpu_ns: np.ndarray | None = None) -> None:
         self._lat.setdefault(phase, []).append(latency_ns)
         self._t.setdefault(phase, []).append(t_ns)
+        self._gpu.setdefault(phase, []).append(gpu_ns)
+
+    def _gpu_column(self, lat: list[np.ndarray], gpu: list[np.ndarray | None]) -> pa.Array:
+        """The optional gpu_ns column: the chunks' GPU times, null where a chunk had none."""
+        if all(g is None for g in gpu):
+            return pa.nulls(sum(len(c) for c in lat), pa.int64())
+        return pa.concat_arrays([pa.array(g, pa.int64()) if g is not None else pa.nulls(len(c), pa.int64())
+                                 for c, g in zip(lat, gpu, strict=True)])
 
     def __len__(self) -> int:
         return sum(len(c) for chunks in self._lat.values() for c in chunks)
@@ -91,16 +101,18 @@ class _Samples:
         return {"phase": phase, "latency_ns": np.concatenate([c for cs in self._lat.values() for c in cs]),
                 "t_ns": np.concatenate([c for cs in self._t.values() for c in cs])}
 
-    def table(self, run_id: str, first: tuple[int, int] | None = None) -> pa.Table | None:
+    def table(self, run_id: str, first: tuple[int, int, int | None] | None = None) -> pa.Table | None:
         """The samples table of ``run_id`` (None when empty), built in Arrow: no Python object per row.
-        ``first`` (latency, start) leads as phase "first"."""
+        ``first`` (latency, start, GPU time or None) leads as phase "first"."""
         names = [(name, sum(len(c) for c in chunks)) for name, chunks in self._lat.items()]
         lat = [c for chunks in self._lat.values() for c in chunks]
         t_ns = [c for chunks in self._t.values() for c in chunks]
+        gpu = [g for chunks in self._gpu.values() for g in chunks]
         if first is not None:
             names.insert(0, ("first", 1))
             lat.insert(0, np.array([first[0]], dtype=np.int64))
             t_ns.insert(0, np.array([first[1]], dtype=np.int64))
+            gpu.insert(0, np.array([first[2]], dtype=np.int64) if first[2] is not None else None)
         n = sum(k for _, k in names)
         if not n:
             return None
@@ -110,6 +122,7 @@ class _Samples:
             "iteration": np.concatenate([np.arange(k, dtype=np.int64) for _, k in names]),
             "latency_ns": np.concatenate(lat),
             "t_ns": np.concatenate(t_ns),
+            "gpu_ns": self._gpu_column(lat, gpu),
         })
 
 
@@ -152,7 +165,8 @@ class JobRun:
         self.error: tuple[str, str] | None = None
         self.samples = _Samples()
         self.telemetry = _Telemetry()
-        self.first: tuple[int, int] | None = None
+        #: the first inference: (latency, start, GPU time or None)
+        self.first: tuple[int, int, int | None] | None = None
         self.phase_begin_t: dict[str, int] = {}
         #: the phase the agent is in and when (host monotonic clock) it began, for per-phase timeouts
         self.current: tuple[str, float] | None = None
@@ -180,7 +194,7 @@ class JobRun:
         msg = self._checker.check(msg)
         kind = msg["type"]
         if kind == "sample":
-            self.samples.add(msg["phase"], msg["latency_ns"], msg["t_ns_each"])
+            self.samples.add(msg["phase"], msg["latency_ns"], msg["t_ns_each"], msg.get("gpu_ns"))
         elif kind == "telemetry":
             self.telemetry.add(msg)
         elif kind == "phase":
@@ -192,7 +206,7 @@ class JobRun:
             else:
                 self.current = None
                 if phase == "first":
-                    self.first = (msg["duration_ns"], self.phase_begin_t.get("first", t_ns))
+                    self.first = (msg["duration_ns"], self.phase_begin_t.get("first", t_ns), msg.get("gpu_ns"))
             progress.phase(self.job, phase, msg["event"], msg)
         elif kind == "accuracy":
             a = self.accuracy

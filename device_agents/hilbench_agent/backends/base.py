@@ -6,17 +6,18 @@ from hilbench_agent.protocol import AgentError
 
 
 class InputSpec(object):
-    """One model input: name, shape (ints; None or a name for a dynamic dimension),
-    dtype name (numpy's), and quantisation (scale, zero_point) or None."""
+    """One model input: name, shape (ints; None or a name for a dynamic dimension; the shape itself None
+    when the model does not say even its rank, as a bare TorchScript file), dtype name (numpy's), and
+    quantisation (scale, zero_point) or None."""
 
     def __init__(self, name, shape, dtype, quantization=None):
         self.name = name
-        self.shape = list(shape)
+        self.shape = list(shape) if shape is not None else None
         self.dtype = dtype
         self.quantization = quantization
 
     def is_dynamic(self):
-        return any(not isinstance(d, int) or d < 0 for d in self.shape)
+        return self.shape is None or any(not isinstance(d, int) or d < 0 for d in self.shape)
 
     def to_dict(self):
         out = {"name": self.name, "shape": self.shape, "dtype": self.dtype}
@@ -78,6 +79,14 @@ class Backend(object):
     def probe(cls):
         raise NotImplementedError
 
+    def prepare(self, model_path, settings, shapes=None):
+        """Build or compile the model ahead of ``load`` where the runtime does (a TensorRT engine, a compiled
+        Core ML model), using the backend's cache on the device. The agent times it apart from ``load``.
+        ``shapes``: the job's input shapes ({name: [dims]}, or None), which a build may specialise for.
+        Returns None (nothing to build) or ``{"cache": "hit" | "miss" | "off", ...}``: what was built and
+        whether the cache had it. The default builds nothing."""
+        return None
+
     def load(self, model_path, settings):
         raise NotImplementedError
 
@@ -96,6 +105,12 @@ class Backend(object):
     def effective_settings(self):
         """Settings as the runtime applied them (threads, providers, delegates)."""
         return {}
+
+    def take_gpu_ns(self):
+        """The accelerator time (ns, CUDA events) of every ``invoke`` since the last call, in order, and forget
+        them; None for a backend that times nothing on an accelerator (the default). The agent calls it after
+        each loop and sends the times beside the host latencies (``gpu_ns``)."""
+        return None
 
     def close(self):
         pass
@@ -118,6 +133,11 @@ def resolve_shape(spec, shapes):
     """The concrete shape of ``spec``: the job's shape where given, else the model's
     (which must then be static)."""
     given = shapes.get(spec.name) if shapes else None
+    if spec.shape is None:
+        if given is None:
+            raise AgentError("input", "the model does not say the shape of input %r: give it in the plan "
+                             "([models.inputs] shapes = { %s = [...] })" % (spec.name, spec.name))
+        return [int(d) for d in given]
     if given is not None:
         given = [int(d) for d in given]
         if len(given) != len(spec.shape):

@@ -27,6 +27,8 @@ class SyntheticBackend(Backend):
         "fail_at": Setting((int,), "raise a backend error at this invoke (for testing)"),
         "crash_at": Setting((int,), "kill the agent process at this invoke (for testing)"),
         "hang_at": Setting((int,), "hang at this invoke (for testing)"),
+        "gpu_fraction": Setting((int, float), "report a stand-in GPU time of this fraction of each invoke's "
+                                "latency (for testing gpu_ns; above 1 tests the clamp)", minimum=0),
     }
 
     @classmethod
@@ -44,6 +46,8 @@ class SyntheticBackend(Backend):
         self._crash_at = settings.get("crash_at")
         self._hang_at = settings.get("hang_at")
         self._count = 0
+        self._gpu_fraction = settings.get("gpu_fraction")
+        self._gpu = []
         self._settings = dict(settings)
         load_ms = settings.get("load_ms")
         if load_ms:
@@ -71,6 +75,8 @@ class SyntheticBackend(Backend):
             delay = max(0.0, self._rng.gauss(self._mean_s, self._jitter_s))
         else:
             delay = self._mean_s
+        if self._gpu_fraction is not None:
+            self._gpu.append(int(delay * 1e9 * self._gpu_fraction))
         if self._spin:
             end = time.perf_counter() + delay
             while time.perf_counter() < end:
@@ -80,6 +86,12 @@ class SyntheticBackend(Backend):
 
     def outputs(self):
         return []
+
+    def take_gpu_ns(self):
+        if self._gpu_fraction is None:
+            return None
+        taken, self._gpu = self._gpu, []
+        return taken
 
     def effective_settings(self):
         return {"stand_in": True, "latency_ms": self._mean_s * 1000.0, "jitter_ms": self._jitter_s * 1000.0}

@@ -1,0 +1,69 @@
+"""``hilbench store check [--repair]`` (harness/storecheck.py), and the notes other commands print about
+sessions that are still running or were abandoned."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from harness.cli.exits import EXIT_OK, EXIT_USER
+from harness.cli.progress import LINE_LIMIT
+from harness.safetext import safe
+
+__all__ = ["add_store_parser", "cmd_store_check", "session_notes"]
+
+
+def add_store_parser(sub: Any, store_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    st = sub.add_parser("store", help="look after the results store (store check [--repair])")
+    st_sub = st.add_subparsers(dest="store_command", required=True)
+    c = st_sub.add_parser("check", help="list corrupt, orphaned and stale temporary files and abandoned sessions "
+                                        "(exit status 1 when any is found)")
+    c.add_argument("--repair", action="store_true",
+                   help="move corrupt and orphaned files into the store's quarantine/ folder (nothing is deleted), "
+                        "remove stale temporary files, close abandoned sessions")
+    store_arg(c)
+    c.set_defaults(func=cmd_store_check)
+
+
+def cmd_store_check(args: argparse.Namespace) -> int:
+    from harness.storecheck import check_store, open_checked, repair_store
+
+    store = open_checked(args.store)
+    findings = check_store(store)
+    root = store.root
+    out = sys.stdout
+    for f in findings:
+        where = f.path.relative_to(root) if f.path.is_relative_to(root) else f.path
+        out.write(safe(f"{f.kind:15} {where}: {f.detail}", LINE_LIMIT) + "\n")
+    problems = [f for f in findings if f.problem]
+    if not problems:
+        out.write(f"store {root}: no problems found\n")
+        return EXIT_OK
+    if not args.repair:
+        out.write(f"store {root}: {len(problems)} problem{'s' if len(problems) != 1 else ''} found; "
+                  f"`hilbench store check --repair --store {root}` moves them into {root / 'quarantine'} "
+                  "(nothing is deleted)\n")
+        return EXIT_USER
+    for line in repair_store(store, problems):
+        out.write(safe(line, LINE_LIMIT) + "\n")
+    out.write(f"store {root}: {len(problems)} problem{'s' if len(problems) != 1 else ''} found and repaired; "
+              "every reader works again (moved files, and why, are listed in quarantine/*/manifest.jsonl)\n")
+    return EXIT_USER
+
+
+def session_notes(store: Any, session_ids: Iterable[Any]) -> list[str]:
+    """One line per session among ``session_ids`` that is still running or was abandoned."""
+    wanted = {str(s) for s in session_ids if isinstance(s, str)}
+    if not wanted:
+        return []
+    sessions = store.sessions()
+    lines = []
+    for row in sessions[sessions["session_id"].isin(wanted)].to_dict("records"):
+        if row["status"] == "abandoned":
+            lines.append(f"hilbench: note: session {row['session_id']} was abandoned ({row['status_detail']}): its "
+                         "stored runs are kept; `hilbench run PLAN --resume` runs the rest")
+        elif row["status"] == "running":
+            lines.append(f"hilbench: note: session {row['session_id']} is still running ({row['status_detail']})")
+    return [safe(line, LINE_LIMIT) for line in lines]
