@@ -55,6 +55,7 @@ ERROR_CATEGORIES = (
     "timeout",
     "resource",
     "interrupted",
+    "busy",  # another run held the device's lock for longer than the job would wait (docs/reliability.md)
 )
 
 

@@ -112,6 +112,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("cpu_system_s", pa.float64()), ("cpu_busy_cores", pa.float64()), ("footprint_kb", pa.int64()),
         ("footprint_growth_kb", pa.int64()), ("unified_used_kb", pa.int64()), ("unified_growth_kb", pa.int64()),
         ("usage_sources", _J), ("usage_missing", _J),
+        # The device's lock (docs/reliability.md): path, acquired, waited_s and waited_for (the owner record of the
+        # run it waited for); null in older runs and where the device has no lock (a phone without flock).
+        ("device_lock", _J),
         # Connections to the device restored after a drop during the run (its verdict warns "reconnected");
         # null in older runs.
         ("reconnects", pa.int64()),
@@ -136,7 +139,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 _JSON_NAMES = {"labels", "host", "argv", "model_tags", "settings", "effective_settings", "policy", "device",
-               "target_facts", "verdict", "result", "derived", "device_facts", "usage_sources", "usage_missing"}
+               "target_facts", "verdict", "result", "derived", "device_facts", "usage_sources", "usage_missing", "device_lock"}
 #: Columns that hold JSON text; ``Store.run`` decodes them.
 JSON_COLUMNS = {name: [f.name for f in schema if f.name in _JSON_NAMES] for name, schema in SCHEMAS.items()}
 #: Columns every row of a table has: a file without one is not of that table (another table's, or foreign).

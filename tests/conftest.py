@@ -17,6 +17,23 @@ if str(AGENT_DIR) not in sys.path:
     sys.path.insert(0, str(AGENT_DIR))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _device_lock_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Agents the tests start on this machine take the device lock (docs/reliability.md) in a folder of this
+    test session, not in /tmp: another test session on the same machine (a CI run, a colleague's) is another
+    "device", and never waits for this one."""
+    import os
+
+    folder = tmp_path_factory.mktemp("device-lock")
+    before = os.environ.get("HILBENCH_LOCK_DIR")
+    os.environ["HILBENCH_LOCK_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("HILBENCH_LOCK_DIR", None)
+    else:
+        os.environ["HILBENCH_LOCK_DIR"] = before
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     """The ``../shared`` folder of recorded outputs; skips the test where it is absent (fails it in CI, like

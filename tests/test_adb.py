@@ -433,7 +433,8 @@ def test_phone_with_python_runs_the_regular_agent(phone: ADBDStandIn, tmp_path: 
     proc = t.start_agent(payload, journal)
     msgs = [json.loads(line) for line in proc.lines(30)]
     assert proc.wait(10) == 0, proc.stderr_tail
-    assert msgs[0]["type"] == "hello" and msgs[-1]["type"] == "result"
+    # The device lock (in the phone's /data/local/tmp, shared with the vendor runner's), then the hello.
+    assert [m["type"] for m in msgs[:2]] == ["lock", "hello"] and msgs[-1]["type"] == "result"
     assert sum(len(m["latency_ns"]) for m in msgs if m["type"] == "sample" and m["phase"] == "timed") == 20
     assert t.fetch_journal(journal) is not None and len(t.fetch_journal(journal) or []) == len(msgs)
 
@@ -1009,3 +1010,128 @@ def test_adb_env_keys_are_checked_and_device_folders_private(phone: ADBDStandIn,
     for sub in ("", "agents", "blobs", "bin", "journal"):
         assert (root / sub).stat().st_mode & 0o777 == 0o700, sub
     assert not planted.exists()
+
+
+# ------------------------------------------------------------------------------------------ the device lock (issue 14)
+def _locked_payload(session: str, run_id: str, wait_s: float, **more: object) -> dict:
+    payload = _payload("litert", "/m.tflite", **more)  # type: ignore[arg-type]
+    payload.update(job_id=run_id, lock={"wait_s": wait_s, "setting": "--no-wait" if not wait_s else "policy.lock_wait_s",
+                                        "owner": {"host": "lab-" + session, "host_pid": 17, "session": session,
+                                                  "target": "standin-phone"}})
+    return payload
+
+
+def _phone_lock(phone: ADBDStandIn) -> Path:
+    return phone.root / "data" / "local" / "tmp" / "hilbench-device.lock"
+
+
+def _phone_record(phone: ADBDStandIn) -> dict | None:
+    try:
+        text = _phone_lock(phone).read_text().split("\n", 1)[0]
+    except FileNotFoundError:
+        return None
+    return json.loads(text) if text.strip() else None
+
+
+def _wait_record(phone: ADBDStandIn, run_id: str) -> dict:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rec = _phone_record(phone)
+        if rec and rec.get("run_id") == run_id:
+            return rec
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} never held the phone's lock")
+
+
+def test_two_runner_jobs_on_one_phone_take_turns(phone: ADBDStandIn, tmp_path: Path) -> None:
+    """The phone's own benchmark binary, without Python: its shell takes the device lock (flock on fd 9) in
+    /data/local/tmp, the same file the agent takes there; a second job waits and names the first."""
+    # Each runner notes on the phone when it started and ended (the stand-in's clock is this host's).
+    note = 'echo "{} $(date +%s%N)" >> "$HILBENCH_STANDIN_ROOT/windows.log"'
+    script = _runner_script(tmp_path, "benchmark_model", (FIXTURES / "benchmark_model_android_arm64_gpu.txt").read_text(),
+                            sleep_s=1.5, extra=(note.format("start"),), after=(note.format("end"),))
+    first_t = _connected(phone, tmp_path, benchmark_model=str(script))
+    second_t = _connected(phone, tmp_path, benchmark_model=str(script))
+    first = first_t.start_agent(_locked_payload("sA", "rA", 60), first_t.journal_path("rA"))
+    held = _wait_record(phone, "rA")
+    assert held["session"] == "sA" and held["runner"] == "benchmark_model" and held["pid"] > 0
+    second = second_t.start_agent(_locked_payload("sB", "rB", 60), second_t.journal_path("rB"))
+    msgs_a, msgs_b = _drain(first), _drain(second)
+    assert msgs_a[-1]["type"] == "result" and msgs_b[-1]["type"] == "result", (msgs_a[-1], msgs_b[-1])
+    assert [m["type"] for m in msgs_b[:3]] == ["hello", "lock", "lock"]
+    wait, got = msgs_b[1], msgs_b[2]
+    assert wait["event"] == "wait" and wait["holder"]["run_id"] == "rA" and wait["holder"]["session"] == "sA"
+    assert got["event"] == "acquired" and got["waited_ns"] > 0 and got["waited_for"]["run_id"] == "rA"
+    assert [m["event"] for m in msgs_a if m["type"] == "lock"] == ["acquired"]
+    # On the phone the two runners never ran at once: start, end, start, end.
+    notes = [line.split() for line in (phone.root / "windows.log").read_text().splitlines()]
+    assert [kind for kind, _ in notes] == ["start", "end", "start", "end"]
+    assert [int(t) for _, t in notes] == sorted(int(t) for _, t in notes)
+    assert _phone_record(phone) is None  # emptied by the last holder
+
+
+def test_no_wait_on_a_busy_phone_fails_at_once_naming_the_holder(phone: ADBDStandIn, tmp_path: Path) -> None:
+    script = _runner_script(tmp_path, "benchmark_model", "never printed", sleep_s=30)
+    # Both connected first: connecting drops the adb server's sessions to a TCP phone (one server here).
+    first_t = _connected(phone, tmp_path, benchmark_model=str(script))
+    second_t = _connected(phone, tmp_path, benchmark_model=str(script))
+    first = first_t.start_agent(_locked_payload("sA", "rA", 60), first_t.journal_path("rA"))
+    try:
+        _wait_record(phone, "rA")
+        msgs = _drain(second_t.start_agent(_locked_payload("sB", "rB", 0), second_t.journal_path("rB")))
+        gave_up = _drain(second_t.start_agent(_locked_payload("sC", "rC", 1), second_t.journal_path("rC")))
+    finally:
+        first.kill()
+    assert [m["type"] for m in msgs] == ["hello", "lock", "error"], msgs
+    assert msgs[2]["category"] == "busy"
+    assert msgs[2]["message"].startswith("the device is in use by session sA (host lab-sA, hilbench pid 17, run rA; "
+                                         "benchmark_model pid ")
+    assert msgs[2]["message"].endswith(": not waiting (--no-wait)")
+    assert gave_up[-1]["category"] == "busy" and gave_up[-1]["message"].endswith("gave up after 1 s (policy.lock_wait_s)")
+    assert not any(m["type"] == "phase" for m in msgs + gave_up)  # nothing ran on the busy phone
+
+
+def test_the_agent_and_the_runner_take_one_lock_on_a_phone(phone: ADBDStandIn, tmp_path: Path) -> None:
+    """A Python agent on the phone (adb's shell user) holds the device; the runner of another job waits for it."""
+    import sys
+
+    agent_t = ADBTransport(Target(name="py-phone", transport="adb", python=sys.executable,
+                                  adb=ADBSettings(serial=phone.serial), source=str(tmp_path / "t.toml")))
+    agent_t.connect()
+    script = _runner_script(tmp_path, "benchmark_model", "never printed")
+    runner_t = _connected(phone, tmp_path, benchmark_model=str(script))
+    agent_job = {"v": 1, "job_id": "rA", "backend": "synthetic", "settings": {"latency_ms": 1, "hang_at": 3},
+                 "model": {"path": None}, "inputs": {}, "warmup": {"count": 1}, "timed": {"count": 10},
+                 "telemetry": {"enabled": False},
+                 "lock": {"wait_s": 60, "owner": {"session": "sA", "host": "lab", "host_pid": 1}}}
+    agent = agent_t.start_agent(agent_job, agent_t.journal_path("rA"))
+    try:
+        rec = _wait_record(phone, "rA")
+        assert rec["session"] == "sA" and "runner" not in rec
+        msgs = _drain(runner_t.start_agent(_locked_payload("sB", "rB", 1), runner_t.journal_path("rB")))
+    finally:
+        agent.kill()
+    assert msgs[1]["holder"]["run_id"] == "rA" and msgs[-1]["category"] == "busy"
+    assert "session sA (host lab, hilbench pid 1, run rA; agent pid " in msgs[-1]["message"]
+
+
+@pytest.mark.parametrize("case", ["no flock", "a symlink"])
+def test_a_phone_without_a_usable_lock_says_so_and_runs(tmp_path: Path, case: str) -> None:
+    """The lock script itself under /bin/sh: without flock (an old phone) or with a link in the lock file's place it
+    says NOLOCK and why, and the job goes on (documented: such a phone has no lock)."""
+    from harness.transport.adb.vendor_runner import _lock_script, _Markers
+
+    markers = _Markers.new()
+    lock = tmp_path / "hilbench-device.lock"
+    env = {"PATH": os.environ["PATH"]}
+    if case == "no flock":
+        env["PATH"] = str(tmp_path)  # sh's builtins only
+    else:
+        lock.symlink_to(tmp_path / "elsewhere")
+    script = _lock_script(markers, str(lock), 60, {"session": "s"}, 0) + "; echo RAN"
+    out = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env, timeout=30).stdout
+    lines = out.splitlines()
+    assert lines[-1] == "RAN"
+    assert lines[0].startswith(markers.lock + "NOLOCK ")
+    assert ("no flock" if case == "no flock" else "is not a regular file") in lines[0]
+    assert not (tmp_path / "elsewhere").exists()  # nothing written through the link

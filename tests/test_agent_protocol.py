@@ -72,7 +72,9 @@ def test_full_job_message_sequence(python, agent, tmp_path):
     code, msgs, err = run_agent(python, agent, SYNTH_JOB, "--journal", str(journal))
     assert code == 0, err
     types = [m["type"] for m in msgs]
-    assert types[0] == "hello" and types[-1] == "result"
+    # The device lock first (taken before anything loads the device), then the hello.
+    assert types[:2] == ["lock", "hello"] and types[-1] == "result"
+    assert msgs[0]["event"] == "acquired" and msgs[0]["waited_ns"] == 0
     for m in msgs:
         assert m["v"] == 1 and isinstance(m["t_ns"], int)
         decode_line(json.dumps(m))  # the host accepts every line

@@ -22,6 +22,7 @@ import traceback
 from hilbench_agent import PROTOCOL_VERSION
 from hilbench_agent.backends import canonical_name, get_backend_class, probe_all, probe_some, validate_settings
 from hilbench_agent.backends.base import generate_inputs, load_inputs
+from hilbench_agent.devicelock import DeviceLock, LockBusy, LockUnavailable, describe, held_s
 from hilbench_agent.memory import JobUsage
 from hilbench_agent.probe import hello_fields
 from hilbench_agent.protocol import AgentError, Channel
@@ -44,6 +45,7 @@ def main(argv=None):
 
     channel = Channel.from_stdout(args.journal)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    lock = None
     try:
         job = job_error = None
         if args.job and not args.probe:
@@ -51,6 +53,9 @@ def main(argv=None):
                 job = _read_job(args.job)
             except AgentError as exc:
                 job_error = exc
+        if job is not None:
+            # The device's lock before anything that loads the device (the hello imports the runtime).
+            lock = take_device_lock(channel, job)
         # A job needs only its own backend probed: importing every runtime would cost
         # hundreds of milliseconds per job on a small board. --probe probes them all.
         backends = probe_some([job.get("backend", "")]) if job is not None else probe_all()
@@ -72,7 +77,48 @@ def main(argv=None):
         channel.send("error", category="agent", message="agent bug: %s: %s" % (exc.__class__.__name__, exc))
         return 3
     finally:
+        if lock is not None:
+            lock.release()
         channel.close()
+
+
+def take_device_lock(channel, job):
+    """The device's lock for this job (docs/reliability.md, "the device lock"), waiting as the job's ``lock``
+    says: ``wait_s`` (0: fail at once), ``setting`` (what set it, for the message) and ``owner`` (the host's
+    side of the owner record). Sends ``lock`` messages: ``wait`` when the device is busy (again when the
+    holder changes), ``acquired`` once it is ours. Raises AgentError("busy") when the wait ends first."""
+    config = job.get("lock")
+    if not isinstance(config, dict):
+        config = {}
+    try:
+        wait_s = max(0.0, float(config.get("wait_s", 600.0)))
+    except (TypeError, ValueError):
+        raise AgentError("agent", "the job's lock.wait_s must be a number of seconds")
+    owner = dict(config.get("owner") or {}) if isinstance(config.get("owner"), dict) else {}
+    owner["run_id"] = job.get("job_id")
+    lock = DeviceLock(owner)
+
+    def on_wait(holder, waited_ns):
+        channel.send("lock", event="wait", path=lock.path, holder=holder, held_s=held_s(holder), waited_ns=waited_ns,
+                     wait_s=wait_s)
+
+    try:
+        got = lock.acquire(wait_s, on_wait)
+    except LockUnavailable as exc:
+        raise AgentError("resource", str(exc))
+    except LockBusy as exc:
+        lock.release()
+        setting = str(config.get("setting") or "policy.lock_wait_s")[:40]
+        if wait_s > 0:
+            tail = "gave up after %d s (%s)" % (round(exc.waited_ns / 1e9), setting)
+        else:
+            tail = "not waiting (%s)" % setting
+        raise AgentError("busy", "the device is in use by %s: %s" % (describe(exc.holder), tail))
+    except BaseException:
+        lock.release()
+        raise
+    channel.send("lock", event="acquired", path=got["path"], waited_ns=got["waited_ns"], waited_for=got["waited_for"])
+    return lock
 
 
 def _sensors():

@@ -13,8 +13,8 @@ import time
 
 from hilbench_agent import PROTOCOL_VERSION
 
-MESSAGE_TYPES = ("hello", "phase", "sample", "telemetry", "accuracy", "result", "error", "log")
-ERROR_CATEGORIES = ("transport", "agent", "backend", "model", "input", "timeout", "resource", "interrupted")
+MESSAGE_TYPES = ("hello", "lock", "phase", "sample", "telemetry", "accuracy", "result", "error", "log")
+ERROR_CATEGORIES = ("transport", "agent", "backend", "model", "input", "timeout", "resource", "interrupted", "busy")
 
 
 class AgentError(Exception):

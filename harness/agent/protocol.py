@@ -22,7 +22,7 @@ from harness.errors import ProtocolError
 __all__ = ["PROTOCOL_VERSION", "MESSAGE_TYPES", "MAX_LINE_BYTES", "MAX_DEPTH", "MAX_CONTAINERS", "decode_line", "too_deep"]
 
 PROTOCOL_VERSION = 1
-MESSAGE_TYPES = frozenset({"hello", "phase", "sample", "telemetry", "accuracy", "result", "error", "log"})
+MESSAGE_TYPES = frozenset({"hello", "lock", "phase", "sample", "telemetry", "accuracy", "result", "error", "log"})
 
 #: The longest protocol line the host reads (bytes, without its newline). The largest legitimate lines are
 #: accuracy batches with outputs (the agent ends a batch at 200 items or 200,000 output values, ~4.4 MB);

@@ -61,6 +61,12 @@ MAX_ACCURACY_ITEMS = 100_000
 MAX_OUTPUT_VALUES = 16_000_000
 #: The agent sends no output vector for an item with more values than this (hilbench_agent.accuracy.ITEM_VALUES).
 ITEM_OUTPUT_VALUES = 500_000
+#: ``lock`` messages per job: the agent sends one when it finds the device busy, one each time the holder
+#: changes (at most one a tick of 2 s) and one when it gets the lock; the plan's wait allows one a second.
+MIN_LOCK_MESSAGES = 100
+MAX_LOCK_MESSAGES = 100_000
+#: Values in a ``lock`` message's owner record (the agent's has about ten).
+MAX_LOCK_RECORD_VALUES = 64
 
 
 def _loop_cap(policy: Mapping[str, Any], *, default_max_count: int, counted: bool) -> int:
@@ -129,6 +135,7 @@ class Limits:
     accuracy_items: int = MAX_ACCURACY_ITEMS
     top_k: int = 1000
     output_values: int = MAX_OUTPUT_VALUES
+    lock_messages: int = MAX_LOCK_MESSAGES
 
     @classmethod
     def default(cls) -> Limits:
@@ -149,8 +156,10 @@ class Limits:
         evaluation = job.model.eval or {}
         items = _eval_items(evaluation) if evaluation.get("path") else 0
         top_k = int(evaluation.get("top_k") or 5)
+        wait_s = policy.lock_wait_s if policy.lock_wait_s is not None else policy.timeout_s
+        locks = max(MIN_LOCK_MESSAGES, min(int(float(wait_s)) + MIN_LOCK_MESSAGES, MAX_LOCK_MESSAGES))
         return cls(samples=samples, telemetry_readings=readings, accuracy_items=items, top_k=top_k,
-                   output_values=MAX_OUTPUT_VALUES)
+                   output_values=MAX_OUTPUT_VALUES, lock_messages=locks)
 
 
 class _Walk:
@@ -298,9 +307,20 @@ class MessageChecker:
         self.outputs = 0
         #: items whose output vector was not kept: the job's outputs passed :attr:`Limits.output_values`
         self.outputs_dropped = 0
+        #: the device lock: None (no ``lock`` message yet), "wait" (the agent waits for it) or "acquired"
+        self.lock: str | None = None
+        self.lock_messages = 0
+        #: a phase, sample, accuracy or result message came (the measurement began: no lock message after it)
+        self.measuring = False
 
     def check(self, msg: dict[str, Any]) -> dict[str, Any]:
         kind = msg.get("type")
+        if kind in ("sample", "phase", "accuracy", "result"):
+            if self.lock == "wait":
+                raise MessageError(f"{kind} message while the agent waits for the device lock (no measuring then)")
+            self.measuring = True
+        if kind == "lock":
+            return self._lock(msg)
         if kind == "sample":
             return self._sample(msg)
         if kind == "telemetry":
@@ -474,6 +494,38 @@ class MessageChecker:
                 "score": [None if v is None else float(v) for v in scores], "output": outputs}
 
     # -- small messages: copied, checked and cut ------------------------------------------------------------
+    def _lock(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """The device lock (docs/protocol.md): ``wait`` (the device is busy: ``holder``, ``held_s``) and then
+        ``acquired`` (``waited_ns``, ``waited_for``), each before the measurement begins; the owner records
+        are walked like any JSON kept (strings cut to :data:`MAX_NAME`, at most
+        :data:`MAX_LOCK_RECORD_VALUES` values)."""
+        what = "lock message"
+        self.lock_messages += 1
+        if self.lock_messages > self.limits.lock_messages:
+            raise MessageError(f"{what}: more lock messages than the plan's wait allows ({self.limits.lock_messages})")
+        event = msg.get("event")
+        if event not in ("wait", "acquired"):
+            raise MessageError(f"{what}: event must be wait or acquired, not {str(event)[:40]!r}")
+        if self.lock == "acquired" or self.measuring:
+            raise MessageError(f"{what}: {event} after the device lock was acquired or the measurement began")
+        waited = _int(msg, "waited_ns", what, required=True)
+        out: dict[str, Any] = {"type": "lock", "event": event, "waited_ns": waited,
+                               "t_ns": _int(msg, "t_ns", what, minimum=None),
+                               "path": _str(msg, "path", what, MAX_STRING)}
+        key = "holder" if event == "wait" else "waited_for"
+        record = _obj(msg, key, what)
+        if record is not None:
+            walk = _Walk(f"{what}: {key}", max_string=MAX_NAME)
+            record = walk.copy(record, key)
+            if walk.nodes > MAX_LOCK_RECORD_VALUES:
+                raise MessageError(f"{what}: {key} has more than {MAX_LOCK_RECORD_VALUES} values")
+        out[key] = record
+        if event == "wait":
+            out["held_s"] = _number(msg, "held_s", what)
+            out["wait_s"] = _number(msg, "wait_s", what)
+        self.lock = event
+        return out
+
     def _phase(self, msg: dict[str, Any]) -> dict[str, Any]:
         what = "phase message"
         out = _Walk(what).copy(msg, "")

@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ssh:// targets: trust an unknown host key on first contact (a changed one is still refused)")
     r.add_argument("--label", action="append", help="KEY=VALUE stored with every run (e.g. build=abc123)")
     r.add_argument("--resume", action="store_true", help="skip jobs this store already holds a successful run of")
+    r.add_argument("--no-wait", action="store_true",
+                   help="fail at once (error busy, exit 3) when another run is measuring on a device, instead of "
+                        "waiting for it (policy.lock_wait_s)")
     r.add_argument("--quiet", action="store_true", help="no progress display")
     store_arg(r)
     targets_arg(r)

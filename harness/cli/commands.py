@@ -128,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         notes.propagate = False
     try:
         result = run_jobs(jobs, store, plan=plan, labels=labels, progress=progress, resume=args.resume,
-                          argv=sys.argv[1:])
+                          argv=sys.argv[1:], no_wait=args.no_wait)
     finally:
         if handler is not None:
             notes.removeHandler(handler)
@@ -271,6 +271,22 @@ def _print_lines(lines: list[str]) -> None:
     sys.stdout.write("".join(safe(line, LINE_LIMIT) + "\n" for line in lines))
 
 
+def _lock_text(lock: Any) -> str | None:
+    """``show``'s line about the device lock: held (after how long a wait, for whom) or not got."""
+    if not isinstance(lock, dict):
+        return None
+    from harness.agent.lock import describe_holder
+
+    where = f" ({lock['path']})" if lock.get("path") else ""
+    waited = lock.get("waited_s") or 0
+    whom = describe_holder(lock.get("waited_for"), lock.get("held_s") if not lock.get("acquired") else None)
+    if not lock.get("acquired"):
+        return f"lock NOT got{where}: waited {waited:.1f} s for {whom}"
+    if waited:
+        return f"lock held{where}, after waiting {waited:.1f} s for {whom}"
+    return f"lock held{where}, no wait"
+
+
 def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> None:
     out.write(f"run {row['run_id']} (session {row['session_id']})\n")
     model = [str(row["model"])] + [str(v) for v in (row.get("model_path"),) if not _missing(v) and v]
@@ -296,6 +312,9 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
         out.write(f"  EMULATED  {row.get('emulation')}: latencies are not a real board's\n")
     if row.get("stand_in"):
         out.write("  STAND-IN  synthetic backend: no model ran; latencies are made up by the job\n")
+    lock_line = _lock_text(row.get("device_lock"))
+    if lock_line:
+        out.write(f"  device    {lock_line}\n")
     if row["status"] != "ok":
         out.write(f"  status    ERROR ({row['error_category']}): {row['error_message']}\n")
         if row.get("stderr_tail"):

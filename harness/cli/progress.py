@@ -8,6 +8,7 @@ import os
 import threading
 from typing import Any, TextIO
 
+from harness.agent.lock import describe_holder
 from harness.config.plan import Job
 from harness.run.session import Progress
 from harness.safetext import safe
@@ -31,7 +32,22 @@ def _finished_text(job: Job, row: dict[str, Any]) -> str:
             tail += " (synthetic stand-in)"
     else:
         tail = f"FAILED ({row['error_category']}): {row['error_message']}"
+    lock = row.get("device_lock") or {}
+    if lock.get("acquired") and lock.get("waited_s"):
+        tail += f" (waited {lock['waited_s']:.1f} s for the device)"
     return f"{job.describe()}: {tail}"
+
+
+def _waiting_text(job: Job, info: dict[str, Any]) -> str:
+    """What a job waiting for its device's lock says: who holds it, and how long this job will wait."""
+    wait = info.get("wait_s")
+    until = f"; waiting up to {wait:g} s (policy.lock_wait_s; --no-wait fails at once)" if wait else ""
+    return f"{job.target.name}: waiting for the device, in use by {describe_holder(info.get('holder'), info.get('held_s'))}{until}"
+
+
+def _acquired_text(job: Job, info: dict[str, Any]) -> str:
+    waited = (info.get("waited_ns") or 0) / 1e9
+    return f"{job.target.name}: got the device after waiting {waited:.1f} s for {describe_holder(info.get('waited_for'))}"
 
 
 def _session_text(session_id: str, jobs: list[Job], skipped: int) -> str:
@@ -60,6 +76,14 @@ class LineProgress(Progress):
     def job_finished(self, job: Job, row: dict[str, Any]) -> None:
         self.done += 1
         self._write(f"[{self.done}/{self.total}] {_finished_text(job, row)}")
+
+    def device_lock(self, job: Job, event: str, info: dict[str, Any]) -> None:
+        """A line when a job starts waiting for its device (again when the holder changes), and when it got it
+        after a wait; nothing for a device that was free."""
+        if event == "wait":
+            self._write(_waiting_text(job, info))
+        elif info.get("waited_ns"):
+            self._write(_acquired_text(job, info))
 
     def note(self, text: str) -> None:
         """A warning line (shown with --quiet too). Every line of this display is written here, made safe:
@@ -115,6 +139,18 @@ class LiveProgress(Progress):
         with self._lock:
             self._device(job)["phase"] = phase
             self._render()
+
+    def device_lock(self, job: Job, event: str, info: dict[str, Any]) -> None:
+        """The device's line says whom the job waits for while it waits; a line above the block when it got
+        the device after a wait."""
+        with self._lock:
+            d = self._device(job)
+            if event == "wait":
+                d["phase"] = f"waiting for the device, in use by {describe_holder(info.get('holder'), info.get('held_s'))}"
+                self._render()
+            else:
+                d["phase"] = "starting"
+                self._render([_acquired_text(job, info)] if info.get("waited_ns") else None)
 
     def job_finished(self, job: Job, row: dict[str, Any]) -> None:
         with self._lock:

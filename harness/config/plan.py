@@ -66,6 +66,9 @@ class Policy:
     #: per-phase limits in s, {phase: seconds} for load, first, warmup, timed, sustained, accuracy; the host
     #: kills an agent whose phase runs past its limit (timeout_s still bounds the whole job)
     phase_timeouts: dict[str, float] = field(default_factory=dict)
+    #: how long a job waits for the device's lock while another run measures there (s; 0 = fail at once);
+    #: None = as long as ``timeout_s``. The job's timeout starts once the lock is held.
+    lock_wait_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -86,6 +89,8 @@ class Policy:
             d["cooldown"] = self.cooldown
         if self.phase_timeouts:
             d["timeouts"] = self.phase_timeouts
+        if self.lock_wait_s is not None:
+            d["lock_wait_s"] = self.lock_wait_s
         return d
 
 
@@ -110,7 +115,8 @@ class Job:
             "target": self.target.name,
             "backend": self.backend,
             "settings": self.settings,
-            "policy": self.policy.to_dict(),
+            # How long a job may wait for the device is not part of what it measures.
+            "policy": {k: v for k, v in self.policy.to_dict().items() if k != "lock_wait_s"},
         }
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -272,10 +278,21 @@ def _policy(r: TableReader) -> Policy:
         timeout_s=float(timeout_s if timeout_s is not None else 600.0 + extra_s),
         percentiles=tuple(percentiles),
         phase_timeouts=_phase_timeouts(r),
+        lock_wait_s=_lock_wait_s(r),
         **thermal,
     )
     r.done()
     return policy
+
+
+def _lock_wait_s(r: TableReader) -> float | None:
+    """``lock_wait_s``: seconds a job waits for the device's lock (0 = fail at once); unset = ``timeout_s``."""
+    value = r.get("lock_wait_s", (int, float), None)
+    if value is None:
+        return None
+    if not 0 <= value <= 7 * 86400:
+        raise r.error("lock_wait_s", "must be between 0 (fail at once when the device is busy) and 604800 s (a week)")
+    return float(value)
 
 
 #: Phases the agent reports that ``[policy.timeouts]`` can bound, each as ``<phase>_s``.

@@ -39,6 +39,10 @@ class Progress:
 
     def phase(self, job: Job, phase: str, event: str, info: dict[str, Any]) -> None: ...
 
+    def device_lock(self, job: Job, event: str, info: dict[str, Any]) -> None:
+        """The job's agent waits for the device (``wait``: ``info["holder"]`` has it, again when the holder
+        changes) or got it (``acquired``: ``info["waited_ns"]``, ``info["waited_for"]``)."""
+
     def job_finished(self, job: Job, row: dict[str, Any]) -> None: ...
 
 
@@ -55,6 +59,7 @@ def host_facts() -> dict[str, Any]:
 
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
 
 
 class _Samples:
@@ -176,6 +181,12 @@ class JobRun:
         self.reconnects = 0
         self.recovery: str | None = None
         self._checker: MessageChecker | None = None  # made at the first message (it may read the eval file)
+        #: the device lock as the agent reported it: path, acquired, waited_s, waited_for (the runs column)
+        self.lock: dict[str, Any] | None = None
+        #: host monotonic time the agent began waiting for the device lock, and the seconds it waited once it
+        #: got it (the job's timeout does not run meanwhile)
+        self.lock_wait_began: float | None = None
+        self.lock_waited_s = 0.0
 
     def handle(self, msg: dict[str, Any], progress: Progress) -> None:
         if self._checker is None:
@@ -206,12 +217,47 @@ class JobRun:
             a["prediction"].extend(t[0] if t else None for t in tops)
             a["score"].extend(msg["score"])
             a["output"].extend(msg["output"])
+        elif kind == "lock":
+            self._lock(msg, progress)
         elif kind == "hello":
             self.hello = msg
         elif kind == "result":
             self.result = msg
         elif kind == "error":
             self.error = (msg["category"], msg["message"])
+
+    def _lock(self, msg: dict[str, Any], progress: Progress) -> None:
+        now = time.monotonic()
+        event = msg["event"]
+        lock = self.lock or {"path": msg.get("path"), "acquired": False, "waited_s": 0.0, "waited_for": None}
+        lock["path"] = msg.get("path") or lock["path"]
+        if event == "wait":
+            if self.lock_wait_began is None:
+                self.lock_wait_began = now
+            lock["waited_for"] = msg.get("holder")
+            lock["held_s"] = msg.get("held_s")
+            lock["waited_s"] = round(now - self.lock_wait_began, 3)
+        else:
+            lock["acquired"] = True
+            # When the measurement could begin: the device's clock (that of the samples) and the host's.
+            lock["acquired_t_ns"] = msg.get("t_ns")
+            lock["acquired_at"] = now_utc().isoformat()
+            lock["waited_s"] = round(msg["waited_ns"] / 1e9, 3)
+            lock["waited_for"] = msg.get("waited_for") if msg["waited_ns"] else None
+            if self.lock_wait_began is not None:
+                self.lock_waited_s = now - self.lock_wait_began
+            self.lock_wait_began = None
+        self.lock = lock
+        progress.device_lock(self.job, event, msg)
+
+    @property
+    def lock_waiting(self) -> bool:
+        """The agent is waiting for the device lock now."""
+        return self.lock_wait_began is not None
+
+    def lock_paused_s(self, now: float) -> float:
+        """Seconds this attempt's timeout stood still: the wait for the device lock, so far or in all."""
+        return self.lock_waited_s + (now - self.lock_wait_began if self.lock_wait_began is not None else 0.0)
 
     def _verdict(self, res: dict[str, Any], derived: dict[str, Any] | None) -> dict[str, Any] | None:
         """The stability verdict of an ok run with samples (harness/analysis/stability.py), with the warnings
@@ -339,9 +385,20 @@ class JobRun:
             "derived": derived,
             "device_facts": self.device_facts,
             "eval_sha256": job.model.eval.get("sha256") if job.model.eval else None,
+            "device_lock": self._lock_column(),
             "reconnects": self.reconnects,
             **usage_columns(res, failed=status != "ok"),
         }
+
+    def _lock_column(self) -> dict[str, Any] | None:
+        """The runs row's ``device_lock``: where the lock was, whether the job got it, how long it waited and
+        for whom; None where the agent sent no ``lock`` message (a vendor runner without flock, a replay)."""
+        if self.lock is None:
+            return None
+        lock = dict(self.lock)
+        if not lock["acquired"] and self.lock_wait_began is not None:
+            lock["waited_s"] = round(time.monotonic() - self.lock_wait_began, 3)
+        return lock
 
     def _derived(self) -> dict[str, Any] | None:
         """Telemetry-derived figures (harness/analysis/derive.py); a bug there never loses the run."""

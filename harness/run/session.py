@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import logging
 import os
+import platform
 import signal
 import sys
 import threading
@@ -89,6 +90,10 @@ def _interrupted_message(why: str) -> str:
     return f"the run was interrupted ({why})"
 
 
+#: Beyond a job's lock wait the host gives the agent this long to say it gave up, then stops it itself.
+LOCK_GRACE_S = 30.0
+
+
 def device_key(target: Any) -> tuple[Any, ...]:
     """What one physical device is, whatever the target is called: the transport and its resolved endpoint
     (host and port after ~/.ssh/config, the adb serial). Two targets with the same key never measure at once.
@@ -142,6 +147,9 @@ class _SerialProgress(Progress):
     def phase(self, job: Job, phase: str, event: str, info: dict[str, Any]) -> None:
         self._show(self.inner.phase, job, phase, event, info)
 
+    def device_lock(self, job: Job, event: str, info: dict[str, Any]) -> None:
+        self._show(self.inner.device_lock, job, event, info)
+
     def job_finished(self, job: Job, row: dict[str, Any]) -> None:
         self._show(self.inner.job_finished, job, row)
 
@@ -150,8 +158,12 @@ class Runner:
     """Runs jobs through transports into a store. Use :func:`run_jobs`."""
 
     def __init__(self, store: Store, session_id: str, labels: dict[str, str], progress: Progress, *,
-                 transports: Callable[[Target], Transport] | None = None) -> None:
+                 transports: Callable[[Target], Transport] | None = None, no_wait: bool = False) -> None:
         self.store = store
+        #: ``--no-wait``: a job whose device is busy (another run holds its lock) fails at once, and the
+        #: device's later jobs are stored as busy without starting
+        self.no_wait = no_wait
+        self._busy_devices: dict[tuple[Any, ...], str] = {}  # device key -> why its jobs are not started (--no-wait)
         #: builds each target's transport (``make_transport``; tests pass FakeTransports)
         self.make_transport = transports or make_transport
         self.session_id = session_id
@@ -177,6 +189,9 @@ class Runner:
         #: error row and the closed session row
         self.reserve: Path | None = None
 
+    #: ``--no-wait`` and the session's id (see __init__)
+    no_wait = False
+    session_id = ""
     #: how often a job whose connection dropped (and whose agent did not finish) is run again
     max_reruns = 2
     #: connection attempts at the start of a target's jobs, waiting ``connect_backoff_s`` x 2^n between them
@@ -258,6 +273,7 @@ class Runner:
             self._probe_facts(transport, jobs[0].target)
             # The probe shipped the agent; those bytes are counted with the device's first job.
             self._carry[id(transport)] = transport.bytes_sent
+            device = device_key(jobs[0].target)
             for job in jobs:
                 if self.stop.is_set():
                     break
@@ -266,6 +282,10 @@ class Runner:
                 if unreachable is not None:
                     self._store_failure(job, new_id(), now_utc(), "transport", unreachable, transport)
                     continue
+                if device in self._busy_devices:
+                    self._store_failure(job, new_id(), now_utc(), "busy", f"not started: {self._busy_devices[device]}",
+                                        transport)
+                    continue
                 try:
                     row = self.run_one(job, transport)
                 except Exception as exc:  # noqa: BLE001 - a bug costs this job, not the device's other jobs
@@ -273,6 +293,8 @@ class Runner:
                     row = self._store_failure(job, new_id(), now_utc(), "agent", f"{job.target.name}: hilbench failed "
                                               f"on this job (a bug, please report it): {type(exc).__name__}: {detail}",
                                               transport)
+                if self.no_wait and row["error_category"] == "busy":
+                    self._busy_devices[device] = str(row["error_message"])
                 unreachable = self._unreachable.get(id(transport))
                 if unreachable is None and row["error_category"] == "transport" and not transport.is_alive:
                     unreachable = self._reconnect(transport)
@@ -423,7 +445,18 @@ class Runner:
             "sustained": job.policy.sustained,
             "cooldown": dict(job.policy.cooldown, root=job.target.telemetry.get("root")) if job.policy.cooldown else None,
             **({"eval": dict(job.model.eval, path=paths.get("eval"))} if job.model.eval else {}),
+            "lock": {"wait_s": self.lock_wait_s(job), "setting": "--no-wait" if self.no_wait else "policy.lock_wait_s",
+                     "owner": {"host": platform.node(), "host_pid": os.getpid(), "session": self.session_id,
+                               "target": job.target.name}},
         }
+
+    def lock_wait_s(self, job: Job) -> float:
+        """How long ``job`` waits for its device's lock: 0 with ``--no-wait``, else ``policy.lock_wait_s``
+        (default: the job's ``timeout_s``)."""
+        if self.no_wait:
+            return 0.0
+        wait = job.policy.lock_wait_s
+        return float(job.policy.timeout_s if wait is None else wait)
 
     def run_one(self, job: Job, transport: Transport) -> dict[str, Any]:
         """Run one job and store it. A connection that drops mid-job is re-opened; the job's result is then
@@ -462,6 +495,7 @@ class Runner:
             run = JobRun(job, run_id)
             journal = transport.journal_path(run_id)
             outcome, tail = self._attempt(job, run, transport, paths, journal, deadline)
+            deadline += run.lock_paused_s(time.monotonic())  # the timeout runs only while the device is held
             if outcome != "lost":
                 return commit(run, tail, "rerun" if drops else None)
             if self.stop.is_set():
@@ -532,7 +566,19 @@ class Runner:
                     run.error = ("interrupted", _interrupted_message(self.stop_reason) + left)
                     break
                 now = time.monotonic()
-                remaining = deadline - now
+                if run.lock_waiting and run.lock_wait_began is not None:
+                    # The agent waits for the device lock and gives up itself at its wait; past that (and a
+                    # grace) it is stopped here. The job's timeout does not run while it waits.
+                    wait_left = run.lock_wait_began + self.lock_wait_s(job) + LOCK_GRACE_S - now
+                    if wait_left <= 0:
+                        proc.kill()
+                        setting = "--no-wait" if self.no_wait else "policy.lock_wait_s"
+                        run.error = ("busy", f"{job.target.name}: the agent went on waiting for the device lock past "
+                                     f"the job's wait of {self.lock_wait_s(job):g} s ({setting}): stopped")
+                        break
+                    remaining = min(wait_left, 0.5)
+                else:
+                    remaining = deadline + run.lock_paused_s(now) - now
                 if remaining <= 0:
                     proc.kill()
                     run.error = ("timeout", f"the job exceeded its timeout of {job.policy.timeout_s:g} s "
@@ -653,11 +699,13 @@ def run_jobs(
     argv: list[str] | None = None,
     on_runner: Callable[[Runner], None] | None = None,
     transports: Callable[[Target], Transport] | None = None,
+    no_wait: bool = False,
 ) -> SessionResult:
     """Run ``jobs`` and store every result. Raises StoreError before anything runs
     when the store is not writable, and (one line saying what was kept) when it stops taking writes mid-run.
     ``resume`` skips jobs already stored as ok. ``transports`` builds
     each target's transport (default :func:`make_transport`; tests pass :class:`FakeTransport` ones).
+    ``no_wait``: a job whose device another run holds fails at once (``busy``) instead of waiting.
 
     In the main thread, SIGTERM and SIGHUP (where their handler is the default one) stop the run as Ctrl-C
     does; the result's ``signal`` says which. A second signal while the run stops ends the waiting for the
@@ -666,13 +714,13 @@ def run_jobs(
     store.ensure_writable()
     with _stop_on_signals():
         return _run_session(jobs, store, plan=plan, labels=labels, progress=progress, resume=resume, argv=argv,
-                            on_runner=on_runner, transports=transports)
+                            on_runner=on_runner, transports=transports, no_wait=no_wait)
 
 
 def _run_session(jobs: list[Job], store: Store, *, plan: Plan | None, labels: dict[str, str] | None,
                  progress: Progress | None, resume: bool, argv: list[str] | None,
                  on_runner: Callable[[Runner], None] | None,
-                 transports: Callable[[Target], Transport] | None) -> SessionResult:
+                 transports: Callable[[Target], Transport] | None, no_wait: bool = False) -> SessionResult:
     progress = progress or Progress()
     labels = dict(labels or {})
     session_id = new_id("s")
@@ -699,7 +747,7 @@ def _run_session(jobs: list[Job], store: Store, *, plan: Plan | None, labels: di
         "jobs": len(jobs),
         "status": "running",
     }
-    runner = Runner(store, session_id, labels, progress, transports=transports)
+    runner = Runner(store, session_id, labels, progress, transports=transports, no_wait=no_wait)
     runner.reserve = store.reserve("sessions", session_id, runner.reserve_bytes)  # StoreError: no room to start
     try:
         return _run_workers(jobs, store, session_row, runner, progress, skipped, on_runner)

@@ -448,6 +448,9 @@ class ADBDStandIn:
             "HILBENCH_STANDIN_ROOT": str(self.root),
             "HOME": str(self.root / "data/local/tmp"),
             "LC_ALL": "C",
+            # The agent looks for the phone's /data/local/tmp itself (not through a mapped command): its device
+            # lock is the sandbox's, the one the vendor runner's shell takes.
+            "HILBENCH_LOCK_DIR": str(self.root / "data/local/tmp"),
         }
         mapped = self.map_command(command) if command.strip() else "exit 0"
         proc = subprocess.Popen(["/bin/sh", "-c", mapped], cwd=str(self.root), env=env, stdin=subprocess.PIPE,

@@ -115,6 +115,11 @@ class SSHServer:
         return self.folder / "sshd.log"
 
     @property
+    def lock_dir(self) -> Path:
+        """Where this device's agents keep the device lock (``HILBENCH_LOCK_DIR``, set by sshd for each login)."""
+        return self.folder / "device-lock"
+
+    @property
     def address(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"
 
@@ -146,8 +151,10 @@ class SSHServer:
             "MaxStartups 100:30:200\nMaxSessions 100\nPrintMotd no\nPrintLastLog no\n"
             # bash reads ~/.bashrc for ssh commands at shell level 1 (this host's runs pyenv init: 0.3 s a
             # command); a device's own bashrc is its business, the test devices start at level 2.
-            "SetEnv SHLVL=1\n"
+            # Each server is one device: its agents take the device lock in its own folder (not this machine's /tmp).
+            f"SetEnv SHLVL=1 HILBENCH_LOCK_DIR={self.lock_dir}\n"
         )
+        self.lock_dir.mkdir(exist_ok=True)
         self.known_hosts.write_text(self.known_hosts_line())
 
     def start(self, timeout_s: float = 10.0) -> SSHServer:

@@ -48,6 +48,7 @@ which runs the steps and emits the lines. The energy figure itself is
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 import math
@@ -68,6 +69,7 @@ from hilbench_agent.telemetry.android import (
 )
 
 from harness import __version__
+from harness.agent.lock import ANDROID_LOCK_DIR, LOCK_NAME, describe_holder
 from harness.errors import HilbenchError, InputError, TransportError
 from harness.transport.adb.shell import explain_adb_error, new_nonce, valid_pgid
 from harness.transport.base import AgentProcess, LineTimeout
@@ -85,6 +87,10 @@ RUNNER_FOR_BACKEND = {"litert": "benchmark_model", "onnxruntime": "onnxruntime_p
 _PID_MARK = "__HILBENCH_PID="
 _PG_MARK = "__HILBENCH_PG="
 _RC_MARK = "__HILBENCH_RC="
+_LOCK_MARK = "__HILBENCH_LOCK="
+#: The runner starts this long after the host's idle baseline would end (its shell sleeps idle_s plus this), so
+#: the idle window on the host's clock never holds the runner's first moments.
+IDLE_MARGIN_S = 0.5
 #: What is kept of a runner's output for the parsers: its first and last lines, each cut to a length. Their
 #: summaries come at the end, their settings at the start; more is dropped (and said so in the result).
 OUTPUT_HEAD_LINES = 500
@@ -195,22 +201,55 @@ class _Markers:
     pg: str
     pid: str
     rc: str
+    #: the device lock's state lines (``WAIT <owner record>``, ``BUSY``, ``LOCKED``, ``NOLOCK <why>``), read only
+    #: before the runner starts
+    lock: str = ""
 
     @classmethod
     def new(cls) -> _Markers:
         """Markers with a fresh tag."""
         tag = new_nonce()
-        pg, pid, rc = (f"{m}{tag}:" for m in (_PG_MARK, _PID_MARK, _RC_MARK))
-        return cls(pg=pg, pid=pid, rc=rc)
+        pg, pid, rc, lock = (f"{m}{tag}:" for m in (_PG_MARK, _PID_MARK, _RC_MARK, _LOCK_MARK))
+        return cls(pg=pg, pid=pid, rc=rc, lock=lock)
 
 
-def _shell_command(prefix: str, device_runner: str, args: list[str], jdir: str, markers: _Markers) -> str:
+def _shell_command(prefix: str, device_runner: str, args: list[str], jdir: str, markers: _Markers,
+                   lock: str = "") -> str:
     """The ``adb shell`` command that runs ``device_runner`` with ``args`` in ``jdir`` behind ``prefix`` (its
-    environment, ``taskset``) and echoes the markers. The shell's $$ is its process group (adbd starts each
-    shell in its own session): :meth:`RunnerProcess.kill` ends it all."""
+    environment, ``taskset``) and echoes the markers; ``lock`` (:func:`_lock_script`) first takes the device
+    lock. The shell's $$ is its process group (adbd starts each shell in its own session):
+    :meth:`RunnerProcess.kill` ends it all."""
     cmdline = " ".join(shlex.quote(a) for a in [device_runner, *args])
-    return (f"echo {markers.pg}$$; mkdir -p -m 700 {shlex.quote(jdir)} && cd {shlex.quote(jdir)} && "
-            f"{{ {prefix}{cmdline} 2>&1 & pid=$!; echo {markers.pid}$pid; wait $pid; echo {markers.rc}$?; }}")
+    run = f"{{ {prefix}{cmdline} 2>&1 & pid=$!; echo {markers.pid}$pid; wait $pid; echo {markers.rc}$?; }}"
+    if lock:
+        run = f"{{ {lock}; {run}; rc=$?; [ -n \"$held\" ] && : > \"$L\"; exit $rc; }}"
+    return f"echo {markers.pg}$$; mkdir -p -m 700 {shlex.quote(jdir)} && cd {shlex.quote(jdir)} && {run}"
+
+
+def _lock_script(markers: _Markers, path: str, wait_s: float, owner: dict[str, Any], sleep_s: float) -> str:
+    """Shell code (toybox's or util-linux's ``flock FD``) that takes the phone's device lock, the file the agent
+    takes there too. It says ``WAIT <owner record>`` when another run holds it and blocks until it is free (the
+    host stops it at its wait), or with ``wait_s`` 0 says ``BUSY`` and exits 75; then it writes its own owner
+    record, says ``LOCKED`` and sleeps ``sleep_s`` (the idle baseline, read by the host meanwhile). File
+    descriptor 9 stays open in the shell and in the runner it starts, so the lock holds while either lives and
+    the kernel releases it when both are gone. Without ``flock`` (an old phone) or a usable file it says
+    ``NOLOCK <why>`` and goes on. ``$held`` tells the command's end to empty the owner record."""
+    m, q = markers.lock, shlex.quote
+    head = json.dumps(owner, sort_keys=True)[:-1]  # the shell adds pid, since and user, and the closing brace
+    record = ("printf '%s,\"pid\":%s,\"since\":%s,\"user\":\"%s\"}\\n' " + q(head)
+              + ' "$$" "$(date +%s)" "$(id -un 2>/dev/null)" > "$L"')
+    busy = f"echo {m}BUSY; exit 75" if wait_s <= 0 else "flock 9 || exit 97"
+    script = (
+        f'L={q(path)}; held=; '
+        f'if [ -L "$L" ] || {{ [ -e "$L" ] && [ ! -f "$L" ]; }}; then echo "{m}NOLOCK $L is not a regular file"; '
+        f'elif ! command -v flock >/dev/null 2>&1; then echo "{m}NOLOCK the phone has no flock command"; '
+        f'elif {{ [ -e "$L" ] || touch "$L" 2>/dev/null; }} && [ -r "$L" ] && [ -w "$L" ]; then '
+        f'exec 9<>"$L"; chmod 666 "$L" 2>/dev/null; '
+        f'if ! flock -n 9; then echo "{m}WAIT $(head -c 4096 "$L" | head -n 1)"; {busy}; fi; '
+        f'{record}; held=1; echo {m}LOCKED; '
+        f'else echo "{m}NOLOCK cannot open $L"; fi'
+    )
+    return script + (f"; sleep {sleep_s:.3f}" if sleep_s > 0 else "")
 
 
 @dataclass(frozen=True)
@@ -226,6 +265,12 @@ class _Launch:
     result_file: str
     command: str
     markers: _Markers
+    #: the device lock: its file on the phone, how long to wait for it (s), what set that (for the message)
+    lock_path: str | None = None
+    wait_s: float = 0.0
+    wait_setting: str = "policy.lock_wait_s"
+    #: how long the shell sleeps between taking the lock and starting the runner (the idle baseline), s
+    sleep_s: float = 0.0
 
 
 # ---------------------------------------------------------------------------------------- phone telemetry
@@ -629,6 +674,19 @@ class _Output:
         return f"{self.runner}'s output was cut to fit ({', '.join(what)}): the figures come from what was kept"
 
 # ---------------------------------------------------------------------------------------- the protocol's figures
+def _owner_record(text: str) -> dict[str, Any] | None:
+    """The owner record the phone's lock file held (one JSON line, any user's text): a dict, None when empty,
+    ``{"unreadable": ...}`` otherwise. The session checks it like any message field."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return {"unreadable": "not an owner record"}
+    return record if isinstance(record, dict) else {"unreadable": "not an owner record"}
+
+
 def _line(kind: str, **fields: Any) -> str:
     """One protocol line of type ``kind``, stamped with the host's clock."""
     return json.dumps({"v": 1, "type": kind, "t_ns": time.monotonic_ns(), **fields})
@@ -871,6 +929,9 @@ class RunnerProcess(AgentProcess):
         launch = self._launch(runner, device_runner)
         if launch is None:
             return 2
+        self._start_shell(launch)
+        if not self._take_lock(launch):
+            return -9 if self.killed.is_set() else 2
         samplers = self._start_telemetry()
         if self.killed.is_set():
             samplers.stop()
@@ -940,9 +1001,20 @@ class RunnerProcess(AgentProcess):
         if affinity:
             prefix += f"taskset {affinity_mask(affinity)} "
         markers = _Markers.new()
-        command = _shell_command(prefix, device_runner, args, result_file.rsplit("/", 1)[0], markers)
+        raw_lock = payload.get("lock")
+        lock_cfg: dict[str, Any] = raw_lock if isinstance(raw_lock, dict) else {}
+        lock_path = f"{t.target.env.get('HILBENCH_LOCK_DIR') or ANDROID_LOCK_DIR}/{LOCK_NAME}"
+        wait_s = max(0.0, float(lock_cfg.get("wait_s", 600.0)))
+        owner = {k: v for k, v in (lock_cfg.get("owner") or {}).items() if k in ("host", "host_pid", "session", "target")}
+        owner.update(v=1, run_id=run_id, runner=runner)
+        tel = payload.get("telemetry") or {}
+        idle_s = float(payload.get("idle_s") or 0) if tel.get("enabled") else 0.0
+        sleep_s = idle_s + IDLE_MARGIN_S if idle_s > 0 else 0.0
+        lock = _lock_script(markers, lock_path, wait_s, owner, sleep_s)
+        command = _shell_command(prefix, device_runner, args, result_file.rsplit("/", 1)[0], markers, lock)
         return _Launch(runner=runner, device_runner=device_runner, args=args, affinity=affinity, pinned_by=pinned_by,
-                       result_file=result_file, command=command, markers=markers)
+                       result_file=result_file, command=command, markers=markers, lock_path=lock_path, wait_s=wait_s,
+                       wait_setting=str(lock_cfg.get("setting") or "policy.lock_wait_s")[:40], sleep_s=sleep_s)
 
     def _start_telemetry(self) -> _Samplers:
         """Start the job's samplers (none with telemetry off) after the idle baseline's first reading; a
@@ -991,40 +1063,127 @@ class RunnerProcess(AgentProcess):
         _LOG.warning("hilbench: notice: %s", notice)
         return notice
 
-    def _execute(self, launch: _Launch) -> _Output:
-        """Run the runner (phase ``runner``) and read its output until it exits."""
-        self._put("phase", phase="runner", event="begin", runner=launch.runner)
-        out = _Output(launch.runner, t_start=time.monotonic_ns())
+    def _start_shell(self, launch: _Launch) -> None:
+        """Start the job's shell on the phone (it takes the device lock, waits out the idle baseline, then runs
+        the runner) and read its first line, the process group it runs in (any other first line is output)."""
+        #: on the host clock, the earliest the runner can have started: the shell's start; after a wait for the
+        #: device lock, when the lock was got; after an idle baseline, when the runner's pid arrives
+        self._runner_from = time.monotonic_ns()
         self.proc = self.transport.popen_shell(launch.command)
         assert self.proc.stdout is not None
-        err_tail: collections.deque[str] = collections.deque(maxlen=20)
-        err_thread = threading.Thread(target=_drain_lines, args=(self.proc.stderr, err_tail), daemon=True)
-        err_thread.start()
-        self._read_output(self.proc.stdout, launch.markers, out)
+        self._err_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._err_thread = threading.Thread(target=_drain_lines, args=(self.proc.stderr, self._err_tail), daemon=True)
+        self._err_thread.start()
+        lines = _bounded_lines(self.proc.stdout)
+        #: the shell sleeps out the idle baseline after taking the lock (the runner starts after it)
+        self._slept = launch.sleep_s > 0
+        first = next(lines, None)
+        if first is not None and first[0].startswith(launch.markers.pg):
+            self.remote_pg = valid_pgid(first[0][len(launch.markers.pg):])
+            first = None
+        self._lines: Any = itertools.chain([first] if first is not None else [], lines)
+
+    def _take_lock(self, launch: _Launch) -> bool:
+        """Read the shell's device-lock lines as ``lock`` messages: ``wait`` (with the holder's owner record) while
+        another run holds the phone, ``acquired`` once it is this job's. The host ends a wait at ``wait_s``
+        (the shell's flock has no timeout: its process group is killed). False after a ``busy`` error line or
+        when killed; True once the runner may start: after ``LOCKED``, after ``NOLOCK`` (a phone without flock,
+        said once in the log; the run has no ``device_lock``), or when the shell goes on without a word of the
+        lock (its lines then go to the runner's output, as they come)."""
+        m = launch.markers.lock
+        began = time.monotonic_ns()
+        holder: dict[str, Any] | None = None
+        waited = False
+        busy = False
+        seen: list[tuple[str, bool]] = []  # lines that are not the lock's, handed on to the runner's output
+        gave_up = threading.Event()
+
+        def give_up() -> None:
+            gave_up.set()
+            pg = valid_pgid(self.remote_pg)
+            if pg is not None:
+                self.transport.kill_group(pg)
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+
+        timer: threading.Timer | None = None
+        try:
+            for item in self._lines:
+                line = item[0]
+                if not line.startswith(m):
+                    seen.append(item)
+                    if line.startswith((launch.markers.pid, launch.markers.rc)) or len(seen) >= OUTPUT_HEAD_LINES:
+                        break  # the shell is past the lock step without a word of it
+                    continue
+                state, _, rest = line[len(m):].partition(" ")
+                if state == "WAIT":
+                    waited = True
+                    holder = _owner_record(rest)
+                    since = holder.get("since") if holder else None
+                    self._put("lock", event="wait", path=launch.lock_path, holder=holder, wait_s=launch.wait_s,
+                              waited_ns=time.monotonic_ns() - began,
+                              held_s=max(0.0, time.time() - since) if isinstance(since, (int, float)) else None)
+                    if timer is None and launch.wait_s > 0:
+                        timer = threading.Timer(launch.wait_s, give_up)
+                        timer.daemon = True
+                        timer.start()
+                elif state == "LOCKED":
+                    if waited:
+                        self._runner_from = time.monotonic_ns()
+                    self._put("lock", event="acquired", path=launch.lock_path,
+                              waited_ns=time.monotonic_ns() - began if waited else 0, waited_for=holder if waited else None)
+                    break
+                elif state == "NOLOCK":
+                    _LOG.warning("hilbench: notice: %s: no device lock on the phone (%s): a run from another host "
+                                 "may measure there at the same time", self.transport.target.name, rest[:200])
+                    break
+                elif state == "BUSY":
+                    busy = True
+                    break
+            else:
+                busy = waited  # the stream ended during a wait: given up (or killed)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        self._lines = itertools.chain(seen, self._lines)
+        if self.killed.is_set():
+            return False
+        if busy or gave_up.is_set():
+            for line, _whole in seen:
+                self._tail.append(line)
+            tail = (f"gave up after {launch.wait_s:g} s ({launch.wait_setting})" if launch.wait_s > 0
+                    else f"not waiting ({launch.wait_setting})")
+            self._put("error", category="busy", message=f"the device is in use by {describe_holder(holder)}: {tail}")
+            return False
+        return True
+
+    def _execute(self, launch: _Launch) -> _Output:
+        """Let the runner run (phase ``runner``) and read its output until it exits."""
+        self._put("phase", phase="runner", event="begin", runner=launch.runner)
+        out = _Output(launch.runner, t_start=self._runner_from)
+        assert self.proc is not None
+        self._read_output(self._lines, launch.markers, out)
         self.proc.wait()
-        err_thread.join(5.0)
+        self._err_thread.join(5.0)
         out.t_end = time.monotonic_ns()
         self._put("phase", phase="runner", event="end", duration_ns=out.t_end - out.t_start)
         self.output_cut = out.cut_note()
-        out.err = "\n".join(err_tail)
+        out.err = "\n".join(self._err_tail)
         return out
 
-    def _read_output(self, stream: Any, markers: _Markers, out: _Output) -> None:
-        """Read the runner's output as it arrives: the shell's markers give the process group (first line
-        only), the pid (first marker) and the exit status (the last one stands: the shell echoes it after the
+    def _read_output(self, lines: Any, markers: _Markers, out: _Output) -> None:
+        """Read the runner's output as it arrives (``lines``: the shell's, after its first line and the device
+        lock's): the shell's markers give the pid (first marker; after an idle baseline the runner starts then,
+        which begins its window on the host clock) and the exit status (the last one stands: the shell echoes it after the
         runner ended); the rest goes to ``out`` and the stderr tail."""
-        first = True
-        for line, whole in _bounded_lines(stream):
+        for line, whole in lines:
             arrived = time.monotonic_ns()
             if not whole:
                 out.cut += 1
-            if first:
-                first = False
-                if line.startswith(markers.pg):
-                    self.remote_pg = valid_pgid(line[len(markers.pg):])
-                    continue
             if line.startswith(markers.pid) and self.remote_pid is None:
                 self.remote_pid = valid_pgid(line[len(markers.pid):])
+                if self._slept:
+                    out.t_start = arrived  # the shell slept out the idle baseline: the runner started just now
                 continue
             if line.startswith(markers.rc) and re.fullmatch(r"[0-9]{1,9}", line[len(markers.rc):]):
                 out.rc = int(line[len(markers.rc):])
