@@ -75,6 +75,7 @@ def test_the_page_loads_in_a_headless_browser(nightly, tmp_path):
 
 def test_an_empty_store_says_so_and_options_are_checked(tmp_path, capsys):
     out = tmp_path / "h.html"
+    (tmp_path / "none").mkdir()  # an empty store (a missing one is refused: issue 14 item 14)
     assert main(["report", "--history", "--store", str(tmp_path / "none"), "--output", str(out)]) == 0
     assert "No nightly points" in out.read_text(encoding="utf-8")
     assert main(["report", "--history", "--session", "last", "--store", str(tmp_path)]) == 1
