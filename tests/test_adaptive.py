@@ -108,6 +108,7 @@ def test_agent_stops_for_each_reason(tmp_path, python):
     assert msgs[-1]["timed"]["achieved_precision"] > 0.001
 
 
+@pytest.mark.slow
 def test_stop_reason_is_stored(tmp_path, capsys):
     path = tmp_path / "plan.toml"
     path.write_text(PLAN.format(policy="percentiles = [50, 90]\ntimed = { precision = 0.02, max_s = 10 }"))

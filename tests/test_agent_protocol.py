@@ -96,6 +96,7 @@ def test_full_job_message_sequence(python, agent, tmp_path):
     assert [json.loads(line) for line in journal.read_text().splitlines()] == msgs
 
 
+@pytest.mark.slow
 def test_hello_describes_device(python, agent):
     code, msgs, _ = run_agent(python, agent, None, "--probe")
     assert code == 0
@@ -121,6 +122,7 @@ def test_unknown_setting_is_refused(python, agent):
     assert code == 2 and msgs[-1]["category"] == "backend" and "latency" in msgs[-1]["message"]
 
 
+@pytest.mark.slow
 def test_newer_job_version_refused(python, agent):
     code, msgs, _ = run_agent(python, agent, dict(SYNTH_JOB, v=2))
     assert code == 2 and "newer" in msgs[-1]["message"]
@@ -179,6 +181,7 @@ def test_paced_mode_counts_deadline_misses(python, agent):
     assert t["deadline_misses"] == 20 and t["dropped_frames"] >= 9
 
 
+@pytest.mark.slow
 def test_stray_stdout_cannot_corrupt_protocol(agent, tmp_path):
     """A runtime printing to fd 1 (as C libraries do) ends up on stderr."""
     import subprocess

@@ -76,6 +76,7 @@ def test_failing_jobs_are_stored_and_the_rest_go_on(tmp_path, capsys):
     assert runs.loc["ok", "timed_count"] == 80
 
 
+@pytest.mark.slow
 def test_agent_crash_is_stored_with_exit_status(tmp_path):
     plan = write_plan(tmp_path, SYNTH.replace("latency_ms = [0.2, 0.4]", "latency_ms = 0.2\ncrash_at = 2"))
     code = main(["run", str(plan), "--store", str(tmp_path / "res"), "--quiet"])

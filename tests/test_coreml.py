@@ -77,6 +77,7 @@ def test_spec_inputs_of_converted_models(converted):
     assert bgr == {"image": 30}
 
 
+@pytest.mark.slow
 def test_grayscale_and_float16_images():
     from coremltools.proto import Model_pb2
 

@@ -36,6 +36,9 @@ from harness.run.jobrun import JobRun, Progress
 from harness.run.session import run_jobs
 from harness.transport.fake import Delay, FakeScript, FakeTransport, agent_run, fake_target
 
+# Real processes, tmpfs and sshd: the whole module is in the slow tier (issue 16's fast tier stays fast).
+pytestmark = pytest.mark.slow
+
 LOCK = devicelock.LOCK_NAME
 PYTHONS = {"3.7": pyenv_python("3.7"), "host": sys.executable}
 

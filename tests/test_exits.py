@@ -61,6 +61,7 @@ def test_a_regression_has_its_own_status(tmp_path, capsys):
     assert main(["history", "--csv", str(tmp_path / "none.csv"), "--fail"]) == EXIT_USER
 
 
+@pytest.mark.slow
 def test_jobs_failed(tmp_path, capsys):
     plan = tmp_path / "plan.toml"
     plan.write_text('models = [{ name = "m", backends = ["synthetic"] }]\n[backends.synthetic]\nfail_at = 2\n'
@@ -82,6 +83,7 @@ def test_internal_error_is_one_line_with_a_hint_and_debug_shows_the_traceback(tm
     assert "Traceback (most recent call last)" in err and "\x1b" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, EXIT_TERMINATED), (signal.SIGHUP, EXIT_HANGUP)])
 def test_a_run_stopped_by_sigterm_or_sighup_exits_128_plus_the_signal(tmp_path, capsys, monkeypatch, signum, status):
     """A real run (local, synthetic) that gets the signal while its first job runs: the job is stored as

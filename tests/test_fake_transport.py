@@ -70,6 +70,7 @@ def test_a_clean_run_is_stored_as_a_stand_in(tmp_path: Path) -> None:
     assert len(fake.started) == 1 and fake.connects == 1 and not fake.is_alive  # closed at the end
 
 
+@pytest.mark.slow
 def test_a_drop_whose_journal_holds_the_result_is_recovered(tmp_path: Path) -> None:
     rows, fake = _run(tmp_path, [FakeScript(agent_run(), drop_after=3, finished_on_device=True, runs_on_s=0.3)])
     (row,) = rows
@@ -122,6 +123,7 @@ def test_a_slow_phase_hits_its_timeout(tmp_path: Path) -> None:
     assert row["error_message"] == "the warmup phase exceeded its timeout of 0.2 s (policy.timeouts.warmup_s)"
 
 
+@pytest.mark.slow
 def test_an_agent_running_on_past_the_job_timeout_is_killed(tmp_path: Path) -> None:
     rows, fake = _run(tmp_path, [FakeScript(agent_run(), drop_after=3, runs_on_s=60.0)], policy="timeout_s = 0.5\n")
     (row,) = rows

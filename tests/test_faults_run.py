@@ -36,6 +36,9 @@ from harness.store import Store
 from harness.transport import FakeTransport
 from harness.transport.fake import Delay, FakeScript, agent_run, fake_target
 
+# Real processes, tmpfs and sshd: the whole module is in the slow tier (issue 16's fast tier stays fast).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 CHILD_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "device_agents")]))
 

@@ -48,6 +48,7 @@ def test_every_kind_as_png_and_svg(lab, tmp_path, kind, capsys):
     assert ET.parse(svg).getroot().tag.endswith("svg")
 
 
+@pytest.mark.slow
 def test_figures_hold_the_data(lab):
     store = Store(lab)
     fig = plot(store, "pareto")

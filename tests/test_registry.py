@@ -112,6 +112,7 @@ def test_target_runtimes_are_backend_names(tmp_path):
         load_targets([tmp_path])
 
 
+@pytest.mark.slow
 def test_adding_a_backend_is_one_new_file(tmp_path):
     """A copy of the agent with one more file in backends/: the host's plan checks and defaults know it."""
     agent = tmp_path / "hilbench_agent"

@@ -28,6 +28,7 @@ def lab(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_ranking(lab):
     table = ranking_table(open_store(lab), deadline_ms=10.0)
     for _, t in table.groupby("model"):

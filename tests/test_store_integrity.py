@@ -30,6 +30,9 @@ from harness.liveness import machine_tag, process_identity
 from harness.store import MARKER, SCHEMAS, Store
 from harness.storecheck import check_store, open_checked
 
+# Real processes, tmpfs and sshd: the whole module is in the slow tier (issue 16's fast tier stays fast).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "device_agents"),
                                                     os.environ.get("PYTHONPATH", "")])}
