@@ -5,7 +5,7 @@ samples (100 M), written straight to Parquet with pyarrow, one file per run as t
 runner writes them. Then, each in a fresh process so the peak memory is its own:
 
 * ``summary``: ``Store.summary()`` (every run's count, mean, quantiles, CIs, MAD...);
-* ``history``: ``hilbench history`` (nightly points from the summary + Apache Otava);
+* ``history``: ``hilbench history`` (nightly points from the summary + the change-point detector);
 * ``compare``: ``hilbench compare`` of the last two nights (raw samples of those two only).
 
 Prints wall time and peak RSS (``ru_maxrss`` of the child). Targets on a 2-core

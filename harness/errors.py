@@ -105,6 +105,8 @@ class TransportError(HilbenchError):
         self.target = target
         self.step = step
         self.stderr_tail = stderr_tail
+        #: the message without its ``target: step: `` prefix
+        self.detail = message
         prefix = ""
         if target:
             prefix = f"{target}: " if not step else f"{target}: {step}: "

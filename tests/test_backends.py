@@ -4,6 +4,8 @@ error paths of every backend (including the hardware-only ones) on a machine wit
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -176,3 +178,37 @@ def test_quantized_inputs_are_generated_in_range():
     assert set(np.unique(q)) <= {-3, -2, -1}
     again = generate_inputs([InputSpec("q", [2, 100], "int8", (0.5, -3))], seed=1)["q"]
     assert np.array_equal(q, again)  # seeded
+
+
+_SHAPE_NAMES_37 = r"""
+import sys
+assert sys.version_info[:2] == (3, 7), sys.version
+from hilbench_agent.backends.base import InputSpec, generate_inputs, load_inputs
+from hilbench_agent.protocol import AgentError
+specs = [InputSpec("images", [1, 8, 8, 1], "float32"), InputSpec("mask", [1, 8], "bool")]
+for call in (lambda: generate_inputs(specs, {"imgaes": [1, 8, 8, 1]}), lambda: load_inputs("/no/such.npz", specs, {"x": [1]})):
+    try:
+        call()
+    except AgentError as exc:
+        print(exc.category, exc)
+    else:
+        raise SystemExit("no error")
+"""
+
+
+def test_a_shape_for_an_input_the_model_lacks_is_an_input_error_on_python37():
+    """Issue 14, item 12: ``[models.inputs] shapes = { imgaes = [...] }`` names no input of the model; the agent fails
+    the job as an ``input`` error naming the unknown name and the model's inputs (on Python 3.7, before numpy)."""
+    from support.helpers import missing_in_ci, pyenv_python
+
+    py37 = pyenv_python("3.7")
+    if py37 is None:
+        missing_in_ci("the agent's input-name check under Python 3.7", "no Python 3.7 interpreter here")
+    agent_dir = Path(__file__).resolve().parents[1] / "device_agents"
+    proc = subprocess.run([py37, "-c", _SHAPE_NAMES_37], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(agent_dir), PYTHONDONTWRITEBYTECODE="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "input [models.inputs] shapes names input 'imgaes', which the model does not have (its inputs: images, mask)",
+        "input [models.inputs] shapes names input 'x', which the model does not have (its inputs: images, mask)",
+    ]

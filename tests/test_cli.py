@@ -151,7 +151,7 @@ def test_unwritable_store_is_a_user_error(tmp_path, capsys):
     blocker = tmp_path / "res"
     blocker.write_text("not a folder")
     assert main(["run", str(plan), "--store", str(blocker), "--quiet"]) == 1
-    assert "not writable" in capsys.readouterr().err
+    assert "is a file, not a results folder" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ import pytest
 
 from harness.analysis.compare import compare, compare_series, compare_values, default_selections, select_runs
 from harness.cli import main
+from harness.cli.exits import EXIT_REGRESSED
 from harness.errors import AnalysisError
 from harness.store import Store
 
@@ -217,18 +218,18 @@ def test_formats_and_exit_status(tmp_path, capsys):
     store_dir = str(tmp_path / "res")
     junit = tmp_path / "compare.xml"
     code = main(["compare", "build=a", "build=b", "--store", store_dir, "--format", "junit", "--output", str(junit)])
-    assert code == 1
+    assert code == EXIT_REGRESSED
     table = capsys.readouterr().out
     assert "REGRESSED" in table and "SLOWER" in table
     root = ET.parse(junit).getroot()
     failures = root.findall("testcase/failure")
     assert root.get("failures") == str(len(failures)) and failures
     assert all("m1" in case.get("classname") for case in root.findall("testcase") if case.find("failure") is not None)
-    assert main(["compare", "s-a", "s-b", "--store", store_dir, "--format", "json"]) == 1
+    assert main(["compare", "s-a", "s-b", "--store", store_dir, "--format", "json"]) == EXIT_REGRESSED
     data = json.loads(capsys.readouterr().out)
     assert data["regressed"] is True
     assert {p["model"] for p in data["pairs"] if p["regressed"]} == {"m1"}
-    assert main(["compare", "s-a", "s-b", "--store", store_dir, "--format", "markdown", "--metric", "p50"]) == 1
+    assert main(["compare", "s-a", "s-b", "--store", store_dir, "--format", "markdown", "--metric", "p50"]) == EXIT_REGRESSED
     md = capsys.readouterr().out
     assert md.startswith("# hilbench compare") and "| configuration |" in md
     # The same session on both sides of one config: unchanged -> exit 0.
@@ -246,7 +247,7 @@ def test_junit_from_a_store_with_control_characters_is_valid_xml(tmp_path):
     b.run("s-b", evil, series("iid", 700, rng, 0.10), day=1, labels={"build": "b"})
     junit = tmp_path / "compare.xml"
     assert main(["compare", "build=a", "build=b", "--store", str(tmp_path / "res"), "--format", "junit",
-                 "--output", str(junit)]) == 1
+                 "--output", str(junit)]) == EXIT_REGRESSED
     root = ET.parse(junit).getroot()  # raises on a control character
     names = [case.get("classname") for case in root.findall("testcase")]
     assert names and all("\\x1b[2J\\x00\\x07" in n for n in names)

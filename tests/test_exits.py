@@ -17,6 +17,7 @@ from harness.cli.exits import (
     EXIT_INTERRUPTED,
     EXIT_JOBS_FAILED,
     EXIT_OK,
+    EXIT_REGRESSED,
     EXIT_STATUSES,
     EXIT_TERMINATED,
     EXIT_USAGE,
@@ -30,7 +31,7 @@ def test_the_docs_table_lists_every_status_once():
     text = DOCS.read_text(encoding="utf-8").split("## Exit statuses", 1)[1].split("\n## ", 1)[0]
     documented = [int(m) for m in re.findall(r"^\| (\d+) \|", text, re.M)]
     assert documented == sorted(EXIT_STATUSES)
-    assert len(set(EXIT_STATUSES)) == len(EXIT_STATUSES) == 8
+    assert len(set(EXIT_STATUSES)) == len(EXIT_STATUSES) == 9
 
 
 def test_ok_and_user_error(tmp_path, capsys):
@@ -47,6 +48,17 @@ def test_usage_error(argv, capsys):
     assert exc.value.code == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--help" in err
+
+
+def test_a_regression_has_its_own_status(tmp_path, capsys):
+    """What a CI gate fails on is not a user error: 5, from history --fail (compare: tests/test_compare.py)."""
+    assert EXIT_REGRESSED not in (EXIT_USER, EXIT_USAGE, EXIT_JOBS_FAILED, EXIT_INTERNAL)
+    nights = [5.0 * (1 + 0.01 * ((i * 7) % 5 - 2)) * (1.2 if i >= 40 else 1.0) for i in range(45)]
+    csv = tmp_path / "nights.csv"
+    csv.write_text("night,value\n" + "".join(f"{i},{v}\n" for i, v in enumerate(nights)), encoding="utf-8")
+    assert main(["history", "--csv", str(csv), "--fail"]) == EXIT_REGRESSED
+    assert main(["history", "--csv", str(csv)]) == EXIT_OK  # without --fail, a report
+    assert main(["history", "--csv", str(tmp_path / "none.csv"), "--fail"]) == EXIT_USER
 
 
 def test_jobs_failed(tmp_path, capsys):

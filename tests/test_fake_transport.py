@@ -133,8 +133,7 @@ def test_an_agent_running_on_past_the_job_timeout_is_killed(tmp_path: Path) -> N
 def test_a_device_that_does_not_come_back_fails_the_remaining_jobs(tmp_path: Path) -> None:
     rows, fake = _run(tmp_path, [FakeScript(agent_run(), drop_after=3, refuse_reconnects=100)], models=3)
     assert [r["error_category"] for r in rows] == ["transport"] * 3
-    why = ("bench: reconnect: no connection after 3 attempts: bench: connect: connection refused "
-           "(a FakeTransport fault)")
+    why = "bench: reconnect: no connection after 3 attempts: connection refused (a FakeTransport fault)"
     assert rows[0]["error_message"] == f"the connection dropped during the job and did not come back: {why}"
     assert [r["error_message"] for r in rows[1:]] == [why, why]
     assert len(fake.started) == 1  # the other jobs never started
@@ -147,9 +146,27 @@ def test_an_unreachable_device_stores_every_job_as_a_transport_error(tmp_path: P
              on_runner=lambda r: setattr(r, "connect_backoff_s", 0.0))
     rows = _rows(store)
     assert [r["error_category"] for r in rows] == ["transport"] * 2
-    assert {r["error_message"] for r in rows} == {"bench: reconnect: no connection after 3 attempts: bench: connect: "
-                                          "connection refused (a FakeTransport fault)"}
+    # the first connection says "connect", not "reconnect" (issue 14, item 13)
+    assert {r["error_message"] for r in rows} == {"bench: connect: no connection after 3 attempts: "
+                                                  "connection refused (a FakeTransport fault)"}
     assert not fake.started
+
+
+def test_a_bug_while_connecting_stores_every_job_and_closes_the_session(tmp_path: Path) -> None:
+    """A non-hilbench exception from connecting (as a UnicodeDecodeError from a known_hosts file was, issue 14
+    item 8) no longer dies in the worker thread unrecorded: each job is stored with it, the session is closed."""
+    plan, jobs, store, target = _setup(tmp_path, models=2)
+
+    class Broken(FakeTransport):
+        def connect(self) -> None:
+            raise UnicodeDecodeError("utf-8", b"\xe9", 0, 1, "invalid continuation byte")
+
+    run_jobs(jobs, store, plan=plan, transports=lambda t: Broken(target, [FakeScript(agent_run())]))
+    rows = _rows(store)
+    assert [r["error_category"] for r in rows] == ["transport"] * 2
+    assert rows[0]["error_message"].startswith("bench: hilbench failed to connect (a bug, please report it): "
+                                               "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe9")
+    assert list(store.sessions()["status"]) == ["finished"]
 
 
 def _interrupt_when(store: Store, plan: Plan, jobs: list[Job], fake: FakeTransport,

@@ -12,6 +12,7 @@ from support import fake_lab
 from harness.cli import main
 from harness.report.plots import (
     distribution_figure,
+    history_figure,
     pareto_figure,
     pareto_front,
     plot,
@@ -63,6 +64,7 @@ def test_figures_hold_the_data(lab):
 
 def test_empty_store_and_bad_output(tmp_path, capsys):
     empty = tmp_path / "empty"
+    empty.mkdir()  # a store folder that holds nothing yet (one that does not exist is an error: test_bad_inputs.py)
     assert main(["plot", "pareto", "--store", str(empty), "--output", str(tmp_path / "p.png")]) == 0
     assert main(["plot", "distribution", "--store", str(empty), "--output", str(tmp_path / "p.pdf")]) == 1
     assert ".png or .svg" in capsys.readouterr().err
@@ -202,10 +204,14 @@ def test_hostile_names_make_valid_svg_with_the_escapes_shown(tmp_path):
     points = pd.DataFrame([{"night": f"2026-10-{d:02d}", "series": "s" + _EVIL, "value": 10.0 + d, "unit": "ms" + _EVIL}
                            for d in range(1, 6)])
     changes = pd.DataFrame([{"series": "s" + _EVIL, "night": "2026-10-03", "change": 0.1, "git_after": "g" + _EVIL}])
+    findings = pd.DataFrame([{"index": 2, "kind": "regression", "span": 1, "before": 11.0, "after": 13.0,
+                              "nights_before": 2, "nights_after": 3, "change": 13 / 11 - 1,
+                              "git_before": "a" + _EVIL, "git_after": "g" + _EVIL}])
     figures = {"pareto": lambda: pareto_figure(data), "distribution": lambda: distribution_figure(data, samples),
                "timeline": lambda: timeline_figure(run, samples.assign(run_id="r0"), tel),
                "targets": lambda: targets_figure(table), "energy": lambda: energy_figure(table),
-               "trend": lambda: trend_figure(points, changes, title="t" + _EVIL)}
+               "trend": lambda: trend_figure(points, changes, title="t" + _EVIL),
+               "history": lambda: history_figure(points, findings, title="t" + _EVIL)}
     with matplotlib.rc_context({"svg.fonttype": "none"}):  # text kept as text: what it says can be read back
         for kind, make in figures.items():
             svg = save(make(), tmp_path / f"{kind}.svg")

@@ -115,6 +115,35 @@ def test_too_few_is_only_about_the_percentiles_asked() -> None:
     assert not v.valid and "at least 662 (MLPerf LoadGen's minimum)" in v.reasons[0]
 
 
+def test_too_few_names_what_ended_the_timed_phase() -> None:
+    """The remedy names the limit that stopped the run: timed.max_s (with the time the runs need at this run's
+    mean), timed.max_count, or, where the count was reached, timed.count (issue 14, item 11)."""
+    timed = {"count": 5000, "max_s": 4.0}
+    by_time = assess(steady(400), requested_percentiles=(99,), settings={**TUNED, "timed": timed,
+                                                                         "timed_stop": "max_time"})
+    (reason,) = by_time.reasons
+    assert "the time limit ended the timed phase (timed.max_s = 4 s): raise timed.max_s to 8 s or more" in reason
+    assert "timed.count" not in reason
+    by_cap = assess(steady(400), requested_percentiles=(99,), settings={**TUNED, "timed_stop": "max_count"})
+    assert "raise timed.max_count to 662 or more" in by_cap.reasons[0]
+    by_count = assess(steady(400), requested_percentiles=(99,), settings={**TUNED, "timed_stop": "target"})
+    assert "raise timed.count to 662 or more" in by_count.reasons[0]
+
+
+def test_a_run_cut_short_by_a_limit_warns_with_the_limit_to_raise() -> None:
+    settings = {**TUNED, "timed": {"count": 100_000, "max_s": 30}, "timed_stop": "max_time"}
+    v = assess(steady(2_000), settings=settings)
+    assert v.valid and codes(v) == ["cut_short"]
+    w = warning(v, "cut_short")
+    assert w.message == "timed.max_s (30 s) ended the timed phase after 2000 of the 100000 runs asked for"
+    assert w.remedy.startswith("raise timed.max_s to 1100 s or more (100000 runs of 10 ms)")
+    capped = assess(steady(2_000), settings={**TUNED, "timed": {"count": 5_000}, "timed_stop": "max_count"})
+    assert warning(capped, "cut_short").remedy == "raise timed.max_count to 5000, or lower timed.count"
+    # the count reached, or no limit named: nothing to say
+    assert assess(steady(2_000), settings={**TUNED, "timed": {"count": 2_000}, "timed_stop": "max_time"}).warnings == []
+    assert assess(steady(2_000), settings={**TUNED, "timed": {"count": 5_000}, "timed_stop": "target"}).warnings == []
+
+
 def test_min_samples_loadgen_floors_and_the_rule_they_follow() -> None:
     assert LOADGEN_MIN_SAMPLES == {90.0: 64, 95.0: 130, 99.0: 662}
     for p, n in LOADGEN_MIN_SAMPLES.items():

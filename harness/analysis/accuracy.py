@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -222,7 +223,7 @@ def _file_labels(path: Path, key: str, index: np.ndarray) -> np.ndarray:
             if key not in data:
                 raise AnalysisError(f"{path}: no label array {key!r} (arrays: {', '.join(data.files)})")
             return np.asarray(data[key])[index]
-    except (OSError, ValueError, IndexError) as exc:
+    except (OSError, ValueError, IndexError, EOFError, zipfile.BadZipFile) as exc:  # a damaged or replaced file
         raise AnalysisError(f"{path}: cannot read the labels ({exc})") from exc
 
 

@@ -1,36 +1,36 @@
-"""Nightly history: one point per night per (model, target, backend, settings, metric),
-change points found by Apache Otava's E-divisive detector (the Hunter successor MongoDB's
-and Datadog's performance CI use), and a regression flagged only for an upward change
-that persists.
+"""Nightly history: one point per night per (model, target, backend, settings, metric), or per
+``config`` of a CSV file of the user's own numbers, and the findings of
+:mod:`harness.analysis.changepoints` on each series: regressions (a step the worse way that has held
+``persist`` nights), improvements, drifts (one finding for a slow change), and, with ``--all``, changes
+below the minimum, unconfirmed steps and excursions that came back.
 
 Points come from the per-run summary (never from per-inference samples): the
 night's value is the median over that night's runs of the run statistic (p50,
-p99, peak memory, energy per inference). The detector runs on each series of nightly
-points; a change point is a *regression* when the level after it is higher by at
-least ``min_magnitude`` (default 2%) and it has held for ``min_persist`` nights
-(default 3) - a single bad night is reported as ``unconfirmed``, not flagged.
+p99, peak memory, energy per inference).
 
 Each point carries the git refs of its night's runs (the ``git`` label, by the convention
-``hilbench run --label git=$(git rev-parse --short HEAD)``), and each change point the refs
+``hilbench run --label git=$(git rev-parse --short HEAD)``), and each finding the refs
 of the night before it and of its first night: the two to ``hilbench compare``.
-
-Otava is an optional dependency (``pip install apache-otava``); without it
-:func:`detect_changes` raises AnalysisError saying so.
 """
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import json
+import math
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from harness.errors import AnalysisError
+from harness.analysis.changepoints import LISTED, Settings, find_changes, gates
+from harness.errors import AnalysisError, InputError
 from harness.store import Store
 from harness.text import json_object, key_values
 
-__all__ = ["HISTORY_METRICS", "nightly_points", "detect_changes", "history", "format_history"]
+__all__ = ["HISTORY_METRICS", "nightly_points", "detect_changes", "history", "format_history", "read_csv_points",
+           "format_csv_history", "Settings"]
 
 #: metric -> (run column in the summary, unit, scale to the unit)
 HISTORY_METRICS: dict[str, tuple[str, str, float]] = {
@@ -42,6 +42,8 @@ HISTORY_METRICS: dict[str, tuple[str, str, float]] = {
 _KEY = ["model", "target", "backend", "settings"]
 #: The run label that names the build (docs/analysis.md, "Git refs").
 GIT_LABEL = "git"
+#: a finding's fields, as the JSON output has them
+_FINDING = ["index", "night", "kind", "before", "after", "change", "nights_before", "nights_after", "span"]
 
 
 def _git_refs(labels: Any) -> str:
@@ -100,92 +102,96 @@ def nightly_points(store: Store, metrics: tuple[str, ...] | list[str] = ("p50",)
     return out[cols].sort_values(["series", "night"]).reset_index(drop=True)
 
 
-def detect_changes(points: pd.DataFrame, *, max_pvalue: float = 0.001, min_magnitude: float = 0.02,
-                   min_persist: int = 3, window_len: int = 30) -> pd.DataFrame:
-    """Change points of every series in ``points`` (see :func:`nightly_points`) with Otava.
+def detect_changes(points: pd.DataFrame, settings: Settings | None = None) -> pd.DataFrame:
+    """Findings of every series in ``points`` (see :func:`nightly_points`; :mod:`harness.analysis.changepoints`).
 
-    Returns series, night (the first night at the new level), before, after, change
-    (after / before - 1), pvalue, direction (up/down), nights_after, git_before and git_after
-    (the ``git`` refs of the night before and of the first night: what to compare), status:
-    ``regression`` (up, >= min_magnitude, held >= min_persist nights), ``unconfirmed``
-    (up but not yet held long enough), ``improvement`` (down) or ``small`` (below min_magnitude).
+    Returns series (and model, target, backend, settings, metric where ``points`` has them), index (0-based
+    position of the first night on the new level in that series), night, kind (regression, improvement,
+    drift, small, unconfirmed, excursion), before, after (the levels), change (after / before - 1),
+    nights_before, nights_after, span (nights the change took), gates (fails ``--fail``), git_before and
+    git_after (the ``git`` refs of the night before and of the first night: what to compare).
     """
-    cols = ["series", *_KEY, "metric", "night", "before", "after", "change", "pvalue", "direction", "nights_after",
-            "git_before", "git_after", "status"]
-    if points.empty:
-        return pd.DataFrame(columns=cols)
-    try:
-        from otava.analysis import compute_change_points
-    except ImportError as exc:
-        raise AnalysisError("change-point detection needs Apache Otava: pip install apache-otava") from exc
+    s = settings or Settings()
+    keys = [k for k in (*_KEY, "metric") if k in points]
+    cols = ["series", *keys, *_FINDING, "gates", "git_before", "git_after"]
     rows = []
     for name, p in points.groupby("series", sort=False):
-        p = p.sort_values("night").reset_index(drop=True)
-        values = p["value"].to_numpy(dtype=float)
-        if len(values) < 4:
-            continue
-        cps, _ = compute_change_points(values.tolist(), window_len=window_len, max_pvalue=max_pvalue,
-                                       min_magnitude=0.0)
-        idx = sorted(int(c.index) for c in cps)
-        bounds = [0, *idx, len(values)]
-        for k, cp in enumerate(idx):
-            seg_before = values[bounds[k]:cp]
-            seg_after = values[cp:bounds[k + 2]]
-            before, after = float(np.median(seg_before)), float(np.median(seg_after))
-            change = after / before - 1.0 if before else float("nan")
-            stats = next(c.stats for c in cps if int(c.index) == cp)
-            up = change > 0
-            if abs(change) < min_magnitude:
-                status = "small"
-            elif not up:
-                status = "improvement"
-            elif len(seg_after) >= min_persist:
-                status = "regression"
-            else:
-                status = "unconfirmed"
-            first = p.iloc[0]
-            rows.append({"series": name, **{k_: first[k_] for k_ in _KEY}, "metric": first["metric"],
-                         "night": p.loc[cp, "night"], "before": before, "after": after, "change": change,
-                         "pvalue": float(stats.pvalue), "direction": "up" if up else "down",
-                         "nights_after": len(seg_after),
-                         "git_before": str(p.loc[cp - 1, "git"]) if "git" in p else "",
-                         "git_after": str(p.loc[cp, "git"]) if "git" in p else "", "status": status})
+        p = p.sort_values("order" if "order" in p else "night", kind="stable").reset_index(drop=True)
+        first = p.iloc[0]
+        git = p["git"].astype(str).tolist() if "git" in p else [""] * len(p)
+        try:
+            found = find_changes(p["value"].to_numpy(dtype=float), s)
+        except AnalysisError as exc:
+            raise AnalysisError(f"{name}: {exc}") from exc
+        for f in found:
+            rows.append({"series": name, **{k: first[k] for k in keys}, "index": f.index,
+                         "night": p.loc[f.index, "night"], "kind": f.kind, "before": f.before, "after": f.after,
+                         "change": f.change, "nights_before": f.nights_before, "nights_after": f.nights_after,
+                         "span": f.span, "gates": gates(f, s.higher_is_better),
+                         "git_before": git[f.index - 1] if f.index > 0 else "", "git_after": git[f.index]})
     return pd.DataFrame(rows, columns=cols)
 
 
-def history(store: Store, metrics: tuple[str, ...] | list[str] = ("p50", "p99"), **options: Any
+def history(store: Store, metrics: tuple[str, ...] | list[str] = ("p50", "p99"), settings: Settings | None = None
             ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Nightly points and their change points: ``(points, changes)``."""
+    """Nightly points and their findings: ``(points, changes)``."""
     points = nightly_points(store, metrics)
-    return points, detect_changes(points, **options)
+    return points, detect_changes(points, settings)
 
 
-def format_history(points: pd.DataFrame, changes: pd.DataFrame, fmt: str = "table", *, show_all: bool = False) -> str:
-    """``table``, ``markdown`` or ``json``; by default only regressions and unconfirmed rises are listed."""
-    shown = changes if show_all else changes[changes["status"].isin(["regression", "unconfirmed"])]
-    if fmt == "json":
-        return json.dumps({
-            "series": int(points["series"].nunique()) if not points.empty else 0,
-            "nights": int(points["night"].nunique()) if not points.empty else 0,
-            "regressions": int((changes["status"] == "regression").sum()) if not changes.empty else 0,
-            "changes": json.loads(shown.to_json(orient="records")),
-        }, indent=2)
-    n_series = points["series"].nunique() if not points.empty else 0
-    n_nights = points["night"].nunique() if not points.empty else 0
-    head = f"{n_series} series over {n_nights} nights; " + (
-        f"{int((changes['status'] == 'regression').sum())} regressions" if not changes.empty else "no change points")
-    if shown.empty:
-        return head
+def _shown(changes: pd.DataFrame, show_all: bool) -> pd.DataFrame:
+    return changes if show_all or changes.empty else changes[changes["kind"].isin(LISTED)]
+
+
+def _not_listed(changes: pd.DataFrame) -> str:
+    """``; 1 unconfirmed, 2 excursions (--all lists them)`` for what the default view leaves out."""
+    if changes.empty:
+        return ""
+    left = changes.loc[~changes["kind"].isin(LISTED), "kind"].value_counts()
+    if left.empty:
+        return ""
+    plural = {"small": "small", "unconfirmed": "unconfirmed", "excursion": "excursions"}
+    total = int(left.sum())
+    return "; " + ", ".join(f"{v} {plural.get(str(k), k) if v > 1 else k}" for k, v in left.items()) + \
+        f" (--all lists {'them' if total > 1 else 'it'})"
+
+
+def _regressions(n: int) -> str:
+    return f"{n} regression{'' if n == 1 else 's'}"
+
+
+def _findings_json(rows: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    out = []
+    for r in rows.itertuples(index=False):
+        d = r._asdict()
+        item: dict[str, Any] = {}
+        for k in (*_FINDING, *extra):
+            v = d[k]
+            item[k] = v.item() if hasattr(v, "item") else v
+        out.append(item)
+    return out
+
+
+def _table_view(shown: pd.DataFrame, label: str) -> pd.DataFrame:
     view = pd.DataFrame({
-        "night": shown["night"], "series": shown["series"],
+        "night": shown["night"].astype(str), label: shown["series"],
+        "kind": shown["kind"].where(~shown["gates"], shown["kind"].str.upper()),
         "before": shown["before"].map(lambda v: f"{v:.4g}"), "after": shown["after"].map(lambda v: f"{v:.4g}"),
-        "change": shown["change"].map(lambda v: f"{v * 100:+.1f}%"), "p": shown["pvalue"].map(lambda v: f"{v:.1g}"),
-        "nights after": shown["nights_after"], "status": shown["status"].str.upper().where(
-            shown["status"] == "regression", shown["status"]),
+        "change": shown["change"].map(lambda v: f"{v * 100:+.1f}%"),
+        "nights before/after": [f"{b}/{a}" for b, a in zip(shown["nights_before"], shown["nights_after"], strict=True)],
     })
+    spans = shown["span"] > 1
+    if spans.any():
+        view["over"] = [f"{s} nights" if s > 1 else "" for s in shown["span"]]
     if "git_after" in shown and (shown["git_before"].astype(bool) | shown["git_after"].astype(bool)).any():
         view["git (compare these)"] = [f"{b or '?'} -> {a or '?'}" for b, a in
                                        zip(shown["git_before"], shown["git_after"], strict=True)]
+    return view
+
+
+def _render(head: str, view: pd.DataFrame, fmt: str) -> str:
+    if view.empty:
+        return head
     if fmt == "markdown":
         lines = ["| " + " | ".join(view.columns) + " |", "|" + "---|" * len(view.columns)]
         lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in view.itertuples(index=False)]
@@ -193,3 +199,125 @@ def format_history(points: pd.DataFrame, changes: pd.DataFrame, fmt: str = "tabl
     if fmt != "table":
         raise AnalysisError(f"unknown format {fmt!r} (table, markdown, json)")
     return head + "\n\n" + view.to_string(index=False)
+
+
+def format_history(points: pd.DataFrame, changes: pd.DataFrame, fmt: str = "table", *, show_all: bool = False) -> str:
+    """``table``, ``markdown`` or ``json``; by default regressions, improvements and drifts are listed
+    (``show_all``: also small changes, unconfirmed steps and excursions)."""
+    shown = _shown(changes, show_all)
+    n_gating = int(changes["gates"].sum()) if not changes.empty else 0
+    if fmt == "json":
+        return json.dumps({
+            "series": int(points["series"].nunique()) if not points.empty else 0,
+            "nights": int(points["night"].nunique()) if not points.empty else 0,
+            "regressions": n_gating,
+            "changes": [{"series": s, **f} for s, f in zip(shown["series"], _findings_json(
+                shown, ("gates", "git_before", "git_after")), strict=True)],
+        }, indent=2)
+    n_series = points["series"].nunique() if not points.empty else 0
+    n_nights = points["night"].nunique() if not points.empty else 0
+    head = (f"{n_series} series over {n_nights} nights; {_regressions(n_gating)}"
+            f"{_not_listed(changes) if not show_all else ''}")
+    return _render(head, _table_view(shown, "series"), fmt)
+
+
+# ----------------------------------------------------------------------------- your own numbers
+
+
+def _night_key(text: str) -> tuple[str, Any] | None:
+    """``("int", 3)`` or ``("date", date)`` for a night's text; None when it is neither."""
+    t = text.strip()
+    try:
+        return "int", int(t)
+    except ValueError:
+        pass
+    try:
+        return "date", dt.date.fromisoformat(t)
+    except ValueError:
+        return None
+
+
+def read_csv_points(path: str | Path) -> pd.DataFrame:
+    """Points from a CSV file with a header naming ``night`` (a date YYYY-MM-DD or an integer order),
+    ``value`` (a positive number) and optionally ``config`` (one series per value; ``""`` without the
+    column); other columns are ignored. Several rows for one night of a config are one point, their
+    median. Returns series (the config), night (the date's text, or the integer), order, value, sorted. Bad
+    input: InputError naming the file and line."""
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    rows: list[tuple[str, str, Any, float]] = []
+    kind_seen: tuple[str, int] | None = None
+    line = 1
+    reader: Any = None
+    try:
+        with handle:
+            reader = csv.reader(handle, strict=True)
+            header = next(reader, None)
+            if header is None:
+                raise InputError(f"{path}:1: empty file (expected a header: night,config,value)")
+            names = [h.strip().lower() for h in header]
+            missing = [c for c in ("night", "value") if c not in names]
+            if missing:
+                raise InputError(f"{path}:1: no {' or '.join(repr(c) for c in missing)} column in the header "
+                                 f"(expected night,config,value; found {','.join(header)[:80]})")
+            dup = next((c for c in ("night", "config", "value") if names.count(c) > 1), None)
+            if dup:
+                raise InputError(f"{path}:1: the column {dup!r} appears twice in the header")
+            i_night, i_value = names.index("night"), names.index("value")
+            i_config = names.index("config") if "config" in names else None
+            for fields in reader:
+                line = reader.line_num
+                if not any(f.strip() for f in fields):
+                    continue
+                if len(fields) != len(names):
+                    raise InputError(f"{path}:{line}: {len(fields)} fields, the header has {len(names)}")
+                night = fields[i_night].strip()
+                key = _night_key(night)
+                if key is None:
+                    raise InputError(f"{path}:{line}: night {night[:40]!r} is neither a date (YYYY-MM-DD) nor an integer")
+                if kind_seen is None:
+                    kind_seen = (key[0], line)
+                elif key[0] != kind_seen[0]:
+                    raise InputError(f"{path}:{line}: night {night[:40]!r} is a{'n integer' if key[0] == 'int' else ' date'}"
+                                     f", line {kind_seen[1]} had a{'n integer' if kind_seen[0] == 'int' else ' date'}")
+                text = fields[i_value].strip()
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise InputError(f"{path}:{line}: value {text[:40]!r} is not a number") from None
+                if not (math.isfinite(value) and value > 0):
+                    raise InputError(f"{path}:{line}: value {text[:40]!r} must be a positive number "
+                                     f"(changes are relative)")
+                config = fields[i_config].strip() if i_config is not None else ""
+                rows.append((config, night, key[1], value))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start} after line {line})") from exc
+    except csv.Error as exc:
+        raise InputError(f"{path}:{reader.line_num}: not CSV ({exc})") from exc
+    if not rows:
+        raise InputError(f"{path}: no rows under the header")
+    frame = pd.DataFrame(rows, columns=["series", "night", "order", "value"])
+    frame = frame.groupby(["series", "order"], sort=True).agg(night=("night", "first"), value=("value", "median"))
+    frame = frame.reset_index()[["series", "night", "order", "value"]]
+    if kind_seen is not None and kind_seen[0] == "int":  # an integer night is shown (and in JSON) as a number
+        frame["night"] = frame["order"].astype(int)
+    return frame
+
+
+def format_csv_history(points: pd.DataFrame, changes: pd.DataFrame, fmt: str = "table", *,
+                       show_all: bool = False) -> str:
+    """``json``: an object keyed by config, each the list of its findings (docs/analysis.md); ``table`` or
+    ``markdown``: one row per finding."""
+    shown = _shown(changes, show_all)
+    configs = list(dict.fromkeys(points["series"]))
+    if fmt == "json":
+        return json.dumps({c: _findings_json(shown[shown["series"] == c]) if not shown.empty else []
+                           for c in configs}, indent=2)
+    n_gating = int(changes["gates"].sum()) if not changes.empty else 0
+    head = (f"{len(configs)} series over {points['order'].nunique()} nights; {_regressions(n_gating)}"
+            f"{_not_listed(changes) if not show_all else ''}")
+    view = _table_view(shown, "config")
+    return _render(head, view.drop(columns=["config"]) if configs == [""] else view, fmt)

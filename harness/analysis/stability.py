@@ -312,8 +312,35 @@ def _nonpositive_samples(run: _Run) -> list[str]:
     ]
 
 
+def _timed_setting(settings: Mapping[str, Any], key: str) -> Any:
+    """``key`` of the plan's timed policy (a count alone: ``count``); None where not given."""
+    timed = settings.get("timed")
+    if isinstance(timed, Mapping):
+        return timed.get(key)
+    if isinstance(timed, int) and not isinstance(timed, bool) and key == "count":
+        return timed
+    return None
+
+
+def _more_runs_remedy(run: _Run, need: int) -> str:
+    """What gets ``need`` timed runs, given what ended this run's timed phase (``timed_stop`` in the settings):
+    the time limit (timed.max_s, with the time ``need`` runs take at this run's mean), the iteration cap
+    (timed.max_count), or the count asked for (timed.count)."""
+    stop = run.settings.get("timed_stop")
+    if stop == "max_time":
+        max_s = _timed_setting(run.settings, "max_s")
+        limit = f" (timed.max_s = {max_s:g} s)" if isinstance(max_s, (int, float)) else ""
+        seconds = math.ceil(need * run.mean * 1.1 / 1e9)
+        return (f"the time limit ended the timed phase{limit}: raise timed.max_s to {seconds} s or more "
+                f"({need} runs of {_ms(run.mean)})")
+    if stop == "max_count":
+        return f"the iteration cap ended the timed phase: raise timed.max_count to {need} or more"
+    return f"raise timed.count to {need} or more"
+
+
 def _too_few_for_percentiles(run: _Run) -> list[str]:
-    """INVALID: fewer samples than a requested percentile needs, one reason per percentile."""
+    """INVALID: fewer samples than a requested percentile needs, one reason per percentile; the remedy names
+    what ended the timed phase (:func:`_more_runs_remedy`)."""
     reasons = []
     for p in run.percentiles:
         need = min_samples_for_percentile(p)
@@ -321,9 +348,33 @@ def _too_few_for_percentiles(run: _Run) -> list[str]:
             source = "MLPerf LoadGen's minimum" if p in LOADGEN_MIN_SAMPLES else "hilbench's minimum"
             reasons.append(
                 f"{run.n} timed samples are too few for {_pct_label(p)}: it needs at least {need} ({source}); "
-                f"raise timed.count to {need} or more, or drop {_pct_label(p)} from percentiles"
+                f"{_more_runs_remedy(run, need)}, or drop {_pct_label(p)} from percentiles"
             )
     return reasons
+
+
+def _cut_short(run: _Run) -> StabilityWarning | None:
+    """``cut_short``: a limit (timed.max_s or timed.max_count) ended the timed phase before the count asked for,
+    though with enough samples for every percentile (fewer is a reason, not a warning)."""
+    stop = run.settings.get("timed_stop")
+    count = _timed_setting(run.settings, "count")
+    if stop not in ("max_time", "max_count") or not isinstance(count, int) or run.n >= count:
+        return None
+    if any(run.n < min_samples_for_percentile(p) for p in run.percentiles):
+        return None
+    if stop == "max_time":
+        max_s = _timed_setting(run.settings, "max_s")
+        limit = f"timed.max_s ({max_s:g} s)" if isinstance(max_s, (int, float)) else "timed.max_s"
+        remedy = (f"raise timed.max_s to {math.ceil(count * run.mean * 1.1 / 1e9)} s or more ({count} runs of "
+                  f"{_ms(run.mean)}), or lower timed.count to what the time allows")
+    else:
+        limit = "timed.max_count"
+        remedy = f"raise timed.max_count to {count}, or lower timed.count"
+    return StabilityWarning(
+        code="cut_short",
+        message=f"{limit} ended the timed phase after {run.n} of the {count} runs asked for",
+        remedy=remedy,
+    )
 
 
 def _high_cv(run: _Run) -> StabilityWarning | None:
@@ -477,7 +528,8 @@ def _drift(run: _Run) -> StabilityWarning | None:
 _REASON_CHECKS: tuple[Callable[[_Run], list[str]], ...] = (_nonpositive_samples, _too_few_for_percentiles)
 
 #: The checks that warn about a valid run, in the order their warnings are listed.
-_WARNING_CHECKS: tuple[Callable[[_Run], StabilityWarning | None], ...] = (_high_cv, _slow_first_run, _outliers, _drift)
+_WARNING_CHECKS: tuple[Callable[[_Run], StabilityWarning | None], ...] = (_cut_short, _high_cv, _slow_first_run,
+                                                                          _outliers, _drift)
 
 
 # --- the verdict -------------------------------------------------------------------
@@ -515,9 +567,12 @@ def assess(
       confidence intervals do not overlap (so noise alone rarely triggers it);
       needs 10+ samples in each window.
 
+    * ``cut_short``: a limit (``timed.max_s``, ``timed.max_count``; ``timed_stop`` in ``settings``) ended the
+      timed phase before ``timed.count`` runs.
+
     ``settings`` is what the run was asked for (the plan's policy and backend
     settings: ``warmup``, ``timed``, ``affinity``, ``threads`` ...; ``governor``
-    where known); it only shapes the remedies, never the verdict.
+    where known; ``timed_stop``, what ended the timed phase); it only shapes the remedies, never the verdict.
     """
     x = np.asarray(latency_ns)
     if x.ndim != 1:

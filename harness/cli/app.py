@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import logging
 import os
 import signal
@@ -30,7 +31,7 @@ from harness.cli.commands import (
     cmd_telemetry_parse,
     cmd_variants,
 )
-from harness.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, EXIT_USER, exit_for_signal
+from harness.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REGRESSED, EXIT_USAGE, EXIT_USER, exit_for_signal
 from harness.cli.progress import LINE_LIMIT
 from harness.cli.store_cmd import add_store_parser
 from harness.errors import HilbenchError
@@ -43,7 +44,7 @@ __all__ = ["main", "build_parser"]
 
 def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     """Subcommands that read the store: compare, history, plot, report, variants."""
-    c = sub.add_parser("compare", help="did the candidate get slower? (exit status 1 on a regression)")
+    c = sub.add_parser("compare", help=f"did the candidate get slower? (exit status {EXIT_REGRESSED} on a regression)")
     c.add_argument("selection", nargs="*", metavar="BASELINE CANDIDATE",
                    help="session id or prefix, run ids (a,b), a date YYYY-MM-DD, KEY=VALUE label or label value; "
                         "none: the last two sessions of the same plan")
@@ -86,29 +87,53 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     store_arg(pl)
     pl.set_defaults(func=cmd_plot)
 
-    h = sub.add_parser("history", help="nightly points and change points (Apache Otava); flags persisting rises")
+    h = sub.add_parser("history", help="nightly trends: regressions that persist, drifts, improvements "
+                                       f"(exit status {EXIT_REGRESSED} with --fail)")
     h.add_argument("--metric", action="append", choices=tuple(HISTORY_METRICS),
                    help="metrics to follow (repeatable; default p50 and p99)")
+    h.add_argument("--csv", metavar="FILE", help="your own numbers instead of the store: columns night (date or "
+                                                 "integer), config (optional), value")
+    h.add_argument("--higher-is-better", action="store_true",
+                   help="with --csv: a fall is the regression (throughput, accuracy)")
     h.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     h.add_argument("--output", help="write the report to this file instead of stdout")
-    h.add_argument("--all", action="store_true", help="list every change point, not only rises")
+    h.add_argument("--all", action="store_true", help="also list small changes, unconfirmed steps and excursions")
     h.add_argument("--min-change", type=float, default=2.0, help="smallest change that counts, in %% (default 2)")
-    h.add_argument("--persist", type=int, default=3, help="nights a rise must hold to be a regression (default 3)")
-    h.add_argument("--max-pvalue", type=float, default=0.001, help="detector significance (default 0.001)")
+    h.add_argument("--persist", type=int, default=2, help="nights a new level must hold (default 2)")
+    h.add_argument("--penalty", type=float, default=3.0,
+                   help="evidence a change needs, x ln(nights) (default 3; docs/analysis.md)")
+    h.add_argument("--fresh-penalty", type=float, default=2.5,
+                   help="the same for the newest level in its first 14 nights (default 2.5; 3: fewer false "
+                        "alarms a year, 5%% steps seen a night later)")
     h.add_argument("--plot", help="also draw the flagged series (PNG or SVG)")
-    h.add_argument("--fail", action="store_true", help="exit status 1 when a regression is flagged")
+    h.add_argument("--fail", action="store_true",
+                   help=f"exit status {EXIT_REGRESSED} when a regression (or a drift the worse way) is found")
     store_arg(h)
     h.set_defaults(func=cmd_history)
 
     rp = sub.add_parser("report", help="one self-contained HTML file that ranks the targets for each model")
-    rp.add_argument("--output", default="report.html", help="the HTML file to write (default report.html)")
+    rp.add_argument("--output", help="the HTML file to write (default report.html; history.html with --history)")
+    rp.add_argument("--history", action="store_true",
+                    help="the nightly team's page instead: each configuration's trend, findings and git refs")
+    rp.add_argument("--metric", action="append", choices=tuple(HISTORY_METRICS),
+                    help="with --history: metrics to show (repeatable; default p50 and p99)")
     rp.add_argument("--session", help="only this session id (or prefix, or 'last'; default: the latest run of each "
                                       "configuration)")
     rp.add_argument("--deadline-ms", type=float, default=33.3, help="the p99 deadline (default 33.3 ms = 30 fps)")
-    rp.add_argument("--title", default="Which device?")
+    rp.add_argument("--title", help="the page's title (default: Which device? / Nightly history)")
     rp.add_argument("--no-plots", action="store_true", help="tables only")
     store_arg(rp)
     rp.set_defaults(func=cmd_report)
+
+
+class _Given(argparse.Action):
+    """Stores the value and notes that the option was given (``args.store_given``): a message then names the
+    option, else the environment variable its default came from."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -135,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def store_arg(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--store", default=os.environ.get("HILBENCH_STORE", "results"), help="results folder (default: results)")
+        sp.add_argument("--store", default=os.environ.get("HILBENCH_STORE", "results"), action=_Given,
+                        help="results folder (default: $HILBENCH_STORE, else results)")
 
     def targets_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--targets-dir", action="append", help="folder of target files (default: ./targets)")
@@ -219,12 +245,88 @@ def _configure_logging(debug: bool) -> None:
             quiet.addHandler(logging.NullHandler())
 
 
+def _output_ready() -> bool:
+    """Standard output and error set up so that printing never raises: a character the terminal's encoding
+    lacks (``PYTHONIOENCODING=ascii`` and a non-ASCII path) is shown as an escape. False when standard output is
+    closed (``hilbench ... >&-``): nothing could be printed, so nothing is done (said on stderr where it is open)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+    if sys.stdout is None:
+        if sys.stderr is not None:
+            sys.stderr.write("hilbench: error: standard output is closed, so nothing can be printed: redirect it "
+                             "(> file, or > /dev/null) instead of closing it\n")
+        return False
+    return True
+
+
+class _StdoutError(OSError):
+    """Writing standard output failed (a full disk, an I/O error): the user's redirection, not a bug."""
+
+
+class _Stdout:
+    """Standard output whose write errors say they are standard output's (:class:`_StdoutError`); a closed pipe
+    stays a BrokenPipeError. Everything else is the stream's own."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._inner.write(text))
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _StdoutError(exc.errno, exc.strerror) from exc
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _StdoutError(exc.errno, exc.strerror) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _silence_stdout(stream: Any) -> None:
+    """After ``stream`` (standard output) failed: its file descriptor goes to /dev/null, so that Python's own flush
+    at exit prints no traceback (the fix the Python docs give for a closed pipe). A stream without one is left."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if not _output_ready():
+        return EXIT_USER
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.debug)
+    stdout = sys.stdout
+    sys.stdout = _Stdout(stdout)
     try:
-        return int(args.func(args))
+        return _dispatch(args, stdout)
+    finally:
+        sys.stdout = stdout
+
+
+def _dispatch(args: argparse.Namespace, stdout: Any) -> int:
+    """The command's exit status, or the one what it raised maps to (harness/cli/exits.py)."""
+    try:
+        status = int(args.func(args))
+        sys.stdout.flush()
+        return status
+    except _StdoutError as exc:  # hilbench ... > /dev/full
+        _silence_stdout(stdout)
+        sys.stderr.write(f"hilbench: error: cannot write to standard output: {exc.strerror or exc}\n")
+        return EXIT_USER
     except HilbenchError as exc:
         if args.debug:  # the traceback, made safe like every other line (its message may quote a device)
             sys.stderr.write(safe_lines(traceback.format_exc(), None) + "\n")
@@ -237,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write("hilbench: interrupted\n" if signum in (None, signal.SIGINT)
                              else f"hilbench: stopped by {signal.Signals(signum).name}\n")
         return exit_for_signal(signum)
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader went away (| head): what it wanted was printed
+        _silence_stdout(stdout)
         return EXIT_OK
     except Exception as exc:  # a bug: one line (made safe: its text may quote a device), the traceback on --debug
         if args.debug:

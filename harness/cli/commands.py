@@ -18,10 +18,10 @@ from harness.cli.progress import LINE_LIMIT, NoteHandler, make_progress
 from harness.cli.store_cmd import session_notes
 from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
 from harness.config.targets import Target, load_targets, parse_target_spec
-from harness.errors import AnalysisError, ConfigError, OutputError
+from harness.errors import AnalysisError, ConfigError, OutputError, StoreError
 from harness.run.session import run_jobs
 from harness.safetext import safe, safe_lines
-from harness.store import open_store
+from harness.store import Store, open_store
 from harness.text import key_values
 
 __all__ = ["cmd_run", "cmd_results", "cmd_show", "cmd_targets", "cmd_telemetry_parse", "cmd_compare", "cmd_accuracy",
@@ -29,12 +29,45 @@ __all__ = ["cmd_run", "cmd_results", "cmd_show", "cmd_targets", "cmd_telemetry_p
 
 
 def _default_targets_dirs(explicit: list[str] | None) -> list[Path]:
+    """``--targets-dir`` (repeatable), else ``$HILBENCH_TARGETS`` (a path list; empty is unset), else ./targets.
+    A folder named on the command line or in the variable must exist; ./targets may not."""
     if explicit:
-        return [Path(d) for d in explicit]
-    env = os.environ.get("HILBENCH_TARGETS")
-    if env:
-        return [Path(p) for p in env.split(os.pathsep) if p]
-    return [Path("targets")]
+        named, where = list(explicit), "--targets-dir"
+    else:
+        env = os.environ.get("HILBENCH_TARGETS")
+        if not env:
+            return [Path("targets")]
+        named, where = [p for p in env.split(os.pathsep) if p], "HILBENCH_TARGETS"
+    for d in named:
+        if not d:
+            raise ConfigError(f"{where} is empty: name a folder of target files")
+        if not Path(d).exists():
+            raise ConfigError(f"{where} {d}: no such folder")
+        if not Path(d).is_dir():
+            raise ConfigError(f"{where} {d}: is a file, not a folder of target files")
+    return [Path(d) for d in named]
+
+
+def _store_path(args: argparse.Namespace, *, reading: bool) -> Path:
+    """The results folder of ``--store`` (or ``$HILBENCH_STORE``), checked: never empty (that would be the current
+    folder), never a file; a reader's must exist (a writer creates it)."""
+    path = args.store
+    where = "--store" if getattr(args, "store_given", False) or "HILBENCH_STORE" not in os.environ \
+        else "HILBENCH_STORE"
+    if not str(path).strip():
+        raise StoreError(f"{where} is empty: name the results folder (default: results)")
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise StoreError(f"{where} {path}: is a file, not a results folder")
+    if reading and not folder.exists():
+        raise StoreError(f"{where} {path}: no such folder: no results are stored there "
+                         f"(`hilbench run --store {path}` makes it)")
+    return folder
+
+
+def _read_store(args: argparse.Namespace) -> Store:
+    """The store a reading command (results, show, compare, ...) opens: it must exist."""
+    return open_store(_store_path(args, reading=True))
 
 
 def _parse_labels(items: list[str]) -> dict[str, str]:
@@ -67,12 +100,25 @@ def _targets_from_specs(specs: list[str], known: dict[str, Target], args: argpar
     return chosen
 
 
+def _preflight(jobs: list[Any]) -> None:
+    """What this host can check about the jobs' targets before anything runs (an SSH identity file, known_hosts):
+    a bad file is a one-line error and exit 1, not a transport failure stored for every job."""
+    from harness.transport import transport_class
+
+    seen: set[int] = set()
+    for job in jobs:
+        if id(job.target) not in seen:
+            seen.add(id(job.target))
+            transport_class(job.target).preflight(job.target)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     plan_path = Path(args.plan) if args.plan else QUICKSTART_PLAN
     plan = load_plan(plan_path)
     known, chosen = _resolve_targets(args)
     jobs = expand_jobs(plan, known, chosen or None)
-    store = open_store(args.store)
+    _preflight(jobs)
+    store = open_store(_store_path(args, reading=False))
     labels = _parse_labels(args.label or [])
     progress = make_progress(sys.stderr, quiet=args.quiet)
     notes = logging.getLogger("hilbench")
@@ -172,7 +218,7 @@ def _safe_frame(frame: Any, limit: int = 200) -> Any:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
+    store = _read_store(args)
     summary = store.summary(_session_run_ids(store, args.session))
     text = format_summary(summary, args.format)
     if args.format == "csv" and sys.stdout.isatty():
@@ -185,7 +231,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
+    store = _read_store(args)
     row = store.run(args.run_id)
     summary = store.summary([row["run_id"]])
     stats = summary.iloc[0].to_dict() if not summary.empty else {}
@@ -243,12 +289,18 @@ def _lock_text(lock: Any) -> str | None:
 
 def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> None:
     out.write(f"run {row['run_id']} (session {row['session_id']})\n")
-    out.write(f"  model     {row['model']}  {row['model_path']}  sha256 {str(row['model_sha256'])[:16]}\n")
+    model = [str(row["model"])] + [str(v) for v in (row.get("model_path"),) if not _missing(v) and v]
+    if not _missing(row.get("model_sha256")) and row.get("model_sha256"):
+        model.append(f"sha256 {str(row['model_sha256'])[:16]}")
+    out.write(f"  model     {'  '.join(model)}\n")  # a stand-in without a model file has no path or hash
     out.write(f"  target    {row['target']} ({row['transport']})  {row.get('device_model') or ''} {row.get('cpu_model') or ''}\n")
     out.write(f"  backend   {row['backend']}  {_fmt_settings(row['settings'])}\n")
     if row.get("effective_settings"):
         out.write(f"  effective {_fmt_settings(row['effective_settings'])}\n")
-    out.write(f"  python    {row.get('python')}  agent {row.get('agent_version')}  os {row.get('os')}  {row.get('machine')}\n")
+    facts = [f"{label}{row.get(key)}" for label, key in (("", "python"), ("agent ", "agent_version"), ("os ", "os"),
+                                                        ("", "machine")) if not _missing(row.get(key)) and str(row.get(key))]
+    if facts:  # a run that failed before the agent said hello knows none of them
+        out.write(f"  python    {'  '.join(facts)}\n")
     if not _missing(row.get("bytes_sent")):
         out.write(f"  shipped   {_fmt_bytes(row['bytes_sent'])} ({int(row['bytes_sent'])} bytes) sent for this run "
                   "(0: the device's cache had the agent and files)\n")
@@ -364,7 +416,7 @@ def _write_output(text: str, output: str | None, *, display: bool = False) -> No
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.analysis.compare import compare, default_selections, format_comparison, select_runs
 
-    store = open_store(args.store)
+    store = _read_store(args)
     if len(args.selection) == 1:
         raise ConfigError("compare: give both BASELINE and CANDIDATE, or neither (the last two sessions of a plan)")
     runs = store.runs()
@@ -404,7 +456,7 @@ def _scorer_arg(text: str) -> str:
 def cmd_accuracy(args: argparse.Namespace) -> int:
     from harness.analysis.accuracy import score_runs
 
-    store = open_store(args.store)
+    store = _read_store(args)
     scores = score_runs(store, _session_run_ids(store, args.session), scorers=args.scorer or ())
     for note in scores["note"].dropna():
         sys.stderr.write(f"hilbench: {safe(note, LINE_LIMIT)}\n")
@@ -446,7 +498,7 @@ def cmd_variants(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from harness.report.plots import plot, save
 
-    store = open_store(args.store)
+    store = _read_store(args)
     run_id = store.run(args.run)["run_id"] if args.run else None
     fig = plot(store, args.kind, run_ids=_session_run_ids(store, args.session), run_id=run_id, metric=args.metric)
     sys.stdout.write(f"{save(fig, args.output)}\n")
@@ -454,33 +506,63 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from harness.analysis.history import format_history, history
+    from harness.analysis.history import (
+        Settings,
+        detect_changes,
+        format_csv_history,
+        format_history,
+        history,
+        read_csv_points,
+    )
 
-    store = open_store(args.store)
-    points, changes = history(store, tuple(args.metric or ("p50", "p99")), min_magnitude=args.min_change / 100.0,
-                              min_persist=args.persist, max_pvalue=args.max_pvalue)
-    _write_output(format_history(points, changes, args.format, show_all=args.all), args.output,
-                  display=args.format in ("table", "markdown"))
+    if args.csv and (args.metric or args.plot):
+        raise ConfigError(f"history --csv: {'--metric' if args.metric else '--plot'} applies to the store's series")
+    if args.higher_is_better and not args.csv:
+        raise ConfigError("history: --higher-is-better applies to --csv (the store's metrics are lower-is-better)")
+    settings = Settings(min_change=args.min_change / 100.0, persist=args.persist, penalty=args.penalty,
+                        fresh_penalty=args.fresh_penalty, higher_is_better=args.higher_is_better)
+    if args.csv:
+        points = read_csv_points(args.csv)
+        changes = detect_changes(points, settings)
+        text = format_csv_history(points, changes, args.format, show_all=args.all)
+    else:
+        store = _read_store(args)
+        points, changes = history(store, tuple(args.metric or ("p50", "p99")), settings)
+        text = format_history(points, changes, args.format, show_all=args.all)
+    _write_output(text, args.output, display=args.format in ("table", "markdown"))
     if args.plot:
         from harness.report.plots import save, trend_figure
 
-        flagged = changes[changes["status"] == "regression"] if not changes.empty else changes
+        listed = changes[changes["kind"].isin(("regression", "improvement", "drift"))] if not changes.empty else changes
+        flagged = listed[listed["gates"]] if not listed.empty else listed
         series = set(flagged["series"]) if not flagged.empty else set(points["series"].unique()[:6])
-        fig = trend_figure(points[points["series"].isin(series)], changes[changes["series"].isin(series)]
-                           if not changes.empty else changes, title="Nightly history")
+        fig = trend_figure(points[points["series"].isin(series)], listed[listed["series"].isin(series)]
+                           if not listed.empty else listed, title="Nightly history")
         save(fig, args.plot)
-    regressed = not changes.empty and (changes["status"] == "regression").any()
+    regressed = not changes.empty and bool(changes["gates"].any())
     return EXIT_REGRESSED if regressed and args.fail else EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report.html import build_report
+    store = _read_store(args)
+    if args.history:
+        from harness.report.history_html import build_history_report
 
-    store = open_store(args.store)
-    text = build_report(store, _session_run_ids(store, args.session), deadline_ms=args.deadline_ms,
-                        title=args.title, plots=not args.no_plots)
-    _write_output(text, args.output)
-    sys.stdout.write(f"{args.output}\n")
+        if args.session:
+            raise ConfigError("report --history shows every night: --session applies to the buyer's report")
+        output = args.output or "history.html"
+        text = build_history_report(store, tuple(args.metric or ("p50", "p99")), title=args.title or "Nightly history",
+                                    plots=not args.no_plots)
+    else:
+        from harness.report.html import build_report
+
+        if args.metric:
+            raise ConfigError("report: --metric applies to --history")
+        output = args.output or "report.html"
+        text = build_report(store, _session_run_ids(store, args.session), deadline_ms=args.deadline_ms,
+                            title=args.title or "Which device?", plots=not args.no_plots)
+    _write_output(text, output)
+    sys.stdout.write(f"{output}\n")
     return EXIT_OK
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from hilbench_agent.backends import DEFAULT_BACKEND, MODEL_SUFFIXES, SETTINGS, canonical_name, validate_settings
 
+from harness.agent.validate import MAX_PHASE_SAMPLES
 from harness.config.targets import Target
 from harness.config.toml import TableReader, load_toml
 from harness.errors import ConfigError
@@ -138,62 +139,108 @@ class Plan:
     raw_text: str = ""
 
 
-def _policy(r: TableReader) -> Policy:
-    defaults = Policy()
+#: The longest any policy duration may be (timeout_s, idle_s, min_s, max_s, waits): a week.
+MAX_SECONDS = 7 * 24 * 3600.0
+#: The most iterations a phase may run: the host's limit on the samples one phase may send.
+MAX_LOOP_COUNT = MAX_PHASE_SAMPLES
+#: The agent's cap on timed iterations when timed.max_count is not given (hilbench_agent.main.timed_loop).
+TIMED_MAX_COUNT = 1_000_000
+#: The agent's cap on a stable warm-up's iterations when warmup.max_count is not given (hilbench_agent.main).
+STABLE_WARMUP_MAX_COUNT = 1000
+#: Telemetry faster than this reads sysfs more often than sensors update (and costs the device CPU time).
+MAX_TELEMETRY_HZ = 1000.0
+#: A paced (rate_hz) run faster than this has frames shorter than the agent's own loop can keep.
+MAX_RATE_HZ = 100_000.0
+
+
+def _seconds(r: TableReader, key: str, default: Any, *, zero_ok: bool = False) -> Any:
+    """A duration in seconds: finite, > 0 (>= 0 with ``zero_ok``) and at most :data:`MAX_SECONDS`."""
+    if zero_ok:
+        return r.number(key, default, least=0, most=MAX_SECONDS, unit="s")
+    return r.number(key, default, above=0, most=MAX_SECONDS, unit="s")
+
+
+def _count(r: TableReader, key: str, *, least: int = 1, most: int | None = MAX_LOOP_COUNT) -> Any:
+    return r.number(key, None, integer=True, least=least, most=most)
+
+
+def _warmup_policy(r: TableReader) -> dict[str, Any] | None:
+    """``warmup``: a count, ``"stable"`` or a table; None for the default."""
     warmup_raw = r.get("warmup", (int, str, dict), None)
     if warmup_raw is None:
-        warmup = defaults.warmup
-    elif isinstance(warmup_raw, int):
-        if warmup_raw < 0:
-            raise r.error("warmup", "must be >= 0")
-        warmup = {"count": warmup_raw}
-    elif isinstance(warmup_raw, str):
+        return None
+    if isinstance(warmup_raw, int):
+        r.number("warmup", integer=True, least=0, most=MAX_LOOP_COUNT)
+        return {"count": warmup_raw}
+    if isinstance(warmup_raw, str):
         if warmup_raw != "stable":
             raise r.error("warmup", f"must be a count, \"stable\" or a table, not {warmup_raw!r}")
-        warmup = {"until_stable": True}
-    else:
-        w = TableReader(warmup_raw, r.file, r.prefix + "warmup.")
-        warmup = {
-            "count": w.get("count", int, None),
-            "min_s": w.get("min_s", (int, float), None),
-            "max_s": w.get("max_s", (int, float), None),
-            "max_count": w.get("max_count", int, None),
-            "until_stable": w.get("until_stable", bool, False),
-            "window": w.get("window", int, None),
-            "tolerance": w.get("tolerance", (int, float), None),
-        }
-        w.done()
-        warmup = {k: v for k, v in warmup.items() if v is not None}
+        return {"until_stable": True}
+    w = TableReader(warmup_raw, r.file, r.prefix + "warmup.")
+    warmup = {
+        "count": _count(w, "count", least=0),
+        "min_s": _seconds(w, "min_s", None, zero_ok=True),
+        "max_s": _seconds(w, "max_s", None),
+        "max_count": _count(w, "max_count"),
+        "until_stable": w.get("until_stable", bool, False),
+        # the rolling median compares two windows of this many runs
+        "window": _count(w, "window", least=2, most=100_000),
+        "tolerance": w.number("tolerance", None, above=0, most=1),
+    }
+    w.done()
+    if warmup["max_s"] is not None and warmup["min_s"] is not None and warmup["max_s"] < warmup["min_s"]:
+        raise w.error("max_s", "must be >= warmup.min_s")
+    cap = warmup["max_count"]
+    if cap is None and warmup["until_stable"]:
+        cap = STABLE_WARMUP_MAX_COUNT
+    if cap is not None and (warmup["count"] or 0) > cap:
+        raise w.error("count", f"must be <= {cap}, where the warm-up stops (warmup.max_count"
+                               f"{'' if warmup['max_count'] is not None else ', default for a stable warm-up'})")
+    return {k: v for k, v in warmup.items() if v is not None}
+
+
+def _timed_policy(r: TableReader, default: dict[str, Any]) -> dict[str, Any]:
+    """``timed``: a count or a table (count, min_s, max_s, max_count, rate_hz, precision, min_count,
+    check_every); every number bounded where it is read, so a plan never asks for what the agent cannot run."""
     timed_raw = r.get("timed", (int, dict), None)
     if timed_raw is None:
-        timed = dict(defaults.timed)
-    elif isinstance(timed_raw, int):
-        timed = {"count": timed_raw}
+        return dict(default)
+    if isinstance(timed_raw, int):
+        t = TableReader({"count": timed_raw}, r.file, r.prefix + "timed.")
     else:
         t = TableReader(timed_raw, r.file, r.prefix + "timed.")
-        timed = {
-            "count": t.get("count", int, None),
-            "min_s": t.get("min_s", (int, float), None),
-            "max_s": t.get("max_s", (int, float), None),
-            "max_count": t.get("max_count", int, None),
-            "rate_hz": t.get("rate_hz", (int, float), None),
-            # Adaptive count: stop once the median's 95% CI is within +-precision (a fraction) of it.
-            "precision": t.get("precision", (int, float), None),
-            "min_count": t.get("min_count", int, None),
-            "check_every": t.get("check_every", int, None),
-        }
-        t.done()
-        timed = {k: v for k, v in timed.items() if v is not None}
-        if not timed:
-            raise r.error("timed", "give at least one of count, min_s, max_s")
-    rate = r.get("rate_hz", (int, float), None)
+    timed = {
+        "count": _count(t, "count", most=None),  # bounded by the cap below, which says what it is
+        "min_s": _seconds(t, "min_s", None, zero_ok=True),
+        "max_s": _seconds(t, "max_s", None),
+        "max_count": _count(t, "max_count"),
+        "rate_hz": t.number("rate_hz", None, above=0, most=MAX_RATE_HZ, unit="Hz"),
+        # Adaptive count: stop once the median's 95% CI is within +-precision (a fraction) of it.
+        "precision": t.get("precision", (int, float), None),
+        "min_count": _count(t, "min_count"),
+        "check_every": _count(t, "check_every"),
+    }
+    t.done()
+    timed = {k: v for k, v in timed.items() if v is not None}
+    if not timed:
+        raise r.error("timed", "give at least one of count, min_s, max_s")
+    cap = timed.get("max_count", TIMED_MAX_COUNT)
+    if timed.get("count", 0) > cap:
+        given = "timed.max_count" if "max_count" in timed else f"timed.max_count's default; it may be raised to " \
+                                                                f"{MAX_LOOP_COUNT}"
+        raise t.error("count", f"{timed['count']} runs is more than a timed phase makes: it stops at {cap} ({given})")
+    if "min_count" in timed and timed["min_count"] > cap:
+        raise t.error("min_count", f"must be <= {cap} (timed.max_count{'' if 'max_count' in timed else ', default'})")
+    return timed
+
+
+def _policy(r: TableReader) -> Policy:
+    defaults = Policy()
+    warmup = _warmup_policy(r) or defaults.warmup
+    timed = _timed_policy(r, defaults.timed)
+    rate = r.number("rate_hz", None, above=0, most=MAX_RATE_HZ, unit="Hz")
     if rate is not None:
-        if rate <= 0:
-            raise r.error("rate_hz", "must be > 0")
         timed["rate_hz"] = float(rate)
-    for key in ("count", "max_count", "min_count", "check_every"):
-        if key in timed and timed[key] < 1:
-            raise r.error(f"timed.{key}", "must be >= 1")
     if "precision" in timed and not 0 < timed["precision"] < 1:
         raise r.error("timed.precision", "must be a fraction of the median between 0 and 1 (0.01 = +-1%)")
     if "precision" in timed and "rate_hz" in timed:
@@ -205,7 +252,7 @@ def _policy(r: TableReader) -> Policy:
         raise r.error("affinity", "expected a list of CPU numbers")
     telemetry = r.get("telemetry", bool, True)
     percentiles = r.get("percentiles", list, list(defaults.percentiles))
-    if not all(isinstance(p, int) and 0 < p < 100 for p in percentiles):
+    if not all(isinstance(p, int) and not isinstance(p, bool) and 0 < p < 100 for p in percentiles):
         raise r.error("percentiles", "expected a list of integers between 1 and 99")
     if "precision" in timed:
         from harness.analysis.stability import min_samples_for_percentile
@@ -220,13 +267,15 @@ def _policy(r: TableReader) -> Policy:
     thermal = _thermal_policy(r)
     # The default timeout leaves room for the sustained phase and two cool-down waits.
     extra_s = (thermal["sustained"] or {}).get("duration_s", 0.0) + 2 * (thermal["cooldown"] or {}).get("max_wait_s", 0.0)
+    telemetry_rate = r.number("telemetry_rate_hz", 10.0, above=0, most=MAX_TELEMETRY_HZ, unit="Hz")
+    timeout_s = _seconds(r, "timeout_s", None)
     policy = Policy(
         warmup=warmup,
         timed=timed,
         affinity=tuple(affinity),
         telemetry=telemetry,
-        telemetry_rate_hz=float(r.get("telemetry_rate_hz", (int, float), 10.0)),
-        timeout_s=float(r.get("timeout_s", (int, float), 600.0 + extra_s)),
+        telemetry_rate_hz=float(telemetry_rate),
+        timeout_s=float(timeout_s if timeout_s is not None else 600.0 + extra_s),
         percentiles=tuple(percentiles),
         phase_timeouts=_phase_timeouts(r),
         lock_wait_s=_lock_wait_s(r),
@@ -257,50 +306,36 @@ def _phase_timeouts(r: TableReader) -> dict[str, float]:
     t = r.table("timeouts")
     out = {}
     for phase in TIMED_PHASES:
-        value = t.get(f"{phase}_s", (int, float), None)
-        if value is None:
-            continue
-        if value <= 0:
-            raise t.error(f"{phase}_s", "must be > 0 seconds")
-        out[phase] = float(value)
+        value = _seconds(t, f"{phase}_s", None)
+        if value is not None:
+            out[phase] = float(value)
     t.done()
     return out
 
 
 def _thermal_policy(r: TableReader) -> dict[str, Any]:
     """``idle_s``, ``sustained`` and ``cooldown`` of ``[policy]`` (docs/telemetry.md)."""
-    idle_s = float(r.get("idle_s", (int, float), 2.0))
-    if idle_s < 0:
-        raise r.error("idle_s", "must be >= 0 (0 = no idle baseline)")
+    idle_s = float(_seconds(r, "idle_s", 2.0, zero_ok=True))
     sustained = None
     if r.get("sustained", dict, None) is not None:
         s = r.table("sustained")
-        sustained = {"duration_s": float(s.get("duration_s", (int, float), 60.0)),
-                     "window_s": float(s.get("window_s", (int, float), 5.0))}
-        max_count = s.get("max_count", int, None)
+        sustained = {"duration_s": float(_seconds(s, "duration_s", 60.0)),
+                     "window_s": float(_seconds(s, "window_s", 5.0))}
+        max_count = _count(s, "max_count")
         s.done()
-        if sustained["duration_s"] <= 0:
-            raise s.error("duration_s", "must be > 0")
-        if not 0 < sustained["window_s"] <= sustained["duration_s"]:
+        if not sustained["window_s"] <= sustained["duration_s"]:
             raise s.error("window_s", "must be > 0 and <= duration_s")
         if max_count is not None:
-            if max_count < 1:
-                raise s.error("max_count", "must be >= 1")
             sustained["max_count"] = max_count
     cooldown = None
     if r.get("cooldown", dict, None) is not None:
         c = r.table("cooldown")
-        cooldown = {"max_temp_c": float(c.get("max_temp_c", (int, float), 50.0)),
-                    "max_wait_s": float(c.get("max_wait_s", (int, float), 120.0)),
-                    "settle_s": float(c.get("settle_s", (int, float), 10.0)),
-                    "poll_s": float(c.get("poll_s", (int, float), 1.0)),
-                    "min_drop_c": float(c.get("min_drop_c", (int, float), 0.5))}
+        cooldown = {"max_temp_c": float(c.number("max_temp_c", 50.0, least=-50, most=150, unit="°C")),
+                    "max_wait_s": float(_seconds(c, "max_wait_s", 120.0)),
+                    "settle_s": float(_seconds(c, "settle_s", 10.0)),
+                    "poll_s": float(_seconds(c, "poll_s", 1.0)),
+                    "min_drop_c": float(c.number("min_drop_c", 0.5, least=0, most=100, unit="°C"))}
         c.done()
-        for key in ("max_wait_s", "settle_s", "poll_s"):
-            if cooldown[key] <= 0:
-                raise c.error(key, "must be > 0")
-        if cooldown["min_drop_c"] < 0:
-            raise c.error("min_drop_c", "must be >= 0")
     return {"idle_s": idle_s, "sustained": sustained, "cooldown": cooldown}
 
 
@@ -329,8 +364,14 @@ def _model(data: Any, file: Path, index: int, base: Path) -> ModelSpec:
     shapes = inputs_r.get("shapes", dict, None)
     if shapes is not None:
         for key, shape in shapes.items():
-            if not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape):
+            if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                                      for d in shape):
                 raise inputs_r.error(f"shapes.{key}", "expected a list of positive integers")
+        names = _onnx_input_names(path) if path is not None and shapes else None
+        unknown = sorted(k for k in shapes if names is not None and k not in names)
+        if unknown:
+            raise inputs_r.error(f"shapes.{unknown[0]}", f"the model {path.name if path else ''} has no input "
+                                 f"{unknown[0]!r} (its inputs: {', '.join(names or ()) or 'none'})")
         inputs["shapes"] = shapes
     file_text = inputs_r.get("file", str, None)
     if file_text is not None:
@@ -339,6 +380,9 @@ def _model(data: Any, file: Path, index: int, base: Path) -> ModelSpec:
             raise inputs_r.error("file", f"inputs file not found: {ipath}")
         if ipath.suffix not in (".npy", ".npz"):
             raise inputs_r.error("file", f"inputs file must be .npy or .npz: {ipath}")
+        problem = _array_file_problem(ipath)
+        if problem:
+            raise inputs_r.error("file", f"{ipath}: {problem}")
         inputs["file"] = str(ipath)
         inputs["file_sha256"] = file_sha256(ipath)
     inputs_r.done()
@@ -408,6 +452,9 @@ def _eval(e: TableReader, base: Path) -> dict[str, Any]:
         if given or labels_text is not None:
             raise e.error(given[0] if given else "labels", "preprocessing and labels apply to images = ...; "
                           "an .npz holds the model's input already")
+        problem = _array_file_problem(dpath, (x_name, y_name))
+        if problem:
+            raise e.error("data", f"{dpath}: {problem}")
         out["path"] = str(dpath)
     else:
         if labels_text is None:
@@ -428,8 +475,8 @@ def _eval(e: TableReader, base: Path) -> dict[str, Any]:
 
         try:
             packed = pack_images(folder, labels, pre, limit=limit)
-        except ValueError as exc:
-            raise e.error("images", str(exc)) from exc
+        except ValueError as exc:  # its message names the file: the labels file, an image or the folder
+            raise e.error("labels" if str(exc).startswith(f"{labels}:") else "images", str(exc)) from exc
         out["path"] = str(packed)
         out["images"] = str(folder)
         out["preprocess"] = {k: v for k, v in pre.items() if v is not None}
@@ -444,6 +491,52 @@ def _eval(e: TableReader, base: Path) -> dict[str, Any]:
     if reference is not None:
         out["reference"] = reference
     return out
+
+
+def _array_file_problem(path: Path, arrays: tuple[str, ...] = ()) -> str | None:
+    """Why ``path`` is not the NumPy file its suffix says (``.npy``: an array; ``.npz``: an archive holding
+    ``arrays``), read from its header and index, not its data; None when it is."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with path.open("rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if path.suffix.lower() == ".npy":
+        return None if head == b"\x93NUMPY" else "not a NumPy .npy file (no NUMPY header)"
+    if head == b"\x93NUMPY":
+        return "not an .npz archive (a single .npy array)"
+    if not head.startswith(b"PK"):
+        return "not an .npz archive (not a zip file)"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [a for a in arrays if a not in data.files]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        return f"not an .npz archive ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    if missing:
+        return f"has no array {missing[0]!r} (its arrays: {', '.join(data.files) or 'none'})"
+    return None
+
+
+def _onnx_input_names(path: Path) -> list[str] | None:
+    """The input names of an ONNX model (its graph's inputs that are not initializers), read with the ``onnx``
+    package where it is installed; None for another format, without ``onnx``, or for a file it cannot parse
+    (the agent checks the names on the device either way: hilbench_agent.backends.base.check_shape_names)."""
+    if path.suffix.lower() != ".onnx":
+        return None
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - not parsed here: the device says what is wrong with it
+        return None
+    initializers = {i.name for i in graph.initializer}
+    return [i.name for i in graph.input if i.name not in initializers]
 
 
 def _check_model_file(path: Path, r: TableReader) -> None:

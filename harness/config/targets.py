@@ -7,6 +7,7 @@ the device's Python, the runtimes it has, tags, and the facts a buyer compares
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -145,6 +146,10 @@ def load_target(path: Path) -> Target:
         port = port or port_a
     if transport == "ssh" and not host:
         raise r.error("host", "an ssh target needs host (or address = \"user@host:port\")")
+    if host and not address and host_problem(host):
+        raise r.error("host", str(host_problem(host)))
+    if user and user_problem(user):
+        raise r.error("user", str(user_problem(user)))
     if port is not None and not 0 < port < 65536:
         raise r.error("port", f"must be 1-65535, not {port}")
     facts_r = r.table("facts")
@@ -154,7 +159,7 @@ def load_target(path: Path) -> Target:
     telemetry = {
         "enabled": tel_r.get("enabled", bool, True),
         # None: the plan's policy.telemetry_rate_hz decides (default 10 Hz).
-        "rate_hz": _opt_float(tel_r.get("rate_hz", (int, float), None)),
+        "rate_hz": _opt_float(tel_r.number("rate_hz", None, above=0, most=1000, unit="Hz")),
         "meter_command": tel_r.str_list("meter_command", None),
         "board_rail": tel_r.get("board_rail", str, None),
     }
@@ -164,9 +169,9 @@ def load_target(path: Path) -> Target:
         identity_file=ssh_r.get("identity_file", str, None),
         known_hosts=ssh_r.get("known_hosts", str, None),
         accept_new_host_keys=ssh_r.get("accept_new_host_keys", bool, False),
-        connect_timeout_s=float(ssh_r.get("connect_timeout_s", (int, float), 15.0)),
-        command_timeout_s=float(ssh_r.get("command_timeout_s", (int, float), 60.0)),
-        keepalive_s=float(ssh_r.get("keepalive_s", (int, float), 15.0)),
+        connect_timeout_s=float(ssh_r.number("connect_timeout_s", 15.0, above=0, most=3600, unit="s")),
+        command_timeout_s=float(ssh_r.number("command_timeout_s", 60.0, above=0, most=86400, unit="s")),
+        keepalive_s=float(ssh_r.number("keepalive_s", 15.0, least=0, most=3600, unit="s")),  # 0: no keepalive
         proxy_jump=ssh_r.get("proxy_jump", str, None),
         password_env=ssh_r.get("password_env", str, None),
         use_ssh_config=ssh_r.get("use_ssh_config", bool, True),
@@ -251,16 +256,54 @@ def _opt_float(value: float | int | None) -> float | None:
     return None if value is None else float(value)
 
 
+#: A host name, an IPv4 address or an ~/.ssh/config alias: letters, digits, ``.``, ``_``, ``-``, not starting
+#: with ``-`` (an IPv6 address is checked by :mod:`ipaddress`).
+_HOST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*", re.ASCII)
+#: A user name: no whitespace, control characters, ``/`` or ``:``, not starting with ``-``.
+_USER_NAME = re.compile(r"[^\s/:\x00-\x1f\x7f-\x9f-][^\s/:\x00-\x1f\x7f-\x9f]*")
+
+
+def _ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is not a host name, IP address or ssh alias (one line, no ``: ``); None when it is one."""
+    if _HOST_NAME.fullmatch(host) or _ipv6(host):
+        return None
+    return f"host {host!r} is not a host name or address (letters, digits, '.', '_', '-'; IPv6 in [brackets])"
+
+
+def user_problem(user: str) -> str | None:
+    """Why ``user`` is not a login name (whitespace, control characters, '/', ':'); None when it is one."""
+    if _USER_NAME.fullmatch(user):
+        return None
+    return f"user {user!r} is not a user name (no spaces, control characters, '/' or ':', not starting with '-')"
+
+
 def _split_address(address: str, r: TableReader) -> tuple[str | None, str, int | None]:
+    """``[user@]host[:port]`` or ``[user@][IPv6][:port]``, each part checked."""
     user = None
     rest = address
     if "@" in rest:
         user, _, rest = rest.rpartition("@")
+        if user and user_problem(user):
+            raise r.error("address", str(user_problem(user)))
     port = None
     if rest.startswith("["):  # [ipv6]:port
-        host, _, tail = rest[1:].partition("]")
+        host, closed, tail = rest[1:].partition("]")
+        if not closed:
+            raise r.error("address", f"no closing ']' after the IPv6 address in {address!r}")
+        if not _ipv6(host):
+            raise r.error("address", f"{host!r} in brackets is not an IPv6 address")
         if tail.startswith(":"):
             port = _port(tail[1:], r)
+        elif tail:
+            raise r.error("address", f"unexpected {tail!r} after ']' in {address!r}")
     elif rest.count(":") == 1:
         host, _, p = rest.partition(":")
         port = _port(p, r)
@@ -268,14 +311,16 @@ def _split_address(address: str, r: TableReader) -> tuple[str | None, str, int |
         host = rest
     if not host:
         raise r.error("address", f"no host in {address!r}")
+    problem = host_problem(host)
+    if problem:
+        raise r.error("address", problem)
     return user or None, host, port
 
 
 def _port(text: str, r: TableReader) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise r.error("address", f"port {text!r} is not a number") from None
+    if not re.fullmatch(r"[0-9]{1,6}", text):
+        raise r.error("address", f"port {text!r} is not a number")
+    return int(text)
 
 
 def parse_target_spec(spec: str, identity: str | None = None, known_hosts: str | None = None,
@@ -289,7 +334,7 @@ def parse_target_spec(spec: str, identity: str | None = None, known_hosts: str |
         try:
             user, host, port = _split_address(address, r)
         except ConfigError as exc:
-            why = str(exc).rsplit(": ", 1)[-1]
+            why = str(exc).removeprefix(f"{r.where('address')}: ")
             raise ConfigError(f"--target {spec}: {why} (expected ssh://user@host[:port])") from None
         if port is not None and not 0 < port < 65536:
             raise ConfigError(f"--target {spec}: port must be 1-65535, not {port}")

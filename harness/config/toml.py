@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.files import read_utf8
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["load_toml", "TableReader", "MISSING"]
+__all__ = ["load_toml", "TableReader", "MISSING", "fmt_number"]
 
 MISSING: Any = object()
 
@@ -23,11 +25,15 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "tru
 def load_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file; a missing file or bad syntax is a one-line ConfigError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_utf8(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # not UTF-8: which byte, on which line
+        raise ConfigError(f"{path}: {exc}: TOML files are UTF-8") from exc
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -78,6 +84,24 @@ class TableReader:
             raise self.error(key, f"must be one of {', '.join(map(str, choices))}, not {value!r}")
         return value
 
+    def number(self, key: str, default: Any = MISSING, *, integer: bool = False, above: float | None = None,
+               least: float | None = None, most: float | None = None, unit: str = "") -> Any:
+        """A number (an integer with ``integer``) that is finite and within bounds: ``> above``, ``>= least``,
+        ``<= most``; each failure one line naming the key, the bound and the value given (``unit`` after it)."""
+        value = self.get(key, int if integer else (int, float), default)
+        if value is default and not isinstance(value, (int, float)):
+            return value
+        after = f" {unit}" if unit else ""
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(key, f"must be a finite number, not {value}")
+        if above is not None and not value > above:
+            raise self.error(key, f"must be > {fmt_number(above)}{after}, not {fmt_number(value)}")
+        if least is not None and value < least:
+            raise self.error(key, f"must be >= {fmt_number(least)}{after}, not {fmt_number(value)}")
+        if most is not None and value > most:
+            raise self.error(key, f"must be <= {fmt_number(most)}{after}, not {fmt_number(value)}")
+        return value
+
     def str_list(self, key: str, default: Any = MISSING) -> list[str]:
         value = self.get(key, list, default)
         if value is default:
@@ -106,6 +130,13 @@ class TableReader:
         if unknown:
             known = ", ".join(sorted(self.seen)) or "none"
             raise ConfigError(f"{self.where(unknown[0])}: unknown key (known here: {known})")
+
+
+def fmt_number(value: float) -> str:
+    """A number as a message shows it: integers whole (``1000000``), others shortest (``0.5``, ``1e+300``)."""
+    if isinstance(value, int) or (math.isfinite(value) and value == int(value) and abs(value) < 1e15):
+        return str(int(value))
+    return f"{value:g}"
 
 
 def _show(value: Any) -> str:

@@ -29,7 +29,7 @@ from hilbench_agent.backends import BACKENDS, canonical_name
 from harness.config.targets import Target
 from harness.doctor.android import doctor_android
 from harness.doctor.base import STATUSES, Check, Shell
-from harness.errors import HilbenchError, HostKeyError, TransportError
+from harness.errors import ConfigError, HilbenchError, HostKeyError, TransportError
 from harness.safetext import safe
 from harness.transport.base import Transport
 
@@ -73,7 +73,7 @@ def format_checks(target: Target, checks: list[Check]) -> str:
 
 
 def _doctor_ssh(target: Target) -> list[Check]:
-    from harness.transport.ssh import SSHTransport, resolve_endpoint
+    from harness.transport.ssh import SetupError, SSHTransport, resolve_endpoint
 
     checks: list[Check] = []
     s = target.ssh
@@ -84,22 +84,24 @@ def _doctor_ssh(target: Target) -> list[Check]:
                               proxy_jump=s.proxy_jump, known_hosts=s.known_hosts, use_ssh_config=s.use_ssh_config)
     except HilbenchError as exc:
         return [Check("reachable", "fail", str(exc), "fix the target file or ~/.ssh/config")]
+    try:  # this host's own files first: the device is not to blame for them
+        SSHTransport.preflight(target)
+    except ConfigError as exc:
+        return [Check("ssh files", "fail", str(exc), "fix or name another file (the message says which and where)")]
     where = f"{ep.host}:{ep.port}"
     if ep.proxy_jump:
         checks.append(Check("reachable", "info", f"{where} through ProxyJump {ep.proxy_jump} (checked at login)"))
     else:
         try:
             with socket.create_connection((ep.host, ep.port), timeout=s.connect_timeout_s) as sock:
-                sock.settimeout(s.connect_timeout_s)
-                banner = sock.recv(256).decode("ascii", "replace").strip()
+                banner = t.greeting(sock, ep, "connect")
         except Exception as exc:  # noqa: BLE001 - reported as a check
             err = t._translate(exc, "connect", ep)
-            return [Check("reachable", "fail", str(err), "check the device is on and on the network, and its "
-                          "address and port (target file or ~/.ssh/config)")]
-        if not banner.startswith("SSH-"):
-            return [Check("reachable", "fail", f"{where} answers but not as an SSH server ({banner[:40]!r})",
-                          "check the port")]
-        checks.append(Check("reachable", "ok", f"{where} answers ({banner.splitlines()[0][:60]})"))
+            fix = ("check the port (target file or ~/.ssh/config)" if isinstance(err, SetupError) else
+                   "check the device is on and on the network, and its address and port (target file or "
+                   "~/.ssh/config)")
+            return [Check("reachable", "fail", str(err), fix)]
+        checks.append(Check("reachable", "ok", f"{where} answers ({banner[:60] or 'SSH, once spoken to'})"))
     try:
         t.login()
     except HostKeyError as exc:
@@ -138,7 +140,7 @@ def _host_key_fix(target: Target, ep: Any) -> str:
     known = None
     for path in ep.known_hosts_files:
         if os.path.isfile(path):
-            with contextlib.suppress(OSError, paramiko.SSHException):
+            with contextlib.suppress(OSError, ValueError, paramiko.SSHException):
                 if paramiko.HostKeys(path).lookup(spec):
                     known = path
                     break

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.files import read_utf8
+
 __all__ = ["pack_images", "packed_path", "image_files", "cache_dir", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".webp", ".tif", ".tiff"}
@@ -24,7 +26,11 @@ def cache_dir() -> Path:
 
 def _read_labels(labels: Path, files: list[Path]) -> list[int]:
     """``file label`` lines (any order), or one ``label`` per line in sorted file order."""
-    lines = [ln.split() for ln in labels.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    try:
+        text = read_utf8(labels)
+    except (OSError, ValueError) as exc:  # not UTF-8: which byte on which line
+        raise ValueError(f"{labels}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}") from exc
+    lines = [ln.split() for ln in text.splitlines() if ln.strip()]
     if lines and all(len(p) >= 2 for p in lines):
         table = {p[0]: p[-1] for p in lines}
         missing = [f.name for f in files if f.name not in table]

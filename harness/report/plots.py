@@ -40,7 +40,7 @@ from harness.store import Store
 from harness.text import key_values
 
 __all__ = ["KINDS", "BUDGETS_MS", "plot", "save", "label", "pareto_front", "pareto_figure", "distribution_figure",
-           "timeline_figure", "targets_figure", "energy_figure", "trend_figure", "to_bytes"]
+           "timeline_figure", "targets_figure", "energy_figure", "trend_figure", "history_figure", "to_bytes"]
 
 KINDS = ("pareto", "distribution", "timeline", "targets", "energy", "trend")
 #: Latency budgets drawn on distributions: (ms, label).
@@ -547,6 +547,60 @@ def trend_figure(points: pd.DataFrame, changes: pd.DataFrame, *, title: str = "N
     return fig
 
 
+#: kind of finding -> colour on a history figure
+_KIND_COLORS = {"regression": "#c62828", "improvement": "#2e7d32", "drift": "#ef6c00", "unconfirmed": "#8d6e63",
+                "small": "#9e9e9e", "excursion": "#9e9e9e"}
+
+
+def _night_axis(nights: pd.Series) -> Any:
+    """Dates on a date axis; anything else (the position) as it is."""
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(nights.astype(str), format="%Y-%m-%d"))
+    except (ValueError, TypeError):
+        return np.arange(len(nights))
+
+
+def history_figure(points: pd.DataFrame, findings: pd.DataFrame, *, title: str = "") -> Any:
+    """One series' nights (``points``: night, value, unit; in night order) with its ``findings``
+    (:func:`harness.analysis.history.detect_changes`): each change a line at its first night, coloured by kind,
+    labelled with the change and the git refs on each side; the levels before and after as dashed lines; a
+    drift's ramp and an excursion's nights shaded."""
+    if points.empty:
+        return _empty(title or "Nightly history", "No nightly points.")
+    plt = _plt()
+    p = points.reset_index(drop=True)
+    x = _night_axis(p["night"])
+    fig, ax = plt.subplots(figsize=(10, 3.0))
+    ax.plot(x, p["value"], marker="o", markersize=2.5, linewidth=0.8, color="#546e7a", zorder=2)
+    top = float(p["value"].max())
+    n = len(p)
+    for k, f in enumerate(findings.sort_values("index").itertuples(index=False)):
+        i, color = int(f.index), _KIND_COLORS.get(f.kind, "#555")
+        last = min(n - 1, i + int(f.span) - 1)
+        if f.kind in ("excursion", "drift"):
+            ax.axvspan(x[i], x[last], color=color, alpha=0.12 if f.kind == "drift" else 0.08, linewidth=0, zorder=1)
+        if f.kind == "excursion":
+            continue
+        ax.axvline(x[i], color=color, linestyle="-" if f.kind in ("regression", "drift") else ":", linewidth=1.3,
+                   zorder=3)
+        start, end = max(0, i - int(f.nights_before)), min(n - 1, last + int(f.nights_after))
+        ax.hlines([f.before], x[start], x[max(start, i - 1)], colors=color, linestyles="--", linewidth=1, zorder=3)
+        ax.hlines([f.after], x[min(end, last + 1 if f.kind == "drift" else i)], x[end], colors=color,
+                  linestyles="--", linewidth=1, zorder=3)
+        refs = f" {label(f.git_before or '?', 12)} \u2192 {label(f.git_after or '?', 12)}" if (
+            getattr(f, "git_before", "") or getattr(f, "git_after", "")) else ""
+        ax.annotate(f"{f.kind} {f.change * 100:+.1f}%{refs}", (x[i], top), xytext=(4, 4 + 11 * (k % 2)),
+                    textcoords="offset points", color=color, fontsize=8, fontweight="bold", zorder=5,
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
+    ax.set_ylabel(label(p["unit"].iloc[0]) if "unit" in p and isinstance(p["unit"].iloc[0], str) else "value")
+    ax.set_ylim(top=top + (top - float(p["value"].min()) or top * 0.05) * 0.35)
+    if title:
+        ax.set_title(label(title), fontsize=10, loc="left")
+    if isinstance(x, pd.DatetimeIndex):
+        fig.autofmt_xdate()
+    return fig
+
+
 # ----------------------------------------------------------------------------- from the store
 
 
@@ -620,4 +674,6 @@ def plot(store: Store, kind: str, *, run_ids: list[str] | None = None, run_id: s
 
     points = nightly_points(store, metric=f"{metric}_ns")
     changes = detect_changes(points)
+    if not changes.empty:
+        changes = changes[changes["kind"].isin(("regression", "improvement", "drift"))]
     return trend_figure(points, changes, title=f"Nightly {metric} latency")

@@ -270,6 +270,7 @@ class JobRun:
         verdict = assess(self.samples.latencies("timed"), first_inference_ns=res.get("first_ns"),
                          requested_percentiles=job.policy.percentiles,
                          settings={"warmup": job.policy.warmup, "timed": job.policy.timed,
+                                   "timed_stop": (res.get("timed") or {}).get("stop_reason"),
                                    "affinity": list(job.policy.affinity), "backend": job.backend,
                                    **job.settings}).to_dict()
         extra = list((derived or {}).get("warnings") or []) + self._outputs_warning(res) + self._reconnect_warning()

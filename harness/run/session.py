@@ -257,13 +257,16 @@ class Runner:
         try:
             transport = self.make_transport(jobs[0].target)
             self._connect(transport)
-        except HilbenchError as exc:
+        except Exception as exc:  # noqa: BLE001 - a bug while connecting costs this device's jobs, stored
             if transport is not None:
                 transport.close()
+            why = str(exc) if isinstance(exc, HilbenchError) else (
+                f"{jobs[0].target.name}: hilbench failed to connect (a bug, please report it): "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}")
             for job in jobs:
                 if self.stop.is_set():
                     break
-                self._store_failure(job, new_id(), now_utc(), "transport", str(exc), None)
+                self._store_failure(job, new_id(), now_utc(), "transport", why, None)
             return
         unreachable: str | None = None
         try:

@@ -242,10 +242,18 @@ class Transport(ABC):
         measure at once). Default: the transport's name and the target's name."""
         return (target.transport, target.name)
 
+    @classmethod
+    def preflight(cls, target: Target) -> None:
+        """Check what this host can before anything runs (files the target names: an SSH identity, known_hosts);
+        raises ConfigError naming the file and where it was named. Default: nothing to check."""
+        return None
+
     def __init__(self, target: Target) -> None:
         self.target = target
         #: bytes shipped to the device since connect (agent, models, inputs)
         self.bytes_sent = 0
+        #: whether a connection was ever open: a failed first connection says ``connect``, a later one ``reconnect``
+        self.was_connected = False
 
     def __enter__(self) -> Transport:
         self.connect()
@@ -283,6 +291,7 @@ class Transport(ABC):
         stop-aware. An error for which ``final(error)`` is true (a refused host key or login) is not retried."""
         attempts = self.reconnect_attempts if attempts is None else attempts
         delay = self.reconnect_backoff_s if first_delay_s is None else first_delay_s
+        step = "reconnect" if self.was_connected else "connect"
         last: TransportError | None = None
         for attempt in range(attempts):
             if attempt:
@@ -292,20 +301,24 @@ class Transport(ABC):
                     time.sleep(delay)
                 delay = min(delay * 2, 8.0)
             if stop is not None and stop.is_set():
-                raise TransportError("interrupted (Ctrl-C) while reconnecting", target=self.target.name,
-                                     step="reconnect") from last
+                raise TransportError(f"interrupted (Ctrl-C) while {step}ing", target=self.target.name,
+                                     step=step) from last
             try:
                 self.connect()
-                return
             except TransportError as exc:
                 if final(exc):
                     raise
                 last = exc
+                continue
+            self.was_connected = True
+            return
         assert last is not None
         if attempts == 1:
             raise last
-        raise TransportError(f"no connection after {attempts} attempts: {last}", target=self.target.name,
-                             step="reconnect") from last
+        # the last error without its own "target: step: " when the step is the one named here
+        detail = last.detail if last.step in ("", step, "connect") else f"{last.step}: {last.detail}"
+        raise TransportError(f"no connection after {attempts} attempts: {detail}", target=self.target.name,
+                             step=step) from last
 
     def run_shell(self, command: str, timeout: float = 20.0) -> tuple[int, str]:
         """Run a short ``sh`` command on the device for doctor's platform checks (power mode, throttling):

@@ -36,11 +36,13 @@ dropped (the agent keeps running and journaling on the device).
 from __future__ import annotations
 
 import base64
+import codecs
 import contextlib
 import getpass
 import hashlib
 import io
 import json
+import locale
 import logging
 import os
 import select
@@ -58,11 +60,13 @@ import paramiko
 
 from harness.agent.bundle import MIN_PYTHON, agent_bundle
 from harness.config.targets import Target, shell_env
-from harness.errors import HilbenchError, HostKeyError, TransportError
+from harness.errors import ConfigError, HilbenchError, HostKeyError, TransportError
+from harness.files import read_utf8, utf8_problem
 from harness.transport import base as _base
 from harness.transport.base import PipeAgentProcess, Transport
 
-__all__ = ["SSHTransport", "SSHAgentProcess", "Endpoint", "resolve_endpoint", "USER_SSH_DIR"]
+__all__ = ["SSHTransport", "SSHAgentProcess", "Endpoint", "resolve_endpoint", "USER_SSH_DIR", "SetupError",
+           "identity_problem", "known_hosts_problem"]
 
 # paramiko logs a failed handshake as an ERROR with a traceback ("Exception (client): Error reading SSH
 # protocol banner"); with no handler of its own, Python's last-resort handler prints that on stderr.
@@ -76,6 +80,80 @@ USER_SSH_DIR = "~/.ssh"
 DISK_MARGIN_BYTES = 16 * 1024 * 1024
 
 _CHUNK = 256 * 1024
+
+#: How long a port may stay silent before hilbench asks it, on a second connection, what it speaks: an SSH
+#: server greets at once; an HTTP server waits for a request, and answers an SSH greeting with an HTTP error.
+GREETING_GRACE_S = 2.0
+#: The identification line sent on that second connection (RFC 4253, 4.2).
+_PROBE_GREETING = b"SSH-2.0-hilbench_probe\r\n"
+
+
+class SetupError(TransportError):
+    """A connection that retrying cannot help: a file on this side (identity, known_hosts, ~/.ssh/config) that
+    cannot be used, or a port where no SSH server listens. Neither the first connection nor a reconnect
+    retries it."""
+
+
+def identity_problem(path: str) -> str | None:
+    """Why the private key file ``path`` cannot log in, as the end of a sentence (``is a public key: give the
+    private key /k``); None when paramiko reads it as a private key (an encrypted one too: ssh-agent may hold it,
+    and login says what to do otherwise). A ``-cert.pub`` certificate names its key without the suffix."""
+    key_path = path[: -len("-cert.pub")] if path.endswith("-cert.pub") else path
+    p = Path(key_path)
+    if not p.exists():
+        return "not found"
+    if p.is_dir():
+        return "is a folder, not a key file"
+    try:
+        with p.open("rb") as f:
+            f.read(1)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    try:
+        paramiko.PKey.from_path(key_path)
+        return None
+    except (paramiko.PasswordRequiredException, TypeError):  # encrypted (cryptography says so with a TypeError)
+        return None
+    except Exception:  # noqa: BLE001 - the key classes below may still read it, as SSHClient.connect would
+        pass
+    for klass in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            klass.from_private_key_file(key_path)
+            return None
+        except paramiko.PasswordRequiredException:
+            return None
+        except Exception:  # noqa: BLE001 - not this kind of key
+            continue
+    try:
+        paramiko.PublicBlob.from_file(key_path)
+    except Exception:  # noqa: BLE001 - not a public key either
+        return "is not a private key (an OpenSSH or PEM Ed25519, ECDSA or RSA key)"
+    private = key_path[: -len(".pub")] if key_path.endswith(".pub") else ""
+    if private and os.path.isfile(private):
+        return f"is a public key: give the private key {private}"
+    return "is a public key: give the private key (the file without .pub)"
+
+
+def known_hosts_problem(path: str) -> str | None:
+    """Why the known_hosts file ``path`` cannot be read (``is not UTF-8 text (byte 0xe9 on line 3)``), as the end
+    of a sentence; None when paramiko reads it (a missing file is not a problem: nothing is known yet)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    # paramiko opens it as text in the locale's encoding (UTF-8 here, and in Python's UTF-8 mode)
+    encoding = codecs.lookup(locale.getpreferredencoding(False)).name
+    problem = utf8_problem(data, encoding)
+    if problem:
+        return (f"is {problem}: paramiko reads known_hosts as {'UTF-8' if encoding == 'utf-8' else encoding}; "
+                "remove or re-encode that line (an accented comment is enough)")
+    try:
+        paramiko.HostKeys(path)
+    except (OSError, ValueError, paramiko.SSHException) as exc:
+        return f"cannot be read ({exc})"
+    return None
 
 #: The most a helper command (:meth:`SSHTransport.run`) may send back, stdout and stderr together: a device that
 #: sends more is cut off with a one-line error, so host memory stays bounded whatever it does.
@@ -227,17 +305,18 @@ def resolve_endpoint(alias: str, *, user: str | None = None, port: int | None = 
     config_path = _ssh_dir() / "config"
     if use_ssh_config and config_path.is_file():
         try:
-            cfg = paramiko.SSHConfig.from_path(str(config_path)).lookup(alias)
+            cfg = paramiko.SSHConfig.from_text(read_utf8(config_path)).lookup(alias)
         except (OSError, paramiko.SSHException, ValueError) as exc:
-            raise TransportError(f"cannot read {config_path}: {exc}", target=alias, step="ssh config") from exc
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise SetupError(f"cannot read {config_path}: {why}", target=alias, step="ssh config") from exc
         host = cfg.get("hostname", alias)
         user = user or cfg.get("user")
         if port is None and cfg.get("port"):
             try:
                 port = int(cfg["port"])
             except ValueError:
-                raise TransportError(f"{config_path}: Port {cfg['port']!r} for {alias} is not a number",
-                                     target=alias, step="ssh config") from None
+                raise SetupError(f"{config_path}: Port {cfg['port']!r} for {alias} is not a number",
+                                 target=alias, step="ssh config") from None
         identities += [os.path.expanduser(p) for p in cfg.get("identityfile", []) if p]
         if not proxy_jump and cfg.get("proxyjump") and cfg["proxyjump"].lower() != "none":
             proxy_jump = cfg["proxyjump"]
@@ -349,9 +428,17 @@ class SSHAgentProcess(PipeAgentProcess):
             self.channel.close()
 
 
+def _where(target: Target, what: str) -> str:
+    """Where the user named a target's identity or known_hosts file: the command line or the target file's key."""
+    if target.source == "--target":
+        return f"--{what.replace('_', '-')}"
+    return f"{target.source}: ssh.{'identity_file' if what == 'identity' else what}:"
+
+
 def _refused(exc: TransportError) -> bool:
-    """A refused host key or login: retrying cannot help (reconnect gives up at once)."""
-    return isinstance(exc, HostKeyError) or isinstance(exc.__cause__, paramiko.AuthenticationException)
+    """A refused host key or login, a file here that cannot be used, a port where no SSH server listens:
+    retrying cannot help (connecting and reconnecting give up at once)."""
+    return isinstance(exc, (HostKeyError, SetupError)) or isinstance(exc.__cause__, paramiko.AuthenticationException)
 
 
 class SSHTransport(Transport):
@@ -392,6 +479,32 @@ class SSHTransport(Transport):
         self._known: dict[str, str] = {}  # device path -> sha256 verified on this connection
         self._lock = threading.Lock()
         self._upload_sent = 0
+
+    @classmethod
+    def preflight(cls, target: Target) -> None:
+        """What this host can check before anything runs, each failure a ConfigError naming the file and where it
+        was named: ~/.ssh/config readable, the identity file named (``ssh.identity_file`` / ``--identity``) a
+        private key, every known_hosts file readable."""
+        s = target.ssh
+        try:
+            ep = resolve_endpoint(target.host or "", user=target.user, port=target.port, identity_file=s.identity_file,
+                                  proxy_jump=s.proxy_jump, known_hosts=s.known_hosts, use_ssh_config=s.use_ssh_config)
+        except TransportError as exc:
+            raise ConfigError(str(exc)) from exc
+        if s.identity_file:
+            path = os.path.expanduser(s.identity_file)
+            problem = identity_problem(path)
+            if problem:
+                raise ConfigError(f"{_where(target, 'identity')} {path}: {problem}")
+        named = os.path.expanduser(s.known_hosts) if s.known_hosts else None
+        for path in ep.known_hosts_files:
+            problem = known_hosts_problem(path)
+            if problem:
+                where = _where(target, "known_hosts") + " " if path == named else "known_hosts file "
+                raise ConfigError(f"{where}{path}: {problem}")
+
+    def _identity_where(self) -> str:
+        return "fix --identity" if self.target.source == "--target" else f"fix ssh.identity_file in {self.target.source}"
 
     # ------------------------------------------------------------------ errors
     def _err(self, message: str, step: str, stderr_tail: str = "") -> TransportError:
@@ -505,10 +618,15 @@ class SSHTransport(Transport):
 
     def _open_client(self, ep: Endpoint, sock: Any, *, step: str, password_ok: bool = True) -> paramiko.SSHClient:
         s = self.settings
+        named = os.path.expanduser(s.identity_file) if s.identity_file else None
+        keys = []
         for key in ep.identity_files:
-            if s.identity_file and key == os.path.expanduser(s.identity_file) and not os.path.isfile(key):
-                raise self._err(f"identity file {key} not found: fix ssh.identity_file / --identity", step)
-        keys = [k for k in ep.identity_files if os.path.isfile(k)]
+            problem = identity_problem(key)
+            if problem and key == named:
+                raise SetupError(f"identity file {key} {problem} ({self._identity_where()})", target=self.target.name,
+                                 step=step)
+            if not problem:
+                keys.append(key)  # an IdentityFile of ~/.ssh/config that is missing or unreadable is skipped, as ssh does
         password = None
         if s.password_env and password_ok:
             password = os.environ.get(s.password_env)
@@ -518,10 +636,14 @@ class SSHTransport(Transport):
         client = paramiko.SSHClient()
         for path in ep.known_hosts_files:
             if os.path.isfile(path):
+                problem = known_hosts_problem(path)
                 try:
-                    client.load_system_host_keys(path)
-                except (OSError, paramiko.SSHException) as exc:
-                    raise self._err(f"cannot read known_hosts file {path}: {exc}", step) from exc
+                    if problem is None:
+                        client.load_system_host_keys(path)
+                except (OSError, ValueError, paramiko.SSHException) as exc:
+                    problem = f"cannot be read ({exc})"
+                if problem:
+                    raise SetupError(f"known_hosts file {path} {problem}", target=self.target.name, step=step)
         write_to = os.path.expanduser(s.known_hosts) if s.known_hosts else ep.known_hosts_files[-1]
         client.set_missing_host_key_policy(_Policy(self.target.name, ep, write_to, s.accept_new_host_keys,
                                                   inline=self.target.source == "--target"))
@@ -532,7 +654,7 @@ class SSHTransport(Transport):
                 raise self._translate(exc, step, ep) from exc
             self._tune_socket(sock)
             try:
-                self._await_banner(sock, ep, step)
+                self.greeting(sock, ep, step)
             except TransportError:
                 with contextlib.suppress(OSError):
                     sock.close()
@@ -556,12 +678,40 @@ class SSHTransport(Transport):
             transport.set_keepalive(max(1, int(s.keepalive_s)))
         return client
 
-    def _await_banner(self, sock: socket.socket, ep: Endpoint, step: str) -> None:
-        """Wait (``connect_timeout_s``) for the server's first line without consuming it, so that a port
-        where nothing speaks SSH is one clear error, not a handshake failing deep inside paramiko."""
+    def greeting(self, sock: socket.socket, ep: Endpoint, step: str) -> str:
+        """The server's first line on ``sock``, read without consuming it (``connect_timeout_s``), so that a port
+        where nothing speaks SSH is one clear error, not a handshake failing deep inside paramiko: "" for a server
+        that speaks SSH only once spoken to. A port silent for :data:`GREETING_GRACE_S` is asked what it speaks on a
+        second connection (an HTTP server waits for a request: it is told apart in seconds, not after the timeout)."""
         where = f"{ep.host}:{ep.port}"
         timeout = self.settings.connect_timeout_s
-        end = time.monotonic() + timeout
+        start = time.monotonic()
+        seen, state = self._peek_line(sock, start + min(GREETING_GRACE_S, timeout / 2), step, ep)
+        if state == "silent":
+            answer = self._ask_greeting(ep, step, start + timeout)
+            if answer.startswith(b"SSH-"):
+                return ""  # an SSH server that waits for the client's line: paramiko sends it
+            if answer:
+                first = answer.split(b"\n", 1)[0].decode("ascii", "replace").strip()
+                raise SetupError(f"{where} is not an SSH server (it said nothing until spoken to, then answered "
+                                 f"an SSH greeting with {first[:40]!r}): check the port", target=self.target.name,
+                                 step=step)
+            seen, state = self._peek_line(sock, start + timeout, step, ep)
+        if state == "silent":
+            raise self._err(f"no answer from {where} within {timeout:g} s: the port accepts connections but "
+                            "nothing there speaks SSH (sshd hung or overloaded, or the wrong port?)", step)
+        if not seen:
+            raise self._err(f"{where} closed the connection without an SSH greeting: is sshd healthy there (its "
+                            "MaxStartups, its log), and is the port right?", step)
+        first = seen.split(b"\n", 1)[0].decode("ascii", "replace").strip()
+        if not seen.startswith(b"SSH-"):
+            raise SetupError(f"{where} is not an SSH server (it said {first[:40]!r}): check the port",
+                             target=self.target.name, step=step)
+        return first
+
+    def _peek_line(self, sock: socket.socket, end: float, step: str, ep: Endpoint) -> tuple[bytes, str]:
+        """What ``sock`` holds by ``end`` (monotonic), up to its first line, left unread; and ``"line"`` (a line or
+        255 bytes), ``"closed"`` (the peer closed) or ``"silent"`` (no byte yet)."""
         seen = b""
         try:
             while b"\n" not in seen and len(seen) < 255:
@@ -571,25 +721,38 @@ class SSHTransport(Transport):
                 sock.settimeout(left)
                 data = sock.recv(256, socket.MSG_PEEK)
                 if not data:
-                    break
+                    return seen, "closed"
                 if data == seen:  # nothing new yet: wait a little for the rest of the line
                     time.sleep(0.01)
                 seen = data
-        except TimeoutError as exc:
-            if not seen:
-                raise self._err(f"no answer from {where} within {timeout:g} s: the port accepts connections but "
-                                "nothing there speaks SSH (sshd hung or overloaded, or the wrong port?)", step) from exc
+        except TimeoutError:
+            return seen, "line" if seen else "silent"
         except OSError as exc:
             raise self._translate(exc, step, ep) from exc
         finally:
             with contextlib.suppress(OSError):
-                sock.settimeout(timeout)
-        if not seen:
-            raise self._err(f"{where} closed the connection without an SSH greeting: is sshd healthy there (its "
-                            "MaxStartups, its log), and is the port right?", step)
-        if not seen.startswith(b"SSH-"):
-            first = seen.split(b"\n", 1)[0].decode("ascii", "replace").strip()
-            raise self._err(f"{where} is not an SSH server (it said {first[:40]!r}): check the port", step)
+                sock.settimeout(self.settings.connect_timeout_s)
+        return seen, "line"
+
+    def _ask_greeting(self, ep: Endpoint, step: str, end: float) -> bytes:
+        """On a second connection, send an SSH identification line and return the first line answered by ``end``
+        (b"" when none came or the server closed it)."""
+        data = b""
+        try:
+            with socket.create_connection((ep.host, ep.port), timeout=max(0.1, end - time.monotonic())) as probe:
+                probe.sendall(_PROBE_GREETING)
+                while b"\n" not in data and len(data) < 255:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        break
+                    probe.settimeout(left)
+                    chunk = probe.recv(256)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError:  # refused, reset or timed out: what arrived is the answer (the main socket is still read)
+            pass
+        return data
 
     def _tune_socket(self, sock: socket.socket) -> None:
         """No Nagle delay on small requests; notice a dead peer within about 3 keepalive intervals,

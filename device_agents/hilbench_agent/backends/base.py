@@ -154,8 +154,20 @@ def resolve_shape(spec, shapes):
     return list(spec.shape)
 
 
+def check_shape_names(specs, shapes):
+    """Every input the job's ``shapes`` names must be one of the model's: a typo would otherwise be ignored
+    (and the input it meant generated at the model's own shape, or refused as dynamic)."""
+    names = [s.name for s in specs]
+    unknown = sorted(str(k) for k in (shapes or {}) if k not in names)
+    if unknown:
+        raise AgentError("input", "[models.inputs] shapes names %s %s, which the model does not have (its inputs: %s)"
+                         % ("input" if len(unknown) == 1 else "inputs", ", ".join(repr(u) for u in unknown),
+                            ", ".join(names) or "none"))
+
+
 def generate_inputs(specs, shapes=None, seed=0):
     """Arrays for every input from the model's declared shapes, dtypes and quantisation."""
+    check_shape_names(specs, shapes)
     import numpy as np
 
     rng = np.random.RandomState(seed)
@@ -191,6 +203,7 @@ def generate_inputs(specs, shapes=None, seed=0):
 
 def load_inputs(path, specs, shapes=None):
     """Arrays read from a user's .npy (single-input models) or .npz (keyed by input name)."""
+    check_shape_names(specs, shapes)
     import numpy as np
 
     if not os.path.isfile(path):
