@@ -17,21 +17,34 @@ if str(AGENT_DIR) not in sys.path:
     sys.path.insert(0, str(AGENT_DIR))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _device_lock_dir(tmp_path_factory: pytest.TempPathFactory):
+_LOCK_DIR: tuple[str | None, str] | None = None  # (HILBENCH_LOCK_DIR before, the test session's folder)
+
+
+def pytest_configure(config: pytest.Config) -> None:
     """Agents the tests start on this machine take the device lock (docs/reliability.md) in a folder of this
     test session, not in /tmp: another test session on the same machine (a CI run, a colleague's) is another
-    "device", and never waits for this one."""
+    "device", and never waits for this one. Set before the test modules are imported, so that an environment a
+    module copies at import (``dict(os.environ, ...)``) has it too."""
     import os
+    import tempfile
 
-    folder = tmp_path_factory.mktemp("device-lock")
-    before = os.environ.get("HILBENCH_LOCK_DIR")
-    os.environ["HILBENCH_LOCK_DIR"] = str(folder)
-    yield folder
+    global _LOCK_DIR
+    _LOCK_DIR = (os.environ.get("HILBENCH_LOCK_DIR"), tempfile.mkdtemp(prefix="hilbench-test-device-lock-"))
+    os.environ["HILBENCH_LOCK_DIR"] = _LOCK_DIR[1]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import os
+    import shutil
+
+    if _LOCK_DIR is None:
+        return
+    before, folder = _LOCK_DIR
     if before is None:
         os.environ.pop("HILBENCH_LOCK_DIR", None)
     else:
         os.environ["HILBENCH_LOCK_DIR"] = before
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
