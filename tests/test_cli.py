@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.helpers import ctrl_c_mid_run
+from support.helpers import SYNTH, ctrl_c_mid_run
 
 from harness import open_store
 from harness.cli import main
@@ -24,19 +24,6 @@ def write_plan(tmp: Path, body: str, name: str = "plan.toml") -> Path:
     return path
 
 
-SYNTH = """
-name = "synth"
-[[models]]
-name = "fake"
-backends = ["synthetic"]
-[backends.synthetic]
-latency_ms = [0.2, 0.4]
-jitter_ms = 0.02
-[policy]
-warmup = 5
-timed = { count = 80 }
-telemetry = false
-"""
 
 
 @pytest.mark.slow

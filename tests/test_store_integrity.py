@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support.helpers import missing_in_ci
+from support.helpers import SYNTH, missing_in_ci
 
 from harness import open_store
 from harness.cli import main
@@ -37,19 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "device_agents"),
                                                     os.environ.get("PYTHONPATH", "")])}
 
-SYNTH = """
-name = "synth"
-[[models]]
-name = "fake"
-backends = ["synthetic"]
-[backends.synthetic]
-latency_ms = [0.2, 0.4]
-jitter_ms = 0.02
-[policy]
-warmup = 5
-timed = { count = 80 }
-telemetry = false
-"""
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -83,3 +83,19 @@ def ctrl_c_mid_run(run_args: list[str], ready: Callable[[], T | None], *, presse
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     return value, err
+
+
+#: A two-job plan on the synthetic STAND-IN backend (no model file): what CLI and store tests run.
+SYNTH = """
+name = "synth"
+[[models]]
+name = "fake"
+backends = ["synthetic"]
+[backends.synthetic]
+latency_ms = [0.2, 0.4]
+jitter_ms = 0.02
+[policy]
+warmup = 5
+timed = { count = 80 }
+telemetry = false
+"""
