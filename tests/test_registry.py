@@ -22,7 +22,7 @@ from hilbench_agent.backends import (
     canonical_name,
     validate_settings,
 )
-from hilbench_agent.backends.base import Backend, Setting
+from hilbench_agent.backends.base import COMMON_SETTINGS, Backend, Setting
 from support.helpers import missing_in_ci, pyenv_python, run_agent, write_agent
 
 from harness.config.plan import expand_jobs, load_plan
@@ -41,7 +41,8 @@ def test_every_backend_module_is_registered_under_its_own_name():
         assert issubclass(cls, Backend) and cls.name == name
         assert all(isinstance(s, Setting) for s in cls.settings.values()), name
         assert set(cls.default_for) <= set(cls.model_suffixes or ()), name
-        assert SETTINGS[name] is cls.settings and MODEL_SUFFIXES[name] == cls.model_suffixes
+        # each backend's own settings plus those every backend takes (require_offload)
+        assert SETTINGS[name] == dict(COMMON_SETTINGS, **cls.settings) and MODEL_SUFFIXES[name] == cls.model_suffixes
     assert ALIASES == {"ort": "onnxruntime", "tflite": "litert", "trt": "tensorrt", "torch": "pytorch"}
     assert canonical_name("trt") == "tensorrt" and canonical_name("litert") == "litert"
 

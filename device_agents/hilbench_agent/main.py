@@ -21,7 +21,7 @@ import traceback
 
 from hilbench_agent import PROTOCOL_VERSION
 from hilbench_agent.backends import canonical_name, get_backend_class, probe_all, probe_some, validate_settings
-from hilbench_agent.backends.base import generate_inputs, load_inputs
+from hilbench_agent.backends.base import generate_inputs, load_inputs, offload_problem, offload_verdict
 from hilbench_agent.devicelock import DeviceLock, LockBusy, LockUnavailable, describe, held_s
 from hilbench_agent.memory import JobUsage
 from hilbench_agent.probe import hello_fields
@@ -67,7 +67,8 @@ def main(argv=None):
         run_job(channel, job)
         return 0
     except AgentError as exc:
-        channel.send("error", category=exc.category, message=exc.message)
+        extra = {"offload": exc.offload} if getattr(exc, "offload", None) is not None else {}
+        channel.send("error", category=exc.category, message=exc.message, **extra)
         return 2
     except KeyboardInterrupt:
         channel.send("error", category="interrupted", message="the agent was interrupted")
@@ -315,6 +316,11 @@ def _measure(channel, job, cls, backend_name, settings, sampler=None):
     one job on ``backend_name``, every phase announced on ``channel``; the result message's fields."""
     backend = cls()
     model_path = (job.get("model") or {}).get("path")
+    required = job.get("require_offload")
+    if required is None:
+        required = bool(settings.get("require_offload", False))
+    if required:
+        settings = dict(settings, require_offload=True)  # the backend asks its runtime for no CPU fallback
     usage = JobUsage()
     usage.before_load()
 
@@ -334,6 +340,10 @@ def _measure(channel, job, cls, backend_name, settings, sampler=None):
 
     specs, input_info, source = _bind_inputs(backend, job)
     invoke = backend.invoke
+    # Where the nodes run, before anything is timed: a partly offloaded run that must not be fails here.
+    offload = _offload(backend, False)
+    if offload is not None:
+        _check_offload(offload, required)
 
     channel.send("phase", phase="first", event="begin")
     t0 = clock()
@@ -359,6 +369,11 @@ def _measure(channel, job, cls, backend_name, settings, sampler=None):
     memory, cpu = usage.figures()
     effective = backend.effective_settings()
     sustained = _sustained_phase(channel, invoke, job, temps, gates, backend.take_gpu_ns)
+    if offload is None:
+        # A runtime that tells placement only from a run (an older ONNX Runtime's profiler): after the measured
+        # loops, in a session of its own, so nothing of it is timed.
+        offload = _offload(backend, True) or offload_verdict(None, source="the backend gave no verdict after the run")
+        _check_offload(offload, required)
     accuracy = None
     if job.get("eval") and backend.needs_model:
         # After the timed runs and the memory reading, so neither sees the evaluation set.
@@ -384,7 +399,31 @@ def _measure(channel, job, cls, backend_name, settings, sampler=None):
         "cooldown": gates or None,
         "sustained": sustained,
         "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "offload": offload,
     }
+
+
+def _offload(backend, after_run):
+    """The backend's offload verdict (None: ask again after the run); a failure to read it is a verdict with
+    null counts saying why, never a failed run (require_offload then fails it for being unverifiable)."""
+    try:
+        return backend.offload(after_run)
+    except AgentError:
+        raise
+    except Exception as exc:
+        text = str(exc).strip().splitlines()
+        return offload_verdict(None, source="reading where the nodes run failed: %s: %s"
+                               % (exc.__class__.__name__, text[0] if text else ""))
+
+
+def _check_offload(offload, required):
+    """``require_offload``: a run the accelerator did not run whole fails (category backend), naming the first
+    op left on the CPU; the error carries the verdict, so the failed run still stores it."""
+    problem = offload_problem(offload) if required else None
+    if problem:
+        exc = AgentError("backend", problem)
+        exc.offload = offload
+        raise exc
 
 
 def _invoke_checked(invoke):

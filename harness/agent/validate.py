@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness.agent.protocol import MAX_DEPTH
+from harness.analysis.offload import OffloadError, normalize as normalize_offload
 from harness.errors import ERROR_CATEGORIES, MessageError
 
 __all__ = ["Limits", "MessageChecker", "sanitize_hello", "phase_sample_cap", "MAX_OUTPUT_VALUES", "ITEM_OUTPUT_VALUES", "INT64_MIN", "INT64_MAX", "SAMPLE_PHASES", "PHASES"]
@@ -589,15 +590,27 @@ class MessageChecker:
             _obj(out, key, what)
         if "runner" in out:
             out["runner"] = _str(out, "runner", what, MAX_NAME)
+        if out.get("offload") is not None:
+            # The offload verdict (harness/analysis/offload.py): types, counts, bounded names; checked, not trusted.
+            try:
+                out["offload"] = normalize_offload(out["offload"])
+            except OffloadError as exc:
+                raise MessageError(f"{what}: offload: {exc}") from None
         return out
 
     def _error(self, msg: dict[str, Any]) -> dict[str, Any]:
         what = "error message"
         category = msg.get("category")
         message = _str(msg, "message", what, MAX_TEXT)
-        return {"type": "error",
-                "category": category if type(category) is str and category in ERROR_CATEGORIES else "agent",
-                "message": message or "unknown error"}
+        out = {"type": "error",
+               "category": category if type(category) is str and category in ERROR_CATEGORIES else "agent",
+               "message": message or "unknown error"}
+        if msg.get("offload") is not None:  # the verdict of a run require_offload failed
+            try:
+                out["offload"] = normalize_offload(_Walk(what).copy(msg["offload"], "offload"))
+            except OffloadError as exc:
+                raise MessageError(f"{what}: offload: {exc}") from None
+        return out
 
 
 #: The result's memory figures (KiB, >= 0) and CPU figures (seconds and cores, >= 0): hilbench_agent.memory.

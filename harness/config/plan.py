@@ -69,6 +69,9 @@ class Policy:
     #: how long a job waits for the device's lock while another run measures there (s; 0 = fail at once);
     #: None = as long as ``timeout_s``. The job's timeout starts once the lock is held.
     lock_wait_s: float | None = None
+    #: fail a run the accelerator did not run whole (harness/analysis/offload.py); a backend's own
+    #: ``require_offload`` setting overrides it
+    require_offload: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -91,6 +94,8 @@ class Policy:
             d["timeouts"] = self.phase_timeouts
         if self.lock_wait_s is not None:
             d["lock_wait_s"] = self.lock_wait_s
+        if self.require_offload:
+            d["require_offload"] = True
         return d
 
 
@@ -119,6 +124,11 @@ class Job:
             "policy": {k: v for k, v in self.policy.to_dict().items() if k != "lock_wait_s"},
         }
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def require_offload(self) -> bool:
+        """Whether a partly offloaded run fails: the backend's ``require_offload`` setting, else the policy's."""
+        return bool(self.settings.get("require_offload", self.policy.require_offload))
 
     def describe(self) -> str:
         settings = key_values(self.settings)
@@ -279,6 +289,7 @@ def _policy(r: TableReader) -> Policy:
         percentiles=tuple(percentiles),
         phase_timeouts=_phase_timeouts(r),
         lock_wait_s=_lock_wait_s(r),
+        require_offload=r.get("require_offload", bool, False),
         **thermal,
     )
     r.done()

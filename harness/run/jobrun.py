@@ -187,6 +187,8 @@ class JobRun:
         #: got it (the job's timeout does not run meanwhile)
         self.lock_wait_began: float | None = None
         self.lock_waited_s = 0.0
+        #: the offload verdict an error message carried (a run require_offload failed), checked
+        self.error_offload: dict[str, Any] | None = None
 
     def handle(self, msg: dict[str, Any], progress: Progress) -> None:
         if self._checker is None:
@@ -223,8 +225,21 @@ class JobRun:
             self.hello = msg
         elif kind == "result":
             self.result = msg
+            self._require_offload(msg)
         elif kind == "error":
             self.error = (msg["category"], msg["message"])
+            if msg.get("offload") is not None:
+                self.error_offload = msg["offload"]
+
+    def _require_offload(self, result: dict[str, Any]) -> None:
+        """``require_offload``: the agent fails a partly offloaded run itself; this catches what it could not (an
+        older agent that reports no verdict, a vendor runner's output) and fails the run the same way."""
+        from harness.analysis.offload import normalize, required_problem
+
+        if self.error is None and self.job.require_offload:
+            problem = required_problem(normalize(result.get("offload")))
+            if problem:
+                self.error = ("backend", problem)
 
     def _lock(self, msg: dict[str, Any], progress: Progress) -> None:
         now = time.monotonic()
@@ -387,8 +402,20 @@ class JobRun:
             "eval_sha256": job.model.eval.get("sha256") if job.model.eval else None,
             "device_lock": self._lock_column(),
             "reconnects": self.reconnects,
+            "offload": self._offload(res),
             **usage_columns(res, failed=status != "ok"),
         }
+
+    def _offload(self, res: dict[str, Any]) -> dict[str, Any]:
+        """The runs row's ``offload`` verdict (harness/analysis/offload.py), as checked with the result (or the
+        error that require_offload raised); a run whose agent sent none says why it is unknown."""
+        from harness.analysis.offload import normalize, not_reported
+
+        if self.result is None:
+            if self.error_offload is not None:
+                return self.error_offload
+            return not_reported("the run ended before the agent reported its offload")
+        return normalize(res.get("offload")) if res.get("offload") is not None else not_reported()
 
     def _lock_column(self) -> dict[str, Any] | None:
         """The runs row's ``device_lock``: where the lock was, whether the job got it, how long it waited and

@@ -443,6 +443,7 @@ class Runner:
             "telemetry": telemetry,
             "idle_s": job.policy.idle_s if telemetry["enabled"] else 0,
             "sustained": job.policy.sustained,
+            "require_offload": job.require_offload,
             "cooldown": dict(job.policy.cooldown, root=job.target.telemetry.get("root")) if job.policy.cooldown else None,
             **({"eval": dict(job.model.eval, path=paths.get("eval"))} if job.model.eval else {}),
             "lock": {"wait_s": self.lock_wait_s(job), "setting": "--no-wait" if self.no_wait else "policy.lock_wait_s",

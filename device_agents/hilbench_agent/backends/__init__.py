@@ -17,7 +17,7 @@ so the registry loads on a bare Python.
 import importlib
 import pkgutil
 
-from hilbench_agent.backends.base import Backend
+from hilbench_agent.backends.base import COMMON_SETTINGS, Backend
 from hilbench_agent.protocol import AgentError
 
 
@@ -40,7 +40,7 @@ def _discover():
 BACKENDS = _discover()
 
 #: backend name -> {setting: Setting}: the single schema of every backend's job settings
-SETTINGS = dict((name, cls.settings) for name, cls in BACKENDS.items())
+SETTINGS = dict((name, dict(COMMON_SETTINGS, **cls.settings)) for name, cls in BACKENDS.items())
 
 #: Aliases users may write in plans.
 ALIASES = dict((alias, name) for name, cls in BACKENDS.items() for alias in cls.aliases)

@@ -51,6 +51,54 @@ class Setting(object):
         return None
 
 
+#: Settings every backend takes (the registry adds them to each backend's own).
+COMMON_SETTINGS = {
+    "require_offload": Setting((bool,), "fail the run unless the accelerator ran every node (overrides the "
+                               "policy's require_offload)"),
+}
+
+
+def offload_verdict(accelerator, total=None, accelerated=None, cpu=None, partitions=None, cpu_ops=(), source="",
+                    **extra):
+    """The per-run offload verdict (docs/backends.md, "Offload verdicts"): the dict the agent sends as the result's
+    ``offload``; counts None where the runtime cannot tell, and ``source`` saying where they came from or why not.
+    ``cpu_ops``: op types in graph order (distinct, at most 32 of at most 64 characters are kept)."""
+    ops = []
+    for op in cpu_ops:
+        op = str(op)[:64]
+        if op not in ops:
+            ops.append(op)
+        if len(ops) >= 32:
+            break
+    out = {"accelerator": accelerator, "nodes_total": total, "nodes_accelerated": accelerated, "nodes_cpu": cpu,
+           "partitions": partitions, "cpu_ops": ops, "source": source}
+    out.update((k, v) for k, v in extra.items() if v is not None)
+    return out
+
+
+def offload_problem(offload):
+    """Why a run with ``require_offload`` fails (one line), or None: the agent's copy of the host's rule
+    (harness/analysis/offload.py ``required_problem``)."""
+    offload = offload or {}
+    accelerator = offload.get("accelerator")
+    if accelerator == "cpu":
+        return None
+    source = offload.get("source") or "no source given"
+    if accelerator is None:
+        return "require_offload: the offload could not be verified (%s)" % source
+    total, acc, cpu = offload.get("nodes_total"), offload.get("nodes_accelerated"), offload.get("nodes_cpu")
+    ops = offload.get("cpu_ops") or []
+    if cpu:
+        first = "; the first op left on the CPU is %s" % ops[0] if ops else ""
+        return "require_offload: %d of %s nodes ran on the CPU, not on %s%s (%s)" % (
+            cpu, total if total is not None else "?", accelerator, first, source)
+    if total is None or acc is None:
+        return "require_offload: how much of the model %s ran could not be verified (%s)" % (accelerator, source)
+    if acc < total:
+        return "require_offload: only %d of %d nodes ran on %s (%s)" % (acc, total, accelerator, source)
+    return None
+
+
 class Backend(object):
     """Life cycle: ``probe()`` (class method, never raises) -> ``load(model, settings)``
     -> ``input_specs()`` -> ``set_inputs({name: array})`` -> ``invoke()`` many times
@@ -105,6 +153,13 @@ class Backend(object):
     def effective_settings(self):
         """Settings as the runtime applied them (threads, providers, delegates)."""
         return {}
+
+    def offload(self, after_run=False):
+        """The offload verdict (:func:`offload_verdict`): how much of the model the accelerator runs. The agent
+        asks after ``set_inputs`` (before the first inference; ``require_offload`` fails the run there) and, where
+        that answer was None (a runtime that can tell only from a run, off the timed loop), again with
+        ``after_run`` after the measured loops. The default says the backend does not tell."""
+        return offload_verdict(None, source="the %s backend does not report where its nodes run" % self.name)
 
     def take_gpu_ns(self):
         """The accelerator time (ns, CUDA events) of every ``invoke`` since the last call, in order, and forget

@@ -21,7 +21,7 @@ import os
 import platform
 import sys
 
-from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file
+from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file, offload_verdict
 from hilbench_agent.protocol import AgentError
 
 _UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
@@ -248,6 +248,9 @@ class CoreMLBackend(Backend):
 
         return [np.asarray(v) for v in self.model.predict(self._feeds).values()]
 
+    def offload(self, after_run=False):
+        return plan_offload(self._plan, self._units)
+
     def effective_settings(self):
         out = {"compute_units": self._units, "coremltools": self.ct.__version__, "macos": platform.mac_ver()[0],
                "compiled": "cache" if (self._build or {}).get("cache") == "hit" else (
@@ -284,3 +287,36 @@ def _image(array, space):
     if space == _GRAYSCALE:
         return Image.fromarray(array, "L")
     return Image.fromarray(array.astype("float32"), "F")
+
+
+#: compute_units -> (the accelerator in the verdict, the plan's units that count as it)
+_ACCELERATORS = {"CPU_ONLY": ("cpu", ()), "CPU_AND_GPU": ("GPU", ("GPU",)), "CPU_AND_NE": ("ANE", ("NE",)),
+                 "ALL": ("ANE+GPU", ("NE", "GPU"))}
+
+
+def plan_offload(plan, units):
+    """The offload verdict from Core ML's compute plan (:meth:`CoreMLBackend._compute_plan`'s dict): operations
+    whose preferred unit is the Neural Engine or the GPU (as ``compute_units`` allows) are accelerated, those on the
+    CPU are not. A plan is Core ML's intent before running, not a trace, and the source says so."""
+    accelerator, counted = _ACCELERATORS.get(units, (units, ()))
+    if plan is None:
+        return offload_verdict(accelerator, source="compute_plan = false: Core ML's compute plan was not read")
+    if not plan.get("available"):
+        return offload_verdict(accelerator, source="no Core ML compute plan: %s" % plan.get("reason", "unknown"))
+    by_unit = plan.get("ops_by_unit") or {}
+    total = int(plan.get("operations") or 0)
+    source = "Core ML compute plan (MLComputePlan): each operation's preferred compute unit, before running"
+    if accelerator == "cpu":
+        return offload_verdict("cpu", total, 0, by_unit.get("CPU", 0), 0, (), source + "; compute_units = CPU_ONLY",
+                               devices=by_unit)
+    listed = plan.get("ops") or []
+    partitions, inside = 0, False
+    for op in listed:
+        here = op.get("unit") in counted
+        if here and not inside:
+            partitions += 1
+        inside = here
+    accelerated = sum(by_unit.get(u, 0) for u in counted)
+    cpu_ops = [op.get("op", "?") for op in listed if op.get("unit") == "CPU"]
+    return offload_verdict(accelerator, total, accelerated, by_unit.get("CPU", 0),
+                           partitions if len(listed) == total else None, cpu_ops, source, devices=by_unit)

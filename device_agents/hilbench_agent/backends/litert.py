@@ -1,7 +1,22 @@
-"""LiteRT backend (ai-edge-litert), falling back to tflite-runtime or TensorFlow Lite."""
+"""LiteRT backend (ai-edge-litert), falling back to tflite-runtime or TensorFlow Lite.
 
-from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file
+Where the nodes run (the offload verdict, docs/backends.md "Offload verdicts") is read from the interpreter's
+node list (``_get_ops_details()``): each delegate partition is a ``DELEGATE`` node appended after the model's
+own nodes, taking the partition's inputs and giving its outputs, so the model's nodes it replaced are those
+between the two. Delegates given in the job are applied when the interpreter is made, the default XNNPACK one at
+``allocate_tensors``, so the node list read in between tells them apart: with an external delegate (Edge TPU,
+GPU, NNAPI, ...) the nodes XNNPACK took still run on the CPU.
+"""
+
+import os
+
+from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file, offload_verdict
 from hilbench_agent.protocol import AgentError
+
+#: the Edge TPU compiler's custom op: a compiled subgraph the Edge TPU delegate runs
+EDGETPU_OP = "edgetpu-custom-op"
+#: ``delegate = "gpu"``: the GPU delegate's library names, tried in order
+GPU_DELEGATES = ("libtensorflowlite_gpu_delegate.so", "libtensorflowlite_gpu_gl.so")
 
 
 def _import_interpreter():
@@ -76,14 +91,23 @@ class LiteRTBackend(Backend):
                 raise AgentError("backend", "%s %s cannot turn XNNPACK off" % (package, version))
             kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         delegate_path = settings.get("delegate")
-        if delegate_path:
+        if delegate_path == "gpu":
+            delegate_path = _gpu_delegate(mod, settings.get("delegate_options") or {})
+            kwargs["experimental_delegates"] = [delegate_path[1]]
+            delegate_path = delegate_path[0]
+        elif delegate_path:
             try:
                 delegate = mod.load_delegate(delegate_path, settings.get("delegate_options") or {})
             except Exception as exc:
                 raise AgentError("backend", "cannot load delegate %s: %s" % (delegate_path, str(exc).splitlines()[0] if str(exc) else exc))
             kwargs["experimental_delegates"] = [delegate]
+        self._delegate_path = delegate_path
+        self._external_nodes = None
         try:
             self.interp = mod.Interpreter(**kwargs)
+            if delegate_path:
+                # The job's delegate is applied by now, XNNPACK not yet (it comes with allocate_tensors).
+                self._external_nodes = _delegate_nodes(self.interp)
             self.interp.allocate_tensors()
         except ValueError as exc:
             raise AgentError("model", "LiteRT cannot load %s: %s" % (model_path, str(exc).splitlines()[0]))
@@ -128,6 +152,18 @@ class LiteRTBackend(Backend):
     def outputs(self):
         return [self.interp.get_tensor(d["index"]) for d in self.interp.get_output_details()]
 
+    def offload(self, after_run=False):
+        delegate = self._delegate_path
+        xnnpack = bool(self._settings.get("xnnpack", True))
+        accelerator = _accelerator_name(delegate) if delegate else ("XNNPACK" if xnnpack else "cpu")
+        try:
+            nodes = self.interp._get_ops_details()
+        except Exception as exc:
+            return offload_verdict(accelerator, source="%s %s does not list its nodes (_get_ops_details: %s)"
+                                   % (self.package, self.version, str(exc).splitlines()[0] if str(exc) else exc))
+        return litert_verdict(nodes, accelerator, self._external_nodes if delegate else None,
+                              "%s %s node list (_get_ops_details)" % (self.package, self.version))
+
     def effective_settings(self):
         return {
             "runtime": self.package,
@@ -138,3 +174,80 @@ class LiteRTBackend(Backend):
 
     def close(self):
         self.interp = None
+
+
+def _gpu_delegate(mod, options):
+    """(library, delegate) of LiteRT's GPU delegate (``delegate = "gpu"``), or a one-line error saying how to get it."""
+    errors = []
+    for name in GPU_DELEGATES:
+        try:
+            return name, mod.load_delegate(name, options)
+        except Exception as exc:
+            errors.append("%s: %s" % (name, str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__))
+    raise AgentError("backend", "delegate = \"gpu\": the LiteRT GPU delegate is not on this device (%s): build "
+                     "libtensorflowlite_gpu_delegate.so for it (bazel build //tensorflow/lite/delegates/gpu:"
+                     "libtensorflowlite_gpu_delegate.so) and put it on LD_LIBRARY_PATH, or give its path as delegate"
+                     % "; ".join(errors))
+
+
+def _accelerator_name(path):
+    """What a delegate library is called in the verdict: edgetpu, GPU, NNAPI, Hexagon, else its file name."""
+    base = os.path.basename(str(path)).lower()
+    for word, name in (("edgetpu", "edgetpu"), ("gpu", "GPU"), ("nnapi", "NNAPI"), ("hexagon", "Hexagon"),
+                       ("qnn", "QNN"), ("xnnpack", "XNNPACK")):
+        if word in base:
+            return name
+    return os.path.basename(str(path))[:64]
+
+
+def _delegate_nodes(interp):
+    """The indices of the DELEGATE nodes the interpreter has now, or None where it cannot list them."""
+    try:
+        return set(n["index"] for n in interp._get_ops_details() if n.get("op_name") == "DELEGATE")
+    except Exception:
+        return None
+
+
+def _partition(node, model_nodes, producer):
+    """The model's nodes a DELEGATE ``node`` replaced: walking back from its outputs to its inputs."""
+    inputs = set(int(t) for t in node.get("inputs", ()))
+    stack = [int(t) for t in node.get("outputs", ())]
+    part = set()
+    while stack:
+        index = producer.get(stack.pop())
+        if index is None or index in part:
+            continue
+        part.add(index)
+        stack.extend(int(t) for t in model_nodes[index].get("inputs", ()) if int(t) >= 0 and int(t) not in inputs)
+    return part
+
+
+def litert_verdict(nodes, accelerator, external, source):
+    """The offload verdict of a LiteRT node list (``_get_ops_details()``). ``external``: the indices of the DELEGATE
+    nodes the job's own delegate made (read before ``allocate_tensors``), None when the job named no delegate (then
+    every DELEGATE node is XNNPACK's, the accelerator)."""
+    model_nodes = dict((n["index"], n) for n in nodes if n.get("op_name") != "DELEGATE")
+    delegates = [n for n in nodes if n.get("op_name") == "DELEGATE"]
+    producer = {}
+    for index in sorted(model_nodes):
+        for t in model_nodes[index].get("outputs", ()):
+            producer[int(t)] = index
+    mine = [d for d in delegates if external is None or d["index"] in external]
+    accelerated = set()
+    for d in mine:
+        accelerated |= _partition(d, model_nodes, producer)
+    partitions = len(mine)
+    if accelerator == "edgetpu":
+        # Each Edge TPU custom op is a compiled subgraph the Edge TPU runs.
+        custom = set(i for i, n in model_nodes.items() if n.get("op_name") == EDGETPU_OP) - accelerated
+        accelerated |= custom
+        partitions += len(custom)
+    total = len(model_nodes)
+    if accelerator == "cpu":
+        return offload_verdict("cpu", total, 0, total, 0, (), source + "; XNNPACK is off: builtin kernels only")
+    left = [model_nodes[i].get("op_name", "?") for i in sorted(model_nodes) if i not in accelerated]
+    how = ("%d %s partition(s) replace %d of %d nodes" % (partitions, accelerator, len(accelerated), total))
+    if external is not None and len(delegates) > len(mine):
+        how += "; the XNNPACK partitions of the rest run on the CPU"
+    return offload_verdict(accelerator, total, len(accelerated), total - len(accelerated), partitions, left,
+                           "%s: %s" % (source, how))

@@ -16,7 +16,7 @@ latency are the events themselves. ``cuda_graph`` captures the forward pass once
 
 import json
 
-from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file
+from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file, offload_verdict
 from hilbench_agent.protocol import AgentError
 
 _SUFFIXES = (".pt", ".pt2")
@@ -244,6 +244,14 @@ class PyTorchBackend(Backend):
         taken = list(self._gpu)
         self._gpu[:] = []
         return taken
+
+    def offload(self, after_run=False):
+        """PyTorch runs every op on the device the module and its inputs were moved to; it keeps no placement
+        record to count from (an op may still copy to the CPU inside the model), so the counts stay null."""
+        if self.device.type == "cpu":
+            return offload_verdict("cpu", source="PyTorch on the CPU: no accelerator was asked for")
+        return offload_verdict("cuda", source="PyTorch on %s: the module and inputs were moved there; PyTorch keeps "
+                               "no per-op placement record, so hilbench does not count nodes" % self.device)
 
     def effective_settings(self):
         torch = self.torch

@@ -9,7 +9,7 @@ import os
 import random
 import time
 
-from hilbench_agent.backends.base import Backend, InputSpec, Setting
+from hilbench_agent.backends.base import Backend, InputSpec, Setting, offload_verdict
 from hilbench_agent.protocol import AgentError
 
 
@@ -29,6 +29,8 @@ class SyntheticBackend(Backend):
         "hang_at": Setting((int,), "hang at this invoke (for testing)"),
         "gpu_fraction": Setting((int, float), "report a stand-in GPU time of this fraction of each invoke's "
                                 "latency (for testing gpu_ns; above 1 tests the clamp)", minimum=0),
+        "offload": Setting((dict,), "report this stand-in offload verdict, sent as it is (for testing the "
+                           "offload column, require_offload and compare)"),
     }
 
     @classmethod
@@ -92,6 +94,12 @@ class SyntheticBackend(Backend):
             return None
         taken, self._gpu = self._gpu, []
         return taken
+
+    def offload(self, after_run=False):
+        given = self._settings.get("offload")
+        if given is not None:
+            return dict(given)
+        return offload_verdict("cpu", source="the synthetic stand-in runs no model")
 
     def effective_settings(self):
         return {"stand_in": True, "latency_ms": self._mean_s * 1000.0, "jitter_ms": self._jitter_s * 1000.0}

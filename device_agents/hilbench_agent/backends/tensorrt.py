@@ -33,7 +33,7 @@ import json
 import os
 import time
 
-from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file
+from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file, offload_verdict
 from hilbench_agent.protocol import AgentError
 
 _ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -460,6 +460,12 @@ class TensorRTBackend(Backend):
         del self._gpu_ns[:]
         return taken
 
+    def offload(self, after_run=False):
+        """The offload verdict from the engine inspector's layers: TensorRT runs every layer on the GPU or a DLA
+        core, never on the CPU; with ``dla_core`` the DLA's share is the layers it runs (each DLA subgraph one
+        foreign-node layer), the rest having fallen back to the GPU."""
+        return engine_offload(self._layers, self._settings.get("dla_core"))
+
     def effective_settings(self):
         layers = self._layers
         out = {
@@ -625,3 +631,34 @@ def _engine_layers(trt, engine, dla_requested):
         out["layer_info"] = ("the engine lists layer names only: build it with detailed profiling verbosity "
                              "(trtexec --profilingVerbosity=detailed) to see precisions and placement")
     return out
+
+
+def engine_offload(layers, dla_core=None):
+    """The offload verdict of an engine's inspected layers (:func:`_engine_layers`' dict)."""
+    total = layers.get("layers")
+    devices = layers.get("layer_devices")
+    precisions = layers.get("layer_precisions")
+    source = "TensorRT engine inspector (IEngineInspector, JSON layer information)"
+    if total is None:
+        return offload_verdict("DLA:%d" % dla_core if dla_core is not None else "GPU",
+                               source="%s: %s" % (source, layers.get("layer_info", "no layer information")))
+    if dla_core is None:
+        return offload_verdict("GPU", total, total, 0, 1 if total else 0, (), source + ": TensorRT runs every layer "
+                               "on the GPU", precisions=precisions, devices=devices)
+    accelerator = "DLA:%d" % dla_core
+    if devices is None:
+        return offload_verdict(accelerator, total, None, 0, None, (), "%s: %s" % (
+            source, layers.get("layer_info", "the engine does not say which layers run on the DLA")))
+    on_dla = devices.get("DLA", 0)
+    placement = layers.get("layer_placement") or []
+    # Reformat layers move tensors to and from the DLA's memory formats: plumbing, not the model's layers.
+    plumbing = sum(1 for e in placement if e.get("device") != "DLA" and "reformat" in str(e.get("type", "")).lower())
+    total -= plumbing
+    gpu = [e for e in placement if e.get("device") != "DLA" and "reformat" not in str(e.get("type", "")).lower()]
+    how = "%d of %d layers on %s (each DLA subgraph is one layer; %d reformat layers not counted)" % (
+        on_dla, total, accelerator, plumbing)
+    if total > on_dla:
+        how += "; %d fell back to the GPU%s" % (total - on_dla, " (first: %s %s)" % (gpu[0]["type"], gpu[0]["name"])
+                                                 if gpu else "")
+    return offload_verdict(accelerator, total, on_dla, 0, on_dla, (), "%s: %s" % (source, how),
+                           precisions=precisions, devices=devices)
