@@ -522,6 +522,11 @@ class Store:
         ident.insert(ident.columns.get_loc("valid") + 1, "warnings",
                      [",".join(w["code"] for w in json.loads(v).get("warnings", [])) if isinstance(v, str) else ""
                       for v in runs["verdict"]])
+        from harness.analysis.offload import from_column, label, share
+
+        offload = [from_column(v) for v in runs["offload"]]
+        ident.insert(ident.columns.get_loc("backend") + 1, "offload", [label(d, short=True) for d in offload])
+        ident.insert(ident.columns.get_loc("offload") + 1, "offload_share", [share(d) for d in offload])
         durations = dict(zip(ident["run_id"], ident["timed_ns"], strict=False))
         stats = self._summaries_by_file(durations, set(all_ids))
         if stats is None:

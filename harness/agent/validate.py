@@ -592,6 +592,7 @@ class MessageChecker:
             out["runner"] = _str(out, "runner", what, MAX_NAME)
         if out.get("offload") is not None:
             # The offload verdict (harness/analysis/offload.py): types, counts, bounded names; checked, not trusted.
+            _obj(out, "offload", what)
             try:
                 out["offload"] = normalize_offload(out["offload"])
             except OffloadError as exc:
@@ -606,6 +607,7 @@ class MessageChecker:
                "category": category if type(category) is str and category in ERROR_CATEGORIES else "agent",
                "message": message or "unknown error"}
         if msg.get("offload") is not None:  # the verdict of a run require_offload failed
+            _obj(msg, "offload", what)
             try:
                 out["offload"] = normalize_offload(_Walk(what).copy(msg["offload"], "offload"))
             except OffloadError as exc:

@@ -153,6 +153,8 @@ class Comparison:
     only_candidate: list[str] = field(default_factory=list)
     alpha: float = DEFAULT_ALPHA
     min_change: float = DEFAULT_MIN_CHANGE
+    #: configurations compared although their offload verdict changed (--allow-offload-change), with the change
+    offload_changed: list[str] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[PairResult]:
@@ -171,6 +173,7 @@ class Comparison:
             "pairs": [dict(asdict(p), regressed=p.regressed) for p in self.pairs],
             "only_baseline": self.only_baseline,
             "only_candidate": self.only_candidate,
+            "offload_changed": self.offload_changed,
         }
 
 
@@ -585,11 +588,31 @@ def _conclude(pair: PairResult, t: _Test, q_slower: float, q_faster: float, alph
                             with_history=pair.history_cv is not None)
 
 
+def _offload_changes(base_runs: pd.DataFrame, cand_runs: pd.DataFrame, common: list[_Key]) -> dict[_Key, str]:
+    """The configurations whose offload verdict differs between the sides (accelerator, or accelerated and total
+    nodes; harness/analysis/offload.py), each with the one-line reason."""
+    from harness.analysis.offload import differs, from_column
+
+    if "offload" not in base_runs.columns:
+        return {}
+    out: dict[_Key, str] = {}
+    for key in common:
+        base = [from_column(v) for v in base_runs.loc[base_runs["_key"] == key, "offload"]]
+        cand = [from_column(v) for v in cand_runs.loc[cand_runs["_key"] == key, "offload"]]
+        reason = next((r for b in base for c in cand for r in (differs(b, c),) if r), None)
+        if reason:
+            out[key] = f"offload changed: {reason}"
+    return out
+
+
 def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: float = DEFAULT_ALPHA,
             min_change: float = DEFAULT_MIN_CHANGE, metrics: Sequence[str] = tuple(METRICS),
-            seed: int = SEED, resamples: int = RESAMPLES, runs: pd.DataFrame | None = None) -> Comparison:
+            seed: int = SEED, resamples: int = RESAMPLES, runs: pd.DataFrame | None = None,
+            allow_offload_change: bool = False) -> Comparison:
     """Compare two selections of the store, configuration by configuration (see the module docstring).
-    ``runs`` is ``store.runs()`` when the caller has it already."""
+    ``runs`` is ``store.runs()`` when the caller has it already. Runs whose offload verdict differs (another
+    accelerator, or another share of the model on it) are not comparable: AnalysisError names the first,
+    unless ``allow_offload_change``, when they are compared with the change in each pair's note."""
     _check_metrics(metrics)
     runs = _ok_runs(store.runs() if runs is None else runs)
     base_runs, cand_runs = _sides(runs, baseline, candidate)
@@ -600,11 +623,21 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
                      only_candidate=[_fmt_key(k) for k in sorted(cand_keys - base_keys)])
     if not common:
         raise AnalysisError("baseline and candidate have no configuration (model, target, backend, settings) in common")
+    changed = _offload_changes(base_runs, cand_runs, common)
+    if changed and not allow_offload_change:
+        key, reason = next(iter(changed.items()))
+        more = f" (and {len(changed) - 1} more configuration{'s' if len(changed) > 2 else ''})" if len(changed) > 1 else ""
+        raise AnalysisError(f"{_fmt_key(key)}{more}: not comparable, {reason}: the accelerator ran another part of "
+                            "the model; --allow-offload-change compares them anyway")
     inputs = _load_inputs(store, runs, base_runs, cand_runs, common, metrics)
     tests = _test_pairs(base_runs, cand_runs, common, inputs, metrics, min_change, seed, resamples)
     for (pair, t), (q_slower, q_faster) in zip(tests, _bh_adjust(tests), strict=True):
         _conclude(pair, t, q_slower, q_faster, alpha)
+        key = (pair.model, pair.target, pair.backend, pair.settings)
+        if key in changed:
+            pair.note = "; ".join(x for x in (changed[key], pair.note) if x)
         out.pairs.append(pair)
+    out.offload_changed = [f"{_fmt_key(k)}: {reason}" for k, reason in changed.items()]
     return out
 
 
@@ -670,6 +703,7 @@ def format_comparison(c: Comparison, fmt: str = "table") -> str:
     head = [f"baseline:  {c.baseline.spec} ({c.baseline.description}; {len(c.baseline.run_ids)} runs)",
             f"candidate: {c.candidate.spec} ({c.candidate.description}; {len(c.candidate.run_ids)} runs)"]
     tail = [f"only in baseline: {k}" for k in c.only_baseline] + [f"only in candidate: {k}" for k in c.only_candidate]
+    tail += [f"compared anyway (--allow-offload-change): {k}" for k in c.offload_changed]
     if fmt == "markdown":
         lines = ["# hilbench compare", "", *[f"- {h}" for h in head], "", f"**{_headline(c)}**", "",
                  "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

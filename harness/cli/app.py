@@ -54,6 +54,8 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     c.add_argument("--min-change", type=float, default=2.0, help="smallest slowdown that counts, in %% (default 2)")
     c.add_argument("--metric", action="append", choices=tuple(METRICS),
                    help="only these metrics (repeatable; default all that are stored)")
+    c.add_argument("--allow-offload-change", action="store_true",
+                   help="compare runs whose offload verdict differs (another accelerator or share of the model)")
     store_arg(c)
     c.set_defaults(func=cmd_compare)
 

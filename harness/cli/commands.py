@@ -200,6 +200,7 @@ def format_summary(summary: Any, fmt: str) -> str:
             "target": r["target"],
             "backend": r["backend"],
             "settings": _fmt_settings(r["settings"]),
+            "offload": r.get("offload") or "unknown",
             "n": int(r["count"]) if ok and pd.notna(r.get("count")) else 0,
             "p50 ms": r["p50_ns"] / 1e6 if ok else float("nan"),
             "p99 ms": r["p99_ns"] / 1e6 if ok else float("nan"),
@@ -287,6 +288,24 @@ def _lock_text(lock: Any) -> str | None:
     return f"lock held{where}, no wait"
 
 
+def _offload_lines(value: Any) -> list[str]:
+    """``show``'s lines about the offload verdict: the share, its source, the ops left on the CPU."""
+    from harness.analysis.offload import from_column, label
+
+    d = from_column(value)
+    lines = [f"offload   {label(d)}" + (f"  ({d['source']})" if d["accelerator"] is not None and d["source"] else "")]
+    extra = [f"{d['partitions']} partition{'s' if d['partitions'] != 1 else ''}" if d.get("partitions") else "",
+             f"{d['nodes_cpu']} node{'s' if d['nodes_cpu'] != 1 else ''} on the CPU" if d.get("nodes_cpu")
+             and d["accelerator"] != "cpu" else "",
+             "precisions " + key_values(d["precisions"]) if d.get("precisions") else "",
+             "units " + key_values(d["devices"]) if d.get("devices") else ""]
+    if any(extra):
+        lines.append("          " + "; ".join(x for x in extra if x))
+    if d["cpu_ops"] and d["accelerator"] != "cpu":
+        lines.append("          left on the CPU: " + ", ".join(d["cpu_ops"]))
+    return lines
+
+
 def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> None:
     out.write(f"run {row['run_id']} (session {row['session_id']})\n")
     model = [str(row["model"])] + [str(v) for v in (row.get("model_path"),) if not _missing(v) and v]
@@ -297,6 +316,7 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
     out.write(f"  backend   {row['backend']}  {_fmt_settings(row['settings'])}\n")
     if row.get("effective_settings"):
         out.write(f"  effective {_fmt_settings(row['effective_settings'])}\n")
+    out.writelines(f"  {line}\n" for line in _offload_lines(row.get("offload")))
     facts = [f"{label}{row.get(key)}" for label, key in (("", "python"), ("agent ", "agent_version"), ("os ", "os"),
                                                         ("", "machine")) if not _missing(row.get(key)) and str(row.get(key))]
     if facts:  # a run that failed before the agent said hello knows none of them
@@ -427,7 +447,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.analysis.compare import METRICS
 
     result = compare(store, base, cand, alpha=args.alpha, min_change=args.min_change / 100.0, runs=runs,
-                     metrics=tuple(args.metric) if args.metric else tuple(METRICS))
+                     metrics=tuple(args.metric) if args.metric else tuple(METRICS),
+                     allow_offload_change=bool(getattr(args, "allow_offload_change", False)))
     if args.output:
         _write_output(format_comparison(result, args.format), args.output,
                       display=args.format in ("table", "markdown"))

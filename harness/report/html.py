@@ -137,6 +137,7 @@ def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms
         sustained = _sustained(run)
         rows.append({
             "model": r["model"], "target": r["target"], "backend": r["backend"], "settings": r["settings"],
+            "offload": r.get("offload") or "unknown",
             "run_id": r["run_id"], "session_id": r["session_id"], "count": int(r["count"]),
             "p50_ms": p50, "p50_lo": r["p50_ci_low_ns"] / 1e6, "p50_hi": r["p50_ci_high_ns"] / 1e6,
             "p99_ms": p99, "p99_lo": r["p99_ci_low_ns"] / 1e6, "p99_hi": r["p99_ci_high_ns"] / 1e6,
@@ -291,7 +292,8 @@ def _model_section(model: str, t: pd.DataFrame, deadline_ms: float) -> str:
         lines.append(
             f"<tr{cls}><td>{r['rank']}</td><td class='l'>{_esc(r['target'])}"
             f"{'<br><small>' + _esc(str(r['soc'])) + '</small>' if r['soc'] else ''}</td>"
-            f"<td class='l'>{_esc(r['backend'])}{'<br><small>' + _esc(settings) + '</small>' if settings else ''}</td>"
+            f"<td class='l'>{_esc(r['backend'])}{'<br><small>' + _esc(settings) + '</small>' if settings else ''}"
+            f"<br><small>offload {_esc(r['offload'])}</small></td>"
             f"<td>{_fmt(r['p50_ms'])} <small>[{_fmt(r['p50_lo'])}, {_fmt(r['p50_hi'])}]</small></td>"
             f"<td>{_fmt(r['p99_ms'])} <small>[{_fmt(r['p99_lo'])}, {_fmt(r['p99_hi'])}]</small></td>"
             f"<td>{_fmt(r['fps'])}</td>"
