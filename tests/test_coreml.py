@@ -211,6 +211,9 @@ def test_compiled_apart_cached_and_planned(converted, monkeypatch, tmp_path):
     assert plan["cost_by_unit"] == {"NE": pytest.approx(0.9), "CPU": pytest.approx(0.1)}
     assert plan["ops"][0] == {"op": "conv", "output": "c1", "unit": "NE", "supported": ["CPU", "GPU", "NE"],
                               "cost": 0.7}
+    offload = backend.offload()  # the per-run verdict, from the same plan
+    assert (offload["accelerator"], offload["nodes_total"], offload["nodes_accelerated"], offload["nodes_cpu"],
+            offload["partitions"], offload["cpu_ops"]) == ("ANE", 3, 2, 1, 2, ["reduce_mean"])
 
     again = CoreMLBackend()
     hit = again.prepare(model, settings)
@@ -230,6 +233,8 @@ def test_without_compute_plan_or_cache(converted, monkeypatch, tmp_path):
     backend.load(model, settings)
     plan = backend.effective_settings()["compute_plan"]
     assert plan["available"] is False and "macOS 14.4" in plan["reason"]  # the real MLComputePlan, no proxy here
+    offload = backend.offload()
+    assert offload["nodes_total"] is None and offload["source"].startswith("no Core ML compute plan: MLComputePlan")
 
 
 @pytest.mark.slow  # the module's conversion (coremltools, ~8 s once)

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from harness.agent.protocol import MAX_DEPTH
-from harness.analysis.offload import OffloadError, normalize as normalize_offload
+from harness.analysis.offload import OffloadError
+from harness.analysis.offload import normalize as normalize_offload
 from harness.errors import ERROR_CATEGORIES, MessageError
 
 __all__ = ["Limits", "MessageChecker", "sanitize_hello", "phase_sample_cap", "MAX_OUTPUT_VALUES", "ITEM_OUTPUT_VALUES", "INT64_MIN", "INT64_MAX", "SAMPLE_PHASES", "PHASES"]
@@ -603,9 +604,9 @@ class MessageChecker:
         what = "error message"
         category = msg.get("category")
         message = _str(msg, "message", what, MAX_TEXT)
-        out = {"type": "error",
-               "category": category if type(category) is str and category in ERROR_CATEGORIES else "agent",
-               "message": message or "unknown error"}
+        out: dict[str, Any] = {"type": "error",
+                                "category": category if type(category) is str and category in ERROR_CATEGORIES else "agent",
+                                "message": message or "unknown error"}
         if msg.get("offload") is not None:  # the verdict of a run require_offload failed
             _obj(msg, "offload", what)
             try:
