@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.agent.offload import OffloadError
+from harness.agent.offload import normalize as normalize_offload
 from harness.agent.protocol import MAX_DEPTH
-from harness.analysis.offload import OffloadError
-from harness.analysis.offload import normalize as normalize_offload
 from harness.errors import ERROR_CATEGORIES, MessageError
 
 __all__ = ["Limits", "MessageChecker", "sanitize_hello", "phase_sample_cap", "MAX_OUTPUT_VALUES", "ITEM_OUTPUT_VALUES", "INT64_MIN", "INT64_MAX", "SAMPLE_PHASES", "PHASES"]
