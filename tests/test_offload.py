@@ -129,7 +129,8 @@ def _ort_backend(model, **settings):
     return backend
 
 
-@pytest.mark.parametrize("model", ["digits_cnn_fp32.onnx", "mobilenet_v2_035_224_int8.onnx"])
+@pytest.mark.parametrize("model", ["digits_cnn_fp32.onnx",
+                                   pytest.param("mobilenet_v2_035_224_int8.onnx", marks=pytest.mark.slow)])
 def test_ort_cpu_placement_on_the_sample_models(model):
     ort = _ort()
     backend = _ort_backend(model)
@@ -318,7 +319,7 @@ def test_litert_gpu_delegate_missing_is_one_line_naming_the_library(monkeypatch)
 
 
 # ---------------------------------------------------------------------- TensorRT and Core ML (stand-ins)
-@pytest.mark.parametrize("version", ["8.5.2.2", "10.3.0"])
+@pytest.mark.parametrize("version", [pytest.param("8.5.2.2", marks=pytest.mark.slow), "10.3.0"])
 def test_tensorrt_inspector_feeds_the_verdict(monkeypatch, tmp_path, version):
     pytest.importorskip("onnx")
     from hilbench_agent.backends.tensorrt import TensorRTBackend
