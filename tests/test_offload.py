@@ -499,3 +499,7 @@ def test_run_stores_the_verdict_and_require_offload_fails_partial_runs(tmp_path,
     assert main(["results", "--store", str(store_dir)]) == 0
     table = capsys.readouterr().out
     assert "offload" in table.splitlines()[0] and "GPU 8/8 (100%)" in table
+    html = tmp_path / "report.html"
+    assert main(["report", "--store", str(store_dir), "--output", str(html), "--no-plots"]) == 0
+    page = html.read_text()
+    assert "<small>offload GPU 8/8 (100%)</small>" in page and "<small>offload cpu</small>" in page
