@@ -135,7 +135,7 @@ def test_ort_cpu_placement_on_the_sample_models(model):
     ort = _ort()
     backend = _ort_backend(model)
     d = backend.offload()
-    if d is None:  # an onnxruntime before 1.23: the placement comes from a profiled run after the loops
+    if d is None:  # an onnxruntime before 1.24: the placement comes from a profiled run after the loops
         d = backend.offload(after_run=True)
     d = normalize(d)
     assert d["accelerator"] == "cpu" and d["nodes_total"] > 0 and d["nodes_cpu"] == d["nodes_total"]
@@ -179,7 +179,7 @@ def test_ort_without_graph_assignment_profiles_one_run_after_the_loops(monkeypat
     _ort()
     from hilbench_agent.backends import onnxruntime as ort_backend
 
-    monkeypatch.setattr(ort_backend, "_records_assignment", lambda ort: False)  # as onnxruntime < 1.23
+    monkeypatch.setattr(ort_backend, "_records_assignment", lambda ort: False)  # as onnxruntime < 1.24
     backend = _ort_backend("digits_cnn_fp32.onnx", providers=[AZURE, "CPUExecutionProvider"]
                            if AZURE in ort_backend_available() else None)
     assert backend.offload() is None  # nothing before the timed loop

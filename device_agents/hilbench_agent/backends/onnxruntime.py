@@ -1,7 +1,7 @@
 """ONNX Runtime backend: any execution provider, thread and optimisation settings.
 
 Where the nodes run (the offload verdict, docs/backends.md "Offload verdicts") comes from the session itself:
-ONNX Runtime 1.23+ records each execution provider's subgraphs when the session is made
+ONNX Runtime 1.24+ records each execution provider's subgraphs when the session is made
 (``session.record_ep_graph_assignment_info``, read with ``get_provider_graph_assignment_info``); an older one
 tells only from a run, so a second session with profiling on runs the bound inputs once after the measured
 loops (its node events carry ``provider``) and is thrown away. A requested provider the session runs without
@@ -175,7 +175,7 @@ class OnnxRuntimeBackend(Backend):
             exc.offload = offload
             return exc
         return AgentError("backend", "require_offload: ONNX Runtime refused the session (%s): some nodes can run only "
-                          "on the CPU, not on %s; onnxruntime %s cannot say which at load (1.23+ can): run without "
+                          "on the CPU, not on %s; onnxruntime %s cannot say which at load (1.24+ can): run without "
                           "require_offload to see them in the stored offload verdict"
                           % (_NO_CPU_FALLBACK, self.accelerator, ort.__version__))
 
@@ -250,7 +250,7 @@ class OnnxRuntimeBackend(Backend):
         return self._profiled()
 
     def _profiled(self):
-        """Placement from a profiled run of the bound inputs in a second session (ONNX Runtime before 1.23)."""
+        """Placement from a profiled run of the bound inputs in a second session (ONNX Runtime before 1.24)."""
         if self._feeds is None:
             return offload_verdict(None, source="no inputs were bound, so no profiled run could say the placement")
         folder = tempfile.mkdtemp(prefix="hilbench-ort-")
@@ -301,7 +301,7 @@ def _one_line(exc):
 
 
 def _records_assignment(ort):
-    """Whether this ONNX Runtime records each provider's subgraphs at session creation (1.23+)."""
+    """Whether this ONNX Runtime records each provider's subgraphs at session creation (1.24+, onnxruntime PR 26781)."""
     return hasattr(getattr(ort, "InferenceSession", None), "get_provider_graph_assignment_info")
 
 
