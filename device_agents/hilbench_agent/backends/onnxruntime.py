@@ -267,7 +267,11 @@ class OnnxRuntimeBackend(Backend):
                 events = json.load(f)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        return _verdict(self.accelerator, _profiled_placement(events),
+        nodes = _profiled_placement(events)
+        if not nodes:
+            return offload_verdict(self.accelerator, source="onnxruntime %s's profile names no provider for its node "
+                                   "events: where the nodes ran is unknown" % self.ort.__version__)
+        return _verdict(self.accelerator, nodes,
                         "ONNX Runtime profiling (node events' provider) of one run in a second session after the "
                         "measured loops: the kernels it executed, after fusions")
 
