@@ -278,6 +278,25 @@ def test_agent_fails_a_partly_offloaded_litert_run_before_timing_it(tmp_path):
     assert code == 0 and label(normalize(msgs[-1]["offload"])) == "XNNPACK 7/8 (88%)"
 
 
+@pytest.mark.slow  # an agent process under Python 3.7
+def test_the_python37_agent_reports_and_enforces_the_verdict(tmp_path):
+    from support.helpers import missing_in_ci, pyenv_python
+
+    python = pyenv_python("3.7")
+    if python is None:
+        missing_in_ci("the Python 3.7 agent test", "no Python 3.7 (pyenv install 3.7)")
+    partial = {"accelerator": "NNAPI", "nodes_total": 4, "nodes_accelerated": 3, "nodes_cpu": 1, "cpu_ops": ["TopK"],
+               "source": "stand-in"}
+    job = {"v": 1, "job_id": "o37", "backend": "synthetic", "settings": {"latency_ms": 0.1, "offload": partial},
+           "warmup": {"count": 1}, "timed": {"count": 3}}
+    agent = write_agent(tmp_path)
+    code, msgs, _ = run_agent(python, agent, job)
+    assert code == 0 and msgs[-1]["offload"] == partial
+    code, msgs, _ = run_agent(python, agent, dict(job, settings=dict(job["settings"], require_offload=True)))
+    assert code == 2 and msgs[-1]["message"].startswith("require_offload: 1 of 4 nodes ran on the CPU, not on NNAPI")
+    assert msgs[-1]["offload"] == partial
+
+
 def _node(index, op, inputs, outputs):
     return {"index": index, "op_name": op, "inputs": np.array(inputs), "outputs": np.array(outputs)}
 
