@@ -486,12 +486,19 @@ def cmd_variants(args: argparse.Namespace) -> int:
     if plan_path.exists() and not args.force:
         raise AnalysisError(f"{plan_path}: already exists: remove it, write elsewhere with --out DIR, or use --force")
     made = make_variants(model, calibration=Path(args.calibration) if args.calibration else None, out_dir=out_dir,
-                         kinds=kinds, force=args.force)
+                         kinds=kinds, force=args.force, for_runtime=getattr(args, "for_runtime", None))
     snippet = plan_snippet(model, made, relative_to=out_dir, eval_data=Path(args.eval) if args.eval else None)
     _write_output(snippet, str(plan_path))
     for v in made:
         sys.stdout.write(f"{v.precision:5} {v.path}  {v.size_bytes / 1024:.1f} KiB  ({v.note})\n")
     sys.stdout.write(f"plan: {plan_path} (run it: hilbench run {plan_path})\n")
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from harness.prep.inspect import format_inspection, inspect_model
+
+    sys.stdout.write(format_inspection(inspect_model(Path(args.model)), args.format))
     return EXIT_OK
 
 
