@@ -381,13 +381,12 @@ def _inspect_coreml(path: Path) -> dict[str, Any]:
 
 
 def _inspect_torch(path: Path) -> dict[str, Any]:
+    if _read_head(path, 4) != b"PK\x03\x04":
+        raise ModelError(f"{path}: not a PyTorch archive (a TorchScript or exported-program file is a zip)")
     try:
         import torch
     except ImportError as exc:
         raise ModelError(f"{path}: reading a PyTorch model needs torch: pip install 'hilbench[pytorch]'") from exc
-    head = _read_head(path, 4)
-    if head != b"PK\x03\x04":
-        raise ModelError(f"{path}: not a PyTorch archive (a TorchScript or exported-program file is a zip)")
     try:
         if path.suffix.lower() == ".pt2":
             return _torch_export(torch.export.load(str(path)))

@@ -21,6 +21,9 @@ EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
 USB_IDS = (("1a6e", "089a"), ("18d1", "9302"))
 #: plan spellings of "the Edge TPU delegate", resolved to the platform's library name
 ALIASES = ("edgetpu", "libedgetpu")
+#: where the device's sysfs and dpkg status are (tests point them at stand-in trees)
+SYS_ROOT = "/"
+DPKG_STATUS = "/var/lib/dpkg/status"
 INSTALL_HINT = ("install libedgetpu1-std from Coral's apt repository (https://coral.ai/software/#debian-packages; "
                 "libedgetpu1-max for the faster clock)")
 
@@ -80,13 +83,14 @@ def refusal(name, compiled, delegate, allow_cpu_fallback):
 def load_error(library, exc):
     """The one-line error for an Edge TPU delegate that would not load."""
     reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-    return ("this device has no usable Edge TPU runtime (loading %s failed: %s): %s, and plug in the Coral "
+    return ("cannot load delegate %s (%s): this device has no usable Edge TPU runtime: %s, and plug in the Coral "
             "(USB) or install its PCIe driver (gasket-dkms)" % (library, reason, INSTALL_HINT))
 
 
-def interface(sys_root="/"):
+def interface(sys_root=None):
     """"pcie", "usb", "pcie+usb" or None: the Edge TPUs this device shows (/sys/class/apex for PCIe and M.2,
     the USB ids in /sys/bus/usb/devices), and how many."""
+    sys_root = sys_root or SYS_ROOT
     found = []
     apex = os.path.join(sys_root, "sys", "class", "apex")
     try:
@@ -118,11 +122,11 @@ def _read(path):
         return None
 
 
-def runtime_package(status_path="/var/lib/dpkg/status"):
+def runtime_package(status_path=None):
     """(clock, "package version") from dpkg's status file: libedgetpu1-max runs the Edge TPU at its maximum
     clock, libedgetpu1-std at the reduced one; (None, None) where neither is installed or dpkg is absent."""
     try:
-        with open(status_path, errors="replace") as f:
+        with open(status_path or DPKG_STATUS, errors="replace") as f:
             text = f.read()
     except (OSError, ValueError):
         return None, None
@@ -135,7 +139,7 @@ def runtime_package(status_path="/var/lib/dpkg/status"):
         package = fields.get("Package", "")
         if package in ("libedgetpu1-std", "libedgetpu1-max", "libedgetpu1-legacy-std", "libedgetpu1-legacy-max") \
                 and fields.get("Status", "").endswith(" installed"):
-            return package.rsplit("-", 1)[1], "%s %s" % (package, fields.get("Version", "")).strip()
+            return package.rsplit("-", 1)[1], ("%s %s" % (package, fields.get("Version", ""))).strip()
     return None, None
 
 
@@ -156,10 +160,17 @@ def runtime_version(library):
         return None
 
 
-def record(library, options, compiled, sys_root="/", status_path="/var/lib/dpkg/status"):
-    """What a run with the Edge TPU delegate records in its effective settings."""
-    kind, pcie, usb = interface(sys_root)
-    clock, package = runtime_package(status_path)
+def record(library, options, compiled, sys_root=None, status_path=None):
+    """What a run with the Edge TPU delegate records in its effective settings (what cannot be read is None;
+    reading never fails the run)."""
+    try:
+        kind, pcie, usb = interface(sys_root)
+    except Exception:
+        kind, pcie, usb = None, None, None
+    try:
+        clock, package = runtime_package(status_path)
+    except Exception:
+        clock, package = None, None
     out = {"compiled": compiled, "interface": kind, "pcie_devices": pcie, "usb_devices": usb,
            "runtime_version": runtime_version(library), "clock": clock, "runtime_package": package}
     if options and options.get("device"):

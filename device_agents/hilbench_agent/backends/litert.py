@@ -68,6 +68,12 @@ class LiteRTBackend(Backend):
 
     def load(self, model_path, settings):
         check_model_file(model_path, (".tflite",))
+        # The Edge TPU rules (backends/edgetpu.py), before anything loads.
+        compiled = edgetpu.is_compiled(model_path)
+        refusal = edgetpu.refusal(os.path.basename(model_path), compiled, settings.get("delegate"),
+                                  settings.get("allow_cpu_fallback", False))
+        if refusal:
+            raise AgentError("model", refusal)
         mod, package, version = _import_interpreter()
         if mod is None:
             raise AgentError("backend", "LiteRT is not installed on this device (pip install ai-edge-litert, or tflite-runtime)")
@@ -82,12 +88,6 @@ class LiteRTBackend(Backend):
                 raise AgentError("backend", "%s %s cannot turn XNNPACK off" % (package, version))
             kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         delegate_path = settings.get("delegate")
-        # The Edge TPU rules (backends/edgetpu.py), before anything loads.
-        compiled = edgetpu.is_compiled(model_path)
-        refusal = edgetpu.refusal(os.path.basename(model_path), compiled, delegate_path,
-                                  settings.get("allow_cpu_fallback", False))
-        if refusal:
-            raise AgentError("model", refusal)
         self._edgetpu = None
         if delegate_path:
             is_tpu = edgetpu.is_edgetpu_delegate(delegate_path)
