@@ -17,15 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hilbench_agent.backends import edgetpu, litert
+from hilbench_agent.backends.litert import LiteRTBackend
+from hilbench_agent.protocol import AgentError
+from support.edgetpu_model import write
 
 from harness.cli import main
 from harness.config.plan import expand_jobs, load_plan
 from harness.config.targets import LOCAL
 from harness.errors import ConfigError
-from hilbench_agent.backends import edgetpu, litert
-from hilbench_agent.backends.litert import LiteRTBackend
-from hilbench_agent.protocol import AgentError
-from support.edgetpu_model import write
 
 MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
 PLAIN = MODELS / "digits_cnn_int8.tflite"
@@ -33,6 +33,7 @@ PLAIN = MODELS / "digits_cnn_int8.tflite"
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
+    pytest.importorskip("ai_edge_litert")  # its schema bindings write the fixture
     return write(tmp_path_factory.mktemp("edgetpu"))[0]
 
 
@@ -91,6 +92,7 @@ def test_the_agent_refuses_a_compiled_model_without_the_delegate(compiled):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # LiteRT's Delegate.__del__ after a failed load
 def test_a_device_without_libedgetpu_names_the_package(compiled):
     """The real LiteRT delegate loader, on a machine without the Edge TPU runtime."""
@@ -220,6 +222,7 @@ print(edgetpu.interface(), edgetpu.runtime_package())
 """
 
 
+@pytest.mark.slow
 def test_the_rules_on_python37(tmp_path, compiled):
     """The agent side runs on a device's Python 3.7 (no LiteRT needed to refuse: the rules come first)."""
     from support.helpers import missing_in_ci, pyenv_python

@@ -8,11 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from support.edgetpu_model import build, write
 
 from harness.cli import main
-from harness.errors import ModelError
 from harness.prep.inspect import engine_version, inspect_model
-from support.edgetpu_model import build, write
 
 MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
 pytest.importorskip("ai_edge_litert")
@@ -120,6 +119,7 @@ def test_engine_file(tmp_path, capsys):
     ("m.onnx", b"", "empty file"),
     ("gone.onnx", "missing", "model file not found"),
     ("m.engine", b"\x00" * 8, "too short to be a TensorRT engine"),
+    ("m.ort", b"\x00" * 64, "ORT format"),
 ])
 def test_bad_input_is_one_line_naming_the_file(tmp_path, capsys, name, content, needle):
     path = tmp_path / name

@@ -21,10 +21,9 @@ MODELS = Path(__file__).resolve().parents[1] / "harness" / "samples" / "models"
 
 @pytest.mark.slow
 def test_variants_for_tensorrt_write_symmetric_int8(tmp_path, capsys):
-    from onnx import numpy_helper
-
     from hilbench_agent.backends.tensorrt import _check_symmetric_onnx, asymmetric_zero_points
     from hilbench_agent.protocol import AgentError
+    from onnx import numpy_helper
 
     out = tmp_path / "v"
     assert main(["variants", str(MODELS / "digits_cnn_fp32.onnx"), "--calibration", str(MODELS / "digits_calib.npz"),

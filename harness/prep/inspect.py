@@ -4,7 +4,7 @@ Format, inputs and outputs (names, shapes, dtypes), an op histogram, quantizatio
 whether every one is 0, i.e. symmetric) and per format:
 
 * ``.tflite``: read with the TFLite flatbuffer schema bindings LiteRT ships (``ai_edge_litert.schema_py_generated``;
-  else the ``tflite`` package, else TensorFlow's copy). Every one says whether it was compiled for the Edge TPU:
+  else TensorFlow's copy of the same generated module). Every one says whether it was compiled for the Edge TPU:
   ``edgetpu = {"compiled", "ops_tpu", "ops_cpu", "cpu_ops"}``, where ``ops_tpu`` counts the ``edgetpu-custom-op``
   nodes (each a compiled subgraph) and ``ops_cpu`` the builtin or other custom ops left outside them.
 * ``.onnx``: the ``onnx`` package. Symmetric means every 8-bit QuantizeLinear/DequantizeLinear zero point is 0,
@@ -50,16 +50,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def tflite_schema() -> Any:
-    """The TFLite flatbuffer schema's generated Python bindings: LiteRT's own, else the ``tflite`` package's,
-    else TensorFlow's. Raises ModelError saying what to install when none is there."""
+    """The TFLite flatbuffer schema's generated Python bindings: LiteRT's own, else TensorFlow's copy of the same
+    module. Raises ModelError saying what to install when neither is there."""
     try:
         from ai_edge_litert import schema_py_generated
         return schema_py_generated
-    except ImportError:
-        pass
-    try:
-        import tflite
-        return _TflitePackage(tflite)
     except ImportError:
         pass
     try:
@@ -67,18 +62,8 @@ def tflite_schema() -> Any:
         return tf_schema
     except ImportError:
         pass
-    raise ModelError("reading a .tflite needs the TFLite schema bindings: pip install ai-edge-litert "
-                     "(hilbench[litert]), or the tflite package")
-
-
-class _TflitePackage:
-    """The ``tflite`` package (one module per table) under the names of the single generated module."""
-
-    def __init__(self, mod: Any) -> None:
-        self._mod = mod
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._mod, name)
+    raise ModelError("reading a .tflite needs the TFLite schema bindings LiteRT ships: pip install ai-edge-litert "
+                     "(hilbench[litert])")
 
 
 def _enum_names(cls: Any) -> dict[int, str]:
@@ -450,6 +435,9 @@ def inspect_model(path: Path) -> dict[str, Any]:
     fmt = FORMATS.get(suffix)
     if not path.exists():
         raise ModelError(f"{path}: model file not found")
+    if suffix == ".ort":
+        raise ModelError(f"{path}: an ONNX Runtime (ORT format) model, which inspect does not read: inspect the .onnx "
+                         "it was converted from")
     if fmt is None:
         raise ModelError(f"{path}: unknown model format {suffix or '(no suffix)'} "
                          f"(known: {', '.join(sorted(FORMATS))})")

@@ -15,8 +15,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import flatbuffers
-
 STANDIN_PAYLOAD = b"hilbench stand-in: not an Edge TPU executable"
 
 
@@ -29,6 +27,8 @@ def _schema():
 def build(compiled: bool = True, tpu_ops: int = 1) -> bytes:
     """float32 [1, 4] -> QUANTIZE -> (``tpu_ops`` x edgetpu-custom-op, uint8) -> DEQUANTIZE -> LOGISTIC.
     ``compiled=False``: the same chain with the custom ops replaced by RELU (a plain, float model)."""
+    import flatbuffers
+
     s = _schema()
     model = s.ModelT()
     model.version = 3
