@@ -244,3 +244,27 @@ def test_the_rules_on_python37(tmp_path, compiled):
         "model plain.tflite was not compiled for the Edge TPU",
         "('pcie+usb', 1, 2) ('std', 'libedgetpu1-std 16.0')",
     ]
+
+
+@pytest.mark.hardware("edgetpu")
+def test_a_real_edge_tpu_runs_a_compiled_model_and_records_it():
+    """On a machine with a Coral (USB accelerator, or the PCIe/M.2 card) and libedgetpu: a model compiled by
+    edgetpu_compiler, named by $HILBENCH_EDGETPU_MODEL (e.g. Coral's test_data/mobilenet_v2_1.0_224_quant_edgetpu.tflite),
+    runs with the delegate and the run records the interface, the runtime version and the clock."""
+    pytest.importorskip("ai_edge_litert")
+    model = os.environ.get("HILBENCH_EDGETPU_MODEL")
+    assert model and Path(model).is_file(), "set HILBENCH_EDGETPU_MODEL to a .tflite compiled by edgetpu_compiler"
+    from harness.prep.inspect import inspect_model
+
+    assert inspect_model(Path(model))["edgetpu"]["compiled"], f"{model} is not compiled for the Edge TPU"
+    backend = LiteRTBackend()
+    backend.load(model, {"delegate": "edgetpu"})
+    from hilbench_agent.backends.base import generate_inputs
+
+    backend.set_inputs(generate_inputs(backend.input_specs(), seed=0))
+    backend.invoke()
+    assert backend.outputs()
+    info = backend.effective_settings()["edgetpu"]
+    assert info["compiled"] is True and info["interface"] in ("usb", "pcie", "pcie+usb")
+    assert info["runtime_version"], "libedgetpu did not say its version"
+    backend.close()
