@@ -212,7 +212,8 @@ from hilbench_agent.backends.litert import LiteRTBackend
 from hilbench_agent.protocol import AgentError
 compiled, plain, root = sys.argv[1:4]
 print(edgetpu.is_compiled(compiled), edgetpu.is_compiled(plain))
-for model, settings in ((compiled, {}), (plain, {"delegate": "edgetpu"})):
+print(edgetpu.refusal("c.tflite", edgetpu.is_compiled(compiled), None, False).split(" (")[0])
+for model, settings in ((compiled, {"delegate": "libedgetpu.so.1"}), (plain, {"delegate": "edgetpu"})):
     try:
         LiteRTBackend().load(model, settings)
     except AgentError as exc:
@@ -224,7 +225,8 @@ print(edgetpu.interface(), edgetpu.runtime_package())
 
 @pytest.mark.slow
 def test_the_rules_on_python37(tmp_path, compiled):
-    """The agent side runs on a device's Python 3.7 (no LiteRT needed to refuse: the rules come first)."""
+    """The agent side runs on a device's Python 3.7 (no LiteRT needed to refuse: the rules come first). This
+    interpreter has no LiteRT, so a job the rules let through stops at the runtime check."""
     from support.helpers import missing_in_ci, pyenv_python
 
     py37 = pyenv_python("3.7")
@@ -240,7 +242,8 @@ def test_the_rules_on_python37(tmp_path, compiled):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "True False",
-        "model edgetpu_compiled.tflite is compiled for the Edge TPU",
+        "c.tflite is compiled for the Edge TPU",
+        "backend LiteRT is not installed on this device",  # the rules let it through; this Python has no LiteRT
         "model plain.tflite was not compiled for the Edge TPU",
         "('pcie+usb', 1, 2) ('std', 'libedgetpu1-std 16.0')",
     ]

@@ -8,8 +8,10 @@
 * Recorded in the run's effective settings: USB or PCIe, the Edge TPU runtime version and the clock setting
   (the libedgetpu1-std or libedgetpu1-max package), where the device lets them be read.
 
-On the device the compiled check looks for the custom operator's name, which a .tflite stores verbatim as its
-operator code's ``custom_code`` string; the host reads the flatbuffer properly (``hilbench inspect``).
+On the device, for a job with the Edge TPU delegate, the compiled check looks for the custom operator's name, which a
+.tflite stores verbatim as its operator code's ``custom_code`` string (other jobs read nothing more: a compiled model
+without the delegate is LiteRT's own "unresolved custom op: edgetpu-custom-op", reworded). The host reads the
+flatbuffer properly (``hilbench inspect``) and applies the same rules before anything is shipped.
 """
 
 import ctypes
@@ -78,6 +80,12 @@ def refusal(name, compiled, delegate, allow_cpu_fallback):
                 "Compile it (edgetpu_compiler %s), or set allow_cpu_fallback = true to measure it on the CPU anyway"
                 % (name, name))
     return None
+
+
+def needs_delegate(exc):
+    """Whether LiteRT's load error is a compiled model's custom op without its delegate
+    ("Encountered unresolved custom op: edgetpu-custom-op")."""
+    return EDGETPU_CUSTOM_OP.decode() in str(exc)
 
 
 def load_error(library, exc):

@@ -68,12 +68,15 @@ class LiteRTBackend(Backend):
 
     def load(self, model_path, settings):
         check_model_file(model_path, (".tflite",))
-        # The Edge TPU rules (backends/edgetpu.py), before anything loads.
-        compiled = edgetpu.is_compiled(model_path)
-        refusal = edgetpu.refusal(os.path.basename(model_path), compiled, settings.get("delegate"),
-                                  settings.get("allow_cpu_fallback", False))
-        if refusal:
-            raise AgentError("model", refusal)
+        # The Edge TPU rules (backends/edgetpu.py), before anything loads. Only an Edge TPU job reads the file for
+        # them; a compiled model without the delegate is LiteRT's "unresolved custom op" below, said the same way.
+        compiled = None
+        if edgetpu.is_edgetpu_delegate(settings.get("delegate")):
+            compiled = edgetpu.is_compiled(model_path)
+            refusal = edgetpu.refusal(os.path.basename(model_path), compiled, settings.get("delegate"),
+                                      settings.get("allow_cpu_fallback", False))
+            if refusal:
+                raise AgentError("model", refusal)
         mod, package, version = _import_interpreter()
         if mod is None:
             raise AgentError("backend", "LiteRT is not installed on this device (pip install ai-edge-litert, or tflite-runtime)")
@@ -108,6 +111,8 @@ class LiteRTBackend(Backend):
         except ValueError as exc:
             raise AgentError("model", "LiteRT cannot load %s: %s" % (model_path, str(exc).splitlines()[0]))
         except Exception as exc:
+            if compiled is None and edgetpu.needs_delegate(exc):
+                raise AgentError("model", edgetpu.refusal(os.path.basename(model_path), True, None, False))
             raise AgentError("model", "LiteRT cannot load %s: %s" % (model_path, str(exc).splitlines()[0] if str(exc) else exc))
         self.package = package
         self.version = version
