@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hilbench_agent.backends import edgetpu, litert
+from hilbench_agent import edgetpu
+from hilbench_agent.backends import litert
 from hilbench_agent.backends.litert import LiteRTBackend
 from hilbench_agent.protocol import AgentError
 from support.edgetpu_model import write
@@ -207,7 +208,7 @@ def test_edgetpu_delegate_names():
 _PY37 = r"""
 import sys
 assert sys.version_info[:2] == (3, 7), sys.version
-from hilbench_agent.backends import edgetpu
+from hilbench_agent import edgetpu
 from hilbench_agent.backends.litert import LiteRTBackend
 from hilbench_agent.protocol import AgentError
 compiled, plain, root = sys.argv[1:4]

@@ -740,7 +740,7 @@ def _check_edgetpu(plan: Plan, jobs: list[Job]) -> None:
     """The Edge TPU rules before anything is shipped (the agent applies them again): a model compiled for the Edge
     TPU needs its delegate; the Edge TPU delegate on a model never compiled is refused unless the job says
     ``allow_cpu_fallback = true``. Compiled or not is read with the TFLite schema (``hilbench inspect``)."""
-    from hilbench_agent.backends import edgetpu
+    from hilbench_agent import edgetpu
 
     from harness.errors import ModelError
     from harness.prep.inspect import EDGETPU_CUSTOM_OP, tflite_ops

@@ -2,7 +2,7 @@
 
 import os
 
-from hilbench_agent.backends import edgetpu
+from hilbench_agent import edgetpu
 from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file
 from hilbench_agent.protocol import AgentError
 
@@ -68,8 +68,8 @@ class LiteRTBackend(Backend):
 
     def load(self, model_path, settings):
         check_model_file(model_path, (".tflite",))
-        # The Edge TPU rules (backends/edgetpu.py), before anything loads. Only an Edge TPU job reads the file for
-        # them; a compiled model without the delegate is LiteRT's "unresolved custom op" below, said the same way.
+        # The Edge TPU rules (hilbench_agent/edgetpu.py), before anything loads. Only an Edge TPU job reads the file
+        # for them; a compiled model without the delegate is LiteRT's "unresolved custom op" below, said the same way.
         compiled = None
         if edgetpu.is_edgetpu_delegate(settings.get("delegate")):
             compiled = edgetpu.is_compiled(model_path)
