@@ -79,6 +79,18 @@ def test_the_host_lets_allowed_combinations_through(tmp_path, compiled, which, s
     assert len(jobs) == 1
 
 
+def test_the_name_in_metadata_is_not_an_op(tmp_path):
+    """The host's quick scan finds the op's name; the flatbuffer then says it is no operator."""
+    from support.edgetpu_model import build
+
+    pytest.importorskip("ai_edge_litert")
+    model = tmp_path / "mention.tflite"
+    model.write_bytes(build(compiled=False, description="to be compiled: edgetpu-custom-op later"))
+    assert edgetpu.is_compiled(str(model))  # the scan alone would be fooled
+    with pytest.raises(ConfigError, match="was not compiled for the Edge TPU"):
+        expand_jobs(load_plan(_plan(tmp_path, model, 'delegate = "edgetpu"')), {"local": LOCAL})
+
+
 # ---------------------------------------------------------------- the agent's LiteRT backend
 
 

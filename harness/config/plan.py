@@ -7,6 +7,7 @@ then ``[[exclude]]`` rules drop combinations and ``[[include]]`` rules add them.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import itertools
@@ -751,10 +752,12 @@ def _check_edgetpu(plan: Plan, jobs: list[Job]) -> None:
         if job.backend != "litert" or path is None or path.suffix.lower() != ".tflite":
             continue
         if path not in compiled:
-            try:
-                compiled[path] = EDGETPU_CUSTOM_OP in tflite_ops(path)
-            except ModelError:  # no schema bindings on this host: the stdlib check the agent makes
-                compiled[path] = edgetpu.is_compiled(str(path))
+            # Without the op's name anywhere in the file it has no such op (a quick scan, no LiteRT import); with
+            # it, the flatbuffer says whether it is an operator (not, say, a word in the metadata).
+            compiled[path] = edgetpu.is_compiled(str(path))
+            if compiled[path]:
+                with contextlib.suppress(ModelError):  # no schema bindings on this host: the scan decides
+                    compiled[path] = EDGETPU_CUSTOM_OP in tflite_ops(path)
         problem = edgetpu.refusal(path.name, compiled[path], job.settings.get("delegate"),
                                   bool(job.settings.get("allow_cpu_fallback")))
         if problem:

@@ -24,7 +24,7 @@ def _schema():
     return tflite_schema()
 
 
-def build(compiled: bool = True, tpu_ops: int = 1) -> bytes:
+def build(compiled: bool = True, tpu_ops: int = 1, description: str = "hilbench Edge TPU fixture (stand-in)") -> bytes:
     """float32 [1, 4] -> QUANTIZE -> (``tpu_ops`` x edgetpu-custom-op, uint8) -> DEQUANTIZE -> LOGISTIC.
     ``compiled=False``: the same chain with the custom ops replaced by RELU (a plain, float model)."""
     import flatbuffers
@@ -32,7 +32,7 @@ def build(compiled: bool = True, tpu_ops: int = 1) -> bytes:
     s = _schema()
     model = s.ModelT()
     model.version = 3
-    model.description = "hilbench Edge TPU fixture (stand-in)"
+    model.description = description
     model.buffers = [s.BufferT()]  # buffer 0: the empty one every model starts with
 
     def code(builtin, custom=None):
