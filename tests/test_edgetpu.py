@@ -217,6 +217,14 @@ def test_edgetpu_delegate_names():
     assert edgetpu.library_name("win32") == "edgetpu.dll"
 
 
+def test_summary_counts_and_caps_the_cpu_ops():
+    ops = ["QUANTIZE", "edgetpu-custom-op", "DEQUANTIZE", "edgetpu-custom-op"] + [f"OP{i}" for i in range(40)]
+    got = edgetpu.summary(ops)
+    assert got["compiled"] and got["ops_tpu"] == 2 and got["ops_cpu"] == 42
+    assert got["cpu_ops"][:3] == ["QUANTIZE", "DEQUANTIZE", "OP0"] and len(got["cpu_ops"]) == 32
+    assert edgetpu.summary(["ADD", "ADD"]) == {"compiled": False, "ops_tpu": 0, "ops_cpu": 2, "cpu_ops": ["ADD"]}
+
+
 _PY37 = r"""
 import sys
 assert sys.version_info[:2] == (3, 7), sys.version

@@ -82,6 +82,21 @@ def refusal(name, compiled, delegate, allow_cpu_fallback):
     return None
 
 
+def summary(op_names, limit=32):
+    """{"compiled", "ops_tpu", "ops_cpu", "cpu_ops"} from a model's operator names in graph order: ``ops_tpu``
+    counts the edgetpu-custom-op nodes (each a compiled subgraph), ``ops_cpu`` the other ops, ``cpu_ops`` their
+    distinct names (at most ``limit``). ``hilbench inspect`` reports this; an agent can build it from the
+    interpreter's op list for a run's offload verdict."""
+    name = EDGETPU_CUSTOM_OP.decode()
+    cpu = [op for op in op_names if op != name]
+    distinct = []
+    for op in cpu:
+        if op not in distinct and len(distinct) < limit:
+            distinct.append(op)
+    tpu = len(op_names) - len(cpu)
+    return {"compiled": tpu > 0, "ops_tpu": tpu, "ops_cpu": len(cpu), "cpu_ops": distinct}
+
+
 def needs_delegate(exc):
     """Whether LiteRT's load error is a compiled model's custom op without its delegate
     ("Encountered unresolved custom op: edgetpu-custom-op")."""

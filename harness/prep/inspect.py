@@ -132,10 +132,9 @@ def _tflite_ops(schema: Any, model: Any) -> list[str]:
 
 def edgetpu_summary(ops: list[str]) -> dict[str, Any]:
     """The ``edgetpu`` key from a .tflite's op names in graph order."""
-    cpu = [op for op in ops if op != EDGETPU_CUSTOM_OP]
-    distinct = list(dict.fromkeys(cpu))[:MAX_CPU_OPS]
-    tpu = len(ops) - len(cpu)
-    return {"compiled": tpu > 0, "ops_tpu": tpu, "ops_cpu": len(cpu), "cpu_ops": distinct}
+    from hilbench_agent.edgetpu import summary  # one definition for the host and the device
+
+    return summary(ops, MAX_CPU_OPS)
 
 
 def _tflite_tensor(schema: Any, sg: Any, index: int, dtypes: dict[int, str]) -> dict[str, Any]:
