@@ -315,6 +315,10 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
     lock_line = _lock_text(row.get("device_lock"))
     if lock_line:
         out.write(f"  device    {lock_line}\n")
+    lab = row.get("lab")
+    if isinstance(lab, dict) and lab.get("coordinator"):  # a labgrid place (docs/lab.md)
+        out.write(f"  lab       place {lab.get('place') or '-'} on exporter {lab.get('exporter') or '-'} at "
+                  f"{lab['coordinator']} (reservation {lab.get('reservation') or '-'})\n")
     if row["status"] != "ok":
         out.write(f"  status    ERROR ({row['error_category']}): {row['error_message']}\n")
         if row.get("stderr_tail"):

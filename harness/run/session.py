@@ -263,10 +263,12 @@ class Runner:
             why = str(exc) if isinstance(exc, HilbenchError) else (
                 f"{jobs[0].target.name}: hilbench failed to connect (a bug, please report it): "
                 f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}")
+            # A labgrid place held past its wait is "busy", like a device lock (harness/transport/labgrid.py).
+            category = str(getattr(exc, "category", "transport"))
             for job in jobs:
                 if self.stop.is_set():
                     break
-                self._store_failure(job, new_id(), now_utc(), "transport", why, None)
+                self._store_failure(job, new_id(), now_utc(), category, why, transport)
             return
         unreachable: str | None = None
         try:
