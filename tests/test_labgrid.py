@@ -4,6 +4,7 @@
 one exporter serve the whole module; a test that kills an exporter starts its own.
 
 Without labgrid (the ``lab`` extra, part of ``dev``) or sshd these tests skip, except under CI, where they fail.
+Each test that uses the lab is ``slow`` (and ``sshd``, through its fixtures); the target-file checks are not.
 """
 
 from __future__ import annotations
@@ -111,7 +112,9 @@ def assert_free(coord: Coordinator, place: str, lease_dir: Path) -> None:
     assert not list(lease_dir.glob("*.json")) if lease_dir.is_dir() else True
 
 
-def test_a_plan_runs_on_a_reserved_place_and_leaves_it_free(coord, board, tmp_path: Path, lease_home: Path):
+@pytest.mark.slow
+def test_a_plan_runs_on_a_reserved_place_and_leaves_it_free(coord, board, tmp_path: Path, lease_home: Path,
+                                                            capsys: pytest.CaptureFixture[str]):
     tdir = lab_target(tmp_path, board, coord.address)
     code, runs = run(tmp_path, tdir, synth_plan(tmp_path))
     assert code == 0, runs
@@ -122,8 +125,13 @@ def test_a_plan_runs_on_a_reserved_place_and_leaves_it_free(coord, board, tmp_pa
     assert stored[0]["endpoint"] == {"host": "127.0.0.1", "port": board.port, "user": board.user, "proxy_jump": None}
     assert stored[0]["coordinator"] == coord.address and stored[0]["lost"] is None
     assert_free(coord, "pi-1", lease_home)
+    capsys.readouterr()
+    assert main(["show", runs[0]["run_id"], "--store", str(tmp_path / "store")]) == 0
+    assert f"  lab       place pi-1 on exporter lab1 at {coord.address} (reservation {stored[0]['reservation']})" \
+        in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_second_client_waits_for_the_place_and_gives_up_past_wait_s(coord, board, tmp_path: Path,
                                                                      lease_home: Path):
     other = lab.LabClient(coord.address, name="otherhost/alice")
@@ -149,6 +157,7 @@ def test_a_second_client_waits_for_the_place_and_gives_up_past_wait_s(coord, boa
     assert_free(coord, "pi-1", lease_home)
 
 
+@pytest.mark.slow
 def test_the_place_is_released_after_a_failed_job(coord, board, tmp_path: Path, lease_home: Path):
     tdir = lab_target(tmp_path, board, coord.address, select='place = "pi-1"')
     code, runs = run(tmp_path, tdir, synth_plan(tmp_path, extra="fail_at = 3"))
@@ -157,6 +166,7 @@ def test_the_place_is_released_after_a_failed_job(coord, board, tmp_path: Path, 
     assert_free(coord, "pi-1", lease_home)
 
 
+@pytest.mark.slow
 def test_a_place_without_the_resource_is_a_one_line_stored_error(coord, board, tmp_path: Path, lease_home: Path):
     tdir = lab_target(tmp_path, board, coord.address, select='reserve = { board = "serial" }')
     code, runs = run(tmp_path, tdir, synth_plan(tmp_path))
@@ -197,10 +207,9 @@ def test_an_exporter_that_disappears_mid_run_ends_the_jobs_as_stored_errors_and_
         kill_agents(server)
 
 
+@pytest.mark.slow
 def test_an_unreachable_coordinator_is_a_one_line_error_stored_and_in_doctor(board, tmp_path: Path,
                                                                              lease_home: Path):
-    if labgrid_unavailable():
-        missing_in_ci("the labgrid tests", str(labgrid_unavailable()))
     address = f"127.0.0.1:{free_port()}"
     tdir = lab_target(tmp_path, board, address)
     code, runs = run(tmp_path, tdir, synth_plan(tmp_path))
@@ -235,6 +244,7 @@ def test_doctor_checks_the_coordinator_the_place_and_the_board_behind_it(coord, 
         other.close()
 
 
+@pytest.mark.slow
 def test_the_exporters_proxy_becomes_the_ssh_proxy_jump(coord, board, tmp_path: Path, lease_home: Path,
                                                         monkeypatch: pytest.MonkeyPatch):
     tdir = lab_target(tmp_path, board, coord.address)
@@ -311,6 +321,7 @@ def test_lab_release_clears_the_place_a_killed_run_left_acquired(coord, board, t
     assert_free(coord, "pi-1", tmp_path / "cache" / "lab")
 
 
+@pytest.mark.slow
 def test_lab_release_leaves_a_live_runs_place_alone(coord, board, tmp_path: Path, lease_home: Path,
                                                      capsys: pytest.CaptureFixture[str]):
     lease = lab.Lease(load_target(lab_target(tmp_path, board, coord.address) / "pi.toml"))

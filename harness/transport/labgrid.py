@@ -347,8 +347,8 @@ def release_stale(place: str | None = None) -> tuple[list[str], bool]:
             if rec.get("reservation"):
                 client.cancel_reservation(rec["reservation"])
             lines.append(f"{what}: {state}; reservation {rec.get('reservation')} cancelled "
-                         f"(left by hilbench pid {owner.get('pid')}, session {rec.get('session') or '?'}, "
-                         f"since {rec.get('since')})")
+                         f"(left by hilbench pid {owner.get('pid')} for target {rec.get('target')}, since "
+                         f"{rec.get('since')})")
             path.unlink(missing_ok=True)
         except LabError as exc:
             lines.append(f"{what}: {exc.detail}")
@@ -385,8 +385,6 @@ class Lease:
         self.lost: str | None = None
         #: called (from the watcher thread) when the place is lost
         self.on_lost: Callable[[str], None] | None = None
-        #: the run's session id, written to the lease record
-        self.session: str | None = None
         self._maybe_held = False
         self._record: Path | None = None
         self._stop_watch = threading.Event()
@@ -414,7 +412,7 @@ class Lease:
         with contextlib.suppress(OSError):  # the record is a safety net; a read-only home must not stop a run
             _write_record(self._record, {
                 "coordinator": self.coordinator, "reservation": self.reservation, "place": self.place,
-                "name": self.client.name, "target": self.target.name, "session": self.session,
+                "name": self.client.name, "target": self.target.name,
                 "owner": this_process(), "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
 
     def acquire(self, stop: threading.Event | None = None) -> Target:
