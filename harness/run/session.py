@@ -264,7 +264,7 @@ class Runner:
                 f"{jobs[0].target.name}: hilbench failed to connect (a bug, please report it): "
                 f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}")
             # A labgrid place held past its wait is "busy", like a device lock (harness/transport/labgrid.py).
-            category = str(getattr(exc, "category", "transport"))
+            category = exc.category if isinstance(exc, TransportError) else "transport"
             for job in jobs:
                 if self.stop.is_set():
                     break

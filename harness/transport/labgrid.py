@@ -63,8 +63,6 @@ WATCH_S = 0.5
 class LabError(TransportError):
     """A labgrid coordinator, place or resource problem: one line, stored as a ``transport`` error."""
 
-    category = "transport"
-
 
 class LabBusy(LabError):
     """The place stayed held by someone else past ``wait_s``: stored as a ``busy`` error, like a device lock."""
