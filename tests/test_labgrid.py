@@ -26,10 +26,11 @@ from support.sshd import SSHServer, free_port, kill_agents, start_sshd
 import harness.transport.labgrid as lab
 from harness import open_store
 from harness.cli import main
-from harness.config.targets import load_target
+from harness.config.plan import expand_jobs, load_plan
+from harness.config.targets import load_target, load_targets
 from harness.doctor.checks import doctor, format_checks
 from harness.errors import ConfigError
-from harness.run.session import Runner
+from harness.run.session import Runner, run_jobs
 
 pytestmark = [pytest.mark.labgrid, pytest.mark.usefixtures("own_ssh_dir", "lease_home")]
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +156,34 @@ def test_a_second_client_waits_for_the_place_and_gives_up_past_wait_s(coord, boa
     finally:
         other.close()
     assert_free(coord, "pi-1", lease_home)
+
+
+@pytest.mark.slow
+def test_stopping_a_run_that_waits_for_a_place_cancels_its_reservation_at_once(coord, board, tmp_path: Path,
+                                                                              lease_home: Path):
+    other = lab.LabClient(coord.address, name="otherhost/alice")
+    try:
+        other.acquire("pi-1")
+        tdir = lab_target(tmp_path, board, coord.address, wait_s=600)
+        plan = load_plan(synth_plan(tmp_path))
+        runners: list[Runner] = []
+        out: dict = {}
+        waiting = threading.Thread(target=lambda: out.update(result=run_jobs(
+            expand_jobs(plan, load_targets([tdir])), open_store(tmp_path / "store"), plan=plan,
+            on_runner=runners.append)))
+        waiting.start()
+        end = time.monotonic() + 30
+        while not coord.reservations():  # the run waits in the queue
+            assert time.monotonic() < end and waiting.is_alive()
+            time.sleep(0.02)
+        runners[0].interrupt("Ctrl-C")
+        waiting.join(10)  # not the 600 s of wait_s
+        assert not waiting.is_alive() and out["result"].runs == []  # stopped: nothing ran, nothing to store
+        assert coord.reservations() == [] and coord.place("pi-1").acquired == "otherhost/alice"
+        assert not list(lease_home.glob("*.json"))
+    finally:
+        other.release("pi-1")
+        other.close()
 
 
 @pytest.mark.slow

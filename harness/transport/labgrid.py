@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import queue
+import re
 import socket
 import tempfile
 import threading
@@ -54,6 +55,8 @@ DEFAULT_PORT = 20408
 INSTALL_HINT = "pip install 'hilbench[lab]'"
 #: how often a waiting reservation is polled (labgrid expires one that is not polled for 60 s)
 POLL_S = 5.0
+#: what a reservation token may be (labgrid makes 10 upper-case letters and digits)
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: how long the coordinator has to answer (connecting, each call)
 CONNECT_TIMEOUT_S = 10.0
 #: how often the place is checked while the jobs run (its resource still there, the coordinator still up)
@@ -211,7 +214,11 @@ class LabClient:
     def create_reservation(self, filters: dict[str, str]) -> str:
         pb = self.lg.pb
         req = pb.CreateReservationRequest(filters={"main": pb.Reservation.Filter(filter=filters)}, prio=0.0)
-        return str(self.rpc("CreateReservation", req).reservation.token)
+        token = str(self.rpc("CreateReservation", req).reservation.token)
+        if not _TOKEN.fullmatch(token):  # it names this host's lease record: never a path from the network
+            raise self._err(f"the labgrid coordinator {self.address} answered with an unusable reservation token "
+                            f"{token[:80]!r}")
+        return token
 
     def poll_reservation(self, token: str) -> Any:
         return self.lg.Reservation.from_pb2(self.rpc("PollReservation",
@@ -336,7 +343,10 @@ def release_stale(place: str | None = None) -> tuple[list[str], bool]:
             if rec.get("place"):
                 with client._cond:
                     current = client.places.get(rec["place"])
-                held = current is not None and current.acquired == rec.get("name")
+                # Held under the record's name AND through its reservation: a place that another run of the same
+                # host and user has acquired since (through its own reservation) is not this record's.
+                held = (current is not None and current.acquired == rec.get("name")
+                        and current.reservation == rec.get("reservation"))
                 if held:
                     client.release(rec["place"], fromuser=rec.get("name"))
                 state = "released" if held else "was no longer held by hilbench (nothing to release)"
