@@ -429,6 +429,9 @@ class Lease:
         s = self.settings
         self.coordinator = coordinator_address(s, self.target.source)
         started = time.monotonic()
+        # A lease taken again after a release starts afresh (a new reservation, a new watcher).
+        self.lost = self.place = self.reservation = self.exporter = self.resource = None
+        self._stop_watch = threading.Event()
         try:
             self.client = LabClient(self.coordinator, name=self.name, target=self.target.name)
             if not self.client.matching(s):
