@@ -382,7 +382,8 @@ def test_bad_labgrid_tables_are_one_line_errors(tmp_path: Path, table: str, prob
 
 
 def test_a_labgrid_target_takes_no_host_and_defaults_to_lg_coordinator(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch):
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]):
     path = tmp_path / "t.toml"
     path.write_text('host = "10.0.0.2"\n[labgrid]\nplace = "pi-1"\n')
     with pytest.raises(ConfigError, match="host: a \\[labgrid\\] target takes its host and port from"):
@@ -390,6 +391,8 @@ def test_a_labgrid_target_takes_no_host_and_defaults_to_lg_coordinator(tmp_path:
     path.write_text('[labgrid]\nplace = "pi-1"\n')
     target = load_target(path)
     assert target.transport == "labgrid" and target.labgrid is not None and target.labgrid.wait_s == 600
+    assert main(["targets", "--targets-dir", str(tmp_path)]) == 0
+    assert "t                        labgrid pi-1" in capsys.readouterr().out
     monkeypatch.setenv("LG_COORDINATOR", "lab.example")
     assert lab.coordinator_address(target.labgrid) == "lab.example:20408"
     monkeypatch.delenv("LG_COORDINATOR")

@@ -388,6 +388,8 @@ def cmd_targets(args: argparse.Namespace) -> int:
             where = f"{t.user}@{where}"
         if t.port:
             where += f":{t.port}"
+        if t.labgrid is not None:  # a labgrid place: what it asks the coordinator for
+            where = t.labgrid.place or " ".join(f"{k}={v}" for k, v in t.labgrid.reserve)
         facts = ", ".join(f"{k}={v}" for k, v in t.facts.items() if k in ("soc", "accelerator", "tops", "price_usd"))
         sys.stdout.write(f"{t.name:24} {t.transport:6} {where:28} {facts}\n")
     sys.stdout.write(f"{len(targets)} targets valid\n")
