@@ -33,6 +33,7 @@ from harness.cli.commands import (
     cmd_variants,
 )
 from harness.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REGRESSED, EXIT_USAGE, EXIT_USER, exit_for_signal
+from harness.cli.lab_cmd import add_lab_parser
 from harness.cli.progress import LINE_LIMIT
 from harness.cli.store_cmd import add_store_parser
 from harness.errors import HilbenchError
@@ -224,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.set_defaults(func=cmd_telemetry_parse)
     _analysis_parsers(sub, store_arg)
     add_store_parser(sub, store_arg)
+    add_lab_parser(sub)
     _debug_everywhere(p)
     return p
 
