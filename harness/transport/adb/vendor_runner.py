@@ -1208,11 +1208,12 @@ class RunnerProcess(AgentProcess):
             last = next((ln.strip() for ln in reversed(lines) if ln.strip()), "no output")
             self._put("error", category="backend", message=f"{launch.runner} exited with status {out.rc}: {last}")
             return 2
-        report = self._parse_output(launch, "\n".join(lines))
+        text = "\n".join(lines)
+        report = self._parse_output(launch, text)
         if report is None:
             return 2
         try:
-            self._emit_report(report, launch, samplers, out)
+            self._emit_report(report, launch, samplers, out, text)
         except InputError as exc:  # a time no clock holds: its output is garbage
             self._put("error", category="backend", message=f"cannot read {launch.runner}'s output: {exc}")
             return 2
@@ -1247,9 +1248,11 @@ class RunnerProcess(AgentProcess):
             self._put("error", category="backend", message=f"cannot read {launch.runner}'s output: {exc}")
             return None
 
-    def _emit_report(self, report: Any, launch: _Launch, samplers: _Samplers, out: _Output) -> None:
+    def _emit_report(self, report: Any, launch: _Launch, samplers: _Samplers, out: _Output, text: str = "") -> None:
         """The phases the runner timed itself (``load``, ``first``, ``warmup``, ``timed`` with its samples),
-        then the ``result``."""
+        then the ``result``, with the offload verdict the runner's output gives (``text``: that output)."""
+        from harness.runners.placement import runner_offload
+
         load_ns, first_ns = self._emit_setup_phases(report)
         window = _timed_window(report, out)
         self._emit_timed(report.samples_ms, window, out.t_start)
@@ -1276,6 +1279,7 @@ class RunnerProcess(AgentProcess):
             memory=_memory(report.memory),
             battery_current=_battery_current(samplers.phone),
             notices=samplers.notices,
+            offload=runner_offload(report, text),
             warnings=_warnings(report, self.output_cut, energy, samplers.meter),
             **energy,
         )
