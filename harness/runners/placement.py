@@ -214,8 +214,8 @@ def _ort(report: RunnerReport, text: str) -> dict[str, Any]:
                         + ", ".join(f"{ep} {n}" for ep, n in placed.items()) + ")",
                         total=total, accelerated=total - cpu, cpu=cpu, cpu_ops=cpu_ops)
     if not requested or str(requested).lower() in _ORT_CPU:
-        return _verdict("cpu", "onnxruntime_perf_test: CPU execution provider (node count not printed)",
-                        accelerated=0)
+        why = "the CPU execution provider" if requested else "no execution provider echoed: the tool's default, CPU"
+        return _verdict("cpu", f"onnxruntime_perf_test: {why} (node count not printed)", accelerated=0)
     return _verdict(str(requested), f"onnxruntime_perf_test: execution provider {requested!s} was asked for; the "
                     "output has no node placement (ORT's verbose log, -v, prints it)")
 
