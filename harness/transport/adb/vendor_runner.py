@@ -106,7 +106,8 @@ _ORT_OPT = {"disable": "0", "basic": "1", "extended": "2", "all": "99"}
 #: on the host clock ends the timed window; a buffered output arrives at exit, which then ends it.
 _TIMED_END = {"benchmark_model": (re.compile(r"\bcount=\d+"), "last"),
               "onnxruntime_perf_test": (re.compile(r"^(?:Session creation time cost|Total inference|"
-                                                   r"Average inference time cost)"), "first")}
+                                                   r"Average inference time cost)"), "first"),
+              "trtexec": (re.compile(r"Timing trace has \d+ queries|=== Performance summary ==="), "first")}
 
 
 # ---------------------------------------------------------------------------------------- the runner's arguments
@@ -717,9 +718,10 @@ def _emulation(props: dict[str, str]) -> str | None:
 
 def _timed_duration_ns(report: Any) -> tuple[int | None, str | None]:
     """The timed phase's duration by the runner's own figures, and how it was found."""
-    total_s = (report.extra or {}).get("total_run_time_s")
-    if isinstance(total_s, (int, float)) and total_s > 0:
-        return _whole_ns(total_s * 1e3, "its total run time"), "the runner's total run time"
+    for key in ("total_run_time_s", "total_host_walltime_s"):  # ORT's total run time, trtexec's host walltime
+        total_s = (report.extra or {}).get(key)
+        if isinstance(total_s, (int, float)) and total_s > 0:
+            return _whole_ns(total_s * 1e3, "its total run time"), "the runner's total run time"
     if report.samples_ms:
         return _whole_ns(sum(report.samples_ms), "the sum of its per-run times"), \
             "the sum of the runner's per-run times"
@@ -1273,16 +1275,24 @@ class RunnerProcess(AgentProcess):
             wall_ns=out.t_end - out.t_start,
             idle=samplers.idle,
             effective_settings={"runner": launch.runner, "args": launch.args, "runner_settings": report.settings,
-                                "libraries": list(self.transport.target.adb.libraries)},
+                                **self._runner_files()},
             affinity={"cpus": launch.affinity, "pinned_by": launch.pinned_by,
                       "tool": "taskset" if launch.affinity else None},
             memory=_memory(report.memory),
-            battery_current=_battery_current(samplers.phone),
+            **self._device_fields(samplers),
             notices=samplers.notices,
             offload=runner_offload(report, text),
             warnings=_warnings(report, self.output_cut, energy, samplers.meter),
             **energy,
         )
+
+    def _runner_files(self) -> dict[str, Any]:
+        """What the result's ``effective_settings`` says of the files beside the runner: the phone's libraries."""
+        return {"libraries": list(self.transport.target.adb.libraries)}
+
+    def _device_fields(self, samplers: _Samplers) -> dict[str, Any]:
+        """The result's fields about the device's own sensors: how the phone's battery current was read."""
+        return {"battery_current": _battery_current(samplers.phone)}
 
     def _emit_setup_phases(self, report: Any) -> tuple[int | None, int | None]:
         """The ``load``, ``first`` and ``warmup`` phases by the runner's own durations; (load_ns, first_ns)."""
