@@ -20,7 +20,7 @@ from support.helpers import missing_in_ci
 
 from harness.errors import AnalysisError, InputError
 from harness.runners import parse_runner_output
-from harness.runners.importer import MAX_LOG_BYTES, import_log
+from harness.run.importer import MAX_LOG_BYTES, import_log
 from harness.runners.placement import runner_offload
 from harness.store import open_store
 
@@ -330,7 +330,7 @@ def test_unrecognised_log_is_one_line_and_stores_nothing(tmp_path: Path, content
 
 
 def test_import_bounds_the_log_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.runners.importer as importer
+    import harness.run.importer as importer
 
     monkeypatch.setattr(importer, "MAX_LOG_BYTES", 1000)
     log = tmp_path / "big.log"

@@ -400,8 +400,8 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """``hilbench import LOGFILE``: a recorded runner log stored as an aggregate-only run (harness/runners/importer.py)."""
-    from harness.runners.importer import import_log
+    """``hilbench import LOGFILE``: a recorded runner log stored as an aggregate-only run (harness/run/importer.py)."""
+    from harness.run.importer import import_log
 
     labels = _parse_labels(args.label or [])
     store = open_store(_store_path(args, reading=False))

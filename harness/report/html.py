@@ -239,7 +239,7 @@ def _marks(r: Any) -> str:
     out = []
     if r["valid"]:
         out.append('<span class="tag ok">VALID</span>')
-    elif r.get("source"):
+    elif isinstance(r.get("source"), str):  # an aggregate-only run (NaN in the column for the others)
         out.append(f'<span class="tag warn" title="{_esc(r["source"])}: the tool\'s own summary, no samples to judge">'
                    'AGGREGATE</span>')
     else:
