@@ -19,8 +19,8 @@ import pytest
 from support.helpers import missing_in_ci
 
 from harness.errors import AnalysisError, InputError
-from harness.runners import parse_runner_output
 from harness.run.importer import MAX_LOG_BYTES, import_log
+from harness.runners import parse_runner_output
 from harness.runners.placement import runner_offload
 from harness.store import open_store
 
@@ -360,3 +360,23 @@ def test_cli_import_and_unrecognised_exit(tmp_path: Path) -> None:
     assert "trtexec" in refused.stderr
     runs = open_store(store).runs()
     assert len(runs) == 1 and json.loads(runs["offload"].iloc[0])["accelerator"] == "DLA:0"
+
+
+def test_a_session_that_cannot_be_written_takes_its_run_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.errors import StoreError
+    from harness.store import Store
+
+    log = tmp_path / "bm.log"
+    log.write_text(DELEGATED_TFLITE)
+    store = open_store(tmp_path / "results")
+    real = Store.write_table
+
+    def full_disk(self: Store, table: str, name: str, rows: Any) -> Path:
+        if table == "sessions":
+            raise StoreError(f"{self.root}: no space left on the device")
+        return real(self, table, name, rows)
+
+    monkeypatch.setattr(Store, "write_table", full_disk)
+    with pytest.raises(StoreError):
+        import_log(store, log)
+    assert list((tmp_path / "results" / "runs").glob("*.parquet")) == []

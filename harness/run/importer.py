@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.errors import InputError
+from harness.errors import InputError, StoreError
 from harness.runners import RUNNERS, detect_runner, parse_runner_output
 from harness.runners.model import RunnerReport, canonical_runner
 from harness.runners.placement import runner_offload
@@ -213,7 +213,12 @@ def import_log(store: Any, path: str | Path, *, target: str | None = None, model
         "status": "finished",
     }
     store.ensure_writable()
-    # The run first, then its session: a reader never sees a finished session without its run.
-    store.write_table("runs", run_id, [row])
-    store.write_table("sessions", session_id, [session])
+    # The run first, then its session: a reader never sees a finished session without its run, and a session that
+    # cannot be written takes its run back (nothing half-stored).
+    run_file = store.write_table("runs", run_id, [row])
+    try:
+        store.write_table("sessions", session_id, [session])
+    except StoreError:
+        run_file.unlink(missing_ok=True)
+        raise
     return row
