@@ -72,6 +72,7 @@ def test_trtexec_on_a_local_target_gives_samples_offload_and_telemetry_on_one_cl
     args = run["effective_settings"]["args"]
     assert f"--onnx={model}" in args[0] or args[0].startswith("--onnx=")
     assert {"--fp16", "--useDLACore=0", "--allowGPUFallback", "--iterations=5"} <= set(args)
+    assert not any(a.startswith("--warmUp") for a in args)  # a warm-up count: trtexec's own 200 ms warm-up
     assert any(a.startswith("--exportTimes=") for a in args)
     samples = store.samples([row["run_id"]], phase="timed")
     assert sorted(samples["latency_ns"]) == [2_000_000, 2_250_000, 2_250_000, 2_500_000, 3_000_000]

@@ -90,8 +90,9 @@ def trtexec_args(model: str, settings: dict[str, Any], warmup: dict[str, Any], t
                  times_file: str) -> list[str]:
     """``trtexec`` flags for a TensorRT job: ``--onnx`` (a build) or ``--loadEngine``, the builder flags the
     backend's settings name (``fp16``, ``int8``, ``dla_core`` with GPU fallback unless ``gpu_fallback = false``,
-    ``device``, ``builder_optimization_level``, ``cuda_graph``), the warm-up (``--warmUp`` ms) and timed run
-    (``--iterations``, ``--duration``), and ``--exportTimes`` for the per-query times."""
+    ``device``, ``builder_optimization_level``, ``cuda_graph``), the warm-up (``--warmUp`` ms, from ``warmup.min_s``;
+    without it trtexec's own 200 ms) and timed run (``--iterations``, ``--duration``), and ``--exportTimes`` for the
+    per-query times. Settings trtexec has no flag for (``workspace_mb``, ``engine_cache``...) are not passed."""
     args = [("--loadEngine=" if model.lower().endswith(_ENGINE_SUFFIXES) else "--onnx=") + model]
     if settings.get("fp16"):
         args.append("--fp16")
@@ -107,7 +108,8 @@ def trtexec_args(model: str, settings: dict[str, Any], warmup: dict[str, Any], t
         args.append(f"--builderOptimizationLevel={int(settings['builder_optimization_level'])}")
     if settings.get("cuda_graph"):
         args.append("--useCudaGraph")
-    args.append(f"--warmUp={int(round(float(warmup.get('min_s') or 0) * 1000))}")
+    if warmup.get("min_s") is not None:  # trtexec warms up by time only (default 200 ms); a count has no flag
+        args.append(f"--warmUp={int(round(float(warmup['min_s']) * 1000))}")
     if timed.get("count") is not None:
         args.append(f"--iterations={int(timed['count'])}")
     args.append(f"--duration={float(timed.get('min_s') or 0):g}")
