@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from support.helpers import missing_in_ci
 
+from harness.analysis.compare import compare
 from harness.errors import AnalysisError, InputError
 from harness.run.importer import MAX_LOG_BYTES, import_log
 from harness.runners import parse_runner_output
@@ -192,7 +193,7 @@ def test_export_times_imports_as_aggregates_of_its_records(recorded: tuple[Any, 
 @pytest.mark.slow
 def test_results_show_report_and_compare_read_imported_runs(recorded: tuple[Any, dict[str, Any]],
                                                             tmp_path: Path) -> None:
-    from harness.analysis.compare import Selection, compare
+    from harness.analysis.compare import Selection
     from harness.cli.commands import format_summary
     from harness.report.html import build_report
 
@@ -380,3 +381,43 @@ def test_a_session_that_cannot_be_written_takes_its_run_back(tmp_path: Path, mon
     with pytest.raises(StoreError):
         import_log(store, log)
     assert list((tmp_path / "results" / "runs").glob("*.parquet")) == []
+
+
+@pytest.mark.slow
+def test_compare_says_which_configurations_were_aggregate_only(tmp_path: Path) -> None:
+    """Selections with both kinds of run: the sampled configuration is tested, the aggregate-only one is named as
+    not tested (never compared by its printed summary as if that were samples)."""
+    import datetime as dt
+
+    import numpy as np
+
+    from harness.analysis.compare import format_comparison, select_runs
+    from harness.store import Store
+
+    store = Store(tmp_path / "res")
+    store.ensure_writable()
+    rng = np.random.default_rng(3)
+    t0 = dt.datetime(2026, 11, 1, 2, 0, tzinfo=dt.timezone.utc)
+    for i, (session, model, agg) in enumerate([("s-a", "m0", False), ("s-a", "m1", True), ("s-b", "m0", False),
+                                               ("s-b", "m1", True)]):
+        run_id = f"r{i}"
+        row: dict[str, Any] = {"run_id": run_id, "session_id": session, "plan": "p", "model": model,
+                               "target": "board", "backend": "litert", "settings": {"threads": 1}, "status": "ok",
+                               "started_at": t0 + dt.timedelta(days=i // 2, seconds=i), "labels": {}}
+        if agg:
+            row.update(aggregate_only=True, runner="benchmark_model", valid=None, timed_count=50,
+                       result={"aggregate_only": True, "aggregates": {"count": 50, "mean_ns": 4e6, "p50_ns": 4e6}})
+        else:
+            lat = rng.normal(4e6, 4e4, 300).astype(np.int64)
+            store.write_table("samples", run_id, {"run_id": [run_id] * 300, "phase": ["timed"] * 300,
+                                                  "iteration": list(range(300)), "latency_ns": lat.tolist(),
+                                                  "t_ns": np.cumsum(lat).tolist()})
+            row.update(aggregate_only=False, valid=True, timed_count=300, timed_ns=int(lat.sum()))
+        store.write_table("runs", run_id, [row])
+    runs = store.runs()
+    result = compare(store, select_runs(runs, "s-a"), select_runs(runs, "s-b"), metrics=("p50",), resamples=200)
+    assert {p.model for p in result.pairs} == {"m0"}
+    assert result.aggregate_only == ["m1 on board [litert threads=1]"]
+    table = format_comparison(result, "table")
+    assert "not tested on p50/p99 (aggregate-only runs, no samples): m1 on board [litert threads=1]" in table
+    assert json.loads(format_comparison(result, "json"))["aggregate_only"] == ["m1 on board [litert threads=1]"]
