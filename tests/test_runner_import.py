@@ -187,6 +187,8 @@ def test_export_times_imports_as_aggregates_of_its_records(recorded: tuple[Any, 
     _store, rows = recorded
     agg = rows["trtexec/titan_rtx_trt8.4_exportTimes_json_mobilenet_qat_trex_truncated.txt"]["result"]["aggregates"]
     assert agg["count"] == 11
+    assert rows["trtexec/titan_rtx_trt8.4_exportTimes_json_mobilenet_qat_trex_truncated.txt"]["result"][
+        "aggregates_basis"].startswith("computed from the 11 per-query records")
     assert agg["min_ns"] <= ms(0.350342) and agg["max_ns"] >= ms(0.484512)
 
 

@@ -145,6 +145,8 @@ def _result(report: RunnerReport, path: Path, size: int, digest: str, offload: d
         "runner_version": report.version,
         "aggregate_only": True,
         "aggregates": aggregates,
+        "aggregates_basis": (f"computed from the {len(report.samples_ms)} per-query records in the file (no samples "
+                             "are stored from an import)" if report.samples_ms else "the tool's own printed summary"),
         "imported": {"file": _bounded(path.name), "bytes": size, "sha256": digest},
         "runner_report": {"init_ms": report.init_ms, "first_inference_ms": report.first_inference_ms,
                           "warmup": report.warmup.to_dict() if report.warmup else None,
