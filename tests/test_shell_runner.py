@@ -80,6 +80,7 @@ def test_trtexec_on_a_local_target_gives_samples_offload_and_telemetry_on_one_cl
     assert (run["offload"]["nodes_total"], run["offload"]["nodes_accelerated"]) == (2, 1)
     assert run["offload"]["cpu_ops"] == ["SOFTMAX"]
     assert run["device"]["clock"] == "host" and run["device"]["runner_path"] == str(standin)
+    assert not list((tmp_path / "device-cache" / "journal").glob("runner-*"))  # its folder on the device is gone
     tel = store.telemetry([row["run_id"]])
     if tel.empty:  # a machine without thermal zones or cpufreq: the runner still ran; the clock check needs readings
         pytest.skip("this machine exposes no thermal zones or cpufreq to read")
@@ -140,7 +141,8 @@ def test_benchmark_model_over_a_real_sshd_stores_the_offload_it_prints(servers, 
     assert run["result"]["aggregates"]["mean_ns"] == 4_150_500
     assert run["timed_count"] == 20 and run["load_ns"] == 12_500_000
     assert "--num_threads=2" in run["effective_settings"]["args"]
-    assert store.samples([row["run_id"]], phase="timed").empty  # only the first inference, from its summary line
+    assert store.samples([row["run_id"]], phase="timed").empty
+    assert not list((dev.folder / "device-cache" / "journal").glob("runner-*"))  # its folder on the device is gone  # only the first inference, from its summary line
     summary = store.summary([row["run_id"]]).iloc[0]
     assert summary["mean_ns"] == pytest.approx(4_150_500)
 

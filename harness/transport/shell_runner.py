@@ -230,6 +230,8 @@ class ShellRunnerProcess(RunnerProcess):
             f"echo {markers.pg}$((n - {keep})); tail -n {OUTPUT_TAIL_LINES} out.txt | {cut}; "
             f"else {cut} out.txt; fi\n"
             f"rm -f out.txt\necho {markers.rc}$rc\n"
+            f"cd / && rmdir {q(jdir)} 2>/dev/null\n"  # kept while the runner's times file is there (read next)
+            "exit 0\n"
         )
         return _Launch(runner=runner, device_runner=path, args=args, affinity=affinity,
                        pinned_by=str(payload.get("pinned_by") or "job") if affinity else None,
@@ -297,8 +299,10 @@ class ShellRunnerProcess(RunnerProcess):
         times = ""
         if launch.runner in ("onnxruntime_perf_test", "trtexec"):
             q = shlex.quote(launch.result_file)
+            folder = shlex.quote(launch.result_file.rsplit("/", 1)[0])
             try:
-                _code, times = self.transport.run_shell(f"head -c {TIMES_MAX} {q} 2>/dev/null; rm -f {q}",
+                _code, times = self.transport.run_shell(f"head -c {TIMES_MAX} {q} 2>/dev/null; rm -f {q}; "
+                                                        f"rmdir {folder} 2>/dev/null; true",
                                                         timeout=120.0, step="read runner times")
             except TransportError:
                 times = ""
