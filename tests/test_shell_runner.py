@@ -157,7 +157,7 @@ def test_trtexec_args_follow_the_tensorrt_settings() -> None:
 @pytest.mark.parametrize("body, message", [
     ('[runners]\nfoo = "/x"\n', "runners.foo: unknown runner (known: trtexec, benchmark_model, onnxruntime_perf_test)"),
     ("[runners]\nbenchmark_model = true\n", "runners.benchmark_model: expected the runner's path on the device"),
-    ('transport = "adb"\n[runners]\ntrtexec = true\n', "[runners] is for ssh and local targets"),
+    ('transport = "adb"\n[runners]\ntrtexec = true\n', "[runners] is for ssh, labgrid and local targets"),
 ])
 def test_runners_table_errors_are_one_line(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "t.toml"
