@@ -170,13 +170,13 @@ def shapes(n_series: int) -> None:
             red = every_night(lambda r, s=size, a=at: ns.spike(r, 365, a, s), after, n_series)
             base = every_night(lambda r: ns.noise(r, 365), after, n_series)
             print(f"one-night spike +{size * 100:.0f}% at night {at}, every night after it: red in {rate(red, n_series)}"
-                  f"; the same nights without the spike: {base}")
+                  f"; the same nights without the spike: {base}/{n_series}")
     for nights, size in ((3, -0.10), (5, -0.05), (7, -0.20)):
         after = range(300 + nights + 1, 331)
         red = every_night(lambda r, k=nights, s=size: ns.dip(r, 330, 300, k, s), after, n_series)
         base = every_night(lambda r: ns.noise(r, 330), after, n_series)
         print(f"dip {size * 100:+.0f}% for {nights} nights then back, every night after it: red in "
-              f"{rate(red, n_series)}; the same nights without the dip: {base}")
+              f"{rate(red, n_series)}; the same nights without the dip: {base}/{n_series}")
     for size, nights in ((0.10, 60), (0.20, 100)):
         rng = np.random.default_rng(6000)
         counts, one_drift = [], 0
