@@ -276,20 +276,7 @@ class _Detector:
             return None
         if self._returns(w, ref, groups, crit):
             return None
-        first = self._first_night(ref.idx, start)
-        before = ref.idx[ref.idx < first]
-        return Finding(first, "regression", math.exp(float(self.y[before].mean())),
-                       math.exp(float(self.y[first:].mean())), len(before), self.n - first)
-
-    def _first_night(self, ref: np.ndarray, start: int) -> int:
-        """Where the new level began: back from ``start`` (at most to ``max_excursion`` nights before the end)
-        while the night before sits nearer the newest nights' level than the old one."""
-        new, old = float(self.y[start:].mean()), float(self.y[ref[ref < start]].mean())
-        first = start
-        while first - 1 >= max(int(ref[0]) + self.s.persist, self.n - self.s.max_excursion) \
-                and abs(self.y[first - 1] - new) < abs(self.y[first - 1] - old):
-            first -= 1
-        return first
+        return Finding(start, "regression", math.exp(level), math.exp(float(np.mean(w))), len(r), k)
 
     def _returns(self, w: np.ndarray, ref: _Group, groups: list[_Group], crit: float) -> bool:
         """Is the window a return to the level before a young reference level (an excursion ending)?"""
