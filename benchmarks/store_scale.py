@@ -56,7 +56,8 @@ def generate(root: Path, runs: int, per_run: int, configs: int, seed: int = 1) -
         t_ns = np.cumsum(lat)
         table = pa.table({
             "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(per_run, dtype=np.int32)), pa.array([run_id])),
-            "phase": phase, "iteration": iteration, "latency_ns": lat, "t_ns": t_ns})
+            "phase": phase, "iteration": iteration, "latency_ns": lat, "t_ns": t_ns,
+            "gpu_ns": pa.nulls(per_run, pa.int64())})
         table = table.cast(pa.schema([(f.name, pa.dictionary(pa.int32(), pa.string()) if f.name in ("run_id", "phase")
                                        else f.type) for f in SCHEMAS["samples"]]))
         pq.write_table(table, root / "samples" / f"{run_id}.parquet", compression="zstd")
@@ -70,6 +71,18 @@ def generate(root: Path, runs: int, per_run: int, configs: int, seed: int = 1) -
     for row in run_rows:
         cols = {f.name: [row.get(f.name)] for f in schema}
         pq.write_table(pa.table(cols, schema=schema), root / "runs" / f"{row['run_id']}.parquet")
+    # One closed session per night.
+    schema = SCHEMAS["sessions"]
+    for night in range(nights):
+        mine = [r for r in run_rows if r["session_id"] == f"s-night{night:04d}"]
+        row = {"session_id": f"s-night{night:04d}", "started_at": mine[0]["started_at"], "plan": "scale",
+               "finished_at": mine[-1]["started_at"], "jobs": len(mine), "jobs_ok": len(mine), "jobs_failed": 0,
+               "status": "ok"}
+        cols = {f.name: [row.get(f.name)] for f in schema}
+        pq.write_table(pa.table(cols, schema=schema), root / "sessions" / f"{row['session_id']}.parquet")
+    # As hilbench wrote stores before schema v2: no summaries/ (`hilbench store migrate` adds them).
+    (root / "hilbench-store.json").write_text(json.dumps({"schema_version": 1}) + "\n")
+    (root / "summaries").rmdir()
     print(f"generated {runs} runs x {per_run} samples = {runs * per_run / 1e6:.0f} M in "
           f"{time.perf_counter() - t0:.1f} s ({sum(p.stat().st_size for p in (root / 'samples').glob('*')) / 1e9:.2f} GB)")
 
