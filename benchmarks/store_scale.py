@@ -8,12 +8,16 @@ runner writes them. Then, each in a fresh process so the peak memory is its own:
 * ``history``: ``hilbench history`` (nightly points from the summary + the change-point detector);
 * ``compare``: ``hilbench compare`` of the last two nights (raw samples of those two only).
 
-Prints wall time and peak RSS (``ru_maxrss`` of the child). Targets on a 2-core
-machine: summary <= 10 s, peak memory <= 2 GB.
+The store is generated as hilbench wrote stores before schema v2 (per-run files, no stored summaries), and
+measured in three stages: ``v1`` as generated, ``migrated`` after ``hilbench store migrate`` (each run's
+summary stored) and ``compacted`` after ``hilbench store compact`` (one file per closed session and table);
+the migrate and compact steps are measured too. Each figure is one fresh process: wall time (imports apart)
+and peak RSS (``ru_maxrss``). Targets on a 2-core machine (issue 15): summary <= 0.5 s, history <= 1.5 s,
+compare of two nights <= 1.5 s, each <= 400 MB peak.
 
-    python3 benchmarks/store_scale.py                 # generate in /tmp/hilbench-scale, then measure
-    python3 benchmarks/store_scale.py --runs 200      # a smaller store (10 M samples)
-    python3 benchmarks/store_scale.py --measure-only  # reuse the store
+    nice python3 benchmarks/store_scale.py                 # generate in /tmp/hilbench-scale, then measure
+    nice python3 benchmarks/store_scale.py --runs 200      # a smaller store (10 M samples)
+    nice python3 benchmarks/store_scale.py --measure-only  # measure the store as it is now
 """
 
 from __future__ import annotations
@@ -99,6 +103,11 @@ def measure_child(task: str, root: str) -> None:
 
         s = open_store(root).summary()
         detail = f"{len(s)} runs, {int(s['count'].sum()) / 1e6:.0f} M samples"
+    elif task in ("migrate", "compact"):
+        from harness.cli import main
+
+        code = main(["store", task, "--store", root])
+        detail = f"exit {code}"
     else:
         from harness.cli import main
 
@@ -110,14 +119,37 @@ def measure_child(task: str, root: str) -> None:
                       "peak_rss_mb": round(peak_mb), "detail": detail}))
 
 
+def _child(task: str, root: Path, stage: str) -> bool:
+    """Run ``task`` in a fresh process (its own peak memory) and print its figures under ``stage``."""
+    out = subprocess.run([sys.executable, __file__, "--root", str(root), "--child", task],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(f"{stage} {task}: failed\n{out.stderr[-2000:]}")
+        return False
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    print(json.dumps({"stage": stage, **figures}), flush=True)
+    return True
+
+
+#: What each stage does to the store before the readers are measured.
+STAGES = {
+    "v1": None,  # as generated: per-run files, no stored summaries (readers compute them from the samples)
+    "migrated": "migrate",  # `hilbench store migrate`: each run's summary stored
+    "compacted": "compact",  # `hilbench store compact`: one file per closed session and table
+}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default="/tmp/hilbench-scale")
     ap.add_argument("--runs", type=int, default=2000)
     ap.add_argument("--per-run", type=int, default=50_000)
     ap.add_argument("--configs", type=int, default=40, help="configurations per night (runs / configs nights)")
-    ap.add_argument("--measure-only", action="store_true")
-    ap.add_argument("--child", choices=("summary", "history", "compare"), help=argparse.SUPPRESS)
+    ap.add_argument("--measure-only", action="store_true", help="reuse the store and measure it as it is")
+    ap.add_argument("--stages", default=",".join(STAGES),
+                    help=f"comma-separated stages to measure in order (default: {','.join(STAGES)})")
+    ap.add_argument("--child", choices=("summary", "history", "compare", "migrate", "compact"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         measure_child(args.child, args.root)
@@ -129,13 +161,16 @@ def main() -> int:
 
             shutil.rmtree(root)
         generate(root, args.runs, args.per_run, args.configs)
-    for task in ("summary", "history", "compare"):
-        out = subprocess.run([sys.executable, __file__, "--root", str(root), "--child", task],
-                             capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            print(f"{task}: failed\n{out.stderr[-2000:]}")
+    stages = [s for s in args.stages.split(",") if s] if not args.measure_only else ["as-is"]
+    for stage in stages:
+        action = STAGES.get(stage)
+        if stage not in STAGES and stage != "as-is":
+            ap.error(f"--stages: unknown stage {stage!r} (known: {', '.join(STAGES)})")
+        if action is not None and not _child(action, root, stage):
             return 1
-        print(out.stdout.strip().splitlines()[-1])
+        for task in ("summary", "history", "compare"):
+            if not _child(task, root, stage):
+                return 1
     return 0
 
 

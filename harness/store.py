@@ -172,6 +172,8 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 #: Runs without a stored summary from which a reader notes that `hilbench store migrate` would help.
 _NOTE_UNSUMMARISED = 200
+#: Rows a compacted file's row group gathers before it is written (harness/storecompact.py).
+_GROUP_ROWS = 32_768
 #: What a reader's warning about a skipped file tells the user to run.
 REPAIR_HINT = "hilbench store check --repair --store {root}"
 #: Temporary files: ``.<file name>.<machine tag>-<pid>.<random>.tmp`` (older versions: no tag and pid).
@@ -414,7 +416,20 @@ class Store:
 
     # ---------------------------------------------------------------- reading
     def _read(self, table: str, columns: list[str] | None = None, filter_runs: bool = True,
-              only: set[str] | None = None, _relisted: bool = False) -> pd.DataFrame:
+              only: set[str] | None = None) -> pd.DataFrame:
+        arrow, known, found = self._read_arrow(table, columns, only)
+        if not found:
+            return arrow.to_pandas()
+        df = arrow.to_pandas()
+        if filter_runs and table not in ("runs", "sessions") and "run_id" in df.columns:
+            committed = known if known is not None else set(self._read("runs", ["run_id"])["run_id"])
+            df = df[df["run_id"].isin(committed)].reset_index(drop=True)
+        return df
+
+    def _read_arrow(self, table: str, columns: list[str] | None = None, only: set[str] | None = None,
+                    _relisted: bool = False) -> tuple[pa.Table, set[str] | None, bool]:
+        """``table`` read as Arrow (``columns``; with ``only``, at least the rows of those runs), the stored run
+        ids when it read them, and whether any file was read (rows of uncommitted runs are still there)."""
         folder = self.root / table
         schema = SCHEMAS[table]
         listed = self._table_files(table)
@@ -432,14 +447,14 @@ class Store:
         wanted = None if columns is None else list(dict.fromkeys([*columns, *keys]))
         if not files:
             empty = schema.empty_table()
-            return (empty if columns is None else empty.select(columns)).to_pandas()
+            return (empty if columns is None else empty.select(columns)), known, False
         try:
             arrow = _read_files(files, schema, wanted, only)
             whole = all(arrow.column(k).null_count == 0 for k in keys)
         except (pa.ArrowException, OSError):
             if any(not os.path.exists(f) for f in files) and not _relisted:
                 # A file went since the listing (`store compact` merged it): list again, once.
-                return self._read(table, columns, filter_runs, only, _relisted=True)
+                return self._read_arrow(table, columns, only, _relisted=True)
             whole = False
         if not whole:
             # A file that does not read, or rows without their keys (another table's file): find it, file by
@@ -452,11 +467,7 @@ class Store:
                 raise StoreError(f"{folder}: cannot read ({exc})") from exc
         if columns is not None:
             arrow = arrow.select(columns)
-        df = arrow.to_pandas()
-        if filter_runs and table not in ("runs", "sessions") and "run_id" in df.columns:
-            committed = known if known is not None else set(self._read("runs", ["run_id"])["run_id"])
-            df = df[df["run_id"].isin(committed)].reset_index(drop=True)
-        return df
+        return arrow, known, True
 
     def _usable(self, table: str, path: str, columns: list[str] | None) -> bool:
         """Whether ``path`` reads as a file of ``table`` (its footer, schema and, given ``columns``, their
@@ -521,6 +532,37 @@ class Store:
         if phase is not None:
             df = df[df["phase"] == phase]
         return df.reset_index(drop=True)
+
+    def timed_latencies(self, run_ids: Iterable[str]) -> dict[str, npt.NDArray[Any]]:
+        """Run id -> its timed latencies (ns) in iteration order, for the stored runs among ``run_ids``
+        that have any: what :meth:`samples` gives, but read file by file as Arrow: only those runs' files,
+        and of a compacted session's file only the row groups whose ``run_id`` statistics may hold them."""
+        wanted = set(run_ids)
+        committed = set(self._read("runs", ["run_id"])["run_id"])
+        targets = wanted & committed
+        listed = self._table_files("samples")
+        if any(c is None and Path(f).stem not in committed for f, c in listed):
+            return _latencies_by_run(self.samples(targets, phase="timed",
+                                                  columns=["run_id", "phase", "iteration", "latency_ns"]))
+        chunks: dict[str, list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] = {}
+        for path, covers in listed:
+            if not (Path(path).stem in targets if covers is None else covers & targets):
+                continue
+            try:
+                found = _file_timed_latencies(path, targets)
+            except (pa.ArrowException, OSError, KeyError, ValueError):
+                found = None
+            if found is None:  # not as this reader expects: the general reader names what is wrong
+                return _latencies_by_run(self.samples(targets, phase="timed",
+                                                      columns=["run_id", "phase", "iteration", "latency_ns"]))
+            for run_id, parts in found.items():
+                chunks.setdefault(run_id, []).extend(parts)
+        out: dict[str, npt.NDArray[Any]] = {}
+        for run_id in sorted(chunks):
+            iteration = np.concatenate([i for i, _ in chunks[run_id]])
+            lat = np.concatenate([v for _, v in chunks[run_id]])
+            out[run_id] = lat[np.argsort(iteration, kind="stable")]
+        return out
 
     def telemetry(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
         wanted = set(run_ids) if run_ids is not None else None
@@ -736,8 +778,16 @@ class Store:
             try:
                 with pq.ParquetWriter(tmp, schema.with_metadata(meta), compression="zstd",
                                       write_page_checksum=True) as writer:
+                    # Row groups of about _GROUP_ROWS rows: a run of many samples is one (or more) of its own,
+                    # so a reader of some runs skips the others'; runs of few rows share one.
+                    group: list[pa.Table] = []
                     for part in parts:
-                        writer.write_table(_conform(part, schema).replace_schema_metadata(meta))
+                        group.append(_conform(part, schema).replace_schema_metadata(meta))
+                        if sum(t.num_rows for t in group) >= _GROUP_ROWS:
+                            writer.write_table(pa.concat_tables(group), row_group_size=1 << 30)
+                            group = []
+                    if group:
+                        writer.write_table(pa.concat_tables(group), row_group_size=1 << 30)
                 _fsync(tmp)
                 os.replace(tmp, path)
             finally:
@@ -952,6 +1002,51 @@ def _run_file_latencies(path: str) -> npt.NDArray[Any] | str:
         return lat[codes == names.index("timed")] if "timed" in names else lat[:0]
     except (pa.ArrowException, OSError) as exc:
         return file_problem("samples", path) or _unreadable(exc)
+
+
+def _latencies_by_run(samples: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
+    """Run id -> latencies in iteration order, from a samples frame."""
+    samples = samples.sort_values(["run_id", "iteration"], kind="stable")
+    return {rid: g["latency_ns"].to_numpy() for rid, g in samples.groupby("run_id", sort=False)}
+
+
+def _file_timed_latencies(path: str, targets: set[str]
+                          ) -> dict[str, list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] | None:
+    """Run id -> [(iterations, latencies)] of the timed rows of ``targets`` in one samples file, skipping the
+    row groups whose ``run_id`` statistics rule them out; None when the file is not a plain samples file."""
+    pf = pq.ParquetFile(path, read_dictionary=["run_id", "phase"])
+    names = pf.schema_arrow.names
+    if schema_problem("samples", pf.schema_arrow) is not None or "iteration" not in names:
+        return None
+    col = pf.metadata.schema.names.index("run_id")
+    low, high = min(targets), max(targets)
+    out: dict[str, list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] = {}
+    for i in range(pf.metadata.num_row_groups):
+        stats = pf.metadata.row_group(i).column(col).statistics
+        if stats is not None and stats.has_min_max and not stats.null_count and (
+                stats.max < low or stats.min > high
+                or not any(stats.min <= t <= stats.max for t in targets)):
+            continue
+        t = pf.read_row_group(i, columns=["run_id", "phase", "iteration", "latency_ns"], use_threads=False)
+        if t.column("latency_ns").null_count or t.column("iteration").null_count:
+            return None
+        run = t.column("run_id").combine_chunks()
+        phase = t.column("phase").combine_chunks()
+        if not pa.types.is_dictionary(run.type) or not pa.types.is_dictionary(phase.type):
+            return None
+        pnames = phase.dictionary.to_pylist()
+        if "timed" not in pnames:
+            continue
+        timed = phase.indices.to_numpy(zero_copy_only=False) == pnames.index("timed")
+        codes = run.indices.to_numpy(zero_copy_only=False)
+        iteration = t.column("iteration").to_numpy()
+        lat = t.column("latency_ns").to_numpy()
+        for code, run_id in enumerate(run.dictionary.to_pylist()):
+            if run_id in targets:
+                keep = timed & (codes == code)
+                if keep.any():
+                    out.setdefault(run_id, []).append((iteration[keep], lat[keep]))
+    return out
 
 
 def _summary_values(lat: npt.NDArray[Any], duration: Any) -> list[float]:
