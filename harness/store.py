@@ -702,6 +702,9 @@ class Store:
         runs without one are absent)."""
         df = self._read("summaries", only=wanted)
         df = df[df["run_id"].isin(wanted)].drop_duplicates("run_id", keep="last")
+        if df.empty:
+            return pd.DataFrame({c: pd.Series(dtype="float64") for c in SUMMARY_FIELDS},
+                                index=pd.Index([], name="run_id"))
         return df.set_index("run_id").astype("float64")
 
     def _write_summaries(self, name: str, runs: pa.Table) -> None:

@@ -27,7 +27,7 @@ from harness import open_store
 from harness.cli import main
 from harness.errors import StoreError
 from harness.liveness import machine_tag, process_identity
-from harness.store import MARKER, SCHEMAS, Store
+from harness.store import MARKER, SCHEMA_VERSION, SCHEMAS, Store
 from harness.storecheck import check_store, open_checked
 
 # Real processes, tmpfs and sshd: the whole module is in the slow tier (issue 16's fast tier stays fast).
@@ -576,7 +576,7 @@ def test_a_broken_marker_is_named_with_its_fix_and_repaired(store_dir, capsys):
     findings = check_store(open_checked(store_dir))
     assert [f.kind for f in findings if f.problem] == ["bad-marker"]
     assert main(["store", "check", "--repair", "--store", str(store_dir)]) == 1
-    assert json.loads((store_dir / MARKER).read_text()) == {"schema_version": 1}
+    assert json.loads((store_dir / MARKER).read_text()) == {"schema_version": SCHEMA_VERSION}
     assert main(["results", "--store", str(store_dir)]) == 0
     capsys.readouterr()
 
