@@ -223,6 +223,7 @@ class Store:
         self.skipped: dict[str, str] = {}
         self._checked: dict[str, tuple[tuple[int, int], str | None]] = {}  # path -> ((size, mtime), problem)
         self._covered: dict[str, tuple[tuple[int, int], frozenset[str] | None]] = {}  # compacted file -> its runs
+        self._runs_cache: tuple[tuple[tuple[str, int, int], ...], pa.Table] | None = None  # (files' stamp, table)
         self._warn_lock = threading.Lock()
         self._session_lock = threading.RLock()
         self._beating: dict[str, pa.Table] = {}  # running sessions written here: name -> their row
@@ -448,6 +449,11 @@ class Store:
         if not files:
             empty = schema.empty_table()
             return (empty if columns is None else empty.select(columns)), known, False
+        stamp = _stamp(files) if table == "runs" else None
+        if stamp is not None and self._runs_cache is not None and self._runs_cache[0] == stamp:
+            # The runs table as this Store read it last, unchanged since (every file's name, size and mtime).
+            whole_runs = self._runs_cache[1]
+            return (whole_runs if columns is None else whole_runs.select(columns)), known, True
         try:
             arrow = _read_files(files, schema, wanted, only)
             whole = all(arrow.column(k).null_count == 0 for k in keys)
@@ -465,6 +471,8 @@ class Store:
                          else (schema.empty_table() if wanted is None else schema.empty_table().select(wanted)))
             except (pa.ArrowException, OSError) as exc:
                 raise StoreError(f"{folder}: cannot read ({exc})") from exc
+        if stamp is not None and whole and wanted is None:
+            self._runs_cache = (stamp, arrow)
         if columns is not None:
             arrow = arrow.select(columns)
         return arrow, known, True
@@ -1005,6 +1013,14 @@ def _run_file_latencies(path: str) -> npt.NDArray[Any] | str:
         return lat[codes == names.index("timed")] if "timed" in names else lat[:0]
     except (pa.ArrowException, OSError) as exc:
         return file_problem("samples", path) or _unreadable(exc)
+
+
+def _stamp(files: list[str]) -> tuple[tuple[str, int, int], ...] | None:
+    """Each file's (name, size, mtime): what says a table read before is still the same; None when a file went."""
+    try:
+        return tuple((f, st.st_size, st.st_mtime_ns) for f in files for st in (os.stat(f),))
+    except OSError:
+        return None
 
 
 def _latencies_by_run(samples: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
