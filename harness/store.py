@@ -250,7 +250,10 @@ class Store:
         except OSError as exc:
             raise StoreError(f"{self.root}: results store is not writable ({exc.strerror or exc})") from exc
         if getattr(self, "schema_version", SCHEMA_VERSION) < SCHEMA_VERSION:
-            self.migrate()
+            try:
+                self.migrate()
+            except ImportError:  # a host without the analysis extra (scipy) stores runs and leaves the rest
+                _LOG.info("hilbench: %s stays at schema v1 until `hilbench store migrate` (needs scipy)", self.root)
         for path, why in self.stale_temps():
             if _unlink_quiet(path):
                 _LOG.info("hilbench: removed %s (%s)", path, why)
@@ -732,7 +735,8 @@ class Store:
                 for col, v in zip(SUMMARY_FIELDS, _summary_values(lat, row["timed_ns"]), strict=True):
                     values[col].append(v)
             self._write_file("summaries", name, pa.table(values, schema=SCHEMAS["summaries"]))
-        except (StoreError, pa.ArrowException, OSError, ValueError) as exc:
+        except (StoreError, pa.ArrowException, OSError, ValueError, ImportError) as exc:
+            # ImportError: a host without the analysis extra (scipy) stores runs; readers summarise them later.
             _LOG.info("hilbench: summary of run %s not stored (%s): readers compute it from its samples",
                       safe(name, 80), _short(exc))
 

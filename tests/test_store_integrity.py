@@ -168,8 +168,10 @@ def test_a_corrupt_file_is_skipped_with_a_warning_then_check_and_repair_set_it_a
 
 def test_the_warning_reaches_stderr_of_the_command(store_dir):
     bad = _corrupt(store_dir, "truncated")
-    proc = cli("results", "--store", str(store_dir))
-    assert proc.returncode == 0, proc.stderr
+    # `results` reads the stored summaries (store schema v2) and never opens a samples file; `compare` of the two
+    # sessions reads their samples.
+    proc = cli("compare", "--store", str(store_dir))
+    assert proc.returncode in (0, 5), proc.stderr  # 5: a regression, by chance
     lines = proc.stderr.splitlines()
     assert lines == [f"hilbench: warning: skipped {bad}: not a readable Parquet file (Parquet magic bytes not found "
                      "in footer. Either the file is corrupted or this is not a parquet file.) (fix: hilbench store "
