@@ -22,6 +22,7 @@ from harness.cli.commands import (
     cmd_compare,
     cmd_doctor,
     cmd_history,
+    cmd_inspect,
     cmd_plot,
     cmd_report,
     cmd_results,
@@ -32,10 +33,11 @@ from harness.cli.commands import (
     cmd_variants,
 )
 from harness.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REGRESSED, EXIT_USAGE, EXIT_USER, exit_for_signal
+from harness.cli.lab_cmd import add_lab_parser
 from harness.cli.progress import LINE_LIMIT
 from harness.cli.store_cmd import add_store_parser
 from harness.errors import HilbenchError
-from harness.prep.variants import COREML_VARIANT_KINDS, VARIANT_KINDS
+from harness.prep.variants import COREML_VARIANT_KINDS, FOR_RUNTIMES, VARIANT_KINDS
 from harness.report.plots import KINDS as PLOT_KINDS
 from harness.safetext import safe, safe_lines
 
@@ -76,7 +78,15 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     v.add_argument("--only", action="append", choices=VARIANT_KINDS + COREML_VARIANT_KINDS,
                    help="only this variant (repeatable); coreml and coreml-fp32 are made from a PyTorch model")
     v.add_argument("--force", action="store_true", help="overwrite variants (and variants.toml) that exist")
+    v.add_argument("--for", dest="for_runtime", choices=FOR_RUNTIMES,
+                   help="tailor the variants to a runtime: tensorrt writes symmetric INT8 (every zero point 0)")
     v.set_defaults(func=cmd_variants)
+
+    ins = sub.add_parser("inspect", help="what a model file is, on the host: inputs, outputs, ops, quantization, "
+                                         "Edge TPU compilation, TensorRT version")
+    ins.add_argument("model", help="the model (.tflite, .onnx, .engine/.plan/.trt, .mlmodel/.mlpackage, .pt, .pt2)")
+    ins.add_argument("--format", choices=("table", "json"), default="table")
+    ins.set_defaults(func=cmd_inspect)
 
     pl = sub.add_parser("plot", help=f"a figure (PNG or SVG): {', '.join(PLOT_KINDS)}")
     pl.add_argument("kind", choices=PLOT_KINDS)
@@ -215,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.set_defaults(func=cmd_telemetry_parse)
     _analysis_parsers(sub, store_arg)
     add_store_parser(sub, store_arg)
+    add_lab_parser(sub)
     _debug_everywhere(p)
     return p
 

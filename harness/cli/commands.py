@@ -315,6 +315,10 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
     lock_line = _lock_text(row.get("device_lock"))
     if lock_line:
         out.write(f"  device    {lock_line}\n")
+    lab = row.get("lab")
+    if isinstance(lab, dict) and lab.get("coordinator"):  # a labgrid place (docs/lab.md)
+        out.write(f"  lab       place {lab.get('place') or '-'} on exporter {lab.get('exporter') or '-'} at "
+                  f"{lab['coordinator']} (reservation {lab.get('reservation') or '-'})\n")
     if row["status"] != "ok":
         out.write(f"  status    ERROR ({row['error_category']}): {row['error_message']}\n")
         if row.get("stderr_tail"):
@@ -384,6 +388,8 @@ def cmd_targets(args: argparse.Namespace) -> int:
             where = f"{t.user}@{where}"
         if t.port:
             where += f":{t.port}"
+        if t.labgrid is not None:  # a labgrid place: what it asks the coordinator for
+            where = t.labgrid.place or " ".join(f"{k}={v}" for k, v in t.labgrid.reserve)
         facts = ", ".join(f"{k}={v}" for k, v in t.facts.items() if k in ("soc", "accelerator", "tops", "price_usd"))
         sys.stdout.write(f"{t.name:24} {t.transport:6} {where:28} {facts}\n")
     sys.stdout.write(f"{len(targets)} targets valid\n")
@@ -486,12 +492,19 @@ def cmd_variants(args: argparse.Namespace) -> int:
     if plan_path.exists() and not args.force:
         raise AnalysisError(f"{plan_path}: already exists: remove it, write elsewhere with --out DIR, or use --force")
     made = make_variants(model, calibration=Path(args.calibration) if args.calibration else None, out_dir=out_dir,
-                         kinds=kinds, force=args.force)
+                         kinds=kinds, force=args.force, for_runtime=getattr(args, "for_runtime", None))
     snippet = plan_snippet(model, made, relative_to=out_dir, eval_data=Path(args.eval) if args.eval else None)
     _write_output(snippet, str(plan_path))
     for v in made:
         sys.stdout.write(f"{v.precision:5} {v.path}  {v.size_bytes / 1024:.1f} KiB  ({v.note})\n")
     sys.stdout.write(f"plan: {plan_path} (run it: hilbench run {plan_path})\n")
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from harness.prep.inspect import format_inspection, inspect_model
+
+    sys.stdout.write(format_inspection(inspect_model(Path(args.model)), args.format))
     return EXIT_OK
 
 
