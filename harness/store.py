@@ -159,8 +159,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         # The item's whole output vector (dequantised), for fidelity and user scorers; null when not kept.
         ("output", pa.list_(pa.float32())),
     ]),
-    # One row per run, written with its runs row (schema v2): the summary of its timed latencies, as
-    # Store.summary() computes it from the samples (count 0 where the run stored no samples).
+    # One row per run, written with its runs row (schema v2) where it has its own samples file: the summary of
+    # its timed latencies, as Store.summary() computes it from the samples (`store migrate`: count 0 where the
+    # run stored no samples).
     "summaries": pa.schema([("run_id", pa.string()), *[(c, pa.float64()) for c in SUMMARY_FIELDS]]),
 }
 _JSON_NAMES = {"labels", "host", "argv", "model_tags", "settings", "effective_settings", "policy", "device",
@@ -732,13 +733,18 @@ class Store:
             for row in rows:
                 run_id = row["run_id"]
                 path = self.root / "samples" / f"{run_id}.parquet"
-                lat = _run_file_latencies(str(path)) if path.is_file() else np.zeros(0, dtype=np.int64)
+                if not path.is_file():
+                    # No samples file of its own (an error run, or samples a file named otherwise holds): no
+                    # summary, the readers look for its samples as before.
+                    continue
+                lat = _run_file_latencies(str(path))
                 if isinstance(lat, str):
-                    return  # the reader says what is wrong with it (and `store check` finds it)
+                    continue  # the reader says what is wrong with it (and `store check` finds it)
                 values["run_id"].append(run_id)
                 for col, v in zip(SUMMARY_FIELDS, _summary_values(lat, row["timed_ns"]), strict=True):
                     values[col].append(v)
-            self._write_file("summaries", name, pa.table(values, schema=SCHEMAS["summaries"]))
+            if values["run_id"]:
+                self._write_file("summaries", name, pa.table(values, schema=SCHEMAS["summaries"]))
         except (StoreError, pa.ArrowException, OSError, ValueError, ImportError) as exc:
             # ImportError: a host without the analysis extra (scipy) stores runs; readers summarise them later.
             _LOG.info("hilbench: summary of run %s not stored (%s): readers compute it from its samples",
@@ -753,7 +759,9 @@ class Store:
         have = set(self._read("summaries", ["run_id"])["run_id"])
         todo = runs[~runs["run_id"].isin(have)]
         durations = dict(zip(todo["run_id"], todo["timed_ns"], strict=True))
-        found = self._summarize_runs(durations, None) or {}
+        # None where a samples file is named for no run (it may hold any run's rows): nothing is stored, and the
+        # readers summarise from the whole table as before.
+        found = self._summarize_runs(durations, set(runs["run_id"])) or {}
         for session, group in todo.groupby(todo["session_id"].fillna(""), sort=True):
             ids = [r for r in group["run_id"] if found.get(r) is not None]
             if not ids:

@@ -309,3 +309,19 @@ def test_a_failed_summary_write_leaves_the_run_stored_and_readers_compute_it(tmp
     assert not (tmp_path / "res" / "summaries" / "r1.parquet").exists()
     summary = Store(tmp_path / "res").summary()
     assert summary.loc[0, "count"] == 100 and summary.loc[0, "p50_ns"] == pytest.approx(1049.5)
+
+
+def test_samples_in_a_file_named_for_no_run_are_summarised_as_before(tmp_path):
+    """A store written by hand (one samples file for two runs): no stored summary hides them, before or after
+    migrate."""
+    store = Store(tmp_path / "res")
+    store.ensure_writable()
+    lat = list(range(1000, 1200))
+    store.write_table("samples", "batch", {"run_id": ["r1"] * 100 + ["r2"] * 100, "phase": ["timed"] * 200,
+                                           "iteration": list(range(100)) * 2, "latency_ns": lat, "t_ns": lat})
+    store.write_table("runs", "both", [{"run_id": r, "session_id": "s", "status": "ok", "timed_ns": 10**6}
+                                       for r in ("r1", "r2")])
+    store.migrate()
+    summary = Store(tmp_path / "res").summary()
+    assert list(summary["count"]) == [100, 100] and summary.loc[1, "p50_ns"] == pytest.approx(1149.5)
+    pd.testing.assert_frame_equal(summary, Store(tmp_path / "res").summary(from_samples=True), check_exact=True)
