@@ -22,6 +22,7 @@ from harness.cli.commands import (
     cmd_compare,
     cmd_doctor,
     cmd_history,
+    cmd_import,
     cmd_inspect,
     cmd_plot,
     cmd_report,
@@ -216,6 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ssh:// targets: trust an unknown host key on first contact (a changed one is still refused)")
     targets_arg(d)
     d.set_defaults(func=cmd_doctor)
+
+    im = sub.add_parser("import", help="store a recorded vendor runner log (trtexec, benchmark_model, "
+                                       "onnxruntime_perf_test, benchmark_app) as an aggregate-only run")
+    im.add_argument("logfile", help="the runner's recorded output (its runner is recognised from the content)")
+    im.add_argument("--target", help="the device it ran on, as results show it (default: import)")
+    im.add_argument("--model", help="the model file it measured (hashed when it is a file here; default: the graph "
+                                    "the log names)")
+    im.add_argument("--runner", help="the runner that wrote the log, when its content does not tell")
+    im.add_argument("--label", action="append", metavar="KEY=VALUE", help="label the run (repeatable)")
+    store_arg(im)
+    im.set_defaults(func=cmd_import)
 
     tel = sub.add_parser("telemetry", help="telemetry tools")
     tel_sub = tel.add_subparsers(dest="telemetry_command", required=True)

@@ -187,7 +187,8 @@ def format_summary(summary: Any, fmt: str) -> str:
             precision = json.loads(r["model_tags"] or "{}").get("precision")
         except ValueError:
             precision = None
-        verdict = ("VALID" if r["valid"] else "INVALID") if ok else "ERROR"
+        verdict = ("AGGREGATE" if r.get("aggregate_only") is True and pd.isna(r["valid"])
+                   else "VALID" if r["valid"] else "INVALID") if ok else "ERROR"
         if ok and r.get("warnings"):
             verdict += f" ({len(str(r['warnings']).split(','))} warn)"
         if ok and r.get("emulated"):
@@ -326,7 +327,11 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
             for line in str(row["stderr_tail"]).splitlines()[-15:]:
                 out.lines.append(f"    {line}")
         return
-    if row.get("runner"):
+    imported = (row.get("result") or {}).get("imported") if row.get("transport") == "import" else None
+    if imported:
+        out.write(f"  IMPORTED  {row['runner']} log {imported.get('file')} (sha256 {str(imported.get('sha256'))[:16]}):"
+                  " the tool's own summary, no samples, no telemetry (hilbench import)\n")
+    elif row.get("runner"):
         out.write(f"  runner    {row['runner']} on the device"
                   + ("  (aggregate-only: the runner reports no per-iteration samples)" if row.get("aggregate_only") else "")
                   + "\n")
@@ -341,8 +346,9 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
         out.write("  latency   " + "  ".join(
             f"{k}={stats[k + '_ns'] / 1e6:.3f}" for k in ("min", "p50", "p90", "p95", "p99", "p999", "max")
             if k + "_ns" in stats and stats[k + "_ns"] == stats[k + "_ns"]) + " ms\n")
-        out.write(f"  median CI [{stats['p50_ci_low_ns'] / 1e6:.3f}, {stats['p50_ci_high_ns'] / 1e6:.3f}] ms (95%)"
-                  f"   cv {stats['cv'] * 100:.2f}%   {stats['throughput_per_s']:.1f} inf/s\n")
+        if not row.get("aggregate_only"):  # an aggregate-only run has no samples for a median CI
+            out.write(f"  median CI [{stats['p50_ci_low_ns'] / 1e6:.3f}, {stats['p50_ci_high_ns'] / 1e6:.3f}] ms (95%)"
+                      f"   cv {stats['cv'] * 100:.2f}%   {stats['throughput_per_s']:.1f} inf/s\n")
     from harness.analysis.usage import format_usage
 
     out.writelines(f"  {line}\n" for line in format_usage(row))
@@ -353,7 +359,8 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
         out.writelines(f"  {line}\n" for line in format_derived(row["derived"])
                        if not (row.get("usage_sources") and line.startswith("memory")))
     verdict = row.get("verdict") or {}
-    out.write(f"  verdict   {'VALID' if row.get('valid') else 'INVALID'}\n")
+    out.write("  verdict   " + ("none (aggregate-only: no samples to judge)" if row.get("aggregate_only")
+                                 and _missing(row.get("valid")) else "VALID" if row.get("valid") else "INVALID") + "\n")
     for reason in verdict.get("reasons", []):
         out.write(f"    invalid: {reason}\n")
     for w in verdict.get("warnings", []):
@@ -396,6 +403,22 @@ def cmd_targets(args: argparse.Namespace) -> int:
     for exc in errors:
         sys.stderr.write(f"hilbench: error: {exc}\n")
     return EXIT_USER if errors else EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``hilbench import LOGFILE``: a recorded runner log stored as an aggregate-only run (harness/run/importer.py)."""
+    from harness.run.importer import import_log
+
+    labels = _parse_labels(args.label or [])
+    store = open_store(_store_path(args, reading=False))
+    row = import_log(store, args.logfile, target=args.target, model=args.model, runner=args.runner, labels=labels)
+    off = row["offload"]
+    share = str(off.get("accelerator"))
+    if off.get("nodes_total") and off.get("nodes_accelerated") is not None and off.get("accelerator") != "cpu":
+        share = f"{off['nodes_accelerated']}/{off['nodes_total']} nodes on {off['accelerator']}"
+    sys.stdout.write(safe(f"imported {row['run_id']}: {row['settings']['source']} {row['model']} on {row['target']} "
+                          f"[{row['backend']}] (aggregate-only; offload: {share})", 400) + "\n")
+    return EXIT_OK
 
 
 def cmd_telemetry_parse(args: argparse.Namespace) -> int:

@@ -132,6 +132,9 @@ class Target:
     source: str = "built-in"
     #: set for a labgrid place (transport ``labgrid``): host, port and user come from the place's resource
     labgrid: LabgridSettings | None = None
+    #: ``[runners]``: vendor benchmark binaries on the device (runner -> its path there) that run this target's
+    #: jobs of their backend in the agent's place (harness/transport/shell_runner.py; docs/runners.md)
+    runners: dict[str, str] = field(default_factory=dict)
 
     def public_dict(self) -> dict[str, Any]:
         """What is stored with every run: no secrets (only the *name* of a password variable)."""
@@ -224,6 +227,7 @@ def load_target(path: Path) -> Target:
             raise ssh_r.error(forbidden, "passwords do not belong in target files: set password_env to the name of an environment variable")
     ssh_r.done()
     adb = _adb_settings(r.table("adb"))
+    runners = _runner_settings(r.table("runners"), transport)
     env = r.get("env", dict, {})
     for key, value in env.items():
         if not ENV_KEY.fullmatch(key):
@@ -254,6 +258,7 @@ def load_target(path: Path) -> Target:
         adb=adb,
         source=str(path),
         labgrid=labgrid,
+        runners=runners,
     )
     r.done()
     return target
@@ -305,6 +310,37 @@ def _runtimes(r: TableReader) -> tuple[str, ...]:
         if name not in BACKENDS:
             raise r.error("runtimes", f"unknown runtime {name!r} (known: {', '.join(sorted(BACKENDS))})")
     return names
+
+
+#: ``[runners]`` keys: the vendor runner, the backend whose jobs it runs, and its default path on the device (None:
+#: the path must be given). trtexec ships with every JetPack at /usr/src/tensorrt/bin/trtexec.
+RUNNER_BACKENDS: dict[str, tuple[str, str | None]] = {
+    "trtexec": ("tensorrt", "/usr/src/tensorrt/bin/trtexec"),
+    "benchmark_model": ("litert", None),
+    "onnxruntime_perf_test": ("onnxruntime", None),
+}
+
+
+def _runner_settings(t: TableReader, transport: str) -> dict[str, str]:
+    """``[runners]``: runner -> its path on the device (``true``: the runner's default path)."""
+    out: dict[str, str] = {}
+    for name in list(t.data):
+        if name not in RUNNER_BACKENDS:
+            raise t.error(name, f"unknown runner (known: {', '.join(RUNNER_BACKENDS)})")
+        value = t.get(name, (str, bool), None)
+        default = RUNNER_BACKENDS[name][1]
+        if value is True and default:
+            out[name] = default
+        elif isinstance(value, str) and value.strip() and "\n" not in value and "\x00" not in value:
+            out[name] = value
+        elif value is not False:
+            raise t.error(name, "expected the runner's path on the device" + (" or true (its default path)"
+                                                                             if default else ""))
+    t.done()
+    if out and transport not in ("ssh", "local", "labgrid"):
+        raise t.error(next(iter(out)), "[runners] is for ssh, labgrid and local targets (an Android phone names its runners "
+                                       "under [adb]: docs/android.md)")
+    return out
 
 
 def _adb_settings(a: TableReader) -> ADBSettings:

@@ -388,6 +388,7 @@ class JobRun:
             "device_lock": self._lock_column(),
             "reconnects": self.reconnects,
             "lab": transport.lab_record() if transport is not None else None,
+            "offload": res.get("offload") if isinstance(res.get("offload"), dict) else None,
             **usage_columns(res, failed=status != "ok"),
         }
 
