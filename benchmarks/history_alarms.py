@@ -3,7 +3,9 @@
 The series are tests/support/nightly_series.py's (2% nightly spread around 5.0; noise ``iid``, ``ar1``
 with lag-1 correlation 0.5, ``t3`` heavy tails, ``missing`` with a fifth of the nights never run), and
 the detector is :func:`harness.analysis.changepoints.find_changes` at its defaults (the CLI's). A
-"flag" is what ``history --fail`` fails on: a regression, or a drift the worse way.
+"flag" is what ``history --fail`` fails on (:func:`~harness.analysis.changepoints.failing`): the newest
+change, when it is a regression or a drift the worse way within the last 14 nights; for a step at a
+known night, a regression or worse drift found at that night.
 
 * **false alarms**: noise-only series judged once at the end (as ``history`` run on a finished year),
   at 30, 90, 365 and 730 nights; and a nightly gate (``history --fail`` every night of a year, as a
@@ -14,7 +16,8 @@ the detector is :func:`harness.analysis.changepoints.find_changes` at its defaul
   finished year with the step at night 200;
 * **shapes**: a one-night spike (every night after it), a dip that returns (every night after the
   return), a drift (how many findings);
-* **trade-off**: ``--fresh-penalty`` against the red nights of a nightly gate and the delay of a 5% step.
+* **trade-off**: ``--fresh-alpha`` (the online test of the newest nights) and ``--fresh-penalty`` against
+  the false alarms and the delay of a 5% step.
 
     python3 benchmarks/history_alarms.py            # about 7 minutes on a 2-core machine
     python3 benchmarks/history_alarms.py --quick    # about 1 minute, coarser rates
@@ -36,14 +39,16 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tests' support package, as pytest
 
 from support import nightly_series as ns  # noqa: E402
 
-from harness.analysis.changepoints import LISTED, Settings, find_changes, gates  # noqa: E402
+from harness.analysis.changepoints import LISTED, Settings, failing, find_changes, gates  # noqa: E402
 
 SETTINGS = Settings()
 
 
 def flags(x: np.ndarray, near: int | None = None, settings: Settings = SETTINGS) -> bool:
-    found = [f for f in find_changes(x, settings) if gates(f)]
-    return any(abs(f.index - near) <= 1 for f in found) if near is not None else bool(found)
+    """``history --fail`` would fail (no ``near``); a regression is found at ``near`` (within a night)."""
+    if near is None:
+        return failing(find_changes(x, settings), len(x), settings) is not None
+    return any(abs(f.index - near) <= 1 for f in find_changes(x, settings) if gates(f))
 
 
 def rate(hits: int, n: int) -> str:
@@ -120,27 +125,32 @@ def power(n_series: int) -> None:
           + (f"{found * 100:.1f}%" if found else "> 12%"))
 
 
-def trade_off(n_series: int, fresh: tuple[float, ...]) -> None:
-    """``--fresh-penalty``: red nights of a nightly gate on noise against the delay of a 5% step."""
-    print(f"\n## Trade-off: --fresh-penalty ({n_series} series each; a year of nightly gates on noise; a 5% step)")
-    print("fresh   iid: red series   ar1: red series   5% step within 3 nights   within 7")
-    for c in fresh:
-        s = Settings(fresh_penalty=c)
-        cells = []
+def trade_off(n_series: int, knobs: tuple[tuple[str, float], ...]) -> None:
+    """``--fresh-alpha`` / ``--fresh-penalty``: false alarms on noise against the delay of a 5% step."""
+    print(f"\n## Trade-off ({n_series} series each for a nightly gate on a year of noise; {4 * n_series} "
+          f"judged once; {2 * n_series} steps of 5%)")
+    print("setting              judged once: iid   ar1    gate, series with a red night: iid   ar1   "
+          "5% step within 3   within 7")
+    for name, value in knobs:
+        s = Settings(**{name: value})
+        once, red = [], []
         for kind in ("iid", "ar1"):
             rng = np.random.default_rng(7000)
-            red = 0
+            once.append(np.mean([flags(ns.noise(rng, 365, kind), settings=s) for _ in range(4 * n_series)]))
+            rng = np.random.default_rng(7050)
+            hits = 0
             for _ in range(n_series):
                 x = ns.noise(rng, 365, kind)
-                red += any(flags(x[:end], settings=s) for end in range(10, 366))
-            cells.append(f"{100 * red / n_series:13.0f}%")
+                hits += any(flags(x[:end], settings=s) for end in range(10, 366))
+            red.append(hits / n_series)
         rng = np.random.default_rng(7100)
         d = []
         for _ in range(n_series * 2):
             x = ns.step(rng, 210, 200, 0.05)
             d.append(next((k for k in range(1, 11) if flags(x[:200 + k], 200, s)), 11))
         arr = np.array(d)
-        print(f"{c:5.1f}  {cells[0]}     {cells[1]}     {100 * np.mean(arr <= 3):20.0f}%  {100 * np.mean(arr <= 7):8.0f}%")
+        print(f"{name} {value:<6g}  {100 * once[0]:14.1f}%  {100 * once[1]:5.1f}%  {100 * red[0]:26.0f}%  "
+              f"{100 * red[1]:4.0f}%  {100 * np.mean(arr <= 3):16.0f}%  {100 * np.mean(arr <= 7):8.0f}%")
 
 
 def every_night(make: Callable[[np.random.Generator], np.ndarray], nights: range, n_series: int) -> int:
@@ -156,14 +166,17 @@ def shapes(n_series: int) -> None:
     print(f"\n## Shapes ({n_series} series each; 'red': history --fail would fail)")
     for size in (0.3, 1.0):
         for at in (200, 364):
-            red = every_night(lambda r, s=size, a=at: ns.spike(r, 365, a, s), range(at + 1, min(at + 15, 365) + 1),
-                              n_series)
-            print(f"one-night spike +{size * 100:.0f}% at night {at}, every night after it: red in {rate(red, n_series)}")
+            after = range(at + 1, min(at + 15, 365) + 1)
+            red = every_night(lambda r, s=size, a=at: ns.spike(r, 365, a, s), after, n_series)
+            base = every_night(lambda r: ns.noise(r, 365), after, n_series)
+            print(f"one-night spike +{size * 100:.0f}% at night {at}, every night after it: red in {rate(red, n_series)}"
+                  f"; the same nights without the spike: {base}/{n_series}")
     for nights, size in ((3, -0.10), (5, -0.05), (7, -0.20)):
-        red = every_night(lambda r, k=nights, s=size: ns.dip(r, 330, 300, k, s), range(300 + nights + 1, 331),
-                          n_series)
+        after = range(300 + nights + 1, 331)
+        red = every_night(lambda r, k=nights, s=size: ns.dip(r, 330, 300, k, s), after, n_series)
+        base = every_night(lambda r: ns.noise(r, 330), after, n_series)
         print(f"dip {size * 100:+.0f}% for {nights} nights then back, every night after it: red in "
-              f"{rate(red, n_series)}")
+              f"{rate(red, n_series)}; the same nights without the dip: {base}/{n_series}")
     for size, nights in ((0.10, 60), (0.20, 100)):
         rng = np.random.default_rng(6000)
         counts, one_drift = [], 0
@@ -196,7 +209,8 @@ def main() -> None:
                      delays([0.05, 0.10], m, 200, kind))
     power(100 if args.quick else 300)
     shapes(50 if args.quick else 200)
-    trade_off(10 if args.quick else 50, (2.0, 2.5, 3.0, 3.5))
+    trade_off(10 if args.quick else 50, (("fresh_alpha", 0.005), ("fresh_alpha", 0.01), ("fresh_alpha", 0.02),
+                                         ("fresh_penalty", 2.0), ("fresh_penalty", 3.0)))
     print(f"\n({time.perf_counter() - t0:.0f} s)")
 
 

@@ -108,7 +108,11 @@ def write_csv(path, series: dict[str, np.ndarray], *, dates: bool = True, config
 def test_csv_json_is_keyed_by_config_with_each_finding(tmp_path, capsys):
     rng = np.random.default_rng(21)
     csv = write_csv(tmp_path / "nights.csv", {"board-a": ns.step(rng, 120, 100, 0.10), "board b": ns.noise(rng, 120)})
-    assert main(["history", "--csv", str(csv), "--format", "json", "--fail"]) == EXIT_REGRESSED
+    # The step is 20 nights old: --fail judges the newest nights (14 by default), a wider window sees it.
+    assert main(["history", "--csv", str(csv), "--format", "json", "--fail"]) == EXIT_OK
+    assert main(["history", "--csv", str(csv), "--format", "json", "--fail", "--fail-window", "30"]) == EXIT_REGRESSED
+    capsys.readouterr()
+    assert main(["history", "--csv", str(csv), "--format", "json"]) == EXIT_OK
     data = json.loads(capsys.readouterr().out)
     assert list(data) == ["board b", "board-a"] and data["board b"] == []
     [f] = data["board-a"]
@@ -138,7 +142,8 @@ def test_csv_higher_is_better_and_repeated_nights(tmp_path, capsys):
     assert read_csv_points(csv)["value"].iloc[-1] == pytest.approx(x[59], rel=1e-5)
     assert main(["history", "--csv", str(csv), "--format", "json", "--fail"]) == EXIT_OK
     assert [f["kind"] for f in json.loads(capsys.readouterr().out)["fps"]] == ["improvement"]
-    assert main(["history", "--csv", str(csv), "--format", "json", "--fail", "--higher-is-better"]) == EXIT_REGRESSED
+    assert main(["history", "--csv", str(csv), "--format", "json", "--fail", "--higher-is-better",
+                 "--fail-window", "15"]) == EXIT_REGRESSED
     assert [f["kind"] for f in json.loads(capsys.readouterr().out)["fps"]] == ["regression"]
 
 

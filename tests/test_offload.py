@@ -443,7 +443,7 @@ def test_compare_refuses_runs_whose_offload_differs(tmp_path, capsys):
                               "(88%)" in err[0] and "--allow-offload-change" in err[0]
     assert main(["compare", "s1", "s2", "--store", store, "--allow-offload-change", "--metric", "p50"]) in (0, 5)
     out = capsys.readouterr().out
-    assert "compared anyway (--allow-offload-change): m on t [litert]: offload changed: XNNPACK 8/8" in out
+    assert "compared although the offload differs: m on t [litert]: offload changed: XNNPACK 8/8" in out
 
 
 @pytest.mark.slow  # a comparison (scipy's bootstrap)

@@ -27,6 +27,16 @@ benchmarks/history_alarms.py measures them).
 7. **Persistence.** The newest level counts once ``persist`` of its nights sit nearer it than the old
    level, the last night among them; before that the step is *unconfirmed*. A one-night spike never
    flags.
+8. **The newest nights, online.** Beside the offline segmentation, the last ``persist`` and
+   ``persist + 1`` nights are tested against the established level before them (a z test, the worse way,
+   their mean's standard error from the noise scale and the AR(1) correlation, plus the reference's),
+   at ``fresh_alpha / 10`` and ``fresh_alpha``: the false alarms of one judgment are bounded by
+   about 1.1 x ``fresh_alpha`` whatever the length of the history. A night more than 5 noise SDs from
+   the other nights of the window is a spike and left out, and the step must not rest on one night:
+   without its strongest night the rest must still be 1 SD of their mean off the old level.
+
+:func:`failing` judges the current state (``history --fail``): only the newest level change counts,
+when it is a regression (or a drift the worse way) and it happened within ``fail_window`` nights.
 
 ruptures needs only numpy and scipy (one package more than hilbench's own); everything above the
 segmentation is the policy on top of it.
@@ -41,7 +51,7 @@ import numpy as np
 
 from harness.errors import AnalysisError
 
-__all__ = ["Settings", "Finding", "KINDS", "LISTED", "find_changes", "noise_scale", "gates"]
+__all__ = ["Settings", "Finding", "KINDS", "LISTED", "find_changes", "noise_scale", "gates", "failing"]
 
 #: every kind of finding; :data:`LISTED` are listed by default, the others with ``--all``
 KINDS = ("regression", "improvement", "drift", "small", "unconfirmed", "excursion")
@@ -50,6 +60,8 @@ _WINSOR = 4.0  # differences beyond this many robust SDs count as this many (ste
 _TRIM_R = 3.0  # differences beyond this many robust SDs are left out of the autocorrelation
 _PHI_MAX = 0.8
 _PHI_NIGHTS = 12  # the autocorrelation is estimated from this many nights on
+_SPIKE_SD = 5.0  # a night this many noise SDs from the rest of the newest nights is a spike, left out
+_LEAVE_ONE_OUT_Z = 1.0  # without its strongest night, the newest nights must still be this far off
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,9 @@ class Settings:
     fresh_penalty: float = 2.5  #: the same for the newest level while it is at most max_excursion nights old
     max_excursion: int = 14  #: the longest run of nights that can be an excursion
     higher_is_better: bool = False  #: throughput-like series: a fall is the regression
+    #: one-sided level of the online test of the newest persist + 1 nights (persist nights: a tenth of it)
+    fresh_alpha: float = 0.01
+    fail_window: int = 14  #: ``--fail`` fails on a newest change at most this many nights old
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.min_change) and 0 <= self.min_change < 1):
@@ -72,6 +87,10 @@ class Settings:
             raise AnalysisError("the penalties must be positive")
         if self.max_excursion < self.persist:
             raise AnalysisError("max_excursion must be at least persist nights")
+        if not 0 < self.fresh_alpha < 0.5:
+            raise AnalysisError(f"fresh_alpha must be between 0 and 0.5 (got {self.fresh_alpha:g})")
+        if self.fail_window < 1:
+            raise AnalysisError(f"the fail window must be at least 1 night (got {self.fail_window})")
 
 
 @dataclass(frozen=True)
@@ -99,6 +118,21 @@ def gates(f: Finding, higher_is_better: bool = False) -> bool:
     """Whether ``f`` fails a gate (``history --fail``): a regression, or a drift the worse way."""
     worse = f.change < 0 if higher_is_better else f.change > 0
     return f.kind == "regression" or (f.kind == "drift" and worse)
+
+
+def failing(findings: list[Finding], n: int, settings: Settings | None = None) -> Finding | None:
+    """The finding that fails ``history --fail`` now, or None: the newest level change (a regression,
+    improvement or drift) of a series of ``n`` nights, when it is a regression or a drift the worse way
+    whose new level began (a drift: ended) within the last ``fail_window`` nights. A regression followed by
+    a recovery, or one older than the window (accepted as the new baseline), no longer fails."""
+    s = settings or Settings()
+    changes = [f for f in findings if f.kind in LISTED]
+    if not changes:
+        return None
+    newest = max(changes, key=lambda f: f.index + f.span)
+    if gates(newest, s.higher_is_better) and newest.index + newest.span - 1 >= n - s.fail_window:
+        return newest
+    return None
 
 
 def noise_scale(y: np.ndarray) -> tuple[float, float]:
@@ -168,6 +202,7 @@ class _Detector:
 
         self.beta, self.beta_fresh = as_t(s.penalty), as_t(s.fresh_penalty)
         self.thr = math.log1p(s.min_change)
+        self.sigma, self.phi, self.nu = max(sigma, 1e-9), phi, nu
 
     # -- evidence -------------------------------------------------------------------------------------------
     def _weak(self, a: np.ndarray, b: np.ndarray, newest: bool) -> bool:
@@ -198,7 +233,66 @@ class _Detector:
         out = self._steps(groups)
         out += self._small(small, groups)
         out += self._excursion_findings(segs, excluded, groups)
+        out = self._online(out, groups)
         return sorted(out, key=lambda f: (f.index, KINDS.index(f.kind)))
+
+    # -- the newest nights, online -------------------------------------------------------------------------
+    def _online(self, out: list[Finding], groups: list[_Group]) -> list[Finding]:
+        """Findings with the online test of the newest nights applied (module docstring, step 8): a regression it
+        finds replaces an unconfirmed step there; nothing changes when the offline steps already hold one."""
+        p = self.s.persist
+        if any(f.kind in LISTED and f.index + f.span >= self.n - p - 1 for f in out):
+            return out
+        for k, alpha in ((p, self.s.fresh_alpha / 10), (p + 1, self.s.fresh_alpha)):
+            found = self._window(k, alpha, groups)
+            if found is not None:
+                return [f for f in out if not (f.kind == "unconfirmed" and f.index >= found.index - 1)] + [found]
+        return out
+
+    def _window(self, k: int, alpha: float, groups: list[_Group]) -> Finding | None:
+        """The last ``k`` nights against the established level before them, one-sided (the worse way) at ``alpha``."""
+        from scipy import stats
+
+        start = self.n - k
+        ref = next((g for g in reversed(groups) if g.idx[0] < start), None)
+        if ref is None or start < 2:
+            return None
+        r = ref.idx[ref.idx < start]
+        w = self.y[start:]
+        others = [np.delete(w, j) for j in range(k)]
+        keep = np.array([len(o) == 0 or abs(w[j] - np.median(o)) <= _SPIKE_SD * self.sigma
+                         for j, o in enumerate(others)])
+        w = w[keep]
+        if len(w) < self.s.persist:
+            return None
+        level = float(self.y[r].mean())
+        z = self._z(w, level, len(r))
+        crit = float(stats.t.isf(alpha, self.nu))
+        worse = -1.0 if self.s.higher_is_better else 1.0  # only the worse way: improvements can wait
+        if worse * z <= crit or abs(float(np.mean(w)) - level) < self.thr:
+            return None
+        rest = np.delete(w, int(np.argmax(worse * w)))
+        if len(rest) and worse * self._z(rest, level, len(r)) <= _LEAVE_ONE_OUT_Z:
+            return None
+        if self._returns(w, ref, groups, crit):
+            return None
+        return Finding(start, "regression", math.exp(level), math.exp(float(np.mean(w))), len(r), k)
+
+    def _returns(self, w: np.ndarray, ref: _Group, groups: list[_Group], crit: float) -> bool:
+        """Is the window a return to the level before a young reference level (an excursion ending)?"""
+        at = next(i for i, g in enumerate(groups) if g is ref)
+        if ref.n > self.s.max_excursion or at == 0:
+            return False
+        prev = groups[at - 1]
+        return abs(float(np.mean(w)) - prev.level) < self.thr or abs(self._z(w, prev.level, prev.n)) <= crit
+
+    def _z(self, w: np.ndarray, level: float, n_ref: int) -> float:
+        """(mean of ``w`` - ``level``) over its standard error: an AR(1) mean of len(w) nights, and the
+        reference's mean of ``n_ref`` nights at the long-run scale."""
+        m = len(w)
+        factor = 1 + 2 * sum((1 - j / m) * self.phi**j for j in range(1, m))
+        se = math.sqrt(self.sigma**2 * factor / m + self.scale**2 / n_ref)
+        return (float(np.mean(w)) - level) / se
 
     def _levels(self, bounds: list[int]) -> list[float]:
         return [float(self.y[a:b].mean()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

@@ -29,10 +29,14 @@ Per-run metrics (peak memory, energy) have one value per run: they are tested
 across runs and need several runs per side (repeat the job); with fewer they are
 ``inconclusive`` whenever they moved by more than the threshold.
 
-Selections (:func:`select_runs`): a session id or prefix, run ids (comma-separated),
-a date ``YYYY-MM-DD`` (UTC), ``KEY=VALUE`` of a label (``build=abc``), or a bare
-label value such as a git ref. With no selections, the last two sessions of the
+Selections (:func:`select_runs`): a session id or prefix, run ids (comma-separated; a unique prefix
+or suffix of one, as ``hilbench show`` takes), a date ``YYYY-MM-DD`` (UTC), ``KEY=VALUE`` of a label
+(``build=abc``), or a bare label value such as a git ref. With no selections, the last two sessions of the
 same plan.
+
+Two sides named by run id that each hold one configuration are compared even when the configurations
+differ (another model file, backend, setting or board: "is the new export slower?"); the comparison lists
+what differs (:func:`run_differences`).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ __all__ = [
     "format_comparison",
     "CONFIG_COLUMNS",
     "METRICS",
+    "run_differences",
 ]
 
 CONFIG_COLUMNS = ("model", "target", "backend", "settings")
@@ -102,6 +107,8 @@ class Selection:
     spec: str
     description: str
     run_ids: tuple[str, ...]
+    #: every part of the spec named runs by id: such sides are paired even when their configurations differ
+    by_run_id: bool = False
 
 
 @dataclass
@@ -153,6 +160,8 @@ class Comparison:
     only_candidate: list[str] = field(default_factory=list)
     alpha: float = DEFAULT_ALPHA
     min_change: float = DEFAULT_MIN_CHANGE
+    #: two runs named by id with different configurations, paired: what differs (``run_differences``)
+    differences: list[dict[str, str]] = field(default_factory=list)
     #: configurations whose runs were left out of the sample-based metrics: aggregate-only runs (an imported log, a
     #: vendor runner's summary) have no samples to test
     aggregate_only: list[str] = field(default_factory=list)
@@ -176,6 +185,7 @@ class Comparison:
             "pairs": [dict(asdict(p), regressed=p.regressed) for p in self.pairs],
             "only_baseline": self.only_baseline,
             "only_candidate": self.only_candidate,
+            "differences": self.differences,
             "aggregate_only": self.aggregate_only,
             "offload_changed": self.offload_changed,
         }
@@ -203,7 +213,8 @@ def select_runs(runs: pd.DataFrame, spec: str) -> Selection:
                 "a date YYYY-MM-DD, KEY=VALUE of a label, or a label value such as a git ref)")
         ids.extend(r for r in matched["run_id"] if r not in ids)
         kinds.append(kind)
-    return Selection(spec=spec, description=", ".join(kinds), run_ids=tuple(ids))
+    return Selection(spec=spec, description=", ".join(kinds), run_ids=tuple(ids),
+                     by_run_id=all(k.startswith("run ") for k in kinds))
 
 
 def _select_one(ok: pd.DataFrame, part: str) -> tuple[pd.DataFrame, str]:
@@ -222,7 +233,8 @@ def _select_one(ok: pd.DataFrame, part: str) -> tuple[pd.DataFrame, str]:
         raise AnalysisError(f"session prefix {part!r} is ambiguous ({len(sessions)} sessions): give more of the id")
     if len(sessions) == 1:
         return by_session, f"session {sessions[0]}"
-    by_run = ok[ok["run_id"].astype(str).str.startswith(part)]
+    ids = ok["run_id"].astype(str)
+    by_run = ok[ids.str.startswith(part) | ids.str.endswith(part)]  # as Store.run: the table shows the suffix
     if len(by_run) > 1:
         raise AnalysisError(f"run id prefix {part!r} is ambiguous ({len(by_run)} runs)")
     if len(by_run) == 1:
@@ -468,9 +480,7 @@ def _latency_inputs(store: Store, runs: pd.DataFrame, base_runs: pd.DataFrame, c
     summary = store.summary(past.loc[past["session_id"].isin(set(recent)), "run_id"]).set_index("run_id")
     history = {"p50": summary["p50_ns"].dropna(), "p99": summary["p99_ns"].dropna()}
     wanted_ids = set(base_runs["run_id"]) | set(cand_runs["run_id"])
-    samples = store.samples(wanted_ids, phase="timed", columns=["run_id", "phase", "iteration", "latency_ns"])
-    samples = samples.sort_values(["run_id", "iteration"], kind="stable")
-    latencies = {rid: g["latency_ns"].to_numpy() for rid, g in samples.groupby("run_id", sort=False)}
+    latencies = store.timed_latencies(wanted_ids)  # those runs' files (or row groups) only, as Arrow
     return history, latencies
 
 
@@ -620,15 +630,19 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
     _check_metrics(metrics)
     runs = _ok_runs(store.runs() if runs is None else runs)
     base_runs, cand_runs = _sides(runs, baseline, candidate)
+    cand_runs, differences = _pair_by_run_id(base_runs, cand_runs, baseline, candidate)
     base_keys, cand_keys = set(base_runs["_key"]), set(cand_runs["_key"])
     common = sorted(base_keys & cand_keys)
     out = Comparison(baseline, candidate, alpha=alpha, min_change=min_change,
                      only_baseline=[_fmt_key(k) for k in sorted(base_keys - cand_keys)],
-                     only_candidate=[_fmt_key(k) for k in sorted(cand_keys - base_keys)])
+                     only_candidate=[_fmt_key(k) for k in sorted(cand_keys - base_keys)], differences=differences)
     if not common:
-        raise AnalysisError("baseline and candidate have no configuration (model, target, backend, settings) in common")
+        raise AnalysisError("baseline and candidate have no configuration (model, target, backend, settings) in common"
+                            " (name one run on each side, by id, to compare two configurations)")
     changed = _offload_changes(base_runs, cand_runs, common)
-    if changed and not allow_offload_change:
+    # Two runs named by id across configurations: their offload may differ by design (another delegate or
+    # provider); it is listed, not refused.
+    if changed and not allow_offload_change and not differences:
         key, reason = next(iter(changed.items()))
         more = f" (and {len(changed) - 1} more configuration{'s' if len(changed) > 2 else ''})" if len(changed) > 1 else ""
         raise AnalysisError(f"{_fmt_key(key)}{more}: not comparable, {reason}: the accelerator ran another part of "
@@ -650,6 +664,76 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
         out.pairs.append(pair)
     out.offload_changed = [f"{_fmt_key(k)}: {reason}" for k, reason in changed.items()]
     return out
+
+
+# ----------------------------------------------------------------------------- two runs named by id
+
+
+#: run columns whose values are compared between two paired runs: (column, what it is)
+_DIFF_COLUMNS = (("model", "model"), ("model_sha256", "model sha256"), ("model_format", "model format"),
+                 ("target", "target"), ("device_model", "device"), ("backend", "backend"),
+                 ("hilbench_version", "hilbench"), ("agent_version", "agent"), ("python", "python"), ("os", "os"))
+
+
+def _pair_by_run_id(base_runs: pd.DataFrame, cand_runs: pd.DataFrame, baseline: Selection, candidate: Selection
+                    ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """The candidate's runs, keyed as the baseline's when both sides name runs by id and each holds one
+    configuration, different ones; and what differs between them (empty when nothing was paired)."""
+    base_keys, cand_keys = set(base_runs["_key"]), set(cand_runs["_key"])
+    if not (baseline.by_run_id and candidate.by_run_id and len(base_keys) == 1 == len(cand_keys)
+            and base_keys != cand_keys):
+        return cand_runs, []
+    (key,) = base_keys
+    paired = cand_runs.copy()
+    paired["_key"] = [key] * len(paired)
+    return paired, run_differences(base_runs, cand_runs)
+
+
+def _one_value(values: pd.Series) -> str:
+    """The distinct values of a column on one side, as text (``a | b`` when the side's runs disagree)."""
+    seen = [str(v) for v in dict.fromkeys(values.dropna().tolist()) if str(v) != ""]
+    return " | ".join(seen) if seen else "-"
+
+
+def _runtime_version(run: Any) -> str:
+    """The backend's version from a run's hello (``device``), as stored; ``""`` when absent."""
+    backends = json_object(run.get("device")).get("backends")
+    backend = json_object(backends.get(run.get("backend"))) if isinstance(backends, dict) else {}
+    return str(backend.get("version") or "")
+
+
+def run_differences(base_runs: pd.DataFrame, cand_runs: pd.DataFrame) -> list[dict[str, str]]:
+    """What differs between two sides' runs: ``{"what", "baseline", "candidate"}`` per model, model sha256,
+    format, target, device, backend, runtime version, setting (one entry per key), hilbench, agent, Python
+    and OS that are not the same on both sides."""
+    out = []
+    for col, what in _DIFF_COLUMNS:
+        if col in base_runs and col in cand_runs:
+            b, c = _one_value(base_runs[col]), _one_value(cand_runs[col])
+            if b != c:
+                out.append({"what": what, "baseline": b, "candidate": c})
+        if col == "backend":
+            b = _one_value(pd.Series([_runtime_version(r) for _, r in base_runs.iterrows()], dtype=object))
+            c = _one_value(pd.Series([_runtime_version(r) for _, r in cand_runs.iterrows()], dtype=object))
+            if b != c:
+                out.append({"what": "runtime version", "baseline": b, "candidate": c})
+    bs = [_labels(v) for v in base_runs["settings"]]
+    cs = [_labels(v) for v in cand_runs["settings"]]
+    for k in sorted({k for d in bs + cs for k in d}):
+        b = _one_value(pd.Series([json.dumps(d[k]) if k in d else None for d in bs], dtype=object))
+        c = _one_value(pd.Series([json.dumps(d[k]) if k in d else None for d in cs], dtype=object))
+        if b != c:
+            out.append({"what": f"setting {k}", "baseline": b, "candidate": c})
+    return out
+
+
+def _fmt_differences(c: Comparison) -> list[str]:
+    """Lines naming what differs between two paired runs (empty when the sides share their configuration)."""
+    if not c.differences:
+        return []
+    lines = ["paired by run id: the two runs differ in"]
+    lines += [f"  {d['what']}: {d['baseline']} -> {d['candidate']}" for d in c.differences]
+    return lines
 
 
 def _aggregate_only(base_runs: pd.DataFrame, cand_runs: pd.DataFrame, common: list[_Key],
@@ -725,9 +809,10 @@ def format_comparison(c: Comparison, fmt: str = "table") -> str:
     cols = list(rows[0]) if rows else ["configuration", "metric", "verdict"]
     head = [f"baseline:  {c.baseline.spec} ({c.baseline.description}; {len(c.baseline.run_ids)} runs)",
             f"candidate: {c.candidate.spec} ({c.candidate.description}; {len(c.candidate.run_ids)} runs)"]
+    head += _fmt_differences(c)
     tail = [f"only in baseline: {k}" for k in c.only_baseline] + [f"only in candidate: {k}" for k in c.only_candidate]
     tail += [f"not tested on p50/p99 (aggregate-only runs, no samples): {k}" for k in c.aggregate_only]
-    tail += [f"compared anyway (--allow-offload-change): {k}" for k in c.offload_changed]
+    tail += [f"compared although the offload differs: {k}" for k in c.offload_changed]
     if fmt == "markdown":
         lines = ["# hilbench compare", "", *[f"- {h}" for h in head], "", f"**{_headline(c)}**", "",
                  "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -752,6 +837,9 @@ def _junit(c: Comparison) -> str:
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="baseline", value=safe(c.baseline.spec, None))
     ET.SubElement(props, "property", name="candidate", value=safe(c.candidate.spec, None))
+    for d in c.differences:
+        ET.SubElement(props, "property", name=safe(f"differs: {d['what']}", None),
+                      value=safe(f"{d['baseline']} -> {d['candidate']}", None))
     for p in c.pairs:
         case = ET.SubElement(suite, "testcase", classname=safe(p.config(), None), name=safe(p.metric, None))
         summary = (f"{p.metric}: {_num(p.baseline)} -> {_num(p.candidate)} {p.unit}, {_change(p)}, "

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis.changepoints import LISTED, Settings, find_changes, gates
+from harness.analysis.changepoints import LISTED, Settings, failing, find_changes, gates
 from harness.errors import AnalysisError, InputError
 from harness.store import Store
 from harness.text import json_object, key_values
@@ -108,12 +108,13 @@ def detect_changes(points: pd.DataFrame, settings: Settings | None = None) -> pd
     Returns series (and model, target, backend, settings, metric where ``points`` has them), index (0-based
     position of the first night on the new level in that series), night, kind (regression, improvement,
     drift, small, unconfirmed, excursion), before, after (the levels), change (after / before - 1),
-    nights_before, nights_after, span (nights the change took), gates (fails ``--fail``), git_before and
-    git_after (the ``git`` refs of the night before and of the first night: what to compare).
+    nights_before, nights_after, span (nights the change took), gates (a regression or a drift the worse
+    way), fails (the one that fails ``--fail`` now: :func:`~harness.analysis.changepoints.failing`), git_before
+    and git_after (the ``git`` refs of the night before and of the first night: what to compare).
     """
     s = settings or Settings()
     keys = [k for k in (*_KEY, "metric") if k in points]
-    cols = ["series", *keys, *_FINDING, "gates", "git_before", "git_after"]
+    cols = ["series", *keys, *_FINDING, "gates", "fails", "git_before", "git_after"]
     rows = []
     for name, p in points.groupby("series", sort=False):
         p = p.sort_values("order" if "order" in p else "night", kind="stable").reset_index(drop=True)
@@ -123,11 +124,12 @@ def detect_changes(points: pd.DataFrame, settings: Settings | None = None) -> pd
             found = find_changes(p["value"].to_numpy(dtype=float), s)
         except AnalysisError as exc:
             raise AnalysisError(f"{name}: {exc}") from exc
+        now = failing(found, len(p), s)
         for f in found:
             rows.append({"series": name, **{k: first[k] for k in keys}, "index": f.index,
                          "night": p.loc[f.index, "night"], "kind": f.kind, "before": f.before, "after": f.after,
                          "change": f.change, "nights_before": f.nights_before, "nights_after": f.nights_after,
-                         "span": f.span, "gates": gates(f, s.higher_is_better),
+                         "span": f.span, "gates": gates(f, s.higher_is_better), "fails": f is now,
                          "git_before": git[f.index - 1] if f.index > 0 else "", "git_after": git[f.index]})
     return pd.DataFrame(rows, columns=cols)
 
@@ -156,8 +158,14 @@ def _not_listed(changes: pd.DataFrame) -> str:
         f" (--all lists {'them' if total > 1 else 'it'})"
 
 
-def _regressions(n: int) -> str:
-    return f"{n} regression{'' if n == 1 else 's'}"
+def _regressions(n: int, failing_now: int | None = None) -> str:
+    text = f"{n} regression{'' if n == 1 else 's'}"
+    return text if failing_now is None else text + f" ({failing_now} failing now: --fail judges the newest nights)"
+
+
+def _failing(changes: pd.DataFrame) -> int:
+    """Series whose newest change fails ``--fail`` now."""
+    return int(changes["fails"].sum()) if not changes.empty else 0
 
 
 def _findings_json(rows: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -211,12 +219,13 @@ def format_history(points: pd.DataFrame, changes: pd.DataFrame, fmt: str = "tabl
             "series": int(points["series"].nunique()) if not points.empty else 0,
             "nights": int(points["night"].nunique()) if not points.empty else 0,
             "regressions": n_gating,
+            "failing": _failing(changes),
             "changes": [{"series": s, **f} for s, f in zip(shown["series"], _findings_json(
-                shown, ("gates", "git_before", "git_after")), strict=True)],
+                shown, ("gates", "fails", "git_before", "git_after")), strict=True)],
         }, indent=2)
     n_series = points["series"].nunique() if not points.empty else 0
     n_nights = points["night"].nunique() if not points.empty else 0
-    head = (f"{n_series} series over {n_nights} nights; {_regressions(n_gating)}"
+    head = (f"{n_series} series over {n_nights} nights; {_regressions(n_gating, _failing(changes))}"
             f"{_not_listed(changes) if not show_all else ''}")
     return _render(head, _table_view(shown, "series"), fmt)
 
@@ -314,10 +323,11 @@ def format_csv_history(points: pd.DataFrame, changes: pd.DataFrame, fmt: str = "
     shown = _shown(changes, show_all)
     configs = list(dict.fromkeys(points["series"]))
     if fmt == "json":
-        return json.dumps({c: _findings_json(shown[shown["series"] == c]) if not shown.empty else []
+        return json.dumps({c: _findings_json(shown[shown["series"] == c], ("fails",)) if not shown.empty else []
                            for c in configs}, indent=2)
     n_gating = int(changes["gates"].sum()) if not changes.empty else 0
-    head = (f"{len(configs)} series over {points['order'].nunique()} nights; {_regressions(n_gating)}"
+    head = (f"{len(configs)} series over {points['order'].nunique()} nights; "
+            f"{_regressions(n_gating, _failing(changes))}"
             f"{_not_listed(changes) if not show_all else ''}")
     view = _table_view(shown, "config")
     return _render(head, view.drop(columns=["config"]) if configs == [""] else view, fmt)

@@ -116,11 +116,17 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     h.add_argument("--penalty", type=float, default=3.0,
                    help="evidence a change needs, x ln(nights) (default 3; docs/analysis.md)")
     h.add_argument("--fresh-penalty", type=float, default=2.5,
-                   help="the same for the newest level in its first 14 nights (default 2.5; 3: fewer false "
-                        "alarms a year, 5%% steps seen a night later)")
+                   help="the same for the newest level in its first 14 nights (default 2.5; the newest 3 nights "
+                        "have their own test: --fresh-alpha)")
+    h.add_argument("--fresh-alpha", type=float, default=0.01,
+                   help="false-alarm level of the online test of the newest 3 nights (default 0.01; 0.001: fewer red "
+                        "nights on noise, 5%% steps caught later; docs/analysis.md)")
     h.add_argument("--plot", help="also draw the flagged series (PNG or SVG)")
     h.add_argument("--fail", action="store_true",
-                   help=f"exit status {EXIT_REGRESSED} when a regression (or a drift the worse way) is found")
+                   help=f"exit status {EXIT_REGRESSED} when a series' newest change is a regression (or a drift "
+                        "the worse way) within --fail-window nights")
+    h.add_argument("--fail-window", type=int, default=14, metavar="N",
+                   help="--fail: a regression older than N nights is the accepted baseline (default 14)")
     store_arg(h)
     h.set_defaults(func=cmd_history)
 

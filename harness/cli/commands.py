@@ -577,7 +577,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.higher_is_better and not args.csv:
         raise ConfigError("history: --higher-is-better applies to --csv (the store's metrics are lower-is-better)")
     settings = Settings(min_change=args.min_change / 100.0, persist=args.persist, penalty=args.penalty,
-                        fresh_penalty=args.fresh_penalty, higher_is_better=args.higher_is_better)
+                        fresh_penalty=args.fresh_penalty, higher_is_better=args.higher_is_better,
+                        fresh_alpha=args.fresh_alpha, fail_window=args.fail_window)
     if args.csv:
         points = read_csv_points(args.csv)
         changes = detect_changes(points, settings)
@@ -596,7 +597,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         fig = trend_figure(points[points["series"].isin(series)], listed[listed["series"].isin(series)]
                            if not listed.empty else listed, title="Nightly history")
         save(fig, args.plot)
-    regressed = not changes.empty and bool(changes["gates"].any())
+    regressed = not changes.empty and bool(changes["fails"].any())  # the current state (changepoints.failing)
     return EXIT_REGRESSED if regressed and args.fail else EXIT_OK
 
 
