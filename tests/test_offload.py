@@ -441,6 +441,8 @@ def test_compare_refuses_runs_whose_offload_differs(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "m on t [litert]: not comparable, offload changed: XNNPACK 8/8 (100%) vs XNNPACK 7/8 " \
                               "(88%)" in err[0] and "--allow-offload-change" in err[0]
+    assert main(["compare", "s1-r0", "s2-r0", "--store", store]) == 1  # two runs of one configuration, by id
+    assert "not comparable, offload changed" in capsys.readouterr().err
     assert main(["compare", "s1", "s2", "--store", store, "--allow-offload-change", "--metric", "p50"]) in (0, 5)
     out = capsys.readouterr().out
     assert "compared although the offload differs: m on t [litert]: offload changed: XNNPACK 8/8" in out
