@@ -118,6 +118,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         # Connections to the device restored after a drop during the run (its verdict warns "reconnected");
         # null in older runs.
         ("reconnects", pa.int64()),
+        # policy.processes (docs/analysis.md): which of the configuration's agent processes this run was (1-based)
+        # and how many the session ran; null for one-process plans and in older runs (each run is one process).
+        ("process", pa.int64()), ("processes", pa.int64()),
     ]),
     "samples": pa.schema([
         ("run_id", pa.string()), ("phase", pa.string()), ("iteration", pa.int64()),

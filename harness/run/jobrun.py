@@ -360,7 +360,7 @@ class JobRun:
             "device": hello or None,
             "host": host_facts(),
             "target_facts": job.target.public_dict(),
-            "labels": labels,
+            "labels": {**labels, "ab": job.arm} if job.arm else labels,
             "load_ns": res.get("load_ns"),
             "first_ns": res.get("first_ns"),
             "warmup_count": warm.get("count"),
@@ -387,6 +387,8 @@ class JobRun:
             "eval_sha256": job.model.eval.get("sha256") if job.model.eval else None,
             "device_lock": self._lock_column(),
             "reconnects": self.reconnects,
+            "process": job.process or None,
+            "processes": job.policy.processes if job.process else None,
             **usage_columns(res, failed=status != "ok"),
         }
 
