@@ -122,7 +122,7 @@ def power(folder: Path, repeats: int, processes: int | None) -> None:
     extra = ["--processes", str(processes)] if processes else []
     for label, other in (("5% slowdown", "slow"), ("A/A", "base")):
         codes = []
-        for i in range(repeats):
+        for _ in range(repeats):
             code, _ = quiet_main(["compare", "--run", str(plans["base"]), str(plans[other]), "--store",
                                   str(folder / f"power-{other}"), "--quiet", "--metric", "p50", "--metric", "p99",
                                   *extra])

@@ -19,7 +19,6 @@ from harness.analysis.compare import (
     SESSION_SHIFT_FLOOR,
     compare,
     compare_processes,
-    compare_series,
     select_runs,
 )
 from harness.cli import main
@@ -59,18 +58,15 @@ def test_two_level_interval_is_welch_t_on_log_quantiles():
 
 
 @pytest.mark.slow
-def test_the_two_level_interval_covers_what_a_within_session_interval_misses():
-    """No change, 2% between processes: the 99% t interval of 3 + 3 processes covers 1 in about 99% of seeded
-    replicates; the block bootstrap of the pooled samples (which sees only the noise inside a session) does not."""
+def test_the_two_level_interval_covers_the_truth_and_sees_a_5_percent_slowdown():
+    """No change, 2% between processes and 3% inside: the 99% t interval of 3 + 3 processes covers 1 in about
+    99% of seeded replicates; a 5% slowdown with 1% between processes is seen by 5 + 5 processes."""
     rng = np.random.default_rng(2026)
     reps = 100
     covered = sum(t.ci_low <= 1 <= t.ci_high
-                  for t in (compare_processes(processes(rng, 3), processes(rng, 3), 0.5) for _ in range(reps)))
+                  for t in (compare_processes(processes(rng, 3, samples=50), processes(rng, 3, samples=50), 0.5)
+                            for _ in range(reps)))
     assert covered / reps >= 0.96
-    pooled = [compare_series(np.concatenate(processes(rng, 3)), np.concatenate(processes(rng, 3)), 0.5,
-                             resamples=200) for _ in range(10)]
-    assert sum(not (t.ci_low <= 1 <= t.ci_high) for t in pooled) >= 4
-    # and a 5% slowdown with 1% between processes is seen by 5 + 5 processes
     rng = np.random.default_rng(5)
     t = compare_processes(processes(rng, 5, between=0.01), processes(rng, 5, step=0.05, between=0.01), 0.5)
     assert 1.0 < t.ci_low and t.ratio == pytest.approx(1.05, abs=0.02) and t.p_slower < 0.01
