@@ -28,6 +28,7 @@ import contextlib
 import io
 import itertools
 import json
+import os
 import re
 import sys
 import tempfile
@@ -75,13 +76,18 @@ def aa(folder: Path, sessions: int, processes: int) -> None:
     plan = reduced_quickstart(folder, processes)
     store = folder / f"aa-{processes}"
     t0 = time.monotonic()
+    load: list[float] = []  # the machine's 1-minute load average, the larger of a session's start and end
     for i in range(sessions):
+        before = os.getloadavg()[0]
         code, _ = quiet_main(["run", str(plan), "--store", str(store), "--quiet", "--label", f"aa={i}"])
         if code != 0:
             raise SystemExit(f"session {i}: hilbench run exited {code}")
+        load.append(max(before, os.getloadavg()[0]))
     ids = list(open_store(store).sessions()["session_id"])
     t_run = time.monotonic() - t0
     codes: list[int] = []
+    quiet: list[bool] = []
+    cores = os.cpu_count() or 1
     shifts: list[float] = []
     flagged: list[str] = []
     t0 = time.monotonic()
@@ -90,6 +96,7 @@ def aa(folder: Path, sessions: int, processes: int) -> None:
         code, _ = quiet_main(["compare", ids[a], ids[b], "--store", str(store), "--format", "json",
                               "--output", str(out)])
         codes.append(code)
+        quiet.append(load[a] <= cores and load[b] <= cores)
         result = json.loads(out.read_text(encoding="utf-8"))
         for p in result["pairs"]:
             if p["metric"] == "p50" and p["ratio"]:
@@ -108,6 +115,11 @@ def aa(folder: Path, sessions: int, processes: int) -> None:
           f"other: {np.sum((c != 0) & (c != 5) & (c != 6))}")
     print(f"  whole-session p50 shift |ratio - 1| over {len(s)} configuration pairs: median {np.median(s):.2%}, "
           f"95th percentile {np.quantile(s, 0.95):.2%}, largest {s.max():.2%}")
+    q = np.array(quiet)
+    print(f"  load average per session (1 min, {cores} cores): {' '.join(f'{x:.1f}' for x in load)}")
+    if q.any():
+        print(f"  pairs of two quiet sessions (load <= {cores}): {q.sum()}; exit 0: {np.sum(c[q] == 0)} "
+              f"({np.mean(c[q] == 0):.1%}), exit 5: {np.sum(c[q] == 5)}, exit 6: {np.sum(c[q] == 6)}")
     for line in flagged[:20]:
         print(line)
 

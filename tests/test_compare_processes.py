@@ -196,3 +196,22 @@ def test_compare_run_interleaves_both_plans_and_flags_a_slowdown(tmp_path, capsy
     err = capsys.readouterr().err
     assert "expands to 1 jobs" in err and err.count("\n") == 1
     assert len(open_store(store).runs()) == 4
+
+
+def test_policy_processes_expands_jobs_round_robin(tmp_path):
+    from harness.config.plan import expand_jobs, load_plan
+    from harness.config.targets import Target
+    from harness.errors import ConfigError
+
+    local = Target(name="local", transport="local")
+    one = _plan(tmp_path, "one", 0.2, models=("a", "b"))
+    three = _plan(tmp_path, "three", 0.2, models=("a", "b"), extra="processes = 3\n")
+    jobs = expand_jobs(load_plan(three), {"local": local})
+    assert [(j.model.name, j.process) for j in jobs] == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3), ("b", 3)]
+    assert len({j.key for j in jobs}) == 6
+    # one process: the jobs (and their --resume keys) are what they were before the setting existed
+    plain = expand_jobs(load_plan(one), {"local": local})
+    assert [j.process for j in plain] == [0, 0] and "processes" not in json.dumps(plain[0].policy.to_dict())
+    bad = _plan(tmp_path, "bad", 0.2, extra="processes = 0\n")
+    with pytest.raises(ConfigError, match=r"policy\.processes"):
+        load_plan(bad)
