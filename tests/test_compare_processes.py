@@ -141,6 +141,15 @@ def test_several_processes_a_side_use_their_spread(tmp_path):
     result = compare(w.store, select_runs(runs, "s1"), select_runs(runs, "s2"), metrics=("p50",))
     (pair,) = result.pairs
     assert pair.session_noise == "processes" and pair.verdict == "slower" and (pair.n_baseline, pair.n_candidate) == (3, 3)
+    # a history whose sessions moved by ~10% as a whole widens the interval: the same 4% is no longer slower
+    w = _Writer(tmp_path / "res2")
+    for session, level, day in (("h1", 0.9, -3), ("h2", 1.1, -2), ("h3", 0.95, -1), ("s1", 1.0, 0), ("s2", 1.04, 1)):
+        for p, lat in enumerate(processes(rng, 3, step=level - 1, between=0.003, within=0.01), start=1):
+            w.run(session, "m", lat, day, process=p)
+    runs = w.store.runs()
+    (pair,) = compare(w.store, select_runs(runs, "s1"), select_runs(runs, "s2"), metrics=("p50",)).pairs
+    assert pair.history_sessions == 4 and pair.history_cv > 0.05
+    assert pair.verdict != "slower" and "widened by" in pair.note and pair.ci_low < 1 < pair.ci_high
 
 
 SPIN = """name = "{name}"
