@@ -143,6 +143,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         # How much of the model the accelerator ran (issue 11: accelerator, node counts, cpu_ops, source); null in
         # older runs.
         ("offload", _J),
+        # policy.processes (docs/analysis.md): which of the configuration's agent processes this run was (1-based)
+        # and how many the session ran; null for one-process plans and in older runs (each run is one process).
+        ("process", pa.int64()), ("processes", pa.int64()),
     ]),
     "samples": pa.schema([
         ("run_id", pa.string()), ("phase", pa.string()), ("iteration", pa.int64()),

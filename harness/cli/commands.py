@@ -13,7 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.exits import EXIT_JOBS_FAILED, EXIT_OK, EXIT_REGRESSED, EXIT_USER, exit_for_signal
+from harness.cli.exits import (
+    EXIT_INCONCLUSIVE,
+    EXIT_JOBS_FAILED,
+    EXIT_OK,
+    EXIT_REGRESSED,
+    EXIT_USER,
+    exit_for_signal,
+)
 from harness.cli.progress import LINE_LIMIT, NoteHandler, make_progress
 from harness.cli.store_cmd import session_notes
 from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
@@ -445,18 +452,34 @@ def _write_output(text: str, output: str | None, *, display: bool = False) -> No
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.analysis.compare import compare, default_selections, format_comparison, select_runs
 
-    store = _read_store(args)
-    if len(args.selection) == 1:
-        raise ConfigError("compare: give both BASELINE and CANDIDATE, or neither (the last two sessions of a plan)")
-    runs = store.runs()
-    if args.selection:
-        base, cand = select_runs(runs, args.selection[0]), select_runs(runs, args.selection[1])
+    if not math.isfinite(args.shift_floor) or not 0 <= args.shift_floor < 100:
+        raise ConfigError(f"--shift-floor {args.shift_floor:g}: must be a percentage from 0 to below 100")
+    if args.processes is not None and not args.run:
+        raise ConfigError("--processes: only with --run (a plan's own runs take policy.processes)")
+    pairing = None
+    failed = 0
+    if args.run:
+        if len(args.selection) != 2:
+            raise ConfigError("compare --run: give two plan files, PLAN_A (the baseline) and PLAN_B (the candidate)")
+        measured = _measure_interleaved(args)
+        if isinstance(measured, int):
+            return measured
+        store, base, cand, pairing, failed = measured
+        runs = store.runs()
     else:
-        base, cand = default_selections(store, runs)
+        store = _read_store(args)
+        if len(args.selection) == 1:
+            raise ConfigError("compare: give both BASELINE and CANDIDATE, or neither (the last two sessions of a plan)")
+        runs = store.runs()
+        if args.selection:
+            base, cand = select_runs(runs, args.selection[0]), select_runs(runs, args.selection[1])
+        else:
+            base, cand = default_selections(store, runs)
     from harness.analysis.compare import METRICS
 
     result = compare(store, base, cand, alpha=args.alpha, min_change=args.min_change / 100.0, runs=runs,
-                     metrics=tuple(args.metric) if args.metric else tuple(METRICS))
+                     metrics=tuple(args.metric) if args.metric else tuple(METRICS),
+                     shift_floor=args.shift_floor / 100.0, pairing=pairing)
     if args.output:
         _write_output(format_comparison(result, args.format), args.output,
                       display=args.format in ("table", "markdown"))
@@ -464,7 +487,65 @@ def cmd_compare(args: argparse.Namespace) -> int:
             _write_output(format_comparison(result, "table"), None)
     else:
         _write_output(format_comparison(result, args.format), None)
-    return EXIT_REGRESSED if result.regressions else EXIT_OK
+    if result.regressions:
+        return EXIT_REGRESSED
+    if failed:
+        sys.stderr.write(f"hilbench: {failed} job{'s' if failed != 1 else ''} of the interleaved session failed "
+                         "(`hilbench show` has their errors): only the runs that finished were compared\n")
+        return EXIT_JOBS_FAILED
+    return EXIT_INCONCLUSIVE if result.undecided else EXIT_OK
+
+
+def _measure_interleaved(args: argparse.Namespace) -> Any:
+    """``compare --run PLAN_A PLAN_B``: both plans' jobs in one session, alternately (A1 B1 A2 B2 ... for each
+    process), on the same devices. Returns (store, baseline, candidate, pairing, failed jobs), or the exit status
+    of a session that was stopped."""
+    from dataclasses import replace
+
+    from harness.analysis.compare import DEFAULT_RUN_PROCESSES, Selection
+    from harness.run.session import device_key
+
+    plans = [load_plan(Path(p)) for p in args.selection]
+    known, chosen = _resolve_targets(args)
+    sides = [expand_jobs(replace(p, policy=replace(p.policy, processes=1)), known, chosen or None) for p in plans]
+    if len(sides[0]) != len(sides[1]):
+        raise ConfigError(f"compare --run: {args.selection[0]} expands to {len(sides[0])} jobs and {args.selection[1]} "
+                          f"to {len(sides[1])}: job i of one is measured against job i of the other, so both need "
+                          "as many (same models in the same order, one target)")
+    for i, (a, b) in enumerate(zip(*sides, strict=True)):
+        if device_key(a.target) != device_key(b.target):
+            raise ConfigError(f"compare --run: job {i + 1} runs on {a.target.name} in {args.selection[0]} and on "
+                              f"{b.target.name} in {args.selection[1]}: both sides must measure on the same device")
+    n = args.processes or max(DEFAULT_RUN_PROCESSES, *(p.policy.processes for p in plans))
+    if not 2 <= n <= 100:
+        raise ConfigError(f"--processes {n}: must be 2 to 100 (the test needs the spread between processes)")
+    jobs = [replace(job, process=proc, arm=arm, policy=replace(job.policy, processes=n))
+            for proc in range(1, n + 1) for pair in zip(*sides, strict=True)
+            for job, arm in zip(pair, ("A", "B"), strict=True)]
+    _preflight(jobs)
+    store = open_store(_store_path(args, reading=False))
+    progress = make_progress(sys.stderr, quiet=args.quiet)
+    try:
+        result = run_jobs(jobs, store, plan=plans[0], labels=_parse_labels(args.label or []), progress=progress,
+                          argv=sys.argv[1:])
+    finally:
+        progress.close()
+    if result.interrupted:
+        return exit_for_signal(result.signal)
+    where = {job.key: (i % (2 * len(sides[0])) // 2, job.arm) for i, job in enumerate(jobs)}
+    ok: dict[tuple[int, str], list[str]] = {}
+    for row in result.runs:
+        if row["status"] == "ok":
+            ok.setdefault(where[row["job_key"]], []).append(row["run_id"])
+    pairing = [(ok[(i, "A")][0], ok[(i, "B")][0]) for i in range(len(sides[0])) if (i, "A") in ok and (i, "B") in ok]
+    if not pairing:
+        raise AnalysisError(f"compare --run: session {result.session_id}: no job measured on both sides "
+                            "(`hilbench show` has their errors)")
+    ids = {arm: tuple(r for (_, a), rs in ok.items() if a == arm for r in rs) for arm in ("A", "B")}
+    base, cand = (Selection(spec=spec, description=f"plan {plan.name}, side {arm} of session {result.session_id}",
+                            run_ids=ids[arm])
+                  for spec, plan, arm in zip(args.selection, plans, ("A", "B"), strict=True))
+    return store, base, cand, pairing, len(result.failed)
 
 
 def _session_run_ids(store: Any, session: str | None) -> list[str] | None:
