@@ -36,13 +36,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from harness.errors import StoreError
@@ -50,7 +49,6 @@ from harness.liveness import (
     HEARTBEAT_S,
     STALE_AFTER_S,
     TEMP_GRACE_S,
-    hold_lock,
     lock_free,
     machine_tag,
     owner_state,
@@ -58,6 +56,15 @@ from harness.liveness import (
     this_process,
 )
 from harness.safetext import safe
+from harness.storage import (  # noqa: F401  (_temp_for, _fsync, _write_failure: kept importable from here)
+    LocalFolder,
+    ObjectStore,
+    _fsync,
+    _temp_for,
+    _unlink_quiet,
+    _write_failure,
+    open_location,
+)
 
 __all__ = ["Store", "open_store", "SCHEMA_VERSION", "new_id", "SCHEMAS", "KEY_COLUMNS", "file_problem",
            "schema_problem", "REPAIR_HINT"]
@@ -171,14 +178,15 @@ class Store:
     """A results folder. Writers append whole files; readers return pandas DataFrames."""
 
     def __init__(self, root: Path | str, *, check_marker: bool = True) -> None:
-        """``check_marker=False`` (``store check``): open a store whose marker file is unreadable."""
-        self.root = Path(root)
-        marker = self.root / MARKER
-        if marker.is_file():
-            try:
-                text = marker.read_text()
-            except OSError as exc:
-                raise StoreError(f"{marker}: cannot read ({exc.strerror or exc})") from exc
+        """``root``: a folder, or ``s3://bucket/prefix`` (harness/storage.py). ``check_marker=False``
+        (``store check``): open a store whose marker file is unreadable."""
+        #: where the files live (harness/storage.py): every read and write goes through it
+        self.location: LocalFolder | ObjectStore = open_location(root)
+        #: the folder's Path, or an object store's URL with its credentials masked (what messages show)
+        self.root: Any = self.location.root
+        marker = f"{self.root}/{MARKER}" if self.location.remote else self.location.path(MARKER)
+        text = self.location.read_text(MARKER)
+        if text is not None:
             try:
                 meta = json.loads(text)
                 version = int(meta["schema_version"])
@@ -208,27 +216,20 @@ class Store:
     def ensure_writable(self) -> None:
         """Create the store if needed and prove it is writable, before any job runs; remove the temporary
         files that killed writers left (:meth:`stale_temps`)."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            for table in TABLES:
-                (self.root / table).mkdir(exist_ok=True)
-            marker = self.root / MARKER
-            if not marker.exists():
-                self._atomic_write_bytes(marker, json.dumps({"schema_version": SCHEMA_VERSION}).encode() + b"\n")
-            fd, probe = _temp_for(self.root / "runs" / "probe")
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as exc:
-            raise StoreError(f"{self.root}: results store is not writable ({exc.strerror or exc})") from exc
+        self.location.prepare(TABLES, MARKER,
+                              json.dumps({"schema_version": SCHEMA_VERSION}).encode() + b"\n")
         for path, why in self.stale_temps():
             if _unlink_quiet(path):
                 _LOG.info("hilbench: removed %s (%s)", path, why)
 
-    def reserve(self, table: str, name: str, size: int) -> Path:
+    def reserve(self, table: str, name: str, size: int) -> Path | None:
         """Keep ``size`` bytes of room in the store for the later write of ``table``/``name``: a hidden file
         named as that write's temporary (``.<name>.parquet....tmp``), of bytes no file system compresses away.
         Unlinking it makes room for that write when the disk has filled up meanwhile (a run closes its
-        session row so). Raises StoreError when there is not that much room now."""
+        session row so). Raises StoreError when there is not that much room now. None in an object store,
+        whose room does not run out under a run."""
+        if self.location.remote:
+            return None
         folder = self.root / table
         try:
             # Named for this machine and process, as every temporary file (stale_temps); held by no lock, as
@@ -249,19 +250,12 @@ class Store:
             raise
         return Path(tmp)
 
-    def _atomic_write_bytes(self, path: Path, data: bytes) -> None:
-        fd, tmp = _temp_for(path)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink_quiet(tmp)
-            raise
+    def discard(self, path: Path | str) -> bool:
+        """Remove one file this process wrote (a run's samples whose runs row could not follow)."""
+        return self.location.delete(path)
 
-    def write_table(self, table: str, name: str, rows: pa.Table | Iterable[dict[str, Any]] | dict[str, list[Any]]) -> Path:
+    def write_table(self, table: str, name: str,
+                    rows: pa.Table | Iterable[dict[str, Any]] | dict[str, list[Any]]) -> Path | str:
         """Write one file of ``table`` atomically; ``rows`` are dicts, columns or an Arrow table. Raises
         StoreError (naming the folder; nothing of the file written) when the disk is full or not writable.
         A ``sessions`` row gets its owner (this process) and a heartbeat while its status is ``running``."""
@@ -300,27 +294,11 @@ class Store:
                 self._beating.pop(name, None)
         return path
 
-    def _write_file(self, table: str, name: str, arrow: pa.Table) -> Path:
+    def _write_file(self, table: str, name: str, arrow: pa.Table) -> Path | str:
+        """One whole file, atomically (the location's way: harness/storage.py); StoreError, nothing written."""
         arrow = arrow.replace_schema_metadata({"hilbench.schema_version": str(SCHEMA_VERSION), "hilbench.table": table})
-        path = self.root / table / f"{name}.parquet"
-        tmp = None
-        try:
-            fd, tmp = _temp_for(path)
-            try:  # held (flock) until renamed: `store check` never takes a file being written for a stale one
-                pq.write_table(arrow, tmp, compression="zstd", write_page_checksum=True)
-                _fsync(tmp)  # the data is on disk before its name is: a crash leaves the old state or the new
-                os.replace(tmp, path)
-            finally:
-                os.close(fd)
-            self.skipped.pop(str(path), None)  # a new file under a name a reader skipped
-        except OSError as exc:
-            if tmp is not None:
-                _unlink_quiet(tmp)
-            raise StoreError(_write_failure(path, exc)) from exc
-        except BaseException:
-            if tmp is not None:
-                _unlink_quiet(tmp)
-            raise
+        path = self.location.put_parquet(f"{table}/{name}.parquet", arrow)
+        self.skipped.pop(str(path), None)  # a new file under a name a reader skipped
         return path
 
     def _heartbeats(self) -> None:
@@ -344,11 +322,9 @@ class Store:
                     self._beating[name] = arrow
 
     def temp_files(self) -> list[Path]:
-        """Every temporary file in the store: the writers' ``.*.tmp`` (and older versions' ``.probe-*``)."""
-        folders = [self.root] + [self.root / t for t in TABLES]
-        return sorted(p for d in folders if d.is_dir() for p in d.iterdir()
-                      if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.startswith(".probe-"))
-                      and p.is_file())
+        """Every temporary file in the store: the writers' ``.*.tmp`` (and older versions' ``.probe-*``); none in
+        an object store."""
+        return self.location.temp_files(TABLES)
 
     def stale_temps(self) -> list[tuple[Path, str]]:
         """Temporary files whose writer is gone, each with why it is taken for gone. A file a live writer
@@ -385,17 +361,16 @@ class Store:
     # ---------------------------------------------------------------- reading
     def _read(self, table: str, columns: list[str] | None = None, filter_runs: bool = True,
               only: set[str] | None = None) -> pd.DataFrame:
-        folder = self.root / table
+        folder = self.location.path(table)
         schema = SCHEMAS[table]
-        files = sorted(str(p) for p in folder.glob("*.parquet")) if folder.is_dir() else []
-        files = [f for f in files if f not in self.skipped]
+        files = [f for f in self.location.files(table) if f not in self.skipped]
         known: set[str] | None = None
         if only is not None and files and table not in ("runs", "sessions"):
             # One file per run (<run_id>.parquet): read just the runs asked for, unless a file
             # named for no run could hold anyone's rows.
             known = set(self._read("runs", ["run_id"])["run_id"])
-            if all(Path(f).stem in known for f in files):
-                files = [f for f in files if Path(f).stem in only]
+            if all(_stem(f) in known for f in files):
+                files = [f for f in files if _stem(f) in only]
         if table == "sessions":  # few files, and a runs file among them would pass the key check below
             files = [f for f in files if self._usable(table, f, None)]
         keys = KEY_COLUMNS[table]
@@ -404,18 +379,21 @@ class Store:
             empty = schema.empty_table()
             return (empty if columns is None else empty.select(columns)).to_pandas()
         try:
-            arrow = ds.dataset(files, schema=schema, format="parquet").to_table(columns=wanted)
+            arrow = self.location.dataset(files, schema).to_table(columns=wanted)
             whole = all(arrow.column(k).null_count == 0 for k in keys)
-        except (pa.ArrowException, OSError):
+        except (pa.ArrowException, OSError) as exc:
+            self.location.check(exc)  # an endpoint that fails is an error, not a store of corrupt files
             whole = False
         if not whole:
             # A file that does not read, or rows without their keys (another table's file): find it, file by
             # file, and read the rest (each skipped file is named in a warning).
             files = [f for f in files if self._usable(table, f, wanted or schema.names)]
             try:
-                arrow = (ds.dataset(files, schema=schema, format="parquet").to_table(columns=wanted) if files
+                arrow = (self.location.dataset(files, schema).to_table(columns=wanted)
+                         if files
                          else (schema.empty_table() if wanted is None else schema.empty_table().select(wanted)))
             except (pa.ArrowException, OSError) as exc:
+                self.location.check(exc)
                 raise StoreError(f"{folder}: cannot read ({exc})") from exc
         if columns is not None:
             arrow = arrow.select(columns)
@@ -428,16 +406,14 @@ class Store:
     def _usable(self, table: str, path: str, columns: list[str] | None) -> bool:
         """Whether ``path`` reads as a file of ``table`` (its footer, schema and, given ``columns``, their
         data); one that does not is skipped from then on, with a warning."""
-        try:
-            st = os.stat(path)
-        except OSError:
+        stamp = self.location.stamp(path)
+        if stamp is None:
             return False  # gone since the listing (quarantined by a `store check --repair`)
-        stamp = (st.st_size, st.st_mtime_ns)
         cached = self._checked.get(path)
         if cached is not None and cached[0] == stamp and (cached[1] is not None or columns is None):
             problem = cached[1]
         else:
-            problem = file_problem(table, path, read=columns)
+            problem = file_problem(table, path, read=columns, location=self.location)
             self._checked[path] = (stamp, problem)
         if problem is not None:
             self._skip(path, problem)
@@ -549,8 +525,7 @@ class Store:
 
         from harness.analysis.stats import SUMMARY_COLUMNS, summarize_fast
 
-        folder = self.root / "samples"
-        files = {p.stem: p for p in folder.glob("*.parquet")} if folder.is_dir() else {}
+        files = {_stem(p): p for p in self.location.files("samples")}
         if any(stem not in known for stem in files):
             return None  # a file named for no run: it may hold any run's samples
         wanted = [r for r in durations if r in files]
@@ -560,9 +535,9 @@ class Store:
                 return None
             try:
                 try:
-                    pf = pq.ParquetFile(files[run_id], read_dictionary=["phase"])
+                    pf = self.location.parquet_file(files[run_id], read_dictionary=["phase"])
                 except KeyError:  # no phase column: the file says what it is instead
-                    pf = pq.ParquetFile(files[run_id])
+                    pf = self.location.parquet_file(files[run_id])
                 problem = schema_problem("samples", pf.schema_arrow)
                 if problem is not None:
                     self._skip(files[run_id], problem)
@@ -577,7 +552,9 @@ class Store:
                     codes = phase.indices.to_numpy(zero_copy_only=False)
                     lat = lat[codes == names.index("timed")] if "timed" in names else lat[:0]
             except (pa.ArrowException, OSError) as exc:
-                self._skip(files[run_id], file_problem("samples", files[run_id]) or _unreadable(exc))
+                self.location.check(exc)
+                self._skip(files[run_id], file_problem("samples", files[run_id], location=self.location)
+                           or _unreadable(exc))
                 return None
             duration = durations.get(run_id)
             duration = duration if isinstance(duration, (int, float)) and duration == duration and duration > 0 \
@@ -585,7 +562,7 @@ class Store:
             summary = summarize_fast(lat, duration_ns=duration)
             return [summary[c] for c in SUMMARY_COLUMNS]
 
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=self.location.readers) as pool:
             found = [(r, v) for r, v in zip(wanted, pool.map(one, wanted), strict=True) if v is not None]
         stats = pd.DataFrame([v for _, v in found], columns=list(SUMMARY_COLUMNS),
                              index=pd.Index([r for r, _ in found], name="run_id"), dtype="float64")
@@ -621,18 +598,28 @@ class Store:
 
 
 def file_problem(table: str, path: str | Path, *, read: list[str] | None | bool = None,
-                 verify_checksums: bool = False) -> str | None:
+                 verify_checksums: bool = False, location: LocalFolder | ObjectStore | None = None) -> str | None:
     """What is wrong with ``path`` as a file of ``table`` (None: nothing). Its footer and schema always;
-    ``read``: a list of columns to read too, or True for every page (``verify_checksums``: and their CRCs)."""
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        return f"cannot be opened ({exc.strerror or exc})"
+    ``read``: a list of columns to read too, or True for every page (``verify_checksums``: and their CRCs).
+    ``location``: the store's (harness/storage.py; default a local file), whose endpoint failing is a
+    StoreError rather than a problem of the file."""
+    where = location if location is not None else LocalFolder(Path("."))
+    if location is None or not location.remote:
+        try:
+            size = os.path.getsize(path)
+        except OSError as exc:
+            return f"cannot be opened ({exc.strerror or exc})"
+    else:
+        stamp = location.stamp(str(path))
+        if stamp is None:
+            return "cannot be opened (no such file)"
+        size = stamp[0]
     if size == 0:
         return "empty (0 bytes)"
     try:
-        pf = pq.ParquetFile(path, page_checksum_verification=verify_checksums)
+        pf = where.parquet_file(str(path), page_checksum_verification=verify_checksums)
     except (pa.ArrowException, OSError) as exc:
+        where.check(exc)
         return f"not a readable Parquet file ({_short(exc)})"
     try:
         problem = schema_problem(table, pf.schema_arrow)
@@ -644,6 +631,7 @@ def file_problem(table: str, path: str | Path, *, read: list[str] | None | bool 
         else:
             pf.read(columns=[c for c in read if c in pf.schema_arrow.names], use_threads=False)
     except (pa.ArrowException, OSError) as exc:
+        where.check(exc)
         return _unreadable(exc)
     finally:
         pf.close()
@@ -744,45 +732,13 @@ def _len(columns: dict[str, list[Any]]) -> int:
     return len(next(iter(columns.values()))) if columns else 0
 
 
-def _fsync(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quiet(path: str | Path) -> bool:
-    try:
-        os.unlink(path)
-    except OSError:
-        return False
-    return True
+def _stem(path: str | Path) -> str:
+    """A file's name without ``.parquet``: the run id of a per-run file (a local path or an object key)."""
+    return PurePosixPath(str(path)).stem
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def _temp_for(path: Path) -> tuple[int, str]:
-    """A new temporary file beside ``path``, named for this machine and process and held (``flock``) through
-    the returned descriptor until it is closed: while held, no ``store check`` takes it for a stale one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{machine_tag()}-{os.getpid()}.", suffix=".tmp")
-    hold_lock(fd)
-    return fd, tmp
-
-
-def _write_failure(path: Path, exc: OSError) -> str:
-    """One line: which folder could not take which file, why, and what is kept."""
-    code = exc.errno
-    if code is None:  # pyarrow's own OSError may name the errno in its text only
-        m = re.search(r"errno (\d+)", str(exc), re.I)
-        code = int(m.group(1)) if m else None
-    why = os.strerror(code) if code else " ".join(str(exc.strerror or exc).split())
-    hint = {28: ": free space on that disk", 122: ": the disk quota is used up", 13: ": check the folder's permissions",
-            1: ": check the folder's permissions", 30: ": the file system is read-only"}.get(code or 0, "")
-    return (f"{path.parent}: cannot write {path.name} ({why}){hint}; nothing of it was written, and every file "
-            "stored before is kept")
 
 
 def _with_owner(arrow: pa.Table) -> pa.Table:

@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def store_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--store", default=os.environ.get("HILBENCH_STORE", "results"), action=_Given,
-                        help="results folder (default: $HILBENCH_STORE, else results)")
+                        help="results folder or s3://bucket/prefix (default: $HILBENCH_STORE, else results)")
 
     def targets_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--targets-dir", action="append", help="folder of target files (default: ./targets)")
