@@ -579,6 +579,13 @@ class Store:
             raise StoreError(f"--session {session}: no such session in {self.root}")
         return ids
 
+    def sql(self, query: str) -> pd.DataFrame:
+        """The result of a DuckDB ``query`` over the store's tables as views (runs, samples, telemetry, sessions,
+        accuracy), local or ``s3://`` alike; needs the ``sql`` extra (harness/sql.py)."""
+        from harness.sql import run_sql
+
+        return run_sql(self, query)
+
     def run(self, run_id: str) -> dict[str, Any]:
         """One run's row as a dict with JSON columns decoded; a unique prefix or suffix
         (the table's ``run`` column) is enough."""

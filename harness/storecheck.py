@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from harness.errors import StoreError
 from harness.liveness import owner_state
+from harness.storage import is_store_url, mask_url
 from harness.store import MARKER, SCHEMA_VERSION, SCHEMAS, TABLES, Store, file_problem, new_id
 
 __all__ = ["Finding", "PROBLEMS", "check_store", "repair_store", "QUARANTINE"]
@@ -59,6 +60,10 @@ class Finding:
 def open_checked(root: Path | str) -> Store:
     """The store at ``root`` for checking: it must exist and look like a results store (a marker or table
     folders); a marker that does not read is a finding, not an error."""
+    if is_store_url(root):
+        raise StoreError(f"--store {mask_url(str(root))}: `store check` reads a local folder only; in an object "
+                         "store a run interrupted before its runs row leaves only files every reader ignores "
+                         "(docs/lab.md, Results in object storage)")
     root = Path(root)
     if not root.is_dir():
         raise StoreError(f"--store {root}: {'not a folder' if root.exists() else 'no such folder'}")

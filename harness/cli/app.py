@@ -33,6 +33,7 @@ from harness.cli.commands import (
 )
 from harness.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REGRESSED, EXIT_USAGE, EXIT_USER, exit_for_signal
 from harness.cli.progress import LINE_LIMIT
+from harness.cli.sql_cmd import add_sql_parser
 from harness.cli.store_cmd import add_store_parser
 from harness.errors import HilbenchError
 from harness.prep.variants import COREML_VARIANT_KINDS, VARIANT_KINDS
@@ -215,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.set_defaults(func=cmd_telemetry_parse)
     _analysis_parsers(sub, store_arg)
     add_store_parser(sub, store_arg)
+    add_sql_parser(sub, store_arg)
     _debug_everywhere(p)
     return p
 
