@@ -13,15 +13,12 @@ is at hand (it ships with the Python wheel).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
 from harness.errors import AnalysisError, StoreError
-
-if TYPE_CHECKING:
-    from harness.store import Store
 
 __all__ = ["run_sql", "INSTALL_HINT"]
 
@@ -30,22 +27,22 @@ INSTALL_HINT = "pip install 'hilbench[sql]'"
 _PER_RUN = ("samples", "telemetry", "accuracy")
 
 
-def run_sql(store: Store, query: str) -> pd.DataFrame:
-    """The result of ``query`` (DuckDB's SQL) over ``store``'s tables, as a DataFrame. AnalysisError (one line)
+def run_sql(store: Any, query: str, schemas: dict[str, pa.Schema]) -> pd.DataFrame:
+    """The result of ``query`` (DuckDB's SQL) over the tables ``schemas`` of ``store`` (a
+    :class:`harness.store.Store`, which calls this), as a DataFrame. AnalysisError (one line)
     for a query DuckDB refuses; StoreError when the store cannot be read; StoreError naming the extra when DuckDB
     is not installed."""
     try:
         import duckdb
     except ImportError as exc:
         raise StoreError(f"hilbench sql needs DuckDB, which is not installed: {INSTALL_HINT}") from exc
-    from harness.store import SCHEMAS
 
     if not query.strip():
         raise AnalysisError("sql: the query is empty")
     con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
     try:
         for attempt in (1, 2):
-            for table, schema in SCHEMAS.items():
+            for table, schema in schemas.items():
                 files = [f for f in store.location.files(table) if f not in store.skipped]
                 if attempt == 2:  # a file did not read: leave out those that do not (each named in a warning)
                     files = [f for f in files if store._usable(table, f, schema.names)]

@@ -584,7 +584,7 @@ class Store:
         accuracy), local or ``s3://`` alike; needs the ``sql`` extra (harness/sql.py)."""
         from harness.sql import run_sql
 
-        return run_sql(self, query)
+        return run_sql(self, query, SCHEMAS)
 
     def run(self, run_id: str) -> dict[str, Any]:
         """One run's row as a dict with JSON columns decoded; a unique prefix or suffix
