@@ -201,3 +201,34 @@ def test_a_throttled_write_is_a_store_error_and_stores_nothing(s3):
         assert store.samples()["latency_ns"].tolist() == [1000]
     finally:
         proxy.close()
+
+
+@pytest.mark.slow
+def test_store_check_repair_sets_aside_what_an_interrupted_run_left(s3, capsys):
+    """A run that stopped between its samples and its runs row (and a file that is not Parquet) are found by
+    `store check` on s3:// and moved under quarantine/ by --repair (copied, then deleted: no rename in S3)."""
+    p = prefix()
+    url = f"s3://{BUCKET}/{p}"
+    store = Store(url)
+    store.ensure_writable()
+    store.write_table("samples", "r-ok", {"run_id": ["r-ok"], "phase": ["timed"], "iteration": [0],
+                                          "latency_ns": [5], "t_ns": [0]})
+    store.write_table("runs", "r-ok", [{"run_id": "r-ok", "status": "ok", "timed_count": 1}])
+    store.write_table("samples", "r-cut", {"run_id": ["r-cut"], "phase": ["timed"], "iteration": [0],
+                                           "latency_ns": [7], "t_ns": [0]})
+    s3.s3().put_object(Bucket=BUCKET, Key=f"{p}/telemetry/r-ok.parquet", Body=b"not parquet")
+    assert main(["store", "check", "--store", url]) == 1
+    out = capsys.readouterr().out
+    assert "orphaned        samples/r-cut.parquet: its run r-cut has no runs row" in out
+    assert "corrupt         telemetry/r-ok.parquet" in out
+    assert main(["store", "check", "--repair", "--store", url]) == 1
+    out = capsys.readouterr().out
+    assert "moved samples/r-cut.parquet -> quarantine/" in out and "moved telemetry/r-ok.parquet" in out
+    keys = s3.keys(p)
+    assert f"{p}/samples/r-cut.parquet" not in keys and f"{p}/samples/r-ok.parquet" in keys
+    [manifest] = [k for k in keys if k.endswith("manifest.jsonl")]
+    lines = s3.s3().get_object(Bucket=BUCKET, Key=manifest)["Body"].read().decode().splitlines()
+    assert sorted(json.loads(line)["problem"] for line in lines) == ["corrupt", "orphaned"]
+    assert main(["store", "check", "--store", url]) == 0
+    assert "no problems found" in capsys.readouterr().out
+    assert Store(url).samples()["run_id"].tolist() == ["r-ok"]
