@@ -231,7 +231,7 @@ class ObjectStore:
             query.setdefault("secret_key", password)
         shown = {k: (_MASK if k in _SECRET_KEYS else v) for k, v in query.items()}
         #: what every message shows: the URL, credentials masked
-        self.root = f"s3://{bucket}/{self.prefix}" + (f"?{urlencode(shown, safe=':/*')}" if shown else "")
+        self.root = mask_url(f"s3://{bucket}/{self.prefix}" + (f"?{urlencode(shown, safe=':/*@')}" if shown else ""))
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket or ""):
             raise StoreError(f"--store {self.root}: {bucket or '(none)'!r} is not a bucket name "
                              "(s3://bucket/prefix: 3 to 63 lower-case letters, digits, dots and hyphens)")

@@ -232,3 +232,19 @@ def test_store_check_repair_sets_aside_what_an_interrupted_run_left(s3, capsys):
     assert main(["store", "check", "--store", url]) == 0
     assert "no problems found" in capsys.readouterr().out
     assert Store(url).samples()["run_id"].tolist() == ["r-ok"]
+
+
+def test_store_urls_are_shown_with_every_credential_masked():
+    """No server needed: what a message, the stored argv and `store.root` show of an s3:// URL."""
+    from harness.storage import ObjectStore, mask_argv
+
+    store = ObjectStore("s3://KEY1:SECRET1@bkt-a/p/q?endpoint_override=http://user:SECRET2@h:9000"
+                        "&region=eu-west-1&session_token=SECRET3")
+    shown = f"{store.root} {store.endpoint}"
+    assert not any(s in shown for s in ("KEY1", "SECRET1", "SECRET2", "SECRET3"))
+    assert store.root == ("s3://bkt-a/p/q?endpoint_override=http://***@h:9000&region=eu-west-1"
+                          "&session_token=***&access_key=***&secret_key=***")
+    argv = mask_argv(["run", "--store", "s3://bkt/p?secret_key=SECRET4&access_key=KEY5", "plan.toml"])
+    assert argv == ["run", "--store", "s3://bkt/p?secret_key=***&access_key=***", "plan.toml"]
+    with pytest.raises(StoreError, match=r"^--store gs://b/p: gs:// is not a store"):
+        Store("gs://b/p")
