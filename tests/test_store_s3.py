@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from urllib.parse import quote
 
 import pytest
 from support import fake_lab
@@ -61,7 +62,8 @@ def test_run_results_show_on_s3_with_credentials_in_the_url_masked(s3, tmp_path,
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     p = prefix()
-    url = f"s3://{BUCKET}/{p}?access_key={s3.access_key}&secret_key={s3.secret_key}"
+    # A secret may hold "+" and "/": URL-encoded in a query, as any value is.
+    url = f"s3://{BUCKET}/{p}?access_key={s3.access_key}&secret_key={quote(s3.secret_key, safe='')}"
     plan = tmp_path / "plan.toml"
     plan.write_text(SYNTH.replace("latency_ms = [0.2, 0.4]", "latency_ms = 0.2").replace("count = 80", "count = 30"))
     argv = ["run", str(plan), "--store", url, "--quiet"]
