@@ -11,7 +11,10 @@ Layout (schema version 1)::
       accuracy/<run_id>.parquet     run_id, index, label, prediction, ...
 
 Every file is written to a temporary name and renamed, so a crash or two
-concurrent writers never leave a half-written file. A run's ``runs`` row is
+concurrent writers never leave a half-written file. The same layout can live
+under ``s3://bucket/prefix`` (an object appears whole once uploaded: no temporary
+names); every read and write goes through the store's location
+(harness/storage.py), a local folder or an object store. A run's ``runs`` row is
 written last: samples whose run has no row (a crash in between) are ignored by
 every reader. DuckDB, Polars or Spark read the same files directly.
 
@@ -175,7 +178,8 @@ def _dumps(value: Any) -> str | None:
 
 
 class Store:
-    """A results folder. Writers append whole files; readers return pandas DataFrames."""
+    """A results store (a folder, or ``s3://bucket/prefix``). Writers append whole files; readers return pandas
+    DataFrames."""
 
     def __init__(self, root: Path | str, *, check_marker: bool = True) -> None:
         """``root``: a folder, or ``s3://bucket/prefix`` (harness/storage.py). ``check_marker=False``

@@ -861,8 +861,10 @@ def _store_stopped(store: Store, session_row: dict[str, Any], result: SessionRes
         f" and {errors} stored as errors" if errors else "")
     lost = f"; lost the results of {', '.join(runner.lost)}" if runner.lost else ""
     return (f"{store.root}: the results store stopped taking writes during the run ({runner.store_error}): {kept}"
-            f"{lost}; {not_run} job{'s' if not_run != 1 else ''} not run; {closed}; make room (or fix the "
-            "folder's permissions), then `hilbench run --resume` runs what is missing")
+            f"{lost}; {not_run} job{'s' if not_run != 1 else ''} not run; {closed}; "
+            + ("when the endpoint takes writes again, " if store.location.remote
+               else "make room (or fix the folder's permissions), then ")
+            + "`hilbench run --resume` runs what is missing")
 
 
 class _StopHandler:
