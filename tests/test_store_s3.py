@@ -120,6 +120,7 @@ def test_compare_history_report_read_s3_as_they_read_a_folder(s3, tmp_path, caps
     assert "effnet-lite0-int8" in html.read_text()
 
 
+@pytest.mark.slow  # the stand-in's start (~2 s) and the SDK's retries
 @pytest.mark.parametrize("url, query, message", [
     ("s3://{bucket}/{p}", "?endpoint_override=http://127.0.0.1:1",
      "cannot reach the endpoint http://127.0.0.1:1"),
@@ -181,6 +182,7 @@ def test_a_connection_dropped_while_a_run_is_stored_leaves_nothing_half_written(
         proxy.close()
 
 
+@pytest.mark.slow  # the stand-in's start (~2 s) and the SDK's retries
 def test_a_throttled_write_is_a_store_error_and_stores_nothing(s3):
     proxy = FaultProxy(("127.0.0.1", s3.port))
     try:
