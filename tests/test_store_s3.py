@@ -203,6 +203,12 @@ def test_a_throttled_write_is_a_store_error_and_stores_nothing(s3):
         assert store.samples().empty and store.summary().empty
         store.write_table("runs", "r1", [{"run_id": "r1", "status": "ok", "timed_ns": 1000}])
         assert store.samples()["latency_ns"].tolist() == [1000]
+        # A read cut off is the endpoint's fault: an error, never a file skipped as corrupt.
+        proxy.rule, proxy.mode = r"^GET /[^ ]*/samples/r1", "drop"
+        reader = Store(store.root)
+        with pytest.raises(StoreError, match="cannot reach the endpoint"):
+            reader.samples()
+        assert reader.skipped == {}
     finally:
         proxy.close()
 
