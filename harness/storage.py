@@ -378,6 +378,7 @@ class ObjectStore:
         return key
 
     def delete(self, path: str | Path) -> bool:
+        self._listed.pop(str(path), None)
         try:
             self.filesystem.delete_file(str(path))
         except (pa.ArrowException, OSError):
@@ -425,6 +426,7 @@ class ObjectStore:
 
     def move(self, src: PurePath, dest: PurePath) -> None:
         """Copy ``src`` to ``dest`` on the server, then delete ``src`` (an object store has no rename)."""
+        self._listed.pop(str(src), None)
         try:
             self.filesystem.copy_file(str(src), str(dest))
             self.filesystem.delete_file(str(src))
