@@ -71,8 +71,9 @@ def _store_path(args: argparse.Namespace, *, reading: bool) -> Path | str:
 
 def _read_store(args: argparse.Namespace) -> Store:
     """The store a reading command (results, show, compare, ...) opens: it must exist."""
-    store = open_store(_store_path(args, reading=True))
-    if store.location.remote and not store.location.exists():
+    path = _store_path(args, reading=True)
+    store = open_store(path)
+    if is_store_url(path) and not store.location.exists():
         raise StoreError(f"--store {store.root}: no results are stored there (no {MARKER}; "
                          f"`hilbench run --store URL` makes it)")
     return store
