@@ -101,6 +101,9 @@ class TransportError(HilbenchError):
     remote side printed, when there are any.
     """
 
+    #: the error category a job that fails with it is stored under (a labgrid place held past its wait: ``busy``)
+    category = "transport"
+
     def __init__(self, message: str, *, target: str = "", step: str = "", stderr_tail: str = "") -> None:
         self.target = target
         self.step = step

@@ -128,6 +128,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         # Connections to the device restored after a drop during the run (its verdict warns "reconnected");
         # null in older runs.
         ("reconnects", pa.int64()),
+        # The labgrid place the run held (docs/lab.md): coordinator, place, exporter, resource, reservation,
+        # endpoint, waited_s, lost; null for other targets and in older runs.
+        ("lab", _J),
+        # How much of the model the accelerator ran (issue 11: accelerator, node counts, cpu_ops, source); null in
+        # older runs.
+        ("offload", _J),
     ]),
     "samples": pa.schema([
         ("run_id", pa.string()), ("phase", pa.string()), ("iteration", pa.int64()),
@@ -149,7 +155,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 _JSON_NAMES = {"labels", "host", "argv", "model_tags", "settings", "effective_settings", "policy", "device",
-               "target_facts", "verdict", "result", "derived", "device_facts", "usage_sources", "usage_missing", "device_lock"}
+               "target_facts", "verdict", "result", "derived", "device_facts", "usage_sources", "usage_missing", "device_lock",
+               "lab", "offload"}
 #: Columns that hold JSON text; ``Store.run`` decodes them.
 JSON_COLUMNS = {name: [f.name for f in schema if f.name in _JSON_NAMES] for name, schema in SCHEMAS.items()}
 #: Columns every row of a table has: a file without one is not of that table (another table's, or foreign).

@@ -214,6 +214,10 @@ def test_benchmark_model_aggregate_only_pinned(phone: ADBDStandIn, tmp_path: Pat
     assert result["aggregate_only"] is True and result["runner"] == "benchmark_model"
     assert result["aggregates"]["count"] == 251 and result["aggregates"]["mean_ns"] == 3977020
     assert result["first_ns"] == 21544000 and result["load_ns"] == 412338000
+    # the delegation the runner printed is the run's offload verdict (issue 11; it was dropped before)
+    off = result["offload"]
+    assert (off["accelerator"], off["nodes_total"], off["nodes_accelerated"], off["nodes_cpu"], off["partitions"]) \
+        == ("GPU", 66, 66, 0, 1)
     assert result["affinity"] == {"cpus": [2, 3], "pinned_by": "target adb.big_cores", "tool": "taskset"}
     assert (phone.root / "taskset.log").read_text().split() == ["c"]
     args = (phone.root / "runner_args.log").read_text()
@@ -374,6 +378,7 @@ def test_hilbench_run_on_the_standin_phone(phone: ADBDStandIn, tmp_path: Path) -
     assert set(runs["status"]) == {"ok"} and len(runs) == 2
     by = {r["backend"]: r for r in runs.to_dict("records")}
     assert by["litert"]["runner"] == "benchmark_model" and by["litert"]["aggregate_only"]
+    assert json.loads(by["litert"]["offload"])["nodes_accelerated"] == 66  # stored in the runs' offload column
     assert by["onnxruntime"]["runner"] == "onnxruntime_perf_test" and not by["onnxruntime"]["aggregate_only"]
     assert by["litert"]["device_model"] == "hilbench stand-in phone" and by["litert"]["transport"] == "adb"
     assert by["litert"]["emulated"] and "stand-in" in by["litert"]["emulation"]

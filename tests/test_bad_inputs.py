@@ -523,7 +523,7 @@ def target(id: str, text: str | bytes, *parts: str, name: str = "t.toml") -> Cas
 
 SSH = 'transport = "ssh"\nhost = "dev.lab"\n'
 TARGET_FILES = [
-    target("transport", 'transport = "telnet"\n', "{t}transport: must be one of local, ssh, adb, not 'telnet'"),
+    target("transport", 'transport = "telnet"\n', "{t}transport: must be one of local, ssh, adb, labgrid, not 'telnet'"),
     target("port-zero", SSH + "port = 0\n", "{t}port: must be 1-65535, not 0"),
     target("port-big", SSH + "port = 70000\n", "{t}port: must be 1-65535, not 70000"),
     target("port-string", SSH + 'port = "22"\n', "{t}port: expected an integer, got str '22'"),

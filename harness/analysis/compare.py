@@ -153,6 +153,9 @@ class Comparison:
     only_candidate: list[str] = field(default_factory=list)
     alpha: float = DEFAULT_ALPHA
     min_change: float = DEFAULT_MIN_CHANGE
+    #: configurations whose runs were left out of the sample-based metrics: aggregate-only runs (an imported log, a
+    #: vendor runner's summary) have no samples to test
+    aggregate_only: list[str] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[PairResult]:
@@ -171,6 +174,7 @@ class Comparison:
             "pairs": [dict(asdict(p), regressed=p.regressed) for p in self.pairs],
             "only_baseline": self.only_baseline,
             "only_candidate": self.only_candidate,
+            "aggregate_only": self.aggregate_only,
         }
 
 
@@ -602,10 +606,29 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
         raise AnalysisError("baseline and candidate have no configuration (model, target, backend, settings) in common")
     inputs = _load_inputs(store, runs, base_runs, cand_runs, common, metrics)
     tests = _test_pairs(base_runs, cand_runs, common, inputs, metrics, min_change, seed, resamples)
+    out.aggregate_only = _aggregate_only(base_runs, cand_runs, common, metrics)
+    if out.aggregate_only and not tests:
+        raise AnalysisError(
+            f"compare: the runs in common are aggregate-only ({out.aggregate_only[0]}"
+            f"{f' and {len(out.aggregate_only) - 1} more' if len(out.aggregate_only) > 1 else ''}: an imported log or "
+            "a vendor runner's own summary, no samples), so no test can call one side slower; `hilbench results` "
+            "shows their figures side by side")
     for (pair, t), (q_slower, q_faster) in zip(tests, _bh_adjust(tests), strict=True):
         _conclude(pair, t, q_slower, q_faster, alpha)
         out.pairs.append(pair)
     return out
+
+
+def _aggregate_only(base_runs: pd.DataFrame, cand_runs: pd.DataFrame, common: list[_Key],
+                    metrics: Sequence[str]) -> list[str]:
+    """The configurations in common with aggregate-only runs on either side, when a sample-based metric was
+    asked for: those runs have no samples, so they are left out of p50 and p99 (never compared by their printed
+    summaries as if they were samples)."""
+    if "aggregate_only" not in base_runs or not any(METRICS[m][1] == "samples" for m in metrics):
+        return []
+    both = pd.concat([base_runs, cand_runs])
+    both = both[both["_key"].isin(set(common)) & both["aggregate_only"].eq(True)]
+    return [_fmt_key(k) for k in sorted(set(both["_key"]))]
 
 
 def _fmt_settings(text: Any) -> str:
@@ -670,6 +693,7 @@ def format_comparison(c: Comparison, fmt: str = "table") -> str:
     head = [f"baseline:  {c.baseline.spec} ({c.baseline.description}; {len(c.baseline.run_ids)} runs)",
             f"candidate: {c.candidate.spec} ({c.candidate.description}; {len(c.candidate.run_ids)} runs)"]
     tail = [f"only in baseline: {k}" for k in c.only_baseline] + [f"only in candidate: {k}" for k in c.only_candidate]
+    tail += [f"not tested on p50/p99 (aggregate-only runs, no samples): {k}" for k in c.aggregate_only]
     if fmt == "markdown":
         lines = ["# hilbench compare", "", *[f"- {h}" for h in head], "", f"**{_headline(c)}**", "",
                  "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

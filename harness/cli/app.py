@@ -22,6 +22,8 @@ from harness.cli.commands import (
     cmd_compare,
     cmd_doctor,
     cmd_history,
+    cmd_import,
+    cmd_inspect,
     cmd_plot,
     cmd_report,
     cmd_results,
@@ -32,11 +34,12 @@ from harness.cli.commands import (
     cmd_variants,
 )
 from harness.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REGRESSED, EXIT_USAGE, EXIT_USER, exit_for_signal
+from harness.cli.lab_cmd import add_lab_parser
 from harness.cli.progress import LINE_LIMIT
 from harness.cli.sql_cmd import add_sql_parser
 from harness.cli.store_cmd import add_store_parser
 from harness.errors import HilbenchError
-from harness.prep.variants import COREML_VARIANT_KINDS, VARIANT_KINDS
+from harness.prep.variants import COREML_VARIANT_KINDS, FOR_RUNTIMES, VARIANT_KINDS
 from harness.report.plots import KINDS as PLOT_KINDS
 from harness.safetext import safe, safe_lines
 
@@ -77,7 +80,15 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     v.add_argument("--only", action="append", choices=VARIANT_KINDS + COREML_VARIANT_KINDS,
                    help="only this variant (repeatable); coreml and coreml-fp32 are made from a PyTorch model")
     v.add_argument("--force", action="store_true", help="overwrite variants (and variants.toml) that exist")
+    v.add_argument("--for", dest="for_runtime", choices=FOR_RUNTIMES,
+                   help="tailor the variants to a runtime: tensorrt writes symmetric INT8 (every zero point 0)")
     v.set_defaults(func=cmd_variants)
+
+    ins = sub.add_parser("inspect", help="what a model file is, on the host: inputs, outputs, ops, quantization, "
+                                         "Edge TPU compilation, TensorRT version")
+    ins.add_argument("model", help="the model (.tflite, .onnx, .engine/.plan/.trt, .mlmodel/.mlpackage, .pt, .pt2)")
+    ins.add_argument("--format", choices=("table", "json"), default="table")
+    ins.set_defaults(func=cmd_inspect)
 
     pl = sub.add_parser("plot", help=f"a figure (PNG or SVG): {', '.join(PLOT_KINDS)}")
     pl.add_argument("kind", choices=PLOT_KINDS)
@@ -208,6 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
     targets_arg(d)
     d.set_defaults(func=cmd_doctor)
 
+    im = sub.add_parser("import", help="store a recorded vendor runner log (trtexec, benchmark_model, "
+                                       "onnxruntime_perf_test, benchmark_app) as an aggregate-only run")
+    im.add_argument("logfile", help="the runner's recorded output (its runner is recognised from the content)")
+    im.add_argument("--target", help="the device it ran on, as results show it (default: import)")
+    im.add_argument("--model", help="the model file it measured (hashed when it is a file here; default: the graph "
+                                    "the log names)")
+    im.add_argument("--runner", help="the runner that wrote the log, when its content does not tell")
+    im.add_argument("--label", action="append", metavar="KEY=VALUE", help="label the run (repeatable)")
+    store_arg(im)
+    im.set_defaults(func=cmd_import)
+
     tel = sub.add_parser("telemetry", help="telemetry tools")
     tel_sub = tel.add_subparsers(dest="telemetry_command", required=True)
     tp = tel_sub.add_parser("parse", help="turn a recorded sensor output into readings (JSON lines)")
@@ -217,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     _analysis_parsers(sub, store_arg)
     add_store_parser(sub, store_arg)
     add_sql_parser(sub, store_arg)
+    add_lab_parser(sub)
     _debug_everywhere(p)
     return p
 

@@ -196,7 +196,8 @@ def format_summary(summary: Any, fmt: str) -> str:
             precision = json.loads(r["model_tags"] or "{}").get("precision")
         except ValueError:
             precision = None
-        verdict = ("VALID" if r["valid"] else "INVALID") if ok else "ERROR"
+        verdict = ("AGGREGATE" if r.get("aggregate_only") is True and pd.isna(r["valid"])
+                   else "VALID" if r["valid"] else "INVALID") if ok else "ERROR"
         if ok and r.get("warnings"):
             verdict += f" ({len(str(r['warnings']).split(','))} warn)"
         if ok and r.get("emulated"):
@@ -324,6 +325,10 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
     lock_line = _lock_text(row.get("device_lock"))
     if lock_line:
         out.write(f"  device    {lock_line}\n")
+    lab = row.get("lab")
+    if isinstance(lab, dict) and lab.get("coordinator"):  # a labgrid place (docs/lab.md)
+        out.write(f"  lab       place {lab.get('place') or '-'} on exporter {lab.get('exporter') or '-'} at "
+                  f"{lab['coordinator']} (reservation {lab.get('reservation') or '-'})\n")
     if row["status"] != "ok":
         out.write(f"  status    ERROR ({row['error_category']}): {row['error_message']}\n")
         if row.get("stderr_tail"):
@@ -331,7 +336,11 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
             for line in str(row["stderr_tail"]).splitlines()[-15:]:
                 out.lines.append(f"    {line}")
         return
-    if row.get("runner"):
+    imported = (row.get("result") or {}).get("imported") if row.get("transport") == "import" else None
+    if imported:
+        out.write(f"  IMPORTED  {row['runner']} log {imported.get('file')} (sha256 {str(imported.get('sha256'))[:16]}):"
+                  " the tool's own summary, no samples, no telemetry (hilbench import)\n")
+    elif row.get("runner"):
         out.write(f"  runner    {row['runner']} on the device"
                   + ("  (aggregate-only: the runner reports no per-iteration samples)" if row.get("aggregate_only") else "")
                   + "\n")
@@ -346,8 +355,9 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
         out.write("  latency   " + "  ".join(
             f"{k}={stats[k + '_ns'] / 1e6:.3f}" for k in ("min", "p50", "p90", "p95", "p99", "p999", "max")
             if k + "_ns" in stats and stats[k + "_ns"] == stats[k + "_ns"]) + " ms\n")
-        out.write(f"  median CI [{stats['p50_ci_low_ns'] / 1e6:.3f}, {stats['p50_ci_high_ns'] / 1e6:.3f}] ms (95%)"
-                  f"   cv {stats['cv'] * 100:.2f}%   {stats['throughput_per_s']:.1f} inf/s\n")
+        if not row.get("aggregate_only"):  # an aggregate-only run has no samples for a median CI
+            out.write(f"  median CI [{stats['p50_ci_low_ns'] / 1e6:.3f}, {stats['p50_ci_high_ns'] / 1e6:.3f}] ms (95%)"
+                      f"   cv {stats['cv'] * 100:.2f}%   {stats['throughput_per_s']:.1f} inf/s\n")
     from harness.analysis.usage import format_usage
 
     out.writelines(f"  {line}\n" for line in format_usage(row))
@@ -358,7 +368,8 @@ def _show_run(out: _LineWriter, row: dict[str, Any], stats: dict[str, Any]) -> N
         out.writelines(f"  {line}\n" for line in format_derived(row["derived"])
                        if not (row.get("usage_sources") and line.startswith("memory")))
     verdict = row.get("verdict") or {}
-    out.write(f"  verdict   {'VALID' if row.get('valid') else 'INVALID'}\n")
+    out.write("  verdict   " + ("none (aggregate-only: no samples to judge)" if row.get("aggregate_only")
+                                 and _missing(row.get("valid")) else "VALID" if row.get("valid") else "INVALID") + "\n")
     for reason in verdict.get("reasons", []):
         out.write(f"    invalid: {reason}\n")
     for w in verdict.get("warnings", []):
@@ -393,12 +404,30 @@ def cmd_targets(args: argparse.Namespace) -> int:
             where = f"{t.user}@{where}"
         if t.port:
             where += f":{t.port}"
+        if t.labgrid is not None:  # a labgrid place: what it asks the coordinator for
+            where = t.labgrid.place or " ".join(f"{k}={v}" for k, v in t.labgrid.reserve)
         facts = ", ".join(f"{k}={v}" for k, v in t.facts.items() if k in ("soc", "accelerator", "tops", "price_usd"))
         sys.stdout.write(f"{t.name:24} {t.transport:6} {where:28} {facts}\n")
     sys.stdout.write(f"{len(targets)} targets valid\n")
     for exc in errors:
         sys.stderr.write(f"hilbench: error: {exc}\n")
     return EXIT_USER if errors else EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``hilbench import LOGFILE``: a recorded runner log stored as an aggregate-only run (harness/run/importer.py)."""
+    from harness.run.importer import import_log
+
+    labels = _parse_labels(args.label or [])
+    store = open_store(_store_path(args, reading=False))
+    row = import_log(store, args.logfile, target=args.target, model=args.model, runner=args.runner, labels=labels)
+    off = row["offload"]
+    share = str(off.get("accelerator"))
+    if off.get("nodes_total") and off.get("nodes_accelerated") is not None and off.get("accelerator") != "cpu":
+        share = f"{off['nodes_accelerated']}/{off['nodes_total']} nodes on {off['accelerator']}"
+    sys.stdout.write(safe(f"imported {row['run_id']}: {row['settings']['source']} {row['model']} on {row['target']} "
+                          f"[{row['backend']}] (aggregate-only; offload: {share})", 400) + "\n")
+    return EXIT_OK
 
 
 def cmd_telemetry_parse(args: argparse.Namespace) -> int:
@@ -495,12 +524,19 @@ def cmd_variants(args: argparse.Namespace) -> int:
     if plan_path.exists() and not args.force:
         raise AnalysisError(f"{plan_path}: already exists: remove it, write elsewhere with --out DIR, or use --force")
     made = make_variants(model, calibration=Path(args.calibration) if args.calibration else None, out_dir=out_dir,
-                         kinds=kinds, force=args.force)
+                         kinds=kinds, force=args.force, for_runtime=getattr(args, "for_runtime", None))
     snippet = plan_snippet(model, made, relative_to=out_dir, eval_data=Path(args.eval) if args.eval else None)
     _write_output(snippet, str(plan_path))
     for v in made:
         sys.stdout.write(f"{v.precision:5} {v.path}  {v.size_bytes / 1024:.1f} KiB  ({v.note})\n")
     sys.stdout.write(f"plan: {plan_path} (run it: hilbench run {plan_path})\n")
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from harness.prep.inspect import format_inspection, inspect_model
+
+    sys.stdout.write(format_inspection(inspect_model(Path(args.model)), args.format))
     return EXIT_OK
 
 

@@ -7,6 +7,7 @@ then ``[[exclude]]`` rules drop combinations and ``[[include]]`` rules add them.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import itertools
@@ -732,7 +733,35 @@ def expand_jobs(plan: Plan, targets: dict[str, Target], only_targets: list[Targe
     if not jobs:
         raise ConfigError(f"{plan.path}: the plan expands to no jobs (check backends, model formats and exclude rules)")
     _check_models_backends_refuse(plan, jobs)
+    _check_edgetpu(plan, jobs)
     return jobs
+
+
+def _check_edgetpu(plan: Plan, jobs: list[Job]) -> None:
+    """The Edge TPU rules before anything is shipped (the agent applies them again): a model compiled for the Edge
+    TPU needs its delegate; the Edge TPU delegate on a model never compiled is refused unless the job says
+    ``allow_cpu_fallback = true``. Compiled or not is read with the TFLite schema (``hilbench inspect``)."""
+    from hilbench_agent import edgetpu
+
+    from harness.errors import ModelError
+    from harness.prep.inspect import EDGETPU_CUSTOM_OP, tflite_ops
+
+    compiled: dict[Path, bool] = {}
+    for job in jobs:
+        path = job.model.path
+        if job.backend != "litert" or path is None or path.suffix.lower() != ".tflite":
+            continue
+        if path not in compiled:
+            # Without the op's name anywhere in the file it has no such op (a quick scan, no LiteRT import); with
+            # it, the flatbuffer says whether it is an operator (not, say, a word in the metadata).
+            compiled[path] = edgetpu.is_compiled(str(path))
+            if compiled[path]:
+                with contextlib.suppress(ModelError):  # no schema bindings on this host: the scan decides
+                    compiled[path] = EDGETPU_CUSTOM_OP in tflite_ops(path)
+        problem = edgetpu.refusal(path.name, compiled[path], job.settings.get("delegate"),
+                                  bool(job.settings.get("allow_cpu_fallback")))
+        if problem:
+            raise ConfigError(f"{plan.path}: model {job.model.name!r} on {job.target.name}: {problem}")
 
 
 def _check_models_backends_refuse(plan: Plan, jobs: list[Job]) -> None:

@@ -19,10 +19,10 @@ from hilbench_agent.backends import BACKENDS, canonical_name
 from harness.config.toml import TableReader, load_toml
 from harness.errors import ConfigError
 
-__all__ = ["Target", "SSHSettings", "ADBSettings", "load_target", "load_targets", "LOCAL", "parse_target_spec",
+__all__ = ["Target", "SSHSettings", "ADBSettings", "LabgridSettings", "load_target", "load_targets", "LOCAL", "parse_target_spec",
            "BATTERY_CURRENT_UNITS", "BATTERY_CURRENT_SIGNS", "ENV_KEY", "shell_env"]
 
-TRANSPORTS = ("local", "ssh", "adb")
+TRANSPORTS = ("local", "ssh", "adb", "labgrid")
 #: What a target's ``env`` key must be: a shell variable name (it is written unquoted into device shell commands).
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FACT_KEYS: dict[str, tuple[type, ...]] = {
@@ -83,6 +83,33 @@ class ADBSettings:
     battery_current_sign: str = "auto"
 
 
+#: A labgrid tag key, as labgrid's coordinator checks it (labgrid.remote.common.TAG_KEY).
+LAB_TAG_KEY = re.compile(r"[a-z][a-z0-9_]+")
+
+
+@dataclass(frozen=True)
+class LabgridSettings:
+    """A target that is a labgrid place (docs/lab.md): reserved through ``coordinator`` (None: ``$LG_COORDINATOR``
+    when the run starts) by the tags in ``reserve`` or by the place's ``place`` name, reached over SSH at what its
+    ``resource`` (a NetworkService, by class or resource name) says, waiting at most ``wait_s`` for it."""
+
+    coordinator: str | None = None
+    reserve: tuple[tuple[str, str], ...] = ()
+    place: str | None = None
+    resource: str = "NetworkService"
+    wait_s: float = 600.0
+
+    def filters(self) -> dict[str, str]:
+        """The reservation's filter: the tags, or the place's name (labgrid's scheduler matches ``name``)."""
+        return {"name": self.place} if self.place else dict(self.reserve)
+
+    def wanted(self) -> str:
+        """What is asked for, in words: ``place rpi5-1`` or ``a place tagged board=rpi5``."""
+        if self.place:
+            return f"place {self.place}"
+        return "a place tagged " + " ".join(f"{k}={v}" for k, v in self.reserve)
+
+
 @dataclass(frozen=True)
 class Target:
     """One device. ``facts`` holds what a buyer compares; ``tags`` select targets."""
@@ -103,6 +130,11 @@ class Target:
     ssh: SSHSettings = field(default_factory=SSHSettings)
     adb: ADBSettings = field(default_factory=ADBSettings)
     source: str = "built-in"
+    #: set for a labgrid place (transport ``labgrid``): host, port and user come from the place's resource
+    labgrid: LabgridSettings | None = None
+    #: ``[runners]``: vendor benchmark binaries on the device (runner -> its path there) that run this target's
+    #: jobs of their backend in the agent's place (harness/transport/shell_runner.py; docs/runners.md)
+    runners: dict[str, str] = field(default_factory=dict)
 
     def public_dict(self) -> dict[str, Any]:
         """What is stored with every run: no secrets (only the *name* of a password variable)."""
@@ -117,6 +149,9 @@ class Target:
             "tags": list(self.tags),
             "facts": dict(self.facts),
             "source": self.source,
+            **({"labgrid": {"coordinator": self.labgrid.coordinator, "reserve": dict(self.labgrid.reserve),
+                            "place": self.labgrid.place, "resource": self.labgrid.resource}}
+               if self.labgrid else {}),
         }
 
 
@@ -133,7 +168,18 @@ def load_target(path: Path) -> Target:
     data = load_toml(path)
     r = TableReader(data, path)
     name = r.get("name", str, path.stem)
-    transport = r.get("transport", str, "local", choices=TRANSPORTS)
+    labgrid = _labgrid_settings(r.table("labgrid")) if "labgrid" in r.data else None
+    transport = r.get("transport", str, "labgrid" if labgrid else "local", choices=TRANSPORTS)
+    if labgrid and transport not in ("labgrid", "ssh"):
+        raise r.error("transport", f"a [labgrid] target is reached over SSH at its place's resource, not {transport}")
+    if labgrid:
+        transport = "labgrid"
+        for key in ("address", "host", "port"):
+            if key in r.data:
+                raise r.error(key, "a [labgrid] target takes its host and port from the place's resource "
+                                   "(labgrid.resource): remove it")
+    elif transport == "labgrid":
+        raise r.error("labgrid", "transport = \"labgrid\" needs a [labgrid] table (coordinator, reserve or place)")
     address = r.get("address", str, None)
     host = r.get("host", str, None)
     user = r.get("user", str, None)
@@ -181,6 +227,7 @@ def load_target(path: Path) -> Target:
             raise ssh_r.error(forbidden, "passwords do not belong in target files: set password_env to the name of an environment variable")
     ssh_r.done()
     adb = _adb_settings(r.table("adb"))
+    runners = _runner_settings(r.table("runners"), transport)
     env = r.get("env", dict, {})
     for key, value in env.items():
         if not ENV_KEY.fullmatch(key):
@@ -210,9 +257,41 @@ def load_target(path: Path) -> Target:
         ssh=ssh,
         adb=adb,
         source=str(path),
+        labgrid=labgrid,
+        runners=runners,
     )
     r.done()
     return target
+
+
+def _labgrid_settings(t: TableReader) -> LabgridSettings:
+    """The ``[labgrid]`` table: ``coordinator``, ``reserve`` (tags) or ``place``, ``resource``, ``wait_s``."""
+    coordinator = t.get("coordinator", str, None)
+    if coordinator is not None and not re.fullmatch(r"[A-Za-z0-9_.:\[\]-]+", coordinator):
+        raise t.error("coordinator", f"{coordinator!r} is not HOST[:PORT]")
+    place = t.get("place", str, None)
+    reserve = t.get("reserve", dict, None)
+    if (place is None) == (reserve is None):
+        raise t.error("reserve", "give either reserve = { TAG = \"VALUE\", ... } or place = \"NAME\" (one of them)")
+    tags: list[tuple[str, str]] = []
+    for key, value in (reserve or {}).items():
+        if not LAB_TAG_KEY.fullmatch(key):
+            raise t.error(f"reserve.{key}", "a labgrid tag is lower-case letters, digits and _ (at least two, "
+                                            "starting with a letter)")
+        if not isinstance(value, str) or not value or any(c.isspace() or c == "=" for c in value):
+            raise t.error(f"reserve.{key}", f"expected a tag value (a string without spaces or '='), got {value!r}")
+        tags.append((key, value))
+    if reserve is not None and not tags:
+        raise t.error("reserve", "name at least one tag")
+    if place is not None and not re.fullmatch(r"[A-Za-z0-9_.:+-]+", place):
+        raise t.error("place", f"{place!r} is not a labgrid place name")
+    resource = t.get("resource", str, "NetworkService")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", resource):
+        raise t.error("resource", f"{resource!r} is not a resource class or name")
+    settings = LabgridSettings(coordinator=coordinator, reserve=tuple(sorted(tags)), place=place, resource=resource,
+                               wait_s=float(t.number("wait_s", 600.0, least=0, most=7 * 86400, unit="s")))
+    t.done()
+    return settings
 
 
 def shell_env(env: dict[str, str]) -> str:
@@ -231,6 +310,37 @@ def _runtimes(r: TableReader) -> tuple[str, ...]:
         if name not in BACKENDS:
             raise r.error("runtimes", f"unknown runtime {name!r} (known: {', '.join(sorted(BACKENDS))})")
     return names
+
+
+#: ``[runners]`` keys: the vendor runner, the backend whose jobs it runs, and its default path on the device (None:
+#: the path must be given). trtexec ships with every JetPack at /usr/src/tensorrt/bin/trtexec.
+RUNNER_BACKENDS: dict[str, tuple[str, str | None]] = {
+    "trtexec": ("tensorrt", "/usr/src/tensorrt/bin/trtexec"),
+    "benchmark_model": ("litert", None),
+    "onnxruntime_perf_test": ("onnxruntime", None),
+}
+
+
+def _runner_settings(t: TableReader, transport: str) -> dict[str, str]:
+    """``[runners]``: runner -> its path on the device (``true``: the runner's default path)."""
+    out: dict[str, str] = {}
+    for name in list(t.data):
+        if name not in RUNNER_BACKENDS:
+            raise t.error(name, f"unknown runner (known: {', '.join(RUNNER_BACKENDS)})")
+        value = t.get(name, (str, bool), None)
+        default = RUNNER_BACKENDS[name][1]
+        if value is True and default:
+            out[name] = default
+        elif isinstance(value, str) and value.strip() and "\n" not in value and "\x00" not in value:
+            out[name] = value
+        elif value is not False:
+            raise t.error(name, "expected the runner's path on the device" + (" or true (its default path)"
+                                                                             if default else ""))
+    t.done()
+    if out and transport not in ("ssh", "local", "labgrid"):
+        raise t.error(next(iter(out)), "[runners] is for ssh, labgrid and local targets (an Android phone names its runners "
+                                       "under [adb]: docs/android.md)")
+    return out
 
 
 def _adb_settings(a: TableReader) -> ADBSettings:

@@ -29,6 +29,7 @@ from hilbench_agent.backends import BACKENDS, canonical_name
 from harness.config.targets import Target
 from harness.doctor.android import doctor_android
 from harness.doctor.base import STATUSES, Check, Shell
+from harness.doctor.lab import doctor_labgrid
 from harness.errors import ConfigError, HilbenchError, HostKeyError, TransportError
 from harness.safetext import safe
 from harness.transport.base import Transport
@@ -488,4 +489,5 @@ def throttle_check(text: str) -> Check:
 #: transport name -> the checks ``hilbench doctor`` runs for a target of that transport (one per name a
 #: target file may give, :data:`harness.config.targets.TRANSPORTS`; tests/test_registry.py checks it)
 DOCTORS: dict[str, Callable[[Target], list[Check]]] = {"local": _doctor_local, "ssh": _doctor_ssh,
-                                                       "adb": doctor_android}
+                                                       "adb": doctor_android,
+                                                       "labgrid": lambda t: doctor_labgrid(t, _doctor_ssh)}

@@ -8,6 +8,9 @@
   weights, MinMax calibration) over a calibration .npz: one array (or the array
   named like the model's input) with a leading sample axis, fed one sample at a time
   in the model's batch size.
+* INT8 for TensorRT (``for_runtime="tensorrt"``, ``hilbench variants --for tensorrt``): the same with symmetric
+  activations and weights (``ActivationSymmetric``/``WeightSymmetric``), so every Q/DQ zero point is 0, the only
+  INT8 TensorRT takes; read back with ``onnx`` after writing, and refused if a zero point is not 0.
 
 Both need ``onnx`` and ``onnxruntime`` on the host (``pip install hilbench[onnx] onnx``).
 
@@ -31,11 +34,14 @@ import numpy as np
 
 from harness.errors import AnalysisError, ModelError
 
-__all__ = ["Variant", "make_variants", "plan_snippet", "default_kinds", "VARIANT_KINDS", "COREML_VARIANT_KINDS"]
+__all__ = ["Variant", "make_variants", "plan_snippet", "default_kinds", "VARIANT_KINDS", "COREML_VARIANT_KINDS",
+           "FOR_RUNTIMES"]
 
 VARIANT_KINDS = ("fp16", "int8")
 #: Core ML variants of a PyTorch model (harness/prep/coreml.py)
 COREML_VARIANT_KINDS = ("coreml", "coreml-fp32")
+#: runtimes ``--for`` tailors the variants to
+FOR_RUNTIMES = ("tensorrt",)
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,8 @@ def _calibration_arrays(model_path: Path, calibration: Path, limit: int | None) 
     return name, x.astype(np.float32), shape
 
 
-def _int8(model_path: Path, out: Path, calibration: Path, arrays: tuple[str, np.ndarray, list[Any]]) -> str:
+def _int8(model_path: Path, out: Path, calibration: Path, arrays: tuple[str, np.ndarray, list[Any]],
+          symmetric: bool = False) -> str:
     _imports()
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -163,22 +170,37 @@ def _int8(model_path: Path, out: Path, calibration: Path, arrays: tuple[str, np.
             pre = model_path
         staged = Path(tmp) / "int8.onnx"
         try:
+            extra = {"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric else {}
             quantize_static(str(pre), str(staged), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, extra_options=extra)
         except Exception as exc:
             raise AnalysisError(f"{model_path.name}: INT8 quantisation failed: {str(exc).splitlines()[0]}") from exc
+        if symmetric:
+            # The TensorRT backend's own test: what it would refuse is never written.
+            from hilbench_agent.backends.tensorrt import asymmetric_zero_points
+
+            bad = asymmetric_zero_points(str(staged))
+            if bad:
+                raise AnalysisError(f"{model_path.name}: symmetric INT8 quantisation left {len(bad)} zero point(s) "
+                                    f"other than 0 (e.g. {bad[0]!r}); TensorRT would refuse it")
         _write_atomic(out, lambda tmp: shutil.copyfile(staged, tmp))
-    return f"static QDQ, per-channel weights, MinMax calibration on {len(x)} samples of {calibration.name}"
+    sym = "symmetric activations and weights (every zero point 0, for TensorRT), " if symmetric else ""
+    return f"static QDQ, {sym}per-channel weights, MinMax calibration on {len(x)} samples of {calibration.name}"
 
 
 def make_variants(model: Path, *, calibration: Path | None = None, out_dir: Path | None = None,
                   kinds: tuple[str, ...] = VARIANT_KINDS, calibration_limit: int | None = 500,
-                  force: bool = False) -> list[Variant]:
+                  force: bool = False, for_runtime: str | None = None) -> list[Variant]:
     """Write the requested variants of ``model`` (an .onnx) to ``out_dir`` (default: beside it).
+    ``for_runtime="tensorrt"``: symmetric INT8 (every zero point 0), written as ``<stem>_int8_sym.onnx``.
 
     Raises AnalysisError naming the first output that already exists unless ``force``. A PyTorch model
     (.pt/.pt2) makes Core ML variants instead (:mod:`harness.prep.coreml`; kinds ``coreml``, ``coreml-fp32``)."""
+    if for_runtime is not None and for_runtime not in FOR_RUNTIMES:
+        raise AnalysisError(f"unknown runtime {for_runtime!r} for --for (known: {', '.join(FOR_RUNTIMES)})")
     if model.suffix.lower() in (".pt", ".pt2"):
+        if for_runtime:
+            raise AnalysisError(f"{model.name}: --for {for_runtime} makes ONNX variants: give the .onnx model")
         return _coreml_variants(model, out_dir, kinds, force)
     if model.suffix.lower() != ".onnx":
         raise AnalysisError(f"{model}: variants are made from an ONNX model (.onnx), or Core ML ones from a "
@@ -197,7 +219,9 @@ def make_variants(model: Path, *, calibration: Path | None = None, out_dir: Path
     out_dir = out_dir or model.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = model.stem.removesuffix("_fp32")
-    paths = {kind: out_dir / f"{stem}_{kind}.onnx" for kind in kinds}
+    symmetric = for_runtime == "tensorrt"
+    suffix = {"int8": "_sym"} if symmetric else {}
+    paths = {kind: out_dir / f"{stem}_{kind}{suffix.get(kind, '')}.onnx" for kind in kinds}
     if model.resolve() in {p.resolve() for p in paths.values()}:
         raise AnalysisError(f"{model}: a variant would replace the model itself: give --out DIR")
     existing = [p for p in paths.values() if p.exists()]
@@ -211,8 +235,8 @@ def make_variants(model: Path, *, calibration: Path | None = None, out_dir: Path
             note = _fp16(model, path)
         else:
             assert calibration is not None and arrays is not None
-            note = _int8(model, path, calibration, arrays)
-        made.append(Variant(name=f"{stem}-{kind}".replace("_", "-"), path=path, precision=kind,
+            note = _int8(model, path, calibration, arrays, symmetric=symmetric)
+        made.append(Variant(name=f"{stem}-{kind}{suffix.get(kind, '')}".replace("_", "-"), path=path, precision=kind,
                             size_bytes=path.stat().st_size, note=note))
     return made
 

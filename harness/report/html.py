@@ -137,7 +137,8 @@ def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms
         sustained = _sustained(run)
         rows.append({
             "model": r["model"], "target": r["target"], "backend": r["backend"], "settings": r["settings"],
-            "run_id": r["run_id"], "session_id": r["session_id"], "count": int(r["count"]),
+            "run_id": r["run_id"], "session_id": r["session_id"],
+            "count": int(r["count"]) if pd.notna(r["count"]) else 0,  # an imported summary may print no count
             "p50_ms": p50, "p50_lo": r["p50_ci_low_ns"] / 1e6, "p50_hi": r["p50_ci_high_ns"] / 1e6,
             "p99_ms": p99, "p99_lo": r["p99_ci_low_ns"] / 1e6, "p99_hi": r["p99_ci_high_ns"] / 1e6,
             "fps": thr, "meets_deadline": bool(p99 <= deadline_ms),
@@ -161,6 +162,10 @@ def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms
                                                "agent_version")},
                     "runtime_version": version, "cpu_governor": governor, "labels": _json(run.get("labels"))},
             "soc": facts.get("soc"),
+            # an aggregate-only run (imported log, vendor runner): the tool's summary, no stability verdict
+            "source": (_json(run.get("result")).get("source") or f"runner {run.get('runner')}")
+            if run.get("aggregate_only") is not None and not pd.isna(run.get("aggregate_only"))
+            and bool(run.get("aggregate_only")) else None,
         })
     table = pd.DataFrame(rows)
     # Real, valid runs that meet the deadline first; then by p99, then energy.
@@ -234,6 +239,9 @@ def _marks(r: Any) -> str:
     out = []
     if r["valid"]:
         out.append('<span class="tag ok">VALID</span>')
+    elif isinstance(r.get("source"), str):  # an aggregate-only run (NaN in the column for the others)
+        out.append(f'<span class="tag warn" title="{_esc(r["source"])}: the tool\'s own summary, no samples to judge">'
+                   'AGGREGATE</span>')
     else:
         why = _esc("; ".join(r["reasons"]) or "see hilbench show")
         out.append(f'<span class="tag bad" title="{why}">INVALID</span>')

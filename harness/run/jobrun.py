@@ -387,6 +387,8 @@ class JobRun:
             "eval_sha256": job.model.eval.get("sha256") if job.model.eval else None,
             "device_lock": self._lock_column(),
             "reconnects": self.reconnects,
+            "lab": transport.lab_record() if transport is not None else None,
+            "offload": res.get("offload") if isinstance(res.get("offload"), dict) else None,
             **usage_columns(res, failed=status != "ok"),
         }
 

@@ -264,10 +264,14 @@ class Runner:
             why = str(exc) if isinstance(exc, HilbenchError) else (
                 f"{jobs[0].target.name}: hilbench failed to connect (a bug, please report it): "
                 f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}")
+            # A labgrid place held past its wait is "busy", like a device lock; its rows say which place it asked
+            # for (harness/transport/labgrid.py).
+            category = exc.category if isinstance(exc, TransportError) else "transport"
+            lab = transport if transport is not None and transport.lab_record() is not None else None
             for job in jobs:
                 if self.stop.is_set():
                     break
-                self._store_failure(job, new_id(), now_utc(), "transport", why, None)
+                self._store_failure(job, new_id(), now_utc(), category, why, lab)
             return
         unreachable: str | None = None
         try:

@@ -25,6 +25,7 @@ TRANSPORT_CLASSES = {
     "local": "harness.transport.local:LocalTransport",
     "ssh": "harness.transport.ssh:SSHTransport",
     "adb": "harness.transport.adb.transport:ADBTransport",
+    "labgrid": "harness.transport.labgrid:LabgridTransport",
     "fake": "harness.transport.fake:FakeTransport",
 }
 

@@ -320,9 +320,15 @@ class Transport(ABC):
         raise TransportError(f"no connection after {attempts} attempts: {detail}", target=self.target.name,
                              step=step) from last
 
-    def run_shell(self, command: str, timeout: float = 20.0) -> tuple[int, str]:
-        """Run a short ``sh`` command on the device for doctor's platform checks (power mode, throttling):
-        (exit status, stdout). Default: status 127 and no output, as a device without a shell would answer."""
+    def lab_record(self) -> dict[str, Any] | None:
+        """The lab place this transport holds (a labgrid place: coordinator, place, exporter, reservation), stored
+        with each run; None where the target is not a lab place."""
+        return None
+
+    def run_shell(self, command: str, timeout: float = 20.0, *, step: str = "doctor") -> tuple[int, str]:
+        """Run an ``sh`` command on the device for doctor's platform checks (power mode, throttling) and the vendor
+        runners (harness/transport/shell_runner.py): (exit status, stdout); ``step`` names it in errors. Default:
+        status 127 and no output, as a device without a shell would answer."""
         return 127, ""
 
     def agent_alive(self, journal: str) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.agent.bundle import agent_bundle
 from harness.errors import TransportError
-from harness.transport.base import JOURNAL_MAX, SubprocessAgentProcess, Transport
+from harness.transport.base import JOURNAL_MAX, AgentProcess, SubprocessAgentProcess, Transport
 
 __all__ = ["LocalTransport", "LocalAgentProcess"]
 
@@ -68,7 +68,7 @@ class LocalTransport(Transport):
         out["agent"] = str(agent_path)
         return out
 
-    def run_shell(self, command: str, timeout: float = 20.0) -> tuple[int, str]:
+    def run_shell(self, command: str, timeout: float = 20.0, *, step: str = "doctor") -> tuple[int, str]:
         try:
             proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=timeout)
         except (OSError, subprocess.TimeoutExpired):
@@ -78,7 +78,12 @@ class LocalTransport(Transport):
     def journal_path(self, run_id: str) -> str:
         return str(self.workdir / "journal" / f"{run_id}.jsonl")
 
-    def start_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None = None) -> LocalAgentProcess:
+    def start_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None = None) -> AgentProcess:
+        from harness.transport.shell_runner import runner_for_job, start_shell_runner
+
+        picked = runner_for_job(self.target, payload) if args is None else None
+        if picked is not None:  # the target's [runners] runs this backend's jobs (docs/runners.md)
+            return start_shell_runner(self, payload, *picked)
         agent = self.prepare({})["agent"]
         cmd = [self.python, agent, "--journal", journal] + (args if args is not None else ["--job", "-"])
         env = dict(os.environ)

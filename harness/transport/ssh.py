@@ -63,7 +63,7 @@ from harness.config.targets import Target, shell_env
 from harness.errors import ConfigError, HilbenchError, HostKeyError, TransportError
 from harness.files import read_utf8, utf8_problem
 from harness.transport import base as _base
-from harness.transport.base import PipeAgentProcess, Transport
+from harness.transport.base import AgentProcess, PipeAgentProcess, Transport
 
 __all__ = ["SSHTransport", "SSHAgentProcess", "Endpoint", "resolve_endpoint", "USER_SSH_DIR", "SetupError",
            "identity_problem", "known_hosts_problem"]
@@ -827,8 +827,8 @@ class SSHTransport(Transport):
             raise self._err("not connected (the connection dropped)", step)
         return t
 
-    def run_shell(self, command: str, timeout: float = 20.0) -> tuple[int, str]:
-        code, out, _err = self.run("sh -c " + shlex.quote(command), step="doctor", timeout=timeout)
+    def run_shell(self, command: str, timeout: float = 20.0, *, step: str = "doctor") -> tuple[int, str]:
+        code, out, _err = self.run("sh -c " + shlex.quote(command), step=step, timeout=timeout)
         return code, out.decode("utf-8", "replace")
 
     def open_channel(self, step: str) -> paramiko.Channel:
@@ -1061,7 +1061,12 @@ class SSHTransport(Transport):
     def pidfile_for(journal: str) -> str:
         return (journal[: -len(".jsonl")] if journal.endswith(".jsonl") else journal) + ".pid"
 
-    def start_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None = None) -> SSHAgentProcess:
+    def start_agent(self, payload: dict[str, Any], journal: str, args: list[str] | None = None) -> AgentProcess:
+        from harness.transport.shell_runner import runner_for_job, start_shell_runner
+
+        picked = runner_for_job(self.target, payload) if args is None else None
+        if picked is not None:  # the target's [runners] runs this backend's jobs (docs/runners.md)
+            return start_shell_runner(self, payload, *picked)
         agent = self.prepare({})["agent"]
         pidfile = self.pidfile_for(journal)
         try:

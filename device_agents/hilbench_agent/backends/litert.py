@@ -1,5 +1,8 @@
 """LiteRT backend (ai-edge-litert), falling back to tflite-runtime or TensorFlow Lite."""
 
+import os
+
+from hilbench_agent import edgetpu
 from hilbench_agent.backends.base import Backend, InputSpec, Setting, check_model_file
 from hilbench_agent.protocol import AgentError
 
@@ -49,8 +52,11 @@ class LiteRTBackend(Backend):
     settings = {
         "threads": Setting((int,), "interpreter threads (-1 = runtime default)", minimum=-1),
         "xnnpack": Setting((bool,), "use the XNNPACK CPU delegate (default true)"),
-        "delegate": Setting((str,), "path of an external delegate library, e.g. libedgetpu.so.1"),
+        "delegate": Setting((str,), "path of an external delegate library, e.g. libedgetpu.so.1 "
+                                       "(\"edgetpu\": the platform's Edge TPU library)"),
         "delegate_options": Setting((dict,), "options passed to the external delegate"),
+        "allow_cpu_fallback": Setting((bool,), "run a model not compiled for the Edge TPU with the Edge TPU "
+                                               "delegate anyway (every op on the CPU; default false: refused)"),
     }
 
     @classmethod
@@ -62,6 +68,15 @@ class LiteRTBackend(Backend):
 
     def load(self, model_path, settings):
         check_model_file(model_path, (".tflite",))
+        # The Edge TPU rules (hilbench_agent/edgetpu.py), before anything loads. Only an Edge TPU job reads the file
+        # for them; a compiled model without the delegate is LiteRT's "unresolved custom op" below, said the same way.
+        compiled = None
+        if edgetpu.is_edgetpu_delegate(settings.get("delegate")):
+            compiled = edgetpu.is_compiled(model_path)
+            refusal = edgetpu.refusal(os.path.basename(model_path), compiled, settings.get("delegate"),
+                                      settings.get("allow_cpu_fallback", False))
+            if refusal:
+                raise AgentError("model", refusal)
         mod, package, version = _import_interpreter()
         if mod is None:
             raise AgentError("backend", "LiteRT is not installed on this device (pip install ai-edge-litert, or tflite-runtime)")
@@ -76,18 +91,28 @@ class LiteRTBackend(Backend):
                 raise AgentError("backend", "%s %s cannot turn XNNPACK off" % (package, version))
             kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         delegate_path = settings.get("delegate")
+        self._edgetpu = None
         if delegate_path:
+            is_tpu = edgetpu.is_edgetpu_delegate(delegate_path)
+            if is_tpu:
+                delegate_path = edgetpu.resolve(delegate_path)
             try:
                 delegate = mod.load_delegate(delegate_path, settings.get("delegate_options") or {})
             except Exception as exc:
+                if is_tpu:
+                    raise AgentError("backend", edgetpu.load_error(delegate_path, exc))
                 raise AgentError("backend", "cannot load delegate %s: %s" % (delegate_path, str(exc).splitlines()[0] if str(exc) else exc))
             kwargs["experimental_delegates"] = [delegate]
+            if is_tpu:
+                self._edgetpu = edgetpu.record(delegate_path, settings.get("delegate_options"), compiled)
         try:
             self.interp = mod.Interpreter(**kwargs)
             self.interp.allocate_tensors()
         except ValueError as exc:
             raise AgentError("model", "LiteRT cannot load %s: %s" % (model_path, str(exc).splitlines()[0]))
         except Exception as exc:
+            if compiled is None and edgetpu.needs_delegate(exc):
+                raise AgentError("model", edgetpu.refusal(os.path.basename(model_path), True, None, False))
             raise AgentError("model", "LiteRT cannot load %s: %s" % (model_path, str(exc).splitlines()[0] if str(exc) else exc))
         self.package = package
         self.version = version
@@ -129,12 +154,16 @@ class LiteRTBackend(Backend):
         return [self.interp.get_tensor(d["index"]) for d in self.interp.get_output_details()]
 
     def effective_settings(self):
-        return {
+        out = {
             "runtime": self.package,
             "threads": self._settings.get("threads", -1),
             "xnnpack": bool(self._settings.get("xnnpack", True)),
             "delegate": self._settings.get("delegate"),
         }
+        if getattr(self, "_edgetpu", None):
+            # USB or PCIe, runtime version, clock (std/max): what the Edge TPU run really had
+            out["edgetpu"] = dict(self._edgetpu, allow_cpu_fallback=bool(self._settings.get("allow_cpu_fallback")))
+        return out
 
     def close(self):
         self.interp = None

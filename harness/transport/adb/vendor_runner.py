@@ -106,7 +106,8 @@ _ORT_OPT = {"disable": "0", "basic": "1", "extended": "2", "all": "99"}
 #: on the host clock ends the timed window; a buffered output arrives at exit, which then ends it.
 _TIMED_END = {"benchmark_model": (re.compile(r"\bcount=\d+"), "last"),
               "onnxruntime_perf_test": (re.compile(r"^(?:Session creation time cost|Total inference|"
-                                                   r"Average inference time cost)"), "first")}
+                                                   r"Average inference time cost)"), "first"),
+              "trtexec": (re.compile(r"Timing trace has \d+ queries|=== Performance summary ==="), "first")}
 
 
 # ---------------------------------------------------------------------------------------- the runner's arguments
@@ -717,9 +718,10 @@ def _emulation(props: dict[str, str]) -> str | None:
 
 def _timed_duration_ns(report: Any) -> tuple[int | None, str | None]:
     """The timed phase's duration by the runner's own figures, and how it was found."""
-    total_s = (report.extra or {}).get("total_run_time_s")
-    if isinstance(total_s, (int, float)) and total_s > 0:
-        return _whole_ns(total_s * 1e3, "its total run time"), "the runner's total run time"
+    for key in ("total_run_time_s", "total_host_walltime_s"):  # ORT's total run time, trtexec's host walltime
+        total_s = (report.extra or {}).get(key)
+        if isinstance(total_s, (int, float)) and total_s > 0:
+            return _whole_ns(total_s * 1e3, "its total run time"), "the runner's total run time"
     if report.samples_ms:
         return _whole_ns(sum(report.samples_ms), "the sum of its per-run times"), \
             "the sum of the runner's per-run times"
@@ -1208,11 +1210,12 @@ class RunnerProcess(AgentProcess):
             last = next((ln.strip() for ln in reversed(lines) if ln.strip()), "no output")
             self._put("error", category="backend", message=f"{launch.runner} exited with status {out.rc}: {last}")
             return 2
-        report = self._parse_output(launch, "\n".join(lines))
+        text = "\n".join(lines)
+        report = self._parse_output(launch, text)
         if report is None:
             return 2
         try:
-            self._emit_report(report, launch, samplers, out)
+            self._emit_report(report, launch, samplers, out, text)
         except InputError as exc:  # a time no clock holds: its output is garbage
             self._put("error", category="backend", message=f"cannot read {launch.runner}'s output: {exc}")
             return 2
@@ -1247,9 +1250,11 @@ class RunnerProcess(AgentProcess):
             self._put("error", category="backend", message=f"cannot read {launch.runner}'s output: {exc}")
             return None
 
-    def _emit_report(self, report: Any, launch: _Launch, samplers: _Samplers, out: _Output) -> None:
+    def _emit_report(self, report: Any, launch: _Launch, samplers: _Samplers, out: _Output, text: str = "") -> None:
         """The phases the runner timed itself (``load``, ``first``, ``warmup``, ``timed`` with its samples),
-        then the ``result``."""
+        then the ``result``, with the offload verdict the runner's output gives (``text``: that output)."""
+        from harness.runners.placement import runner_offload
+
         load_ns, first_ns = self._emit_setup_phases(report)
         window = _timed_window(report, out)
         self._emit_timed(report.samples_ms, window, out.t_start)
@@ -1270,15 +1275,24 @@ class RunnerProcess(AgentProcess):
             wall_ns=out.t_end - out.t_start,
             idle=samplers.idle,
             effective_settings={"runner": launch.runner, "args": launch.args, "runner_settings": report.settings,
-                                "libraries": list(self.transport.target.adb.libraries)},
+                                **self._runner_files()},
             affinity={"cpus": launch.affinity, "pinned_by": launch.pinned_by,
                       "tool": "taskset" if launch.affinity else None},
             memory=_memory(report.memory),
-            battery_current=_battery_current(samplers.phone),
+            **self._device_fields(samplers),
             notices=samplers.notices,
+            offload=runner_offload(report, text),
             warnings=_warnings(report, self.output_cut, energy, samplers.meter),
             **energy,
         )
+
+    def _runner_files(self) -> dict[str, Any]:
+        """What the result's ``effective_settings`` says of the files beside the runner: the phone's libraries."""
+        return {"libraries": list(self.transport.target.adb.libraries)}
+
+    def _device_fields(self, samplers: _Samplers) -> dict[str, Any]:
+        """The result's fields about the device's own sensors: how the phone's battery current was read."""
+        return {"battery_current": _battery_current(samplers.phone)}
 
     def _emit_setup_phases(self, report: Any) -> tuple[int | None, int | None]:
         """The ``load``, ``first`` and ``warmup`` phases by the runner's own durations; (load_ns, first_ns)."""
