@@ -8,12 +8,16 @@ runner writes them. Then, each in a fresh process so the peak memory is its own:
 * ``history``: ``hilbench history`` (nightly points from the summary + the change-point detector);
 * ``compare``: ``hilbench compare`` of the last two nights (raw samples of those two only).
 
-Prints wall time and peak RSS (``ru_maxrss`` of the child). Targets on a 2-core
-machine: summary <= 10 s, peak memory <= 2 GB.
+The store is generated as hilbench wrote stores before schema v2 (per-run files, no stored summaries), and
+measured in three stages: ``v1`` as generated, ``migrated`` after ``hilbench store migrate`` (each run's
+summary stored) and ``compacted`` after ``hilbench store compact`` (one file per closed session and table);
+the migrate and compact steps are measured too. Each figure is one fresh process: wall time (imports apart)
+and peak RSS (``ru_maxrss``). Targets on a 2-core machine (issue 15): summary <= 0.5 s, history <= 1.5 s,
+compare of two nights <= 1.5 s, each <= 400 MB peak.
 
-    python3 benchmarks/store_scale.py                 # generate in /tmp/hilbench-scale, then measure
-    python3 benchmarks/store_scale.py --runs 200      # a smaller store (10 M samples)
-    python3 benchmarks/store_scale.py --measure-only  # reuse the store
+    nice python3 benchmarks/store_scale.py                 # generate in /tmp/hilbench-scale, then measure
+    nice python3 benchmarks/store_scale.py --runs 200      # a smaller store (10 M samples)
+    nice python3 benchmarks/store_scale.py --measure-only  # measure the store as it is now
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ def generate(root: Path, runs: int, per_run: int, configs: int, seed: int = 1) -
         t_ns = np.cumsum(lat)
         table = pa.table({
             "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(per_run, dtype=np.int32)), pa.array([run_id])),
-            "phase": phase, "iteration": iteration, "latency_ns": lat, "t_ns": t_ns})
+            "phase": phase, "iteration": iteration, "latency_ns": lat, "t_ns": t_ns,
+            "gpu_ns": pa.nulls(per_run, pa.int64())})
         table = table.cast(pa.schema([(f.name, pa.dictionary(pa.int32(), pa.string()) if f.name in ("run_id", "phase")
                                        else f.type) for f in SCHEMAS["samples"]]))
         pq.write_table(table, root / "samples" / f"{run_id}.parquet", compression="zstd")
@@ -70,6 +75,18 @@ def generate(root: Path, runs: int, per_run: int, configs: int, seed: int = 1) -
     for row in run_rows:
         cols = {f.name: [row.get(f.name)] for f in schema}
         pq.write_table(pa.table(cols, schema=schema), root / "runs" / f"{row['run_id']}.parquet")
+    # One closed session per night.
+    schema = SCHEMAS["sessions"]
+    for night in range(nights):
+        mine = [r for r in run_rows if r["session_id"] == f"s-night{night:04d}"]
+        row = {"session_id": f"s-night{night:04d}", "started_at": mine[0]["started_at"], "plan": "scale",
+               "finished_at": mine[-1]["started_at"], "jobs": len(mine), "jobs_ok": len(mine), "jobs_failed": 0,
+               "status": "ok"}
+        cols = {f.name: [row.get(f.name)] for f in schema}
+        pq.write_table(pa.table(cols, schema=schema), root / "sessions" / f"{row['session_id']}.parquet")
+    # As hilbench wrote stores before schema v2: no summaries/ (`hilbench store migrate` adds them).
+    (root / "hilbench-store.json").write_text(json.dumps({"schema_version": 1}) + "\n")
+    (root / "summaries").rmdir()
     print(f"generated {runs} runs x {per_run} samples = {runs * per_run / 1e6:.0f} M in "
           f"{time.perf_counter() - t0:.1f} s ({sum(p.stat().st_size for p in (root / 'samples').glob('*')) / 1e9:.2f} GB)")
 
@@ -86,6 +103,11 @@ def measure_child(task: str, root: str) -> None:
 
         s = open_store(root).summary()
         detail = f"{len(s)} runs, {int(s['count'].sum()) / 1e6:.0f} M samples"
+    elif task in ("migrate", "compact"):
+        from harness.cli import main
+
+        code = main(["store", task, "--store", root])
+        detail = f"exit {code}"
     else:
         from harness.cli import main
 
@@ -97,14 +119,37 @@ def measure_child(task: str, root: str) -> None:
                       "peak_rss_mb": round(peak_mb), "detail": detail}))
 
 
+def _child(task: str, root: Path, stage: str) -> bool:
+    """Run ``task`` in a fresh process (its own peak memory) and print its figures under ``stage``."""
+    out = subprocess.run([sys.executable, __file__, "--root", str(root), "--child", task],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(f"{stage} {task}: failed\n{out.stderr[-2000:]}")
+        return False
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    print(json.dumps({"stage": stage, **figures}), flush=True)
+    return True
+
+
+#: What each stage does to the store before the readers are measured.
+STAGES = {
+    "v1": None,  # as generated: per-run files, no stored summaries (readers compute them from the samples)
+    "migrated": "migrate",  # `hilbench store migrate`: each run's summary stored
+    "compacted": "compact",  # `hilbench store compact`: one file per closed session and table
+}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default="/tmp/hilbench-scale")
     ap.add_argument("--runs", type=int, default=2000)
     ap.add_argument("--per-run", type=int, default=50_000)
     ap.add_argument("--configs", type=int, default=40, help="configurations per night (runs / configs nights)")
-    ap.add_argument("--measure-only", action="store_true")
-    ap.add_argument("--child", choices=("summary", "history", "compare"), help=argparse.SUPPRESS)
+    ap.add_argument("--measure-only", action="store_true", help="reuse the store and measure it as it is")
+    ap.add_argument("--stages", default=",".join(STAGES),
+                    help=f"comma-separated stages to measure in order (default: {','.join(STAGES)})")
+    ap.add_argument("--child", choices=("summary", "history", "compare", "migrate", "compact"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         measure_child(args.child, args.root)
@@ -116,13 +161,16 @@ def main() -> int:
 
             shutil.rmtree(root)
         generate(root, args.runs, args.per_run, args.configs)
-    for task in ("summary", "history", "compare"):
-        out = subprocess.run([sys.executable, __file__, "--root", str(root), "--child", task],
-                             capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            print(f"{task}: failed\n{out.stderr[-2000:]}")
+    stages = [s for s in args.stages.split(",") if s] if not args.measure_only else ["as-is"]
+    for stage in stages:
+        action = STAGES.get(stage)
+        if stage not in STAGES and stage != "as-is":
+            ap.error(f"--stages: unknown stage {stage!r} (known: {', '.join(STAGES)})")
+        if action is not None and not _child(action, root, stage):
             return 1
-        print(out.stdout.strip().splitlines()[-1])
+        for task in ("summary", "history", "compare"):
+            if not _child(task, root, stage):
+                return 1
     return 0
 
 

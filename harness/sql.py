@@ -1,11 +1,13 @@
 """SQL over a results store with DuckDB (the optional extra ``hilbench[sql]``): :meth:`Store.sql` and
 ``hilbench sql "SELECT ..."``.
 
-Every table of the store (``runs``, ``samples``, ``telemetry``, ``sessions``, ``accuracy``, and any table added
-to :data:`harness.store.SCHEMAS` since) is a view over its Parquet files, read through pyarrow datasets from the
+Every table of the store (``runs``, ``samples``, ``telemetry``, ``sessions``, ``accuracy``, ``summaries``, and any
+table added to :data:`harness.store.SCHEMAS` since) is a view over its Parquet files, read through pyarrow datasets from the
 store's own location (harness/storage.py): a local folder or ``s3://`` alike, with no DuckDB extension to
 download (DuckDB's httpfs is not used). Rows are as stored: a run's samples, telemetry and accuracy rows show
-only once its ``runs`` row is written (the store's "runs row last" rule), files a reader skips as unreadable are
+only once its ``runs`` row is written (the store's "runs row last" rule), a compacted session's file
+(``<table>/session=<id>.parquet``, ``hilbench store compact``) supersedes the per-run files it lists, as for
+every reader (``Store._table_files``), files a reader skips as unreadable are
 left out, and sessions show the status they were written with (``hilbench store check`` judges abandoned ones).
 Columns noted as JSON in docs/reference.md are JSON text: DuckDB's ``->>`` reads them where its json extension
 is at hand (it ships with the Python wheel).
@@ -24,7 +26,7 @@ __all__ = ["run_sql", "INSTALL_HINT"]
 
 INSTALL_HINT = "pip install 'hilbench[sql]'"
 #: Tables whose rows belong to a run: shown only for runs whose ``runs`` row is written.
-_PER_RUN = ("samples", "telemetry", "accuracy")
+_PER_RUN = ("samples", "telemetry", "accuracy", "summaries")
 
 
 def run_sql(store: Any, query: str, schemas: dict[str, pa.Schema]) -> pd.DataFrame:
@@ -43,7 +45,8 @@ def run_sql(store: Any, query: str, schemas: dict[str, pa.Schema]) -> pd.DataFra
     try:
         for attempt in (1, 2):
             for table, schema in schemas.items():
-                files = [f for f in store.location.files(table) if f not in store.skipped]
+                # The files every reader reads: a merged session file, not the per-run files it lists.
+                files = [f for f, _ in store._table_files(table)]
                 if attempt == 2:  # a file did not read: leave out those that do not (each named in a warning)
                     files = [f for f in files if store._usable(table, f, schema.names)]
                 source: Any = store.location.dataset(files, schema) if files else schema.empty_table()

@@ -166,6 +166,33 @@ class LocalFolder:
             raise
         return path
 
+    def put_with(self, rel: str, write: Any) -> Path:
+        """Write ``rel`` atomically with ``write(sink)`` (a Parquet writer streaming into a temporary file, held
+        with ``flock`` until renamed); StoreError (nothing of it written) when the folder refuses."""
+        path = self.root / rel
+        tmp = None
+        try:
+            fd, tmp = _temp_for(path)
+            try:
+                write(tmp)
+                _fsync(tmp)
+                os.replace(tmp, path)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if tmp is not None:
+                _unlink_quiet(tmp)
+            raise StoreError(_write_failure(path, exc)) from exc
+        except BaseException:
+            if tmp is not None:
+                _unlink_quiet(tmp)
+            raise
+        return path
+
+    def present(self, path: str) -> bool:
+        """Whether the file is there now."""
+        return os.path.isfile(path)
+
     def delete(self, path: str | Path) -> bool:
         return _unlink_quiet(path)
 
@@ -191,7 +218,7 @@ class LocalFolder:
     def key_root(self) -> Path:
         return self.root
 
-    def read_table(self, path: PurePath, columns: list[str] | None = None,
+    def read_table(self, path: PurePath | str, columns: list[str] | None = None,
                    schema: pa.Schema | None = None) -> pa.Table:
         return pq.read_table(path, columns=columns, schema=schema)
 
@@ -377,6 +404,28 @@ class ObjectStore:
         self._listed.pop(key, None)
         return key
 
+    def put_with(self, rel: str, write: Any) -> str:
+        """Write ``rel`` with ``write(sink)`` into memory, then upload it: the object appears whole or not at all."""
+        buf = pa.BufferOutputStream()
+        write(buf)
+        key = self._key(rel)
+        try:
+            self._upload(key, buf.getvalue())
+        except (pa.ArrowException, OSError) as exc:
+            raise StoreError(f"{self.root}: cannot write {rel} ({self._why(exc)}); nothing of it was written, "
+                             "and every file stored before is kept") from exc
+        self._listed.pop(key, None)
+        return key
+
+    def present(self, path: str) -> bool:
+        """Whether the object is there now (asked of the endpoint, not the last listing)."""
+        from pyarrow import fs as pafs
+
+        try:
+            return bool(self.filesystem.get_file_info(path).type == pafs.FileType.File)
+        except (pa.ArrowException, OSError) as exc:
+            raise self._fail(f"cannot read {PurePosixPath(path).name}", exc) from exc
+
     def delete(self, path: str | Path) -> bool:
         self._listed.pop(str(path), None)
         try:
@@ -416,7 +465,7 @@ class ObjectStore:
     def key_root(self) -> PurePosixPath:
         return PurePosixPath(self._key("").rstrip("/"))
 
-    def read_table(self, path: PurePath, columns: list[str] | None = None,
+    def read_table(self, path: PurePath | str, columns: list[str] | None = None,
                    schema: pa.Schema | None = None) -> pa.Table:
         try:
             return pq.read_table(str(path), columns=columns, schema=schema, filesystem=self.filesystem)

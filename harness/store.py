@@ -1,14 +1,22 @@
 """The results store: a folder of Parquet files, append-only, written atomically.
 
-Layout (schema version 1)::
+Layout (schema version 2)::
 
     results/
-      hilbench-store.json          {"schema_version": 1}
+      hilbench-store.json          {"schema_version": 2}
       sessions/<session_id>.parquet one row per `hilbench run` invocation
       runs/<run_id>.parquet         one row per job (status ok or error)
       samples/<run_id>.parquet      every iteration: run_id, phase, iteration, latency_ns, t_ns, gpu_ns
       telemetry/<run_id>.parquet    run_id, t_ns, sensor, value, unit, source
       accuracy/<run_id>.parquet     run_id, index, label, prediction, ...
+      summaries/<run_id>.parquet    the run's timed-latency summary (count, mean, quantiles, CIs ...), written
+                                    with its runs row (schema v2; `hilbench store migrate` adds it to v1 stores)
+      <table>/session=<id>.parquet  a closed session's per-run files merged by `hilbench store compact`
+                                    (harness/storecompact.py); its footer lists the runs it holds, and a
+                                    per-run file of a run it holds is ignored by every reader
+
+A reader needs no summary file: a run without one (a v1 store, a failed summary write) is summarised from
+its samples, as before schema v2, to the same figures.
 
 Every file is written to a temporary name and renamed, so a crash or two
 concurrent writers never leave a half-written file. The same layout can live
@@ -43,8 +51,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harness.errors import StoreError
@@ -74,9 +84,18 @@ __all__ = ["Store", "open_store", "SCHEMA_VERSION", "new_id", "SCHEMAS", "KEY_CO
 
 _LOG = logging.getLogger("hilbench.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MARKER = "hilbench-store.json"
-TABLES = ("sessions", "runs", "samples", "telemetry", "accuracy")
+TABLES = ("sessions", "runs", "samples", "telemetry", "accuracy", "summaries")
+#: The columns of a run's summary (harness/analysis/stats.py SUMMARY_COLUMNS; a test keeps them equal).
+SUMMARY_FIELDS: tuple[str, ...] = (
+    "count", "mean_ns", "std_ns", "min_ns", "p50_ns", "p90_ns", "p95_ns", "p99_ns", "p999_ns", "max_ns", "iqr_ns",
+    "mad_ns", "cv", "jitter_ns", "throughput_per_s", "p50_ci_low_ns", "p50_ci_high_ns", "p99_ci_low_ns",
+    "p99_ci_high_ns")
+#: A closed session's merged file of a per-run table: ``<table>/session=<session_id>.parquet``.
+COMPACT_PREFIX = "session="
+#: The footer key of a merged file that lists (JSON) the run ids whose per-run files it holds.
+COVERS_KEY = b"hilbench.runs"
 
 _J = pa.string()  # JSON-encoded columns
 SCHEMAS: dict[str, pa.Schema] = {
@@ -153,6 +172,10 @@ SCHEMAS: dict[str, pa.Schema] = {
         # The item's whole output vector (dequantised), for fidelity and user scorers; null when not kept.
         ("output", pa.list_(pa.float32())),
     ]),
+    # One row per run, written with its runs row (schema v2) where it has its own samples file: the summary of
+    # its timed latencies, as Store.summary() computes it from the samples (`store migrate`: count 0 where the
+    # run stored no samples).
+    "summaries": pa.schema([("run_id", pa.string()), *[(c, pa.float64()) for c in SUMMARY_FIELDS]]),
 }
 _JSON_NAMES = {"labels", "host", "argv", "model_tags", "settings", "effective_settings", "policy", "device",
                "target_facts", "verdict", "result", "derived", "device_facts", "usage_sources", "usage_missing", "device_lock",
@@ -163,8 +186,12 @@ JSON_COLUMNS = {name: [f.name for f in schema if f.name in _JSON_NAMES] for name
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "sessions": ("session_id", "started_at"), "runs": ("run_id", "status"),
     "samples": ("run_id", "phase", "latency_ns"), "telemetry": ("run_id", "t_ns", "sensor"),
-    "accuracy": ("run_id", "index"),
+    "accuracy": ("run_id", "index"), "summaries": ("run_id", "count"),
 }
+#: Runs without a stored summary from which a reader notes that `hilbench store migrate` would help.
+_NOTE_UNSUMMARISED = 200
+#: Rows a compacted file's row group gathers before it is written (harness/storecompact.py).
+_GROUP_ROWS = 32_768
 #: What a reader's warning about a skipped file tells the user to run.
 REPAIR_HINT = "hilbench store check --repair --store {root}"
 #: Temporary files: ``.<file name>.<machine tag>-<pid>.<random>.tmp`` (older versions: no tag and pid).
@@ -215,6 +242,8 @@ class Store:
         #: files a reader skipped (path -> why), each warned about once
         self.skipped: dict[str, str] = {}
         self._checked: dict[str, tuple[tuple[int, int], str | None]] = {}  # path -> ((size, mtime), problem)
+        self._covered: dict[str, tuple[tuple[int, int], frozenset[str] | None]] = {}  # compacted file -> its runs
+        self._runs_cache: tuple[tuple[tuple[str, int, int], ...], pa.Table] | None = None  # (files' stamp, table)
         self._warn_lock = threading.Lock()
         self._session_lock = threading.RLock()
         self._beating: dict[str, pa.Table] = {}  # running sessions written here: name -> their row
@@ -227,8 +256,16 @@ class Store:
     def ensure_writable(self) -> None:
         """Create the store if needed and prove it is writable, before any job runs; remove the temporary
         files that killed writers left (:meth:`stale_temps`)."""
+        fresh = not hasattr(self, "schema_version")  # no marker when opened: prepare writes a current one
         self.location.prepare(TABLES, MARKER,
                               json.dumps({"schema_version": SCHEMA_VERSION}).encode() + b"\n")
+        if fresh:
+            self.schema_version = SCHEMA_VERSION
+        if getattr(self, "schema_version", SCHEMA_VERSION) < SCHEMA_VERSION:
+            try:
+                self.migrate()
+            except ImportError:  # a host without the analysis extra (scipy) stores runs and leaves the rest
+                _LOG.info("hilbench: %s stays at schema v1 until `hilbench store migrate` (needs scipy)", self.root)
         for path, why in self.stale_temps():
             if _unlink_quiet(path):
                 _LOG.info("hilbench: removed %s (%s)", path, why)
@@ -286,6 +323,8 @@ class Store:
             cols = {f.name: [(_dumps(r.get(f.name)) if f.name in json_cols else r.get(f.name)) for r in rows]
                     for f in schema}
             arrow = pa.table({k: pa.array(v, type=schema.field(k).type) for k, v in cols.items()}, schema=schema)
+        if table == "runs":
+            self._write_summaries(name, arrow)  # before the runs row, which commits the run
         if table != "sessions":
             return self._write_file(table, name, arrow)
         arrow = _with_owner(arrow)
@@ -372,27 +411,49 @@ class Store:
     # ---------------------------------------------------------------- reading
     def _read(self, table: str, columns: list[str] | None = None, filter_runs: bool = True,
               only: set[str] | None = None) -> pd.DataFrame:
+        arrow, known, found = self._read_arrow(table, columns, only)
+        if not found:
+            return arrow.to_pandas()
+        df = arrow.to_pandas()
+        if filter_runs and table not in ("runs", "sessions") and "run_id" in df.columns:
+            committed = known if known is not None else set(self._read("runs", ["run_id"])["run_id"])
+            df = df[df["run_id"].isin(committed)].reset_index(drop=True)
+        return df
+
+    def _read_arrow(self, table: str, columns: list[str] | None = None, only: set[str] | None = None,
+                    _relisted: bool = False) -> tuple[pa.Table, set[str] | None, bool]:
+        """``table`` read as Arrow (``columns``; with ``only``, at least the rows of those runs), the stored run
+        ids when it read them, and whether any file was read (rows of uncommitted runs are still there)."""
         folder = self.location.path(table)
         schema = SCHEMAS[table]
-        files = [f for f in self.location.files(table) if f not in self.skipped]
+        listed = self._table_files(table)
+        files = [f for f, _ in listed]
         known: set[str] | None = None
         if only is not None and files and table not in ("runs", "sessions"):
-            # One file per run (<run_id>.parquet): read just the runs asked for, unless a file
-            # named for no run could hold anyone's rows.
+            # One file per run (<run_id>.parquet) or a compacted session's file that lists its runs: read just
+            # the runs asked for, unless a file named for no run could hold anyone's rows.
             known = set(self._read("runs", ["run_id"])["run_id"])
-            if all(_stem(f) in known for f in files):
-                files = [f for f in files if _stem(f) in only]
+            if all(covers is not None or _stem(f) in known for f, covers in listed):
+                files = [f for f, covers in listed if (_stem(f) in only if covers is None else covers & only)]
         if table == "sessions":  # few files, and a runs file among them would pass the key check below
             files = [f for f in files if self._usable(table, f, None)]
         keys = KEY_COLUMNS[table]
         wanted = None if columns is None else list(dict.fromkeys([*columns, *keys]))
         if not files:
             empty = schema.empty_table()
-            return (empty if columns is None else empty.select(columns)).to_pandas()
+            return (empty if columns is None else empty.select(columns)), known, False
+        stamp = _stamp(self.location, files) if table == "runs" else None
+        if stamp is not None and self._runs_cache is not None and self._runs_cache[0] == stamp:
+            # The runs table as this Store read it last, unchanged since (every file's name, size and mtime).
+            whole_runs = self._runs_cache[1]
+            return (whole_runs if columns is None else whole_runs.select(columns)), known, True
         try:
-            arrow = self.location.dataset(files, schema).to_table(columns=wanted)
+            arrow = _read_files(self.location, files, schema, wanted, only)
             whole = all(arrow.column(k).null_count == 0 for k in keys)
         except (pa.ArrowException, OSError) as exc:
+            if not _relisted and any(not self.location.present(f) for f in files):
+                # A file went since the listing (`store compact` merged it): list again, once.
+                return self._read_arrow(table, columns, only, _relisted=True)
             self.location.check(exc)  # an endpoint that fails is an error, not a store of corrupt files
             whole = False
         if not whole:
@@ -400,19 +461,16 @@ class Store:
             # file, and read the rest (each skipped file is named in a warning).
             files = [f for f in files if self._usable(table, f, wanted or schema.names)]
             try:
-                arrow = (self.location.dataset(files, schema).to_table(columns=wanted)
-                         if files
+                arrow = (_read_files(self.location, files, schema, wanted, only) if files
                          else (schema.empty_table() if wanted is None else schema.empty_table().select(wanted)))
             except (pa.ArrowException, OSError) as exc:
                 self.location.check(exc)
                 raise StoreError(f"{folder}: cannot read ({exc})") from exc
+        if stamp is not None and whole and wanted is None:
+            self._runs_cache = (stamp, arrow)
         if columns is not None:
             arrow = arrow.select(columns)
-        df = arrow.to_pandas()
-        if filter_runs and table not in ("runs", "sessions") and "run_id" in df.columns:
-            committed = known if known is not None else set(self._read("runs", ["run_id"])["run_id"])
-            df = df[df["run_id"].isin(committed)].reset_index(drop=True)
-        return df
+        return arrow, known, True
 
     def _usable(self, table: str, path: str, columns: list[str] | None) -> bool:
         """Whether ``path`` reads as a file of ``table`` (its footer, schema and, given ``columns``, their
@@ -476,6 +534,38 @@ class Store:
             df = df[df["phase"] == phase]
         return df.reset_index(drop=True)
 
+    def timed_latencies(self, run_ids: Iterable[str]) -> dict[str, npt.NDArray[Any]]:
+        """Run id -> its timed latencies (ns) in iteration order, for the stored runs among ``run_ids``
+        that have any: what :meth:`samples` gives, but read file by file as Arrow: only those runs' files,
+        and of a compacted session's file only the row groups whose ``run_id`` statistics may hold them."""
+        wanted = set(run_ids)
+        committed = set(self._read("runs", ["run_id"])["run_id"])
+        targets = wanted & committed
+        listed = self._table_files("samples")
+        if any(c is None and _stem(f) not in committed for f, c in listed):
+            return _latencies_by_run(self.samples(targets, phase="timed",
+                                                  columns=["run_id", "phase", "iteration", "latency_ns"]))
+        chunks: dict[str, list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] = {}
+        for path, covers in listed:
+            if not (_stem(path) in targets if covers is None else covers & targets):
+                continue
+            try:
+                found = _file_timed_latencies(self.location, path, targets)
+            except (pa.ArrowException, OSError, KeyError, ValueError) as exc:
+                self.location.check(exc)  # an endpoint that fails is an error (StoreError)
+                found = None
+            if found is None:  # not as this reader expects: the general reader names what is wrong
+                return _latencies_by_run(self.samples(targets, phase="timed",
+                                                      columns=["run_id", "phase", "iteration", "latency_ns"]))
+            for run_id, parts in found.items():
+                chunks.setdefault(run_id, []).extend(parts)
+        out: dict[str, npt.NDArray[Any]] = {}
+        for run_id in sorted(chunks):
+            iteration = np.concatenate([i for i, _ in chunks[run_id]])
+            lat = np.concatenate([v for _, v in chunks[run_id]])
+            out[run_id] = lat[np.argsort(iteration, kind="stable")]
+        return out
+
     def telemetry(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
         wanted = set(run_ids) if run_ids is not None else None
         df = self._read("telemetry", only=wanted)
@@ -490,10 +580,14 @@ class Store:
             df = df[df["run_id"].isin(wanted)]
         return df.reset_index(drop=True)
 
-    def summary(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    def summary(self, run_ids: Iterable[str] | None = None, *, from_samples: bool = False) -> pd.DataFrame:
         """One row per run: identity columns plus the latency summary of its timed phase
         (count, mean, std, min, p50 ... p99.9, max, IQR, MAD, CV, throughput, median CI).
-        Statistics are in nanoseconds; see docs/methodology.md."""
+        Statistics are in nanoseconds; see docs/methodology.md.
+
+        Each run's statistics come from its stored summary (schema v2: written with its runs row), or, where it
+        has none, from its samples; ``from_samples=True`` recomputes every run from its samples (the same
+        figures: a check of the stored ones)."""
         from harness.analysis.stats import SUMMARY_COLUMNS, summarize_frame
 
         runs = self.runs()
@@ -506,15 +600,25 @@ class Store:
                      [",".join(w["code"] for w in json.loads(v).get("warnings", [])) if isinstance(v, str) else ""
                       for v in runs["verdict"]])
         durations = dict(zip(ident["run_id"], ident["timed_ns"], strict=False))
-        stats = self._summaries_by_file(durations, set(all_ids))
-        if stats is None:
-            samples = self._read("samples", ["run_id", "phase", "latency_ns"])
-            samples = samples[(samples["phase"] == "timed") & samples["run_id"].isin(set(ident["run_id"]))]
+        stats = self._stored_summaries(set(durations)) if not from_samples else None
+        missing = {r: d for r, d in durations.items() if stats is None or r not in stats.index}
+        if stats is not None:
+            stats = stats[stats["count"] > 0]  # a run without samples has no statistics, as from its samples
+        if missing and not from_samples:
+            self._note_unsummarised(len(missing))
+        computed = self._summaries_by_file(missing, set(all_ids)) if missing else None
+        if missing and computed is None:
+            samples = self._read("samples", ["run_id", "phase", "latency_ns"], only=set(missing))
+            samples = samples[(samples["phase"] == "timed") & samples["run_id"].isin(set(missing))]
             if samples.empty:
-                stats = pd.DataFrame({c: pd.Series(dtype="float64") for c in SUMMARY_COLUMNS},
-                                     index=pd.Index([], name="run_id"))
+                computed = pd.DataFrame({c: pd.Series(dtype="float64") for c in SUMMARY_COLUMNS},
+                                        index=pd.Index([], name="run_id"))
             else:
-                stats = summarize_frame(samples, by="run_id", durations_ns=durations)
+                computed = summarize_frame(samples, by="run_id", durations_ns=durations)
+        if stats is None or stats.empty:
+            stats = computed if computed is not None else stats
+        elif computed is not None and not computed.empty:
+            stats = pd.concat([stats, computed])
         out = ident.merge(stats, how="left", left_on="run_id", right_index=True)
         # Vendor runners that print only aggregates (no samples): their own numbers, marked as such.
         agg_only = runs["aggregate_only"].eq(True).to_numpy()
@@ -528,56 +632,220 @@ class Store:
         return out.drop(columns=["timed_ns"]).reset_index(drop=True)
 
     def _summaries_by_file(self, durations: dict[str, Any], known: set[str]) -> pd.DataFrame | None:
-        """Per-run summaries read one ``samples/<run_id>.parquet`` at a time (two columns,
-        on a thread per core), so memory stays flat however large the store grows.
-        None when the folder does not follow the one-file-per-run layout (then the
-        caller reads the whole table)."""
+        """Per-run summaries computed from the samples, one run's file at a time (two columns, on a thread per
+        core), so memory stays flat however large the store grows. None when the folder does not follow the
+        one-file-per-run layout (then the caller reads the whole table)."""
+        from harness.analysis.stats import SUMMARY_COLUMNS
+
+        found = self._summarize_runs(durations, known)
+        if found is None:
+            return None
+        kept = [(r, v) for r, v in found.items() if v is not None]
+        stats = pd.DataFrame([v for _, v in kept], columns=list(SUMMARY_COLUMNS),
+                             index=pd.Index([r for r, _ in kept], name="run_id"), dtype="float64")
+        return stats[stats["count"] > 0]
+
+    # ------------------------------------------------------- summaries (schema v2) and compacted files
+    def _summarize_runs(self, durations: dict[str, Any], known: set[str] | None) -> dict[str, list[float] | None] | None:
+        """Run id -> the summary (:data:`SUMMARY_FIELDS` values) of its timed samples, for every run of
+        ``durations`` (run id -> timed_ns); count 0 where it stored no samples, None where its file is skipped.
+        The samples are read a run at a time: from its own file, or its rows of a compacted session's file.
+        None when ``known`` (the stored runs) is given and a samples file is named for none of them (it may
+        hold any run's samples: the caller reads the whole table)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from harness.analysis.stats import SUMMARY_COLUMNS, summarize_fast
-
-        files = {_stem(p): p for p in self.location.files("samples")}
-        if any(stem not in known for stem in files):
-            return None  # a file named for no run: it may hold any run's samples
-        wanted = [r for r in durations if r in files]
+        listed = self._table_files("samples")
+        if known is not None and any(c is None and _stem(f) not in known for f, c in listed):
+            return None
+        loose = {_stem(f): f for f, c in listed if c is None}
+        merged = {r: f for f, c in listed if c is not None for r in c}
 
         def one(run_id: str) -> list[float] | None:
-            if str(files[run_id]) in self.skipped:
-                return None
+            path = loose.get(run_id)
+            if path is None and run_id in merged:
+                path = merged[run_id]
+            if path is None:
+                return _summary_values(np.zeros(0, dtype=np.int64), durations.get(run_id))
+            lat: npt.NDArray[Any]
             try:
-                try:
-                    pf = self.location.parquet_file(files[run_id], read_dictionary=["phase"])
-                except KeyError:  # no phase column: the file says what it is instead
-                    pf = self.location.parquet_file(files[run_id])
-                problem = schema_problem("samples", pf.schema_arrow)
-                if problem is not None:
-                    self._skip(files[run_id], problem)
-                    return None
-                if _all_timed(pf):  # the column statistics say so: no need to read the phases
-                    lat = pf.read(columns=["latency_ns"], use_threads=False).column("latency_ns").to_numpy()
+                if path == loose.get(run_id):
+                    found = _run_file_latencies(self.location, path)
+                    if isinstance(found, str):
+                        self._skip(path, found)
+                        return None
+                    lat = found
                 else:
-                    table = pf.read(columns=["phase", "latency_ns"], use_threads=False)
-                    lat = table.column("latency_ns").to_numpy()
-                    phase = table.column("phase").combine_chunks()
-                    names = phase.dictionary.to_pylist()
-                    codes = phase.indices.to_numpy(zero_copy_only=False)
-                    lat = lat[codes == names.index("timed")] if "timed" in names else lat[:0]
+                    table = pq.read_table(path, columns=["phase", "latency_ns"], filters=[("run_id", "=", run_id)],
+                                          use_threads=False, filesystem=self.location.filesystem)
+                    timed = pc.fill_null(pc.equal(table.column("phase"), "timed"), False)
+                    lat = table.column("latency_ns").to_numpy()[timed.to_numpy(zero_copy_only=False)]
             except (pa.ArrowException, OSError) as exc:
                 self.location.check(exc)
-                self._skip(files[run_id], file_problem("samples", files[run_id], location=self.location)
-                           or _unreadable(exc))
+                self._skip(path, file_problem("samples", path, location=self.location) or _unreadable(exc))
                 return None
-            duration = durations.get(run_id)
-            duration = duration if isinstance(duration, (int, float)) and duration == duration and duration > 0 \
-                else None
-            summary = summarize_fast(lat, duration_ns=duration)
-            return [summary[c] for c in SUMMARY_COLUMNS]
+            if path in self.skipped:
+                return None
+            return _summary_values(lat, durations.get(run_id))
 
+        wanted = list(durations)
         with ThreadPoolExecutor(max_workers=self.location.readers) as pool:
-            found = [(r, v) for r, v in zip(wanted, pool.map(one, wanted), strict=True) if v is not None]
-        stats = pd.DataFrame([v for _, v in found], columns=list(SUMMARY_COLUMNS),
-                             index=pd.Index([r for r, _ in found], name="run_id"), dtype="float64")
-        return stats[stats["count"] > 0]
+            return dict(zip(wanted, pool.map(one, wanted), strict=True))
+
+    def _note_unsummarised(self, count: int) -> None:
+        """Say once, where many runs have no stored summary, what makes every reader faster."""
+        if count < _NOTE_UNSUMMARISED or getattr(self, "_noted", False):
+            return
+        self._noted = True
+        _LOG.warning("%s", safe(f"hilbench: note: {count} runs in {self.root} have no stored summary (a store "
+                                f"written before schema v2): `hilbench store migrate --store {self.root}` stores "
+                                "them once, and every reader is faster after", None))
+
+    def _stored_summaries(self, wanted: set[str]) -> pd.DataFrame:
+        """The stored summaries of the committed runs in ``wanted`` (one row per run, indexed by run id;
+        runs without one are absent)."""
+        df = self._read("summaries", only=wanted)
+        df = df[df["run_id"].isin(wanted)].drop_duplicates("run_id", keep="last")
+        if df.empty:
+            return pd.DataFrame({c: pd.Series(dtype="float64") for c in SUMMARY_FIELDS},
+                                index=pd.Index([], name="run_id"))
+        return df.set_index("run_id").astype("float64")
+
+    def _write_summaries(self, name: str, runs: pa.Table) -> None:
+        """Write ``summaries/<name>.parquet``: the summary of every run in ``runs`` (a runs table about to be
+        written) from its samples file. A failure is logged and left: readers summarise a run without one
+        from its samples."""
+        rows = runs.select(["run_id", "timed_ns"]).to_pylist()
+        values: dict[str, list[Any]] = {f: [] for f in SCHEMAS["summaries"].names}
+        try:
+            for row in rows:
+                run_id = row["run_id"]
+                path = self.location.path(f"samples/{run_id}.parquet")
+                if not self.location.present(path):
+                    # No samples file of its own (an error run, or samples a file named otherwise holds): no
+                    # summary, the readers look for its samples as before.
+                    continue
+                lat = _run_file_latencies(self.location, path)
+                if isinstance(lat, str):
+                    continue  # the reader says what is wrong with it (and `store check` finds it)
+                values["run_id"].append(run_id)
+                for col, v in zip(SUMMARY_FIELDS, _summary_values(lat, row["timed_ns"]), strict=True):
+                    values[col].append(v)
+            if values["run_id"]:
+                self._write_file("summaries", name, pa.table(values, schema=SCHEMAS["summaries"]))
+        except (StoreError, pa.ArrowException, OSError, ValueError, ImportError) as exc:
+            # ImportError: a host without the analysis extra (scipy) stores runs; readers summarise them later.
+            _LOG.info("hilbench: summary of run %s not stored (%s): readers compute it from its samples",
+                      safe(name, 80), _short(exc))
+
+    def migrate(self) -> int:
+        """Bring the store to schema v2: store the summary of every stored run that has none (one file per
+        session, ``summaries/session=<id>.parquet``), then write the v2 marker. Resumable; returns how many
+        runs it summarised. Raises StoreError when it cannot write."""
+        self.ensure_folders()
+        runs = self._read("runs", ["run_id", "session_id", "timed_ns"])
+        have = set(self._read("summaries", ["run_id"])["run_id"])
+        todo = runs[~runs["run_id"].isin(have)]
+        durations = dict(zip(todo["run_id"], todo["timed_ns"], strict=True))
+        # None where a samples file is named for no run (it may hold any run's rows): nothing is stored, and the
+        # readers summarise from the whole table as before.
+        found = self._summarize_runs(durations, set(runs["run_id"])) or {}
+        for session, group in todo.groupby(todo["session_id"].fillna(""), sort=True):
+            ids = [r for r in group["run_id"] if found.get(r) is not None]
+            if not ids:
+                continue
+            cols: dict[str, list[Any]] = {"run_id": ids}
+            for i, col in enumerate(SUMMARY_FIELDS):
+                cols[col] = [found[r][i] for r in ids]  # type: ignore[index]
+            self.write_merged("summaries", str(session) or "none", [pa.table(cols, schema=SCHEMAS["summaries"])],
+                              set(ids))
+        try:
+            self.location.put_bytes(MARKER, json.dumps({"schema_version": SCHEMA_VERSION}).encode() + b"\n")
+        except OSError as exc:  # a local folder's (an object store's failure is a StoreError already)
+            raise StoreError(_write_failure(Path(self.location.path(MARKER)), exc)) from exc
+        self.schema_version = SCHEMA_VERSION
+        return sum(1 for v in found.values() if v is not None)
+
+    def ensure_folders(self) -> None:
+        """Create any table folder the store lacks (an older store has no ``summaries/``); nothing in an object
+        store, which has no folders."""
+        if self.location.remote:
+            return
+        try:
+            for table in TABLES:
+                (self.root / table).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.root}: results store is not writable ({exc.strerror or exc})") from exc
+
+    def write_merged(self, table: str, session: str, parts: list[pa.Table], covers: set[str]) -> Path | str:
+        """Write ``<table>/session=<session>.parquet`` atomically (the location's way: harness/storage.py):
+        ``parts`` (each cast to the table's schema, one row group or more each) plus the rows of the file it
+        replaces, whose runs it keeps covering; its footer lists ``covers``, the runs whose per-run files it
+        supersedes (every reader ignores those)."""
+        schema = SCHEMAS[table]
+        rel = f"{table}/{COMPACT_PREFIX}{session}.parquet"
+        path = self.location.path(rel)
+        before = self._covers(path) if self.location.present(path) else None
+        if before:
+            parts = [self.location.read_table(path, schema=schema)] + parts
+            covers = set(covers) | set(before)
+        meta = {b"hilbench.schema_version": str(SCHEMA_VERSION).encode(), b"hilbench.table": table.encode(),
+                COVERS_KEY: json.dumps(sorted(covers)).encode()}
+
+        def write(sink: Any) -> None:
+            with pq.ParquetWriter(sink, schema.with_metadata(meta), compression="zstd",
+                                  write_page_checksum=True) as writer:
+                # Row groups of about _GROUP_ROWS rows: a run of many samples is one (or more) of its own,
+                # so a reader of some runs skips the others'; runs of few rows share one.
+                group: list[pa.Table] = []
+                for part in parts:
+                    group.append(_conform(part, schema).replace_schema_metadata(meta))
+                    if sum(t.num_rows for t in group) >= _GROUP_ROWS:
+                        writer.write_table(pa.concat_tables(group), row_group_size=1 << 30)
+                        group = []
+                if group:
+                    writer.write_table(pa.concat_tables(group), row_group_size=1 << 30)
+
+        written = self.location.put_with(rel, write)
+        self.skipped.pop(str(written), None)
+        return written
+
+    def _covers(self, path: str) -> frozenset[str] | None:
+        """The runs a compacted session's file holds (its footer's list), or None when it lists none."""
+        stamp = self.location.stamp(path)
+        if stamp is None:
+            return None
+        cached = self._covered.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            meta = self.location.parquet_file(path).metadata.metadata or {}
+            value = meta.get(COVERS_KEY)
+            covers = frozenset(str(r) for r in json.loads(value)) if value is not None else None
+        except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
+            self.location.check(exc)  # an endpoint that fails is an error, not a file without a list
+            covers = None
+        self._covered[path] = (stamp, covers)
+        return covers
+
+    def _table_files(self, table: str) -> list[tuple[str, frozenset[str] | None]]:
+        """The files of ``table`` every reader reads, in run order, each with the runs it covers (a compacted
+        session's file) or None (a per-run file, or any other). A per-run file whose run a compacted file
+        covers is left out: a `store compact` that stopped before deleting it leaves each row read once."""
+        loose: list[str] = []
+        merged: list[tuple[str, frozenset[str]]] = []
+        for f in self.location.files(table):
+            if f in self.skipped:
+                continue
+            name = PurePosixPath(f).name
+            covers = self._covers(f) if name.startswith(COMPACT_PREFIX) and table != "sessions" else None
+            if covers is not None:
+                merged.append((f, covers))
+            else:
+                loose.append(f)
+        held = frozenset().union(*(c for _, c in merged))
+        out: list[tuple[str, frozenset[str] | None]] = [(f, None) for f in loose if _stem(f) not in held]
+        out += merged
+        return sorted(out, key=lambda fc: (min(fc[1]) if fc[1] else _stem(fc[0]), fc[0]))
 
     def session_run_ids(self, session: str) -> list[str]:
         """The run ids of one session, named by its id, a unique-enough prefix of it, or ``last``. Raises
@@ -592,7 +860,8 @@ class Store:
 
     def sql(self, query: str) -> pd.DataFrame:
         """The result of a DuckDB ``query`` over the store's tables as views (runs, samples, telemetry, sessions,
-        accuracy), local or ``s3://`` alike; needs the ``sql`` extra (harness/sql.py)."""
+        accuracy, summaries; compacted files as every reader reads them), local or ``s3://`` alike; needs the
+        ``sql`` extra (harness/sql.py)."""
         from harness.sql import run_sql
 
         return run_sql(self, query, SCHEMAS)
@@ -732,6 +1001,116 @@ def _all_timed(pf: pq.ParquetFile) -> bool:
                 or stats.null_count:
             return False
     return md.num_row_groups > 0
+
+
+def _run_file_latencies(location: LocalFolder | ObjectStore, path: str) -> npt.NDArray[Any] | str:
+    """The timed latencies of one run's samples file, in stored order, or what is wrong with the file (StoreError
+    when ``location``'s endpoint fails)."""
+    try:
+        try:
+            pf = location.parquet_file(path, read_dictionary=["phase"])
+        except KeyError:  # no phase column: the file says what it is instead
+            pf = location.parquet_file(path)
+        problem = schema_problem("samples", pf.schema_arrow)
+        if problem is not None:
+            return problem
+        if _all_timed(pf):  # the column statistics say so: no need to read the phases
+            return pf.read(columns=["latency_ns"], use_threads=False).column("latency_ns").to_numpy()
+        table = pf.read(columns=["phase", "latency_ns"], use_threads=False)
+        lat = table.column("latency_ns").to_numpy()
+        phase = table.column("phase").combine_chunks()
+        names = phase.dictionary.to_pylist()
+        codes = phase.indices.to_numpy(zero_copy_only=False)
+        return lat[codes == names.index("timed")] if "timed" in names else lat[:0]
+    except (pa.ArrowException, OSError) as exc:
+        location.check(exc)
+        return file_problem("samples", path, location=location) or _unreadable(exc)
+
+
+def _stamp(location: LocalFolder | ObjectStore, files: list[str]) -> tuple[tuple[str, int, int], ...] | None:
+    """Each file's (name, size, mtime): what says a table read before is still the same; None when a file went.
+    In an object store, as just listed (no request per file)."""
+    out = []
+    for f in files:
+        st = location.stamp(f)
+        if st is None:
+            return None
+        out.append((f, st[0], st[1]))
+    return tuple(out)
+
+
+def _latencies_by_run(samples: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
+    """Run id -> latencies in iteration order, from a samples frame."""
+    samples = samples.sort_values(["run_id", "iteration"], kind="stable")
+    return {rid: g["latency_ns"].to_numpy() for rid, g in samples.groupby("run_id", sort=False)}
+
+
+def _file_timed_latencies(location: LocalFolder | ObjectStore, path: str, targets: set[str]
+                          ) -> dict[str, list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] | None:
+    """Run id -> [(iterations, latencies)] of the timed rows of ``targets`` in one samples file, skipping the
+    row groups whose ``run_id`` statistics rule them out; None when the file is not a plain samples file."""
+    pf = location.parquet_file(path, read_dictionary=["run_id", "phase"])
+    names = pf.schema_arrow.names
+    if schema_problem("samples", pf.schema_arrow) is not None or "iteration" not in names:
+        return None
+    col = pf.metadata.schema.names.index("run_id")
+    low, high = min(targets), max(targets)
+    out: dict[str, list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] = {}
+    for i in range(pf.metadata.num_row_groups):
+        stats = pf.metadata.row_group(i).column(col).statistics
+        if stats is not None and stats.has_min_max and not stats.null_count and (
+                stats.max < low or stats.min > high
+                or not any(stats.min <= t <= stats.max for t in targets)):
+            continue
+        t = pf.read_row_group(i, columns=["run_id", "phase", "iteration", "latency_ns"], use_threads=False)
+        if t.column("latency_ns").null_count or t.column("iteration").null_count:
+            return None
+        run = t.column("run_id").combine_chunks()
+        phase = t.column("phase").combine_chunks()
+        if not pa.types.is_dictionary(run.type) or not pa.types.is_dictionary(phase.type):
+            return None
+        pnames = phase.dictionary.to_pylist()
+        if "timed" not in pnames:
+            continue
+        timed = phase.indices.to_numpy(zero_copy_only=False) == pnames.index("timed")
+        codes = run.indices.to_numpy(zero_copy_only=False)
+        iteration = t.column("iteration").to_numpy()
+        lat = t.column("latency_ns").to_numpy()
+        for code, run_id in enumerate(run.dictionary.to_pylist()):
+            if run_id in targets:
+                keep = timed & (codes == code)
+                if keep.any():
+                    out.setdefault(run_id, []).append((iteration[keep], lat[keep]))
+    return out
+
+
+def _summary_values(lat: npt.NDArray[Any], duration: Any) -> list[float]:
+    """A run's summary (:data:`SUMMARY_FIELDS` order) from its timed latencies and its runs row's timed_ns:
+    the one computation behind the stored summaries and the readers' fallback, so both give the same figures."""
+    from harness.analysis.stats import SUMMARY_COLUMNS, summarize_fast
+
+    duration = duration if isinstance(duration, (int, float)) and duration == duration and duration > 0 else None
+    summary = summarize_fast(lat, duration_ns=duration)
+    return [summary[c] for c in SUMMARY_COLUMNS]
+
+
+def _read_files(location: LocalFolder | ObjectStore, files: list[str], schema: pa.Schema, columns: list[str] | None,
+                only: set[str] | None) -> pa.Table:
+    """``files`` (of ``location``) read as one table of ``schema``; with a compacted session's file among them and
+    ``only``, the rows of those runs alone (row groups of other runs are skipped by their statistics)."""
+    dataset = location.dataset(files, schema)
+    merged = any(PurePosixPath(f).name.startswith(COMPACT_PREFIX) for f in files)
+    if only is not None and merged and "run_id" in schema.names:
+        return dataset.to_table(columns=columns, filter=pc.field("run_id").isin(sorted(only)))
+    return dataset.to_table(columns=columns)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns and types (a nullable column it lacks is null)."""
+    for f in schema:
+        if f.name not in table.column_names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows, type=f.type))
+    return table.select(schema.names).cast(schema)
 
 
 def open_store(path: Path | str = "results") -> Store:

@@ -38,7 +38,7 @@ __all__ = ["Finding", "PROBLEMS", "check_store", "repair_store", "QUARANTINE"]
 QUARANTINE = "quarantine"
 #: Kinds of finding that are problems (the rest are notes: a live session, a file it may still commit).
 PROBLEMS = ("corrupt", "orphaned", "missing-samples", "stale-temp", "abandoned", "bad-marker")
-_PER_RUN = ("samples", "telemetry", "accuracy")
+_PER_RUN = ("samples", "telemetry", "accuracy", "summaries")
 
 
 @dataclass(frozen=True)

@@ -107,3 +107,31 @@ def test_without_duckdb_the_error_names_the_extra(lab, monkeypatch):
 def test_store_sql_raises_analysis_error_for_bad_sql(lab):
     with pytest.raises(AnalysisError, match="Parser Error"):
         Store(lab).sql("SELECT FROM WHERE")
+
+
+@pytest.mark.slow
+def test_views_follow_compaction_and_hold_the_summaries(tmp_path):
+    """After `store compact`, and after one stopped before deleting the per-run files (a per-run file back beside
+    the merged file that lists its run), every row shows once, as the readers return it; `summaries` is a view."""
+    import shutil
+
+    from harness.storecompact import compact_store
+
+    if duckdb is None:
+        missing_in_ci("the SQL tests", "duckdb is not installed (pip install -e '.[dev]')")
+    root = tmp_path / "res"
+    fake_lab.build(root, nights=2, n=30, eval_items=0, telemetry=False)
+    kept = tmp_path / "kept"
+    shutil.copytree(root / "samples", kept)
+    assert compact_store(Store(root))
+    assert all(p.name.startswith("session=") for p in (root / "samples").glob("*.parquet"))
+    for p in list(kept.glob("*.parquet"))[:3]:  # a compaction stopped before its deletes
+        shutil.copy(p, root / "samples" / p.name)
+    store = Store(root)
+    got = store.sql("SELECT (SELECT count(*) FROM samples) AS samples, (SELECT count(*) FROM summaries) AS summaries, "
+                    "(SELECT count(DISTINCT run_id) FROM summaries) AS summarised, (SELECT count(*) FROM runs) AS runs")
+    runs = len(store.runs())
+    assert got.iloc[0].to_dict() == {"samples": len(store.samples()), "summaries": runs, "summarised": runs,
+                                     "runs": runs}
+    p50 = store.sql("SELECT run_id, p50_ns FROM summaries ORDER BY run_id").set_index("run_id")["p50_ns"]
+    assert np.allclose(p50, store.summary().set_index("run_id").sort_index()["p50_ns"])

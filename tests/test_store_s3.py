@@ -258,3 +258,43 @@ def test_store_urls_are_shown_with_every_credential_masked():
     assert argv == ["run", "--store", "s3://bkt/p?secret_key=***&access_key=***", "plan.toml"]
     with pytest.raises(StoreError, match=r"^--store gs://b/p: gs:// is not a store"):
         Store("gs://b/p")
+
+
+@pytest.mark.slow
+def test_summaries_are_stored_with_each_run_migrate_works_and_compact_refuses(s3, capsys):
+    """Schema v2 on S3: a run's summary is written with it (the same figures as from its samples); a v1 store in
+    the bucket is migrated by `store migrate` through the same code; `store compact` refuses an object store in
+    one line and touches nothing."""
+    p = prefix()
+    url = f"s3://{BUCKET}/{p}"
+    fake_lab.build(url, nights=2, n=40, eval_items=0, telemetry=False)
+    store = Store(url)
+    runs = store.runs()
+    keys = s3.keys(p)
+    summaries = [k for k in keys if k.startswith(f"{p}/summaries/")]
+    assert len(summaries) == len(runs) and store.schema_version == 2
+    cols = ["run_id", "count", "mean_ns", "p50_ns", "p99_ns"]
+    stored = store.summary()[cols].sort_values("run_id").reset_index(drop=True)
+    fresh = Store(url).summary(from_samples=True)[cols].sort_values("run_id").reset_index(drop=True)
+    assert stored.equals(fresh) and (stored["count"] == 40).all()
+
+    # The bucket as a store from before schema v2: no summaries, a v1 marker.
+    client = s3.s3()
+    for key in summaries:
+        client.delete_object(Bucket=BUCKET, Key=key)
+    client.put_object(Bucket=BUCKET, Key=f"{p}/hilbench-store.json", Body=b'{"schema_version": 1}\n')
+    assert Store(url).schema_version == 1
+    assert main(["store", "migrate", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert f"schema v2; stored the summaries of {len(runs)} runs" in out
+    migrated = Store(url)
+    assert migrated.schema_version == 2
+    assert migrated.summary()[cols].sort_values("run_id").reset_index(drop=True).equals(fresh)
+    merged = [k for k in s3.keys(p) if k.startswith(f"{p}/summaries/")]
+    assert merged and all(k.rsplit("/", 1)[1].startswith("session=") for k in merged)
+
+    before = sorted(s3.keys(p))
+    assert main(["store", "compact", "--store", url]) == 1
+    err = one_error_line(capsys.readouterr().err)
+    assert "hilbench store compact needs a local store" in err and f"s3://{BUCKET}/{p}" in err
+    assert sorted(s3.keys(p)) == before

@@ -465,9 +465,7 @@ def _latency_inputs(store: Store, runs: pd.DataFrame, base_runs: pd.DataFrame, c
     summary = store.summary(past.loc[past["session_id"].isin(set(recent)), "run_id"]).set_index("run_id")
     history = {"p50": summary["p50_ns"].dropna(), "p99": summary["p99_ns"].dropna()}
     wanted_ids = set(base_runs["run_id"]) | set(cand_runs["run_id"])
-    samples = store.samples(wanted_ids, phase="timed", columns=["run_id", "phase", "iteration", "latency_ns"])
-    samples = samples.sort_values(["run_id", "iteration"], kind="stable")
-    latencies = {rid: g["latency_ns"].to_numpy() for rid, g in samples.groupby("run_id", sort=False)}
+    latencies = store.timed_latencies(wanted_ids)  # those runs' files (or row groups) only, as Arrow
     return history, latencies
 
 

@@ -15,7 +15,7 @@ __all__ = ["add_sql_parser", "cmd_sql"]
 
 def add_sql_parser(sub: Any, store_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     q = sub.add_parser("sql", help="a SQL query (DuckDB) over the store's tables: runs, samples, telemetry, "
-                                   "sessions, accuracy (needs hilbench[sql])")
+                                   "sessions, accuracy, summaries (needs hilbench[sql])")
     q.add_argument("query", help='the query, e.g. "SELECT model, count(*) FROM runs GROUP BY model"')
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
     store_arg(q)

@@ -12,11 +12,11 @@ from harness.cli.exits import EXIT_OK, EXIT_USER
 from harness.cli.progress import LINE_LIMIT
 from harness.safetext import safe
 
-__all__ = ["add_store_parser", "cmd_store_check", "session_notes"]
+__all__ = ["add_store_parser", "cmd_store_check", "cmd_store_compact", "cmd_store_migrate", "session_notes"]
 
 
 def add_store_parser(sub: Any, store_arg: Callable[[argparse.ArgumentParser], None]) -> None:
-    st = sub.add_parser("store", help="look after the results store (store check [--repair])")
+    st = sub.add_parser("store", help="look after the results store (store check [--repair], store migrate, store compact)")
     st_sub = st.add_subparsers(dest="store_command", required=True)
     c = st_sub.add_parser("check", help="list corrupt, orphaned and stale temporary files and abandoned sessions "
                                         "(exit status 1 when any is found)")
@@ -25,6 +25,14 @@ def add_store_parser(sub: Any, store_arg: Callable[[argparse.ArgumentParser], No
                         "remove stale temporary files, close abandoned sessions")
     store_arg(c)
     c.set_defaults(func=cmd_store_check)
+    m = st_sub.add_parser("migrate", help="bring an older store to the current schema (stores each run's summary "
+                                          "once, so readers need not recompute it from the samples)")
+    store_arg(m)
+    m.set_defaults(func=cmd_store_migrate)
+    k = st_sub.add_parser("compact", help="merge the per-run files of closed sessions into one file per session "
+                                          "and table (atomic and resumable; readers see the same rows)")
+    store_arg(k)
+    k.set_defaults(func=cmd_store_compact)
 
 
 def cmd_store_check(args: argparse.Namespace) -> int:
@@ -52,6 +60,31 @@ def cmd_store_check(args: argparse.Namespace) -> int:
     out.write(f"store {root}: {len(problems)} problem{'s' if len(problems) != 1 else ''} found and repaired; "
               "every reader works again (moved files, and why, are listed in quarantine/*/manifest.jsonl)\n")
     return EXIT_USER
+
+
+def cmd_store_migrate(args: argparse.Namespace) -> int:
+    from harness.storecheck import open_checked
+    from harness.storecompact import migrate_store
+
+    store = open_checked(args.store)
+    n = migrate_store(store)
+    sys.stdout.write(f"store {store.root}: schema v{store.schema_version}; stored the summaries of {n} "
+                     f"run{'s' if n != 1 else ''}\n")
+    return EXIT_OK
+
+
+def cmd_store_compact(args: argparse.Namespace) -> int:
+    from harness.storecheck import open_checked
+    from harness.storecompact import compact_store
+
+    store = open_checked(args.store)
+    lines = compact_store(store)
+    for line in lines:
+        sys.stdout.write(safe(line, LINE_LIMIT) + "\n")
+    sessions = sum(1 for line in lines if line.startswith("session "))
+    sys.stdout.write(f"store {store.root}: compacted {sessions} closed session{'s' if sessions != 1 else ''}"
+                     f"{'' if sessions else ' (nothing to merge)'}\n")
+    return EXIT_OK
 
 
 def session_notes(store: Any, session_ids: Iterable[Any]) -> list[str]:
