@@ -44,6 +44,7 @@ from harness.cli.exits import (
 )
 from harness.cli.lab_cmd import add_lab_parser
 from harness.cli.progress import LINE_LIMIT
+from harness.cli.sql_cmd import add_sql_parser
 from harness.cli.store_cmd import add_store_parser
 from harness.errors import HilbenchError
 from harness.prep.variants import COREML_VARIANT_KINDS, FOR_RUNTIMES, VARIANT_KINDS
@@ -198,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def store_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--store", default=os.environ.get("HILBENCH_STORE", "results"), action=_Given,
-                        help="results folder (default: $HILBENCH_STORE, else results)")
+                        help="results folder or s3://bucket/prefix (default: $HILBENCH_STORE, else results)")
 
     def targets_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--targets-dir", action="append", help="folder of target files (default: ./targets)")
@@ -263,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.set_defaults(func=cmd_telemetry_parse)
     _analysis_parsers(sub, store_arg)
     add_store_parser(sub, store_arg)
+    add_sql_parser(sub, store_arg)
     add_lab_parser(sub)
     _debug_everywhere(p)
     return p

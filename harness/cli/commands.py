@@ -28,7 +28,8 @@ from harness.config.targets import Target, load_targets, parse_target_spec
 from harness.errors import AnalysisError, ConfigError, OutputError, StoreError
 from harness.run.session import run_jobs
 from harness.safetext import safe, safe_lines
-from harness.store import Store, open_store
+from harness.storage import is_store_url
+from harness.store import MARKER, Store, open_store
 from harness.text import key_values
 
 __all__ = ["cmd_run", "cmd_results", "cmd_show", "cmd_targets", "cmd_telemetry_parse", "cmd_compare", "cmd_accuracy",
@@ -55,14 +56,17 @@ def _default_targets_dirs(explicit: list[str] | None) -> list[Path]:
     return [Path(d) for d in named]
 
 
-def _store_path(args: argparse.Namespace, *, reading: bool) -> Path:
+def _store_path(args: argparse.Namespace, *, reading: bool) -> Path | str:
     """The results folder of ``--store`` (or ``$HILBENCH_STORE``), checked: never empty (that would be the current
-    folder), never a file; a reader's must exist (a writer creates it)."""
+    folder), never a file; a reader's must exist (a writer creates it). An ``s3://`` URL is returned as it is
+    (:func:`_read_store` checks that a store is there)."""
     path = args.store
     where = "--store" if getattr(args, "store_given", False) or "HILBENCH_STORE" not in os.environ \
         else "HILBENCH_STORE"
     if not str(path).strip():
         raise StoreError(f"{where} is empty: name the results folder (default: results)")
+    if is_store_url(path):
+        return str(path)
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise StoreError(f"{where} {path}: is a file, not a results folder")
@@ -74,7 +78,12 @@ def _store_path(args: argparse.Namespace, *, reading: bool) -> Path:
 
 def _read_store(args: argparse.Namespace) -> Store:
     """The store a reading command (results, show, compare, ...) opens: it must exist."""
-    return open_store(_store_path(args, reading=True))
+    path = _store_path(args, reading=True)
+    store = open_store(path)
+    if is_store_url(path) and not store.location.exists():
+        raise StoreError(f"--store {store.root}: no results are stored there (no {MARKER}; "
+                         f"`hilbench run --store URL` makes it)")
+    return store
 
 
 def _parse_labels(items: list[str]) -> dict[str, str]:
