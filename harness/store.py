@@ -19,7 +19,10 @@ A reader needs no summary file: a run without one (a v1 store, a failed summary 
 its samples, as before schema v2, to the same figures.
 
 Every file is written to a temporary name and renamed, so a crash or two
-concurrent writers never leave a half-written file. A run's ``runs`` row is
+concurrent writers never leave a half-written file. The same layout can live
+under ``s3://bucket/prefix`` (an object appears whole once uploaded: no temporary
+names); every read and write goes through the store's location
+(harness/storage.py), a local folder or an object store. A run's ``runs`` row is
 written last: samples whose run has no row (a crash in between) are ignored by
 every reader. DuckDB, Polars or Spark read the same files directly.
 
@@ -44,7 +47,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -52,7 +55,6 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from harness.errors import StoreError
@@ -60,7 +62,6 @@ from harness.liveness import (
     HEARTBEAT_S,
     STALE_AFTER_S,
     TEMP_GRACE_S,
-    hold_lock,
     lock_free,
     machine_tag,
     owner_state,
@@ -68,6 +69,15 @@ from harness.liveness import (
     this_process,
 )
 from harness.safetext import safe
+from harness.storage import (  # noqa: F401  (_temp_for, _fsync, _write_failure: kept importable from here)
+    LocalFolder,
+    ObjectStore,
+    _fsync,
+    _temp_for,
+    _unlink_quiet,
+    _write_failure,
+    open_location,
+)
 
 __all__ = ["Store", "open_store", "SCHEMA_VERSION", "new_id", "SCHEMAS", "KEY_COLUMNS", "file_problem",
            "schema_problem", "REPAIR_HINT"]
@@ -143,6 +153,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         # How much of the model the accelerator ran (harness/analysis/offload.py): accelerator, node counts,
         # partitions, the ops left on the CPU and where the counts came from; null in older runs.
         ("offload", _J),
+        # policy.processes (docs/analysis.md): which of the configuration's agent processes this run was (1-based)
+        # and how many the session ran; null for one-process plans and in older runs (each run is one process).
+        ("process", pa.int64()), ("processes", pa.int64()),
     ]),
     "samples": pa.schema([
         ("run_id", pa.string()), ("phase", pa.string()), ("iteration", pa.int64()),
@@ -202,17 +215,19 @@ def _dumps(value: Any) -> str | None:
 
 
 class Store:
-    """A results folder. Writers append whole files; readers return pandas DataFrames."""
+    """A results store (a folder, or ``s3://bucket/prefix``). Writers append whole files; readers return pandas
+    DataFrames."""
 
     def __init__(self, root: Path | str, *, check_marker: bool = True) -> None:
-        """``check_marker=False`` (``store check``): open a store whose marker file is unreadable."""
-        self.root = Path(root)
-        marker = self.root / MARKER
-        if marker.is_file():
-            try:
-                text = marker.read_text()
-            except OSError as exc:
-                raise StoreError(f"{marker}: cannot read ({exc.strerror or exc})") from exc
+        """``root``: a folder, or ``s3://bucket/prefix`` (harness/storage.py). ``check_marker=False``
+        (``store check``): open a store whose marker file is unreadable."""
+        #: where the files live (harness/storage.py): every read and write goes through it
+        self.location: LocalFolder | ObjectStore = open_location(root)
+        #: the folder's Path, or an object store's URL with its credentials masked (what messages show)
+        self.root: Any = self.location.root
+        marker = f"{self.root}/{MARKER}" if self.location.remote else self.location.path(MARKER)
+        text = self.location.read_text(MARKER)
+        if text is not None:
             try:
                 meta = json.loads(text)
                 version = int(meta["schema_version"])
@@ -244,19 +259,11 @@ class Store:
     def ensure_writable(self) -> None:
         """Create the store if needed and prove it is writable, before any job runs; remove the temporary
         files that killed writers left (:meth:`stale_temps`)."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            for table in TABLES:
-                (self.root / table).mkdir(exist_ok=True)
-            marker = self.root / MARKER
-            if not marker.exists():
-                self._atomic_write_bytes(marker, json.dumps({"schema_version": SCHEMA_VERSION}).encode() + b"\n")
-                self.schema_version = SCHEMA_VERSION
-            fd, probe = _temp_for(self.root / "runs" / "probe")
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as exc:
-            raise StoreError(f"{self.root}: results store is not writable ({exc.strerror or exc})") from exc
+        fresh = not hasattr(self, "schema_version")  # no marker when opened: prepare writes a current one
+        self.location.prepare(TABLES, MARKER,
+                              json.dumps({"schema_version": SCHEMA_VERSION}).encode() + b"\n")
+        if fresh:
+            self.schema_version = SCHEMA_VERSION
         if getattr(self, "schema_version", SCHEMA_VERSION) < SCHEMA_VERSION:
             try:
                 self.migrate()
@@ -266,11 +273,14 @@ class Store:
             if _unlink_quiet(path):
                 _LOG.info("hilbench: removed %s (%s)", path, why)
 
-    def reserve(self, table: str, name: str, size: int) -> Path:
+    def reserve(self, table: str, name: str, size: int) -> Path | None:
         """Keep ``size`` bytes of room in the store for the later write of ``table``/``name``: a hidden file
         named as that write's temporary (``.<name>.parquet....tmp``), of bytes no file system compresses away.
         Unlinking it makes room for that write when the disk has filled up meanwhile (a run closes its
-        session row so). Raises StoreError when there is not that much room now."""
+        session row so). Raises StoreError when there is not that much room now. None in an object store,
+        whose room does not run out under a run."""
+        if self.location.remote:
+            return None
         folder = self.root / table
         try:
             # Named for this machine and process, as every temporary file (stale_temps); held by no lock, as
@@ -291,19 +301,12 @@ class Store:
             raise
         return Path(tmp)
 
-    def _atomic_write_bytes(self, path: Path, data: bytes) -> None:
-        fd, tmp = _temp_for(path)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink_quiet(tmp)
-            raise
+    def discard(self, path: Path | str) -> bool:
+        """Remove one file this process wrote (a run's samples whose runs row could not follow)."""
+        return self.location.delete(path)
 
-    def write_table(self, table: str, name: str, rows: pa.Table | Iterable[dict[str, Any]] | dict[str, list[Any]]) -> Path:
+    def write_table(self, table: str, name: str,
+                    rows: pa.Table | Iterable[dict[str, Any]] | dict[str, list[Any]]) -> Path | str:
         """Write one file of ``table`` atomically; ``rows`` are dicts, columns or an Arrow table. Raises
         StoreError (naming the folder; nothing of the file written) when the disk is full or not writable.
         A ``sessions`` row gets its owner (this process) and a heartbeat while its status is ``running``."""
@@ -344,27 +347,11 @@ class Store:
                 self._beating.pop(name, None)
         return path
 
-    def _write_file(self, table: str, name: str, arrow: pa.Table) -> Path:
+    def _write_file(self, table: str, name: str, arrow: pa.Table) -> Path | str:
+        """One whole file, atomically (the location's way: harness/storage.py); StoreError, nothing written."""
         arrow = arrow.replace_schema_metadata({"hilbench.schema_version": str(SCHEMA_VERSION), "hilbench.table": table})
-        path = self.root / table / f"{name}.parquet"
-        tmp = None
-        try:
-            fd, tmp = _temp_for(path)
-            try:  # held (flock) until renamed: `store check` never takes a file being written for a stale one
-                pq.write_table(arrow, tmp, compression="zstd", write_page_checksum=True)
-                _fsync(tmp)  # the data is on disk before its name is: a crash leaves the old state or the new
-                os.replace(tmp, path)
-            finally:
-                os.close(fd)
-            self.skipped.pop(str(path), None)  # a new file under a name a reader skipped
-        except OSError as exc:
-            if tmp is not None:
-                _unlink_quiet(tmp)
-            raise StoreError(_write_failure(path, exc)) from exc
-        except BaseException:
-            if tmp is not None:
-                _unlink_quiet(tmp)
-            raise
+        path = self.location.put_parquet(f"{table}/{name}.parquet", arrow)
+        self.skipped.pop(str(path), None)  # a new file under a name a reader skipped
         return path
 
     def _heartbeats(self) -> None:
@@ -388,11 +375,9 @@ class Store:
                     self._beating[name] = arrow
 
     def temp_files(self) -> list[Path]:
-        """Every temporary file in the store: the writers' ``.*.tmp`` (and older versions' ``.probe-*``)."""
-        folders = [self.root] + [self.root / t for t in TABLES]
-        return sorted(p for d in folders if d.is_dir() for p in d.iterdir()
-                      if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.startswith(".probe-"))
-                      and p.is_file())
+        """Every temporary file in the store: the writers' ``.*.tmp`` (and older versions' ``.probe-*``); none in
+        an object store."""
+        return self.location.temp_files(TABLES)
 
     def stale_temps(self) -> list[tuple[Path, str]]:
         """Temporary files whose writer is gone, each with why it is taken for gone. A file a live writer
@@ -442,7 +427,7 @@ class Store:
                     _relisted: bool = False) -> tuple[pa.Table, set[str] | None, bool]:
         """``table`` read as Arrow (``columns``; with ``only``, at least the rows of those runs), the stored run
         ids when it read them, and whether any file was read (rows of uncommitted runs are still there)."""
-        folder = self.root / table
+        folder = self.location.path(table)
         schema = SCHEMAS[table]
         listed = self._table_files(table)
         files = [f for f, _ in listed]
@@ -451,8 +436,8 @@ class Store:
             # One file per run (<run_id>.parquet) or a compacted session's file that lists its runs: read just
             # the runs asked for, unless a file named for no run could hold anyone's rows.
             known = set(self._read("runs", ["run_id"])["run_id"])
-            if all(covers is not None or Path(f).stem in known for f, covers in listed):
-                files = [f for f, covers in listed if (Path(f).stem in only if covers is None else covers & only)]
+            if all(covers is not None or _stem(f) in known for f, covers in listed):
+                files = [f for f, covers in listed if (_stem(f) in only if covers is None else covers & only)]
         if table == "sessions":  # few files, and a runs file among them would pass the key check below
             files = [f for f in files if self._usable(table, f, None)]
         keys = KEY_COLUMNS[table]
@@ -460,27 +445,29 @@ class Store:
         if not files:
             empty = schema.empty_table()
             return (empty if columns is None else empty.select(columns)), known, False
-        stamp = _stamp(files) if table == "runs" else None
+        stamp = _stamp(self.location, files) if table == "runs" else None
         if stamp is not None and self._runs_cache is not None and self._runs_cache[0] == stamp:
             # The runs table as this Store read it last, unchanged since (every file's name, size and mtime).
             whole_runs = self._runs_cache[1]
             return (whole_runs if columns is None else whole_runs.select(columns)), known, True
         try:
-            arrow = _read_files(files, schema, wanted, only)
+            arrow = _read_files(self.location, files, schema, wanted, only)
             whole = all(arrow.column(k).null_count == 0 for k in keys)
-        except (pa.ArrowException, OSError):
-            if any(not os.path.exists(f) for f in files) and not _relisted:
+        except (pa.ArrowException, OSError) as exc:
+            if not _relisted and any(not self.location.present(f) for f in files):
                 # A file went since the listing (`store compact` merged it): list again, once.
                 return self._read_arrow(table, columns, only, _relisted=True)
+            self.location.check(exc)  # an endpoint that fails is an error, not a store of corrupt files
             whole = False
         if not whole:
             # A file that does not read, or rows without their keys (another table's file): find it, file by
             # file, and read the rest (each skipped file is named in a warning).
             files = [f for f in files if self._usable(table, f, wanted or schema.names)]
             try:
-                arrow = (_read_files(files, schema, wanted, only) if files
+                arrow = (_read_files(self.location, files, schema, wanted, only) if files
                          else (schema.empty_table() if wanted is None else schema.empty_table().select(wanted)))
             except (pa.ArrowException, OSError) as exc:
+                self.location.check(exc)
                 raise StoreError(f"{folder}: cannot read ({exc})") from exc
         if stamp is not None and whole and wanted is None:
             self._runs_cache = (stamp, arrow)
@@ -491,16 +478,14 @@ class Store:
     def _usable(self, table: str, path: str, columns: list[str] | None) -> bool:
         """Whether ``path`` reads as a file of ``table`` (its footer, schema and, given ``columns``, their
         data); one that does not is skipped from then on, with a warning."""
-        try:
-            st = os.stat(path)
-        except OSError:
+        stamp = self.location.stamp(path)
+        if stamp is None:
             return False  # gone since the listing (quarantined by a `store check --repair`)
-        stamp = (st.st_size, st.st_mtime_ns)
         cached = self._checked.get(path)
         if cached is not None and cached[0] == stamp and (cached[1] is not None or columns is None):
             problem = cached[1]
         else:
-            problem = file_problem(table, path, read=columns)
+            problem = file_problem(table, path, read=columns, location=self.location)
             self._checked[path] = (stamp, problem)
         if problem is not None:
             self._skip(path, problem)
@@ -560,16 +545,17 @@ class Store:
         committed = set(self._read("runs", ["run_id"])["run_id"])
         targets = wanted & committed
         listed = self._table_files("samples")
-        if any(c is None and Path(f).stem not in committed for f, c in listed):
+        if any(c is None and _stem(f) not in committed for f, c in listed):
             return _latencies_by_run(self.samples(targets, phase="timed",
                                                   columns=["run_id", "phase", "iteration", "latency_ns"]))
         chunks: dict[str, list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] = {}
         for path, covers in listed:
-            if not (Path(path).stem in targets if covers is None else covers & targets):
+            if not (_stem(path) in targets if covers is None else covers & targets):
                 continue
             try:
-                found = _file_timed_latencies(path, targets)
-            except (pa.ArrowException, OSError, KeyError, ValueError):
+                found = _file_timed_latencies(self.location, path, targets)
+            except (pa.ArrowException, OSError, KeyError, ValueError) as exc:
+                self.location.check(exc)  # an endpoint that fails is an error (StoreError)
                 found = None
             if found is None:  # not as this reader expects: the general reader names what is wrong
                 return _latencies_by_run(self.samples(targets, phase="timed",
@@ -677,9 +663,9 @@ class Store:
         from concurrent.futures import ThreadPoolExecutor
 
         listed = self._table_files("samples")
-        if known is not None and any(c is None and Path(f).stem not in known for f, c in listed):
+        if known is not None and any(c is None and _stem(f) not in known for f, c in listed):
             return None
-        loose = {Path(f).stem: f for f, c in listed if c is None}
+        loose = {_stem(f): f for f, c in listed if c is None}
         merged = {r: f for f, c in listed if c is not None for r in c}
 
         def one(run_id: str) -> list[float] | None:
@@ -691,25 +677,26 @@ class Store:
             lat: npt.NDArray[Any]
             try:
                 if path == loose.get(run_id):
-                    found = _run_file_latencies(path)
+                    found = _run_file_latencies(self.location, path)
                     if isinstance(found, str):
                         self._skip(path, found)
                         return None
                     lat = found
                 else:
                     table = pq.read_table(path, columns=["phase", "latency_ns"], filters=[("run_id", "=", run_id)],
-                                          use_threads=False)
+                                          use_threads=False, filesystem=self.location.filesystem)
                     timed = pc.fill_null(pc.equal(table.column("phase"), "timed"), False)
                     lat = table.column("latency_ns").to_numpy()[timed.to_numpy(zero_copy_only=False)]
             except (pa.ArrowException, OSError) as exc:
-                self._skip(path, file_problem("samples", path) or _unreadable(exc))
+                self.location.check(exc)
+                self._skip(path, file_problem("samples", path, location=self.location) or _unreadable(exc))
                 return None
             if path in self.skipped:
                 return None
             return _summary_values(lat, durations.get(run_id))
 
         wanted = list(durations)
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=self.location.readers) as pool:
             return dict(zip(wanted, pool.map(one, wanted), strict=True))
 
     def _note_unsummarised(self, count: int) -> None:
@@ -740,12 +727,12 @@ class Store:
         try:
             for row in rows:
                 run_id = row["run_id"]
-                path = self.root / "samples" / f"{run_id}.parquet"
-                if not path.is_file():
+                path = self.location.path(f"samples/{run_id}.parquet")
+                if not self.location.present(path):
                     # No samples file of its own (an error run, or samples a file named otherwise holds): no
                     # summary, the readers look for its samples as before.
                     continue
-                lat = _run_file_latencies(str(path))
+                lat = _run_file_latencies(self.location, path)
                 if isinstance(lat, str):
                     continue  # the reader says what is wrong with it (and `store check` finds it)
                 values["run_id"].append(run_id)
@@ -779,80 +766,71 @@ class Store:
                 cols[col] = [found[r][i] for r in ids]  # type: ignore[index]
             self.write_merged("summaries", str(session) or "none", [pa.table(cols, schema=SCHEMAS["summaries"])],
                               set(ids))
-        marker = self.root / MARKER
         try:
-            self._atomic_write_bytes(marker, json.dumps({"schema_version": SCHEMA_VERSION}).encode() + b"\n")
-        except OSError as exc:
-            raise StoreError(_write_failure(marker, exc)) from exc
+            self.location.put_bytes(MARKER, json.dumps({"schema_version": SCHEMA_VERSION}).encode() + b"\n")
+        except OSError as exc:  # a local folder's (an object store's failure is a StoreError already)
+            raise StoreError(_write_failure(Path(self.location.path(MARKER)), exc)) from exc
         self.schema_version = SCHEMA_VERSION
         return sum(1 for v in found.values() if v is not None)
 
     def ensure_folders(self) -> None:
-        """Create any table folder the store lacks (an older store has no ``summaries/``)."""
+        """Create any table folder the store lacks (an older store has no ``summaries/``); nothing in an object
+        store, which has no folders."""
+        if self.location.remote:
+            return
         try:
             for table in TABLES:
                 (self.root / table).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"{self.root}: results store is not writable ({exc.strerror or exc})") from exc
 
-    def write_merged(self, table: str, session: str, parts: list[pa.Table], covers: set[str]) -> Path:
-        """Write ``<table>/session=<session>.parquet`` atomically: ``parts`` (each cast to the table's schema,
-        one row group or more each) plus the rows of the file it replaces, whose runs it keeps covering; its
-        footer lists ``covers``, the runs whose per-run files it supersedes (every reader ignores those)."""
+    def write_merged(self, table: str, session: str, parts: list[pa.Table], covers: set[str]) -> Path | str:
+        """Write ``<table>/session=<session>.parquet`` atomically (the location's way: harness/storage.py):
+        ``parts`` (each cast to the table's schema, one row group or more each) plus the rows of the file it
+        replaces, whose runs it keeps covering; its footer lists ``covers``, the runs whose per-run files it
+        supersedes (every reader ignores those)."""
         schema = SCHEMAS[table]
-        path = self.root / table / f"{COMPACT_PREFIX}{session}.parquet"
-        before = self._covers(str(path)) if path.exists() else None
+        rel = f"{table}/{COMPACT_PREFIX}{session}.parquet"
+        path = self.location.path(rel)
+        before = self._covers(path) if self.location.present(path) else None
         if before:
-            parts = [pq.read_table(path, schema=schema)] + parts
+            parts = [self.location.read_table(path, schema=schema)] + parts
             covers = set(covers) | set(before)
         meta = {b"hilbench.schema_version": str(SCHEMA_VERSION).encode(), b"hilbench.table": table.encode(),
                 COVERS_KEY: json.dumps(sorted(covers)).encode()}
-        tmp = None
-        try:
-            fd, tmp = _temp_for(path)
-            try:
-                with pq.ParquetWriter(tmp, schema.with_metadata(meta), compression="zstd",
-                                      write_page_checksum=True) as writer:
-                    # Row groups of about _GROUP_ROWS rows: a run of many samples is one (or more) of its own,
-                    # so a reader of some runs skips the others'; runs of few rows share one.
-                    group: list[pa.Table] = []
-                    for part in parts:
-                        group.append(_conform(part, schema).replace_schema_metadata(meta))
-                        if sum(t.num_rows for t in group) >= _GROUP_ROWS:
-                            writer.write_table(pa.concat_tables(group), row_group_size=1 << 30)
-                            group = []
-                    if group:
+
+        def write(sink: Any) -> None:
+            with pq.ParquetWriter(sink, schema.with_metadata(meta), compression="zstd",
+                                  write_page_checksum=True) as writer:
+                # Row groups of about _GROUP_ROWS rows: a run of many samples is one (or more) of its own,
+                # so a reader of some runs skips the others'; runs of few rows share one.
+                group: list[pa.Table] = []
+                for part in parts:
+                    group.append(_conform(part, schema).replace_schema_metadata(meta))
+                    if sum(t.num_rows for t in group) >= _GROUP_ROWS:
                         writer.write_table(pa.concat_tables(group), row_group_size=1 << 30)
-                _fsync(tmp)
-                os.replace(tmp, path)
-            finally:
-                os.close(fd)
-            self.skipped.pop(str(path), None)
-        except OSError as exc:
-            if tmp is not None:
-                _unlink_quiet(tmp)
-            raise StoreError(_write_failure(path, exc)) from exc
-        except BaseException:
-            if tmp is not None:
-                _unlink_quiet(tmp)
-            raise
-        return path
+                        group = []
+                if group:
+                    writer.write_table(pa.concat_tables(group), row_group_size=1 << 30)
+
+        written = self.location.put_with(rel, write)
+        self.skipped.pop(str(written), None)
+        return written
 
     def _covers(self, path: str) -> frozenset[str] | None:
         """The runs a compacted session's file holds (its footer's list), or None when it lists none."""
-        try:
-            st = os.stat(path)
-        except OSError:
+        stamp = self.location.stamp(path)
+        if stamp is None:
             return None
-        stamp = (st.st_size, st.st_mtime_ns)
         cached = self._covered.get(path)
         if cached is not None and cached[0] == stamp:
             return cached[1]
         try:
-            meta = pq.read_metadata(path).metadata or {}
+            meta = self.location.parquet_file(path).metadata.metadata or {}
             value = meta.get(COVERS_KEY)
             covers = frozenset(str(r) for r in json.loads(value)) if value is not None else None
-        except (pa.ArrowException, OSError, ValueError, TypeError):
+        except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
+            self.location.check(exc)  # an endpoint that fails is an error, not a file without a list
             covers = None
         self._covered[path] = (stamp, covers)
         return covers
@@ -861,24 +839,21 @@ class Store:
         """The files of ``table`` every reader reads, in run order, each with the runs it covers (a compacted
         session's file) or None (a per-run file, or any other). A per-run file whose run a compacted file
         covers is left out: a `store compact` that stopped before deleting it leaves each row read once."""
-        folder = self.root / table
-        if not folder.is_dir():
-            return []
         loose: list[str] = []
         merged: list[tuple[str, frozenset[str]]] = []
-        for p in folder.glob("*.parquet"):
-            f = str(p)
+        for f in self.location.files(table):
             if f in self.skipped:
                 continue
-            covers = self._covers(f) if p.name.startswith(COMPACT_PREFIX) and table != "sessions" else None
+            name = PurePosixPath(f).name
+            covers = self._covers(f) if name.startswith(COMPACT_PREFIX) and table != "sessions" else None
             if covers is not None:
                 merged.append((f, covers))
             else:
                 loose.append(f)
         held = frozenset().union(*(c for _, c in merged))
-        out: list[tuple[str, frozenset[str] | None]] = [(f, None) for f in loose if Path(f).stem not in held]
+        out: list[tuple[str, frozenset[str] | None]] = [(f, None) for f in loose if _stem(f) not in held]
         out += merged
-        return sorted(out, key=lambda fc: (min(fc[1]) if fc[1] else Path(fc[0]).stem, fc[0]))
+        return sorted(out, key=lambda fc: (min(fc[1]) if fc[1] else _stem(fc[0]), fc[0]))
 
     def session_run_ids(self, session: str) -> list[str]:
         """The run ids of one session, named by its id, a unique-enough prefix of it, or ``last``. Raises
@@ -890,6 +865,14 @@ class Store:
         if not ids:
             raise StoreError(f"--session {session}: no such session in {self.root}")
         return ids
+
+    def sql(self, query: str) -> pd.DataFrame:
+        """The result of a DuckDB ``query`` over the store's tables as views (runs, samples, telemetry, sessions,
+        accuracy, summaries; compacted files as every reader reads them), local or ``s3://`` alike; needs the
+        ``sql`` extra (harness/sql.py)."""
+        from harness.sql import run_sql
+
+        return run_sql(self, query, SCHEMAS)
 
     def run(self, run_id: str) -> dict[str, Any]:
         """One run's row as a dict with JSON columns decoded; a unique prefix or suffix
@@ -910,18 +893,28 @@ class Store:
 
 
 def file_problem(table: str, path: str | Path, *, read: list[str] | None | bool = None,
-                 verify_checksums: bool = False) -> str | None:
+                 verify_checksums: bool = False, location: LocalFolder | ObjectStore | None = None) -> str | None:
     """What is wrong with ``path`` as a file of ``table`` (None: nothing). Its footer and schema always;
-    ``read``: a list of columns to read too, or True for every page (``verify_checksums``: and their CRCs)."""
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        return f"cannot be opened ({exc.strerror or exc})"
+    ``read``: a list of columns to read too, or True for every page (``verify_checksums``: and their CRCs).
+    ``location``: the store's (harness/storage.py; default a local file), whose endpoint failing is a
+    StoreError rather than a problem of the file."""
+    where = location if location is not None else LocalFolder(Path("."))
+    if location is None or not location.remote:
+        try:
+            size = os.path.getsize(path)
+        except OSError as exc:
+            return f"cannot be opened ({exc.strerror or exc})"
+    else:
+        stamp = location.stamp(str(path))
+        if stamp is None:
+            return "cannot be opened (no such file)"
+        size = stamp[0]
     if size == 0:
         return "empty (0 bytes)"
     try:
-        pf = pq.ParquetFile(path, page_checksum_verification=verify_checksums)
+        pf = where.parquet_file(str(path), page_checksum_verification=verify_checksums)
     except (pa.ArrowException, OSError) as exc:
+        where.check(exc)
         return f"not a readable Parquet file ({_short(exc)})"
     try:
         problem = schema_problem(table, pf.schema_arrow)
@@ -933,6 +926,7 @@ def file_problem(table: str, path: str | Path, *, read: list[str] | None | bool 
         else:
             pf.read(columns=[c for c in read if c in pf.schema_arrow.names], use_threads=False)
     except (pa.ArrowException, OSError) as exc:
+        where.check(exc)
         return _unreadable(exc)
     finally:
         pf.close()
@@ -1017,13 +1011,14 @@ def _all_timed(pf: pq.ParquetFile) -> bool:
     return md.num_row_groups > 0
 
 
-def _run_file_latencies(path: str) -> npt.NDArray[Any] | str:
-    """The timed latencies of one run's samples file, in stored order, or what is wrong with the file."""
+def _run_file_latencies(location: LocalFolder | ObjectStore, path: str) -> npt.NDArray[Any] | str:
+    """The timed latencies of one run's samples file, in stored order, or what is wrong with the file (StoreError
+    when ``location``'s endpoint fails)."""
     try:
         try:
-            pf = pq.ParquetFile(path, read_dictionary=["phase"])
+            pf = location.parquet_file(path, read_dictionary=["phase"])
         except KeyError:  # no phase column: the file says what it is instead
-            pf = pq.ParquetFile(path)
+            pf = location.parquet_file(path)
         problem = schema_problem("samples", pf.schema_arrow)
         if problem is not None:
             return problem
@@ -1036,15 +1031,20 @@ def _run_file_latencies(path: str) -> npt.NDArray[Any] | str:
         codes = phase.indices.to_numpy(zero_copy_only=False)
         return lat[codes == names.index("timed")] if "timed" in names else lat[:0]
     except (pa.ArrowException, OSError) as exc:
-        return file_problem("samples", path) or _unreadable(exc)
+        location.check(exc)
+        return file_problem("samples", path, location=location) or _unreadable(exc)
 
 
-def _stamp(files: list[str]) -> tuple[tuple[str, int, int], ...] | None:
-    """Each file's (name, size, mtime): what says a table read before is still the same; None when a file went."""
-    try:
-        return tuple((f, st.st_size, st.st_mtime_ns) for f in files for st in (os.stat(f),))
-    except OSError:
-        return None
+def _stamp(location: LocalFolder | ObjectStore, files: list[str]) -> tuple[tuple[str, int, int], ...] | None:
+    """Each file's (name, size, mtime): what says a table read before is still the same; None when a file went.
+    In an object store, as just listed (no request per file)."""
+    out = []
+    for f in files:
+        st = location.stamp(f)
+        if st is None:
+            return None
+        out.append((f, st[0], st[1]))
+    return tuple(out)
 
 
 def _latencies_by_run(samples: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
@@ -1053,11 +1053,11 @@ def _latencies_by_run(samples: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
     return {rid: g["latency_ns"].to_numpy() for rid, g in samples.groupby("run_id", sort=False)}
 
 
-def _file_timed_latencies(path: str, targets: set[str]
+def _file_timed_latencies(location: LocalFolder | ObjectStore, path: str, targets: set[str]
                           ) -> dict[str, list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] | None:
     """Run id -> [(iterations, latencies)] of the timed rows of ``targets`` in one samples file, skipping the
     row groups whose ``run_id`` statistics rule them out; None when the file is not a plain samples file."""
-    pf = pq.ParquetFile(path, read_dictionary=["run_id", "phase"])
+    pf = location.parquet_file(path, read_dictionary=["run_id", "phase"])
     names = pf.schema_arrow.names
     if schema_problem("samples", pf.schema_arrow) is not None or "iteration" not in names:
         return None
@@ -1102,11 +1102,12 @@ def _summary_values(lat: npt.NDArray[Any], duration: Any) -> list[float]:
     return [summary[c] for c in SUMMARY_COLUMNS]
 
 
-def _read_files(files: list[str], schema: pa.Schema, columns: list[str] | None, only: set[str] | None) -> pa.Table:
-    """``files`` read as one table of ``schema``; with a compacted session's file among them and ``only``, the
-    rows of those runs alone (row groups of other runs are skipped by their statistics)."""
-    dataset = ds.dataset(files, schema=schema, format="parquet")
-    merged = any(Path(f).name.startswith(COMPACT_PREFIX) for f in files)
+def _read_files(location: LocalFolder | ObjectStore, files: list[str], schema: pa.Schema, columns: list[str] | None,
+                only: set[str] | None) -> pa.Table:
+    """``files`` (of ``location``) read as one table of ``schema``; with a compacted session's file among them and
+    ``only``, the rows of those runs alone (row groups of other runs are skipped by their statistics)."""
+    dataset = location.dataset(files, schema)
+    merged = any(PurePosixPath(f).name.startswith(COMPACT_PREFIX) for f in files)
     if only is not None and merged and "run_id" in schema.names:
         return dataset.to_table(columns=columns, filter=pc.field("run_id").isin(sorted(only)))
     return dataset.to_table(columns=columns)
@@ -1136,45 +1137,13 @@ def _len(columns: dict[str, list[Any]]) -> int:
     return len(next(iter(columns.values()))) if columns else 0
 
 
-def _fsync(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quiet(path: str | Path) -> bool:
-    try:
-        os.unlink(path)
-    except OSError:
-        return False
-    return True
+def _stem(path: str | Path) -> str:
+    """A file's name without ``.parquet``: the run id of a per-run file (a local path or an object key)."""
+    return PurePosixPath(str(path)).stem
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def _temp_for(path: Path) -> tuple[int, str]:
-    """A new temporary file beside ``path``, named for this machine and process and held (``flock``) through
-    the returned descriptor until it is closed: while held, no ``store check`` takes it for a stale one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{machine_tag()}-{os.getpid()}.", suffix=".tmp")
-    hold_lock(fd)
-    return fd, tmp
-
-
-def _write_failure(path: Path, exc: OSError) -> str:
-    """One line: which folder could not take which file, why, and what is kept."""
-    code = exc.errno
-    if code is None:  # pyarrow's own OSError may name the errno in its text only
-        m = re.search(r"errno (\d+)", str(exc), re.I)
-        code = int(m.group(1)) if m else None
-    why = os.strerror(code) if code else " ".join(str(exc.strerror or exc).split())
-    hint = {28: ": free space on that disk", 122: ": the disk quota is used up", 13: ": check the folder's permissions",
-            1: ": check the folder's permissions", 30: ": the file system is read-only"}.get(code or 0, "")
-    return (f"{path.parent}: cannot write {path.name} ({why}){hint}; nothing of it was written, and every file "
-            "stored before is kept")
 
 
 def _with_owner(arrow: pa.Table) -> pa.Table:

@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from harness.errors import StoreError
 from harness.liveness import owner_state
+from harness.storage import LocalFolder, ObjectStore, is_store_url
 from harness.store import MARKER, SCHEMA_VERSION, SCHEMAS, TABLES, Store, file_problem, new_id
 
 __all__ = ["Finding", "PROBLEMS", "check_store", "repair_store", "QUARANTINE"]
@@ -45,7 +44,7 @@ _PER_RUN = ("samples", "telemetry", "accuracy", "summaries")
 @dataclass(frozen=True)
 class Finding:
     kind: str  #: one of PROBLEMS, or "running" / "pending" (notes)
-    path: Path  #: the file (for a session: its row's file)
+    path: PurePath  #: the file (for a session: its row's file; a Path in a folder, a bucket/key in an object store)
     detail: str
     table: str | None = None
     run_id: str | None = None  #: the run a missing-samples finding sets aside (its other files go with it)
@@ -59,6 +58,12 @@ class Finding:
 def open_checked(root: Path | str) -> Store:
     """The store at ``root`` for checking: it must exist and look like a results store (a marker or table
     folders); a marker that does not read is a finding, not an error."""
+    if is_store_url(root):
+        store = Store(root, check_marker=False)
+        if not store.location.exists() and not any(store.location.files(t) for t in TABLES):
+            raise StoreError(f"--store {store.root}: not a hilbench results store (no {MARKER}, no "
+                             f"{', '.join(TABLES)} objects)")
+        return store
     root = Path(root)
     if not root.is_dir():
         raise StoreError(f"--store {root}: {'not a folder' if root.exists() else 'no such folder'}")
@@ -69,18 +74,19 @@ def open_checked(root: Path | str) -> Store:
 
 def check_store(store: Store) -> list[Finding]:
     """Every finding in ``store``, problems first in a stable order. Reads every file in full."""
-    root = store.root
+    loc = store.location
+    root: PurePath = loc.key_root  # the folder, or the bucket/prefix of an object store (harness/storage.py)
     found: list[Finding] = []
     marker = root / MARKER
-    marker_why = _marker_problem(marker)
+    marker_why = _marker_problem(marker, loc)
     if marker_why:
         found.append(Finding("bad-marker", marker, marker_why))
     corrupt: set[str] = set()
-    stems: dict[str, dict[str, Path]] = {t: {} for t in TABLES}  # table -> file name (run id) -> file that reads
-    listed = [(table, path) for table in TABLES if (root / table).is_dir()
-              for path in sorted((root / table).glob("*.parquet"))]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # pyarrow decodes without the GIL
-        problems = list(pool.map(lambda tp: file_problem(tp[0], tp[1], read=True, verify_checksums=True), listed))
+    stems: dict[str, dict[str, PurePath]] = {t: {} for t in TABLES}  # table -> file name (run id) -> file that reads
+    listed = [(table, type(root)(path)) for table in TABLES for path in loc.files(table)]
+    with ThreadPoolExecutor(max_workers=loc.readers) as pool:  # pyarrow decodes without the GIL
+        problems = list(pool.map(lambda tp: file_problem(tp[0], tp[1], read=True, verify_checksums=True,
+                                                         location=loc), listed))
     for (table, path), problem in zip(listed, problems, strict=True):
         if problem is not None:
             corrupt.add(str(path))
@@ -92,9 +98,9 @@ def check_store(store: Store) -> list[Finding]:
     for path, why in store.stale_temps():
         found.append(Finding("stale-temp", path, why))
     # Paths come from the folder listing, never from what a row says (a shared store's rows are not trusted).
-    session_file: dict[str, Path] = {}
+    session_file: dict[str, PurePath] = {}
     for path in stems["sessions"].values():
-        for sid in pq.read_table(path, columns=["session_id"]).column("session_id").to_pylist():
+        for sid in loc.read_table(path, columns=["session_id"]).column("session_id").to_pylist():
             session_file.setdefault(str(sid), path)
     sessions = store.sessions()
     raw = store.sessions(judge=False)
@@ -118,11 +124,12 @@ def check_store(store: Store) -> list[Finding]:
             if stem in committed:
                 held[table].add(stem)
                 continue
-            ids = set(pq.read_table(path, columns=["run_id"]).column("run_id").to_pylist()) - {None}
+            ids = set(loc.read_table(path, columns=["run_id"]).column("run_id").to_pylist()) - {None}
             held[table] |= ids
             if ids & committed:
                 continue  # a file named for no run that holds some stored run's rows
-            mtime = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
+            stamp = loc.stamp(str(path))
+            mtime = pd.Timestamp(stamp[1] if stamp else 0, unit="ns", tz="UTC")
             if any(since <= mtime for since in live_since):
                 found.append(Finding("pending", path, "no runs row yet; a running session may still commit it",
                                      table=table))
@@ -137,7 +144,7 @@ def check_store(store: Store) -> list[Finding]:
         runs_file = stems["runs"].get(run_id)
         if run_id in held["samples"] or runs_file is None:  # None: a row in a file named for no run: not moved
             continue
-        bad = any(Path(c).parent.name == "samples" and Path(c).stem == run_id for c in corrupt)
+        bad = any(PurePosixPath(c).parent.name == "samples" and PurePosixPath(c).stem == run_id for c in corrupt)
         why = "its samples file is corrupt" if bad else "its samples file is missing"
         found.append(Finding("missing-samples", runs_file, f"run {run_id} is stored as ok with {int(timed)} timed "
                              f"runs, but {why}", table="runs", run_id=run_id))
@@ -147,22 +154,21 @@ def check_store(store: Store) -> list[Finding]:
 
 def repair_store(store: Store, findings: list[Finding]) -> list[str]:
     """Set aside what ``findings`` name (see the module's docstring); returns one line per action."""
-    root = store.root
+    loc = store.location
+    root: PurePath = loc.key_root
     done: list[str] = []
     box = root / QUARANTINE / new_id()
-    moved: set[Path] = set()
+    moved: set[PurePath] = set()
 
-    def move(path: Path, table: str | None, kind: str, detail: str) -> None:
-        if path in moved or not path.exists():
+    def move(path: PurePath, table: str | None, kind: str, detail: str) -> None:
+        if path in moved or loc.stamp(str(path)) is None:
             return
         dest = box / (table or ".") / path.name
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, dest)
-            with open(box / "manifest.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps({"file": str(path.relative_to(root)), "problem": kind, "detail": detail,
-                                    "moved_to": str(dest.relative_to(root)),
-                                    "moved_at": dt.datetime.now(dt.timezone.utc).isoformat()}) + "\n")
+            loc.move(path, dest)
+            loc.append_line(box / "manifest.jsonl", json.dumps({
+                "file": str(path.relative_to(root)), "problem": kind, "detail": detail,
+                "moved_to": str(dest.relative_to(root)), "moved_at": dt.datetime.now(dt.timezone.utc).isoformat()}))
         except OSError as exc:
             raise StoreError(f"{path}: cannot move it into {dest.parent} ({exc.strerror or exc}); what was moved "
                              f"before is listed in {box / 'manifest.jsonl'}") from exc
@@ -175,13 +181,13 @@ def repair_store(store: Store, findings: list[Finding]) -> list[str]:
         elif f.kind == "missing-samples" and f.run_id is not None:
             move(f.path, "runs", f.kind, f.detail)
             for table in _PER_RUN:  # what is left of the run goes with its row: files listed in its folder only
-                for path in (root / table).glob("*.parquet") if (root / table).is_dir() else []:
+                for path in map(type(root), loc.files(table)):
                     if path.stem == f.run_id:
                         move(path, table, f.kind, f"set aside with run {f.run_id}: {f.detail}")
         elif f.kind == "stale-temp":
             if any(path == f.path for path, _ in store.stale_temps()):  # still stale: no writer took it since
                 try:
-                    f.path.unlink()
+                    Path(f.path).unlink()  # a temporary file: only in a local folder
                 except FileNotFoundError:
                     continue
                 except OSError as exc:
@@ -191,7 +197,7 @@ def repair_store(store: Store, findings: list[Finding]) -> list[str]:
             if _close_abandoned(store, f):
                 done.append(f"closed session {f.session['session_id']} as abandoned ({f.detail})")
         elif f.kind == "bad-marker":
-            if f.path.exists():
+            if loc.stamp(str(f.path)) is not None:
                 move(f.path, None, f.kind, f.detail)
             store.ensure_writable()
             done.append(f"wrote a new {MARKER} (schema v{SCHEMA_VERSION})")
@@ -203,7 +209,7 @@ def _close_abandoned(store: Store, f: Finding) -> bool:
     runs counted. False when its owner came back to life meanwhile (it was only late) or it closed itself."""
     session_id = str(f.session["session_id"]) if f.session else ""
     try:
-        table = pq.read_table(f.path, schema=SCHEMAS["sessions"])
+        table = store.location.read_table(f.path, schema=SCHEMAS["sessions"])
     except (pa.ArrowException, OSError):
         return False
     row = table.to_pylist()[0] if table.num_rows == 1 else None
@@ -221,12 +227,16 @@ def _close_abandoned(store: Store, f: Finding) -> bool:
     return True
 
 
-def _marker_problem(marker: Path) -> str | None:
-    if not marker.exists():
+def _marker_problem(marker: PurePath, loc: LocalFolder | ObjectStore) -> str | None:
+    try:
+        text = loc.read_text(MARKER)
+    except StoreError as exc:
+        return f"unreadable ({' '.join(str(exc).split())[:120]})"
+    if text is None:
         return f"missing (every store has one; {marker.parent} holds no {MARKER})"
     try:
-        version = int(json.loads(marker.read_text())["schema_version"])
-    except (ValueError, KeyError, TypeError, OSError) as exc:
+        version = int(json.loads(text)["schema_version"])
+    except (ValueError, KeyError, TypeError) as exc:
         return f"unreadable ({' '.join(str(exc).split())[:120]})"
     if version < 1:
         return f"unreadable (schema_version {version})"

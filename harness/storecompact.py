@@ -17,6 +17,11 @@ its writer adds later is a per-run file no merged file covers), so a ``hilbench 
 meanwhile. A file that does not read is left where it is (``hilbench store check`` names it). Two
 compactions (or migrations) of one store never run at once: each holds the store's ``.maintenance.lock``
 (``flock``).
+
+An object store (``s3://``, harness/storage.py): ``store migrate`` works there (it only adds summary files, and
+the marker last), without the lock, which an object store cannot hold: run one migration at a time.
+``store compact`` refuses it with one line: deleting the per-run files while other hosts read and write needs
+that lock; compact a local copy instead (docs/lab.md).
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ def migrate_store(store: Store) -> int:
     """``hilbench store migrate``: store the summary of every run that has none and mark the store v2
     (:meth:`Store.migrate`), under the maintenance lock. Returns how many runs it summarised."""
     store.ensure_folders()
+    if store.location.remote:  # no flock on an object store (module docstring)
+        return store.migrate()
     with maintenance_lock(store.root):
         return store.migrate()
 
@@ -77,6 +84,10 @@ def compact_store(store: Store, *, fail_at: Callable[[str], None] | None = None)
     ``fail_at`` (tests) is called with the name of each step before it is taken, to stop there."""
     step = fail_at or (lambda _name: None)
     root = store.root
+    if store.location.remote:
+        raise StoreError(f"hilbench store compact needs a local store; {root} is an object store (compaction "
+                         "deletes per-run files under a lock an object store cannot hold): compact a local copy, or "
+                         "leave it as it is (readers work the same)")
     store.ensure_folders()
     done: list[str] = []
     with maintenance_lock(root):

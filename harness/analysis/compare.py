@@ -25,6 +25,15 @@ confidence interval and a verdict:
 * ``faster`` is the mirror image; ``unchanged`` when the interval lies inside
   ``1 +- threshold``; otherwise ``inconclusive``.
 
+Two levels of noise (docs/analysis.md, "Between-session noise: processes"): where a configuration has several
+runs on each side (``policy.processes``: fresh agent processes, interleaved across configurations), each run's
+quantile is one observation and the test is Welch's t on their logarithms (``scipy.stats.ttest_ind``), its 99%
+interval the ratio's: the spread between processes holds the noise inside a process and between them. With one
+run per side and no history the noise between sessions is unknown: a change the blocks call significant but
+whose interval does not clear ``max(threshold, shift floor)`` (:data:`SESSION_SHIFT_FLOOR`, the whole-session
+shift this kind of machine shows, benchmarks/aa_false_alarms.py) is ``inconclusive``, with
+``shift_unknown`` set and a note saying to run more processes or build a history.
+
 Per-run metrics (peak memory, energy) have one value per run: they are tested
 across runs and need several runs per side (repeat the job); with fewer they are
 ``inconclusive`` whenever they moved by more than the threshold.
@@ -44,6 +53,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -72,6 +82,10 @@ __all__ = [
     "CONFIG_COLUMNS",
     "METRICS",
     "run_differences",
+    "SESSION_SHIFT_FLOOR",
+    "DEFAULT_RUN_PROCESSES",
+    "compare_processes",
+    "pairing_by_runs",
 ]
 
 CONFIG_COLUMNS = ("model", "target", "backend", "settings")
@@ -96,6 +110,14 @@ DEFAULT_ALPHA = 0.01
 DEFAULT_MIN_CHANGE = 0.02
 CONFIDENCE = 0.99
 RESAMPLES = 2000
+#: ``compare --run``: agent processes a side for each job unless the plans ask for more (policy.processes)
+DEFAULT_RUN_PROCESSES = 3
+#: How far a whole session can shift every latency on a quiet shared machine, as the bound of a 99% interval
+#: sees it: back-to-back identical one-process quick-start sessions on the project's 2-core machine, quiet,
+#: differed by up to +4.6% [+3.5, +5.6] (issue 13; benchmarks/aa_false_alarms.py measures it). With one process
+#: per side and no history, a change's interval must clear this before it is called slower or faster
+#: (docs/analysis.md); a loaded machine shifts far more.
+SESSION_SHIFT_FLOOR = 0.04
 SEED = 20261124
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -137,6 +159,14 @@ class PairResult:
     note: str = ""
     #: "emulated" and/or "stand-in" when runs on either side were (such figures are no board's)
     marks: str = ""
+    #: where the noise between sessions came from: "processes" (several runs a side), "history" (earlier
+    #: sessions), "floor" (unknown: :data:`SESSION_SHIFT_FLOOR` assumed) or "" (a per-run metric)
+    session_noise: str = ""
+    #: inconclusive because the change cannot be told from a whole-session shift (one process a side, no
+    #: history): more processes (policy.processes) or a history would decide it
+    shift_unknown: bool = False
+    #: the candidate's configuration where it differs from the baseline's (``compare --run`` pairs by position)
+    candidate_config: str = ""
 
     @property
     def regressed(self) -> bool:
@@ -147,7 +177,8 @@ class PairResult:
         """The configuration, with its marks, as one line."""
         settings = _fmt_settings(self.settings)
         marks = f" ({self.marks})" if self.marks else ""
-        return f"{self.model} on {self.target}{marks} [{self.backend}{' ' + settings if settings else ''}]"
+        line = f"{self.model} on {self.target}{marks} [{self.backend}{' ' + settings if settings else ''}]"
+        return f"{line} vs {self.candidate_config}" if self.candidate_config else line
 
 
 @dataclass
@@ -173,6 +204,12 @@ class Comparison:
         """The pairs that regressed."""
         return [p for p in self.pairs if p.regressed]
 
+    @property
+    def undecided(self) -> list[PairResult]:
+        """The pairs that may have slowed down by more than the threshold but whose change cannot be told from a
+        whole-session shift (``shift_unknown``): a CI gate's "measure again", not "ok" (exit status 6)."""
+        return [p for p in self.pairs if p.shift_unknown and p.ratio > 1.0]
+
     def to_dict(self) -> dict[str, Any]:
         """The comparison as JSON-ready data (``--format json``)."""
         return {
@@ -182,6 +219,7 @@ class Comparison:
             "min_change": self.min_change,
             "confidence": CONFIDENCE,
             "regressed": bool(self.regressions),
+            "inconclusive": bool(self.undecided) and not self.regressions,
             "pairs": [dict(asdict(p), regressed=p.regressed) for p in self.pairs],
             "only_baseline": self.only_baseline,
             "only_candidate": self.only_candidate,
@@ -302,6 +340,8 @@ class _Test:
     n_baseline: int
     n_candidate: int
     note: str = ""
+    #: the two-level test (:func:`compare_processes`): the runs' spread holds the noise between processes
+    processes: bool = False
 
 
 def compare_series(base_ns: npt.ArrayLike, cand_ns: npt.ArrayLike, q: float = 0.5, *, seed: int = SEED,
@@ -369,6 +409,43 @@ def compare_values(base: npt.ArrayLike, cand: npt.ArrayLike, *, seed: int = SEED
     return _Test(bm, cm, ratio, lo, hi, p_slower, p_faster, int(b.size), int(c.size), f"{b.size} and {c.size} runs")
 
 
+def compare_processes(base_runs: Sequence[npt.ArrayLike], cand_runs: Sequence[npt.ArrayLike],
+                      q: float = 0.5) -> _Test:
+    """Compare the ``q`` quantile of two sets of runs, one agent process each: the two-level test.
+
+    Each process gives one number, its quantile; the test is Welch's t (``scipy.stats.ttest_ind``, unequal
+    variances) on their logarithms, the ratio the geometric mean ratio and its interval the t interval of the
+    difference (99%), exponentiated. A process's quantile varies by the noise between processes plus the noise
+    of its own samples, so the spread of these numbers carries both levels (the summary-statistic analysis of a
+    nested design: exact where the processes have alike sample counts). Needs two processes a side."""
+    from scipy import stats as sps  # imported here: scipy takes ~1 s, and the CLI starts without it
+    b = np.log([float(np.quantile(np.asarray(r, dtype=np.float64), q)) for r in base_runs if np.size(r)])
+    c = np.log([float(np.quantile(np.asarray(r, dtype=np.float64), q)) for r in cand_runs if np.size(r)])
+    nb, nc = len(b), len(c)
+    b_q = float(np.exp(np.mean(b))) if nb else math.nan
+    c_q = float(np.exp(np.mean(c))) if nc else math.nan
+    ratio = c_q / b_q if nb and nc else math.nan
+    nan = math.nan
+    if min(nb, nc) < 2:
+        return _Test(b_q, c_q, ratio, nan, nan, nan, nan, nb, nc, "too few processes (need 2 a side)",
+                     processes=True)
+    if np.ptp(b) == 0 and np.ptp(c) == 0:  # no spread at all (a replayed run): the ratio is exact
+        same = bool(c[0] == b[0])
+        p_slower = 1.0 if c[0] <= b[0] else 0.0
+        p_faster = 1.0 if c[0] >= b[0] else 0.0
+        return _Test(b_q, c_q, ratio, ratio, ratio, 1.0 if same else p_slower, 1.0 if same else p_faster, nb, nc,
+                     f"{nb} and {nc} processes, no spread", processes=True)
+    with warnings.catch_warnings():
+        # processes that agree to the nanosecond make scipy warn of precision loss; the interval is then ~exact
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = sps.ttest_ind(c, b, equal_var=False, alternative="two-sided")
+        ci = res.confidence_interval(confidence_level=CONFIDENCE)
+    p_slower = float(sps.t.sf(res.statistic, res.df))  # one-sided: the candidate's quantiles are higher
+    p_faster = float(sps.t.cdf(res.statistic, res.df))
+    return _Test(b_q, c_q, ratio, float(np.exp(ci.low)), float(np.exp(ci.high)), p_slower, p_faster, nb, nc,
+                 f"{nb} and {nc} processes (Welch t on log quantiles)", processes=True)
+
+
 def _with_session_noise(t: _Test, session_cv: float, sessions: int) -> tuple[float, float]:
     """The ratio's interval widened by the noise between sessions, which the block bootstrap of two
     single sessions cannot see: on the log scale each side of the interval becomes
@@ -387,14 +464,15 @@ def _with_session_noise(t: _Test, session_cv: float, sessions: int) -> tuple[flo
 
 
 def _verdict(t: _Test, q_slower: float, q_faster: float, threshold: float, alpha: float,
-             with_history: bool) -> str:
+             with_history: bool, margin: float | None = None) -> str:
     """``slower`` needs the adjusted p below alpha, a change of at least the threshold and an interval
     that excludes 1. With the baseline's session history, the interval includes the noise between
     sessions (:func:`_with_session_noise`); without it that noise is unknown, so the interval's bound
-    must clear the threshold itself."""
+    must clear the threshold itself (or ``margin``, where given)."""
     if not math.isfinite(t.ratio):
         return "inconclusive"
-    margin = 0.0 if with_history else threshold
+    if margin is None:
+        margin = 0.0 if with_history else threshold
     if math.isfinite(t.ci_low) and q_slower < alpha and t.ratio - 1.0 >= threshold and t.ci_low > 1.0 + margin:
         return "slower"
     if math.isfinite(t.ci_high) and q_faster < alpha and 1.0 - t.ratio >= threshold and t.ci_high < 1.0 - margin:
@@ -534,6 +612,8 @@ def _test_metric(metric: str, b: pd.DataFrame, c: pd.DataFrame, inputs: _Inputs,
         cl = [inputs.latencies[r] for r in c["run_id"] if r in inputs.latencies]
         if not bl or not cl:
             return None
+        if len(bl) >= 2 and len(cl) >= 2:  # one run per agent process: the two-level test
+            return compare_processes(bl, cl, 0.5 if metric == "p50" else 0.99), 1e-6
         return compare_series(np.concatenate(bl), np.concatenate(cl), 0.5 if metric == "p50" else 0.99,
                               seed=seed, resamples=resamples), 1e-6
     if metric == "peak_memory":
@@ -548,14 +628,15 @@ def _test_metric(metric: str, b: pd.DataFrame, c: pd.DataFrame, inputs: _Inputs,
     return compare_values(bv.to_numpy(dtype=float), cv.to_numpy(dtype=float), seed=seed, resamples=resamples), 1.0
 
 
-def _test_pairs(base_runs: pd.DataFrame, cand_runs: pd.DataFrame, common: list[_Key], inputs: _Inputs,
-                metrics: Sequence[str], min_change: float, seed: int,
+def _test_pairs(base_runs: pd.DataFrame, cand_runs: pd.DataFrame, common: list[tuple[_Key, _Key]],
+                inputs: _Inputs, metrics: Sequence[str], min_change: float, seed: int,
                 resamples: int) -> list[tuple[PairResult, _Test]]:
-    """Every configuration in common and metric with data on both sides, tested (raw p values)."""
+    """Every pair of configurations (baseline's, candidate's) and metric with data on both sides, tested (raw p
+    values)."""
     tests: list[tuple[PairResult, _Test]] = []
-    for key in common:
+    for key, cand_key in common:
         b = base_runs[base_runs["_key"] == key]
-        c = cand_runs[cand_runs["_key"] == key]
+        c = cand_runs[cand_runs["_key"] == cand_key]
         marks = _marks(b, c)
         for metric in metrics:
             threshold, hist, sessions = _threshold(inputs, key, metric, min_change)
@@ -567,7 +648,8 @@ def _test_pairs(base_runs: pd.DataFrame, cand_runs: pd.DataFrame, common: list[_
                               unit=METRICS[metric][0], baseline=t.baseline * scale, candidate=t.candidate * scale,
                               ratio=t.ratio, ci_low=t.ci_low, ci_high=t.ci_high, p_value=t.p_slower,
                               q_value=math.nan, threshold=threshold, history_cv=hist, history_sessions=sessions,
-                              n_baseline=t.n_baseline, n_candidate=t.n_candidate, note=t.note, marks=marks)
+                              n_baseline=t.n_baseline, n_candidate=t.n_candidate, note=t.note, marks=marks,
+                              candidate_config=_fmt_key(cand_key) if cand_key != key else "")
             tests.append((pair, t))
     return tests
 
@@ -586,70 +668,104 @@ def _bh_adjust(tests: list[tuple[PairResult, _Test]]) -> list[tuple[float, float
     return [(q_slower, q_faster) for q_slower, q_faster in adjusted]
 
 
-def _conclude(pair: PairResult, t: _Test, q_slower: float, q_faster: float, alpha: float) -> None:
+def _conclude(pair: PairResult, t: _Test, q_slower: float, q_faster: float, alpha: float,
+              shift_floor: float = SESSION_SHIFT_FLOOR) -> None:
     """Fill in ``pair``'s q value, its interval widened by the session history, its note and its verdict."""
     pair.q_value = q_slower
-    if pair.history_cv is not None:
+    qs = q_slower if math.isfinite(q_slower) else 1.0
+    qf = q_faster if math.isfinite(q_faster) else 1.0
+    margin: float | None = None
+    if t.processes:
+        pair.session_noise = "processes"
+        extra = "interval from the spread between processes"
+        margin = 0.0
+        if pair.history_cv is not None:
+            # A slow spell that lasts a whole session moves all its processes alike: the spread between them
+            # cannot see it, the history can. Counting both is conservative (the history holds some of the
+            # spread between processes too).
+            t.ci_low, t.ci_high = _with_session_noise(t, pair.history_cv, pair.history_sessions)
+            pair.ci_low, pair.ci_high = t.ci_low, t.ci_high
+            extra += (f", widened by {pair.history_cv:.1%} session-to-session variation "
+                      f"({pair.history_sessions} sessions)")
+    elif pair.history_cv is not None:
         t.ci_low, t.ci_high = _with_session_noise(t, pair.history_cv, pair.history_sessions)
         pair.ci_low, pair.ci_high = t.ci_low, t.ci_high
+        pair.session_noise = "history"
         extra = (f"interval includes {pair.history_cv:.1%} session-to-session variation "
                  f"({pair.history_sessions} sessions)")
+    elif METRICS[pair.metric][1] == "samples":
+        pair.session_noise = "floor"
+        margin = max(pair.threshold, shift_floor)
+        extra = (f"one process a side and no session history: the bound must clear {margin:.1%}, a whole-session "
+                 "shift")
     else:
         extra = "no session history (< 3 earlier sessions): the bound must clear the threshold"
     pair.note = "; ".join(x for x in (pair.note, extra) if x)
-    pair.verdict = _verdict(t, q_slower if math.isfinite(q_slower) else 1.0,
-                            q_faster if math.isfinite(q_faster) else 1.0, pair.threshold, alpha,
-                            with_history=pair.history_cv is not None)
+    pair.verdict = _verdict(t, qs, qf, pair.threshold, alpha, with_history=pair.history_cv is not None,
+                            margin=margin)
+    if pair.session_noise == "floor" and pair.verdict not in ("slower", "faster"):
+        within = _verdict(t, qs, qf, pair.threshold, alpha, with_history=True, margin=0.0)
+        if within in ("slower", "faster"):
+            pair.verdict = "inconclusive"
+            pair.shift_unknown = True
+            pair.note += (f"; {within} within this session, but by less than a whole session can shift: "
+                          "measure again with policy.processes = 3 or more (or keep >= 3 sessions of history)")
 
 
-def _offload_changes(base_runs: pd.DataFrame, cand_runs: pd.DataFrame, common: list[_Key]) -> dict[_Key, str]:
-    """The configurations whose offload verdict differs between the sides (accelerator, or accelerated and total
-    nodes; harness/analysis/offload.py), each with the one-line reason."""
+def _offload_changes(base_runs: pd.DataFrame, cand_runs: pd.DataFrame,
+                     common: Sequence[tuple[_Key, _Key]]) -> list[str]:
+    """The compared configurations whose offload verdict differs between the sides (accelerator, or accelerated and
+    total nodes; harness/analysis/offload.py), each as ``configuration: offload changed: reason``."""
     from harness.analysis.offload import differs, from_column
 
     if "offload" not in base_runs.columns:
-        return {}
-    out: dict[_Key, str] = {}
-    for key in common:
-        base = [from_column(v) for v in base_runs.loc[base_runs["_key"] == key, "offload"]]
-        cand = [from_column(v) for v in cand_runs.loc[cand_runs["_key"] == key, "offload"]]
+        return []
+    out: list[str] = []
+    for bkey, ckey in common:
+        base = [from_column(v) for v in base_runs.loc[base_runs["_key"] == bkey, "offload"]]
+        cand = [from_column(v) for v in cand_runs.loc[cand_runs["_key"] == ckey, "offload"]]
         reason = next((r for b in base for c in cand for r in (differs(b, c),) if r), None)
         if reason:
-            out[key] = f"offload changed: {reason}"
+            what = _fmt_key(bkey) if bkey == ckey else f"{_fmt_key(bkey)} vs {_fmt_key(ckey)}"
+            out.append(f"{what}: offload changed: {reason}")
     return out
 
 
 def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: float = DEFAULT_ALPHA,
             min_change: float = DEFAULT_MIN_CHANGE, metrics: Sequence[str] = tuple(METRICS),
             seed: int = SEED, resamples: int = RESAMPLES, runs: pd.DataFrame | None = None,
+            shift_floor: float = SESSION_SHIFT_FLOOR, pairing: Sequence[tuple[str, str]] | None = None,
             allow_offload_change: bool = False) -> Comparison:
     """Compare two selections of the store, configuration by configuration (see the module docstring).
-    ``runs`` is ``store.runs()`` when the caller has it already. Runs whose offload verdict differs (another
-    accelerator, or another share of the model on it) are not comparable: AnalysisError names the first,
-    unless ``allow_offload_change``, when they are compared with the change in each pair's note."""
+    ``runs`` is ``store.runs()`` when the caller has it already. ``pairing``: (baseline run id, candidate run id)
+    of each pair of configurations to compare (:func:`pairing_by_runs`; ``compare --run``), instead of the
+    configurations both sides have. Runs of one configuration whose offload verdict differs (another accelerator,
+    or another share of the model on it) are not comparable: AnalysisError names the first, unless
+    ``allow_offload_change``; configurations paired on purpose (two run ids, ``pairing``) are compared with the
+    change listed."""
     _check_metrics(metrics)
     runs = _ok_runs(store.runs() if runs is None else runs)
     base_runs, cand_runs = _sides(runs, baseline, candidate)
     cand_runs, differences = _pair_by_run_id(base_runs, cand_runs, baseline, candidate)
     base_keys, cand_keys = set(base_runs["_key"]), set(cand_runs["_key"])
-    common = sorted(base_keys & cand_keys)
+    common = pairing_by_runs(runs, pairing) if pairing is not None else [(k, k) for k in sorted(base_keys & cand_keys)]
+    paired_b, paired_c = {b for b, _ in common}, {c for _, c in common}
     out = Comparison(baseline, candidate, alpha=alpha, min_change=min_change,
-                     only_baseline=[_fmt_key(k) for k in sorted(base_keys - cand_keys)],
-                     only_candidate=[_fmt_key(k) for k in sorted(cand_keys - base_keys)], differences=differences)
+                     only_baseline=[_fmt_key(k) for k in sorted(base_keys - paired_b)],
+                     only_candidate=[_fmt_key(k) for k in sorted(cand_keys - paired_c)], differences=differences)
     if not common:
         raise AnalysisError("baseline and candidate have no configuration (model, target, backend, settings) in common"
                             " (name one run on each side, by id, to compare two configurations)")
     changed = _offload_changes(base_runs, cand_runs, common)
-    # Two runs named by id across configurations: their offload may differ by design (another delegate or
-    # provider); it is listed, not refused.
-    if changed and not allow_offload_change and not differences:
-        key, reason = next(iter(changed.items()))
+    if changed and not allow_offload_change and not differences and pairing is None:
+        first = changed[0]
         more = f" (and {len(changed) - 1} more configuration{'s' if len(changed) > 2 else ''})" if len(changed) > 1 else ""
-        raise AnalysisError(f"{_fmt_key(key)}{more}: not comparable, {reason}: the accelerator ran another part of "
-                            "the model; --allow-offload-change compares them anyway")
-    inputs = _load_inputs(store, runs, base_runs, cand_runs, common, metrics)
+        raise AnalysisError(f"{first.replace(': offload changed', more + ': not comparable, offload changed', 1)}: "
+                            "the accelerator ran another part of the model; --allow-offload-change compares them anyway")
+    out.offload_changed = changed
+    inputs = _load_inputs(store, runs, base_runs, cand_runs, sorted(paired_b | paired_c), metrics)
     tests = _test_pairs(base_runs, cand_runs, common, inputs, metrics, min_change, seed, resamples)
-    out.aggregate_only = _aggregate_only(base_runs, cand_runs, common, metrics)
+    out.aggregate_only = _aggregate_only(base_runs, cand_runs, sorted(paired_b | paired_c), metrics)
     if out.aggregate_only and not tests:
         raise AnalysisError(
             f"compare: the runs in common are aggregate-only ({out.aggregate_only[0]}"
@@ -657,12 +773,8 @@ def compare(store: Store, baseline: Selection, candidate: Selection, *, alpha: f
             "a vendor runner's own summary, no samples), so no test can call one side slower; `hilbench results` "
             "shows their figures side by side")
     for (pair, t), (q_slower, q_faster) in zip(tests, _bh_adjust(tests), strict=True):
-        _conclude(pair, t, q_slower, q_faster, alpha)
-        key = (pair.model, pair.target, pair.backend, pair.settings)
-        if key in changed:
-            pair.note = "; ".join(x for x in (changed[key], pair.note) if x)
+        _conclude(pair, t, q_slower, q_faster, alpha, shift_floor)
         out.pairs.append(pair)
-    out.offload_changed = [f"{_fmt_key(k)}: {reason}" for k, reason in changed.items()]
     return out
 
 
@@ -736,6 +848,22 @@ def _fmt_differences(c: Comparison) -> list[str]:
     return lines
 
 
+def pairing_by_runs(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> list[tuple[_Key, _Key]]:
+    """The configurations (baseline's, candidate's) of each (baseline run id, candidate run id), each pair once,
+    in the order given; AnalysisError naming a run id that is not a successful run."""
+    runs = runs if "_key" in runs else _ok_runs(runs)
+    key_of = dict(zip(runs["run_id"], runs["_key"], strict=True))
+    out: list[tuple[_Key, _Key]] = []
+    for b, c in pairs:
+        for rid in (b, c):
+            if rid not in key_of:
+                raise AnalysisError(f"run {rid}: not a successful run of the store")
+        pair = (key_of[b], key_of[c])
+        if pair not in out:
+            out.append(pair)
+    return out
+
+
 def _aggregate_only(base_runs: pd.DataFrame, cand_runs: pd.DataFrame, common: list[_Key],
                     metrics: Sequence[str]) -> list[str]:
     """The configurations in common with aggregate-only runs on either side, when a sample-based metric was
@@ -796,6 +924,10 @@ def _headline(c: Comparison) -> str:
     counts = {v: sum(1 for p in c.pairs if p.verdict == v) for v in ("slower", "faster", "unchanged", "inconclusive")}
     text = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     status = f"REGRESSED: {len(reg)} of {len(c.pairs)} comparisons slower" if reg else "no regression"
+    if not reg and c.undecided:
+        status = (f"INCONCLUSIVE: {len(c.undecided)} of {len(c.pairs)} comparisons slower within their sessions by "
+                  "less than a whole session can shift; measure again with policy.processes = 3 or more, or keep a "
+                  "history of >= 3 sessions")
     return f"{status} ({text or 'nothing compared'})"
 
 
@@ -833,7 +965,8 @@ def format_comparison(c: Comparison, fmt: str = "table") -> str:
 def _junit(c: Comparison) -> str:
     """JUnit XML; every text from the store is made safe first (a control character is not valid XML 1.0)."""
     suite = ET.Element("testsuite", name="hilbench compare", tests=str(len(c.pairs)),
-                       failures=str(len(c.regressions)), errors="0", skipped="0")
+                       failures=str(len(c.regressions)), errors="0",
+                       skipped=str(len([p for p in c.undecided if not p.regressed])))
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="baseline", value=safe(c.baseline.spec, None))
     ET.SubElement(props, "property", name="candidate", value=safe(c.candidate.spec, None))
@@ -848,6 +981,8 @@ def _junit(c: Comparison) -> str:
             fail = ET.SubElement(case, "failure", message=f"{p.metric} slower by {(p.ratio - 1) * 100:.1f}%",
                                  type="regression")
             fail.text = safe(summary, None)
+        elif p in c.undecided:
+            ET.SubElement(case, "skipped", message="inconclusive: cannot be told from a whole-session shift")
         else:
             ET.SubElement(case, "system-out").text = safe(summary, None)
     ET.indent(suite)

@@ -14,7 +14,7 @@ import traceback
 from typing import Any, NoReturn
 
 from harness import __version__
-from harness.analysis.compare import METRICS
+from harness.analysis.compare import DEFAULT_RUN_PROCESSES, METRICS, SESSION_SHIFT_FLOOR
 from harness.analysis.history import HISTORY_METRICS
 from harness.cli.commands import (
     _scorer_arg,
@@ -33,9 +33,18 @@ from harness.cli.commands import (
     cmd_telemetry_parse,
     cmd_variants,
 )
-from harness.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REGRESSED, EXIT_USAGE, EXIT_USER, exit_for_signal
+from harness.cli.exits import (
+    EXIT_INCONCLUSIVE,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_REGRESSED,
+    EXIT_USAGE,
+    EXIT_USER,
+    exit_for_signal,
+)
 from harness.cli.lab_cmd import add_lab_parser
 from harness.cli.progress import LINE_LIMIT
+from harness.cli.sql_cmd import add_sql_parser
 from harness.cli.store_cmd import add_store_parser
 from harness.errors import HilbenchError
 from harness.prep.variants import COREML_VARIANT_KINDS, FOR_RUNTIMES, VARIANT_KINDS
@@ -57,10 +66,22 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     c.add_argument("--min-change", type=float, default=2.0, help="smallest slowdown that counts, in %% (default 2)")
     c.add_argument("--metric", action="append", choices=tuple(METRICS),
                    help="only these metrics (repeatable; default all that are stored)")
+    c.add_argument("--shift-floor", type=float, default=SESSION_SHIFT_FLOOR * 100,
+                   help="with one process a side and no history, a change must clear this whole-session shift, in "
+                        f"%% (default {SESSION_SHIFT_FLOOR * 100:g}; else exit status {EXIT_INCONCLUSIVE}: inconclusive)")
+    c.add_argument("--run", action="store_true",
+                   help="BASELINE and CANDIDATE are plan files: measure both now, alternately (A B A B ...) on the "
+                        "same target in one session, job i of one against job i of the other")
+    c.add_argument("--processes", type=int, help=f"with --run: agent processes a side for each job (default: the "
+                                                 f"plans' policy.processes, at least {DEFAULT_RUN_PROCESSES})")
+    c.add_argument("--target", action="append", help="with --run: measure on this target instead of the plans'")
+    c.add_argument("--targets-dir", action="append", help="with --run: folder of target files (default: ./targets)")
+    c.add_argument("--label", action="append", help="with --run: KEY=VALUE stored with every run")
+    c.add_argument("--quiet", action="store_true", help="with --run: no progress display")
     c.add_argument("--allow-offload-change", action="store_true",
                    help="compare runs whose offload verdict differs (another accelerator or share of the model)")
     store_arg(c)
-    c.set_defaults(func=cmd_compare)
+    c.set_defaults(func=cmd_compare, identity=None, known_hosts=None, accept_new_host_keys=False, no_wait=False)
 
     a = sub.add_parser("accuracy", help="top-1/top-5 and fidelity measured on the device ([models.eval])")
     a.add_argument("--session", help="only this session id (or prefix, or 'last')")
@@ -180,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def store_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--store", default=os.environ.get("HILBENCH_STORE", "results"), action=_Given,
-                        help="results folder (default: $HILBENCH_STORE, else results)")
+                        help="results folder or s3://bucket/prefix (default: $HILBENCH_STORE, else results)")
 
     def targets_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--targets-dir", action="append", help="folder of target files (default: ./targets)")
@@ -245,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.set_defaults(func=cmd_telemetry_parse)
     _analysis_parsers(sub, store_arg)
     add_store_parser(sub, store_arg)
+    add_sql_parser(sub, store_arg)
     add_lab_parser(sub)
     _debug_everywhere(p)
     return p

@@ -13,7 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.exits import EXIT_JOBS_FAILED, EXIT_OK, EXIT_REGRESSED, EXIT_USER, exit_for_signal
+from harness.cli.exits import (
+    EXIT_INCONCLUSIVE,
+    EXIT_JOBS_FAILED,
+    EXIT_OK,
+    EXIT_REGRESSED,
+    EXIT_USER,
+    exit_for_signal,
+)
 from harness.cli.progress import LINE_LIMIT, NoteHandler, make_progress
 from harness.cli.store_cmd import session_notes
 from harness.config.plan import QUICKSTART_PLAN, expand_jobs, load_plan
@@ -21,7 +28,8 @@ from harness.config.targets import Target, load_targets, parse_target_spec
 from harness.errors import AnalysisError, ConfigError, OutputError, StoreError
 from harness.run.session import run_jobs
 from harness.safetext import safe, safe_lines
-from harness.store import Store, open_store
+from harness.storage import is_store_url
+from harness.store import MARKER, Store, open_store
 from harness.text import key_values
 
 __all__ = ["cmd_run", "cmd_results", "cmd_show", "cmd_targets", "cmd_telemetry_parse", "cmd_compare", "cmd_accuracy",
@@ -48,14 +56,17 @@ def _default_targets_dirs(explicit: list[str] | None) -> list[Path]:
     return [Path(d) for d in named]
 
 
-def _store_path(args: argparse.Namespace, *, reading: bool) -> Path:
+def _store_path(args: argparse.Namespace, *, reading: bool) -> Path | str:
     """The results folder of ``--store`` (or ``$HILBENCH_STORE``), checked: never empty (that would be the current
-    folder), never a file; a reader's must exist (a writer creates it)."""
+    folder), never a file; a reader's must exist (a writer creates it). An ``s3://`` URL is returned as it is
+    (:func:`_read_store` checks that a store is there)."""
     path = args.store
     where = "--store" if getattr(args, "store_given", False) or "HILBENCH_STORE" not in os.environ \
         else "HILBENCH_STORE"
     if not str(path).strip():
         raise StoreError(f"{where} is empty: name the results folder (default: results)")
+    if is_store_url(path):
+        return str(path)
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise StoreError(f"{where} {path}: is a file, not a results folder")
@@ -67,7 +78,12 @@ def _store_path(args: argparse.Namespace, *, reading: bool) -> Path:
 
 def _read_store(args: argparse.Namespace) -> Store:
     """The store a reading command (results, show, compare, ...) opens: it must exist."""
-    return open_store(_store_path(args, reading=True))
+    path = _store_path(args, reading=True)
+    store = open_store(path)
+    if is_store_url(path) and not store.location.exists():
+        raise StoreError(f"--store {store.root}: no results are stored there (no {MARKER}; "
+                         f"`hilbench run --store URL` makes it)")
+    return store
 
 
 def _parse_labels(items: list[str]) -> dict[str, str]:
@@ -465,18 +481,34 @@ def _write_output(text: str, output: str | None, *, display: bool = False) -> No
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.analysis.compare import compare, default_selections, format_comparison, select_runs
 
-    store = _read_store(args)
-    if len(args.selection) == 1:
-        raise ConfigError("compare: give both BASELINE and CANDIDATE, or neither (the last two sessions of a plan)")
-    runs = store.runs()
-    if args.selection:
-        base, cand = select_runs(runs, args.selection[0]), select_runs(runs, args.selection[1])
+    if not math.isfinite(args.shift_floor) or not 0 <= args.shift_floor < 100:
+        raise ConfigError(f"--shift-floor {args.shift_floor:g}: must be a percentage from 0 to below 100")
+    if args.processes is not None and not args.run:
+        raise ConfigError("--processes: only with --run (a plan's own runs take policy.processes)")
+    pairing = None
+    failed = 0
+    if args.run:
+        if len(args.selection) != 2:
+            raise ConfigError("compare --run: give two plan files, PLAN_A (the baseline) and PLAN_B (the candidate)")
+        measured = _measure_interleaved(args)
+        if isinstance(measured, int):
+            return measured
+        store, base, cand, pairing, failed = measured
+        runs = store.runs()
     else:
-        base, cand = default_selections(store, runs)
+        store = _read_store(args)
+        if len(args.selection) == 1:
+            raise ConfigError("compare: give both BASELINE and CANDIDATE, or neither (the last two sessions of a plan)")
+        runs = store.runs()
+        if args.selection:
+            base, cand = select_runs(runs, args.selection[0]), select_runs(runs, args.selection[1])
+        else:
+            base, cand = default_selections(store, runs)
     from harness.analysis.compare import METRICS
 
     result = compare(store, base, cand, alpha=args.alpha, min_change=args.min_change / 100.0, runs=runs,
                      metrics=tuple(args.metric) if args.metric else tuple(METRICS),
+                     shift_floor=args.shift_floor / 100.0, pairing=pairing,
                      allow_offload_change=bool(getattr(args, "allow_offload_change", False)))
     if args.output:
         _write_output(format_comparison(result, args.format), args.output,
@@ -485,7 +517,65 @@ def cmd_compare(args: argparse.Namespace) -> int:
             _write_output(format_comparison(result, "table"), None)
     else:
         _write_output(format_comparison(result, args.format), None)
-    return EXIT_REGRESSED if result.regressions else EXIT_OK
+    if result.regressions:
+        return EXIT_REGRESSED
+    if failed:
+        sys.stderr.write(f"hilbench: {failed} job{'s' if failed != 1 else ''} of the interleaved session failed "
+                         "(`hilbench show` has their errors): only the runs that finished were compared\n")
+        return EXIT_JOBS_FAILED
+    return EXIT_INCONCLUSIVE if result.undecided else EXIT_OK
+
+
+def _measure_interleaved(args: argparse.Namespace) -> Any:
+    """``compare --run PLAN_A PLAN_B``: both plans' jobs in one session, alternately (A1 B1 A2 B2 ... for each
+    process), on the same devices. Returns (store, baseline, candidate, pairing, failed jobs), or the exit status
+    of a session that was stopped."""
+    from dataclasses import replace
+
+    from harness.analysis.compare import DEFAULT_RUN_PROCESSES, Selection
+    from harness.run.session import device_key
+
+    plans = [load_plan(Path(p)) for p in args.selection]
+    known, chosen = _resolve_targets(args)
+    sides = [expand_jobs(replace(p, policy=replace(p.policy, processes=1)), known, chosen or None) for p in plans]
+    if len(sides[0]) != len(sides[1]):
+        raise ConfigError(f"compare --run: {args.selection[0]} expands to {len(sides[0])} jobs and {args.selection[1]} "
+                          f"to {len(sides[1])}: job i of one is measured against job i of the other, so both need "
+                          "as many (same models in the same order, one target)")
+    for i, (a, b) in enumerate(zip(*sides, strict=True)):
+        if device_key(a.target) != device_key(b.target):
+            raise ConfigError(f"compare --run: job {i + 1} runs on {a.target.name} in {args.selection[0]} and on "
+                              f"{b.target.name} in {args.selection[1]}: both sides must measure on the same device")
+    n = args.processes or max(DEFAULT_RUN_PROCESSES, *(p.policy.processes for p in plans))
+    if not 2 <= n <= 100:
+        raise ConfigError(f"--processes {n}: must be 2 to 100 (the test needs the spread between processes)")
+    jobs = [replace(job, process=proc, arm=arm, policy=replace(job.policy, processes=n))
+            for proc in range(1, n + 1) for pair in zip(*sides, strict=True)
+            for job, arm in zip(pair, ("A", "B"), strict=True)]
+    _preflight(jobs)
+    store = open_store(_store_path(args, reading=False))
+    progress = make_progress(sys.stderr, quiet=args.quiet)
+    try:
+        result = run_jobs(jobs, store, plan=plans[0], labels=_parse_labels(args.label or []), progress=progress,
+                          argv=sys.argv[1:])
+    finally:
+        progress.close()
+    if result.interrupted:
+        return exit_for_signal(result.signal)
+    where = {job.key: (i % (2 * len(sides[0])) // 2, job.arm) for i, job in enumerate(jobs)}
+    ok: dict[tuple[int, str], list[str]] = {}
+    for row in result.runs:
+        if row["status"] == "ok":
+            ok.setdefault(where[row["job_key"]], []).append(row["run_id"])
+    pairing = [(ok[(i, "A")][0], ok[(i, "B")][0]) for i in range(len(sides[0])) if (i, "A") in ok and (i, "B") in ok]
+    if not pairing:
+        raise AnalysisError(f"compare --run: session {result.session_id}: no job measured on both sides "
+                            "(`hilbench show` has their errors)")
+    ids = {arm: tuple(r for (_, a), rs in ok.items() if a == arm for r in rs) for arm in ("A", "B")}
+    base, cand = (Selection(spec=spec, description=f"plan {plan.name}, side {arm} of session {result.session_id}",
+                            run_ids=ids[arm])
+                  for spec, plan, arm in zip(args.selection, plans, ("A", "B"), strict=True))
+    return store, base, cand, pairing, len(result.failed)
 
 
 def _session_run_ids(store: Any, session: str | None) -> list[str] | None:

@@ -12,6 +12,8 @@ status  name               when
 4       EXIT_INTERNAL      a bug in hilbench: one line naming the exception, ``--debug`` for its traceback
 5       EXIT_REGRESSED     the verdict a CI gate fails on: ``compare`` found a regression, ``history --fail``
                            found a regression (or a drift the worse way)
+6       EXIT_INCONCLUSIVE  ``compare``: nothing regressed, but a slowdown beyond the threshold cannot be told from
+                           a whole-session shift (one process a side, no history): measure again with more processes
 129     EXIT_HANGUP        ``run`` got SIGHUP (its terminal closed): stopped as for Ctrl-C
 130     EXIT_INTERRUPTED   Ctrl-C (SIGINT): what finished is stored, the session is marked interrupted
 143     EXIT_TERMINATED    ``run`` got SIGTERM (``timeout``, a CI runner, systemd): stopped as for Ctrl-C
@@ -25,7 +27,7 @@ signal killed.
 
 from __future__ import annotations
 
-__all__ = ["EXIT_OK", "EXIT_USER", "EXIT_REGRESSED", "EXIT_USAGE", "EXIT_JOBS_FAILED", "EXIT_INTERNAL",
+__all__ = ["EXIT_OK", "EXIT_USER", "EXIT_REGRESSED", "EXIT_INCONCLUSIVE", "EXIT_USAGE", "EXIT_JOBS_FAILED", "EXIT_INTERNAL",
            "EXIT_INTERRUPTED", "EXIT_HANGUP", "EXIT_TERMINATED", "EXIT_STATUSES", "exit_for_signal"]
 
 EXIT_OK = 0
@@ -34,6 +36,7 @@ EXIT_USAGE = 2
 EXIT_JOBS_FAILED = 3
 EXIT_INTERNAL = 4
 EXIT_REGRESSED = 5
+EXIT_INCONCLUSIVE = 6
 EXIT_HANGUP = 129  # 128 + SIGHUP
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -46,6 +49,7 @@ EXIT_STATUSES = {
     EXIT_JOBS_FAILED: "some jobs failed (stored)",
     EXIT_INTERNAL: "internal error (a bug): rerun with --debug for the traceback",
     EXIT_REGRESSED: "a regression found (compare; history --fail)",
+    EXIT_INCONCLUSIVE: "compare: a possible slowdown that cannot be told from a whole-session shift (measure again)",
     EXIT_HANGUP: "stopped by SIGHUP (as for Ctrl-C)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
     EXIT_TERMINATED: "stopped by SIGTERM (as for Ctrl-C)",

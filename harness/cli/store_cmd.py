@@ -40,10 +40,11 @@ def cmd_store_check(args: argparse.Namespace) -> int:
 
     store = open_checked(args.store)
     findings = check_store(store)
-    root = store.root
+    root = store.root  # what messages show (an object store's URL, credentials masked)
+    keys = store.location.key_root  # what the findings' paths are under
     out = sys.stdout
     for f in findings:
-        where = f.path.relative_to(root) if f.path.is_relative_to(root) else f.path
+        where = f.path.relative_to(keys) if f.path.is_relative_to(keys) else f.path
         out.write(safe(f"{f.kind:15} {where}: {f.detail}", LINE_LIMIT) + "\n")
     problems = [f for f in findings if f.problem]
     if not problems:
@@ -51,7 +52,7 @@ def cmd_store_check(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.repair:
         out.write(f"store {root}: {len(problems)} problem{'s' if len(problems) != 1 else ''} found; "
-                  f"`hilbench store check --repair --store {root}` moves them into {root / 'quarantine'} "
+                  f"`hilbench store check --repair --store {root}` moves them into {root}/quarantine "
                   "(nothing is deleted)\n")
         return EXIT_USER
     for line in repair_store(store, problems):

@@ -12,7 +12,7 @@ import fnmatch
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,9 @@ class Policy:
     #: how long a job waits for the device's lock while another run measures there (s; 0 = fail at once);
     #: None = as long as ``timeout_s``. The job's timeout starts once the lock is held.
     lock_wait_s: float | None = None
+    #: fresh agent processes per configuration in one session, interleaved across configurations (A1 B1 A2 B2 ...):
+    #: the spread between them is the noise a re-run sees (docs/analysis.md); not sent to the agent
+    processes: int = 1
     #: fail a run the accelerator did not run whole (harness/analysis/offload.py); a backend's own
     #: ``require_offload`` setting overrides it
     require_offload: bool = False
@@ -110,11 +113,15 @@ class Job:
     backend: str
     settings: dict[str, Any]
     policy: Policy
+    #: which of the configuration's ``policy.processes`` agent processes this job is (1-based; 0 when one)
+    process: int = 0
+    #: ``compare --run``: the side ("A" baseline, "B" candidate) this job measures; "" otherwise
+    arm: str = ""
 
     @property
     def key(self) -> str:
         """Stable identity of the job's configuration (used by ``--resume``)."""
-        ident = {
+        ident: dict[str, Any] = {
             "plan": self.plan,
             "model": self.model.name,
             "sha256": self.model.sha256,
@@ -124,6 +131,11 @@ class Job:
             # How long a job may wait for the device is not part of what it measures.
             "policy": {k: v for k, v in self.policy.to_dict().items() if k != "lock_wait_s"},
         }
+        # Only when set, so job keys (--resume) of one-process plans stay as they were.
+        if self.process:
+            ident["process"] = self.process
+        if self.arm:
+            ident["arm"] = self.arm
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -158,6 +170,8 @@ MAX_LOOP_COUNT = MAX_PHASE_SAMPLES
 TIMED_MAX_COUNT = 1_000_000
 #: The agent's cap on a stable warm-up's iterations when warmup.max_count is not given (hilbench_agent.main).
 STABLE_WARMUP_MAX_COUNT = 1000
+#: The most agent processes per configuration a plan may ask for (policy.processes).
+MAX_PROCESSES = 100
 #: Telemetry faster than this reads sysfs more often than sensors update (and costs the device CPU time).
 MAX_TELEMETRY_HZ = 1000.0
 #: A paced (rate_hz) run faster than this has frames shorter than the agent's own loop can keep.
@@ -290,6 +304,7 @@ def _policy(r: TableReader) -> Policy:
         percentiles=tuple(percentiles),
         phase_timeouts=_phase_timeouts(r),
         lock_wait_s=_lock_wait_s(r),
+        processes=int(r.number("processes", 1, integer=True, least=1, most=MAX_PROCESSES)),
         require_offload=r.get("require_offload", bool, False),
         **thermal,
     )
@@ -745,7 +760,15 @@ def expand_jobs(plan: Plan, targets: dict[str, Target], only_targets: list[Targe
         raise ConfigError(f"{plan.path}: the plan expands to no jobs (check backends, model formats and exclude rules)")
     _check_models_backends_refuse(plan, jobs)
     _check_edgetpu(plan, jobs)
-    return jobs
+    return interleave(jobs, plan.policy.processes)
+
+
+def interleave(jobs: list[Job], processes: int) -> list[Job]:
+    """Each job as ``processes`` jobs, one per agent process, round robin across the configurations (A1 B1 C1 A2 B2
+    C2 ...): a slow spell of the device then touches every configuration alike instead of one. One process: as is."""
+    if processes <= 1:
+        return jobs
+    return [replace(job, process=p) for p in range(1, processes + 1) for job in jobs]
 
 
 def _check_edgetpu(plan: Plan, jobs: list[Job]) -> None:

@@ -375,7 +375,7 @@ class JobRun:
             "device": hello or None,
             "host": host_facts(),
             "target_facts": job.target.public_dict(),
-            "labels": labels,
+            "labels": {**labels, "ab": job.arm} if job.arm else labels,
             "load_ns": res.get("load_ns"),
             "first_ns": res.get("first_ns"),
             "warmup_count": warm.get("count"),
@@ -404,6 +404,8 @@ class JobRun:
             "reconnects": self.reconnects,
             "lab": transport.lab_record() if transport is not None else None,
             "offload": self._offload(res),
+            "process": job.process or None,
+            "processes": job.policy.processes if job.process else None,
             **usage_columns(res, failed=status != "ok"),
         }
 

@@ -40,6 +40,7 @@ from harness.config.plan import Job, Plan
 from harness.config.targets import Target
 from harness.errors import ConfigError, HilbenchError, ProtocolError, StoreError, TransportError
 from harness.run.jobrun import JobRun, Progress, host_facts, now_utc, take_line
+from harness.storage import mask_argv
 from harness.store import Store, new_id
 from harness.transport import LineTimeout, Transport, make_transport, transport_class
 
@@ -349,7 +350,7 @@ class Runner:
             run.device_facts = self._facts.get(id(transport))
         row = run.rows(session_id=self.session_id, labels=self.labels, started=started, transport=transport,
                        stderr_tail=stderr_tail)
-        written: list[Path] = []
+        written: list[Path | str] = []
         try:
             samples = run.samples.table(run.run_id, run.first if row["status"] == "ok" else None)
             if samples is not None:
@@ -374,14 +375,13 @@ class Runner:
         self.progress.job_finished(run.job, row)
         return row
 
-    def _store_refused(self, run: JobRun, exc: StoreError, written: list[Path], started: dt.datetime,
+    def _store_refused(self, run: JobRun, exc: StoreError, written: list[Path | str], started: dt.datetime,
                        transport: Transport | None, stderr_tail: str) -> dict[str, Any] | None:
         """The store refused a write of ``run``: its files written so far go (a samples file without its runs
         row would be an orphan), the run stops, and the job is stored as a ``store`` error when the store still
         takes its small runs row. Returns that row, or None when nothing of the job could be kept."""
         for path in written:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            self.store.discard(path)
         with self._lock:
             first = self.store_error is None
             if first:
@@ -748,7 +748,7 @@ def _run_session(jobs: list[Job], store: Store, *, plan: Plan | None, labels: di
         "labels": labels,
         "hilbench_version": __version__,
         "host": host_facts(),
-        "argv": argv if argv is not None else sys.argv[1:],
+        "argv": mask_argv(argv if argv is not None else sys.argv[1:]),  # no credential of an s3:// URL
         "jobs": len(jobs),
         "status": "running",
     }
@@ -866,8 +866,10 @@ def _store_stopped(store: Store, session_row: dict[str, Any], result: SessionRes
         f" and {errors} stored as errors" if errors else "")
     lost = f"; lost the results of {', '.join(runner.lost)}" if runner.lost else ""
     return (f"{store.root}: the results store stopped taking writes during the run ({runner.store_error}): {kept}"
-            f"{lost}; {not_run} job{'s' if not_run != 1 else ''} not run; {closed}; make room (or fix the "
-            "folder's permissions), then `hilbench run --resume` runs what is missing")
+            f"{lost}; {not_run} job{'s' if not_run != 1 else ''} not run; {closed}; "
+            + ("when the endpoint takes writes again, " if store.location.remote
+               else "make room (or fix the folder's permissions), then ")
+            + "`hilbench run --resume` runs what is missing")
 
 
 class _StopHandler:
