@@ -146,25 +146,8 @@ class LocalFolder:
 
     def put_parquet(self, rel: str, arrow: pa.Table) -> Path:
         """Write ``arrow`` as ``rel`` atomically; StoreError (nothing of it written) when the folder refuses."""
-        path = self.root / rel
-        tmp = None
-        try:
-            fd, tmp = _temp_for(path)
-            try:  # held (flock) until renamed: `store check` never takes a file being written for a stale one
-                pq.write_table(arrow, tmp, compression="zstd", write_page_checksum=True)
-                _fsync(tmp)  # the data is on disk before its name is: a crash leaves the old state or the new
-                os.replace(tmp, path)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            if tmp is not None:
-                _unlink_quiet(tmp)
-            raise StoreError(_write_failure(path, exc)) from exc
-        except BaseException:
-            if tmp is not None:
-                _unlink_quiet(tmp)
-            raise
-        return path
+        return self.put_with(rel, lambda tmp: pq.write_table(arrow, tmp, compression="zstd",
+                                                              write_page_checksum=True))
 
     def put_with(self, rel: str, write: Any) -> Path:
         """Write ``rel`` atomically with ``write(sink)`` (a Parquet writer streaming into a temporary file, held
@@ -173,9 +156,9 @@ class LocalFolder:
         tmp = None
         try:
             fd, tmp = _temp_for(path)
-            try:
+            try:  # held (flock) until renamed: `store check` never takes a file being written for a stale one
                 write(tmp)
-                _fsync(tmp)
+                _fsync(tmp)  # the data is on disk before its name is: a crash leaves the old state or the new
                 os.replace(tmp, path)
             finally:
                 os.close(fd)
