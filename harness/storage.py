@@ -376,16 +376,8 @@ class ObjectStore:
 
     def put_parquet(self, rel: str, arrow: pa.Table) -> str:
         """Write ``arrow`` as ``rel``: encoded in memory, then uploaded; the object appears whole or not at all."""
-        buf = pa.BufferOutputStream()
-        pq.write_table(arrow, buf, compression="zstd", write_page_checksum=True)
-        key = self._key(rel)
-        try:
-            self._upload(key, buf.getvalue())
-        except (pa.ArrowException, OSError) as exc:
-            raise StoreError(f"{self.root}: cannot write {rel} ({self._why(exc)}); nothing of it was written, "
-                             "and every file stored before is kept") from exc
-        self._listed.pop(key, None)
-        return key
+        return self.put_with(rel, lambda sink: pq.write_table(arrow, sink, compression="zstd",
+                                                               write_page_checksum=True))
 
     def put_with(self, rel: str, write: Any) -> str:
         """Write ``rel`` with ``write(sink)`` into memory, then upload it: the object appears whole or not at all."""
