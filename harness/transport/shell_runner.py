@@ -132,7 +132,6 @@ class ShellTelemetry(_Poller):
         self.emit = emit
         self.interval_s = max(0.5, interval_s)
         super().__init__("hilbench-shell-telemetry")
-        self.errors = 0
 
     def read_once(self) -> list[dict[str, Any]]:
         """One snapshot (thermal zones, cpufreq clusters), stamped when the read began."""
@@ -143,13 +142,6 @@ class ShellTelemetry(_Poller):
         for r in readings:
             r["t_ns"] = t_ns
         return readings
-
-    def _read(self) -> list[dict[str, Any]]:
-        try:
-            return self.read_once()
-        except TransportError:
-            self.errors += 1
-            return []
 
 
 class ShellRunnerProcess(RunnerProcess):

@@ -419,6 +419,7 @@ class _Poller:
     join_s = 20.0
 
     def __init__(self, name: str) -> None:
+        self.errors = 0
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True, name=name)
 
@@ -427,8 +428,13 @@ class _Poller:
         raise NotImplementedError
 
     def _read(self) -> list[dict[str, Any]]:
-        """:meth:`read_once` for the thread."""
-        return self.read_once()
+        """:meth:`read_once` for the thread: a device read that fails (TransportError) is counted in ``errors``
+        and skipped."""
+        try:
+            return self.read_once()
+        except TransportError:
+            self.errors += 1
+            return []
 
     def _loop(self) -> None:
         """The thread: read, hand on, wait, until stopped."""
@@ -462,7 +468,6 @@ class PhoneTelemetry(_Poller):
         self.interval_s = max(0.5, interval_s)
         super().__init__("hilbench-phone-telemetry")
         self.charging: bool | None = None
-        self.errors = 0
         adb = getattr(getattr(transport, "target", None), "adb", None)
         self.unit_setting = str(getattr(adb, "battery_current_unit", "auto") or "auto")
         self.sign_setting = str(getattr(adb, "battery_current_sign", "auto") or "auto")
@@ -506,14 +511,6 @@ class PhoneTelemetry(_Poller):
         if not have_power and self.power_reason is None:
             self.power_reason = ("the phone reports no battery current or voltage (no CURRENT_NOW/VOLTAGE_NOW in "
                                  "/sys/class/power_supply/battery/uevent)")
-
-    def _read(self) -> list[dict[str, Any]]:
-        """:meth:`read_once` for the thread: a failed read is counted and skipped."""
-        try:
-            return self.read_once()
-        except TransportError:
-            self.errors += 1
-            return []
 
 
 class HostMeter(_Poller):
