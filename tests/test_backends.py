@@ -140,20 +140,23 @@ def test_inputs_from_a_file_and_wrong_shapes(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend, settings, model, needle", [
-    ("onnxruntime", 'providers = ["TensorrtExecutionProvider"]', "digits_cnn_fp32.onnx", "not available on this device"),
+    ("onnxruntime", 'providers = ["TensorrtExecutionProvider"]', "digits_cnn_fp32.onnx", "install the onnxruntime build"),
     # A model not compiled for the Edge TPU takes its delegate only with allow_cpu_fallback (else the host refuses
     # the plan: tests/test_edgetpu.py); the missing library is then the device's one-line error naming the package.
     ("litert", 'delegate = "/nonexistent/libedgetpu.so.1"\nallow_cpu_fallback = true', "digits_cnn_int8.tflite",
      "install libedgetpu1-std"),
     ("tensorrt", "fp16 = true", "digits_cnn_fp32.onnx", "not available on this device"),
-    ("coreml", 'compute_units = "ALL"', "digits_cnn_fp32.onnx", "macOS"),
+    ("coreml", 'compute_units = "ALL"', "digits_cnn_fp32.onnx", "no jobs"),
 ])
-def test_unavailable_backends_are_backend_errors(tmp_path, backend, settings, model, needle):
+def test_unavailable_backends_are_backend_errors(tmp_path, capsys, backend, settings, model, needle):
     plan = small_plan(tmp_path, model_block(MODELS / model, f'backends = ["{backend}"]\n'),
                       f"[backends.{backend}]\n{settings}\n")
     if backend == "coreml":
-        # a .onnx file is not a Core ML model: refused on the host before anything runs
+        # a .onnx file is not a Core ML model: no job, refused on the host before anything runs, in one line
         assert main(["run", str(plan), "--store", str(tmp_path / "res"), "--quiet"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "expands to no jobs" in err and "model formats" in err, err
+        assert not (tmp_path / "res").exists()
         return
     assert main(["run", str(plan), "--store", str(tmp_path / "res"), "--quiet"]) == 3
     run = open_store(tmp_path / "res").runs().iloc[0]

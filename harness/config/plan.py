@@ -818,5 +818,5 @@ def _check_models_backends_refuse(plan: Plan, jobs: list[Job]) -> None:
             raise ConfigError(
                 f"{plan.path}: model {job.model.name!r} ({path.name}) has asymmetric INT8 quantization ({len(bad)} "
                 f"Q/DQ node(s) with a zero point other than 0, e.g. {bad[0]!r}), which TensorRT refuses: quantize it "
-                "symmetrically (onnxruntime quantize_static with extra_options={'ActivationSymmetric': True}), or "
+                "symmetrically (`hilbench variants MODEL.onnx --calibration DATA.npz --for tensorrt`), or "
                 "leave tensorrt out for it (backends = [...] in its [[models]] table)")

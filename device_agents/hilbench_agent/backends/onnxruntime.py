@@ -106,7 +106,9 @@ class OnnxRuntimeBackend(Backend):
         available = ort.get_available_providers()
         missing = [p for p in providers if p not in available]
         if missing:
-            raise AgentError("backend", "execution provider %s is not available on this device (available: %s)"
+            raise AgentError("backend", "execution provider %s is not available on this device (available: %s): "
+                             "install the onnxruntime build that has it (e.g. onnxruntime-gpu for CUDA and TensorRT, "
+                             "NVIDIA's JetPack wheel on a Jetson) or leave it out of providers"
                              % (", ".join(missing), ", ".join(available)))
         provider_options = settings.get("provider_options")
         if provider_options is not None and len(provider_options) != len(providers):

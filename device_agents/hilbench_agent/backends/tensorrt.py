@@ -527,7 +527,7 @@ def _parse_error(model_path, errors):
     low = text.lower()
     if "zero point" in low or "zero_point" in low or "symmetric" in low:
         return ("%s has asymmetric INT8 quantization (a Q/DQ zero point is not 0), which TensorRT refuses: quantize it "
-                "symmetrically (onnxruntime quantize_static with extra_options={'ActivationSymmetric': True}) and "
+                "symmetrically on the host (`hilbench variants MODEL.onnx --calibration DATA.npz --for tensorrt`) and "
                 "run again (TensorRT: %s)" % (os.path.basename(model_path), text))
     return "TensorRT cannot parse %s: %s" % (os.path.basename(model_path), text)
 
@@ -568,8 +568,8 @@ def _check_symmetric_onnx(model_path):
         return  # onnx cannot read it: TensorRT's parser says why
     if bad:
         raise AgentError("model", "%s has asymmetric INT8 quantization (%d Q/DQ node(s) with a zero point other than "
-                         "0, e.g. %r), which TensorRT refuses: quantize it symmetrically (onnxruntime quantize_static "
-                         "with extra_options={'ActivationSymmetric': True}) and run again"
+                         "0, e.g. %r), which TensorRT refuses: quantize it symmetrically on the host "
+                         "(`hilbench variants MODEL.onnx --calibration DATA.npz --for tensorrt`) and run again"
                          % (os.path.basename(model_path), len(bad), bad[0]))
 
 
