@@ -316,6 +316,23 @@ def _blocks(latency_ns: npt.NDArray[np.float64], size: int) -> npt.NDArray[np.fl
     return latency_ns[:n].reshape(-1, size)
 
 
+def _resampled_medians(x: npt.NDArray[np.float64], idx: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """``np.median(x[idx], axis=-1)`` to the bit (``idx``: one resample of ``x``'s positions a row), without a
+    partition of every row: the values ordered by rank are a monotone map of the ranks, so a row's middle values
+    are those of its middle ranks, which one count of the ranks of all rows (bincount, cumsum) finds. The same
+    mean of the two middle values as numpy's where the row length is even; ~2x faster than the partition."""
+    resamples, n = idx.shape
+    order = np.argsort(x, kind="stable")
+    rank = np.empty(n, dtype=np.intp)
+    rank[order] = np.arange(n)
+    offsets = np.arange(resamples) * n
+    cum = np.bincount((rank[idx] + offsets[:, None]).ravel(), minlength=resamples * n).cumsum()
+    lo = np.searchsorted(cum, offsets + (n - 1) // 2, side="right") - offsets
+    hi = np.searchsorted(cum, offsets + n // 2, side="right") - offsets
+    ordered = x[order]
+    return np.asarray((ordered[lo] + ordered[hi]) / 2, dtype=np.float64)
+
+
 def _bootstrap_ratio(base: npt.NDArray[np.float64], cand: npt.NDArray[np.float64], seed: int,
                      resamples: int = RESAMPLES) -> tuple[float, float]:
     """Percentile CI of median(cand) / median(base), each side resampled independently (with the block
@@ -324,11 +341,12 @@ def _bootstrap_ratio(base: npt.NDArray[np.float64], cand: npt.NDArray[np.float64
 
     The same computation as ``scipy.stats.bootstrap((base, cand), ..., method="percentile", vectorized=True,
     rng=np.random.default_rng(seed))``, to the bit (the same index matrices from the same generator, the same
-    medians and percentiles), without scipy's per-call overhead."""
+    medians and percentiles), without scipy's per-call overhead and with a faster median
+    (:func:`_resampled_medians`)."""
     rng = np.random.default_rng(seed)
     b_idx = rng.integers(0, base.size, (resamples, base.size))
     c_idx = rng.integers(0, cand.size, (resamples, cand.size))
-    theta = np.median(cand[c_idx], axis=-1) / np.median(base[b_idx], axis=-1)
+    theta = _resampled_medians(cand, c_idx) / _resampled_medians(base, b_idx)
     alpha = (1 - CONFIDENCE) / 2
     return float(np.percentile(theta, alpha * 100)), float(np.percentile(theta, (1 - alpha) * 100))
 
@@ -560,11 +578,27 @@ def _latency_inputs(store: Store, runs: pd.DataFrame, base_runs: pd.DataFrame, c
     past = runs[runs["_key"].isin(set(common)) & (runs["started_at"] <= base_time)
                 & ~runs["run_id"].isin(set(cand_runs["run_id"]))]
     recent = past.groupby("session_id")["started_at"].max().sort_values().index[-HISTORY_SESSIONS:]
-    summary = store.summary(past.loc[past["session_id"].isin(set(recent)), "run_id"]).set_index("run_id")
+    summary = _history_summaries(store, past[past["session_id"].isin(set(recent))])
     history = {"p50": summary["p50_ns"].dropna(), "p99": summary["p99_ns"].dropna()}
     wanted_ids = set(base_runs["run_id"]) | set(cand_runs["run_id"])
     latencies = store.timed_latencies(wanted_ids)  # those runs' files (or row groups) only, as Arrow
     return history, latencies
+
+
+def _history_summaries(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
+    """p50_ns and p99_ns of ``runs`` by run id, as :meth:`Store.summary` gives them: from the stored summaries
+    (schema v2), and through :meth:`Store.summary` only for the runs that have none or are aggregate-only (a
+    vendor runner's own figures), so the history costs a read of the summaries table, not of every run."""
+    columns = ["p50_ns", "p99_ns"]
+    stored = store.stored_summaries(set(runs["run_id"]))
+    agg = runs["aggregate_only"].eq(True) if "aggregate_only" in runs else pd.Series(False, index=runs.index)
+    rest = set(runs.loc[agg | ~runs["run_id"].isin(stored.index), "run_id"])
+    stored = stored.loc[stored.index.difference(sorted(rest))]
+    stored = stored.loc[stored["count"] > 0, columns]  # a run without samples has no statistics
+    if not rest:
+        return stored
+    computed = store.summary(rest).set_index("run_id")[columns]
+    return pd.concat([stored, computed]) if not stored.empty else computed
 
 
 def _energy(store: Store, runs: pd.DataFrame, run_ids: set[str]) -> pd.Series:
