@@ -381,3 +381,4 @@ def test_history_is_read_once_with_the_same_figures(tmp_path):
         expected = {k: _history_cv_per_pair(g, values, before, exclude) for k, g in runs.groupby("_key")}
         assert cvs == {k: v for k, v in expected.items() if v is not None}, metric
         assert len(cvs) == 4 and all(n >= 3 for _, n in cvs.values())
+        assert _history_cvs(runs, values, runs["started_at"].min() - dt.timedelta(days=1), exclude) == {}

@@ -518,8 +518,10 @@ def _history_cvs(runs: pd.DataFrame, values: pd.Series, before: pd.Timestamp,
     the runs in ``exclude`` left out. The sessions' medians of every configuration are taken in one groupby; each
     configuration's CV is then ``std(ddof=1) / mean`` of its medians (in session order)."""
     same = runs[(runs["started_at"] <= before) & ~runs["run_id"].isin(exclude) & runs["run_id"].isin(values.index)]
+    if same.empty:
+        return {}
     codes, keys = pd.factorize(same["_key"])
-    per_session = (same.assign(m=same["run_id"].map(values), _code=codes)
+    per_session = (same.assign(m=same["run_id"].map(values).astype("float64"), _code=codes)
                    .groupby(["_code", "session_id"])["m"].median())
     out: dict[_Key, tuple[float, int]] = {}
     for code, medians in per_session.groupby(level="_code", sort=False):
