@@ -51,6 +51,7 @@ what differs (:func:`run_differences`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -316,21 +317,38 @@ def _blocks(latency_ns: npt.NDArray[np.float64], size: int) -> npt.NDArray[np.fl
     return latency_ns[:n].reshape(-1, size)
 
 
-def _resampled_medians(x: npt.NDArray[np.float64], idx: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-    """``np.median(x[idx], axis=-1)`` to the bit (``idx``: one resample of ``x``'s positions a row), without a
-    partition of every row: the values ordered by rank are a monotone map of the ranks, so a row's middle values
-    are those of its middle ranks, which one count of the ranks of all rows (bincount, cumsum) finds. The same
-    mean of the two middle values as numpy's where the row length is even; ~2x faster than the partition."""
-    resamples, n = idx.shape
+def _resampled_medians(x: npt.NDArray[np.float64], counts: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.float64]:
+    """The median of each resample of ``x``, ``counts[r, i]`` being how often resample ``r`` drew ``x[i]``: to the bit
+    ``np.median(x[idx], axis=-1)`` of the index matrix those counts come from, without a partition of every row. In
+    ``x``'s order the counts' running total says which values are a row's middle ones (one cumsum over all rows, the
+    running total at the end of row ``r`` being ``(r + 1) * n``); the two middle values' mean, as numpy's, where ``n``
+    is even."""
+    resamples, n = counts.shape
     order = np.argsort(x, kind="stable")
-    rank = np.empty(n, dtype=np.intp)
-    rank[order] = np.arange(n)
-    offsets = np.arange(resamples) * n
-    cum = np.bincount((rank[idx] + offsets[:, None]).ravel(), minlength=resamples * n).cumsum()
+    cum = counts[:, order].ravel().cumsum(dtype=counts.dtype)
+    offsets = np.arange(resamples, dtype=counts.dtype) * n
     lo = np.searchsorted(cum, offsets + (n - 1) // 2, side="right") - offsets
     hi = np.searchsorted(cum, offsets + n // 2, side="right") - offsets
     ordered = x[order]
     return np.asarray((ordered[lo] + ordered[hi]) / 2, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=4)
+def _resample_counts(seed: int, resamples: int, n_base: int, n_cand: int) -> tuple[npt.NDArray[np.integer[Any]], ...]:
+    """The bootstrap's resamples of each side as counts (row ``r``, column ``i``: how often resample ``r`` drew item
+    ``i``), from the index matrices scipy draws (``rng.integers(0, n, (resamples, n))`` for each side in turn, from a
+    generator seeded afresh). The same for every test of the same sizes and seed, so made once for all (read-only; a
+    few recent sizes kept: a comparison cycles through its metrics' block counts)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in (n_base, n_cand):
+        idx = rng.integers(0, n, (resamples, n))
+        idx += (np.arange(resamples) * n)[:, None]
+        dtype = np.int32 if resamples * n < 2**31 else np.int64
+        counts = np.bincount(idx.ravel(), minlength=resamples * n).astype(dtype).reshape(resamples, n)
+        counts.flags.writeable = False
+        out.append(counts)
+    return tuple(out)
 
 
 def _bootstrap_ratio(base: npt.NDArray[np.float64], cand: npt.NDArray[np.float64], seed: int,
@@ -343,10 +361,8 @@ def _bootstrap_ratio(base: npt.NDArray[np.float64], cand: npt.NDArray[np.float64
     rng=np.random.default_rng(seed))``, to the bit (the same index matrices from the same generator, the same
     medians and percentiles), without scipy's per-call overhead and with a faster median
     (:func:`_resampled_medians`)."""
-    rng = np.random.default_rng(seed)
-    b_idx = rng.integers(0, base.size, (resamples, base.size))
-    c_idx = rng.integers(0, cand.size, (resamples, cand.size))
-    theta = _resampled_medians(cand, c_idx) / _resampled_medians(base, b_idx)
+    b_counts, c_counts = _resample_counts(seed, resamples, base.size, cand.size)
+    theta = _resampled_medians(cand, c_counts) / _resampled_medians(base, b_counts)
     alpha = (1 - CONFIDENCE) / 2
     return float(np.percentile(theta, alpha * 100)), float(np.percentile(theta, (1 - alpha) * 100))
 
@@ -629,9 +645,8 @@ def _load_inputs(store: Store, runs: pd.DataFrame, base_runs: pd.DataFrame, cand
 
 def _marks(b: pd.DataFrame, c: pd.DataFrame) -> str:
     """The marks of one configuration's runs: "emulated" and/or "stand-in" when any run on either side was."""
-    both = pd.concat([b, c])
     return ", ".join(name for name, col in (("emulated", "emulated"), ("stand-in", "stand_in"))
-                     if col in both and both[col].fillna(False).astype(bool).any())
+                     if any(col in side and side[col].fillna(False).astype(bool).any() for side in (b, c)))
 
 
 def _threshold(inputs: _Inputs, key: _Key, metric: str, min_change: float) -> tuple[float, float | None, int]:
