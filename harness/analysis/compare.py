@@ -340,12 +340,13 @@ def _resample_counts(seed: int, resamples: int, n_base: int, n_cand: int) -> tup
     generator seeded afresh). The same for every test of the same sizes and seed, so made once for all (read-only; a
     few recent sizes kept: a comparison cycles through its metrics' block counts)."""
     rng = np.random.default_rng(seed)
-    out = []
+    out: list[npt.NDArray[np.integer[Any]]] = []
     for n in (n_base, n_cand):
         idx = rng.integers(0, n, (resamples, n))
         idx += (np.arange(resamples) * n)[:, None]
         dtype = np.int32 if resamples * n < 2**31 else np.int64
-        counts = np.bincount(idx.ravel(), minlength=resamples * n).astype(dtype).reshape(resamples, n)
+        counts: npt.NDArray[np.integer[Any]] = np.bincount(idx.ravel(), minlength=resamples * n).astype(dtype)
+        counts = counts.reshape(resamples, n)
         counts.flags.writeable = False
         out.append(counts)
     return tuple(out)
