@@ -325,7 +325,7 @@ def _resampled_medians(x: npt.NDArray[np.float64], counts: npt.NDArray[np.intege
     is even."""
     resamples, n = counts.shape
     order = np.argsort(x, kind="stable")
-    cum = counts[:, order].ravel().cumsum(dtype=counts.dtype)
+    cum = np.take(counts, order, axis=1).ravel().cumsum(dtype=counts.dtype)  # take: C order, ravel copies nothing
     offsets = np.arange(resamples, dtype=counts.dtype) * n
     lo = np.searchsorted(cum, offsets + (n - 1) // 2, side="right") - offsets
     hi = np.searchsorted(cum, offsets + n // 2, side="right") - offsets
