@@ -708,6 +708,12 @@ class Store:
                                 f"written before schema v2): `hilbench store migrate --store {self.root}` stores "
                                 "them once, and every reader is faster after", None))
 
+    def stored_summaries(self, run_ids: Iterable[str]) -> pd.DataFrame:
+        """The stored summaries (:data:`SUMMARY_FIELDS`, indexed by run id) of the committed runs among ``run_ids``
+        that have one: the summaries table alone, no samples; count 0 where a run stored no samples. Runs without
+        one (a store not yet migrated) are absent: :meth:`summary` computes theirs."""
+        return self._stored_summaries(set(run_ids))
+
     def _stored_summaries(self, wanted: set[str]) -> pd.DataFrame:
         """The stored summaries of the committed runs in ``wanted`` (one row per run, indexed by run id;
         runs without one are absent)."""

@@ -308,3 +308,78 @@ def test_end_to_end_two_real_sessions(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", "--store", store_dir]) == 1
     assert "no configuration" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the fast paths, against the plain ones
+
+
+@pytest.mark.slow
+def test_resampled_medians_and_the_bootstrap_are_numpys_and_scipys_to_the_bit():
+    """The rank-count median is np.median of each resample (odd, even, ties, one value), and the numpy percentile
+    bootstrap gives scipy.stats.bootstrap's interval exactly: the same draws, the same figures."""
+    from scipy import stats as sps
+
+    from harness.analysis.compare import CONFIDENCE, _bootstrap_ratio, _resampled_medians
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 8, 51, 400):
+        for ties in (False, True):
+            x = rng.lognormal(size=n) * 1e6
+            x = np.round(x / 4e5) * 4e5 if ties else x
+            idx = rng.integers(0, n, (300, n))
+            counts = np.stack([np.bincount(row, minlength=n) for row in idx])
+            assert np.array_equal(_resampled_medians(x, counts), np.median(x[idx], axis=-1)), (n, ties)
+    for nb, nc, seed in ((5, 5, 1), (40, 37, 2), (400, 400, 3)):
+        b, c = rng.lognormal(size=nb), rng.lognormal(size=nc) * 1.02
+        ref = sps.bootstrap((b, c), lambda x, y, axis: np.median(y, axis=axis) / np.median(x, axis=axis),
+                            confidence_level=CONFIDENCE, n_resamples=500, method="percentile", vectorized=True,
+                            rng=np.random.default_rng(seed)).confidence_interval
+        assert _bootstrap_ratio(b, c, seed, 500) == (float(ref.low), float(ref.high))
+
+
+def _history_cv_per_pair(same, values, before, exclude):
+    """compare's session-to-session CV as it was computed per pair (the reference for the one-groupby version)."""
+    same = same[(same["started_at"] <= before) & ~same["run_id"].isin(exclude) & same["run_id"].isin(values.index)]
+    if same["session_id"].nunique() < 3:
+        return None
+    per_session = same.assign(m=same["run_id"].map(values)).groupby("session_id")["m"].median()
+    mean = float(per_session.mean())
+    return (float(per_session.std(ddof=1) / mean), len(per_session)) if mean > 0 else None
+
+
+@pytest.mark.slow
+def test_history_is_read_once_with_the_same_figures(tmp_path):
+    """The session-to-session CVs of every configuration in one groupby equal the per-pair computation, figure for
+    figure; the history's p50/p99 read from the stored summaries equal Store.summary()'s, a run without a stored
+    summary (an older store) included."""
+    from harness.analysis.compare import _history_cvs, _history_summaries, _ok_runs
+
+    b = StoreBuilder(tmp_path / "res")
+    rng = np.random.default_rng(3)
+    for day in range(6):
+        for model in ("a", "c"):
+            for target in ("t1", "t2"):
+                for _ in range(1 + (day + len(model)) % 2):  # some sessions hold two runs of a configuration
+                    hwm = None if (model == "c" and day % 2) else int(50_000 * (1 + 0.02 * rng.standard_normal()))
+                    level = 1 + 0.03 * rng.standard_normal()
+                    b.run(f"s{day}", model, (series("iid", 120, rng) * level).astype(np.int64), day=day,
+                          target=target, hwm_kb=hwm)
+    b.run("s2", "d", series("iid", 120, rng), day=2)  # two sessions only: no CV
+    b.run("s4", "d", series("iid", 120, rng), day=4)
+    (tmp_path / "res" / "summaries" / "r00003.parquet").unlink()  # as a store from before schema v2
+    runs = _ok_runs(b.store.runs())
+    before = runs.loc[runs["session_id"] == "s4", "started_at"].max()
+    exclude = set(runs.loc[runs["session_id"] == "s5", "run_id"]) | {"r00007"}
+    summary = b.store.summary().set_index("run_id")
+    fast = _history_summaries(b.store, runs)
+    assert "r00003" in fast.index and "r00003" not in b.store.stored_summaries(runs["run_id"]).index
+    for metric in ("p50_ns", "p99_ns"):
+        assert fast[metric].sort_index().equals(summary[metric].dropna().sort_index())
+    history = {"p50": fast["p50_ns"], "p99": fast["p99_ns"],
+               "peak_memory": runs.set_index("run_id")["hwm_kb"].dropna().astype(float)}
+    for metric, values in history.items():
+        cvs = _history_cvs(runs, values, before, exclude)
+        expected = {k: _history_cv_per_pair(g, values, before, exclude) for k, g in runs.groupby("_key")}
+        assert cvs == {k: v for k, v in expected.items() if v is not None}, metric
+        assert len(cvs) == 4 and all(n >= 3 for _, n in cvs.values())
+        assert _history_cvs(runs, values, runs["started_at"].min() - dt.timedelta(days=1), exclude) == {}

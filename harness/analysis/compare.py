@@ -18,7 +18,8 @@ confidence interval and a verdict:
      variation)`` (the coefficient of variation of that metric's per-session medians for
      that configuration over the store's last 20 sessions up to the baseline, when there are >= 3);
   3. the lower bound of the 99% bootstrap interval of the ratio (of the medians of the block
-     statistics, blocks resampled; ``scipy.stats.bootstrap``) above 1, the interval widened by
+     statistics, blocks resampled; a percentile bootstrap, ``scipy.stats.bootstrap``'s method in numpy) above 1,
+     the interval widened by
      the session-to-session variation where there is a history; without one, that bound must
      clear the threshold itself (docs/analysis.md says why).
 
@@ -50,6 +51,7 @@ what differs (:func:`run_differences`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -315,16 +317,55 @@ def _blocks(latency_ns: npt.NDArray[np.float64], size: int) -> npt.NDArray[np.fl
     return latency_ns[:n].reshape(-1, size)
 
 
+def _resampled_medians(x: npt.NDArray[np.float64], counts: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.float64]:
+    """The median of each resample of ``x``, ``counts[r, i]`` being how often resample ``r`` drew ``x[i]``: to the bit
+    ``np.median(x[idx], axis=-1)`` of the index matrix those counts come from, without a partition of every row. In
+    ``x``'s order the counts' running total says which values are a row's middle ones (one cumsum over all rows, the
+    running total at the end of row ``r`` being ``(r + 1) * n``); the two middle values' mean, as numpy's, where ``n``
+    is even."""
+    resamples, n = counts.shape
+    order = np.argsort(x, kind="stable")
+    cum = np.take(counts, order, axis=1).ravel().cumsum(dtype=counts.dtype)  # take: C order, ravel copies nothing
+    offsets = np.arange(resamples, dtype=counts.dtype) * n
+    lo = np.searchsorted(cum, offsets + (n - 1) // 2, side="right") - offsets
+    hi = np.searchsorted(cum, offsets + n // 2, side="right") - offsets
+    ordered = x[order]
+    return np.asarray((ordered[lo] + ordered[hi]) / 2, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=4)
+def _resample_counts(seed: int, resamples: int, n_base: int, n_cand: int) -> tuple[npt.NDArray[np.integer[Any]], ...]:
+    """The bootstrap's resamples of each side as counts (row ``r``, column ``i``: how often resample ``r`` drew item
+    ``i``), from the index matrices scipy draws (``rng.integers(0, n, (resamples, n))`` for each side in turn, from a
+    generator seeded afresh). The same for every test of the same sizes and seed, so made once for all (read-only; a
+    few recent sizes kept: a comparison cycles through its metrics' block counts)."""
+    rng = np.random.default_rng(seed)
+    out: list[npt.NDArray[np.integer[Any]]] = []
+    for n in (n_base, n_cand):
+        idx = rng.integers(0, n, (resamples, n))
+        idx += (np.arange(resamples) * n)[:, None]
+        dtype = np.int32 if resamples * n < 2**31 else np.int64
+        counts: npt.NDArray[np.integer[Any]] = np.bincount(idx.ravel(), minlength=resamples * n).astype(dtype)
+        counts = counts.reshape(resamples, n)
+        counts.flags.writeable = False
+        out.append(counts)
+    return tuple(out)
+
+
 def _bootstrap_ratio(base: npt.NDArray[np.float64], cand: npt.NDArray[np.float64], seed: int,
                      resamples: int = RESAMPLES) -> tuple[float, float]:
-    """Percentile CI of median(cand blocks) / median(base blocks), each side's block statistics
-    resampled independently (a block bootstrap: the correlation inside a block is kept).
-    Works on one number per block, so its cost does not grow with the samples per block."""
-    from scipy import stats as sps  # imported here: scipy takes ~1 s, and the CLI starts without it
-    res = sps.bootstrap((base, cand), lambda b, c, axis: np.median(c, axis=axis) / np.median(b, axis=axis),
-                        confidence_level=CONFIDENCE, n_resamples=resamples, method="percentile",
-                        vectorized=True, rng=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    """Percentile CI of median(cand) / median(base), each side resampled independently (with the block
+    statistics: a block bootstrap, the correlation inside a block is kept). Works on one number per block,
+    so its cost does not grow with the samples per block.
+
+    The same computation as ``scipy.stats.bootstrap((base, cand), ..., method="percentile", vectorized=True,
+    rng=np.random.default_rng(seed))``, to the bit (the same index matrices from the same generator, the same
+    medians and percentiles), without scipy's per-call overhead and with a faster median
+    (:func:`_resampled_medians`)."""
+    b_counts, c_counts = _resample_counts(seed, resamples, base.size, cand.size)
+    theta = _resampled_medians(cand, c_counts) / _resampled_medians(base, b_counts)
+    alpha = (1 - CONFIDENCE) / 2
+    return float(np.percentile(theta, alpha * 100)), float(np.percentile(theta, (1 - alpha) * 100))
 
 
 @dataclass
@@ -384,7 +425,7 @@ def compare_series(base_ns: npt.ArrayLike, cand_ns: npt.ArrayLike, q: float = 0.
 def compare_values(base: npt.ArrayLike, cand: npt.ArrayLike, *, seed: int = SEED,
                    resamples: int = RESAMPLES) -> _Test:
     """Compare per-run values (peak memory, energy): medians, Mann-Whitney across runs,
-    bootstrap CI of the ratio of medians (``scipy.stats.bootstrap``) when each side has >= 2 runs."""
+    bootstrap CI of the ratio of medians (:func:`_bootstrap_ratio`) when each side has >= 2 runs."""
     from scipy import stats as sps  # imported here: scipy takes ~1 s, and the CLI starts without it
     b = np.asarray(base, dtype=np.float64)
     c = np.asarray(cand, dtype=np.float64)
@@ -402,10 +443,7 @@ def compare_values(base: npt.ArrayLike, cand: npt.ArrayLike, *, seed: int = SEED
     if np.ptp(b) == 0 and np.ptp(c) == 0:
         lo = hi = ratio
     else:
-        res = sps.bootstrap((b, c), lambda x, y, axis: np.median(y, axis=axis) / np.median(x, axis=axis),
-                            confidence_level=CONFIDENCE, n_resamples=resamples, method="percentile",
-                            vectorized=True, rng=np.random.default_rng(seed))
-        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        lo, hi = _bootstrap_ratio(b, c, seed, resamples)
     return _Test(bm, cm, ratio, lo, hi, p_slower, p_faster, int(b.size), int(c.size), f"{b.size} and {c.size} runs")
 
 
@@ -487,37 +525,41 @@ def _verdict(t: _Test, q_slower: float, q_faster: float, threshold: float, alpha
 # ----------------------------------------------------------------------------- the comparison
 
 
-def _history_cv(same: pd.DataFrame, values: pd.Series, before: pd.Timestamp,
-                exclude: set[str]) -> tuple[float, int] | None:
-    """CV of the per-session medians of one metric (``values``: run id -> value) over one configuration's
-    runs ``same`` in sessions up to ``before``, and the number of sessions (needs >= 3)."""
-    same = same[(same["started_at"] <= before) & ~same["run_id"].isin(exclude) & same["run_id"].isin(values.index)]
-    if same["session_id"].nunique() < 3:
-        return None
-    per_session = same.assign(m=same["run_id"].map(values)).groupby("session_id")["m"].median()
-    mean = float(per_session.mean())
-    return (float(per_session.std(ddof=1) / mean), len(per_session)) if mean > 0 else None
-
-
 _Key = tuple[str, str, str, str]
+
+
+def _history_cvs(runs: pd.DataFrame, values: pd.Series, before: pd.Timestamp,
+                 exclude: set[str]) -> dict[_Key, tuple[float, int]]:
+    """Configuration -> (CV of the per-session medians of one metric, number of sessions), for every configuration
+    (``_key``) of ``runs`` with >= 3 sessions up to ``before`` that have the metric (``values``: run id -> value),
+    the runs in ``exclude`` left out. The sessions' medians of every configuration are taken in one groupby; each
+    configuration's CV is then ``std(ddof=1) / mean`` of its medians (in session order)."""
+    same = runs[(runs["started_at"] <= before) & ~runs["run_id"].isin(exclude) & runs["run_id"].isin(values.index)]
+    if same.empty:
+        return {}
+    codes, keys = pd.factorize(same["_key"])
+    per_session = (same.assign(m=same["run_id"].map(values).astype("float64"), _code=codes)
+                   .groupby(["_code", "session_id"])["m"].median())
+    out: dict[_Key, tuple[float, int]] = {}
+    for code, medians in per_session.groupby(level="_code", sort=False):
+        if len(medians) < 3:
+            continue
+        mean = float(medians.mean())
+        if mean > 0:
+            out[keys[int(code)]] = (float(medians.std(ddof=1) / mean), len(medians))
+    return out
 
 
 @dataclass
 class _Inputs:
     """What the pair tests read, loaded once for the whole comparison."""
 
-    #: configuration -> every successful run of it in the store
-    by_key: dict[_Key, pd.DataFrame]
     #: run id -> timed latencies in the order measured (the two selections' runs only)
     latencies: dict[str, npt.NDArray[Any]]
-    #: metric -> run id -> value, for the session-to-session variation of each metric
-    history: dict[str, pd.Series]
+    #: metric -> configuration -> (session-to-session CV, sessions it came from), where >= 3 sessions have it
+    history_cv: dict[str, dict[_Key, tuple[float, int]]]
     #: run id -> energy per inference (mJ)
     energy: pd.Series
-    #: the baseline's latest start: the history ends there
-    base_latest: pd.Timestamp
-    #: the candidate's run ids, never part of the history
-    exclude: set[str]
 
 
 def _check_metrics(metrics: Sequence[str]) -> None:
@@ -555,11 +597,27 @@ def _latency_inputs(store: Store, runs: pd.DataFrame, base_runs: pd.DataFrame, c
     past = runs[runs["_key"].isin(set(common)) & (runs["started_at"] <= base_time)
                 & ~runs["run_id"].isin(set(cand_runs["run_id"]))]
     recent = past.groupby("session_id")["started_at"].max().sort_values().index[-HISTORY_SESSIONS:]
-    summary = store.summary(past.loc[past["session_id"].isin(set(recent)), "run_id"]).set_index("run_id")
+    summary = _history_summaries(store, past[past["session_id"].isin(set(recent))])
     history = {"p50": summary["p50_ns"].dropna(), "p99": summary["p99_ns"].dropna()}
     wanted_ids = set(base_runs["run_id"]) | set(cand_runs["run_id"])
     latencies = store.timed_latencies(wanted_ids)  # those runs' files (or row groups) only, as Arrow
     return history, latencies
+
+
+def _history_summaries(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
+    """p50_ns and p99_ns of ``runs`` by run id, as :meth:`Store.summary` gives them: from the stored summaries
+    (schema v2), and through :meth:`Store.summary` only for the runs that have none or are aggregate-only (a
+    vendor runner's own figures), so the history costs a read of the summaries table, not of every run."""
+    columns = ["p50_ns", "p99_ns"]
+    stored = store.stored_summaries(set(runs["run_id"]))
+    agg = runs["aggregate_only"].eq(True) if "aggregate_only" in runs else pd.Series(False, index=runs.index)
+    rest = set(runs.loc[agg | ~runs["run_id"].isin(stored.index), "run_id"])
+    stored = stored.loc[stored.index.difference(sorted(rest))]
+    stored = stored.loc[stored["count"] > 0, columns]  # a run without samples has no statistics
+    if not rest:
+        return stored
+    computed = store.summary(rest).set_index("run_id")[columns]
+    return pd.concat([stored, computed]) if not stored.empty else computed
 
 
 def _energy(store: Store, runs: pd.DataFrame, run_ids: set[str]) -> pd.Series:
@@ -580,24 +638,21 @@ def _load_inputs(store: Store, runs: pd.DataFrame, base_runs: pd.DataFrame, cand
         history.update(lat_history)
     wanted_ids = set(base_runs["run_id"]) | set(cand_runs["run_id"])
     energy = _energy(store, runs, wanted_ids) if "energy_per_inference" in metrics else pd.Series(dtype=float)
-    return _Inputs(
-        by_key={k: g for k, g in runs.groupby("_key", sort=False) if k in set(common)},
-        latencies=latencies, history=history, energy=energy,
-        base_latest=pd.to_datetime(base_runs["started_at"]).max(), exclude=set(cand_runs["run_id"]))
+    mine = runs[runs["_key"].isin(set(common))]
+    before, exclude = pd.to_datetime(base_runs["started_at"]).max(), set(cand_runs["run_id"])
+    return _Inputs(latencies=latencies, energy=energy,
+                   history_cv={m: _history_cvs(mine, v, before, exclude) for m, v in history.items()})
 
 
 def _marks(b: pd.DataFrame, c: pd.DataFrame) -> str:
     """The marks of one configuration's runs: "emulated" and/or "stand-in" when any run on either side was."""
-    both = pd.concat([b, c])
     return ", ".join(name for name, col in (("emulated", "emulated"), ("stand-in", "stand_in"))
-                     if col in both and both[col].fillna(False).astype(bool).any())
+                     if any(col in side and side[col].fillna(False).astype(bool).any() for side in (b, c)))
 
 
 def _threshold(inputs: _Inputs, key: _Key, metric: str, min_change: float) -> tuple[float, float | None, int]:
     """(threshold, session-to-session CV or None, sessions it came from) of one configuration's metric."""
-    found = None
-    if metric in inputs.history:
-        found = _history_cv(inputs.by_key[key], inputs.history[metric], inputs.base_latest, inputs.exclude)
+    found = inputs.history_cv.get(metric, {}).get(key)
     hist, sessions = found if found is not None else (None, 0)
     threshold = max(min_change, 2.0 * hist) if hist is not None else min_change
     return threshold, hist, sessions
@@ -634,9 +689,10 @@ def _test_pairs(base_runs: pd.DataFrame, cand_runs: pd.DataFrame, common: list[t
     """Every pair of configurations (baseline's, candidate's) and metric with data on both sides, tested (raw p
     values)."""
     tests: list[tuple[PairResult, _Test]] = []
+    base_by_key = dict(iter(base_runs.groupby("_key", sort=False)))
+    cand_by_key = dict(iter(cand_runs.groupby("_key", sort=False)))
     for key, cand_key in common:
-        b = base_runs[base_runs["_key"] == key]
-        c = cand_runs[cand_runs["_key"] == cand_key]
+        b, c = base_by_key.get(key, base_runs.iloc[:0]), cand_by_key.get(cand_key, cand_runs.iloc[:0])
         marks = _marks(b, c)
         for metric in metrics:
             threshold, hist, sessions = _threshold(inputs, key, metric, min_change)
