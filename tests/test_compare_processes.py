@@ -202,12 +202,18 @@ def test_compare_run_interleaves_both_plans_and_flags_a_slowdown(tmp_path, capsy
     sides = [json.loads(lab)["ab"] for lab in runs["labels"]]
     assert sides == ["A", "B", "A", "B"] and list(runs["process"]) == [1, 1, 2, 2]
     assert list(runs["plan"]) == ["fast", "slow", "fast", "slow"]
+    # `compare` with no arguments never takes the A/B session for one state of plan "fast"
+    assert main(["run", str(a), "--store", store, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "--store", store]) == EXIT_USER
+    err = capsys.readouterr().err
+    assert "plan 'fast' has only one session" in err and err.count("\n") == 1
     # plans that do not pair up: one line, exit 1, nothing measured
     two = _plan(tmp_path, "two", 0.2, models=("m", "n"))
     assert main(["compare", "--run", str(a), str(two), "--store", store, "--quiet"]) == EXIT_USER
     err = capsys.readouterr().err
     assert "expands to 1 jobs" in err and err.count("\n") == 1
-    assert len(open_store(store).runs()) == 4
+    assert len(open_store(store).runs()) == 5
 
 
 def test_policy_processes_expands_jobs_round_robin(tmp_path):

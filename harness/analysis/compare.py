@@ -284,11 +284,14 @@ def _select_one(ok: pd.DataFrame, part: str) -> tuple[pd.DataFrame, str]:
 
 
 def default_selections(store: Store, runs: pd.DataFrame | None = None) -> tuple[Selection, Selection]:
-    """The last two sessions of the same plan (the newest session's plan)."""
+    """The last two sessions of the same plan (the newest session's plan). Runs of a ``compare --run`` session
+    (labelled ``ab``) are left out: such a session holds both sides of an A/B, not one state of a plan."""
     runs = store.runs() if runs is None else runs
     ok = runs[runs["status"] == "ok"]
+    ok = ok[~ok["labels"].map(lambda v: "ab" in _labels(v))]
     if ok.empty:
-        raise AnalysisError(f"{store.root}: no successful runs to compare")
+        raise AnalysisError(f"{store.root}: no successful runs to compare (outside `compare --run` sessions: "
+                            "name BASELINE and CANDIDATE)")
     last = ok.sort_values("started_at").iloc[-1]
     same_plan = ok[ok["plan"] == last["plan"]]
     order = same_plan.groupby("session_id")["started_at"].min().sort_values()
