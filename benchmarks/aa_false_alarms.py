@@ -52,6 +52,7 @@ def reduced_quickstart(folder: Path, processes: int) -> Path:
     text = QUICKSTART_PLAN.read_text(encoding="utf-8")
     text = text.replace('"models/', f'"{QUICKSTART_PLAN.parent / "models"}/')
     text = re.sub(r"(?m)^eval = .*\n", "", text)
+    text = re.sub(r"(?m)^processes = .*\n", "", text)  # set below
     blocks = text.split("[[models]]")
     keep = [b for b in blocks[1:] if any(re.search(rf'(?m)^name = "{re.escape(m)}"$', b) for m in MODELS)]
     tail = blocks[-1][blocks[-1].index("[backends"):]

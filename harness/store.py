@@ -599,6 +599,9 @@ class Store:
             runs = runs[runs["run_id"].isin(set(run_ids))]
         ident = runs[["run_id", "session_id", "plan", "model", "model_tags", "target", "backend", "settings",
                       "status", "valid", "emulated", "stand_in", "timed_ns", "started_at"]].copy()
+        # policy.processes: which of its configuration's agent processes the run was, of how many (null: one)
+        ident.insert(ident.columns.get_loc("settings") + 1, "process", runs["process"])
+        ident.insert(ident.columns.get_loc("process") + 1, "processes", runs["processes"])
         ident.insert(ident.columns.get_loc("valid") + 1, "warnings",
                      [",".join(w["code"] for w in json.loads(v).get("warnings", [])) if isinstance(v, str) else ""
                       for v in runs["verdict"]])

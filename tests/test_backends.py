@@ -49,7 +49,7 @@ def model_block(path: Path, extra: str = "", name: str | None = None) -> str:
 def test_quickstart_end_to_end(tmp_path):
     """The bundled plan: ORT and LiteRT, FP32 and INT8, every raw sample stored."""
     plan = load_plan(QUICKSTART_PLAN)
-    quick = replace(plan.policy, warmup={"count": 3}, timed={"count": 50}, percentiles=(50,))
+    quick = replace(plan.policy, warmup={"count": 3}, timed={"count": 50}, percentiles=(50,), processes=1)
     jobs = [replace(j, policy=quick) for j in expand_jobs(plan, {"local": LOCAL})]
     store = open_store(tmp_path / "res")
     result = run_jobs(jobs, store, plan=plan)

@@ -105,6 +105,7 @@ def small_plan(tmp: Path, *, models: tuple[str, ...] | None = None, timed: int =
     text = text.replace('"models/', f'"{MODELS}/')  # model and eval-set paths
     text = re.sub(r"(?m)^warmup = .*$", f"warmup = {{ count = {warmup} }}", text)
     text = re.sub(r"(?m)^timed = .*$", f"timed = {{ count = {timed} }}\ntelemetry = false", text)
+    text = re.sub(r"(?m)^processes = .*\n", "", text)  # one agent process per model (emulated is slow)
     text = re.sub(r"(?m)^targets = .*$", "targets = [" + ", ".join(json.dumps(t) for t in targets) + "]", text)
     if models is not None:
         blocks = text.split("[[models]]")

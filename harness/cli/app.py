@@ -226,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("results", help="the summary table of stored runs")
     s.add_argument("--format", choices=("table", "csv", "json"), default="table")
     s.add_argument("--session", help="only this session id (or prefix, or 'last')")
+    s.add_argument("--per-process", action="store_true",
+                   help="table: one row per run (agent process) instead of one per configuration of a session "
+                        "(csv and json are always one row per run)")
     store_arg(s)
     s.set_defaults(func=cmd_results)
 

@@ -186,8 +186,10 @@ def _fmt_bytes(n: Any) -> str:
 _fmt_settings = key_values
 
 
-def format_summary(summary: Any, fmt: str) -> str:
-    """The results table in ``table``, ``csv`` or ``json``."""
+def format_summary(summary: Any, fmt: str, *, per_process: bool = False) -> str:
+    """The results table in ``table``, ``csv`` or ``json``. CSV and JSON are one row per run (data); the table
+    is one row per configuration of a session, its agent processes (policy.processes) folded into one row
+    (:func:`harness.analysis.processes.by_configuration`) unless ``per_process``."""
     import pandas as pd
 
     if fmt == "json":
@@ -196,9 +198,20 @@ def format_summary(summary: Any, fmt: str) -> str:
         return summary.to_csv(index=False).rstrip("\n")
     if summary.empty:
         return "(no runs stored)"
+    if not per_process:
+        from harness.analysis.processes import by_configuration
+
+        summary = by_configuration(summary)
     rows = []
     for _, r in summary.iterrows():
         ok = r["status"] == "ok"
+        k = int(r["processes"]) if "processes" in r and pd.notna(r["processes"]) else 1
+        failed = int(r["failed"]) if "failed" in r and pd.notna(r["failed"]) else 0
+        if per_process:  # one run of k: which process it was
+            label = f" p{int(r['process'])}/{k}" if k > 1 and pd.notna(r.get("process")) else ""
+            k, failed = 1, 0
+        else:
+            label = f" x{k}" if k > 1 else ''
         try:
             precision = json.loads(r["model_tags"] or "{}").get("precision")
         except ValueError:
@@ -211,8 +224,11 @@ def format_summary(summary: Any, fmt: str) -> str:
             verdict += " emulated"
         if ok and r.get("stand_in"):
             verdict += " stand-in"
+        if ok and failed:
+            verdict += f" ({failed} of {k} failed)"
         rows.append({
-            "run": str(r["run_id"])[-6:],
+            # one configuration's k processes: the first one's id, then how many (`show` takes each id)
+            "run": str(r["run_id"])[-6:] + label,
             "model": r["model"] + (f" [{precision}]" if precision else ""),
             "target": r["target"],
             "backend": r["backend"],
@@ -238,7 +254,7 @@ def _safe_frame(frame: Any, limit: int = 200) -> Any:
 def cmd_results(args: argparse.Namespace) -> int:
     store = _read_store(args)
     summary = store.summary(_session_run_ids(store, args.session))
-    text = format_summary(summary, args.format)
+    text = format_summary(summary, args.format, per_process=args.per_process)
     if args.format == "csv" and sys.stdout.isatty():
         # CSV is data: into a file or a pipe it goes as stored. On a terminal its cells are shown safe.
         text = safe_lines(text, None)

@@ -108,12 +108,16 @@ def timed_stop_text(run: Any) -> str | None:
 
 
 def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms: float = 33.3) -> pd.DataFrame:
-    """One row per (model, target, backend, settings): the latest successful run's figures,
-    ranked per model (``rank`` 1 = the answer for that model)."""
+    """One row per (model, target, backend, settings): the latest successful run's figures, ranked per model
+    (``rank`` 1 = the answer for that model). A configuration that its session ran in several agent processes
+    (policy.processes) is one run here: its latency figures fold all of them
+    (:func:`harness.analysis.processes.by_configuration`); energy, memory, stability and accuracy are its first
+    successful process's (``run_id``; ``run_ids`` lists them all)."""
     from harness.analysis.accuracy import score_runs
     from harness.analysis.metrics import energy_per_inference
+    from harness.analysis.processes import by_configuration
 
-    summary = store.summary(run_ids)
+    summary = by_configuration(store.summary(run_ids))
     summary = summary[summary["status"] == "ok"].sort_values("started_at")
     if summary.empty:
         raise AnalysisError(f"{store.root}: no successful runs to report on")
@@ -138,7 +142,8 @@ def ranking_table(store: Store, run_ids: list[str] | None = None, *, deadline_ms
         rows.append({
             "model": r["model"], "target": r["target"], "backend": r["backend"], "settings": r["settings"],
             "offload": r.get("offload") or "unknown",
-            "run_id": r["run_id"], "session_id": r["session_id"],
+            "run_id": r["run_id"], "session_id": r["session_id"], "processes": int(r["processes"]),
+            "run_ids": r["run_ids"],
             "count": int(r["count"]) if pd.notna(r["count"]) else 0,  # an imported summary may print no count
             "p50_ms": p50, "p50_lo": r["p50_ci_low_ns"] / 1e6, "p50_hi": r["p50_ci_high_ns"] / 1e6,
             "p99_ms": p99, "p99_lo": r["p99_ci_low_ns"] / 1e6, "p99_hi": r["p99_ci_high_ns"] / 1e6,
@@ -192,6 +197,12 @@ def _usage(run: Any) -> dict[str, Any]:
             "busy_cores": num("cpu_busy_cores"), "threads": asked_threads(_json(run.get("settings"))),
             "usage_sources": ", ".join(f"{k}: {v}" for k, v in sources.items() if isinstance(v, str)),
             "usage_missing": "; ".join(f"{k}: {v}" for k, v in _json(run.get("usage_missing")).items())}
+
+
+def _processes_note(r: Any) -> str:
+    """Under the sample count: how many agent processes it folds (policy.processes), when more than one."""
+    k = int(r.get("processes") or 1)
+    return f"<br><small title='{_esc(str(r.get('run_ids') or ''))}'>{k} processes</small>" if k > 1 else ""
 
 
 def _memory_cell(r: Any) -> str:
@@ -312,7 +323,7 @@ def _model_section(model: str, t: pd.DataFrame, deadline_ms: float) -> str:
             f"<td>{top1}</td>"
             f"<td>{_memory_cell(r)}</td><td>{_cpu_cell(r)}</td>"
             f"<td class='l'>{_sustained_cell(r)}</td>"
-            f"<td>{r['count']}</td><td class='l'>{_marks(r)}</td></tr>")
+            f"<td>{r['count']}{_processes_note(r)}</td><td class='l'>{_marks(r)}</td></tr>")
     lines.append("</tbody></table>")
     without = [str(x) for x in t.loc[~t["sustained_s"].map(lambda v: math.isfinite(_num(v))), "target"]]
     if without:
@@ -364,7 +375,9 @@ def build_report(store: Store, run_ids: list[str] | None = None, *, deadline_ms:
         f'<p class="sub">hilbench {__version__} · {len(table)} configurations of {table["model"].nunique()} models on '
         f'{table["target"].nunique()} targets · sessions {_esc(", ".join(sessions))} · made {now}</p>',
         f"<p>Targets are ranked per model: valid runs on real boards that meet the {deadline_ms:g} ms deadline at "
-        "p99 first, then by p99 latency, then energy. Intervals are distribution-free 95% confidence intervals. "
+        "p99 first, then by p99 latency, then energy. Intervals are distribution-free 95% confidence intervals; "
+        "where a configuration ran in several agent processes (policy.processes), its latencies are the geometric "
+        "mean of theirs and the interval is Student's t across them, which holds the noise between processes. "
         "Energy needs power telemetry on the target; price comes from the target file (<code>price_usd</code>).</p>",
     ]
     states = store.sessions() if sessions else None
@@ -381,17 +394,18 @@ def build_report(store: Store, run_ids: list[str] | None = None, *, deadline_ms:
     if plots:
         from harness.report import plots as P
 
-        ids = list(table["run_id"])
+        ids = list(table["run_id"])  # each configuration's first process: one distribution each
+        every = [i for v in table["run_ids"] for i in str(v).split(",")]  # all its processes: folded figures
         parts.append("<h2>Figures</h2>")
-        parts.append(_figure(P.targets_figure(P.target_table(store, ids)), "Targets compared per model"))
+        parts.append(_figure(P.targets_figure(P.target_table(store, every)), "Targets compared per model"))
         samples = store.samples(ids, phase="timed", columns=["run_id", "phase", "latency_ns"])
         runs = store.runs()
         parts.append(_figure(P.distribution_figure(runs[runs["run_id"].isin(ids)], samples),
                              "Latency distribution per run, with the 11/16/33 ms budgets"))
         if table["top1"].notna().any():
-            parts.append(_figure(P.plot(store, "pareto", run_ids=ids), "Latency vs accuracy measured on the device"))
+            parts.append(_figure(P.plot(store, "pareto", run_ids=every), "Latency vs accuracy measured on the device"))
         if table["energy_mj"].notna().any():
-            parts.append(_figure(P.energy_figure(P.target_table(store, ids)), "Energy per inference vs latency"))
+            parts.append(_figure(P.energy_figure(P.target_table(store, every)), "Energy per inference vs latency"))
     parts.append(_env_section(table))
     parts.append("</body></html>")
     return "\n".join(parts)

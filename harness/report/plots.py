@@ -606,8 +606,9 @@ def history_figure(points: pd.DataFrame, findings: pd.DataFrame, *, title: str =
 
 def _summary_with_accuracy(store: Store, run_ids: list[str] | None) -> pd.DataFrame:
     from harness.analysis.accuracy import score_runs
+    from harness.analysis.processes import by_configuration
 
-    summary = store.summary(run_ids)
+    summary = by_configuration(store.summary(run_ids))  # one point per configuration of a session
     summary = summary[summary["status"] == "ok"]
     acc = score_runs(store, run_ids)[["run_id", "top1"]] if run_ids is None or len(run_ids) else None
     if acc is not None and not acc.empty:
@@ -618,10 +619,12 @@ def _summary_with_accuracy(store: Store, run_ids: list[str] | None) -> pd.DataFr
 
 
 def target_table(store: Store, run_ids: list[str] | None) -> pd.DataFrame:
-    """Per (model, target): the latest successful run's p50/p99 (ms), energy (mJ) and price."""
+    """Per (model, target): the latest successful run's p50/p99 (ms), energy (mJ) and price (a configuration's
+    agent processes of one session folded into one run: :func:`harness.analysis.processes.by_configuration`)."""
     from harness.analysis.metrics import energy_per_inference
+    from harness.analysis.processes import by_configuration
 
-    summary = store.summary(run_ids)
+    summary = by_configuration(store.summary(run_ids))
     summary = summary[summary["status"] == "ok"].sort_values("started_at")
     runs = store.runs()
     runs = runs[runs["run_id"].isin(summary["run_id"])]
