@@ -15,6 +15,7 @@
 
     nice python3 benchmarks/aa_false_alarms.py                  # about 15 minutes on a 2-core machine
     nice python3 benchmarks/aa_false_alarms.py --processes 1    # one process a side
+    nice python3 benchmarks/aa_false_alarms.py --shipped --power 0   # the quick-start plan as shipped
     nice python3 benchmarks/aa_false_alarms.py --sessions 0 --power 10   # power only
 
 The sessions measure this machine as it is: other work on it shows up as whole-session shifts, which is the
@@ -65,6 +66,15 @@ def reduced_quickstart(folder: Path, processes: int) -> Path:
     return path
 
 
+def shipped_quickstart(folder: Path) -> Path:
+    """The quick-start plan exactly as shipped (its models, counts, evaluation and policy.processes), with
+    absolute model paths."""
+    text = QUICKSTART_PLAN.read_text(encoding="utf-8")
+    path = folder / "quickstart.toml"
+    path.write_text(text.replace('"models/', f'"{QUICKSTART_PLAN.parent / "models"}/'), encoding="utf-8")
+    return path
+
+
 def quiet_main(argv: list[str]) -> tuple[int, str]:
     """``hilbench ARGV`` in this process; its exit status and stdout."""
     out = io.StringIO()
@@ -73,9 +83,9 @@ def quiet_main(argv: list[str]) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def aa(folder: Path, sessions: int, processes: int) -> None:
-    plan = reduced_quickstart(folder, processes)
-    store = folder / f"aa-{processes}"
+def aa(folder: Path, sessions: int, processes: int | None) -> None:
+    plan = reduced_quickstart(folder, processes) if processes else shipped_quickstart(folder)
+    store = folder / f"aa-{processes or 'shipped'}"
     t0 = time.monotonic()
     load: list[float] = []  # the machine's 1-minute load average, the larger of a session's start and end
     for i in range(sessions):
@@ -109,7 +119,8 @@ def aa(folder: Path, sessions: int, processes: int) -> None:
     n = len(codes)
     c = np.array(codes)
     s = np.abs(np.array(shifts))
-    print(f"A/A, policy.processes = {processes}: {sessions} sessions ({t_run:.0f} s), {n} pairs compared "
+    what = f"reduced plan, policy.processes = {processes}" if processes else "the shipped quick-start plan"
+    print(f"A/A, {what}: {sessions} sessions ({t_run:.0f} s), {n} pairs compared "
           f"({time.monotonic() - t0:.0f} s)")
     print(f"  exit 0: {np.sum(c == 0)}/{n} ({np.mean(c == 0):.1%}); exit 5 (false regression): {np.sum(c == 5)} "
           f"({np.mean(c == 5):.1%}); exit 6 (inconclusive): {np.sum(c == 6)} ({np.mean(c == 6):.1%}); "
@@ -150,6 +161,9 @@ def cli() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=15, help="A/A sessions (pairs: n(n-1)/2; default 15: 105)")
     ap.add_argument("--processes", type=int, default=3, help="policy.processes of the A/A plan (default 3)")
+    ap.add_argument("--shipped", action="store_true",
+                    help="A/A sessions of the quick-start plan exactly as shipped (all seven models, evaluation, its "
+                         "own policy.processes) instead of the reduced plan; --processes is then ignored")
     ap.add_argument("--power", type=int, default=5, help="compare --run repeats for the power (default 5; 0: none)")
     ap.add_argument("--keep", help="keep the stores in this folder")
     args = ap.parse_args()
@@ -157,7 +171,7 @@ def cli() -> None:
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)
         if args.sessions:
-            aa(folder, args.sessions, args.processes)
+            aa(folder, args.sessions, None if args.shipped else args.processes)
         if args.power:
             power(folder, args.power, None)
 

@@ -186,6 +186,10 @@ class LocalFolder:
         """The Parquet files ``files`` as one dataset of ``schema``."""
         return ds.dataset(files, schema=schema, format="parquet")
 
+    def read_whole(self, files: list[str], schema: pa.Schema, columns: list[str] | None) -> pa.Table | None:
+        """None: a local file is read in place (:meth:`ObjectStore.read_whole` is the object store's way)."""
+        return None
+
     def temp_files(self, tables: tuple[str, ...]) -> list[Path]:
         """Every temporary file: the writers' ``.*.tmp`` (and older versions' ``.probe-*``)."""
         folders = [self.root] + [self.root / t for t in tables]
@@ -215,8 +219,22 @@ class LocalFolder:
 
 
 # ---------------------------------------------------------------------------------------------- object store
+#: Objects up to this size (as listed) are fetched whole, in one request (:class:`ObjectStore`).
+WHOLE_OBJECT_MAX = 8 << 20
+#: The most bytes of whole objects one :class:`ObjectStore` keeps.
+WHOLE_CACHE_MAX = 256 << 20
+
+
 class ObjectStore:
-    """A store under ``s3://bucket/prefix`` (pyarrow.fs.S3FileSystem)."""
+    """A store under ``s3://bucket/prefix`` (pyarrow.fs.S3FileSystem).
+
+    Each request to an object store costs a round trip, whatever its size, and reading a Parquet file through a
+    file system takes several (its footer, then its column chunks). Objects of up to :data:`WHOLE_OBJECT_MAX`
+    bytes as listed (the runs, summaries and sessions tables' files, a compacted session's small tables) are
+    therefore fetched **whole, in one GET**, without a HEAD (the listing gave their size), many at once, and
+    kept for this store's life while their listed size and time stay the same (up to :data:`WHOLE_CACHE_MAX`
+    bytes in all): a compacted file's footer (the runs it covers) and its rows then cost one request together.
+    Larger objects (samples) are read by ranges, so a reader of a few runs fetches only their row groups."""
 
     remote = True
     #: how many objects a reader fetches at once: requests wait on the network, not on this host's cores
@@ -268,6 +286,7 @@ class ObjectStore:
         except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
             raise StoreError(f"--store {self.root}: {self._why(exc)}") from exc
         self._listed: dict[str, tuple[int, int]] = {}
+        self._whole: dict[str, tuple[tuple[int, int], pa.Buffer]] = {}
 
     def _key(self, rel: str) -> str:
         return f"{self.bucket}/{self.prefix}/{rel}" if self.prefix else f"{self.bucket}/{rel}"
@@ -416,13 +435,48 @@ class ObjectStore:
         listed = self._listed.get(path)
         return pafs.FileInfo(path, pafs.FileType.File, size=listed[0]) if listed is not None else path
 
+    def _fetch_whole(self, path: str) -> pa.Buffer | None:
+        """The object's bytes, in one GET (kept: class docstring); None when it is not listed or too large."""
+        listed = self._listed.get(path)
+        if listed is None or listed[0] > WHOLE_OBJECT_MAX:
+            return None
+        hit = self._whole.get(path)
+        if hit is not None and hit[0] == listed:
+            return hit[1]
+        with self.filesystem.open_input_file(self._info(path)) as f:
+            buf = f.read_buffer()
+        if sum(b.size for _, b in self._whole.values()) + buf.size <= WHOLE_CACHE_MAX:
+            self._whole[path] = (listed, buf)
+        return buf
+
     def parquet_file(self, path: str, **kwargs: Any) -> pq.ParquetFile:
+        buf = self._fetch_whole(path)
+        if buf is not None:
+            return pq.ParquetFile(pa.BufferReader(buf), **kwargs)
         return pq.ParquetFile(path, filesystem=self.filesystem, **kwargs)
 
     def dataset(self, files: list[str], schema: pa.Schema) -> ds.Dataset:
         """The objects ``files`` as one dataset of ``schema``, their sizes as listed (no HEAD request each)."""
         return ds.dataset([self._info(f) for f in files], schema=schema, format="parquet",
                           filesystem=self.filesystem)
+
+    def read_whole(self, files: list[str], schema: pa.Schema, columns: list[str] | None) -> pa.Table | None:
+        """``files`` read as one table of ``schema`` (``columns``; a column a file lacks is null), each fetched
+        whole in one GET, :attr:`readers` at once; None (read them by ranges) when any is larger than
+        :data:`WHOLE_OBJECT_MAX` or not listed."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not files or any(self._listed.get(f, (WHOLE_OBJECT_MAX + 1,))[0] > WHOLE_OBJECT_MAX for f in files):
+            return None
+
+        def one(path: str) -> pa.Table:
+            buf = self._fetch_whole(path)
+            if buf is None:
+                raise OSError(f"{path}: not listed")
+            return pq.read_table(pa.BufferReader(buf), schema=schema, columns=columns)
+
+        with ThreadPoolExecutor(max_workers=min(self.readers, len(files))) as pool:
+            return pa.concat_tables(list(pool.map(one, files)))
 
     def temp_files(self, tables: tuple[str, ...]) -> list[Path]:
         """None: an object store has no temporary files (an upload shows nothing until it completes)."""

@@ -642,6 +642,15 @@ class Store:
                     out.loc[out.index[i], col] = float(aggregates[col])
         return out.drop(columns=["timed_ns"]).reset_index(drop=True)
 
+    def configurations(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """:meth:`summary` with the agent processes (``policy.processes``) of each configuration of a session
+        folded into one row, as ``hilbench results`` prints them: count, mean and standard deviation of all their
+        samples, quantiles the geometric mean of the processes' own, the 95% t interval across them; adds
+        ``processes``, ``failed`` and ``run_ids`` (:func:`harness.analysis.processes.by_configuration`)."""
+        from harness.analysis.processes import by_configuration
+
+        return by_configuration(self.summary(run_ids))
+
     def _summaries_by_file(self, durations: dict[str, Any], known: set[str]) -> pd.DataFrame | None:
         """Per-run summaries computed from the samples, one run's file at a time (two columns, on a thread per
         core), so memory stays flat however large the store grows. None when the folder does not follow the
@@ -1115,10 +1124,14 @@ def _read_files(location: LocalFolder | ObjectStore, files: list[str], schema: p
                 only: set[str] | None) -> pa.Table:
     """``files`` (of ``location``) read as one table of ``schema``; with a compacted session's file among them and
     ``only``, the rows of those runs alone (row groups of other runs are skipped by their statistics)."""
-    dataset = location.dataset(files, schema)
     merged = any(PurePosixPath(f).name.startswith(COMPACT_PREFIX) for f in files)
-    if only is not None and merged and "run_id" in schema.names:
-        return dataset.to_table(columns=columns, filter=pc.field("run_id").isin(sorted(only)))
+    selective = only is not None and merged and "run_id" in schema.names
+    whole = location.read_whole(files, schema, columns)  # small objects of an object store: one request each
+    if whole is not None:
+        return whole.filter(pc.field("run_id").isin(sorted(only or ()))) if selective else whole
+    dataset = location.dataset(files, schema)
+    if selective:
+        return dataset.to_table(columns=columns, filter=pc.field("run_id").isin(sorted(only or ())))
     return dataset.to_table(columns=columns)
 
 

@@ -54,6 +54,7 @@ def test_folded_row_pools_the_processes_samples(three: Path):
     summary = store.summary()
     assert len(summary) == 6 and set(summary["processes"]) == {3} and sorted(summary["process"]) == [1, 1, 2, 2, 3, 3]
     folded = by_configuration(summary)
+    pd.testing.assert_frame_equal(folded, store.configurations())
     assert list(folded["model"]) == ["a", "b"] and list(folded["processes"]) == [3, 3]
     assert list(folded["failed"]) == [0, 0]
     for _, row in folded.iterrows():
