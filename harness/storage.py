@@ -443,7 +443,11 @@ class ObjectStore:
         hit = self._whole.get(path)
         if hit is not None and hit[0] == listed:
             return hit[1]
-        with self.filesystem.open_input_file(self._info(path)) as f:
+        # Opened through a dataset of its listed FileInfo: the size is known, so no HEAD, and one ranged GET
+        # reads it all (FileSystem.open_input_file takes a path and would ask the size first).
+        fragment = next(ds.dataset([self._info(path)], schema=pa.schema([]), format="parquet",
+                                   filesystem=self.filesystem).get_fragments())
+        with fragment.open() as f:
             buf = f.read_buffer()
         if sum(b.size for _, b in self._whole.values()) + buf.size <= WHOLE_CACHE_MAX:
             self._whole[path] = (listed, buf)

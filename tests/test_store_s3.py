@@ -298,3 +298,30 @@ def test_summaries_are_stored_with_each_run_migrate_works_and_compact_refuses(s3
     err = one_error_line(capsys.readouterr().err)
     assert "hilbench store compact needs a local store" in err and f"s3://{BUCKET}/{p}" in err
     assert sorted(s3.keys(p)) == before
+
+
+@pytest.mark.slow
+def test_a_compacted_store_reads_each_small_object_with_one_get(s3, tmp_path):
+    """A store compacted on a host and then kept in a bucket: `Store.summary()` fetches each small object (a
+    session's runs, summaries and sessions files) whole, in one GET, and reads its footer (the runs it covers)
+    and its rows from that one copy; the figures are the folder's."""
+    from harness.storecompact import compact_store
+
+    local = tmp_path / "lab"
+    fake_lab.build(local, nights=3, n=40, eval_items=0, telemetry=False)
+    assert compact_store(Store(local))
+    p = prefix()
+    client = s3.s3()
+    for path in local.rglob("*"):
+        if path.is_file() and "lock" not in path.name:
+            client.upload_file(str(path), BUCKET, f"{p}/{path.relative_to(local).as_posix()}")
+    before = s3.log.read_text(errors="replace").count("\n")
+    got = Store(f"s3://{BUCKET}/{p}").summary().sort_values("run_id").reset_index(drop=True)
+    requests = [line.split('"')[1] for line in s3.log.read_text(errors="replace").splitlines()[before:]
+                if '"' in line]
+    want = Store(local).summary().sort_values("run_id").reset_index(drop=True)
+    assert len(got) == len(want) > 0
+    assert got.drop(columns=["started_at"]).equals(want.drop(columns=["started_at"]))
+    merged = [r.split()[1] for r in requests if r.startswith("GET ") and "/session=" in r]
+    assert merged and len(merged) == len(set(merged)), requests  # each compacted object: one GET
+    assert {m.split("/")[-2] for m in merged} == {"runs", "summaries"}
