@@ -548,20 +548,28 @@ class Store:
         if any(c is None and _stem(f) not in committed for f, c in listed):
             return _latencies_by_run(self.samples(targets, phase="timed",
                                                   columns=["run_id", "phase", "iteration", "latency_ns"]))
+        from concurrent.futures import ThreadPoolExecutor
+
         chunks: dict[str, list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] = {}
-        for path, covers in listed:
-            if not (_stem(path) in targets if covers is None else covers & targets):
-                continue
+        paths = [path for path, covers in listed if (_stem(path) in targets if covers is None else covers & targets)]
+
+        def one(path: str) -> dict[str, list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] | None:
             try:
-                found = _file_timed_latencies(self.location, path, targets)
+                return _file_timed_latencies(self.location, path, targets)
             except (pa.ArrowException, OSError, KeyError, ValueError) as exc:
                 self.location.check(exc)  # an endpoint that fails is an error (StoreError)
-                found = None
-            if found is None:  # not as this reader expects: the general reader names what is wrong
-                return _latencies_by_run(self.samples(targets, phase="timed",
-                                                      columns=["run_id", "phase", "iteration", "latency_ns"]))
-            for run_id, parts in found.items():
-                chunks.setdefault(run_id, []).extend(parts)
+                return None
+
+        # An object store's files a few at once (its requests wait on the network); a local folder's one by one
+        # (reading two at once saved little and cost ~30 MB of peak memory on the 100 M-sample store).
+        at_once = max(1, min(len(paths), 4)) if self.location.remote else 1
+        with ThreadPoolExecutor(max_workers=at_once) as pool:
+            for found in pool.map(one, paths):
+                if found is None:  # not as this reader expects: the general reader names what is wrong
+                    return _latencies_by_run(self.samples(targets, phase="timed",
+                                                          columns=["run_id", "phase", "iteration", "latency_ns"]))
+                for run_id, parts in found.items():
+                    chunks.setdefault(run_id, []).extend(parts)
         out: dict[str, npt.NDArray[Any]] = {}
         for run_id in sorted(chunks):
             iteration = np.concatenate([i for i, _ in chunks[run_id]])
@@ -1071,42 +1079,54 @@ def _latencies_by_run(samples: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
     return {rid: g["latency_ns"].to_numpy() for rid, g in samples.groupby("run_id", sort=False)}
 
 
+#: Row groups of a samples file read (and, from an object store, fetched) in one go by :meth:`Store.timed_latencies`:
+#: a compacted session's run is one row group (of ~50,000 samples here); more at once costs memory (8: +75 MB on
+#: the 100 M-sample store of benchmarks/store_scale.py) for few fewer requests.
+_GROUPS_PER_READ = 2
+
+
 def _file_timed_latencies(location: LocalFolder | ObjectStore, path: str, targets: set[str]
                           ) -> dict[str, list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] | None:
     """Run id -> [(iterations, latencies)] of the timed rows of ``targets`` in one samples file, skipping the
     row groups whose ``run_id`` statistics rule them out; None when the file is not a plain samples file."""
-    pf = location.parquet_file(path, read_dictionary=["run_id", "phase"])
+    # pre_buffer: the column chunks of the row groups read together are fetched in coalesced ranges (one request
+    # for several row groups from an object store, instead of one per column chunk).
+    pf = location.parquet_file(path, read_dictionary=["run_id", "phase"], pre_buffer=True)
     names = pf.schema_arrow.names
     if schema_problem("samples", pf.schema_arrow) is not None or "iteration" not in names:
         return None
     col = pf.metadata.schema.names.index("run_id")
     low, high = min(targets), max(targets)
-    out: dict[str, list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] = {}
+    wanted: list[int] = []
     for i in range(pf.metadata.num_row_groups):
         stats = pf.metadata.row_group(i).column(col).statistics
         if stats is not None and stats.has_min_max and not stats.null_count and (
                 stats.max < low or stats.min > high
                 or not any(stats.min <= t <= stats.max for t in targets)):
             continue
-        t = pf.read_row_group(i, columns=["run_id", "phase", "iteration", "latency_ns"], use_threads=False)
+        wanted.append(i)
+    out: dict[str, list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] = {}
+    for start in range(0, len(wanted), _GROUPS_PER_READ):
+        t = pf.read_row_groups(wanted[start:start + _GROUPS_PER_READ],
+                               columns=["run_id", "phase", "iteration", "latency_ns"], use_threads=False)
         if t.column("latency_ns").null_count or t.column("iteration").null_count:
             return None
-        run = t.column("run_id").combine_chunks()
-        phase = t.column("phase").combine_chunks()
-        if not pa.types.is_dictionary(run.type) or not pa.types.is_dictionary(phase.type):
-            return None
-        pnames = phase.dictionary.to_pylist()
-        if "timed" not in pnames:
-            continue
-        timed = phase.indices.to_numpy(zero_copy_only=False) == pnames.index("timed")
-        codes = run.indices.to_numpy(zero_copy_only=False)
-        iteration = t.column("iteration").to_numpy()
-        lat = t.column("latency_ns").to_numpy()
-        for code, run_id in enumerate(run.dictionary.to_pylist()):
-            if run_id in targets:
-                keep = timed & (codes == code)
-                if keep.any():
-                    out.setdefault(run_id, []).append((iteration[keep], lat[keep]))
+        for batch in t.to_batches():  # a batch's dictionaries are its row group's own
+            run, phase = batch.column("run_id"), batch.column("phase")
+            if not pa.types.is_dictionary(run.type) or not pa.types.is_dictionary(phase.type):
+                return None
+            pnames = phase.dictionary.to_pylist()
+            if "timed" not in pnames:
+                continue
+            timed = phase.indices.to_numpy(zero_copy_only=False) == pnames.index("timed")
+            codes = run.indices.to_numpy(zero_copy_only=False)
+            iteration = batch.column("iteration").to_numpy()
+            lat = batch.column("latency_ns").to_numpy()
+            for code, run_id in enumerate(run.dictionary.to_pylist()):
+                if run_id in targets:
+                    keep = timed & (codes == code)
+                    if keep.any():
+                        out.setdefault(run_id, []).append((iteration[keep], lat[keep]))
     return out
 
 

@@ -389,12 +389,13 @@ class _Test:
 
 
 def compare_series(base_ns: npt.ArrayLike, cand_ns: npt.ArrayLike, q: float = 0.5, *, seed: int = SEED,
-                   resamples: int = RESAMPLES) -> _Test:
+                   resamples: int = RESAMPLES, known: tuple[float, float] | None = None) -> _Test:
     """Compare the ``q`` quantile of two latency series (in time order), block-wise.
 
     Returns raw p values (one-sided, both directions) of the Mann-Whitney test on
     block statistics, the ratio of the median block statistics and its block-bootstrap CI
-    (``baseline``/``candidate`` stay the raw quantiles of all samples, for display).
+    (``baseline``/``candidate`` stay the raw quantiles of all samples, for display: ``known`` gives them
+    when the caller has them already, ``np.quantile`` of each side).
     """
     from scipy import stats as sps  # imported here: scipy takes ~1 s, and the CLI starts without it
     base = np.asarray(base_ns, dtype=np.float64)
@@ -404,8 +405,11 @@ def compare_series(base_ns: npt.ArrayLike, cand_ns: npt.ArrayLike, q: float = 0.
         # A tail quantile needs enough inferences per block to exist at all.
         size = max(size, P99_BLOCK_COUNT)
     bb, cb = _blocks(base, size), _blocks(cand, size)
-    b_q = float(np.quantile(base, q)) if base.size else math.nan
-    c_q = float(np.quantile(cand, q)) if cand.size else math.nan
+    if known is not None:
+        b_q, c_q = known
+    else:
+        b_q = float(np.quantile(base, q)) if base.size else math.nan
+        c_q = float(np.quantile(cand, q)) if cand.size else math.nan
     ratio = c_q / b_q if b_q > 0 else math.nan
     nan = math.nan
     if len(bb) < MIN_BLOCKS or len(cb) < MIN_BLOCKS:
@@ -563,6 +567,18 @@ class _Inputs:
     history_cv: dict[str, dict[_Key, tuple[float, int]]]
     #: run id -> energy per inference (mJ)
     energy: pd.Series
+    #: one side's runs (their ids) -> their latencies joined and the p50 and p99 of them, made once for both
+    #: metrics (one partition of the samples instead of one per metric)
+    series: dict[tuple[str, ...], tuple[npt.NDArray[Any], dict[float, float]]] = field(default_factory=dict)
+
+    def joined(self, run_ids: Sequence[str]) -> tuple[npt.NDArray[Any], dict[float, float]]:
+        key = tuple(run_ids)
+        found = self.series.get(key)
+        if found is None:
+            arr = np.concatenate([self.latencies[r] for r in key]).astype(np.float64, copy=False)
+            qs = np.quantile(arr, (0.5, 0.99)) if arr.size else (math.nan, math.nan)
+            found = self.series[key] = (arr, {0.5: float(qs[0]), 0.99: float(qs[1])})
+        return found
 
 
 def _check_metrics(metrics: Sequence[str]) -> None:
@@ -672,8 +688,10 @@ def _test_metric(metric: str, b: pd.DataFrame, c: pd.DataFrame, inputs: _Inputs,
             return None
         if len(bl) >= 2 and len(cl) >= 2:  # one run per agent process: the two-level test
             return compare_processes(bl, cl, 0.5 if metric == "p50" else 0.99), 1e-6
-        return compare_series(np.concatenate(bl), np.concatenate(cl), 0.5 if metric == "p50" else 0.99,
-                              seed=seed, resamples=resamples), 1e-6
+        q = 0.5 if metric == "p50" else 0.99
+        (base, b_qs), (cand, c_qs) = (inputs.joined([r for r in side["run_id"] if r in inputs.latencies])
+                                      for side in (b, c))
+        return compare_series(base, cand, q, seed=seed, resamples=resamples, known=(b_qs[q], c_qs[q])), 1e-6
     if metric == "peak_memory":
         if b["hwm_kb"].isna().all() or c["hwm_kb"].isna().all():
             return None
