@@ -1,7 +1,8 @@
 """Labgrid places as targets (harness/transport/labgrid.py, docs/lab.md) against a REAL labgrid lab on loopback:
 ``labgrid-coordinator --listen 127.0.0.1:0`` and ``labgrid-exporter`` processes (labgrid's own programs), whose
 ``NetworkService`` resources point at real OpenSSH servers (tests/support/sshd.py). One coordinator, one sshd and
-one exporter serve the whole module; a test that kills an exporter starts its own.
+one exporter serve the whole module; a test that kills an exporter starts its own, and one that restarts the
+coordinator its own coordinator.
 
 Without labgrid (the ``lab`` extra, part of ``dev``) or sshd these tests skip, except under CI, where they fail.
 Each test that uses the lab is ``slow`` (and ``sshd``, through its fixtures); the target-file checks are not.
@@ -231,6 +232,79 @@ def test_an_exporter_that_disappears_mid_run_ends_the_jobs_as_stored_errors_and_
             assert "the labgrid exporter lab2 of place pi-2 disappeared" in r["error_message"], r["error_message"]
         assert json.loads(runs[0]["lab"])["lost"].startswith("the labgrid exporter lab2")
         assert_free(coord, "pi-2", lease_home)
+    finally:
+        server.stop()
+        kill_agents(server)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("saved", [True, False], ids=["saved-place", "unsaved-place"])
+def test_a_coordinator_restart_mid_run_ends_the_jobs_as_stored_errors(
+        saved: bool, keys, tmp_path: Path, lease_home: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]):
+    """labgrid's coordinator, restarted on its port and folder, keeps the places it has saved to places.yaml (at
+    most every 15 s, not when it stops) but not who acquired them, drops every reservation, and its exporters exit
+    (status 100). The run in flight ends its jobs as stored errors naming the coordinator and gives back what is
+    left, a place the coordinator forgot included; --resume runs them once the lab is back. A coordinator of its
+    own: the module's one must not restart under the other tests."""
+    reason = labgrid_unavailable()
+    if reason:
+        missing_in_ci("the labgrid tests", reason)
+    # The release after the loss reconnects to the restarted coordinator (1 s, this module's default, can fall
+    # between gRPC's reconnect tries).
+    monkeypatch.setattr(lab, "CONNECT_TIMEOUT_S", 5.0)
+    server = start_sshd(tmp_path / "dev3", keys)
+    match, tags = "lab3/board3/*", {"board": "pi3"}
+    try:
+        # saved: places.yaml as the coordinator leaves it once it has saved; else a place made just now.
+        with Coordinator(tmp_path / "coord3", places={"pi-3": {"match": match, "tags": tags}} if saved else None
+                         ) as coord3:
+            exporter = coord3.exporter("lab3", {"board3": {"NetworkService": {
+                "address": "127.0.0.1", "port": server.port, "username": server.user}}})
+            if not saved:
+                coord3.add_place("pi-3", match=match, tags=tags)
+            tdir = lab_target(tmp_path, server, coord3.address, select='reserve = { board = "pi3" }')
+            plan = synth_plan(tmp_path, latency_ms=10, timed=250)  # 2.5 s and 3.75 s: the restart comes first
+            out: dict = {}
+            runner = threading.Thread(target=lambda: out.update(result=run(tmp_path, tdir, plan)))
+            runner.start()
+            end = time.monotonic() + 60
+            while not list((server.folder / "device-cache" / "journal").glob("*.pid")):  # the first job runs
+                assert time.monotonic() < end and runner.is_alive(), out
+                time.sleep(0.05)
+            assert coord3.place("pi-3").acquired == lab.client_name() and coord3.reservations()
+            assert (coord3.folder / "places.yaml").exists() == saved  # not saved yet: labgrid's first save is at 15 s
+            coord3.restart()
+            runner.join(30)
+            assert not runner.is_alive()
+            code, runs = out["result"]
+            assert code == 3 and [r["status"] for r in runs] == ["error", "error"], runs
+            for r in runs:
+                msg = r["error_message"]
+                assert f"the labgrid coordinator {coord3.address} went away (" in msg, msg
+                assert "a restarted coordinator forgets acquired places, so pi-3 may no longer be ours" in msg, msg
+                assert "\n" not in msg and r["error_category"] == "transport"
+            assert json.loads(runs[0]["lab"])["lost"].startswith(f"the labgrid coordinator {coord3.address} went away")
+            assert "Traceback" not in capsys.readouterr().err
+            assert exporter.proc.wait(10) == 100  # labgrid-exporter exits when its coordinator goes away
+            # The restarted coordinator: no reservation, the saved place free (an unsaved one forgotten), and our
+            # lease record gone either way.
+            assert coord3.reservations() == [] and not list(lease_home.glob("*.json"))
+            if not saved:
+                assert coord3.admin().places == {}
+                coord3.add_place("pi-3", match=match, tags=tags)  # as its admin makes it again
+            assert set(coord3.admin().places) == {"pi-3"}
+            with pytest.raises(lab.LabError, match="the labgrid place pi-3 has no NetworkService resource"):
+                lab.Lease(load_target(tdir / "pi.toml")).acquire()  # until its exporter is back
+            assert_free(coord3, "pi-3", lease_home)
+            # Once the exporter is back (its supervisor starts it again), --resume runs the two jobs.
+            coord3.restart_exporter(exporter)
+            code = main(["run", str(plan), "--targets-dir", str(tdir), "--store", str(tmp_path / "store"),
+                         "--quiet", "--resume"])
+            runs = open_store(tmp_path / "store").runs().sort_values("started_at").to_dict("records")
+            assert code == 0 and [r["status"] for r in runs] == ["error", "error", "ok", "ok"], runs
+            assert "Traceback" not in capsys.readouterr().err
+            assert_free(coord3, "pi-3", lease_home)
     finally:
         server.stop()
         kill_agents(server)
