@@ -566,7 +566,13 @@ class Lease:
                 client.close()
                 client = LabClient(self.coordinator, name=client.name, target=self.target.name)
             if self._maybe_held and self.place is not None:
-                client.release(self.place, fromuser=client.name)
+                try:
+                    client.release(self.place, fromuser=client.name)
+                except LabError as exc:
+                    # A coordinator restarted before it saved the place (labgrid writes places.yaml at most
+                    # every 15 s, and not when it stops) no longer knows it: nothing of ours is left to release.
+                    if "does not exist" not in str(exc):
+                        raise
             if self.reservation is not None:
                 client.cancel_reservation(self.reservation)
         except LabError as exc:
