@@ -18,6 +18,12 @@ compare of two nights <= 1.5 s, each <= 400 MB peak.
     nice python3 benchmarks/store_scale.py                 # generate in /tmp/hilbench-scale, then measure
     nice python3 benchmarks/store_scale.py --runs 200      # a smaller store (10 M samples)
     nice python3 benchmarks/store_scale.py --measure-only  # measure the store as it is now
+    nice python3 benchmarks/store_scale.py --measure-only --s3 3   # ... and on a local S3 stand-in, 3 rounds
+
+``--s3 ROUNDS`` uploads the store (as it is after the last stage) to moto's server on loopback (a STAND-IN for S3,
+tests/support/s3_standin.py, which the dev extra installs) and measures each reader on the folder and on
+``s3://`` alternately, ROUNDS times, printing how many requests each made of the endpoint (its log lines).
+Target (issue 15): within 3x of the folder's targets.
 """
 
 from __future__ import annotations
@@ -139,6 +145,43 @@ STAGES = {
 }
 
 
+def measure_s3(root: Path, rounds: int) -> bool:
+    """The readers on ``root`` and on the same files in the S3 stand-in, alternating, ``rounds`` times."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import tempfile
+
+    from support.s3_standin import BUCKET, S3StandIn
+
+    with tempfile.TemporaryDirectory() as work:
+        s3 = S3StandIn(Path(work))
+        try:
+            client = s3.s3()
+            files = [p for p in root.rglob("*") if p.is_file() and "lock" not in p.name and not p.name.endswith(".tmp")]
+            for p in files:
+                client.upload_file(str(p), BUCKET, "scale/" + p.relative_to(root).as_posix())
+            print(f"uploaded {len(files)} files to the S3 stand-in at {s3.endpoint}", flush=True)
+            env = dict(os.environ, **s3.env())
+            url = f"s3://{BUCKET}/scale"
+            for rnd in range(rounds):
+                for where in (str(root), url):
+                    for task in ("summary", "history", "compare"):
+                        before = s3.log.read_text(errors="replace").count("\n")
+                        out = subprocess.run([sys.executable, __file__, "--root", where, "--child", task], env=env,
+                                             capture_output=True, text=True, check=False)
+                        if out.returncode != 0:
+                            print(out.stderr[-2000:], file=sys.stderr)
+                            return False
+                        record = json.loads(out.stdout.strip().splitlines()[-1])
+                        record.update(round=rnd, store="s3 stand-in" if where == url else "folder",
+                                      load=round(os.getloadavg()[0], 1))
+                        if where == url:
+                            record["requests"] = s3.log.read_text(errors="replace").count("\n") - before
+                        print(json.dumps(record), flush=True)
+        finally:
+            s3.close()
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default="/tmp/hilbench-scale")
@@ -148,6 +191,9 @@ def main() -> int:
     ap.add_argument("--measure-only", action="store_true", help="reuse the store and measure it as it is")
     ap.add_argument("--stages", default=",".join(STAGES),
                     help=f"comma-separated stages to measure in order (default: {','.join(STAGES)})")
+    ap.add_argument("--s3", type=int, default=0, metavar="ROUNDS",
+                    help="then measure the store on a local S3 stand-in (moto) and the folder alternately, ROUNDS "
+                         "times")
     ap.add_argument("--child", choices=("summary", "history", "compare", "migrate", "compact"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -171,6 +217,8 @@ def main() -> int:
         for task in ("summary", "history", "compare"):
             if not _child(task, root, stage):
                 return 1
+    if args.s3 and not measure_s3(root, args.s3):
+        return 1
     return 0
 
 

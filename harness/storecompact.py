@@ -20,8 +20,14 @@ compactions (or migrations) of one store never run at once: each holds the store
 
 An object store (``s3://``, harness/storage.py): ``store migrate`` works there (it only adds summary files, and
 the marker last), without the lock, which an object store cannot hold: run one migration at a time.
-``store compact`` refuses it with one line: deleting the per-run files while other hosts read and write needs
-that lock; compact a local copy instead (docs/lab.md).
+``store compact`` works there too, in two parts. **Merging** is safe whoever else reads, writes or compacts: each
+merged object is one PUT (whole or absent), readers ignore the per-run objects it covers, and the per-run objects
+stay, so two compactions that overwrite each other's merged object lose nothing. **Pruning** (``--prune``)
+deletes the per-run objects a session's merged object covers, as step 2 above, after asking the endpoint for
+the merged object's list again; with no lock to hold, run it from one place at a time (the nightly job): a
+second compaction that replaced the merged object with one covering fewer runs between that check and the
+delete could lose that run's rows. Without ``--prune`` the merged objects only add storage (a compacted
+session's bytes twice) and make readers fast; the per-run objects can be pruned later.
 """
 
 from __future__ import annotations
@@ -79,15 +85,14 @@ def migrate_store(store: Store) -> int:
         return store.migrate()
 
 
-def compact_store(store: Store, *, fail_at: Callable[[str], None] | None = None) -> list[str]:
+def compact_store(store: Store, *, fail_at: Callable[[str], None] | None = None, prune: bool = False) -> list[str]:
     """Compact every closed session of ``store`` (see the module docstring); one line per session compacted.
-    ``fail_at`` (tests) is called with the name of each step before it is taken, to stop there."""
+    ``fail_at`` (tests) is called with the name of each step before it is taken, to stop there. ``prune``: an
+    object store's per-run objects that a merged object covers are deleted too (a local store's always are)."""
     step = fail_at or (lambda _name: None)
     root = store.root
     if store.location.remote:
-        raise StoreError(f"hilbench store compact needs a local store; {root} is an object store (compaction "
-                         "deletes per-run files under a lock an object store cannot hold): compact a local copy, or "
-                         "leave it as it is (readers work the same)")
+        return _compact_remote(store, step, prune)
     store.ensure_folders()
     done: list[str] = []
     with maintenance_lock(root):
@@ -153,3 +158,65 @@ def _compact_session(store: Store, session: str, run_ids: list[str], step: Calla
                                      "again") from exc
                 removed += 1
     return merged, removed
+
+
+def _closed_sessions(store: Store) -> list[tuple[str, list[str]]]:
+    """(session, its run ids) of every session that is no longer running, with ids fit for a file name."""
+    sessions = store.sessions()
+    closed = set(sessions.loc[sessions["status"] != "running", "session_id"].dropna().astype(str))
+    runs = store._read("runs", ["run_id", "session_id"])
+    runs = runs[runs["session_id"].isin(closed)]
+    out = []
+    for session, group in runs.groupby("session_id", sort=True):
+        ids = sorted(str(r) for r in group["run_id"] if _SAFE_ID.match(str(r)))
+        if _SAFE_ID.match(str(session)) and ids:
+            out.append((str(session), ids))
+    return out
+
+
+def _compact_remote(store: Store, step: Callable[[str], None], prune: bool) -> list[str]:
+    """``store compact`` of an object store (module docstring): merge each closed session's per-run objects into
+    one object per table (one PUT each); with ``prune``, then delete the per-run objects the merged object covers
+    as the endpoint has it now."""
+    loc = store.location
+    done: list[str] = []
+    if getattr(store, "schema_version", SCHEMA_VERSION) < SCHEMA_VERSION:
+        n = store.migrate()
+        done.append(f"migrated to schema v{SCHEMA_VERSION}: stored the summaries of {n} runs")
+    listed = {table: set(loc.files(table)) for table in COMPACTED_TABLES}
+    for session, ids in _closed_sessions(store):
+        merged = 0
+        for table in COMPACTED_TABLES:
+            target = loc.path(f"{table}/{COMPACT_PREFIX}{session}.parquet")
+            covered = store._covers(target) if target in listed[table] else None
+            parts: list[pa.Table] = []
+            new: set[str] = set()
+            for run_id in ids:
+                path = loc.path(f"{table}/{run_id}.parquet")
+                if (covered and run_id in covered) or path not in listed[table]:
+                    continue
+                if file_problem(table, path, read=True, location=loc) is not None:
+                    continue  # left as it is: `store check` names it
+                parts.append(loc.read_table(path))
+                new.add(run_id)
+            if parts:
+                step(f"write {table}")
+                store.write_merged(table, session, parts, new)
+                merged += len(parts)
+        removed = 0
+        if prune:
+            for table in COMPACTED_TABLES:
+                target = loc.path(f"{table}/{COMPACT_PREFIX}{session}.parquet")
+                if not loc.present(target):
+                    continue
+                loc._listed.pop(target, None)  # type: ignore[union-attr]  # its list as the endpoint has it now
+                covered = store._covers(target) or frozenset()
+                for run_id in sorted(r for r in covered if _SAFE_ID.match(r)):
+                    path = loc.path(f"{table}/{run_id}.parquet")
+                    if path in listed[table]:
+                        step(f"delete {table}")
+                        removed += int(loc.delete(path))
+        if merged or removed:
+            done.append(f"session {session}: {len(ids)} runs, merged {merged} per-run objects into "
+                        f"{COMPACT_PREFIX}{session}.parquet objects, removed {removed}")
+    return done

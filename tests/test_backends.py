@@ -49,7 +49,7 @@ def model_block(path: Path, extra: str = "", name: str | None = None) -> str:
 def test_quickstart_end_to_end(tmp_path):
     """The bundled plan: ORT and LiteRT, FP32 and INT8, every raw sample stored."""
     plan = load_plan(QUICKSTART_PLAN)
-    quick = replace(plan.policy, warmup={"count": 3}, timed={"count": 50}, percentiles=(50,), processes=1)
+    quick = replace(plan.policy, warmup={"count": 3}, timed={"count": 50}, percentiles=(50,))
     jobs = [replace(j, policy=quick) for j in expand_jobs(plan, {"local": LOCAL})]
     store = open_store(tmp_path / "res")
     result = run_jobs(jobs, store, plan=plan)
@@ -64,8 +64,10 @@ def test_quickstart_end_to_end(tmp_path):
     eff = [json.loads(e) for e in runs["effective_settings"]]
     assert any(e.get("providers") == ["CPUExecutionProvider"] for e in eff)
     assert any(e.get("runtime") == "ai-edge-litert" for e in eff)
+    # three agent processes per model (the plan's policy.processes), folded into one row per configuration
+    assert len(summary) == 3 * len(store.configurations()) and set(summary["processes"]) == {3}
     # the MobileNet-class model is far slower than the digits CNN on the same backend
-    by_model = summary.set_index(["model"])["p50_ns"]
+    by_model = store.configurations().set_index(["model"])["p50_ns"]
     assert by_model["mobilenet-v2-0.35"] > 5 * by_model["digits-cnn"]
 
 

@@ -132,3 +132,13 @@ def test_report_folds_the_processes(three: Path, tmp_path: Path):
     out = tmp_path / "r.html"
     assert main(["report", "--store", str(three), "--output", str(out), "--no-plots"]) == 0
     assert out.read_text(encoding="utf-8").count("3 processes</small>") == 2
+
+
+@pytest.mark.slow
+def test_show_says_which_process_a_run_was_and_names_the_others(three: Path, capsys):
+    summary = open_store(three).summary()
+    mine = summary[summary["model"] == "a"].sort_values("process")
+    ids = list(mine["run_id"])
+    assert main(["show", ids[1], "--store", str(three)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == f"  process   2 of 3 (policy.processes); the others: {ids[0]}, {ids[2]}", out[:3]

@@ -261,10 +261,10 @@ def test_store_urls_are_shown_with_every_credential_masked():
 
 
 @pytest.mark.slow
-def test_summaries_are_stored_with_each_run_migrate_works_and_compact_refuses(s3, capsys):
+def test_summaries_are_stored_with_each_run_migrate_and_compact_work(s3, capsys):
     """Schema v2 on S3: a run's summary is written with it (the same figures as from its samples); a v1 store in
-    the bucket is migrated by `store migrate` through the same code; `store compact` refuses an object store in
-    one line and touches nothing."""
+    the bucket is migrated by `store migrate` through the same code; `store compact` merges each closed session's
+    objects and keeps the per-run ones, `--prune` deletes those; the readers see the same rows throughout."""
     p = prefix()
     url = f"s3://{BUCKET}/{p}"
     fake_lab.build(url, nights=2, n=40, eval_items=0, telemetry=False)
@@ -293,11 +293,34 @@ def test_summaries_are_stored_with_each_run_migrate_works_and_compact_refuses(s3
     merged = [k for k in s3.keys(p) if k.startswith(f"{p}/summaries/")]
     assert merged and all(k.rsplit("/", 1)[1].startswith("session=") for k in merged)
 
-    before = sorted(s3.keys(p))
-    assert main(["store", "compact", "--store", url]) == 1
-    err = one_error_line(capsys.readouterr().err)
-    assert "hilbench store compact needs a local store" in err and f"s3://{BUCKET}/{p}" in err
-    assert sorted(s3.keys(p)) == before
+    # `store compact` on the bucket: merged objects added, the per-run objects kept (no lock to delete under)
+    lat_before = Store(url).timed_latencies(list(runs["run_id"]))
+    before = set(s3.keys(p))
+    assert main(["store", "compact", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert "compacted 2 closed sessions" in out, out
+    after = set(s3.keys(p))
+    assert before < after
+    added = after - before
+    assert {k.split("/")[1] for k in added} == {"samples", "runs"}  # summaries were merged by the migration
+    assert all(k.rsplit("/", 1)[1].startswith("session=") for k in added)
+    compacted = Store(url)
+    assert compacted.summary()[cols].sort_values("run_id").reset_index(drop=True).equals(fresh)
+    lat_after = compacted.timed_latencies(list(runs["run_id"]))
+    assert lat_after.keys() == lat_before.keys() and all((lat_after[r] == lat_before[r]).all() for r in lat_before)
+    assert main(["store", "compact", "--store", url]) == 0  # again: nothing left to merge
+    assert "(nothing to merge)" in capsys.readouterr().out
+    # --prune: the per-run objects the merged ones cover are deleted; the readers see the same rows
+    assert main(["store", "compact", "--store", url, "--prune"]) == 0
+    capsys.readouterr()
+    left = set(s3.keys(p))
+    per_run = [k for k in left if k.split("/")[1] in ("samples", "runs", "summaries")
+               and k.endswith(".parquet") and not k.rsplit("/", 1)[1].startswith("session=")]
+    assert per_run == [] and {k for k in after if "session=" in k} <= left
+    pruned = Store(url)
+    assert pruned.summary()[cols].sort_values("run_id").reset_index(drop=True).equals(fresh)
+    lat_pruned = pruned.timed_latencies(list(runs["run_id"]))
+    assert all((lat_pruned[r] == lat_before[r]).all() for r in lat_before) and len(lat_pruned) == len(lat_before)
 
 
 @pytest.mark.slow

@@ -280,6 +280,16 @@ def cmd_show(args: argparse.Namespace) -> int:
         if session and session[0]["status"] in ("running", "abandoned", "interrupted"):
             detail = session[0]["status_detail"]
             lines.insert(1, f"  session   {session[0]['status']}" + (f": {detail}" if isinstance(detail, str) else ""))
+        k = row.get("processes")
+        if not _missing(k) and k and int(k) > 1 and not _missing(row.get("process")):
+            # one of its configuration's agent processes (policy.processes): which, and the others' ids
+            from harness.analysis.processes import by_configuration
+
+            mine = by_configuration(store.summary(_session_run_ids(store, str(row["session_id"]))))
+            mine = mine[mine["run_ids"].str.split(",").map(lambda ids: row["run_id"] in ids)]
+            others = [r for r in (mine["run_ids"].iloc[0].split(",") if len(mine) else []) if r != row["run_id"]]
+            lines.insert(1, f"  process   {int(row['process'])} of {int(k)} (policy.processes)"
+                            + (f"; the others: {', '.join(others)}" if others else ""))
     finally:
         _print_lines(lines)
     return EXIT_OK

@@ -31,6 +31,9 @@ def add_store_parser(sub: Any, store_arg: Callable[[argparse.ArgumentParser], No
     m.set_defaults(func=cmd_store_migrate)
     k = st_sub.add_parser("compact", help="merge the per-run files of closed sessions into one file per session "
                                           "and table (atomic and resumable; readers see the same rows)")
+    k.add_argument("--prune", action="store_true",
+                   help="an object store (s3://): also delete the per-run objects the merged ones cover (run it from "
+                        "one place at a time; a local store's per-run files are always removed, under its lock)")
     store_arg(k)
     k.set_defaults(func=cmd_store_compact)
 
@@ -78,7 +81,7 @@ def cmd_store_compact(args: argparse.Namespace) -> int:
     from harness.storecompact import compact_store
 
     store = open_checked(args.store)
-    lines = compact_store(store)
+    lines = compact_store(store, prune=args.prune)
     for line in lines:
         sys.stdout.write(safe(line, LINE_LIMIT) + "\n")
     sessions = sum(1 for line in lines if line.startswith("session "))
