@@ -231,9 +231,9 @@ class ObjectStore:
     Each request to an object store costs a round trip, whatever its size, and reading a Parquet file through a
     file system takes several (its footer, then its column chunks). Objects of up to :data:`WHOLE_OBJECT_MAX`
     bytes as listed (the runs, summaries and sessions tables' files, a compacted session's small tables) are
-    therefore fetched **whole, in one GET**, without a HEAD (the listing gave their size), many at once, and
-    kept for this store's life while their listed size and time stay the same (up to :data:`WHOLE_CACHE_MAX`
-    bytes in all): a compacted file's footer (the runs it covers) and its rows then cost one request together.
+    therefore fetched **whole, in one GET** (after the HEAD pyarrow's open makes), many at once, and kept for
+    this store's life while their listed size and time stay the same (up to :data:`WHOLE_CACHE_MAX` bytes in
+    all): a compacted file's footer (the runs it covers) and its rows then cost one fetch together.
     Larger objects (samples) are read by ranges, so a reader of a few runs fetches only their row groups."""
 
     remote = True
@@ -443,11 +443,8 @@ class ObjectStore:
         hit = self._whole.get(path)
         if hit is not None and hit[0] == listed:
             return hit[1]
-        # Opened through a dataset of its listed FileInfo: the size is known, so no HEAD, and one ranged GET
-        # reads it all (FileSystem.open_input_file takes a path and would ask the size first).
-        fragment = next(ds.dataset([self._info(path)], schema=pa.schema([]), format="parquet",
-                                   filesystem=self.filesystem).get_fragments())
-        with fragment.open() as f:
+        # pyarrow asks the object's size first (a HEAD; its open calls take no FileInfo here), then one GET reads it
+        with self.filesystem.open_input_file(path) as f:
             buf = f.read_buffer()
         if sum(b.size for _, b in self._whole.values()) + buf.size <= WHOLE_CACHE_MAX:
             self._whole[path] = (listed, buf)
