@@ -390,17 +390,18 @@ def _wait_acquired(coord: Coordinator, proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_mid_run_releases_the_place(coord, board, tmp_path: Path, lease_home: Path):
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "Ctrl-C"])
+def test_a_signal_mid_run_releases_the_place(coord, board, tmp_path: Path, lease_home: Path, sig, status):
     tdir = lab_target(tmp_path, board, coord.address)
     proc = _start_run(tmp_path, tdir, synth_plan(tmp_path, latency_ms=50, timed=400))
     try:
         _wait_acquired(coord, proc)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 143 and "Traceback" not in err, err
+    assert proc.returncode == status and "Traceback" not in err, err
     assert_free(coord, "pi-1", tmp_path / "cache" / "lab")
 
 

@@ -154,9 +154,11 @@ def test_run_on_a_missing_bucket_or_endpoint_stops_before_any_job(s3, tmp_path, 
 
 
 @pytest.mark.slow
-def test_a_connection_dropped_while_a_run_is_stored_leaves_nothing_half_written(s3, tmp_path, capsys):
-    """Every write of a runs row is dropped on its way: the run's samples (already uploaded) are taken back,
-    no reader sees a run, and the session is closed as failed; the one line says what happened."""
+@pytest.mark.parametrize(("mode", "said"), [("drop", "cannot reach the endpoint"), ("throttle", "throttled")])
+def test_a_connection_dropped_while_a_run_is_stored_leaves_nothing_half_written(s3, tmp_path, capsys, mode, said):
+    """Every write of a runs row is dropped on its way (or throttled, 503 SlowDown, past the SDK's retries): the
+    run's samples (already uploaded) are taken back, no reader sees a run, and the session is closed as failed;
+    the one line says what happened."""
     proxy = FaultProxy(("127.0.0.1", s3.port))
     try:
         p = prefix()
@@ -164,12 +166,12 @@ def test_a_connection_dropped_while_a_run_is_stored_leaves_nothing_half_written(
         plan = tmp_path / "plan.toml"
         plan.write_text(SYNTH.replace("latency_ms = [0.2, 0.4]", "latency_ms = 0.2").replace("count = 80",
                                                                                             "count = 20"))
-        proxy.rule = r"^(PUT|POST) /[^ ]*/runs/"
+        proxy.rule, proxy.mode = r"^(PUT|POST) /[^ ]*/runs/", mode
         code = main(["run", str(plan), "--store", url, "--quiet"])
         out, err = capsys.readouterr()
         assert code == 1 and proxy.hits >= 1
         line = one_error_line(err)
-        assert "stopped taking writes" in line and "cannot reach the endpoint" in line
+        assert "stopped taking writes" in line and said in line, line
         keys = s3.keys(p)
         # (a key ending in "/" is the empty folder marker pyarrow leaves after a delete: no file of any table)
         assert not [k for k in keys if ("/runs/" in k or "/samples/" in k) and not k.endswith("/")], keys
@@ -348,3 +350,18 @@ def test_a_compacted_store_reads_each_small_object_with_one_get(s3, tmp_path):
     merged = [r.split()[1] for r in requests if r.startswith("GET ") and "/session=" in r]
     assert merged and len(merged) == len(set(merged)), requests  # each compacted object: one GET
     assert {m.split("/")[-2] for m in merged} == {"runs", "summaries"}
+
+
+@pytest.mark.slow
+def test_run_with_wrong_credentials_is_one_line_and_stores_nothing(s3, tmp_path, capsys):
+    """A secret key the endpoint refuses: `run` stops before any job, in one line without the secret, and
+    nothing is written under the prefix."""
+    p = prefix()
+    plan = tmp_path / "plan.toml"
+    plan.write_text(SYNTH)
+    url = f"s3://{BUCKET}/{p}?access_key={s3.env()['AWS_ACCESS_KEY_ID']}&secret_key=WRONG-SECRET-123"
+    assert main(["run", str(plan), "--store", url, "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    line = one_error_line(err)
+    assert "refused the credentials" in line and "WRONG-SECRET-123" not in err + out, line
+    assert [k for k in s3.keys(p) if not k.endswith("/")] == []
