@@ -99,3 +99,25 @@ def test_run_lookup_by_prefix(tmp_path):
         store.run("20261124T000000-aa")
     with pytest.raises(StoreError, match="no run"):
         store.run("zzz")
+
+
+def test_many_files_are_read_some_at_a_time_with_the_same_rows(tmp_path, monkeypatch):
+    """A store never compacted has a file per run and table: readers read them in groups (each group one
+    dataset, its chunks joined) to bound memory; the rows, their order and every reader's answer are the same
+    as reading them all at once."""
+    import harness.store as hs
+    from support import fake_lab
+
+    fake_lab.build(tmp_path / "lab", nights=3, n=30, eval_items=0, telemetry=False)
+    at_once = open_store(tmp_path / "lab")
+    runs, summary = at_once.runs(), at_once.summary()
+    samples = at_once.samples(phase="timed")
+    assert len(at_once.location.files("runs")) > 7
+    monkeypatch.setattr(hs, "_FILES_PER_READ", 3)
+    grouped = open_store(tmp_path / "lab")
+    pd.testing.assert_frame_equal(grouped.runs(), runs)
+    pd.testing.assert_frame_equal(grouped.summary(), summary)
+    pd.testing.assert_frame_equal(grouped.samples(phase="timed"), samples)
+    some = list(runs["run_id"][::4])
+    pd.testing.assert_frame_equal(grouped.samples(some).reset_index(drop=True),
+                                  at_once.samples(some).reset_index(drop=True))
