@@ -105,8 +105,9 @@ def test_many_files_are_read_some_at_a_time_with_the_same_rows(tmp_path, monkeyp
     """A store never compacted has a file per run and table: readers read them in groups (each group one
     dataset, its chunks joined) to bound memory; the rows, their order and every reader's answer are the same
     as reading them all at once."""
-    import harness.store as hs
     from support import fake_lab
+
+    import harness.store as hs
 
     fake_lab.build(tmp_path / "lab", nights=3, n=30, eval_items=0, telemetry=False)
     at_once = open_store(tmp_path / "lab")
