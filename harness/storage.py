@@ -411,6 +411,10 @@ class ObjectStore:
         self._listed.pop(key, None)
         return key
 
+    def forget(self, path: str) -> None:
+        """Drop what the last listing said of ``path``: its next stamp (and footer) is asked of the endpoint."""
+        self._listed.pop(path, None)
+
     def present(self, path: str) -> bool:
         """Whether the object is there now (asked of the endpoint, not the last listing)."""
         from pyarrow import fs as pafs

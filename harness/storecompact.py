@@ -99,15 +99,7 @@ def compact_store(store: Store, *, fail_at: Callable[[str], None] | None = None,
         if getattr(store, "schema_version", SCHEMA_VERSION) < SCHEMA_VERSION:
             n = store.migrate()
             done.append(f"migrated to schema v{SCHEMA_VERSION}: stored the summaries of {n} runs")
-        sessions = store.sessions()
-        closed = set(sessions.loc[sessions["status"] != "running", "session_id"].dropna().astype(str))
-        runs = store._read("runs", ["run_id", "session_id"])
-        runs = runs[runs["session_id"].isin(closed)]
-        for session, group in runs.groupby("session_id", sort=True):
-            session = str(session)
-            ids = sorted(str(r) for r in group["run_id"] if _SAFE_ID.match(str(r)))
-            if not _SAFE_ID.match(session) or not ids:
-                continue
+        for session, ids in _closed_sessions(store):
             merged, removed = _compact_session(store, session, ids, step)
             if merged or removed:
                 done.append(f"session {session}: {len(ids)} runs, merged {merged} per-run files into "
@@ -209,7 +201,7 @@ def _compact_remote(store: Store, step: Callable[[str], None], prune: bool) -> l
                 target = loc.path(f"{table}/{COMPACT_PREFIX}{session}.parquet")
                 if not loc.present(target):
                     continue
-                loc._listed.pop(target, None)  # type: ignore[union-attr]  # its list as the endpoint has it now
+                loc.forget(target)  # type: ignore[union-attr]  # its list as the endpoint has it now, not as listed
                 covered = store._covers(target) or frozenset()
                 for run_id in sorted(r for r in covered if _SAFE_ID.match(r)):
                     path = loc.path(f"{table}/{run_id}.parquet")
