@@ -193,6 +193,8 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 #: Runs without a stored summary from which a reader notes that `hilbench store migrate` would help.
 _NOTE_UNSUMMARISED = 200
+#: From how many runs in per-run files (runs/<run_id>.parquet) `Store.summary` suggests `store compact`.
+_NOTE_UNCOMPACTED = 500
 #: Rows a compacted file's row group gathers before it is written (harness/storecompact.py).
 _GROUP_ROWS = 32_768
 #: What a reader's warning about a skipped file tells the user to run.
@@ -625,6 +627,7 @@ class Store:
             stats = stats[stats["count"] > 0]  # a run without samples has no statistics, as from its samples
         if missing and not from_samples:
             self._note_unsummarised(len(missing))
+        self._note_uncompacted()
         computed = self._summaries_by_file(missing, set(all_ids)) if missing else None
         if missing and computed is None:
             samples = self._read("samples", ["run_id", "phase", "latency_ns"], only=set(missing))
@@ -718,6 +721,17 @@ class Store:
         wanted = list(durations)
         with ThreadPoolExecutor(max_workers=self.location.readers) as pool:
             return dict(zip(wanted, pool.map(one, wanted), strict=True))
+
+    def _note_uncompacted(self) -> None:
+        """Say once, where many runs are still in per-run files, what makes every reader faster."""
+        if getattr(self, "_noted_compact", False):
+            return
+        self._noted_compact = True
+        loose = sum(1 for _, covers in self._table_files("runs") if covers is None)
+        if loose >= _NOTE_UNCOMPACTED:
+            _LOG.warning("%s", safe(f"hilbench: note: {loose} runs in {self.root} are in per-run files: `hilbench "
+                                    f"store compact --store {self.root}` merges closed sessions' files into one per "
+                                    "session, and every reader is faster after (docs/lab.md#history-at-scale)", None))
 
     def _note_unsummarised(self, count: int) -> None:
         """Say once, where many runs have no stored summary, what makes every reader faster."""

@@ -325,3 +325,24 @@ def test_samples_in_a_file_named_for_no_run_are_summarised_as_before(tmp_path):
     summary = Store(tmp_path / "res").summary()
     assert list(summary["count"]) == [100, 100] and summary.loc[1, "p50_ns"] == pytest.approx(1149.5)
     pd.testing.assert_frame_equal(summary, Store(tmp_path / "res").summary(from_samples=True), check_exact=True)
+
+
+def test_many_runs_in_per_run_files_get_one_note_naming_store_compact(tmp_path, monkeypatch, caplog):
+    import harness.store as hs
+
+    root = _write_v1(tmp_path / "res", running=False)
+    assert main(["store", "migrate", "--store", str(root)]) == 0
+    n = len(list((root / "runs").glob("*.parquet")))
+    monkeypatch.setattr(hs, "_NOTE_UNCOMPACTED", n)
+    store = Store(root)
+    with caplog.at_level("WARNING", logger="hilbench.store"):
+        store.summary()
+        store.summary()
+    notes = [r.getMessage() for r in caplog.records if "per-run files" in r.getMessage()]
+    assert len(notes) == 1 and f"{n} runs in {root}" in notes[0]
+    assert f"hilbench store compact --store {root}" in notes[0] and "\n" not in notes[0]
+    caplog.clear()
+    assert main(["store", "compact", "--store", str(root)]) == 0
+    with caplog.at_level("WARNING", logger="hilbench.store"):
+        Store(root).summary()
+    assert not [r for r in caplog.records if "per-run files" in r.getMessage()]
