@@ -216,7 +216,8 @@ def main() -> None:
                      delays([0.05, 0.10], m, 200, kind))
     power(100 if args.quick else 300)
     shapes(50 if args.quick else 200)
-    trade_off(10 if args.quick else 50, (("fresh_alpha", 0.005), ("fresh_alpha", 0.01), ("fresh_alpha", 0.02),
+    trade_off(10 if args.quick else 50, (("fresh_alpha", 0.005), ("fresh_alpha", 0.008), ("fresh_alpha", 0.01),
+                                         ("fresh_alpha", 0.02),
                                          ("fresh_penalty", 2.0), ("fresh_penalty", 3.0)))
     print(f"\n({time.perf_counter() - t0:.0f} s)")
 

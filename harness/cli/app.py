@@ -139,8 +139,8 @@ def _analysis_parsers(sub: Any, store_arg: Any) -> None:
     h.add_argument("--fresh-penalty", type=float, default=2.5,
                    help="the same for the newest level in its first 14 nights (default 2.5; the newest 3 nights "
                         "have their own test: --fresh-alpha)")
-    h.add_argument("--fresh-alpha", type=float, default=0.01,
-                   help="false-alarm level of the online test of the newest 3 nights (default 0.01; 0.001: fewer red "
+    h.add_argument("--fresh-alpha", type=float, default=0.008,
+                   help="false-alarm level of the online test of the newest 3 nights (default 0.008; 0.001: fewer red "
                         "nights on noise, 5%% steps caught later; docs/analysis.md)")
     h.add_argument("--plot", help="also draw the flagged series (PNG or SVG)")
     h.add_argument("--fail", action="store_true",
